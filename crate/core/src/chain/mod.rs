@@ -1,0 +1,1 @@
+//! Bitcoin's consensus formats and the header chain.

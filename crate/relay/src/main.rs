@@ -1,0 +1,5 @@
+//! `shoal-relay`: the native relay and the offline chain tools.
+
+fn main() {
+    println!("shoal-relay: nothing here yet");
+}
