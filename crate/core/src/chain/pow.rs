@@ -130,7 +130,7 @@ impl U256 {
     }
 
     /// `self / rhs` for a non-zero `rhs` (schoolbook binary long division).
-    pub fn div(self, rhs: Self) -> Self {
+    pub fn div_u256(self, rhs: Self) -> Self {
         assert!(!rhs.is_zero(), "division by zero");
         let mut quotient = Self::ZERO;
         let mut rem = Self::ZERO;
@@ -147,14 +147,16 @@ impl U256 {
         quotient
     }
 
-    /// Bitwise not.
-    pub fn not(self) -> Self {
-        Self(self.0.map(|l| !l))
-    }
-
     /// The low 64 bits.
     pub fn low_u64(&self) -> u64 {
         self.0[0]
+    }
+}
+
+impl core::ops::Not for U256 {
+    type Output = Self;
+    fn not(self) -> Self {
+        Self(self.0.map(|l| !l))
     }
 }
 
@@ -286,7 +288,7 @@ impl Target {
         // 2^256 / (t + 1) == (~t / (t + 1)) + 1, which stays inside 256 bits.
         match self.0.checked_add(U256::ONE) {
             None => U256::ONE,
-            Some(denominator) => self.0.not().div(denominator).saturating_add(U256::ONE),
+            Some(denominator) => (!self.0).div_u256(denominator).saturating_add(U256::ONE),
         }
     }
 
@@ -379,7 +381,7 @@ mod tests {
         let a = U256([123_456_789_012_345, 987, 0, 0]);
         let b = U256([1_000_003, 0, 0, 0]);
         let expected = ((987u128 << 64) | 123_456_789_012_345) / 1_000_003;
-        let q = a.div(b);
+        let q = a.div_u256(b);
         assert_eq!(u128::from(q.0[0]) | (u128::from(q.0[1]) << 64), expected);
         assert_eq!(a.div_u64(1_000_003), q);
     }
@@ -390,7 +392,7 @@ mod tests {
             let a = U256([limbs[0], limbs[1], limbs[2], 0]);
             if let Some(p) = a.checked_mul_u64(m) {
                 prop_assert_eq!(p.div_u64(m), a);
-                prop_assert_eq!(p.div(U256::from_u64(m)), a);
+                prop_assert_eq!(p.div_u256(U256::from_u64(m)), a);
             }
         }
 
