@@ -155,3 +155,46 @@ pub fn check_block(expected: &BlockHash, bytes: &[u8]) -> Result<(), BlockCheckE
     block.check()?;
     Ok(())
 }
+
+/// A chain of `blocks` small valid blocks (a coinbase each, `payload_bytes` of script, no
+/// proof of work) with its header list: for tests and simulations of the cluster protocol.
+pub fn synthetic_chain(blocks: u32, payload_bytes: usize) -> (HeaderList, Vec<Vec<u8>>) {
+    use crate::chain::{OutPoint, Transaction, TxIn, TxOut};
+    let mut headers = Vec::with_capacity(blocks as usize);
+    let mut raw = Vec::with_capacity(blocks as usize);
+    let mut prev = BlockHash::default();
+    for height in 0..blocks {
+        let mut script_sig = height.to_le_bytes().to_vec();
+        script_sig.resize(payload_bytes.max(4), 0x51);
+        let coinbase = Transaction {
+            version: 1,
+            input: vec![TxIn {
+                previous_output: OutPoint::NULL,
+                script_sig,
+                sequence: u32::MAX,
+                witness: Vec::new(),
+            }],
+            output: vec![TxOut {
+                value: 50,
+                script_pubkey: vec![0x51],
+            }],
+            lock_time: 0,
+        };
+        let mut block = Block {
+            header: Header {
+                version: 1,
+                prev_blockhash: prev,
+                merkle_root: Hash256::default(),
+                time: 1_600_000_000 + height,
+                bits: 0x207f_ffff,
+                nonce: height,
+            },
+            txdata: vec![coinbase],
+        };
+        block.header.merkle_root = block.compute_merkle_root().0;
+        prev = block.block_hash();
+        headers.push(block.header);
+        raw.push(block.encode());
+    }
+    (HeaderList::new(headers), raw)
+}
