@@ -275,6 +275,7 @@ impl Node {
                 self.dial_candidates();
             }
             Input::Headers(view) => {
+                self.forget_reorganised(&view);
                 self.headers = Some(view);
                 self.rescan_shard();
             }
@@ -430,7 +431,6 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
-        self.heard_from(from);
         match message {
             Message::Hello {
                 record,
@@ -444,11 +444,13 @@ impl Node {
                 }
             }
             Message::Ping { nonce, stamp } => {
+                self.heard_from(from, stamp);
                 let mine = self.stamp();
                 self.send(from, Message::Pong { nonce, stamp: mine });
                 self.compare_stamp(from, stamp);
             }
             Message::Pong { nonce, stamp } => {
+                self.heard_from(from, stamp);
                 if let Some(p) = self.peers.get_mut(&from) {
                     if let Some((sent_nonce, sent_ms)) = p.ping {
                         if sent_nonce == nonce {
