@@ -5,6 +5,7 @@
 
 pub mod block;
 pub mod encode;
+pub mod generate;
 pub mod hash;
 pub mod header;
 pub mod merkle;
