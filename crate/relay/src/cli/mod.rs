@@ -1,0 +1,113 @@
+//! The command line: `shoal-relay <group> <command> [--json]`. Each group of commands is a
+//! module here with its own clap `Subcommand`; the relay's `serve` command slots in beside
+//! them as one more variant of [`Command`].
+
+mod block;
+mod chain;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+/// Shoal's native relay and offline chain tools.
+#[derive(Debug, Parser)]
+#[command(name = "shoal-relay", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Print JSON on standard output instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The command groups.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect block files and prove transactions in them.
+    #[command(subcommand)]
+    Block(block::BlockCommand),
+    /// Generate regtest chains.
+    #[command(subcommand)]
+    Chain(chain::ChainCommand),
+}
+
+impl Command {
+    /// Runs the command, printing its report as text or JSON.
+    pub fn run(self, json: bool) -> anyhow::Result<()> {
+        match self {
+            Command::Block(command) => command.run(json),
+            Command::Chain(command) => command.run(json),
+        }
+    }
+}
+
+/// What a command prints on success: its JSON form, or text for people.
+pub trait Report: Serialize {
+    /// The text form.
+    fn text(&self) -> String;
+}
+
+/// Prints `report` in the chosen form.
+pub fn emit(json: bool, report: &impl Report) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
+/// `text` on one line: line breaks become spaces.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The JSON form of a failure: `{"error": reason}`, plus `"height"` when a header sequence
+/// failed at a known height.
+pub fn error_json(_error: &anyhow::Error, reason: &str) -> serde_json::Value {
+    serde_json::json!({ "error": reason })
+}
+
+/// A network named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkArg {
+    /// Bitcoin's main network.
+    Mainnet,
+    /// Testnet3.
+    Testnet,
+    /// The default signet.
+    Signet,
+    /// Regression test mode.
+    Regtest,
+}
+
+impl NetworkArg {
+    /// The lower-case name, as in `blockfile::KNOWN_MAGICS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mainnet => "mainnet",
+            Self::Testnet => "testnet",
+            Self::Signet => "signet",
+            Self::Regtest => "regtest",
+        }
+    }
+}
+
+/// Refuses a `blk*.dat` file framed for another network than `--network` names.
+pub fn check_network(
+    file: &crate::blockfile::BlockFile,
+    network: Option<NetworkArg>,
+) -> anyhow::Result<()> {
+    if let (Some(wanted), crate::blockfile::Framing::BlkFile { magic }) = (network, file.framing) {
+        let found = crate::blockfile::network_of_magic(magic).unwrap_or("unknown");
+        if found != wanted.name() {
+            anyhow::bail!(
+                "wrong network magic: the file's records carry {found}'s magic {}, not {}'s",
+                hex::encode(magic),
+                wanted.name()
+            );
+        }
+    }
+    Ok(())
+}
