@@ -89,7 +89,10 @@ impl BlockFile {
         let framing = match self.framing {
             Framing::Single => "raw block".to_owned(),
             Framing::BlkFile { magic } => {
-                format!("blk ({} magic)", network_of_magic(magic).unwrap_or("unknown"))
+                format!(
+                    "blk ({} magic)",
+                    network_of_magic(magic).unwrap_or("unknown")
+                )
             }
         };
         format!("{framing}, {}", self.encoding.name())
@@ -108,22 +111,12 @@ impl BlockFile {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FileError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The path.
-        path: String,
-        /// The system's reason.
-        source: io::Error,
-    },
+    /// The file could not be read. (Messages leave the path out: callers name the file.)
+    #[error("cannot read the file: {0}")]
+    Io(io::Error),
     /// The file is larger than [`MAX_INPUT_FILE_BYTES`].
-    #[error("{path} is {size} bytes, more than the {MAX_INPUT_FILE_BYTES}-byte input limit")]
-    TooLarge {
-        /// The path.
-        path: String,
-        /// Its size.
-        size: u64,
-    },
+    #[error("the file is {0} bytes, more than the {MAX_INPUT_FILE_BYTES}-byte input limit")]
+    TooLarge(u64),
     /// No bytes (or only whitespace).
     #[error("the file is empty")]
     Empty,
@@ -145,7 +138,9 @@ pub enum FileError {
     #[error("not a block (nor hex text, nor blk*.dat records with a known network magic): {0}")]
     NotABlock(DecodeError),
     /// A `blk*.dat` record header cut short.
-    #[error("blk record {index} at byte {offset}: only {remaining} bytes left, a record header is 8")]
+    #[error(
+        "blk record {index} at byte {offset}: only {remaining} bytes left, a record header is 8"
+    )]
     TruncatedRecordHeader {
         /// The record's index.
         index: usize,
@@ -181,41 +176,31 @@ pub enum FileError {
         available: usize,
     },
     /// A record whose block does not decode.
-    #[error("blk record {index} at byte {offset}: {source}")]
+    #[error("blk record {index} at byte {offset}: {reason}")]
     BadBlock {
         /// The record's index.
         index: usize,
         /// Its offset.
         offset: usize,
         /// The decode error.
-        source: DecodeError,
+        reason: DecodeError,
     },
 }
 
 /// Reads a file of at most [`MAX_INPUT_FILE_BYTES`].
 pub fn read_limited(path: &Path) -> Result<Vec<u8>, FileError> {
-    let io_error = |source| FileError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = fs::File::open(path).map_err(io_error)?;
-    let size = file.metadata().map_err(io_error)?.len();
+    let file = fs::File::open(path).map_err(FileError::Io)?;
+    let size = file.metadata().map_err(FileError::Io)?.len();
     if size > MAX_INPUT_FILE_BYTES {
-        return Err(FileError::TooLarge {
-            path: path.display().to_string(),
-            size,
-        });
+        return Err(FileError::TooLarge(size));
     }
     let mut data = Vec::with_capacity(size as usize);
     // `take` also bounds a file that grows while it is read.
     file.take(MAX_INPUT_FILE_BYTES + 1)
         .read_to_end(&mut data)
-        .map_err(io_error)?;
+        .map_err(FileError::Io)?;
     if data.len() as u64 > MAX_INPUT_FILE_BYTES {
-        return Err(FileError::TooLarge {
-            path: path.display().to_string(),
-            size: data.len() as u64,
-        });
+        return Err(FileError::TooLarge(data.len() as u64));
     }
     Ok(data)
 }
@@ -229,12 +214,17 @@ pub fn read_blocks(path: &Path) -> Result<BlockFile, FileError> {
 /// single block.
 pub fn decode_blocks(data: &[u8]) -> Result<BlockFile, FileError> {
     let (encoding, bytes) = decode_text(data)?;
-    let blk = match KNOWN_MAGICS.iter().find(|(_, m)| bytes.starts_with(m)) {
-        Some(&(network, magic)) => Some(decode_blk(&bytes, magic, network)),
-        None => None,
-    };
+    let blk = KNOWN_MAGICS
+        .iter()
+        .find(|(_, m)| bytes.starts_with(m))
+        .map(|&(network, magic)| decode_blk(&bytes, magic, network));
     let (framing, blocks) = match blk {
-        Some(Ok(blocks)) => (Framing::BlkFile { magic: bytes_4(&bytes) }, blocks),
+        Some(Ok(blocks)) => (
+            Framing::BlkFile {
+                magic: bytes_4(&bytes),
+            },
+            blocks,
+        ),
         // A raw block whose version happens to spell a magic: accept it, else report the
         // blk error, which says more.
         Some(Err(blk_error)) => match Block::decode(&bytes) {
@@ -338,10 +328,10 @@ fn decode_blk(
         }
         let start = offset + 8;
         let end = start + length as usize;
-        let block = Block::decode(&bytes[start..end]).map_err(|source| FileError::BadBlock {
+        let block = Block::decode(&bytes[start..end]).map_err(|reason| FileError::BadBlock {
             index,
             offset,
-            source,
+            reason,
         })?;
         blocks.push(FileBlock {
             block,
@@ -375,6 +365,14 @@ mod tests {
             write_blk_record(&mut out, magic, &b.encode()).unwrap();
         }
         out
+    }
+
+    #[test]
+    fn magics_agree_with_the_core_params() {
+        for network in shoal_core::chain::Network::ALL {
+            let params = network.params();
+            assert_eq!(network_of_magic(params.magic), Some(network.name()));
+        }
     }
 
     #[test]
@@ -415,8 +413,14 @@ mod tests {
             (b"abc".to_vec(), "odd"),
             (genesis[..100].to_vec(), "not a block"),
             (vec![0xde; 300], "not a block"),
-            (framed[..framed.len() - 1].to_vec(), "length 285 but 284 bytes follow"),
-            ([&framed[..], &[0xfa, 0xbf][..]].concat(), "only 2 bytes left"),
+            (
+                framed[..framed.len() - 1].to_vec(),
+                "length 285 but 284 bytes follow",
+            ),
+            (
+                [&framed[..], &[0xfa, 0xbf][..]].concat(),
+                "only 2 bytes left",
+            ),
             (
                 [&framed[..], &[0xf9, 0xbe, 0xb4, 0xd9, 1, 0, 0, 0, 0][..]].concat(),
                 "magic f9beb4d9 differs from the file's fabfb5da",

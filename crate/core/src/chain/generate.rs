@@ -49,13 +49,15 @@ use std::collections::{HashMap, VecDeque};
 use super::block::{Block, MAX_BLOCK_WEIGHT, WITNESS_COMMITMENT_PREFIX};
 use super::hash::{sha256d_pair, BlockHash, Hash256};
 use super::header::{Header, HEADER_SIZE};
+use super::params::ChainParams;
 use super::pow::Target;
 use super::transaction::{OutPoint, Transaction, TxIn, TxOut};
 
 pub use rng::{splitmix64, SeededRng};
 
-/// Regtest's proof-of-work limit and the `nBits` of every regtest block.
-pub const REGTEST_BITS: u32 = 0x207f_ffff;
+/// Regtest's proof-of-work limit and the `nBits` of every regtest block (regtest never
+/// retargets).
+pub const REGTEST_BITS: u32 = ChainParams::REGTEST.genesis.bits;
 
 /// The version of generated blocks: BIP9 version bits with no deployment signalled.
 pub const GENERATED_BLOCK_VERSION: i32 = 0x2000_0000;
@@ -90,7 +92,7 @@ const COIN: u64 = 100_000_000;
 const MIN_SPLIT_VALUE_SAT: u64 = 10_000;
 
 /// The time of the regtest genesis block.
-pub const REGTEST_GENESIS_TIME: u32 = 1_296_688_602;
+pub const REGTEST_GENESIS_TIME: u32 = ChainParams::REGTEST.genesis.time;
 
 /// The script of the genesis coinbase: `nBits` of the first block, `4`, and The Times'
 /// headline of 3 January 2009.
@@ -123,8 +125,8 @@ const fn hex_array<const N: usize>(s: &str) -> [u8; N] {
     out
 }
 
-/// The regtest genesis block: mainnet's genesis transaction under a regtest header (time
-/// 1296688602, `nBits` `0x207fffff`, nonce 2). Its hash is
+/// The regtest genesis block: mainnet's genesis transaction under the regtest genesis header
+/// of [`ChainParams::REGTEST`] (time 1296688602, `nBits` `0x207fffff`, nonce 2). Its hash is
 /// `0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206`.
 pub fn regtest_genesis_block() -> Block {
     let mut script_sig = GENESIS_COINBASE_SCRIPT_PREFIX.to_vec();
@@ -146,18 +148,11 @@ pub fn regtest_genesis_block() -> Block {
         }],
         lock_time: 0,
     };
-    let mut block = Block {
-        header: Header {
-            version: 1,
-            prev_blockhash: BlockHash::ZERO,
-            merkle_root: Hash256::ZERO,
-            time: REGTEST_GENESIS_TIME,
-            bits: REGTEST_BITS,
-            nonce: 2,
-        },
+    let block = Block {
+        header: ChainParams::REGTEST.genesis,
         txdata: vec![coinbase],
     };
-    block.header.merkle_root = block.compute_merkle_root().0;
+    debug_assert!(block.check_merkle_root());
     block
 }
 

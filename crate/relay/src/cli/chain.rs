@@ -13,11 +13,13 @@ use shoal_core::chain::generate::{
     regtest_genesis_block, GenerateConfig, Generator, DEFAULT_BLOCK_INTERVAL_S,
 };
 
+use shoal_core::chain::ChainParams;
+
 use super::{emit, Report};
 use crate::blockfile::write_blk_record;
 
 /// The regtest network magic that frames `blk*.dat` records.
-const REGTEST_MAGIC: [u8; 4] = [0xfa, 0xbf, 0xb5, 0xda];
+const REGTEST_MAGIC: [u8; 4] = ChainParams::REGTEST.magic;
 
 /// The largest target block size accepted (the serialized size a 4,000,000-weight block
 /// can reach is below this).

@@ -4,9 +4,11 @@
 
 mod block;
 mod chain;
+mod headers;
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
+use shoal_core::chain::Network;
 
 /// Shoal's native relay and offline chain tools.
 #[derive(Debug, Parser)]
@@ -27,6 +29,9 @@ pub enum Command {
     /// Inspect block files and prove transactions in them.
     #[command(subcommand)]
     Block(block::BlockCommand),
+    /// Verify header chains.
+    #[command(subcommand)]
+    Headers(headers::HeadersCommand),
     /// Generate regtest chains.
     #[command(subcommand)]
     Chain(chain::ChainCommand),
@@ -37,6 +42,7 @@ impl Command {
     pub fn run(self, json: bool) -> anyhow::Result<()> {
         match self {
             Command::Block(command) => command.run(json),
+            Command::Headers(command) => command.run(json),
             Command::Chain(command) => command.run(json),
         }
     }
@@ -65,8 +71,11 @@ pub fn one_line(text: &str) -> String {
 
 /// The JSON form of a failure: `{"error": reason}`, plus `"height"` when a header sequence
 /// failed at a known height.
-pub fn error_json(_error: &anyhow::Error, reason: &str) -> serde_json::Value {
-    serde_json::json!({ "error": reason })
+pub fn error_json(error: &anyhow::Error, reason: &str) -> serde_json::Value {
+    match error.downcast_ref::<headers::SequenceFailure>() {
+        Some(failure) => serde_json::json!({ "error": reason, "height": failure.height }),
+        None => serde_json::json!({ "error": reason }),
+    }
 }
 
 /// A network named on the command line.
@@ -83,14 +92,19 @@ pub enum NetworkArg {
 }
 
 impl NetworkArg {
+    /// The core's network.
+    pub fn network(self) -> Network {
+        match self {
+            Self::Mainnet => Network::Mainnet,
+            Self::Testnet => Network::Testnet,
+            Self::Signet => Network::Signet,
+            Self::Regtest => Network::Regtest,
+        }
+    }
+
     /// The lower-case name, as in `blockfile::KNOWN_MAGICS`.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Mainnet => "mainnet",
-            Self::Testnet => "testnet",
-            Self::Signet => "signet",
-            Self::Regtest => "regtest",
-        }
+        self.network().name()
     }
 }
 

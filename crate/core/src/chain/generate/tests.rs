@@ -4,7 +4,7 @@ use bitcoin::consensus::deserialize;
 
 use super::*;
 use crate::chain::block::WitnessCommitment;
-use crate::chain::Txid;
+use crate::chain::{ChainParams, HeaderChain, HeaderChainConfig, Txid};
 
 fn config(blocks: u32, txs_per_block: u32, seed: u64) -> GenerateConfig {
     GenerateConfig {
@@ -258,4 +258,31 @@ fn block_time_overflow_is_an_error() {
         config.block_time(2),
         Err(GenerateError::TimeOverflow { height: 2 })
     );
+}
+
+/// The generated chain is one the header chain accepts: header by header as a node receives
+/// it, and as one byte sequence with or without genesis.
+#[test]
+fn header_chain_accepts_generated_chains() {
+    let blocks = generate_chain(&config(40, 3, 11)).unwrap();
+    let now_s = u64::from(blocks[39].header.time);
+    let mut chain = HeaderChain::with_config(ChainParams::REGTEST, HeaderChainConfig::default());
+    for block in &blocks {
+        chain.accept(&block.header, now_s).unwrap();
+    }
+    assert_eq!(chain.tip_height(), 40);
+    assert_eq!(chain.tip_hash(), blocks[39].block_hash());
+
+    let mut bytes = regtest_genesis_block().header.encode().to_vec();
+    for block in &blocks {
+        bytes.extend_from_slice(&block.header.encode());
+    }
+    for from in [0, 80] {
+        let summary =
+            HeaderChain::verify_sequence(&ChainParams::REGTEST, &bytes[from..], now_s).unwrap();
+        assert_eq!(summary.tip_height, 40);
+        assert_eq!(summary.tip_hash, blocks[39].block_hash());
+        // Regtest work is 2 per block, genesis included.
+        assert_eq!(summary.total_work, crate::chain::U256::from_u64(2 * 41));
+    }
 }
