@@ -440,4 +440,31 @@ mod tests {
             assert!(!error.contains('\n'));
         }
     }
+
+    proptest::proptest! {
+        /// Hostile bytes: any input is decoded or refused with a one-line reason, never a
+        /// panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            if let Err(e) = decode_blocks(&data) {
+                proptest::prop_assert!(!e.to_string().contains('\n'));
+            }
+        }
+
+        /// Arbitrary records behind a valid magic, and every cut of a valid blk file.
+        #[test]
+        fn framed_garbage_and_cuts_never_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+            cut in 0usize..600,
+        ) {
+            let framed = [&REGTEST[..], &body].concat();
+            let _ = decode_blocks(&framed);
+            let valid = blk(&[regtest_genesis_block(), regtest_genesis_block()], REGTEST);
+            let cut = cut.min(valid.len());
+            let result = decode_blocks(&valid[..cut]);
+            if cut == valid.len() {
+                proptest::prop_assert!(result.is_ok());
+            }
+        }
+    }
 }

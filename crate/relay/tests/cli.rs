@@ -414,3 +414,67 @@ fn malformed_inputs_fail_with_one_line_reasons() {
     assert!(!dir.join("no-such-dir").exists());
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A block whose transactions no longer match its Merkle root, and one whose witness no
+/// longer matches its commitment: inspect says so (and exits 0: reporting is its job);
+/// prove refuses to prove from a block that does not match its root.
+#[test]
+fn inspect_reports_broken_blocks_and_prove_refuses_them() {
+    let dir = scratch("broken");
+    let chain = dir.join("chain.dat");
+    json_ok(&[
+        "chain",
+        "generate",
+        "--blocks",
+        "3",
+        "--txs-per-block",
+        "8",
+        "--seed",
+        "11",
+        "--out",
+        chain.to_str().unwrap(),
+    ]);
+    let block = blk_blocks(&fs::read(&chain).unwrap()).remove(3);
+
+    let mut bad_merkle = block.clone();
+    let last = bad_merkle.txdata.len() - 1;
+    bad_merkle.txdata[last].lock_time = bitcoin::absolute::LockTime::from_consensus(999);
+    let bad_merkle_path = dir.join("bad-merkle.bin");
+    fs::write(&bad_merkle_path, bitcoin::consensus::serialize(&bad_merkle)).unwrap();
+    let v = json_ok(&["block", "inspect", bad_merkle_path.to_str().unwrap()]);
+    let b = &v["blocks"][0];
+    assert_eq!(b["merkle_root_valid"], false);
+    assert_eq!(b["valid"], false);
+    assert!(b["error"]
+        .as_str()
+        .unwrap()
+        .contains("merkle root mismatch"));
+    let txid = display_hex(bad_merkle.txdata[last].compute_txid().to_byte_array());
+    fails(
+        &["block", "prove", bad_merkle_path.to_str().unwrap(), &txid],
+        "do not match its Merkle root",
+    );
+
+    let mut bad_witness = block.clone();
+    let segwit = (1..bad_witness.txdata.len())
+        .find(|&i| !bad_witness.txdata[i].input[0].witness.is_empty())
+        .expect("a segwit spend");
+    bad_witness.txdata[segwit].input[0].witness =
+        bitcoin::Witness::from_slice(&[vec![0x30; 71], vec![0x02; 33]]);
+    let bad_witness_path = dir.join("bad-witness.bin");
+    fs::write(
+        &bad_witness_path,
+        bitcoin::consensus::serialize(&bad_witness),
+    )
+    .unwrap();
+    let v = json_ok(&["block", "inspect", bad_witness_path.to_str().unwrap()]);
+    let b = &v["blocks"][0];
+    assert_eq!(b["merkle_root_valid"], true);
+    assert_eq!(b["witness_commitment"], "invalid");
+    assert!(b["witness_commitment_error"]
+        .as_str()
+        .unwrap()
+        .contains("mismatch"));
+    assert_eq!(b["valid"], false);
+    let _ = fs::remove_dir_all(&dir);
+}
