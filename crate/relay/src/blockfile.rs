@@ -4,6 +4,7 @@
 //! says precisely why bytes that are none of them are refused. It is the relay's block import
 //! (DESIGN: "block source … file import") and the input of the offline tools.
 
+use std::borrow::Cow;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -246,7 +247,7 @@ pub fn decode_blocks(data: &[u8]) -> Result<BlockFile, FileError> {
 /// Decodes hex text (whitespace ignored) or passes binary through. Text is any file made only
 /// of printable ASCII and whitespace: a serialized block always holds other bytes (its
 /// header's zero bytes, its counts), so a text file can only be meant as hex.
-pub fn decode_text(data: &[u8]) -> Result<(Encoding, Vec<u8>), FileError> {
+pub fn decode_text(data: &[u8]) -> Result<(Encoding, Cow<'_, [u8]>), FileError> {
     if data.is_empty() {
         return Err(FileError::Empty);
     }
@@ -254,7 +255,7 @@ pub fn decode_text(data: &[u8]) -> Result<(Encoding, Vec<u8>), FileError> {
         .iter()
         .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
     if !is_text {
-        return Ok((Encoding::Binary, data.to_vec()));
+        return Ok((Encoding::Binary, Cow::Borrowed(data)));
     }
     let mut digits = Vec::with_capacity(data.len());
     for (offset, &b) in data.iter().enumerate() {
@@ -276,7 +277,7 @@ pub fn decode_text(data: &[u8]) -> Result<(Encoding, Vec<u8>), FileError> {
         });
     }
     let bytes = digits.chunks_exact(2).map(|p| (p[0] << 4) | p[1]).collect();
-    Ok((Encoding::Hex, bytes))
+    Ok((Encoding::Hex, Cow::Owned(bytes)))
 }
 
 fn bytes_4(bytes: &[u8]) -> [u8; 4] {

@@ -27,6 +27,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Inspect block files and prove transactions in them.
+    ///
+    /// FILE is one raw block, the same as hex text (whitespace ignored), or Bitcoin Core
+    /// blk*.dat records (network magic, 32-bit length, block; several; zero padding at the
+    /// end allowed), recognised from the content.
     #[command(subcommand)]
     Block(block::BlockCommand),
     /// Verify header chains.
