@@ -218,6 +218,12 @@ fn generated_chain_round_trip() {
     assert_eq!(part["count"], 12);
     assert_eq!(part["tip_height"], 12);
     assert_eq!(part["total_work"], all["total_work"]);
+    let as_hex = dir.join("headers.hex");
+    fs::write(&as_hex, hex::encode(&bytes[80..]) + "\n").unwrap();
+    assert_eq!(
+        json_ok(&["headers", "verify", as_hex.to_str().unwrap()]),
+        part
+    );
 
     // Version 1 at height 7: obsolete (BIP34/65/66) or, with the hash changed, bad proof
     // of work; either way height 7 fails and the later headers are never reached.

@@ -49,7 +49,7 @@ use std::collections::{HashMap, VecDeque};
 use super::block::{Block, MAX_BLOCK_WEIGHT, WITNESS_COMMITMENT_PREFIX};
 use super::hash::{sha256d_pair, BlockHash, Hash256};
 use super::header::{Header, HEADER_SIZE};
-use super::params::ChainParams;
+use super::params::{ChainParams, MEDIAN_TIME_SPAN};
 use super::pow::Target;
 use super::transaction::{OutPoint, Transaction, TxIn, TxOut};
 
@@ -71,9 +71,6 @@ pub const DEFAULT_BLOCK_INTERVAL_S: u32 = 600;
 /// The most unspent outputs the generator remembers; beyond this the oldest-placed are
 /// forgotten (they stay unspent forever). Bounds memory on long runs.
 pub const MAX_COIN_POOL: usize = 100_000;
-
-/// The number of blocks whose median time a new block must exceed.
-const MEDIAN_TIME_SPAN: usize = 11;
 
 /// An upper bound on the serialized size of any transaction the generator builds
 /// (three inputs, three payment outputs and a 40-byte `OP_RETURN`).
