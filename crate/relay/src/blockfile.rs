@@ -2,7 +2,8 @@
 //! Core's `blk*.dat` framing (network magic, little-endian `u32` length, block; repeated,
 //! possibly followed by zero padding). [`read_blocks`] tells them apart by content alone and
 //! says precisely why bytes that are none of them are refused. It is the relay's block import
-//! (DESIGN: "block source … file import") and the input of the offline tools.
+//! (DESIGN: "block source … file import", feeding new blocks for S14/S15) and the input of the
+//! offline tools.
 
 use std::borrow::Cow;
 use std::fs;
