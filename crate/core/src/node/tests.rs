@@ -327,3 +327,27 @@ fn bad_configs_are_refused() {
     assert_eq!(bad.validate(), Err(ConfigError::OfflineBeforeHeartbeat));
     assert_eq!(Config::default().validate(), Ok(()));
 }
+
+/// The verified header chain from `chain::headers` plugs into the node as its header view.
+#[test]
+fn header_chain_is_a_header_view() {
+    use crate::chain::generate::{generate_chain, GenerateConfig};
+    use crate::chain::headers::HeaderChain;
+    use crate::chain::params::ChainParams;
+    let blocks = generate_chain(&GenerateConfig {
+        blocks: 5,
+        ..GenerateConfig::default()
+    })
+    .unwrap();
+    let mut chain = HeaderChain::new(ChainParams::REGTEST);
+    // generate_chain returns the blocks after genesis: blocks[i] is at height i + 1.
+    for block in &blocks {
+        chain.accept(&block.header, u64::from(u32::MAX)).unwrap();
+    }
+    let view: &dyn HeaderView = &chain;
+    assert_eq!(view.tip_height(), Some(blocks.len() as u32));
+    let hash = blocks[3].block_hash();
+    assert_eq!(view.height_of(&hash), Some(4));
+    assert_eq!(view.block_hash_at(4), Some(hash));
+    assert!(chain_seam::check_block(&hash, &blocks[3].encode()).is_ok());
+}
