@@ -332,7 +332,11 @@ impl Node {
                 Some(stale) => {
                     self.peers.remove(&stale);
                 }
-                None => return,
+                None => {
+                    // Table full: answer with who we are, but keep no state for this peer.
+                    let hello = self.hello();
+                    return self.send(peer, hello);
+                }
             }
         }
         self.candidates.retain(|c| c.id != peer);
@@ -437,10 +441,14 @@ impl Node {
                 cluster,
                 open_slots,
             } => {
+                let archive = record.archive;
                 if let Some(p) = self.peers.get_mut(&from) {
                     p.record = Some(record);
                     p.cluster = cluster;
                     p.open_slots = open_slots;
+                }
+                if archive {
+                    self.unpark_all();
                 }
             }
             Message::Ping { nonce, stamp } => {
