@@ -301,12 +301,8 @@ impl Node {
         let due = self.timers[id as usize];
         match due {
             Some(at) if at <= self.now_ms => self.timers[id as usize] = None,
-            // Stale or early: the pending deadline stands; make sure the shell still has it.
-            Some(at) => {
-                self.push(Output::SetTimer { id, at_ms: at });
-                return;
-            }
-            None => return,
+            // Stale (replaced by a later SetTimer) or early: the pending deadline stands.
+            _ => return,
         }
         match id {
             TimerId::Formation => self.on_formation_timer(),
