@@ -5,6 +5,8 @@
 
 pub mod block;
 pub mod encode;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod hash;
 pub mod header;
 pub mod merkle;
