@@ -9,28 +9,28 @@ use bitcoin::consensus::deserialize;
 use bitcoin::hashes::Hash as _;
 use shoal_core::chain::{sha256d, Block};
 
-/// Rounds per case; the median round is reported.
-const ROUNDS: usize = 7;
+/// Rounds per case; shoal-core and bitcoin rounds alternate, so that a change in machine load
+/// hits both; the medians are reported, and the median of the per-round ratios.
+const ROUNDS: usize = 9;
 /// Time spent in one round.
-const ROUND_TIME: Duration = Duration::from_millis(300);
+const ROUND_TIME: Duration = Duration::from_millis(200);
 /// A bound on iterations per round, whatever the speed.
 const MAX_ITERATIONS_PER_ROUND: u64 = 50_000_000;
 
-/// Median nanoseconds per call of `f`.
-fn time_ns(mut f: impl FnMut()) -> f64 {
-    f();
-    let mut rounds = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let start = Instant::now();
-        let mut iterations = 0u64;
-        while start.elapsed() < ROUND_TIME && iterations < MAX_ITERATIONS_PER_ROUND {
-            f();
-            iterations += 1;
-        }
-        rounds.push(start.elapsed().as_nanos() as f64 / iterations as f64);
+/// Nanoseconds per call of `f` over one round.
+fn round_ns(f: &mut impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut iterations = 0u64;
+    while start.elapsed() < ROUND_TIME && iterations < MAX_ITERATIONS_PER_ROUND {
+        f();
+        iterations += 1;
     }
-    rounds.sort_by(f64::total_cmp);
-    rounds[ROUNDS / 2]
+    start.elapsed().as_nanos() as f64 / iterations as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn human(ns: f64) -> String {
@@ -43,9 +43,23 @@ fn human(ns: f64) -> String {
     }
 }
 
-fn compare(name: &str, bytes_per_call: Option<usize>, ours: impl FnMut(), theirs: impl FnMut()) {
-    let ours = time_ns(ours);
-    let theirs = time_ns(theirs);
+fn compare(
+    name: &str,
+    bytes_per_call: Option<usize>,
+    mut ours: impl FnMut(),
+    mut theirs: impl FnMut(),
+) {
+    ours();
+    theirs();
+    let (mut ours_ns, mut theirs_ns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let o = round_ns(&mut ours);
+        let t = round_ns(&mut theirs);
+        ours_ns.push(o);
+        theirs_ns.push(t);
+        ratios.push(o / t);
+    }
+    let (ours, theirs, ratio) = (median(ours_ns), median(theirs_ns), median(ratios));
     let rate = |ns: f64| match bytes_per_call {
         Some(n) => format!(" ({:.0} MB/s)", n as f64 / ns * 1e3),
         None => String::new(),
@@ -56,7 +70,7 @@ fn compare(name: &str, bytes_per_call: Option<usize>, ours: impl FnMut(), theirs
         rate(ours),
         human(theirs),
         rate(theirs),
-        ours / theirs
+        ratio
     );
 }
 

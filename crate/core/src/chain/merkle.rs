@@ -48,9 +48,9 @@
 //!      bytes in a fixed place.
 //!
 //!   A verifier that knows neither the depth nor the transaction bytes (a bare txid against a
-//!   bare header) is exposed to direction 2 at a cost of roughly 2^70 hash operations plus a
-//!   mined block; Shoal's queries carry the transaction, and answers may carry the coinbase
-//!   proof to close it completely.
+//!   bare header) stays exposed to direction 2, at a cost published estimates put between
+//!   about 2^60 and 2^72 double-SHA-256 operations plus mining a block. Checking the
+//!   transaction closes direction 1; pinning the depth closes both.
 
 use super::block::{Block, MAX_BLOCK_WEIGHT};
 use super::encode::{put_compact_size, DecodeError, Reader, Sink};
@@ -211,6 +211,9 @@ pub enum ProofError {
 }
 
 /// Proof that a transaction is at position `pos` of block `block_hash` (at `height`).
+///
+/// Electrum's `get_merkle` lists the branch as hex in display (byte-reversed) order: that is
+/// [`Hash256`]'s `Display` and `FromStr`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct MerkleProof {
     /// The block whose header holds the root.
