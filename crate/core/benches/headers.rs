@@ -91,6 +91,20 @@ fn main() {
     });
     report("HeaderChain::accept, one at a time", accept_s, baseline_s);
 
+    let reserved_s = time_s(|| {
+        let mut chain = HeaderChain::new(params);
+        chain.reserve(HEADERS);
+        for header in &headers {
+            chain.accept(header, NOW_S).expect("valid header");
+        }
+        black_box(chain);
+    });
+    report(
+        "HeaderChain::accept, one at a time, reserved",
+        reserved_s,
+        baseline_s,
+    );
+
     let batch_s = time_s(|| {
         let mut chain = HeaderChain::new(params);
         for batch in headers.chunks(BATCH) {

@@ -102,6 +102,8 @@ struct SideEntry {
     height: u32,
     /// How many side entries have this one as parent; zero makes it an evictable leaf.
     side_children: u32,
+    /// What the minimum-difficulty walk-back returns from this entry.
+    walkback_bits: u32,
 }
 
 /// Where a header's parent is.
@@ -111,23 +113,30 @@ enum Parent {
     Side { height: u32 },
 }
 
-/// A header's ancestors, from its parent down to genesis, whichever branch they are on.
+/// A header's ancestors, from its parent down, whichever branch they are on.
 struct Ancestors<'a> {
     best: &'a [BestEntry],
-    /// Side-branch headers from the parent down to just above the fork point.
+    /// Side-branch headers from the parent down, as deep as needed or to the fork point.
     side: Vec<&'a Header>,
+    /// Whether `side` reaches the fork point (so deeper heights are on the best chain).
+    side_complete: bool,
     /// The parent's height.
     top: u32,
+    /// What the minimum-difficulty walk-back returns from the parent.
+    walkback_bits: u32,
 }
 
 impl Ancestors<'_> {
-    /// The ancestor at `height` (at most `top`).
+    /// The ancestor at `height` (at most `top`, and within the depth collected).
     fn at(&self, height: u32) -> &Header {
         debug_assert!(height <= self.top);
         let back = (self.top - height) as usize;
         match self.side.get(back) {
             Some(header) => header,
-            None => &self.best[height as usize].header,
+            None => {
+                debug_assert!(self.side_complete, "ancestor deeper than collected");
+                &self.best[height as usize].header
+            }
         }
     }
 
@@ -147,6 +156,8 @@ impl Ancestors<'_> {
 struct Checked {
     parent: Parent,
     height: u32,
+    /// The minimum-difficulty walk-back from the parent.
+    parent_walkback_bits: u32,
 }
 
 /// The header chain. See the [module documentation](self).
@@ -242,8 +253,7 @@ impl HeaderChain {
             check_version: true,
         };
         let mut chain = Self::with_config(*params, config);
-        chain.best.reserve(count);
-        chain.best_index.reserve(count);
+        chain.reserve(count);
         let mut chunks = bytes.chunks_exact(HEADER_SIZE);
         let mut first = true;
         for chunk in chunks.by_ref() {
@@ -425,6 +435,14 @@ impl HeaderChain {
         }
     }
 
+    /// Makes room for `additional` more best-chain headers, for a caller that knows how many
+    /// are coming (a sync from a peer that announced its height): growing the index in one
+    /// step instead of several roughly halves the cost of a long sync.
+    pub fn reserve(&mut self, additional: usize) {
+        self.best.reserve(additional);
+        self.best_index.reserve(additional);
+    }
+
     /// Checks a header and stores it if valid. On error nothing is stored.
     pub fn accept(&mut self, header: &Header, now_s: u64) -> Result<Accepted, HeaderError> {
         self.accept_hashed(header, header.block_hash(), now_s)
@@ -479,14 +497,20 @@ impl HeaderChain {
 
     /// Every consensus check; changes nothing.
     fn check(&self, header: &Header, hash: BlockHash, now_s: u64) -> Result<Checked, HeaderError> {
-        if let Some(info) = self.get(&hash) {
+        let prev = header.prev_blockhash;
+        let parent = if prev == self.tip_hash {
+            // The common case. The tip never has a stored child (a new tip is always a fresh
+            // header), so this cannot be a duplicate: two lookups saved.
+            debug_assert!(!self.contains(&hash));
+            Parent::Best {
+                height: self.tip_height(),
+            }
+        } else if let Some(info) = self.get(&hash) {
             return Err(HeaderError::Duplicate {
                 hash,
                 height: info.height,
             });
-        }
-        let prev = header.prev_blockhash;
-        let parent = if let Some(&height) = self.best_index.get(&prev) {
+        } else if let Some(&height) = self.best_index.get(&prev) {
             Parent::Best { height }
         } else if let Some(e) = self.side.get(&prev) {
             Parent::Side { height: e.height }
@@ -517,7 +541,13 @@ impl HeaderChain {
             });
         }
 
-        let ancestors = self.ancestors(&prev, parent);
+        let interval = self.params.difficulty_adjustment_interval();
+        let depth = if height % interval == 0 && !self.params.pow_no_retargeting {
+            interval as usize
+        } else {
+            MEDIAN_TIME_SPAN
+        };
+        let ancestors = self.ancestors(&prev, parent, depth);
         let expected = self.next_work_required(&ancestors, header.time);
         if header.bits != expected {
             return Err(HeaderError::BadDifficulty {
@@ -556,30 +586,48 @@ impl HeaderChain {
                 });
             }
         }
-        Ok(Checked { parent, height })
+        Ok(Checked {
+            parent,
+            height,
+            parent_walkback_bits: ancestors.walkback_bits,
+        })
     }
 
-    /// The ancestors of a header whose parent, `prev`, is at `parent`.
-    fn ancestors(&self, prev: &BlockHash, parent: Parent) -> Ancestors<'_> {
+    /// The ancestors of a header whose parent, `prev`, is at `parent`; on a side branch,
+    /// collected `depth` deep at most.
+    fn ancestors(&self, prev: &BlockHash, parent: Parent, depth: usize) -> Ancestors<'_> {
         match parent {
             Parent::Best { height } => Ancestors {
                 best: &self.best[..=height as usize],
                 side: Vec::new(),
+                side_complete: true,
                 top: height,
+                walkback_bits: if height == self.tip_height() {
+                    self.tip_walkback_bits
+                } else {
+                    self.walkback_on_best(height)
+                },
             },
             Parent::Side { height } => {
-                // Collect the side branch down to the best chain.
                 let mut side = Vec::new();
                 let mut cursor = *prev;
-                while let Some(e) = self.side.get(&cursor) {
+                let mut walkback_bits = None;
+                while side.len() < depth {
+                    let Some(e) = self.side.get(&cursor) else {
+                        break;
+                    };
+                    walkback_bits.get_or_insert(e.walkback_bits);
                     side.push(&e.header);
                     cursor = e.header.prev_blockhash;
                 }
-                debug_assert!(self.best_index.contains_key(&cursor));
+                let side_complete = !self.side.contains_key(&cursor);
+                debug_assert!(!side_complete || self.best_index.contains_key(&cursor));
                 Ancestors {
                     best: &self.best,
                     side,
+                    side_complete,
                     top: height,
+                    walkback_bits: walkback_bits.unwrap_or(self.pow_limit_bits),
                 }
             }
         }
@@ -601,11 +649,7 @@ impl HeaderChain {
             if i64::from(time) > i64::from(last.time) + 2 * spacing_s {
                 return self.pow_limit_bits;
             }
-            let is_tip = ancestors.side.is_empty() && ancestors.top == self.tip_height();
-            if is_tip {
-                return self.tip_walkback_bits;
-            }
-            return self.walkback_bits(ancestors, ancestors.top);
+            return ancestors.walkback_bits;
         }
         if self.params.pow_no_retargeting {
             return last.bits;
@@ -615,17 +659,27 @@ impl HeaderChain {
             .calculate_next_work_required(last.bits, last.time, first.time)
     }
 
-    /// Core's walk back from `height` over minimum-difficulty blocks, stopping at a period's
-    /// first block or genesis.
-    fn walkback_bits(&self, ancestors: &Ancestors<'_>, height: u32) -> u32 {
+    /// Core's walk back from the best chain's block at `height` over minimum-difficulty
+    /// blocks, stopping at a period's first block or genesis.
+    fn walkback_on_best(&self, height: u32) -> u32 {
         let interval = self.params.difficulty_adjustment_interval();
         let mut h = height;
         loop {
-            let header = ancestors.at(h);
-            if h == 0 || h % interval == 0 || header.bits != self.pow_limit_bits {
-                return header.bits;
+            let bits = self.best[h as usize].header.bits;
+            if h == 0 || h % interval == 0 || bits != self.pow_limit_bits {
+                return bits;
             }
             h -= 1;
+        }
+    }
+
+    /// The walk-back from a block at `height` with `bits`, given the walk-back from its parent.
+    fn walkback_step(&self, height: u32, bits: u32, parent_walkback_bits: u32) -> u32 {
+        let interval = self.params.difficulty_adjustment_interval();
+        if height % interval == 0 || bits != self.pow_limit_bits {
+            bits
+        } else {
+            parent_walkback_bits
         }
     }
 
@@ -672,6 +726,7 @@ impl HeaderChain {
         if let Some(parent) = self.side.get_mut(&prev) {
             parent.side_children += 1;
         }
+        let walkback_bits = self.walkback_step(height, header.bits, checked.parent_walkback_bits);
         self.side.insert(
             hash,
             SideEntry {
@@ -679,6 +734,7 @@ impl HeaderChain {
                 chainwork,
                 height,
                 side_children: 0,
+                walkback_bits,
             },
         );
         Ok(Accepted::SideBranch { height, hash })
@@ -691,10 +747,7 @@ impl HeaderChain {
         self.best.push(BestEntry { header, chainwork });
         self.best_index.insert(hash, height);
         self.tip_hash = hash;
-        let interval = self.params.difficulty_adjustment_interval();
-        if height % interval == 0 || header.bits != self.pow_limit_bits {
-            self.tip_walkback_bits = header.bits;
-        }
+        self.tip_walkback_bits = self.walkback_step(height, header.bits, self.tip_walkback_bits);
     }
 
     /// Switches the best chain to the branch ending with `header`, which has more work.
@@ -707,6 +760,7 @@ impl HeaderChain {
             cursor = e.header.prev_blockhash;
         }
         let fork_height = self.best_index[&cursor];
+        let interval = self.params.difficulty_adjustment_interval();
 
         let mut disconnected = Vec::with_capacity((self.tip_height() - fork_height) as usize);
         while self.tip_height() > fork_height {
@@ -724,10 +778,25 @@ impl HeaderChain {
                     chainwork: e.chainwork,
                     height,
                     side_children: 0,
+                    walkback_bits: 0, // set below
                 },
             );
             disconnected.push((height, old_hash));
         }
+        // The walk-backs of the disconnected blocks, from the fork point up.
+        let mut walkback_bits = self.walkback_on_best(fork_height);
+        for (height, old_hash) in disconnected.iter().rev() {
+            if let Some(e) = self.side.get_mut(old_hash) {
+                let bits = e.header.bits;
+                walkback_bits = if height % interval == 0 || bits != self.pow_limit_bits {
+                    bits
+                } else {
+                    walkback_bits
+                };
+                e.walkback_bits = walkback_bits;
+            }
+        }
+        self.tip_walkback_bits = self.walkback_on_best(fork_height);
 
         let mut connected = Vec::with_capacity(path.len() + 1);
         for side_hash in path.iter().rev() {
@@ -740,12 +809,6 @@ impl HeaderChain {
         self.push_best(*header, hash, chainwork);
         connected.push((self.tip_height(), hash));
 
-        let all = Ancestors {
-            best: &self.best,
-            side: Vec::new(),
-            top: self.tip_height(),
-        };
-        self.tip_walkback_bits = self.walkback_bits(&all, self.tip_height());
         self.recount_side_children();
         self.evict_side(self.config.max_side_headers, None, None);
         Reorg {

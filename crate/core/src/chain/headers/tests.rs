@@ -531,6 +531,19 @@ fn testnet_minimum_difficulty_rule() {
         chain.accept(&side, NOW_S),
         Ok(Accepted::SideBranch { height: 2, .. })
     ));
+    // Deeper on the side branch: a slow block, then a quick one walks back over it.
+    let side_min = child(&params, &side, side.time + 1201, minimum, 9);
+    chain.accept(&side_min, NOW_S).unwrap();
+    let side_quick_min = child(&params, &side_min, side_min.time + 1, minimum, 10);
+    assert!(matches!(
+        chain.accept(&side_quick_min, NOW_S),
+        Err(HeaderError::BadDifficulty { expected, height: 4, .. }) if expected == normal
+    ));
+    let side_quick = child(&params, &side_min, side_min.time + 1, normal, 11);
+    assert!(matches!(
+        chain.accept(&side_quick, NOW_S),
+        Ok(Accepted::Reorg(_))
+    ));
 }
 
 #[test]
@@ -627,5 +640,32 @@ fn retargeting_uses_the_period_first_block_time() {
     assert!(matches!(
         chain.accept(&after, NOW_S),
         Err(HeaderError::BadDifficulty { expected: e, .. }) if e == expected
+    ));
+
+    // On a side branch off height 10, the retarget at 16 reads block 0's time through the
+    // branch (heights 11-15) and the best chain below it.
+    let mut prev = headers[10];
+    for i in 11..16u32 {
+        let h = child(&params, &prev, prev.time + 3, bits, 200 + u64::from(i));
+        assert!(matches!(
+            chain.accept(&h, NOW_S),
+            Ok(Accepted::SideBranch { height, .. }) if height == i
+        ));
+        prev = h;
+    }
+    let side_expected = params.calculate_next_work_required(bits, prev.time, headers[0].time);
+    assert_ne!(
+        side_expected, expected,
+        "the branch's slower blocks give other bits"
+    );
+    let wrong = child(&params, &prev, prev.time + 1, expected, 300);
+    assert!(matches!(
+        chain.accept(&wrong, NOW_S),
+        Err(HeaderError::BadDifficulty { expected: e, height: 16, .. }) if e == side_expected
+    ));
+    let side_boundary = child(&params, &prev, prev.time + 1, side_expected, 301);
+    assert!(matches!(
+        chain.accept(&side_boundary, NOW_S),
+        Ok(Accepted::SideBranch { height: 16, .. })
     ));
 }
