@@ -427,3 +427,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Hostile bytes: any input gets an answer, never a panic.
+    #[test]
+    fn verify_sequence_takes_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1000)) {
+        let _ = HeaderChain::verify_sequence(&ChainParams::REGTEST, &bytes, NOW_S);
+        let _ = HeaderChain::verify_sequence(&ChainParams::MAINNET, &bytes, NOW_S);
+    }
+
+    /// One changed byte in a valid sequence is caught at that header or the next (the only
+    /// exception: the last header still meeting its target with another nonce or time).
+    #[test]
+    fn one_changed_byte_is_caught(index in 0usize..20, offset in 0usize..80, flip in 1u8..=255) {
+        let headers = regtest_branch(&ChainParams::REGTEST.genesis, 20, 7);
+        let mut bytes = concat(&headers);
+        bytes[index * 80 + offset] ^= flip;
+        let height = index as u32 + 1;
+        match HeaderChain::verify_sequence(&ChainParams::REGTEST, &bytes, NOW_S) {
+            Ok(summary) => {
+                prop_assert_eq!(index, 19);
+                prop_assert_ne!(summary.tip_hash, headers[19].block_hash());
+            }
+            Err((failing, _)) => prop_assert!(failing == height || failing == height + 1),
+        }
+    }
+}
