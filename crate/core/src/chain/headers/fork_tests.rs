@@ -455,3 +455,62 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random fork trees under a tiny side-branch cap: the store never exceeds its cap, every
+    /// stored side header still connects to the best chain, child counts are right, the tip
+    /// has the most work of anything ever accepted, and a refusal leaves the store as it was.
+    #[test]
+    fn the_side_cap_holds_under_random_forks(
+        cap in 0usize..6,
+        steps in prop::collection::vec(tree_step(), 1..60),
+    ) {
+        let mut params = easy_testnet();
+        params.pow_no_retargeting = true;
+        let config = HeaderChainConfig { max_side_headers: cap, check_version: true };
+        let mut chain = HeaderChain::with_config(params, config);
+        let mut known: Vec<Header> = vec![params.genesis];
+        let mut max_work = chain.total_work();
+        for (i, (pick, slow)) in steps.iter().enumerate() {
+            let parent = known[pick.index(known.len())];
+            let (time, bits) = if *slow {
+                (parent.time + 1201, params.pow_limit_bits())
+            } else {
+                (parent.time + 600, params.genesis.bits)
+            };
+            let header = child(&params, &parent, time, bits, i as u64);
+            let side_before = chain.side_len();
+            match chain.accept(&header, NOW_S) {
+                Ok(_) => {
+                    known.push(header);
+                    let info = chain.get(&header.block_hash()).unwrap();
+                    max_work = max_work.max(info.chainwork);
+                }
+                // The parent was dropped from the store earlier.
+                Err(HeaderError::Unconnected { .. }) => {}
+                Err(HeaderError::SideBranchFull { limit, .. }) => {
+                    prop_assert_eq!(limit, cap);
+                    prop_assert_eq!(chain.side_len(), side_before);
+                }
+                Err(e) => return Err(TestCaseError::fail(e.to_string())),
+            }
+            prop_assert!(chain.side_len() <= cap);
+            prop_assert_eq!(chain.total_work(), max_work);
+            for (hash, entry) in &chain.side {
+                let children = chain
+                    .side
+                    .values()
+                    .filter(|e| e.header.prev_blockhash == *hash)
+                    .count();
+                prop_assert_eq!(entry.side_children as usize, children);
+                let mut cursor = entry.header.prev_blockhash;
+                while let Some(e) = chain.side.get(&cursor) {
+                    cursor = e.header.prev_blockhash;
+                }
+                prop_assert!(chain.best_index.contains_key(&cursor));
+            }
+        }
+    }
+}
