@@ -364,6 +364,19 @@ fn verify_sequence_names_the_failing_height() {
         "{err}"
     );
 
+    // Too many headers: refused before any is checked.
+    assert_eq!(
+        HeaderChain::verify_sequence_up_to(&params, &concat(&headers), NOW_S, 9),
+        Err((
+            0,
+            HeaderError::TooMany {
+                count: 10,
+                limit: 9
+            }
+        ))
+    );
+    assert!(HeaderChain::verify_sequence_up_to(&params, &concat(&headers), NOW_S, 10).is_ok());
+
     // Another network's genesis.
     let (height, err) =
         HeaderChain::verify_sequence(&params, &ChainParams::MAINNET.genesis.encode(), NOW_S)

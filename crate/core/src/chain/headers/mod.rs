@@ -238,15 +238,19 @@ impl HeaderChain {
         bytes: &[u8],
         now_s: u64,
     ) -> Result<SequenceSummary, (u32, HeaderError)> {
+        Self::verify_sequence_up_to(params, bytes, now_s, MAX_SEQUENCE_HEADERS)
+    }
+
+    /// [`HeaderChain::verify_sequence`] with another limit on the number of headers.
+    fn verify_sequence_up_to(
+        params: &ChainParams,
+        bytes: &[u8],
+        now_s: u64,
+        limit: usize,
+    ) -> Result<SequenceSummary, (u32, HeaderError)> {
         let count = bytes.len() / HEADER_SIZE;
-        if count > MAX_SEQUENCE_HEADERS {
-            return Err((
-                0,
-                HeaderError::TooMany {
-                    count,
-                    limit: MAX_SEQUENCE_HEADERS,
-                },
-            ));
+        if count > limit {
+            return Err((0, HeaderError::TooMany { count, limit }));
         }
         let config = HeaderChainConfig {
             max_side_headers: 0,

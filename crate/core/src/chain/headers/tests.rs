@@ -131,6 +131,13 @@ fn easy_retargeting() -> ChainParams {
 }
 
 #[test]
+fn entries_stay_compact() {
+    // A best-chain entry is the header and its chainwork, nothing else (module docs).
+    assert_eq!(std::mem::size_of::<BestEntry>(), 112);
+    assert_eq!(std::mem::size_of::<SideEntry>(), 128);
+}
+
+#[test]
 fn a_new_chain_holds_genesis() {
     for network in Network::ALL {
         let params = network.params();
