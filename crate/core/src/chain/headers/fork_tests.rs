@@ -273,6 +273,21 @@ fn a_batch_reports_the_net_change() {
     );
     assert_eq!(outcome.connected.len(), 5);
 
+    // Away and back within one batch: from a1..a4, b2..b5 take over, then a5 and a6 bring
+    // the a-branch back. On balance a2..a4 never left; a5 and a6 joined.
+    let mut there_and_back = HeaderChain::new(params);
+    accept_all(&mut there_and_back, &a);
+    let a_more = regtest_branch(&a[3], 2, 0xd);
+    let mut batch = b[..4].to_vec();
+    batch.extend(&a_more);
+    let outcome = there_and_back.accept_batch(&batch, NOW_S).unwrap();
+    assert_eq!(there_and_back.stats().reorgs, 2);
+    assert!(outcome.disconnected.is_empty(), "{outcome:?}");
+    assert_eq!(
+        outcome.connected,
+        vec![(5, a_more[0].block_hash()), (6, a_more[1].block_hash())]
+    );
+
     // A bad header stops the batch; those before it stay accepted and are reported.
     let c = regtest_branch(&b[4], 3, 0xc);
     let mut bad = c.clone();
@@ -524,6 +539,52 @@ proptest! {
                 }
                 prop_assert!(chain.best_index.contains_key(&cursor));
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// A batch's net report, applied to the best chain before it, gives the best chain after,
+    /// and no block is in both of its lists.
+    #[test]
+    fn a_batch_report_replays_exactly(
+        steps in prop::collection::vec(tree_step(), 2..40),
+        split in any::<prop::sample::Index>(),
+    ) {
+        let mut params = easy_testnet();
+        params.pow_no_retargeting = true;
+        let mut headers: Vec<Header> = vec![params.genesis];
+        for (i, (pick, slow)) in steps.iter().enumerate() {
+            let parent = headers[pick.index(headers.len())];
+            let (time, bits) = if *slow {
+                (parent.time + 1201, params.pow_limit_bits())
+            } else {
+                (parent.time + 600, params.genesis.bits)
+            };
+            headers.push(child(&params, &parent, time, bits, i as u64));
+        }
+        let headers = &headers[1..];
+        let (before, batch) = headers.split_at(split.index(headers.len()));
+        let mut chain = HeaderChain::new(params);
+        accept_all(&mut chain, before);
+        let best = |chain: &HeaderChain| -> Vec<(u32, BlockHash)> {
+            (0..=chain.tip_height()).map(|h| (h, chain.hash_at(h).unwrap())).collect()
+        };
+        let mut replay = best(&chain);
+        let outcome = chain.accept_batch(batch, NOW_S).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for block in &outcome.disconnected {
+            prop_assert_eq!(replay.pop(), Some(*block));
+        }
+        for block in &outcome.connected {
+            prop_assert_eq!(block.0 as usize, replay.len());
+            replay.push(*block);
+        }
+        prop_assert_eq!(replay, best(&chain));
+        // Net: nothing both left and joined.
+        for block in &outcome.disconnected {
+            prop_assert!(!outcome.connected.contains(block));
         }
     }
 }

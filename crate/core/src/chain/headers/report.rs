@@ -187,7 +187,8 @@ pub struct Reorg {
 }
 
 /// What accepting a batch did, net: the blocks that left and joined the best chain between
-/// the batch's start and its end (a block that joined and left again within it is in neither).
+/// the batch's start and its end (a block that joined and left again within it, or left and
+/// came back, is in neither).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchOutcome {
     /// Headers accepted.
@@ -204,9 +205,11 @@ impl BatchOutcome {
     pub(super) fn record(&mut self, accepted: Accepted) {
         self.accepted += 1;
         match accepted {
-            Accepted::Extended { height, hash } => self.connected.push((height, hash)),
+            Accepted::Extended { height, hash } => self.connect((height, hash)),
             Accepted::SideBranch { .. } => {}
             Accepted::Reorg(reorg) => {
+                // The best chain is the pre-batch chain below the lowest block in
+                // `disconnected`, then `connected`: undo from the top.
                 for block in reorg.disconnected {
                     if self.connected.last() == Some(&block) {
                         self.connected.pop();
@@ -214,8 +217,19 @@ impl BatchOutcome {
                         self.disconnected.push(block);
                     }
                 }
-                self.connected.extend(reorg.connected);
+                for block in reorg.connected {
+                    self.connect(block);
+                }
             }
+        }
+    }
+
+    fn connect(&mut self, block: (u32, BlockHash)) {
+        // A pre-batch block coming back: it never left, on balance.
+        if self.connected.is_empty() && self.disconnected.last() == Some(&block) {
+            self.disconnected.pop();
+        } else {
+            self.connected.push(block);
         }
     }
 }
