@@ -764,7 +764,6 @@ impl HeaderChain {
             cursor = e.header.prev_blockhash;
         }
         let fork_height = self.best_index[&cursor];
-        let interval = self.params.difficulty_adjustment_interval();
 
         let mut disconnected = Vec::with_capacity((self.tip_height() - fork_height) as usize);
         while self.tip_height() > fork_height {
@@ -789,14 +788,12 @@ impl HeaderChain {
         }
         // The walk-backs of the disconnected blocks, from the fork point up.
         let mut walkback_bits = self.walkback_on_best(fork_height);
-        for (height, old_hash) in disconnected.iter().rev() {
-            if let Some(e) = self.side.get_mut(old_hash) {
-                let bits = e.header.bits;
-                walkback_bits = if height % interval == 0 || bits != self.pow_limit_bits {
-                    bits
-                } else {
-                    walkback_bits
-                };
+        for &(height, old_hash) in disconnected.iter().rev() {
+            let Some(bits) = self.side.get(&old_hash).map(|e| e.header.bits) else {
+                unreachable!("disconnected blocks were just stored aside")
+            };
+            walkback_bits = self.walkback_step(height, bits, walkback_bits);
+            if let Some(e) = self.side.get_mut(&old_hash) {
                 e.walkback_bits = walkback_bits;
             }
         }
