@@ -133,10 +133,10 @@ pub enum HeaderError {
     },
 }
 
-/// The most headers [`HeaderChain::verify_sequence`] takes: ten times mainnet's height today.
+/// The most headers [`HeaderChain::verify_sequence`](super::HeaderChain::verify_sequence) takes: ten times mainnet's height today.
 pub const MAX_SEQUENCE_HEADERS: usize = 10_000_000;
 
-/// How a [`HeaderChain`] bounds itself and which optional rules it applies.
+/// How a [`HeaderChain`](super::HeaderChain) bounds itself and which optional rules it applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderChainConfig {
     /// The most headers kept off the best chain.
@@ -274,7 +274,7 @@ pub struct HeaderInfo {
     pub in_best_chain: bool,
 }
 
-/// What [`HeaderChain::verify_sequence`] found.
+/// What [`HeaderChain::verify_sequence`](super::HeaderChain::verify_sequence) found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SequenceSummary {
     /// The number of 80-byte headers in the input (the genesis header included if present).
