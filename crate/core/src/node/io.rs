@@ -40,7 +40,7 @@ pub enum Input {
     Message { from: NodeId, message: Message },
     /// A connection to `peer` is up (we dialled it, or it dialled us).
     PeerConnected { peer: NodeId },
-    /// The connection to `peer` is gone.
+    /// The connection to `peer` is gone, or a dial to it failed.
     PeerDisconnected { peer: NodeId },
     /// A storage command finished.
     Storage(StorageResult),

@@ -89,6 +89,8 @@ impl fmt::Debug for NodeId {
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     pub(crate) connected: bool,
+    /// We dialled it and have heard nothing yet (counts against `max_peers`).
+    pub(crate) dialing: bool,
     /// From the peer's `Hello`.
     pub(crate) record: Option<NodeRecord>,
     pub(crate) cluster: Option<crate::cluster::ClusterId>,
@@ -252,9 +254,16 @@ impl Node {
             Input::Message { from, message } => self.on_message(from, message),
             Input::PeerConnected { peer } => self.on_peer_connected(peer),
             Input::PeerDisconnected { peer } => {
+                // Also how a shell reports a failed dial: the pending entry is forgotten, and
+                // one replacement is dialled (pending dials count against max_peers, so
+                // failures never fan out).
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.connected = false;
-                    p.ping = None;
+                    if p.connected {
+                        p.connected = false;
+                        p.ping = None;
+                    } else {
+                        self.peers.remove(&peer);
+                    }
                 }
                 self.dial_candidates();
             }
@@ -338,6 +347,7 @@ impl Node {
         self.candidates.retain(|c| c.id != peer);
         let entry = self.peers.entry(peer).or_insert_with(|| Peer {
             connected: true,
+            dialing: false,
             record: None,
             cluster: None,
             open_slots: 0,
@@ -345,6 +355,7 @@ impl Node {
             ping: None,
         });
         entry.connected = true;
+        entry.dialing = false;
         let nonce = self.rng.next_u64();
         if let Some(p) = self.peers.get_mut(&peer) {
             p.ping = Some((nonce, self.now_ms));
@@ -394,7 +405,7 @@ impl Node {
         let connected = self
             .peers
             .values()
-            .filter(|p| p.connected && !(ordinary && p.cluster.is_some()))
+            .filter(|p| p.dialing || (p.connected && !(ordinary && p.cluster.is_some())))
             .count();
         let mut budget = self.config.max_peers.saturating_sub(connected);
         while budget > 0 {
@@ -412,6 +423,7 @@ impl Node {
                 candidate.id,
                 Peer {
                     connected: false,
+                    dialing: true,
                     record: None,
                     cluster: None,
                     open_slots: 0,

@@ -351,3 +351,44 @@ fn header_chain_is_a_header_view() {
     assert_eq!(view.block_hash_at(4), Some(hash));
     assert!(chain_seam::check_block(&hash, &blocks[3].encode()).is_ok());
 }
+
+/// Failed dials (reported as PeerDisconnected) are replaced one for one: no fan-out.
+#[test]
+fn failed_dials_do_not_fan_out() {
+    let config = Config {
+        max_peers: 3,
+        ..fast_config()
+    };
+    let mut node = Node::new(config, NodeId::from_seed(1000), 5).unwrap();
+    feed(&mut node, 0, Input::Start);
+    let candidates: Vec<Candidate> = (0..40)
+        .map(|i| Candidate {
+            id: NodeId::from_seed(i),
+            address: format!("/c/{i}"),
+        })
+        .collect();
+    let dials = |outputs: &[Output]| {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Connect { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut pending = dials(&feed(&mut node, 1, Input::CandidatePeers(candidates)));
+    assert_eq!(pending.len(), 3);
+    let mut total = pending.len();
+    for t in 2..20 {
+        let failed = pending.remove(0);
+        let more = dials(&feed(
+            &mut node,
+            t,
+            Input::PeerDisconnected { peer: failed },
+        ));
+        assert_eq!(more.len(), 1, "one failure, one replacement");
+        total += more.len();
+        pending.extend(more);
+    }
+    assert_eq!(total, 21);
+}
