@@ -144,6 +144,8 @@ pub(crate) struct Membership {
     /// Members dropped from earlier views, with when: still pinged for a while so that after a
     /// partition heals the two sides see each other's stamps and converge.
     pub(crate) departed: Vec<(NodeId, u64)>,
+    /// When this view was adopted.
+    pub(crate) view_since_ms: u64,
     /// Whether this membership re-formed a previous cluster (S4), for counting what it moves.
     pub(crate) reformed: bool,
 }
@@ -175,6 +177,7 @@ impl Membership {
             last_heard_ms,
             round: None,
             departed: Vec::new(),
+            view_since_ms: now_ms,
             reformed: false,
         }
     }

@@ -57,6 +57,15 @@ impl Node {
         let Some(theirs) = stamp.filter(|s| s.cluster == m.view.cluster) else {
             // A departed member that is no longer in our cluster needs no more pings.
             m.departed.retain(|(id, _)| *id != from);
+            // A member of our settled view that answers as a non-member (it restarted, or
+            // joined elsewhere) has left us: drop it now rather than after a timeout, so that
+            // no node stays listed by a cluster it is not in.
+            let settled =
+                self.now_ms.saturating_sub(m.view_since_ms) >= self.config.offline_after_ms / 2;
+            let lapsing = m.expires_at_ms <= self.now_ms + self.config.accept_timeout_ms;
+            if m.number_of(&from).is_some() && settled && !lapsing {
+                self.declare_offline(&[from]);
+            }
             return;
         };
         let their_key = (theirs.epoch, theirs.members as usize, theirs.digest);
@@ -122,7 +131,7 @@ impl Node {
     }
 
     /// S9/S10 → S11/S12: drop `dead` from the view; repair and replacement follow from it.
-    fn declare_offline(&mut self, dead: &[NodeId]) {
+    pub(crate) fn declare_offline(&mut self, dead: &[NodeId]) {
         let Role::Member(m) = &self.role else { return };
         let members = m
             .view

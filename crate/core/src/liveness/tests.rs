@@ -118,6 +118,29 @@ fn views_converge_after_a_partition() {
     }
 }
 
+/// A member that restarts without its cluster state (a reload) answers heartbeats as an
+/// ordinary node; its old cluster drops it at once instead of listing it until a timeout.
+#[test]
+fn a_member_that_restarts_is_dropped_at_once() {
+    let (mut net, members) = formed(5, fast_config(), 41, 10);
+    let x = members[1];
+    net.crash(x);
+    net.run_until(10_300);
+    net.restart(x, fast_config(), 77);
+    // Well inside offline_after_ms (2 s) of the crash.
+    net.run_until(11_500);
+    let x_id = net.id(x);
+    for i in members.iter().filter(|i| **i != x) {
+        let (_, _, ids) = net.nodes[*i].cluster().unwrap();
+        assert!(
+            !ids.contains(&x_id),
+            "node {i} still lists the restarted member"
+        );
+    }
+    net.check_clusters();
+    net.check_exclusive();
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
     /// Hostile peers: any sequence of well-formed but arbitrary messages, from members or
