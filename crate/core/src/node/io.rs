@@ -170,6 +170,8 @@ pub struct NodeStats {
     pub blocks_served: u64,
     /// Bytes of those.
     pub bytes_served: u64,
+    /// Blocks deleted because the view no longer assigns them here (S12).
+    pub spares_evicted: u64,
     /// Blocks from the block source stored here.
     pub blocks_from_source: u64,
     /// Most block fetches ever in flight at once (bounded by `repair_parallel_max`).

@@ -23,8 +23,10 @@
 //! stored block is never fetched again, and after a restart [`StorageCommand::List`] tells the
 //! node what it already has.
 //!
-//! Blocks no longer assigned to this member are kept (they are spare replicas that make
-//! re-formation cheap); evicting them is left to storage pressure (S17).
+//! Blocks no longer assigned to this member (after a renumbering, S12's third rule) are kept
+//! as spare replicas while the cluster settles — the new holders may fetch them from here —
+//! and deleted once the view has held for `evict_spares_after_ms` and this member's own
+//! fetching is done.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -128,6 +130,8 @@ pub(crate) struct Repair {
     window_bytes: u64,
     /// Size of the last block received: what each request in flight is assumed to bring.
     block_bytes_estimate: u64,
+    /// The view (cluster, epoch) whose spare blocks were evicted already.
+    evicted_for: Option<(crate::cluster::ClusterId, u64)>,
     /// The queue overflowed: rescan once it drains.
     rescan_needed: bool,
     scratch: Vec<usize>,
@@ -340,7 +344,54 @@ impl Node {
             // The queue overflowed earlier; pick up the rest now that it drained.
             return self.rescan_shard();
         }
+        self.evict_spares();
         self.rearm_repair_timer();
+    }
+
+    /// When spare blocks may be evicted under the current view, if that is still to come.
+    fn eviction_due(&self) -> Option<u64> {
+        let Role::Member(m) = &self.role else {
+            return None;
+        };
+        let after = self.config.evict_spares_after_ms?;
+        if self.repair.evicted_for == Some((m.view.cluster, m.view.epoch)) {
+            return None;
+        }
+        Some(m.view_since_ms.saturating_add(after))
+    }
+
+    /// S12, third rule: delete the blocks this member no longer must hold.
+    fn evict_spares(&mut self) {
+        let Some(due) = self.eviction_due() else {
+            return;
+        };
+        let idle = self.repair.queue.is_empty()
+            && self.repair.in_flight.is_empty()
+            && self.repair.parked.is_empty();
+        if due > self.now_ms || !idle {
+            return;
+        }
+        let Role::Member(m) = &self.role else { return };
+        self.repair.evicted_for = Some((m.view.cluster, m.view.epoch));
+        let Some(tip) = self.headers.as_ref().and_then(|h| h.tip_height()) else {
+            return;
+        };
+        for height in 0..=tip {
+            if !self.repair.held.contains(height) || self.must_hold(height) {
+                continue;
+            }
+            let Some(block_hash) = self.headers.as_ref().and_then(|h| h.block_hash_at(height))
+            else {
+                continue;
+            };
+            self.repair.held.remove(height);
+            self.stats.spares_evicted += 1;
+            let request_id = self.fresh_id();
+            self.push(Output::Storage(StorageCommand::Delete {
+                request_id,
+                block_hash,
+            }));
+        }
     }
 
     fn rearm_repair_timer(&mut self) {
@@ -352,6 +403,10 @@ impl Node {
             && self.repair.in_flight.len() < self.config.repair_parallel_max;
         if throttled {
             let at = self.repair.window_start_ms + self.config.repair_interval_ms;
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        // Past due but still fetching: the pump evicts when the fetching is done.
+        if let Some(at) = self.eviction_due().filter(|at| *at > self.now_ms) {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         if let Some(at) = next {

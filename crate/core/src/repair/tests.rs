@@ -223,3 +223,41 @@ fn an_interrupted_fill_resumes_without_refetching() {
     assert!(held >= stored_before);
     assert_eq!(fetched_second_life, held - stored_before);
 }
+
+/// S12, third rule: after a newcomer joins and the view settles, members delete the blocks
+/// the new view no longer assigns to them: every block is then on exactly P members.
+#[test]
+fn settled_members_evict_blocks_they_no_longer_hold() {
+    let config = Config {
+        cluster_size_max: 6,
+        cluster_size_target: 4,
+        evict_spares_after_ms: Some(5_000),
+        ..fast_config()
+    };
+    let (mut net, members) = formed(4, config.clone(), 42, BLOCKS);
+    net.run_until(30_000);
+    let late = net.add(config, 42);
+    net.introduce_all();
+    net.run_until(80_000);
+    let clusters = net.check_clusters();
+    let now: Vec<usize> = clusters.into_values().next().unwrap();
+    assert!(now.contains(&late));
+    let copies = net.copies(&now);
+    assert!(copies.iter().all(|c| *c == 3), "{copies:?}");
+    let evicted: u64 = members
+        .iter()
+        .map(|i| net.nodes[*i].stats().spares_evicted)
+        .sum();
+    assert_eq!(
+        evicted as usize,
+        net.nodes[late].held_count(),
+        "what the newcomer took"
+    );
+    for i in &now {
+        assert_eq!(
+            net.stores[*i].len(),
+            net.nodes[*i].held_count(),
+            "store matches"
+        );
+    }
+}
