@@ -14,3 +14,4 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod serve;
