@@ -15,5 +15,6 @@ pub use block::{Block, BlockError, WitnessCommitment};
 pub use encode::DecodeError;
 pub use hash::{sha256d, BlockHash, Hash256, HexError, Txid, Wtxid};
 pub use header::{Header, HEADER_SIZE};
+pub use merkle::{MerkleProof, ProofError};
 pub use pow::{PowError, Target, U256};
 pub use transaction::{OutPoint, Transaction, TxIn, TxOut};
