@@ -28,7 +28,7 @@
 
 pub mod cache;
 // pub mod newblock;
-// pub mod query;
+pub mod query;
 pub mod ratelimit;
 pub mod reorg;
 pub mod txindex;
