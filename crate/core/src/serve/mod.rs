@@ -27,7 +27,7 @@
 //! not depend on the cluster's types and can be tested alone.
 
 pub mod cache;
-// pub mod newblock;
+pub mod newblock;
 pub mod query;
 pub mod ratelimit;
 pub mod reorg;
