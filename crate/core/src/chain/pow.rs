@@ -232,9 +232,11 @@ impl Target {
     /// overflowing and zero targets.
     pub fn from_compact(bits: u32) -> Result<Self, PowError> {
         let size = bits >> 24;
-        let mantissa = bits & 0x007f_ffff;
+        let mut mantissa = bits & 0x007f_ffff;
         let value = if size <= 3 {
-            U256::from_u64(u64::from(mantissa >> (8 * (3 - size))))
+            // As Core: the word is shifted first, and the sign test below sees the result.
+            mantissa >>= 8 * (3 - size);
+            U256::from_u64(u64::from(mantissa))
         } else {
             let shift = 8 * (size - 3);
             if mantissa != 0
