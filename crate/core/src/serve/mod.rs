@@ -39,7 +39,8 @@ pub(crate) mod testutil;
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use crate::chain::{BlockHash, Header};
+use crate::chain::headers::Reorg;
+use crate::chain::{BlockHash, Header, HeaderChain};
 
 /// A read-only view of this node's verified best header chain: what serving needs to check
 /// blocks and proofs against. The node's header view implements it.
@@ -52,6 +53,33 @@ pub trait BestChain {
     fn block_hash_at(&self, height: u32) -> Option<BlockHash>;
     /// The height of `hash` if that block is on the best chain.
     fn height_of(&self, hash: &BlockHash) -> Option<u32>;
+}
+
+impl BestChain for HeaderChain {
+    fn tip_height(&self) -> Option<u32> {
+        Some(HeaderChain::tip_height(self))
+    }
+    fn header_at(&self, height: u32) -> Option<Header> {
+        HeaderChain::header_at(self, height).copied()
+    }
+    fn block_hash_at(&self, height: u32) -> Option<BlockHash> {
+        self.hash_at(height)
+    }
+    fn height_of(&self, hash: &BlockHash) -> Option<u32> {
+        HeaderChain::height_of(self, hash)
+    }
+}
+
+impl From<&Reorg> for reorg::ChainChange {
+    /// The header chain's own (exact) reorg report, in the form serving uses.
+    fn from(r: &Reorg) -> Self {
+        reorg::ChainChange {
+            fork_height: Some(r.fork_height),
+            disconnected: r.disconnected.clone(),
+            connected: r.connected.clone(),
+            truncated: false,
+        }
+    }
 }
 
 /// Misbehaviour scores per peer, bounded: the node reads them to disconnect or ban a peer.
@@ -116,6 +144,53 @@ impl<P: Copy + Eq + Hash + Ord> PeerScores<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::chain::headers::Accepted;
+    use crate::chain::{Network, Target};
+    use crate::serve::testutil::block;
+
+    /// Mines a regtest header on `prev` (about two tries per header at regtest difficulty).
+    fn mined(prev: &Header, height: u32, tag: u64) -> Header {
+        let mut header = block(prev.block_hash(), height, 1, tag).header;
+        header.time = prev.time + 600;
+        let target = Target::from_compact(header.bits).unwrap();
+        while !target.is_met_by(header.block_hash()) {
+            header.nonce += 1;
+        }
+        header
+    }
+
+    #[test]
+    fn header_chain_is_a_best_chain_and_its_reorgs_match_the_diff() {
+        let params = Network::Regtest.params();
+        let mut chain = HeaderChain::new(params);
+        let now_s = 4_000_000_000;
+        let mut main = vec![params.genesis];
+        for height in 1..=4 {
+            let h = mined(&main[main.len() - 1], height, 1);
+            chain.accept(&h, now_s).unwrap();
+            main.push(h);
+        }
+        let before = chain.clone();
+        assert_eq!(BestChain::tip_height(&chain), Some(4));
+        assert_eq!(BestChain::height_of(&chain, &main[3].block_hash()), Some(3));
+        assert_eq!(BestChain::header_at(&chain, 2), Some(main[2]));
+        assert_eq!(chain.block_hash_at(4), Some(main[4].block_hash()));
+        // A longer side branch from height 2 takes over.
+        let mut side = vec![main[2]];
+        let mut report = None;
+        for height in 3..=5 {
+            let h = mined(&side[side.len() - 1], height, 2);
+            if let Accepted::Reorg(r) = chain.accept(&h, now_s).unwrap() {
+                report = Some(r);
+            }
+            side.push(h);
+        }
+        let report = report.expect("the side branch has more work");
+        let from_report = reorg::ChainChange::from(&report);
+        assert_eq!(from_report, reorg::diff(&before, &chain, 100));
+        assert_eq!(BestChain::height_of(&chain, &main[3].block_hash()), None);
+    }
 
     #[test]
     fn peer_scores_are_bounded_and_keep_the_worst() {
