@@ -31,6 +31,7 @@ pub mod newblock;
 pub mod query;
 pub mod ratelimit;
 pub mod reorg;
+pub mod service;
 pub mod txindex;
 
 #[cfg(test)]
