@@ -14,4 +14,13 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod cluster;
+pub mod liveness;
+pub mod node;
+pub mod placement;
+pub mod repair;
 pub mod serve;
+pub mod wire;
+
+#[cfg(test)]
+mod testnet;
