@@ -101,6 +101,11 @@ impl Net {
         }
     }
 
+    /// Gives node `i` an input now (a front-end request, say).
+    pub(crate) fn input(&mut self, i: usize, input: Input) {
+        self.schedule(0, i, input);
+    }
+
     fn schedule(&mut self, delay_ms: u64, node: usize, input: Input) {
         self.seq += 1;
         self.queue
