@@ -78,6 +78,8 @@ pub struct Config {
     pub repair_retry_ms: u64,
     /// S11: most blocks queued for fetching (the rest are found again on the next pass).
     pub repair_queue_max: usize,
+    /// S14–S17: transaction index, queries, new-block storage and the block cache.
+    pub serve: crate::serve::service::ServeConfig,
 }
 
 impl Default for Config {
@@ -110,6 +112,7 @@ impl Default for Config {
             repair_request_timeout_ms: 10_000,
             repair_retry_ms: 30_000,
             repair_queue_max: 4_096,
+            serve: crate::serve::service::ServeConfig::default(),
         }
     }
 }

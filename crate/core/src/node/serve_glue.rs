@@ -1,0 +1,575 @@
+//! The node's serving layer (S16, S17, reorg handling for S14–S16): the node owns a
+//! [`Serve`] and this file connects it to the node's inputs and outputs.
+//!
+//! - Front-end queries ([`Input::TxQuery`]) and queries from peers (`Message::TxQuery`) run in
+//!   the serving layer: answered from this member's blocks through its transaction index, else
+//!   forwarded to the block's holders or to all members; the first answer whose Merkle proof
+//!   checks against this node's header view wins ([`Event::TxQueryDone`]).
+//! - Jobs on any block ([`Input::RunJob`], [`Node::with_block`]): from the shard or fetched
+//!   from a holder into the bounded, verified cache (S17).
+//! - The transaction index follows the shard: every `StorageCommand::Put` the node issues is
+//!   indexed, every `Delete` unindexed; at start the listed blocks are read back (a few at a
+//!   time) and indexed, so the index needs no storage of its own.
+//! - A reorg seen in [`Input::Headers`] drops held blocks that left the best chain (from the
+//!   store, the held set, the index and the cache); the repair rescan then fetches the blocks
+//!   that replaced them.
+//!
+//! Not wired yet: the serving layer's own new-block path (routed S14 / announced S15) needs two
+//! wire messages the codec does not have (`Stored { block_hash, height }` and an unsolicited
+//! `NewBlock { block }`); until then blocks from the source go through the node's own
+//! `on_new_block` (self-selected storage without announcements).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+
+use super::io::{Event, Output, StorageCommand, StorageResult, TimerId};
+use super::{HeaderView, Node, NodeId, Role};
+use crate::chain::{Block, BlockHash, Header, Txid};
+use crate::placement::Slot;
+use crate::serve::query::{QueryId, TxAnswer};
+use crate::serve::reorg::diff;
+use crate::serve::service::{Env, Serve, ServeEvent, ServeMessage, ServeOutput, StorageIntent};
+use crate::serve::BestChain;
+use crate::wire::{Message, TxAnswerBody};
+
+/// Blocks read back at once to rebuild the index at start.
+const INDEX_REBUILD_READS_MAX: usize = 8;
+/// Deepest reorg followed block by block (deeper ones are left to the repair rescan).
+const REORG_DEPTH_MAX: u32 = 1_000;
+
+/// The serving layer and what connects it to the node.
+#[derive(Debug)]
+pub(crate) struct ServeGlue {
+    pub(crate) serve: Serve<NodeId>,
+    /// Storage request id (the node's) → the serving layer's request id.
+    storage: HashMap<u64, u64>,
+    /// Puts the node issued → the block, to unindex if the write fails.
+    puts: HashMap<u64, BlockHash>,
+    /// The serving layer's query id → the front end's.
+    queries: HashMap<QueryId, u64>,
+    /// Listed blocks still to read back into the index.
+    rebuild: VecDeque<BlockHash>,
+    /// Reads of the rebuild in flight: the node's request id → block.
+    rebuild_reads: HashMap<u64, BlockHash>,
+    /// A held block was dropped (corrupt on read): the repair rescan must run.
+    rescan: bool,
+}
+
+impl ServeGlue {
+    pub(crate) fn new(serve: Serve<NodeId>) -> Self {
+        Self {
+            serve,
+            storage: HashMap::new(),
+            puts: HashMap::new(),
+            queries: HashMap::new(),
+            rebuild: VecDeque::new(),
+            rebuild_reads: HashMap::new(),
+            rescan: false,
+        }
+    }
+}
+
+/// The node's header view as the serving layer reads it (an absent view is an empty chain).
+struct ViewChain<'a>(Option<&'a dyn HeaderView>);
+
+impl BestChain for ViewChain<'_> {
+    fn tip_height(&self) -> Option<u32> {
+        self.0.and_then(|v| v.tip_height())
+    }
+    fn header_at(&self, height: u32) -> Option<Header> {
+        self.0.and_then(|v| v.header_at(height))
+    }
+    fn block_hash_at(&self, height: u32) -> Option<BlockHash> {
+        self.0.and_then(|v| v.block_hash_at(height))
+    }
+    fn height_of(&self, hash: &BlockHash) -> Option<u32> {
+        self.0.and_then(|v| v.height_of(hash))
+    }
+}
+
+impl Node {
+    /// Runs `f` on the serving layer with the node's header view, members and placement, then
+    /// turns the serving layer's outputs into the node's.
+    fn with_serve<R>(&mut self, f: impl FnOnce(&mut Serve<NodeId>, &Env<'_, NodeId>) -> R) -> R {
+        let view = self.headers.clone();
+        let chain = ViewChain(view.as_deref());
+        let slots: Vec<Slot> = match &self.role {
+            Role::Member(m) => m.slots.clone(),
+            Role::Ordinary(_) => Vec::new(),
+        };
+        let members: Vec<NodeId> = slots.iter().map(|s| s.id).collect();
+        let placer = RefCell::new(self.placer.clone());
+        let holders = |hash: &BlockHash, height: u32| -> Vec<NodeId> {
+            let mut out = Vec::new();
+            placer.borrow_mut().holders(hash, height, &slots, &mut out);
+            out.into_iter().map(|i| slots[i].id).collect()
+        };
+        let env = Env {
+            chain: &chain,
+            members: &members,
+            holders: &holders,
+        };
+        let result = f(&mut self.serve.serve, &env);
+        self.pump_serve();
+        result
+    }
+
+    /// [`Input::TxQuery`]: a query from the front end.
+    pub(crate) fn on_tx_query(&mut self, query_id: u64, txid: Txid, hint: Option<BlockHash>) {
+        let now_ms = self.now_ms;
+        match self.with_serve(|s, env| s.query(now_ms, txid, hint, env)) {
+            Ok(id) => {
+                self.serve.queries.insert(id, query_id);
+            }
+            Err(_) => self.event(Event::TxQueryDone {
+                query_id,
+                txid,
+                result: crate::serve::query::QueryResult::Unavailable,
+            }),
+        }
+        self.pump_serve();
+    }
+
+    /// [`Input::RunJob`]: make a block ready for [`Node::with_block`].
+    pub(crate) fn on_run_job(&mut self, job: u64, block_hash: BlockHash) {
+        let now_ms = self.now_ms;
+        if let Err(error) = self.with_serve(|s, env| s.run_job(now_ms, job, block_hash, env)) {
+            self.event(Event::JobFailed {
+                job,
+                block_hash,
+                error,
+            });
+        }
+    }
+
+    /// Runs `f` on a block made ready by [`Input::RunJob`] ([`Event::JobReady`]); `None` if it
+    /// is no longer in the cache.
+    pub fn with_block<R>(
+        &mut self,
+        block_hash: &BlockHash,
+        f: impl FnOnce(&Block) -> R,
+    ) -> Option<R> {
+        self.serve.serve.with_block(block_hash, f)
+    }
+
+    /// A serving message from a peer: `TxQuery`, `TxAnswer`, and `BlockData`/`BlockNotFound`
+    /// answering the cache's fetches. Returns `false` for messages that are not the serving
+    /// layer's.
+    pub(crate) fn on_serve_message(&mut self, from: NodeId, message: &Message) -> bool {
+        let serve_message = match message {
+            Message::TxQuery {
+                request_id,
+                txid,
+                block_hint,
+            } => ServeMessage::TxQuery {
+                request_id: *request_id,
+                txid: Txid(txid.0),
+                block_hint: *block_hint,
+            },
+            Message::TxAnswer { request_id, answer } => ServeMessage::TxAnswer {
+                request_id: *request_id,
+                answer: match answer {
+                    TxAnswerBody::Found {
+                        block_hash,
+                        height,
+                        pos,
+                        branch,
+                        ..
+                    } => TxAnswer::Found(crate::chain::MerkleProof {
+                        block_hash: *block_hash,
+                        height: *height,
+                        pos: *pos,
+                        branch: branch.clone(),
+                    }),
+                    TxAnswerBody::NotFound => TxAnswer::NotFound,
+                    TxAnswerBody::Unavailable => TxAnswer::Unavailable,
+                },
+            },
+            Message::BlockData { request_id, block }
+                if Serve::<NodeId>::owns_request_id(*request_id) =>
+            {
+                ServeMessage::BlockData {
+                    request_id: *request_id,
+                    bytes: block.as_slice().into(),
+                }
+            }
+            Message::BlockNotFound { request_id }
+                if Serve::<NodeId>::owns_request_id(*request_id) =>
+            {
+                ServeMessage::BlockNotFound {
+                    request_id: *request_id,
+                }
+            }
+            _ => return false,
+        };
+        let now_ms = self.now_ms;
+        self.with_serve(|s, env| s.handle_message(now_ms, from, serve_message, env));
+        true
+    }
+
+    /// Watches the storage commands the node issues so that the index follows the shard.
+    pub(crate) fn observe_storage_command(&mut self, command: &StorageCommand) {
+        match command {
+            StorageCommand::Put {
+                request_id,
+                block_hash,
+                height,
+                bytes,
+            } => {
+                // Indexed when issued (so a query can find it at once), unindexed if the write
+                // fails. The node only puts blocks it has checked against the header chain.
+                if let Ok(block) = Block::decode(bytes) {
+                    self.serve.serve.block_stored(&block, *height);
+                    self.serve.puts.insert(*request_id, *block_hash);
+                }
+            }
+            StorageCommand::Delete { block_hash, .. } => self.serve.serve.block_removed(block_hash),
+            StorageCommand::Get { .. } | StorageCommand::List { .. } => {}
+        }
+    }
+
+    /// Storage results for the serving layer. Returns the result back if it is the node's.
+    pub(crate) fn on_serve_storage(&mut self, result: StorageResult) -> Option<StorageResult> {
+        match &result {
+            StorageResult::Put { request_id, ok } => {
+                if let Some(block_hash) = self.serve.puts.remove(request_id) {
+                    if !ok {
+                        self.serve.serve.block_removed(&block_hash);
+                    }
+                }
+                Some(result)
+            }
+            StorageResult::Got { request_id, bytes } => {
+                if let Some(block_hash) = self.serve.rebuild_reads.remove(request_id) {
+                    let height = self.headers.as_ref().and_then(|h| h.height_of(&block_hash));
+                    if let (Some(bytes), Some(height)) = (bytes, height) {
+                        if let Ok(block) = Block::decode(bytes) {
+                            if block.block_hash() == block_hash && block.check().is_ok() {
+                                self.serve.serve.block_stored(&block, height);
+                            }
+                        }
+                    }
+                    self.pump_index_rebuild();
+                    self.pump_serve();
+                    return None;
+                }
+                let Some(serve_id) = self.serve.storage.remove(request_id) else {
+                    return Some(result);
+                };
+                let now_ms = self.now_ms;
+                let bytes = bytes.clone();
+                self.with_serve(|s, env| {
+                    s.handle_get_result(now_ms, serve_id, bytes.as_deref(), env)
+                });
+                self.rescan_if_dropped();
+                None
+            }
+            StorageResult::Listed { blocks, .. } => {
+                self.serve.rebuild.extend(blocks.iter().copied());
+                self.pump_index_rebuild();
+                Some(result)
+            }
+            StorageResult::Deleted { .. } => Some(result),
+        }
+    }
+
+    /// [`Input::Headers`]: before the node adopts `new`, drop what left the best chain.
+    pub(crate) fn on_serve_headers(&mut self, new: &super::SharedHeaders) {
+        let Some(old) = self.headers.clone() else {
+            return;
+        };
+        let change = diff(
+            &ViewChain(Some(&*old)),
+            &ViewChain(Some(&**new)),
+            REORG_DEPTH_MAX,
+        );
+        if change.disconnected.is_empty() {
+            return;
+        }
+        for (height, _) in &change.disconnected {
+            self.repair.held.remove(*height);
+        }
+        // The new view decides holders and heights of what joined.
+        let new_view = new.clone();
+        let chain = ViewChain(Some(&*new_view));
+        let slots: Vec<Slot> = match &self.role {
+            Role::Member(m) => m.slots.clone(),
+            Role::Ordinary(_) => Vec::new(),
+        };
+        let members: Vec<NodeId> = slots.iter().map(|s| s.id).collect();
+        let placer = RefCell::new(self.placer.clone());
+        let holders = |hash: &BlockHash, height: u32| -> Vec<NodeId> {
+            let mut out = Vec::new();
+            placer.borrow_mut().holders(hash, height, &slots, &mut out);
+            out.into_iter().map(|i| slots[i].id).collect()
+        };
+        let env = Env {
+            chain: &chain,
+            members: &members,
+            holders: &holders,
+        };
+        self.serve.serve.handle_chain_change(&change, &env);
+        self.pump_serve();
+        // The node rescans once it has adopted the new view.
+        self.serve.rescan = false;
+    }
+
+    /// The serving layer's timer fired.
+    pub(crate) fn on_serve_timer(&mut self) {
+        let now_ms = self.now_ms;
+        self.serve.serve.handle_timeout(now_ms);
+        self.pump_serve();
+    }
+
+    /// A stored block was found corrupt and dropped: let repair fetch it again.
+    fn rescan_if_dropped(&mut self) {
+        if std::mem::take(&mut self.serve.rescan) {
+            self.rescan_shard();
+        }
+    }
+
+    fn pump_index_rebuild(&mut self) {
+        while self.serve.rebuild_reads.len() < INDEX_REBUILD_READS_MAX {
+            let Some(block_hash) = self.serve.rebuild.pop_front() else {
+                break;
+            };
+            if self.serve.serve.index().contains_block(&block_hash) {
+                continue;
+            }
+            let request_id = self.fresh_id();
+            self.serve.rebuild_reads.insert(request_id, block_hash);
+            self.push(Output::Storage(StorageCommand::Get {
+                request_id,
+                block_hash,
+            }));
+        }
+    }
+
+    /// Turns the serving layer's outputs into the node's, and re-arms its timer.
+    pub(crate) fn pump_serve(&mut self) {
+        while let Some(out) = self.serve.serve.poll_output() {
+            match out {
+                ServeOutput::Send { to, message } => {
+                    if let Some(message) = to_wire(message) {
+                        self.send(to, message);
+                    }
+                }
+                ServeOutput::Storage(StorageIntent::GetBlock {
+                    request_id,
+                    block_hash,
+                }) => {
+                    let id = self.fresh_id();
+                    self.serve.storage.insert(id, request_id);
+                    self.push(Output::Storage(StorageCommand::Get {
+                        request_id: id,
+                        block_hash,
+                    }));
+                }
+                ServeOutput::Storage(StorageIntent::DeleteBlock { block_hash }) => {
+                    if let Some(height) =
+                        self.headers.as_ref().and_then(|h| h.height_of(&block_hash))
+                    {
+                        self.repair.held.remove(height);
+                        self.serve.rescan = true;
+                    }
+                    let id = self.fresh_id();
+                    self.push(Output::Storage(StorageCommand::Delete {
+                        request_id: id,
+                        block_hash,
+                    }));
+                }
+                // New-block storage is not wired yet (see the module docs); the index is
+                // rebuilt from the stored blocks at start, so its records need no store.
+                ServeOutput::Storage(StorageIntent::PutBlock { .. })
+                | ServeOutput::Storage(StorageIntent::WriteIndex { .. }) => {}
+                ServeOutput::Event(event) => self.on_serve_event(event),
+            }
+        }
+        let due = self.serve.serve.poll_timeout();
+        if let Some(at_ms) = due {
+            self.set_timer_no_later(TimerId::Serve, at_ms.max(self.now_ms));
+        }
+    }
+
+    fn on_serve_event(&mut self, event: ServeEvent<NodeId>) {
+        match event {
+            ServeEvent::QueryDone {
+                query,
+                txid,
+                result,
+            } => {
+                if let Some(query_id) = self.serve.queries.remove(&query) {
+                    self.event(Event::TxQueryDone {
+                        query_id,
+                        txid,
+                        result,
+                    });
+                }
+            }
+            ServeEvent::JobReady { job, block_hash } => {
+                self.event(Event::JobReady { job, block_hash })
+            }
+            ServeEvent::JobFailed {
+                job,
+                block_hash,
+                error,
+            } => self.event(Event::JobFailed {
+                job,
+                block_hash,
+                error,
+            }),
+            ServeEvent::Misbehaved { peer, score } => {
+                self.event(Event::PeerMisbehaved { peer, score })
+            }
+            ServeEvent::BlockStored { .. }
+            | ServeEvent::BlockDropped { .. }
+            | ServeEvent::SafelyStored { .. }
+            | ServeEvent::Underreplicated { .. }
+            | ServeEvent::MustFetch { .. }
+            | ServeEvent::BlockRejected { .. } => {}
+        }
+    }
+}
+
+/// The wire form of a serving message (`None` for the new-block messages the wire does not
+/// carry yet).
+fn to_wire(message: ServeMessage) -> Option<Message> {
+    Some(match message {
+        ServeMessage::TxQuery {
+            request_id,
+            txid,
+            block_hint,
+        } => Message::TxQuery {
+            request_id,
+            txid: crate::chain::Hash256(txid.0),
+            block_hint,
+        },
+        ServeMessage::TxAnswer { request_id, answer } => Message::TxAnswer {
+            request_id,
+            answer: match answer {
+                TxAnswer::Found(proof) => TxAnswerBody::Found {
+                    block_hash: proof.block_hash,
+                    height: proof.height,
+                    pos: proof.pos,
+                    branch: proof.branch,
+                    header: None,
+                },
+                TxAnswer::NotFound => TxAnswerBody::NotFound,
+                TxAnswer::Unavailable => TxAnswerBody::Unavailable,
+            },
+        },
+        ServeMessage::GetBlock {
+            request_id,
+            block_hash,
+        } => Message::GetBlock {
+            request_id,
+            block_hash,
+        },
+        ServeMessage::BlockData { request_id, bytes } => Message::BlockData {
+            request_id,
+            block: bytes.to_vec(),
+        },
+        ServeMessage::BlockNotFound { request_id } => Message::BlockNotFound { request_id },
+        ServeMessage::Stored { .. } | ServeMessage::NewBlock { .. } => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::chain::{Block, Txid};
+    use crate::cluster::tests::{fast_config, network};
+    use crate::node::{Event, Input};
+    use crate::serve::query::QueryResult;
+
+    /// S16 and S17 in a running cluster: a member answers queries for blocks it does not hold
+    /// by asking the holders, checks their proofs against its own headers, and runs code on a
+    /// block it does not hold after fetching it.
+    #[test]
+    fn members_answer_queries_and_run_jobs_for_any_block() {
+        let blocks = 30;
+        let mut net = network(5, blocks, fast_config(), 7);
+        net.run_until(30_000);
+        let member = (1..net.nodes.len())
+            .find(|i| net.nodes[*i].cluster().is_some())
+            .expect("a cluster formed");
+        assert!(
+            net.nodes[member].held_count() > 0,
+            "repair filled the shard"
+        );
+        let parsed: Vec<Block> = net
+            .blocks
+            .iter()
+            .map(|b| Block::decode(b).unwrap())
+            .collect();
+        let not_held = parsed
+            .iter()
+            .position(|b| !net.stores[member].contains_key(&b.block_hash()))
+            .expect("a member holds only part of the chain");
+        let held = parsed
+            .iter()
+            .position(|b| net.stores[member].contains_key(&b.block_hash()))
+            .unwrap();
+        let queries = [
+            (1, parsed[not_held].txdata[0].txid(), None),
+            (2, parsed[held].txdata[0].txid(), None),
+            (
+                3,
+                parsed[not_held].txdata[0].txid(),
+                Some(parsed[not_held].block_hash()),
+            ),
+            (4, Txid([7; 32]), None),
+        ];
+        for (query_id, txid, block_hint) in queries {
+            net.input(
+                member,
+                Input::TxQuery {
+                    query_id,
+                    txid,
+                    block_hint,
+                },
+            );
+        }
+        let job_block = parsed[not_held].block_hash();
+        net.input(
+            member,
+            Input::RunJob {
+                job: 9,
+                block_hash: job_block,
+            },
+        );
+        let now = net.now_ms;
+        net.run_until(now + 15_000);
+        let results: Vec<(u64, QueryResult)> = net.events[member]
+            .iter()
+            .filter_map(|e| match e {
+                Event::TxQueryDone {
+                    query_id, result, ..
+                } => Some((*query_id, result.clone())),
+                _ => None,
+            })
+            .collect();
+        let height_of = |q: u64| {
+            results
+                .iter()
+                .find(|(id, _)| *id == q)
+                .map(|(_, r)| match r {
+                    QueryResult::Confirmed { height, .. } => Some(*height),
+                    _ => None,
+                })
+        };
+        assert_eq!(height_of(1), Some(Some(not_held as u32)), "{results:?}");
+        assert_eq!(height_of(2), Some(Some(held as u32)), "{results:?}");
+        assert_eq!(height_of(3), Some(Some(not_held as u32)), "{results:?}");
+        assert!(results.contains(&(4, QueryResult::NotFound)), "{results:?}");
+        assert!(net.events[member].contains(&Event::JobReady {
+            job: 9,
+            block_hash: job_block
+        }));
+        let count = net.nodes[member].with_block(&job_block, |b| b.txdata.len());
+        assert_eq!(count, Some(1));
+        assert!(
+            !net.stores[member].contains_key(&job_block),
+            "cached, not stored"
+        );
+    }
+}
