@@ -66,10 +66,17 @@ fn proofs_for_every_hundredth_transaction() {
         coinbase_proof.coinbase_depth(&block.txdata[0], header.merkle_root),
         Ok(depth)
     );
+    let tree = block.merkle_tree().unwrap();
+    assert_eq!(tree.root(), header.merkle_root);
+    assert!(!tree.is_mutated());
     let mut checked = 0;
     for pos in (0..txids.len()).step_by(100) {
         let proof = MerkleProof::build(header.block_hash(), HEIGHT, &txids, pos as u32).unwrap();
         assert_eq!(proof, block.merkle_proof(HEIGHT, pos as u32).unwrap());
+        assert_eq!(
+            proof,
+            tree.proof(header.block_hash(), HEIGHT, pos as u32).unwrap()
+        );
         let txid = txids[pos];
         assert_eq!(proof.verify_against_header(txid, &header), Ok(()));
         assert_eq!(
