@@ -268,6 +268,28 @@ impl Net {
         clusters
     }
 
+    /// No live node is listed in the view of a cluster it is not a member of (S3: a node is in
+    /// at most one cluster, and clusters drop nodes that went elsewhere).
+    pub(crate) fn check_exclusive(&self) {
+        for i in 0..self.nodes.len() {
+            let Some((cluster, _, ids)) = self.cluster_of(i) else {
+                continue;
+            };
+            for id in ids {
+                let j = self.index[&id];
+                if self.down[j] {
+                    continue;
+                }
+                let theirs = self.cluster_of(j).map(|c| c.0);
+                assert_eq!(
+                    theirs,
+                    Some(cluster),
+                    "node {j} is listed by {cluster:?} but is in {theirs:?}"
+                );
+            }
+        }
+    }
+
     /// S18: every block of the chain is stored by at least `min` live members of `members`.
     pub(crate) fn copies(&self, members: &[usize]) -> Vec<usize> {
         (0..self.blocks.len() as u32)

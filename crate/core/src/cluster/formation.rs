@@ -158,7 +158,7 @@ impl Node {
 
     /// S1: invite the best ordinary peers, or (S13) ask a cluster with room to take us.
     fn start_formation_round(&mut self) {
-        let invitees = self.ranked_ordinary_peers(self.config.cluster_size_max - 1);
+        let mut invitees = self.ranked_ordinary_peers(usize::MAX);
         if invitees.len()
             < self
                 .config
@@ -183,6 +183,7 @@ impl Node {
             }
             return;
         }
+        invitees.truncate(self.config.cluster_size_max - 1);
         let round = self.invite(invitees, None);
         if let Role::Ordinary(o) = &mut self.role {
             o.round = Some(round);
@@ -671,11 +672,8 @@ impl Node {
             return;
         }
         let mut next = Membership::new(self.id, view, self.now_ms, old.expires_at_ms);
-        for (i, slot) in next.slots.iter().enumerate() {
-            if let Some(j) = old.number_of(&slot.id) {
-                next.last_heard_ms[i] = old.last_heard_ms[j];
-            }
-        }
+        // Every member starts a fresh liveness period in the new view: numbers changed, so
+        // with neighbour heartbeats (S10) each member now watches different members.
         next.reformed = old.reformed;
         next.departed = old
             .departed

@@ -145,6 +145,7 @@ fn many_nodes_form_bounded_clusters_and_nobody_is_in_two() {
             net.check_clusters();
         }
         let clusters = net.check_clusters();
+        net.check_exclusive();
         let in_cluster: usize = clusters.values().map(Vec::len).sum();
         assert!(
             clusters.len() >= 5,
@@ -215,4 +216,24 @@ fn clusters_expire_and_re_form_with_the_same_members() {
         after_reform, 0,
         "same members, rendezvous placement: nothing moves"
     );
+}
+
+/// S4: re-formation under a rule that depends on member numbers (the patent's hash rule)
+/// moves blocks, because the new cluster id renumbers the members; the counters measure it.
+#[test]
+fn re_forming_under_the_hash_rule_moves_blocks_and_is_counted() {
+    let config = Config {
+        cluster_ttl_ms: 20_000,
+        placement: crate::placement::PlacementRule::HashMod { offset: 0 },
+        ..fast_config()
+    };
+    let mut net = network(5, 60, config, 4);
+    net.run_until(35_000);
+    assert_eq!(net.check_clusters().len(), 1);
+    let moved: u64 = net
+        .nodes
+        .iter()
+        .map(|n| n.stats().bytes_fetched_after_reform)
+        .sum();
+    assert!(moved > 0, "renumbering after re-formation moves blocks");
 }

@@ -5,8 +5,8 @@
 //!
 //! Every `heartbeat_interval_ms` a member pings either every other member (S9,
 //! [`HeartbeatMode::All`]) or the `per_side` members numbered on each side of it (S10,
-//! [`HeartbeatMode::Neighbours`]). Detection is receive-side: any message from a member counts
-//! as hearing from it, and a monitored member not heard from for `offline_after_ms` is declared
+//! [`HeartbeatMode::Neighbours`]). Detection is receive-side: a ping or pong from a member that
+//! carries our cluster's stamp counts as hearing from it, and a monitored member not heard from for `offline_after_ms` is declared
 //! offline. The member that notices proposes the next view without it (epoch + 1).
 //!
 //! Every ping and pong carries a [`ViewStamp`] (cluster id, epoch, size, digest). A member that
@@ -34,10 +34,15 @@ impl Node {
         }
     }
 
-    /// Any message from a member counts as a sign of life.
-    pub(crate) fn heard_from(&mut self, from: NodeId) {
+    /// A heartbeat (ping or pong) from a member that carries our cluster's stamp is a sign of
+    /// life. A node that answers with another cluster's stamp (it joined elsewhere) is not
+    /// alive *for us*, and will be declared offline.
+    pub(crate) fn heard_from(&mut self, from: NodeId, stamp: Option<ViewStamp>) {
         let now = self.now_ms;
         if let Role::Member(m) = &mut self.role {
+            if stamp.is_none_or(|s| s.cluster != m.view.cluster) {
+                return;
+            }
             if let Some(i) = m.number_of(&from) {
                 m.last_heard_ms[i] = now;
             }

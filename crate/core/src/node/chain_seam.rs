@@ -198,3 +198,23 @@ pub fn synthetic_chain(blocks: u32, payload_bytes: usize) -> (HeaderList, Vec<Ve
     }
     (HeaderList::new(headers), raw)
 }
+
+/// The verified header chain is a header view of its best chain. A shell that keeps its
+/// `HeaderChain` in an `Arc` and hands the node a clone of that `Arc` after each change pays a
+/// copy of the chain when it next mutates it (`Arc::make_mut`) while the node still holds the
+/// old view; for one browser node at one block per ten minutes that is acceptable, and the
+/// simulator shares one [`HeaderList`] instead.
+impl HeaderView for crate::chain::headers::HeaderChain {
+    fn tip_height(&self) -> Option<u32> {
+        Some(crate::chain::headers::HeaderChain::tip_height(self))
+    }
+    fn header_at(&self, height: u32) -> Option<Header> {
+        crate::chain::headers::HeaderChain::header_at(self, height).copied()
+    }
+    fn block_hash_at(&self, height: u32) -> Option<BlockHash> {
+        self.hash_at(height)
+    }
+    fn height_of(&self, hash: &BlockHash) -> Option<u32> {
+        crate::chain::headers::HeaderChain::height_of(self, hash)
+    }
+}

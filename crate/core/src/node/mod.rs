@@ -284,6 +284,7 @@ impl Node {
             }
             Input::Headers(view) => {
                 self.on_serve_headers(&view);
+                self.forget_reorganised(&view);
                 self.headers = Some(view);
                 self.rescan_shard();
             }
@@ -446,7 +447,6 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
-        self.heard_from(from);
         if self.on_serve_message(from, &message) {
             return;
         }
@@ -463,11 +463,13 @@ impl Node {
                 }
             }
             Message::Ping { nonce, stamp } => {
+                self.heard_from(from, stamp);
                 let mine = self.stamp();
                 self.send(from, Message::Pong { nonce, stamp: mine });
                 self.compare_stamp(from, stamp);
             }
             Message::Pong { nonce, stamp } => {
+                self.heard_from(from, stamp);
                 if let Some(p) = self.peers.get_mut(&from) {
                     if let Some((sent_nonce, sent_ms)) = p.ping {
                         if sent_nonce == nonce {

@@ -158,6 +158,29 @@ impl Node {
         held
     }
 
+    /// Before switching to a new header view: heights whose block changed (a reorganisation)
+    /// are no longer held — the stored block is not on the best chain any more.
+    pub(crate) fn forget_reorganised(&mut self, next: &crate::node::SharedHeaders) {
+        let Some(old) = &self.headers else { return };
+        let (Some(old_tip), Some(new_tip)) = (old.tip_height(), next.tip_height()) else {
+            return;
+        };
+        let mut height = old_tip.min(new_tip);
+        loop {
+            if old.block_hash_at(height) == next.block_hash_at(height) {
+                break;
+            }
+            self.repair.held.remove(height);
+            if height == 0 {
+                break;
+            }
+            height -= 1;
+        }
+        for stale in new_tip.saturating_add(1)..=old_tip {
+            self.repair.held.remove(stale);
+        }
+    }
+
     /// Recomputes what this member must fetch and starts fetching.
     pub(crate) fn rescan_shard(&mut self) {
         self.resolve_listed();
