@@ -91,6 +91,16 @@ impl Node {
     /// Runs `f` on the serving layer with the node's header view, members and placement, then
     /// turns the serving layer's outputs into the node's.
     fn with_serve<R>(&mut self, f: impl FnOnce(&mut Serve<NodeId>, &Env<'_, NodeId>) -> R) -> R {
+        let result = self.with_serve_quiet(f);
+        self.pump_serve();
+        result
+    }
+
+    /// [`Node::with_serve`] without turning outputs over yet (the caller records an id first).
+    fn with_serve_quiet<R>(
+        &mut self,
+        f: impl FnOnce(&mut Serve<NodeId>, &Env<'_, NodeId>) -> R,
+    ) -> R {
         let view = self.headers.clone();
         let chain = ViewChain(view.as_deref());
         let slots: Vec<Slot> = match &self.role {
@@ -109,15 +119,14 @@ impl Node {
             members: &members,
             holders: &holders,
         };
-        let result = f(&mut self.serve.serve, &env);
-        self.pump_serve();
-        result
+        f(&mut self.serve.serve, &env)
     }
 
     /// [`Input::TxQuery`]: a query from the front end.
     pub(crate) fn on_tx_query(&mut self, query_id: u64, txid: Txid, hint: Option<BlockHash>) {
         let now_ms = self.now_ms;
-        match self.with_serve(|s, env| s.query(now_ms, txid, hint, env)) {
+        // The query may finish at once: map its id before its outputs are turned over.
+        match self.with_serve_quiet(|s, env| s.query(now_ms, txid, hint, env)) {
             Ok(id) => {
                 self.serve.queries.insert(id, query_id);
             }
@@ -241,11 +250,13 @@ impl Node {
             }
             StorageResult::Got { request_id, bytes } => {
                 if let Some(block_hash) = self.serve.rebuild_reads.remove(request_id) {
+                    // Indexed even before the headers arrive: queries only use entries whose
+                    // block is on the best chain. The height is only reported.
                     let height = self.headers.as_ref().and_then(|h| h.height_of(&block_hash));
-                    if let (Some(bytes), Some(height)) = (bytes, height) {
+                    if let Some(bytes) = bytes {
                         if let Ok(block) = Block::decode(bytes) {
                             if block.block_hash() == block_hash && block.check().is_ok() {
-                                self.serve.serve.block_stored(&block, height);
+                                self.serve.serve.block_stored(&block, height.unwrap_or(0));
                             }
                         }
                     }
@@ -476,10 +487,188 @@ fn to_wire(message: ServeMessage) -> Option<Message> {
 
 #[cfg(test)]
 mod tests {
-    use crate::chain::{Block, Txid};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use crate::chain::{Block, BlockHash, Header, Txid};
     use crate::cluster::tests::{fast_config, network};
-    use crate::node::{Event, Input};
+    use crate::node::chain_seam::synthetic_chain;
+    use crate::node::{
+        Config, Event, HeaderList, HeaderView, Input, Node, NodeId, Output, StorageCommand,
+        StorageResult,
+    };
     use crate::serve::query::QueryResult;
+
+    /// Feeds an input and carries out storage commands against `store` until quiet; returns
+    /// every other output.
+    fn feed(
+        node: &mut Node,
+        store: &mut HashMap<BlockHash, Vec<u8>>,
+        now_ms: u64,
+        input: Input,
+    ) -> Vec<Output> {
+        let mut pending = vec![input];
+        let mut rest = Vec::new();
+        while let Some(input) = pending.pop() {
+            node.handle_input(now_ms, input);
+            while let Some(output) = node.poll_output() {
+                match output {
+                    Output::Storage(StorageCommand::Put {
+                        request_id,
+                        block_hash,
+                        bytes,
+                        ..
+                    }) => {
+                        store.insert(block_hash, bytes);
+                        pending.push(Input::Storage(StorageResult::Put {
+                            request_id,
+                            ok: true,
+                        }));
+                    }
+                    Output::Storage(StorageCommand::Get {
+                        request_id,
+                        block_hash,
+                    }) => {
+                        let bytes = store.get(&block_hash).cloned();
+                        pending.push(Input::Storage(StorageResult::Got { request_id, bytes }));
+                    }
+                    Output::Storage(StorageCommand::Delete {
+                        request_id,
+                        block_hash,
+                    }) => {
+                        store.remove(&block_hash);
+                        pending.push(Input::Storage(StorageResult::Deleted { request_id }));
+                    }
+                    Output::Storage(StorageCommand::List { request_id }) => {
+                        let blocks = store.keys().copied().collect();
+                        pending.push(Input::Storage(StorageResult::Listed { request_id, blocks }));
+                    }
+                    other => rest.push(other),
+                }
+            }
+        }
+        rest
+    }
+
+    fn query_results(outputs: &[Output]) -> Vec<(u64, QueryResult)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Event(Event::TxQueryDone {
+                    query_id, result, ..
+                }) => Some((*query_id, result.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A node answers from its own blocks through the index; after a reorg the blocks that left
+    /// the best chain are deleted from its store and index, and their transactions no longer
+    /// confirm. A restarted node rebuilds its index from the blocks it lists.
+    #[test]
+    fn reorg_deletes_blocks_off_the_best_chain_and_the_index_is_rebuilt_at_start() {
+        let (list, blocks) = synthetic_chain(10, 10);
+        let list = Arc::new(list);
+        let config = Config {
+            archive: true,
+            ..fast_config()
+        };
+        let mut node = Node::new(config.clone(), NodeId::from_seed(1), 1).unwrap();
+        let mut store = HashMap::new();
+        feed(&mut node, &mut store, 0, Input::Start);
+        feed(&mut node, &mut store, 0, Input::Headers(list.clone()));
+        for bytes in &blocks {
+            feed(
+                &mut node,
+                &mut store,
+                1,
+                Input::NewBlock {
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+        let parsed: Vec<Block> = blocks.iter().map(|b| Block::decode(b).unwrap()).collect();
+        let txid = parsed[8].txdata[0].txid();
+        let out = feed(
+            &mut node,
+            &mut store,
+            2,
+            Input::TxQuery {
+                query_id: 1,
+                txid,
+                block_hint: None,
+            },
+        );
+        assert!(
+            matches!(
+                query_results(&out)[..],
+                [(
+                    1,
+                    QueryResult::Confirmed {
+                        height: 8,
+                        confirmations: 2,
+                        ..
+                    }
+                )]
+            ),
+            "{out:?}"
+        );
+        // A competing chain sharing the first 6 blocks.
+        let (other, _) = synthetic_chain(12, 11);
+        let mut headers: Vec<Header> = (0..6).map(|h| list.header_at(h).unwrap()).collect();
+        headers.extend((6..12).map(|h| other.header_at(h).unwrap()));
+        feed(
+            &mut node,
+            &mut store,
+            3,
+            Input::Headers(Arc::new(HeaderList::new(headers))),
+        );
+        for (height, b) in parsed.iter().enumerate() {
+            assert_eq!(
+                store.contains_key(&b.block_hash()),
+                height < 6,
+                "block {height}"
+            );
+        }
+        let out = feed(
+            &mut node,
+            &mut store,
+            4,
+            Input::TxQuery {
+                query_id: 2,
+                txid,
+                block_hint: None,
+            },
+        );
+        let results = query_results(&out);
+        assert_eq!(results.len(), 1);
+        assert!(
+            !matches!(results[0].1, QueryResult::Confirmed { .. }),
+            "{results:?}"
+        );
+        // Restart: the index comes back from the listed blocks.
+        let mut node = Node::new(config, NodeId::from_seed(1), 1).unwrap();
+        feed(&mut node, &mut store, 10, Input::Start);
+        feed(&mut node, &mut store, 10, Input::Headers(list.clone()));
+        let txid = parsed[4].txdata[0].txid();
+        let out = feed(
+            &mut node,
+            &mut store,
+            11,
+            Input::TxQuery {
+                query_id: 3,
+                txid,
+                block_hint: None,
+            },
+        );
+        assert!(
+            matches!(
+                query_results(&out)[..],
+                [(3, QueryResult::Confirmed { height: 4, .. })]
+            ),
+            "{out:?}"
+        );
+    }
 
     /// S16 and S17 in a running cluster: a member answers queries for blocks it does not hold
     /// by asking the holders, checks their proofs against its own headers, and runs code on a

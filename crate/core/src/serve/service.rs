@@ -585,7 +585,8 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
         self.pump();
     }
 
-    /// The node stored a block by itself (repair, hand-over): index it.
+    /// The node stored a block by itself (repair, hand-over, start-up): index it. `height` is
+    /// only reported in [`ServeEvent::BlockStored`].
     pub fn block_stored(&mut self, block: &Block, height: u32) {
         self.index_block(block, height);
     }
