@@ -511,9 +511,13 @@ impl Node {
                 start_height,
                 max_count,
             } => self.on_get_headers(from, request_id, start_height, max_count),
-            // Headers are the shell's (it keeps the header chain); transaction queries and
-            // answers went to the serving layer above.
-            Message::Headers { .. } | Message::TxAnswer { .. } | Message::TxQuery { .. } => {
+            // Headers are the shell's (it keeps the header chain); queries, answers, stored
+            // announcements and pushed blocks went to the serving layer above.
+            Message::Headers { .. }
+            | Message::TxAnswer { .. }
+            | Message::TxQuery { .. }
+            | Message::BlockStored { .. }
+            | Message::NewBlock { .. } => {
                 self.stats.messages_ignored += 1;
             }
         }
