@@ -172,6 +172,10 @@ pub enum Event {
     },
     /// A peer sent a forged proof or an invalid block; `score` is its total here.
     PeerMisbehaved { peer: NodeId, score: u32 },
+    /// P holders announced a new block (S14, S15).
+    BlockSafelyStored { block_hash: BlockHash, height: u32 },
+    /// A new block's re-drives ran out before P holders announced it; repair takes over.
+    BlockUnderreplicated { block_hash: BlockHash, height: u32 },
 }
 
 /// Counters a shell or simulator can read ([`Node::stats`](super::Node::stats)).

@@ -288,7 +288,11 @@ impl Node {
                 self.headers = Some(view);
                 self.rescan_shard();
             }
-            Input::NewBlock { bytes } => self.on_new_block(bytes),
+            Input::NewBlock { bytes } => {
+                if let Some(bytes) = self.on_serve_new_block(bytes) {
+                    self.on_new_block(bytes);
+                }
+            }
             Input::TxQuery {
                 query_id,
                 txid,

@@ -14,10 +14,12 @@
 //!   store, the held set, the index and the cache); the repair rescan then fetches the blocks
 //!   that replaced them.
 //!
-//! Not wired yet: the serving layer's own new-block path (routed S14 / announced S15) needs two
-//! wire messages the codec does not have (`Stored { block_hash, height }` and an unsolicited
-//! `NewBlock { block }`); until then blocks from the source go through the node's own
-//! `on_new_block` (self-selected storage without announcements).
+//! - New blocks from the block source reach a member's serving layer ([`Input::NewBlock`]):
+//!   routed (S14: the first member to learn of a block sends it to its holders,
+//!   `Message::NewBlock`) or self-selected (S15), per `Config::serve.new_blocks.mode`; holders
+//!   announce `Message::BlockStored`; after P announcements [`Event::BlockSafelyStored`], after
+//!   the re-drive budget [`Event::BlockUnderreplicated`] and a repair rescan. Archives and
+//!   ordinary nodes keep the node's own path (store if wanted).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -45,6 +47,9 @@ pub(crate) struct ServeGlue {
     storage: HashMap<u64, u64>,
     /// Puts the node issued → the block, to unindex if the write fails.
     puts: HashMap<u64, BlockHash>,
+    /// Puts of new blocks the serving layer asked for: the node's request id → (the serving
+    /// layer's request id, height).
+    new_block_puts: HashMap<u64, (u64, u32)>,
     /// The serving layer's query id → the front end's.
     queries: HashMap<QueryId, u64>,
     /// Listed blocks still to read back into the index.
@@ -61,6 +66,7 @@ impl ServeGlue {
             serve,
             storage: HashMap::new(),
             puts: HashMap::new(),
+            new_block_puts: HashMap::new(),
             queries: HashMap::new(),
             rebuild: VecDeque::new(),
             rebuild_reads: HashMap::new(),
@@ -209,6 +215,13 @@ impl Node {
                     request_id: *request_id,
                 }
             }
+            Message::BlockStored { block_hash, height } => ServeMessage::Stored {
+                block_hash: *block_hash,
+                height: *height,
+            },
+            Message::NewBlock { block } => ServeMessage::NewBlock {
+                bytes: block.as_slice().into(),
+            },
             _ => return false,
         };
         let now_ms = self.now_ms;
@@ -246,7 +259,21 @@ impl Node {
                         self.serve.serve.block_removed(&block_hash);
                     }
                 }
-                Some(result)
+                let Some((serve_id, height)) = self.serve.new_block_puts.remove(request_id) else {
+                    return Some(result);
+                };
+                if *ok {
+                    self.repair.held.insert(height);
+                    self.stats.blocks_from_source += 1;
+                    if let Some(block_hash) =
+                        self.headers.as_ref().and_then(|h| h.block_hash_at(height))
+                    {
+                        self.event(Event::BlockStored { block_hash, height });
+                    }
+                }
+                self.serve.serve.handle_put_result(serve_id, *ok);
+                self.pump_serve();
+                None
             }
             StorageResult::Got { request_id, bytes } => {
                 if let Some(block_hash) = self.serve.rebuild_reads.remove(request_id) {
@@ -325,11 +352,25 @@ impl Node {
         self.serve.rescan = false;
     }
 
+    /// [`Input::NewBlock`] for a member (not an archive): new-block storage, routed (S14) or
+    /// self-selected (S15) as configured, with announcements. Gives the bytes back when the
+    /// node's own path should take the block.
+    pub(crate) fn on_serve_new_block(&mut self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        if self.config.archive || !matches!(self.role, Role::Member(_)) {
+            return Some(bytes);
+        }
+        let now_ms = self.now_ms;
+        let _ = self.with_serve(|s, env| s.handle_new_block(now_ms, &bytes, env));
+        self.rescan_if_dropped();
+        None
+    }
+
     /// The serving layer's timer fired.
     pub(crate) fn on_serve_timer(&mut self) {
         let now_ms = self.now_ms;
         self.serve.serve.handle_timeout(now_ms);
         self.pump_serve();
+        self.rescan_if_dropped();
     }
 
     /// A stored block was found corrupt and dropped: let repair fetch it again.
@@ -361,9 +402,7 @@ impl Node {
         while let Some(out) = self.serve.serve.poll_output() {
             match out {
                 ServeOutput::Send { to, message } => {
-                    if let Some(message) = to_wire(message) {
-                        self.send(to, message);
-                    }
+                    self.send(to, to_wire(message));
                 }
                 ServeOutput::Storage(StorageIntent::GetBlock {
                     request_id,
@@ -389,10 +428,24 @@ impl Node {
                         block_hash,
                     }));
                 }
-                // New-block storage is not wired yet (see the module docs); the index is
-                // rebuilt from the stored blocks at start, so its records need no store.
-                ServeOutput::Storage(StorageIntent::PutBlock { .. })
-                | ServeOutput::Storage(StorageIntent::WriteIndex { .. }) => {}
+                ServeOutput::Storage(StorageIntent::PutBlock {
+                    request_id,
+                    block_hash,
+                    height,
+                    bytes,
+                }) => {
+                    let id = self.fresh_id();
+                    self.serve.new_block_puts.insert(id, (request_id, height));
+                    self.push(Output::Storage(StorageCommand::Put {
+                        request_id: id,
+                        block_hash,
+                        height,
+                        bytes: bytes.to_vec(),
+                    }));
+                }
+                // The index is rebuilt from the stored blocks at start, so its records need no
+                // store of their own.
+                ServeOutput::Storage(StorageIntent::WriteIndex { .. }) => {}
                 ServeOutput::Event(event) => self.on_serve_event(event),
             }
         }
@@ -432,20 +485,26 @@ impl Node {
             ServeEvent::Misbehaved { peer, score } => {
                 self.event(Event::PeerMisbehaved { peer, score })
             }
-            ServeEvent::BlockStored { .. }
-            | ServeEvent::BlockDropped { .. }
-            | ServeEvent::SafelyStored { .. }
-            | ServeEvent::Underreplicated { .. }
-            | ServeEvent::MustFetch { .. }
-            | ServeEvent::BlockRejected { .. } => {}
+            ServeEvent::SafelyStored { block_hash, height } => {
+                self.event(Event::BlockSafelyStored { block_hash, height })
+            }
+            ServeEvent::Underreplicated { block_hash, height } => {
+                // Repair's rescan finds the missing replicas from placement (S11).
+                self.serve.rescan = true;
+                self.event(Event::BlockUnderreplicated { block_hash, height });
+            }
+            ServeEvent::BlockRejected { .. } => self.stats.blocks_rejected += 1,
+            // Repair's rescan after the new header view fetches what joined.
+            ServeEvent::MustFetch { .. }
+            | ServeEvent::BlockStored { .. }
+            | ServeEvent::BlockDropped { .. } => {}
         }
     }
 }
 
-/// The wire form of a serving message (`None` for the new-block messages the wire does not
-/// carry yet).
-fn to_wire(message: ServeMessage) -> Option<Message> {
-    Some(match message {
+/// The wire form of a serving message.
+fn to_wire(message: ServeMessage) -> Message {
+    match message {
         ServeMessage::TxQuery {
             request_id,
             txid,
@@ -481,8 +540,11 @@ fn to_wire(message: ServeMessage) -> Option<Message> {
             block: bytes.to_vec(),
         },
         ServeMessage::BlockNotFound { request_id } => Message::BlockNotFound { request_id },
-        ServeMessage::Stored { .. } | ServeMessage::NewBlock { .. } => return None,
-    })
+        ServeMessage::Stored { block_hash, height } => Message::BlockStored { block_hash, height },
+        ServeMessage::NewBlock { bytes } => Message::NewBlock {
+            block: bytes.to_vec(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -668,6 +730,86 @@ mod tests {
             ),
             "{out:?}"
         );
+    }
+
+    /// S14 and S15 in a running cluster: a block the archive never had arrives at members;
+    /// exactly its holders store it, announce it, and it is declared safely stored.
+    #[test]
+    fn new_blocks_reach_their_holders_routed_and_self_selected() {
+        use crate::serve::newblock::StorageMode;
+        use crate::testnet::Net;
+        for mode in [StorageMode::Routed, StorageMode::SelfSelected] {
+            let mut config = fast_config();
+            config.serve.new_blocks.mode = mode;
+            config.serve.new_blocks.redrive_after_ms = 1_000;
+            let mut configs = vec![Config {
+                archive: true,
+                ..fast_config()
+            }];
+            configs.extend(std::iter::repeat_n(config, 5));
+            let blocks = 20;
+            let mut net = Net::new(configs, blocks, 11);
+            let last = net.blocks.len() - 1;
+            let known: Vec<Vec<u8>> = net.blocks[..last].to_vec();
+            for bytes in known {
+                net.input(0, Input::NewBlock { bytes });
+            }
+            net.introduce_all();
+            net.run_until(30_000);
+            let members: Vec<usize> = (1..net.nodes.len())
+                .filter(|i| net.nodes[*i].cluster().is_some())
+                .collect();
+            assert!(members.len() >= 3, "a cluster formed: {members:?}");
+            let new_block = net.blocks[last].clone();
+            let hash = Block::decode(&new_block).unwrap().block_hash();
+            let learners: Vec<usize> = match mode {
+                StorageMode::Routed => vec![members[0]],
+                StorageMode::SelfSelected => members.clone(),
+            };
+            for i in learners {
+                net.input(
+                    i,
+                    Input::NewBlock {
+                        bytes: new_block.clone(),
+                    },
+                );
+            }
+            let now = net.now_ms;
+            net.run_until(now + 10_000);
+            let holders: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|i| net.stores[*i].contains_key(&hash))
+                .collect();
+            let p = 3.min(members.len());
+            assert_eq!(holders.len(), p, "{mode:?}: exactly P members store it");
+            for i in &holders {
+                assert!(
+                    net.nodes[*i].holds(last as u32),
+                    "{mode:?}: holder {i} knows it holds it"
+                );
+            }
+            let safe: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|i| {
+                    net.events[*i].iter().any(|e| {
+                        *e == Event::BlockSafelyStored {
+                            block_hash: hash,
+                            height: last as u32,
+                        }
+                    })
+                })
+                .collect();
+            match mode {
+                StorageMode::Routed => {
+                    assert!(safe.contains(&members[0]), "the router saw P announcements")
+                }
+                StorageMode::SelfSelected => {
+                    assert_eq!(safe, members, "every member saw P announcements")
+                }
+            }
+        }
     }
 
     /// S16 and S17 in a running cluster: a member answers queries for blocks it does not hold
