@@ -24,4 +24,4 @@ pub use headers::{HeaderChain, HeaderChainConfig, HeaderError};
 pub use merkle::{MerkleProof, MerkleTree, ProofError};
 pub use params::{ChainParams, Network};
 pub use pow::{PowError, Target, U256};
-pub use transaction::{OutPoint, Transaction, TxIn, TxOut};
+pub use transaction::{OutPoint, Transaction, TxError, TxIn, TxOut, MAX_MONEY};
