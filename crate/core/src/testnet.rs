@@ -29,6 +29,12 @@ pub(crate) struct Net {
     pub(crate) bytes_sent: u64,
     /// Corrupt every block node `i` serves.
     pub(crate) corrupt_server: Option<usize>,
+    /// Encode every message to count bytes (off for timing runs).
+    pub(crate) count_bytes: bool,
+    /// Messages delivered.
+    pub(crate) messages: u64,
+    /// Messages delivered, by kind.
+    pub(crate) by_kind: BTreeMap<&'static str, u64>,
 }
 
 impl Net {
@@ -51,6 +57,9 @@ impl Net {
             blocks: raw,
             bytes_sent: 0,
             corrupt_server: None,
+            count_bytes: true,
+            messages: 0,
+            by_kind: BTreeMap::new(),
         };
         for config in configs {
             net.add(config, seed);
@@ -106,6 +115,23 @@ impl Net {
         self.schedule(0, i, input);
     }
 
+    /// Tells every node about `count` others (a directory's sample).
+    pub(crate) fn introduce_some(&mut self, ids: &[NodeId], count: usize) {
+        let n = ids.len();
+        for i in 0..n {
+            let picks: Vec<Candidate> =
+                std::iter::once(0) // everyone knows the archive (a relay)
+                    .chain((1..=count).map(|k| (i + k * 7919 % n.max(1) + k) % n))
+                    .filter(|j| *j != i)
+                    .map(|j| Candidate {
+                        id: ids[j],
+                        address: format!("/sim/{j}"),
+                    })
+                    .collect();
+            self.schedule(1, i, Input::CandidatePeers(picks));
+        }
+    }
+
     fn schedule(&mut self, delay_ms: u64, node: usize, input: Input) {
         self.seq += 1;
         self.queue
@@ -124,7 +150,7 @@ impl Net {
                 break;
             }
             steps += 1;
-            assert!(steps < 5_000_000, "runaway simulation");
+            assert!(steps < 500_000_000, "runaway simulation");
             let (node, input) = self.queue.remove(&(at, seq)).expect("present");
             self.now_ms = at;
             if self.down[node] {
@@ -153,7 +179,11 @@ impl Net {
                         block[last] ^= 1;
                     }
                 }
-                self.bytes_sent += encode(&message).expect("encodable").len() as u64;
+                if self.count_bytes {
+                    self.bytes_sent += encode(&message).expect("encodable").len() as u64;
+                }
+                self.messages += 1;
+                *self.by_kind.entry(kind(&message)).or_default() += 1;
                 let id = self.id(from);
                 self.schedule(self.latency_ms, to, Input::Message { from: id, message });
             }
@@ -300,5 +330,23 @@ impl Net {
                     .count()
             })
             .collect()
+    }
+}
+
+fn kind(message: &Message) -> &'static str {
+    match message {
+        Message::Hello { .. } => "hello",
+        Message::Ping { .. } => "ping",
+        Message::Pong { .. } => "pong",
+        Message::Invite { .. } => "invite",
+        Message::InviteReply { .. } => "invite_reply",
+        Message::InviteWithdrawn { .. } => "invite_withdrawn",
+        Message::JoinRequest { .. } => "join_request",
+        Message::JoinDenied { .. } => "join_denied",
+        Message::View(_) => "view",
+        Message::GetBlock { .. } => "get_block",
+        Message::BlockData { .. } => "block_data",
+        Message::BlockNotFound { .. } => "block_not_found",
+        _ => "other",
     }
 }

@@ -237,3 +237,49 @@ fn re_forming_under_the_hash_rule_moves_blocks_and_is_counted() {
         .sum();
     assert!(moved > 0, "renumbering after re-formation moves blocks");
 }
+
+/// Not a test: a timing probe of the node at scale (`cargo test --release -- --ignored
+/// scale_probe --nocapture`). Timings belong in benchmarks; this prints, it asserts nothing
+/// about speed.
+#[test]
+#[ignore]
+fn scale_probe() {
+    let n: usize = std::env::var("PROBE_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let hours: u64 = std::env::var("PROBE_HOURS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let config = Config {
+        heartbeat_interval_ms: 30_000,
+        offline_after_ms: 120_000,
+        max_peers: 8,
+        ..Config::default()
+    };
+    let archive = Config {
+        peer_table_max: n + 1,
+        max_peers: 0,
+        ..archive_config()
+    };
+    let mut configs = vec![archive];
+    configs.extend(std::iter::repeat_n(config, n));
+    let mut net = Net::new(configs, 200, 9);
+    net.count_bytes = false;
+    net.feed_blocks(0);
+    // A directory that hands each node 12 random-ish candidates.
+    let ids: Vec<_> = (0..=n).map(|i| net.id(i)).collect();
+    net.introduce_some(&ids, 12);
+    let start = std::time::Instant::now();
+    net.run_until(hours * 3_600_000);
+    let clusters = net.check_clusters();
+    let in_clusters: usize = clusters.values().map(Vec::len).sum();
+    println!(
+        "{n} nodes, {hours} h: {:?} wall, {} messages, {} clusters holding {in_clusters} nodes",
+        start.elapsed(),
+        net.messages,
+        clusters.len()
+    );
+    println!("{:?}", net.by_kind);
+}

@@ -72,7 +72,8 @@ pub enum Input {
 /// Everything a node asks its shell to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Send `message` to `to` (dialling it first if needed).
+    /// Send `message` to `to`, dialling it first if needed. If `to` cannot be reached the shell
+    /// drops the message: every exchange has a timeout, so the protocol tolerates loss.
     Send { to: NodeId, message: Message },
     /// Dial a peer.
     Connect { peer: NodeId, address: String },

@@ -320,12 +320,8 @@ impl Node {
         let due = self.timers[id as usize];
         match due {
             Some(at) if at <= self.now_ms => self.timers[id as usize] = None,
-            // Stale or early: the pending deadline stands; make sure the shell still has it.
-            Some(at) => {
-                self.push(Output::SetTimer { id, at_ms: at });
-                return;
-            }
-            None => return,
+            // Stale (replaced by a later SetTimer) or early: the pending deadline stands.
+            _ => return,
         }
         match id {
             TimerId::Formation => self.on_formation_timer(),
@@ -352,7 +348,11 @@ impl Node {
                 Some(stale) => {
                     self.peers.remove(&stale);
                 }
-                None => return,
+                None => {
+                    // Table full: answer with who we are, but keep no state for this peer.
+                    let hello = self.hello();
+                    return self.send(peer, hello);
+                }
             }
         }
         self.candidates.retain(|c| c.id != peer);
@@ -460,10 +460,14 @@ impl Node {
                 cluster,
                 open_slots,
             } => {
+                let archive = record.archive;
                 if let Some(p) = self.peers.get_mut(&from) {
                     p.record = Some(record);
                     p.cluster = cluster;
                     p.open_slots = open_slots;
+                }
+                if archive {
+                    self.unpark_all();
                 }
             }
             Message::Ping { nonce, stamp } => {

@@ -9,8 +9,10 @@
 //! member computes the same placement from the same view, they agree on who fetches what.
 //!
 //! Sources for a block are tried in order: its current holders, nearest member number first
-//! (so a newcomer is filled by its numbered neighbours, S12/S13); then the other members, who
-//! may still keep it from an earlier placement; then connected archive peers. A source that
+//! (so a newcomer is filled by its numbered neighbours, S12/S13); then connected archive peers
+//! (the relays, which hold the whole chain); then the other members, who may still keep it
+//! from an earlier placement. A block nobody has waits `repair_retry_ms`, doubling per failed
+//! pass up to 64 ×; an archive saying hello ends the wait. A source that
 //! does not answer within `repair_request_timeout_ms`, answers `BlockNotFound`, or sends bytes
 //! that fail the check against the header chain is skipped and the next one asked; when all
 //! are exhausted the block waits `repair_retry_ms` and starts over.
@@ -24,7 +26,7 @@
 //! Blocks no longer assigned to this member are kept (they are spare replicas that make
 //! re-formation cheap); evicting them is left to storage pressure (S17).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::node::chain_seam::{check_block, sha256d, BlockHash};
 use crate::node::{
@@ -73,6 +75,8 @@ struct Job {
     height: u32,
     /// Sources already tried in this pass.
     attempts: u16,
+    /// Passes over all sources that found nobody with the block (backs off the retry).
+    rounds: u8,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +120,8 @@ pub(crate) struct Repair {
     /// Heights queued, in flight, parked or being stored.
     busy: HeightSet,
     in_flight: HashMap<u64, Flight>,
-    parked: VecDeque<(u64, u32)>,
+    /// Blocks no source had: (retry at, height, rounds so far), soonest first.
+    parked: BTreeSet<(u64, u32, u8)>,
     puts: HashMap<u64, PendingPut>,
     gets: HashMap<u64, PendingGet>,
     window_start_ms: u64,
@@ -192,7 +197,7 @@ impl Node {
             for job in self.repair.queue.drain(..) {
                 self.repair.busy.remove(job.height);
             }
-            for (_, height) in self.repair.parked.drain(..) {
+            for (_, height, _) in std::mem::take(&mut self.repair.parked) {
                 self.repair.busy.remove(height);
             }
             return;
@@ -216,6 +221,7 @@ impl Node {
             self.repair.queue.push_back(Job {
                 height,
                 attempts: 0,
+                rounds: 0,
             });
         }
         self.pump_repair();
@@ -237,25 +243,6 @@ impl Node {
 
     /// Where to fetch `height` from, best first (see the module docs).
     fn sources(&mut self, height: u32, hash: &BlockHash) -> Vec<NodeId> {
-        let mut out = Vec::new();
-        if let Role::Member(m) = &self.role {
-            let k = m.slots.len();
-            let distance = |n: usize| {
-                let d = (n + k - m.number) % k;
-                d.min(k - d)
-            };
-            let mut holders = std::mem::take(&mut self.repair.scratch);
-            self.placer.holders(hash, height, &m.slots, &mut holders);
-            let mut current: Vec<usize> =
-                holders.iter().copied().filter(|n| *n != m.number).collect();
-            current.sort_by_key(|n| distance(*n));
-            let mut others: Vec<usize> = (0..k)
-                .filter(|n| *n != m.number && !holders.contains(n))
-                .collect();
-            others.sort_by_key(|n| distance(*n));
-            self.repair.scratch = holders;
-            out.extend(current.into_iter().chain(others).map(|n| m.slots[n].id));
-        }
         let mut archives: Vec<NodeId> = self
             .peers
             .iter()
@@ -263,7 +250,28 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         archives.sort();
+        let Role::Member(m) = &self.role else {
+            return archives;
+        };
+        let k = m.slots.len();
+        let distance = |n: usize| {
+            let d = (n + k - m.number) % k;
+            d.min(k - d)
+        };
+        let mut holders = std::mem::take(&mut self.repair.scratch);
+        self.placer.holders(hash, height, &m.slots, &mut holders);
+        let mut current: Vec<usize> = holders.iter().copied().filter(|n| *n != m.number).collect();
+        current.sort_by_key(|n| distance(*n));
+        let mut others: Vec<usize> = (0..k)
+            .filter(|n| *n != m.number && !holders.contains(n))
+            .collect();
+        others.sort_by_key(|n| distance(*n));
+        self.repair.scratch = holders;
+        // Current holders first (numbered neighbours first), then archives, then members that
+        // may keep the block from an earlier placement.
+        let mut out: Vec<NodeId> = current.into_iter().map(|n| m.slots[n].id).collect();
         out.extend(archives);
+        out.extend(others.into_iter().map(|n| m.slots[n].id));
         out
     }
 
@@ -295,9 +303,11 @@ impl Node {
             }
             let sources = self.sources(job.height, &hash);
             let Some(peer) = sources.get(job.attempts as usize).copied() else {
-                job.attempts = 0;
-                let at = self.now_ms + self.config.repair_retry_ms;
-                self.repair.parked.push_back((at, job.height));
+                // Nobody had it: back off, doubling up to 64 × repair_retry_ms.
+                let at = self.now_ms + (self.config.repair_retry_ms << job.rounds.min(6));
+                self.repair
+                    .parked
+                    .insert((at, job.height, job.rounds.saturating_add(1)));
                 continue;
             };
             job.attempts += 1;
@@ -335,7 +345,7 @@ impl Node {
 
     fn rearm_repair_timer(&mut self) {
         let mut next = self.repair.in_flight.values().map(|f| f.deadline_ms).min();
-        if let Some(&(at, _)) = self.repair.parked.front() {
+        if let Some(&(at, _, _)) = self.repair.parked.first() {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         let throttled = !self.repair.queue.is_empty()
@@ -364,14 +374,30 @@ impl Node {
                 self.repair.queue.push_back(flight.job);
             }
         }
-        while let Some(&(at, height)) = self.repair.parked.front() {
+        while let Some(&(at, height, rounds)) = self.repair.parked.first() {
             if at > now {
                 break;
             }
-            self.repair.parked.pop_front();
+            self.repair.parked.pop_first();
             self.repair.queue.push_back(Job {
                 height,
                 attempts: 0,
+                rounds,
+            });
+        }
+        self.pump_repair();
+    }
+
+    /// A new source appeared (an archive said hello): retry every parked block now.
+    pub(crate) fn unpark_all(&mut self) {
+        if self.repair.parked.is_empty() {
+            return;
+        }
+        for (_, height, _) in std::mem::take(&mut self.repair.parked) {
+            self.repair.queue.push_back(Job {
+                height,
+                attempts: 0,
+                rounds: 0,
             });
         }
         self.pump_repair();
