@@ -157,7 +157,7 @@ impl Node {
         }
     }
 
-    /// Runs `f` on a block made ready by [`Input::RunJob`] ([`Event::JobReady`]); `None` if it
+    /// Runs `f` on a block made ready by [`Input::RunJob`](super::Input::RunJob) ([`Event::JobReady`]); `None` if it
     /// is no longer in the cache.
     pub fn with_block<R>(
         &mut self,
