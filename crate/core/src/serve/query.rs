@@ -66,8 +66,11 @@ pub struct QueryConfig {
     pub max_local_candidates: usize,
     /// Members asked per query, across all waves.
     pub max_targets: usize,
-    /// Queries a peer may send us.
+    /// Queries an outside node may send us (scope [`Scope::Cluster`]).
     pub peer_rate: RateLimitConfig,
+    /// Queries a fellow member may forward to us (scope [`Scope::LocalOnly`]): members relay
+    /// their front ends' and outsiders' queries, so they get more room.
+    pub member_rate: RateLimitConfig,
     /// Misbehaviour points for an answer whose proof fails.
     pub invalid_answer_points: u32,
     /// Peers whose misbehaviour is remembered.
@@ -86,6 +89,11 @@ impl Default for QueryConfig {
             max_local_candidates: 8,
             max_targets: 64,
             peer_rate: RateLimitConfig::default(),
+            member_rate: RateLimitConfig {
+                burst: 200,
+                per_second: 50,
+                max_peers: 64,
+            },
             invalid_answer_points: 20,
             max_scored_peers: 256,
             max_queued_outputs: 1024,
@@ -350,6 +358,7 @@ pub struct Queries<P> {
     asks: HashMap<u64, (QueryId, P)>,
     next_id: u64,
     limiter: RateLimiter<P>,
+    member_limiter: RateLimiter<P>,
     scores: PeerScores<P>,
     outputs: VecDeque<QueryOutput<P>>,
 }
@@ -363,6 +372,7 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             asks: HashMap::new(),
             next_id: 1,
             limiter: RateLimiter::new(config.peer_rate),
+            member_limiter: RateLimiter::new(config.member_rate),
             scores: PeerScores::new(config.max_scored_peers),
             outputs: VecDeque::new(),
         }
@@ -380,7 +390,11 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         cx: &Context<'_, P>,
     ) -> Result<QueryId, QueryError> {
         if let Origin::Peer { peer, .. } = origin {
-            if !self.limiter.try_take(now_ms, peer) {
+            let limiter = match scope {
+                Scope::Cluster => &mut self.limiter,
+                Scope::LocalOnly => &mut self.member_limiter,
+            };
+            if !limiter.try_take(now_ms, peer) {
                 return Err(QueryError::RateLimited);
             }
         }

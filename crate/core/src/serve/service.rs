@@ -376,8 +376,9 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                     .start(now_ms, origin, scope, txid, block_hint, &cx)
                 {
                     Ok(_) => {}
-                    // Over its rate: not worth a message.
-                    Err(QueryError::RateLimited) => {}
+                    // An outsider over its rate is not worth a message; a member is told at
+                    // once so that it asks elsewhere instead of waiting.
+                    Err(QueryError::RateLimited) if scope == Scope::Cluster => {}
                     Err(_) => self.send(
                         from,
                         ServeMessage::TxAnswer {

@@ -316,8 +316,13 @@ fn proofs_for_blocks_that_left_the_best_chain_do_not_count() {
 fn peers_are_rate_limited_and_local_only_queries_do_not_forward() {
     let world = World::new();
     let config = QueryConfig {
-        peer_rate: RateLimitConfig {
+        member_rate: RateLimitConfig {
             burst: 2,
+            per_second: 1,
+            max_peers: 8,
+        },
+        peer_rate: RateLimitConfig {
+            burst: 1,
             per_second: 1,
             max_peers: 8,
         },
@@ -371,6 +376,28 @@ fn peers_are_rate_limited_and_local_only_queries_do_not_forward() {
             &world.cx()
         )
         .is_ok());
+    // Queries as an outsider (scope Cluster) draw on a separate, smaller bucket.
+    let outsider = |at_ms| {
+        let mut q = Queries::new(config);
+        let first = q.start(
+            at_ms,
+            origin(9),
+            Scope::Cluster,
+            Txid([2; 32]),
+            None,
+            &world.cx(),
+        );
+        let second = q.start(
+            at_ms,
+            origin(10),
+            Scope::Cluster,
+            Txid([2; 32]),
+            None,
+            &world.cx(),
+        );
+        (first.is_ok(), second)
+    };
+    assert_eq!(outsider(0), (true, Err(QueryError::RateLimited)));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
