@@ -241,6 +241,11 @@ impl Net {
         }
     }
 
+    /// Delivers `message` to node `to` as if from `from` (which need not be a node).
+    pub(crate) fn inject(&mut self, to: usize, from: NodeId, message: Message) {
+        self.schedule(1, to, Input::Message { from, message });
+    }
+
     /// Crashes node `i`: it stops receiving, sending and firing timers.
     pub(crate) fn crash(&mut self, i: usize) {
         self.down[i] = true;

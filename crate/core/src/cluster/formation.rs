@@ -461,7 +461,7 @@ impl Node {
                 founders.sort();
                 let genesis = ClusterGenesis {
                     proposer: self.id,
-                    generation: previous.map_or(0, |p| p.generation + 1),
+                    generation: previous.map_or(0, |p| p.generation.saturating_add(1)),
                     founders,
                 };
                 let mut infos: Vec<MemberInfo> = members.iter().map(member_info).collect();
@@ -529,7 +529,7 @@ impl Node {
         let view = View {
             cluster: m.view.cluster,
             genesis: m.view.genesis.clone(),
-            epoch: m.view.epoch + 1,
+            epoch: m.view.epoch.saturating_add(1),
             members,
             expires_in_ms: m.expires_at_ms.saturating_sub(self.now_ms),
         };
@@ -560,7 +560,7 @@ impl Node {
                     c.inviter == from && c.cluster.is_none_or(|id| id == view.cluster)
                 });
                 if expected && lists_me {
-                    let expires_at = self.now_ms + view.expires_in_ms;
+                    let expires_at = self.now_ms.saturating_add(view.expires_in_ms);
                     self.become_member(view, expires_at);
                 } else {
                     self.stats.messages_ignored += 1;

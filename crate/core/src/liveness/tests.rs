@@ -117,3 +117,30 @@ fn views_converge_after_a_partition() {
         assert!(in_clusters <= members.len());
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// Hostile peers: any sequence of well-formed but arbitrary messages, from members or
+    /// strangers, never panics a member, and never breaks the members' agreement on the view.
+    #[test]
+    fn arbitrary_messages_never_panic_a_member(
+        messages in proptest::collection::vec(
+            (0usize..3, crate::wire::tests::message()),
+            1..40,
+        ),
+    ) {
+        let (mut net, members) = formed(4, fast_config(), 40, 20);
+        let stranger = crate::node::NodeId::from_seed(u64::MAX);
+        for (k, (who, message)) in messages.into_iter().enumerate() {
+            let to = members[k % members.len()];
+            let from = match who {
+                0 => stranger,
+                1 => net.id(members[(k + 1) % members.len()]),
+                _ => net.id(0),
+            };
+            net.inject(to, from, message);
+        }
+        net.run_until(20_000);
+        net.check_clusters();
+    }
+}

@@ -239,4 +239,4 @@ pub enum WireError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
