@@ -38,6 +38,7 @@ pub mod liveness;
 pub mod node;
 pub mod placement;
 pub mod repair;
+pub mod serve;
 pub mod wire;
 
 #[cfg(test)]

@@ -110,6 +110,11 @@ impl Net {
         }
     }
 
+    /// Gives node `i` an input now (a front-end request, say).
+    pub(crate) fn input(&mut self, i: usize, input: Input) {
+        self.schedule(0, i, input);
+    }
+
     /// Tells every node about `count` others (a directory's sample).
     pub(crate) fn introduce_some(&mut self, ids: &[NodeId], count: usize) {
         let n = ids.len();

@@ -82,6 +82,8 @@ pub struct Config {
     /// done, it deletes the blocks the view no longer assigns to it. `None` keeps them as
     /// spare replicas.
     pub evict_spares_after_ms: Option<u64>,
+    /// S14–S17: transaction index, queries, new-block storage and the block cache.
+    pub serve: crate::serve::service::ServeConfig,
 }
 
 impl Default for Config {
@@ -115,6 +117,7 @@ impl Default for Config {
             repair_retry_ms: 30_000,
             repair_queue_max: 4_096,
             evict_spares_after_ms: Some(600_000),
+            serve: crate::serve::service::ServeConfig::default(),
         }
     }
 }

@@ -43,6 +43,7 @@
 pub mod chain_seam;
 mod config;
 mod io;
+mod serve_glue;
 
 pub use chain_seam::{HeaderList, HeaderPrefix, HeaderView, SharedHeaders};
 pub use config::{Config, ConfigError, HeartbeatMode, ReplacementChoice};
@@ -134,7 +135,7 @@ pub struct Node {
     pub(crate) started: bool,
     pub(crate) outputs: VecDeque<Output>,
     /// Pending deadline per timer, as last set.
-    pub(crate) timers: [Option<u64>; 5],
+    pub(crate) timers: [Option<u64>; 6],
     pub(crate) headers: Option<SharedHeaders>,
     pub(crate) peers: HashMap<NodeId, Peer>,
     /// Candidates from the directory not yet dialled (bounded by `peer_table_max`).
@@ -146,6 +147,8 @@ pub struct Node {
     /// Per-node salt that breaks ties between equally good peers differently on every node.
     pub(crate) tie_salt: u64,
     pub(crate) stats: NodeStats,
+    /// Serving: transaction index, queries and the block cache (S16, S17).
+    pub(crate) serve: serve_glue::ServeGlue,
 }
 
 impl Node {
@@ -160,7 +163,7 @@ impl Node {
             now_ms: 0,
             started: false,
             outputs: VecDeque::new(),
-            timers: [None; 5],
+            timers: [None; 6],
             headers: None,
             peers: HashMap::new(),
             candidates: VecDeque::new(),
@@ -170,6 +173,7 @@ impl Node {
             next_id: 1,
             tie_salt: mix64(seed ^ 0x5eed),
             stats: NodeStats::default(),
+            serve: serve_glue::ServeGlue::new(crate::serve::service::Serve::new(config.serve, id)),
             config,
         })
     }
@@ -267,7 +271,11 @@ impl Node {
                 }
                 self.dial_candidates();
             }
-            Input::Storage(result) => self.on_storage(result),
+            Input::Storage(result) => {
+                if let Some(result) = self.on_serve_storage(result) {
+                    self.on_storage(result);
+                }
+            }
             Input::CandidatePeers(candidates) => {
                 for candidate in candidates {
                     if candidate.id == self.id
@@ -284,11 +292,22 @@ impl Node {
                 self.dial_candidates();
             }
             Input::Headers(view) => {
+                self.on_serve_headers(&view);
                 self.forget_reorganised(&view);
                 self.headers = Some(view);
                 self.rescan_shard();
             }
-            Input::NewBlock { bytes } => self.on_new_block(bytes),
+            Input::NewBlock { bytes } => {
+                if let Some(bytes) = self.on_serve_new_block(bytes) {
+                    self.on_new_block(bytes);
+                }
+            }
+            Input::TxQuery {
+                query_id,
+                txid,
+                block_hint,
+            } => self.on_tx_query(query_id, txid, block_hint),
+            Input::RunJob { job, block_hash } => self.on_run_job(job, block_hash),
         }
     }
 
@@ -319,6 +338,7 @@ impl Node {
             TimerId::Heartbeat => self.on_heartbeat_timer(),
             TimerId::ClusterExpiry => self.on_expiry_timer(),
             TimerId::Repair => self.on_repair_timer(),
+            TimerId::Serve => self.on_serve_timer(),
         }
     }
 
@@ -443,6 +463,9 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
+        if self.on_serve_message(from, &message) {
+            return;
+        }
         match message {
             Message::Hello {
                 record,
@@ -508,19 +531,14 @@ impl Node {
                 start_height,
                 max_count,
             } => self.on_get_headers(from, request_id, start_height, max_count),
-            // Headers and transaction queries are the serving layer's (S16); a bare node has
-            // nothing to say to them yet.
-            Message::Headers { .. } | Message::TxAnswer { .. } => {
+            // Headers are the shell's (it keeps the header chain); queries, answers, stored
+            // announcements and pushed blocks went to the serving layer above.
+            Message::Headers { .. }
+            | Message::TxAnswer { .. }
+            | Message::TxQuery { .. }
+            | Message::BlockStored { .. }
+            | Message::NewBlock { .. } => {
                 self.stats.messages_ignored += 1;
-            }
-            Message::TxQuery { request_id, .. } => {
-                self.send(
-                    from,
-                    Message::TxAnswer {
-                        request_id,
-                        answer: crate::wire::TxAnswerBody::Unavailable,
-                    },
-                );
             }
         }
     }
@@ -553,6 +571,9 @@ impl Node {
     }
 
     pub(crate) fn push(&mut self, output: Output) {
+        if let Output::Storage(command) = &output {
+            self.observe_storage_command(command);
+        }
         self.outputs.push_back(output);
     }
 
