@@ -22,9 +22,9 @@ pub const PROTOCOL_NAME: &str = "/shoal/msg/1.0.0";
 /// The transfer probe: the request is any bytes, the response is their SHA-256 (32 bytes).
 pub const PROBE_PROTOCOL_NAME: &str = "/shoal/probe/1.0.0";
 
-/// Largest frame either end accepts: a maximal Bitcoin block (4,000,000 bytes serialised at
-/// most) plus room for the message around it.
-pub const MAX_FRAME_BYTES: usize = 4_000_000 + 64 * 1024;
+/// Largest frame either end accepts: the core's largest message (`shoal_core::wire::
+/// MAX_MESSAGE_BYTES`, 4 MiB: a maximal 4,000,000-byte block plus the message around it).
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bytes of the length prefix in front of every frame.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
