@@ -20,3 +20,6 @@ pub mod node;
 pub mod placement;
 pub mod repair;
 pub mod wire;
+
+#[cfg(test)]
+mod testnet;

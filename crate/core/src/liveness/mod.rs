@@ -46,12 +46,14 @@ impl Node {
 
     /// If the peer's view of our cluster is older than ours, send it ours.
     pub(crate) fn compare_stamp(&mut self, from: NodeId, stamp: Option<ViewStamp>) {
-        let (Role::Member(m), Some(theirs)) = (&self.role, stamp) else {
+        let Role::Member(m) = &mut self.role else {
             return;
         };
-        if theirs.cluster != m.view.cluster {
+        let Some(theirs) = stamp.filter(|s| s.cluster == m.view.cluster) else {
+            // A departed member that is no longer in our cluster needs no more pings.
+            m.departed.retain(|(id, _)| *id != from);
             return;
-        }
+        };
         let their_key = (theirs.epoch, theirs.members as usize, theirs.digest);
         if view_order(m.order_key(), their_key) == std::cmp::Ordering::Greater {
             let view = m.view.clone();
@@ -88,11 +90,24 @@ impl Node {
                 dead.push(id);
             }
         }
-        let ids: Vec<NodeId> = targets.iter().map(|&i| m.slots[i].id).collect();
+        let mut ids: Vec<NodeId> = targets.iter().map(|&i| m.slots[i].id).collect();
+        // Departed members are pinged for a while too (see `Membership::departed`).
+        let keep_ms = 10 * self.config.offline_after_ms;
+        ids.extend(
+            m.departed
+                .iter()
+                .filter(|(_, since)| self.now_ms.saturating_sub(*since) <= keep_ms)
+                .map(|(id, _)| *id),
+        );
         for id in ids {
             let nonce = self.rng.next_u64();
             self.send(id, Message::Ping { nonce, stamp });
             self.stats.pings_sent += 1;
+        }
+        let now = self.now_ms;
+        if let Role::Member(m) = &mut self.role {
+            m.departed
+                .retain(|(_, since)| now.saturating_sub(*since) <= keep_ms);
         }
         let next = self.now_ms + self.config.heartbeat_interval_ms;
         self.set_timer(TimerId::Heartbeat, next);
@@ -121,3 +136,6 @@ impl Node {
         self.set_timer_no_later(TimerId::Formation, at);
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -7,114 +7,18 @@
 //! one of its thousands of nodes the same `Arc` (a [`HeaderPrefix`] of it), so headers cost
 //! memory once, not once per node.
 //!
-//! Until `chain::headers::HeaderChain` lands on main this module also carries interim
-//! definitions of the three chain types the wire needs (`Hash256`, `BlockHash`, `Header`), with
-//! the names and shapes of CHAIN_API.md; they are replaced by re-exports of `crate::chain` when
-//! those land.
+//! [`check_block`] is the one place a block body is checked before it is stored or served:
+//! decoded with `chain::Block`'s bounded decoder, hashed against the header chain, and checked
+//! by `Block::check` (Merkle root with the CVE-2012-2459 mutation check, coinbase position,
+//! witness commitment, weight). `chain::headers::HeaderChain` will implement [`HeaderView`]
+//! when it lands.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
-/// Double SHA-256.
-pub fn sha256d(data: &[u8]) -> [u8; 32] {
-    let first = Sha256::digest(data);
-    Sha256::digest(first).into()
-}
-
-/// A 32-byte hash in internal (wire) byte order.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Hash256(pub [u8; 32]);
-
-impl fmt::Debug for Hash256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0.iter().rev().take(8) {
-            write!(f, "{byte:02x}")?;
-        }
-        f.write_str("…")
-    }
-}
-
-/// A block's hash (the double SHA-256 of its 80-byte header), internal byte order.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct BlockHash(pub [u8; 32]);
-
-impl BlockHash {
-    /// Wraps 32 bytes in internal order.
-    pub fn from_byte_array(bytes: [u8; 32]) -> Self {
-        BlockHash(bytes)
-    }
-    /// The 32 bytes in internal order.
-    pub fn to_byte_array(self) -> [u8; 32] {
-        self.0
-    }
-}
-
-impl fmt::Debug for BlockHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BlockHash({:?})", Hash256(self.0))
-    }
-}
-
-/// A Bitcoin block header (80 bytes on the wire).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Header {
-    pub version: i32,
-    pub prev_blockhash: BlockHash,
-    pub merkle_root: Hash256,
-    pub time: u32,
-    pub bits: u32,
-    pub nonce: u32,
-}
-
-/// A header that is not exactly 80 bytes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HeaderDecodeError {
-    #[error("a header is 80 bytes, got {0}")]
-    WrongLength(usize),
-}
-
-impl Header {
-    /// The 80-byte consensus encoding.
-    pub fn encode(&self) -> [u8; 80] {
-        let mut out = [0u8; 80];
-        out[0..4].copy_from_slice(&self.version.to_le_bytes());
-        out[4..36].copy_from_slice(&self.prev_blockhash.0);
-        out[36..68].copy_from_slice(&self.merkle_root.0);
-        out[68..72].copy_from_slice(&self.time.to_le_bytes());
-        out[72..76].copy_from_slice(&self.bits.to_le_bytes());
-        out[76..80].copy_from_slice(&self.nonce.to_le_bytes());
-        out
-    }
-
-    /// Decodes exactly 80 bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Header, HeaderDecodeError> {
-        let b: &[u8; 80] = bytes
-            .try_into()
-            .map_err(|_| HeaderDecodeError::WrongLength(bytes.len()))?;
-        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let mut prev = [0u8; 32];
-        prev.copy_from_slice(&b[4..36]);
-        let mut root = [0u8; 32];
-        root.copy_from_slice(&b[36..68]);
-        Ok(Header {
-            version: u32_at(0) as i32,
-            prev_blockhash: BlockHash(prev),
-            merkle_root: Hash256(root),
-            time: u32_at(68),
-            bits: u32_at(72),
-            nonce: u32_at(76),
-        })
-    }
-
-    /// The block hash: double SHA-256 of the 80-byte encoding.
-    pub fn block_hash(&self) -> BlockHash {
-        BlockHash(sha256d(&self.encode()))
-    }
-}
+pub use crate::chain::{sha256d, BlockHash, Hash256, Header};
+use crate::chain::{Block, BlockError, DecodeError};
 
 /// A read-only view of a verified header chain (best chain only), as the node needs it.
 ///
@@ -225,31 +129,72 @@ impl HeaderView for HeaderPrefix {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BlockCheckError {
-    #[error("block is {0} bytes, shorter than a header")]
-    TooShort(usize),
+    #[error("block bytes do not decode: {0}")]
+    Decode(#[from] DecodeError),
     #[error("block's header hashes to {found:?}, expected {expected:?}")]
     WrongHash {
         expected: BlockHash,
         found: BlockHash,
     },
-    #[error("block body does not match the header's Merkle root")]
-    BadMerkleRoot,
+    #[error("block body does not match its header: {0}")]
+    Body(#[from] BlockError),
 }
 
-/// Checks raw block bytes against the expected block hash from the header chain.
-///
-/// Interim: checks that the first 80 bytes are the header with the expected hash. Once
-/// `chain::Block` lands this also decodes the body and checks the Merkle root.
+/// Checks raw block bytes against the block hash the header chain expects: decodes them
+/// (bounded, no trailing bytes), compares the header's hash and checks the body against the
+/// header (`Block::check`).
 pub fn check_block(expected: &BlockHash, bytes: &[u8]) -> Result<(), BlockCheckError> {
-    let header_bytes = bytes
-        .get(..80)
-        .ok_or(BlockCheckError::TooShort(bytes.len()))?;
-    let found = BlockHash(sha256d(header_bytes));
+    let block = Block::decode(bytes)?;
+    let found = block.block_hash();
     if &found != expected {
         return Err(BlockCheckError::WrongHash {
             expected: *expected,
             found,
         });
     }
+    block.check()?;
     Ok(())
+}
+
+/// A chain of `blocks` small valid blocks (a coinbase each, `payload_bytes` of script, no
+/// proof of work) with its header list: for tests and simulations of the cluster protocol.
+pub fn synthetic_chain(blocks: u32, payload_bytes: usize) -> (HeaderList, Vec<Vec<u8>>) {
+    use crate::chain::{OutPoint, Transaction, TxIn, TxOut};
+    let mut headers = Vec::with_capacity(blocks as usize);
+    let mut raw = Vec::with_capacity(blocks as usize);
+    let mut prev = BlockHash::default();
+    for height in 0..blocks {
+        let mut script_sig = height.to_le_bytes().to_vec();
+        script_sig.resize(payload_bytes.max(4), 0x51);
+        let coinbase = Transaction {
+            version: 1,
+            input: vec![TxIn {
+                previous_output: OutPoint::NULL,
+                script_sig,
+                sequence: u32::MAX,
+                witness: Vec::new(),
+            }],
+            output: vec![TxOut {
+                value: 50,
+                script_pubkey: vec![0x51],
+            }],
+            lock_time: 0,
+        };
+        let mut block = Block {
+            header: Header {
+                version: 1,
+                prev_blockhash: prev,
+                merkle_root: Hash256::default(),
+                time: 1_600_000_000 + height,
+                bits: 0x207f_ffff,
+                nonce: height,
+            },
+            txdata: vec![coinbase],
+        };
+        block.header.merkle_root = block.compute_merkle_root().0;
+        prev = block.block_hash();
+        headers.push(block.header);
+        raw.push(block.encode());
+    }
+    (HeaderList::new(headers), raw)
 }

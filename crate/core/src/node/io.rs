@@ -171,6 +171,8 @@ pub struct NodeStats {
     pub bytes_served: u64,
     /// Blocks from the block source stored here.
     pub blocks_from_source: u64,
+    /// Most block fetches ever in flight at once (bounded by `repair_parallel_max`).
+    pub fetches_in_flight_peak: u64,
     /// Fetches that failed (not found, timed out, failed verification).
     pub fetch_failures: u64,
     /// Blocks that failed verification against the header chain.

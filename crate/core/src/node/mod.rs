@@ -141,6 +141,8 @@ pub struct Node {
     pub(crate) placer: Placer,
     pub(crate) repair: Repair,
     pub(crate) next_id: u64,
+    /// Per-node salt that breaks ties between equally good peers differently on every node.
+    pub(crate) tie_salt: u64,
     pub(crate) stats: NodeStats,
 }
 
@@ -164,6 +166,7 @@ impl Node {
             placer,
             repair,
             next_id: 1,
+            tie_salt: mix64(seed ^ 0x5eed),
             stats: NodeStats::default(),
             config,
         })
@@ -368,37 +371,57 @@ impl Node {
         }
     }
 
-    /// Dials candidates until `max_peers` connections are up or being made.
-    fn dial_candidates(&mut self) {
-        let connected = self.peers.values().filter(|p| p.connected).count();
+    /// Tells every connected peer whether we are in a cluster now (after joining or leaving).
+    pub(crate) fn announce(&mut self) {
+        let hello = self.hello();
+        let mut connected: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected)
+            .map(|(id, _)| *id)
+            .collect();
+        connected.sort();
+        for peer in connected {
+            self.send(peer, hello.clone());
+        }
+    }
+
+    /// Dials candidates until `max_peers` connections are up or being made. An ordinary node
+    /// counts only peers that are not in a cluster: it needs ordinary peers to form one (S1).
+    pub(crate) fn dial_candidates(&mut self) {
+        let ordinary = matches!(self.role, Role::Ordinary(_));
+        let connected = self
+            .peers
+            .values()
+            .filter(|p| p.connected && !(ordinary && p.cluster.is_some()))
+            .count();
         let mut budget = self.config.max_peers.saturating_sub(connected);
         while budget > 0 {
             let Some(candidate) = self.candidates.pop_front() else {
                 break;
             };
-            if self.peers.get(&candidate.id).is_some_and(|p| p.connected) {
-                continue;
+            if self.peers.contains_key(&candidate.id) {
+                continue; // connected, or dialled already
             }
-            budget -= 1;
-            self.peers.entry(candidate.id).or_insert_with(|| Peer {
-                connected: false,
-                record: None,
-                cluster: None,
-                open_slots: 0,
-                rtt_ms: None,
-                ping: None,
-            });
-            self.push(Output::Connect {
-                peer: candidate.id,
-                address: candidate.address.clone(),
-            });
-            // Keep it until it connects so the address is known; re-queue at the back.
-            if self.candidates.len() < self.config.peer_table_max {
-                self.candidates.push_back(candidate);
-            }
-            if self.candidates.len() <= budget {
+            if self.peers.len() >= self.config.peer_table_max {
                 break;
             }
+            budget -= 1;
+            self.peers.insert(
+                candidate.id,
+                Peer {
+                    connected: false,
+                    record: None,
+                    cluster: None,
+                    open_slots: 0,
+                    rtt_ms: None,
+                    ping: None,
+                },
+            );
+            self.push(Output::Connect {
+                peer: candidate.id,
+                address: candidate.address,
+            });
         }
     }
 

@@ -121,6 +121,8 @@ pub(crate) struct Repair {
     gets: HashMap<u64, PendingGet>,
     window_start_ms: u64,
     window_bytes: u64,
+    /// Size of the last block received: what each request in flight is assumed to bring.
+    block_bytes_estimate: u64,
     /// The queue overflowed: rescan once it drains.
     rescan_needed: bool,
     scratch: Vec<usize>,
@@ -249,7 +251,9 @@ impl Node {
             self.repair.window_bytes = 0;
         }
         while self.repair.in_flight.len() < self.config.repair_parallel_max
-            && self.repair.window_bytes < self.config.repair_bytes_per_interval
+            && self.repair.window_bytes
+                + (self.repair.in_flight.len() as u64 + 1) * self.repair.block_bytes_estimate
+                <= self.config.repair_bytes_per_interval
         {
             let Some(mut job) = self.repair.queue.pop_front() else {
                 break;
@@ -291,6 +295,9 @@ impl Node {
                     block_hash: hash,
                 },
             );
+            let in_flight = self.repair.in_flight.len() as u64;
+            debug_assert!(in_flight <= self.config.repair_parallel_max as u64);
+            self.stats.fetches_in_flight_peak = self.stats.fetches_in_flight_peak.max(in_flight);
         }
         if self.repair.queue.is_empty()
             && self.repair.in_flight.is_empty()
@@ -387,6 +394,7 @@ impl Node {
         };
         self.repair.in_flight.remove(&request_id);
         self.repair.window_bytes += block.len() as u64;
+        self.repair.block_bytes_estimate = block.len() as u64;
         let height = flight.job.height;
         let expected = self.headers.as_ref().and_then(|h| h.block_hash_at(height));
         match expected.map(|hash| (hash, check_block(&hash, &block))) {

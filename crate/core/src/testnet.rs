@@ -1,0 +1,277 @@
+//! A small deterministic network of [`Node`]s with virtual time, for the core's own tests
+//! (the full simulator lives in `shoal-sim`). Messages take `latency_ms`; nodes can be crashed
+//! and the network partitioned; storage is an in-memory map per node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::node::chain_seam::{synthetic_chain, BlockHash, HeaderList, HeaderPrefix};
+use crate::node::{
+    Candidate, Config, Event, Input, Node, NodeId, Output, StorageCommand, StorageResult,
+};
+use crate::wire::{encode, Message};
+
+pub(crate) struct Net {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) stores: Vec<HashMap<BlockHash, Vec<u8>>>,
+    pub(crate) events: Vec<Vec<Event>>,
+    queue: BTreeMap<(u64, u64), (usize, Input)>,
+    seq: u64,
+    pub(crate) now_ms: u64,
+    pub(crate) latency_ms: u64,
+    pub(crate) down: Vec<bool>,
+    /// Partition group per node; messages cross only within a group.
+    pub(crate) group: Vec<u8>,
+    index: HashMap<NodeId, usize>,
+    pub(crate) chain: Arc<HeaderList>,
+    pub(crate) blocks: Vec<Vec<u8>>,
+    /// Bytes of encoded messages delivered.
+    pub(crate) bytes_sent: u64,
+    /// Corrupt every block node `i` serves.
+    pub(crate) corrupt_server: Option<usize>,
+}
+
+impl Net {
+    /// `configs.len()` nodes; node 0 is an archive holding `blocks` blocks if `archive`.
+    pub(crate) fn new(configs: Vec<Config>, blocks: u32, seed: u64) -> Net {
+        let (chain, raw) = synthetic_chain(blocks, 100);
+        let chain = Arc::new(chain);
+        let mut net = Net {
+            nodes: Vec::new(),
+            stores: Vec::new(),
+            events: Vec::new(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            now_ms: 0,
+            latency_ms: 10,
+            down: Vec::new(),
+            group: Vec::new(),
+            index: HashMap::new(),
+            chain,
+            blocks: raw,
+            bytes_sent: 0,
+            corrupt_server: None,
+        };
+        for config in configs {
+            net.add(config, seed);
+        }
+        net
+    }
+
+    pub(crate) fn add(&mut self, mut config: Config, seed: u64) -> usize {
+        let i = self.nodes.len();
+        let id = NodeId::from_seed(seed * 1000 + i as u64);
+        config.address = format!("/sim/{i}");
+        config.segment = i as u32 % 3;
+        let node = Node::new(config, id, seed + i as u64).expect("valid config");
+        self.index.insert(id, i);
+        self.nodes.push(node);
+        self.stores.push(HashMap::new());
+        self.events.push(Vec::new());
+        self.down.push(false);
+        self.group.push(0);
+        let headers = Arc::new(HeaderPrefix::new(self.chain.clone(), u32::MAX));
+        self.schedule(0, i, Input::Start);
+        self.schedule(0, i, Input::Headers(headers));
+        i
+    }
+
+    pub(crate) fn id(&self, i: usize) -> NodeId {
+        self.nodes[i].id()
+    }
+
+    /// Gives node `i` every block from the block source (for archives).
+    pub(crate) fn feed_blocks(&mut self, i: usize) {
+        for b in self.blocks.clone() {
+            self.schedule(1, i, Input::NewBlock { bytes: b });
+        }
+    }
+
+    /// Tells every node about every other (as a directory would).
+    pub(crate) fn introduce_all(&mut self) {
+        let all: Vec<Candidate> = (0..self.nodes.len())
+            .map(|j| Candidate {
+                id: self.id(j),
+                address: format!("/sim/{j}"),
+            })
+            .collect();
+        for i in 0..self.nodes.len() {
+            let mine: Vec<Candidate> = all.iter().filter(|c| c.id != self.id(i)).cloned().collect();
+            self.schedule(1, i, Input::CandidatePeers(mine));
+        }
+    }
+
+    fn schedule(&mut self, delay_ms: u64, node: usize, input: Input) {
+        self.seq += 1;
+        self.queue
+            .insert((self.now_ms + delay_ms, self.seq), (node, input));
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        !self.down[a] && !self.down[b] && self.group[a] == self.group[b]
+    }
+
+    /// Runs until virtual time `until_ms` (bounded by the event count as well).
+    pub(crate) fn run_until(&mut self, until_ms: u64) {
+        let mut steps = 0u64;
+        while let Some((&(at, seq), _)) = self.queue.iter().next() {
+            if at > until_ms {
+                break;
+            }
+            steps += 1;
+            assert!(steps < 5_000_000, "runaway simulation");
+            let (node, input) = self.queue.remove(&(at, seq)).expect("present");
+            self.now_ms = at;
+            if self.down[node] {
+                continue;
+            }
+            self.nodes[node].handle_input(at, input);
+            while let Some(output) = self.nodes[node].poll_output() {
+                self.carry_out(node, output);
+            }
+        }
+        self.now_ms = until_ms;
+    }
+
+    fn carry_out(&mut self, from: usize, output: Output) {
+        match output {
+            Output::Send { to, mut message } => {
+                let Some(&to) = self.index.get(&to) else {
+                    return;
+                };
+                if !self.reachable(from, to) {
+                    return;
+                }
+                if self.corrupt_server == Some(from) {
+                    if let Message::BlockData { block, .. } = &mut message {
+                        let last = block.len() - 1;
+                        block[last] ^= 1;
+                    }
+                }
+                self.bytes_sent += encode(&message).expect("encodable").len() as u64;
+                let id = self.id(from);
+                self.schedule(self.latency_ms, to, Input::Message { from: id, message });
+            }
+            Output::Connect { peer, .. } => {
+                let Some(&to) = self.index.get(&peer) else {
+                    return;
+                };
+                if !self.reachable(from, to) {
+                    return;
+                }
+                let (a, b) = (self.id(from), peer);
+                self.schedule(self.latency_ms, from, Input::PeerConnected { peer: b });
+                self.schedule(self.latency_ms, to, Input::PeerConnected { peer: a });
+            }
+            Output::SetTimer { id, at_ms } => {
+                let delay = at_ms.saturating_sub(self.now_ms);
+                self.schedule(delay, from, Input::TimerFired(id));
+            }
+            Output::Storage(command) => {
+                let result = match command {
+                    StorageCommand::Put {
+                        request_id,
+                        block_hash,
+                        bytes,
+                        ..
+                    } => {
+                        self.stores[from].insert(block_hash, bytes);
+                        StorageResult::Put {
+                            request_id,
+                            ok: true,
+                        }
+                    }
+                    StorageCommand::Get {
+                        request_id,
+                        block_hash,
+                    } => StorageResult::Got {
+                        request_id,
+                        bytes: self.stores[from].get(&block_hash).cloned(),
+                    },
+                    StorageCommand::Delete {
+                        request_id,
+                        block_hash,
+                    } => {
+                        self.stores[from].remove(&block_hash);
+                        StorageResult::Deleted { request_id }
+                    }
+                    StorageCommand::List { request_id } => StorageResult::Listed {
+                        request_id,
+                        blocks: self.stores[from].keys().copied().collect(),
+                    },
+                };
+                self.schedule(1, from, Input::Storage(result));
+            }
+            Output::Event(event) => self.events[from].push(event),
+        }
+    }
+
+    /// Crashes node `i`: it stops receiving, sending and firing timers.
+    pub(crate) fn crash(&mut self, i: usize) {
+        self.down[i] = true;
+    }
+
+    /// Restarts a crashed node with a fresh state machine over its old store (a reload).
+    pub(crate) fn restart(&mut self, i: usize, config: Config, seed: u64) {
+        self.down[i] = false;
+        let id = self.id(i);
+        let mut config = config;
+        config.address = format!("/sim/{i}");
+        config.segment = i as u32 % 3;
+        self.nodes[i] = Node::new(config, id, seed).expect("valid config");
+        let headers = Arc::new(HeaderPrefix::new(self.chain.clone(), u32::MAX));
+        self.schedule(0, i, Input::Start);
+        self.schedule(0, i, Input::Headers(headers));
+    }
+
+    /// Member ids of node `i`'s cluster, if any.
+    pub(crate) fn cluster_of(
+        &self,
+        i: usize,
+    ) -> Option<(crate::cluster::ClusterId, u64, Vec<NodeId>)> {
+        if self.down[i] {
+            return None;
+        }
+        self.nodes[i].cluster()
+    }
+
+    /// Checks that no node is in two clusters and that members of one cluster agree: every
+    /// node a live member lists as a member and that is live has the same cluster and view.
+    /// Returns the clusters found: id → member indices.
+    pub(crate) fn check_clusters(&self) -> HashMap<crate::cluster::ClusterId, Vec<usize>> {
+        let mut clusters: HashMap<_, Vec<usize>> = HashMap::new();
+        for i in 0..self.nodes.len() {
+            if let Some((cluster, _, _)) = self.cluster_of(i) {
+                clusters.entry(cluster).or_default().push(i);
+            }
+        }
+        for (cluster, members) in &clusters {
+            let views: Vec<_> = members
+                .iter()
+                .map(|i| self.cluster_of(*i).unwrap())
+                .collect();
+            for (i, (_, epoch, ids)) in members.iter().zip(&views) {
+                assert!(ids.contains(&self.id(*i)), "node {i} not in its own view");
+                assert_eq!(
+                    (*epoch, ids),
+                    (views[0].1, &views[0].2),
+                    "members of {cluster:?} disagree on the view"
+                );
+                assert!(ids.len() <= self.nodes[*i].config().cluster_size_max);
+            }
+        }
+        clusters
+    }
+
+    /// S18: every block of the chain is stored by at least `min` live members of `members`.
+    pub(crate) fn copies(&self, members: &[usize]) -> Vec<usize> {
+        (0..self.blocks.len() as u32)
+            .map(|h| {
+                members
+                    .iter()
+                    .filter(|i| !self.down[**i] && self.nodes[**i].holds(h))
+                    .count()
+            })
+            .collect()
+    }
+}
