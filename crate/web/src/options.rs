@@ -154,3 +154,59 @@ impl DynIntoArray for JsValue {
         js_sys::Array::is_array(&self).then(|| js_sys::Array::from(&self))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen_test::*;
+
+    use super::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    const PEER: &str = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+
+    fn options(json: &str) -> Result<Options, ApiError> {
+        Options::from_js(&js_sys::JSON::parse(json).unwrap())
+    }
+
+    #[wasm_bindgen_test]
+    fn relay_addresses_must_name_a_browser_transport_and_a_peer() {
+        let webrtc = format!("/ip4/10.0.0.1/udp/9090/webrtc-direct/certhash/uEiDDq4_xNyDorZBH3TlGazyJdOWSwvo4PUo5YHFMrvDE8g/p2p/{PEER}");
+        assert!(parse_relay(&webrtc).is_ok());
+        assert!(parse_relay(&format!("/ip4/10.0.0.1/tcp/9090/ws/p2p/{PEER}")).is_ok());
+        for bad in [
+            "/ip4/10.0.0.1/tcp/9090/ws".to_owned(),
+            format!("/ip4/10.0.0.1/tcp/9090/p2p/{PEER}"),
+            "not a multiaddr".to_owned(),
+        ] {
+            let err = parse_relay(&bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadInput, "{bad}");
+        }
+    }
+
+    #[wasm_bindgen_test]
+    fn defaults_and_bad_fields() {
+        let relay = format!("\"/ip4/10.0.0.1/tcp/1/ws/p2p/{PEER}\"");
+        let o = options(&format!("{{\"relays\": [{relay}]}}")).unwrap();
+        assert_eq!(
+            (o.network, o.cluster_size, o.replicas),
+            (Network::Regtest, 8, 3)
+        );
+        assert_eq!(o.prefix(), "shoal-regtest");
+        for bad in [
+            "{}".to_owned(),
+            "{\"relays\": []}".to_owned(),
+            format!("{{\"relays\": [{relay}], \"network\": \"moon\"}}"),
+            format!("{{\"relays\": [{relay}], \"clusterSize\": 4, \"replicas\": 4}}"),
+            format!("{{\"relays\": [{relay}], \"clusterSize\": 2.5}}"),
+            format!("{{\"relays\": [{relay}], \"database\": \"a/b\"}}"),
+        ] {
+            assert_eq!(
+                options(&bad).unwrap_err().code,
+                ErrorCode::BadInput,
+                "{bad}"
+            );
+        }
+        assert!(Options::from_js(&JsValue::from_str("x")).is_err());
+    }
+}

@@ -80,3 +80,31 @@ impl SlotLock {
         let _ = self.release.call0(&JsValue::UNDEFINED);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen_test::*;
+
+    use super::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    #[wasm_bindgen_test]
+    async fn two_holders_never_share_a_slot_and_a_released_slot_is_reused() {
+        let first = SlotLock::claim("shoal-test-slots").await.unwrap();
+        let second = SlotLock::claim("shoal-test-slots").await.unwrap();
+        assert_eq!((first.slot, second.slot), (0, 1));
+        first.release();
+        // The lock manager frees the slot once the release promise settles.
+        wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&JsValue::NULL))
+            .await
+            .unwrap();
+        let third = SlotLock::claim("shoal-test-slots").await.unwrap();
+        assert_eq!(
+            third.slot, 0,
+            "a reloaded tab gets its slot (and identity) back"
+        );
+        second.release();
+        third.release();
+    }
+}
