@@ -599,6 +599,13 @@ impl Driver {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Msg(event)) => self.on_msg_event(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Probe(event)) => self.on_probe_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                connection,
+                result: Err(_),
+                ..
+            })) => {
+                self.swarm.close_connection(connection);
+            }
             _ => {}
         }
     }

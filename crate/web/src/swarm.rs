@@ -20,6 +20,11 @@ pub const MAX_CONCURRENT_STREAMS: usize = 64;
 /// A connection with nothing to do is closed after this long.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How often a relay connection is pinged; a failed ping closes it (and the node redials), so
+/// a relay that vanished without closing is noticed within about `PING_INTERVAL + PING_TIMEOUT`.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything the browser node speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -65,7 +70,11 @@ pub fn build(key: Keypair) -> Result<Swarm<Behaviour>, SwarmError> {
         )
         .map_err(|e| SwarmError::Build(e.to_string()))?
         .with_behaviour(|_| Behaviour {
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_INTERVAL)
+                    .with_timeout(PING_TIMEOUT),
+            ),
             msg: request_response::Behaviour::with_codec(
                 FrameCodec::default(),
                 [(shoal_net::codec::message_protocol(), ProtocolSupport::Full)],
