@@ -23,3 +23,5 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(cat "$SHOAL_CACHE/wasm-bindgen-bin
   cargo test -p shoal-web --target wasm32-unknown-unknown --locked
 step "npm run build (wasm-release, wasm-bindgen --target web, dist/)"
 npm run --silent build
+step "end to end: Chromium pages against a relay, in a network namespace (tests/e2e)"
+bash tests/e2e/run.sh

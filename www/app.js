@@ -45,6 +45,7 @@ async function main() {
     $("sync").value = detail.height;
     $("sync-text").textContent = detail.synced ? `synced at ${detail.height}` : `${detail.height}…`;
     if (detail.synced) $("sync").value = $("sync").max;
+    showStatus(node);
   });
   for (const type of ["cluster", "member-lost", "block-stored", "relay", "sync-progress"]) {
     node.addEventListener(type, ({ detail }) => log(`${type} ${JSON.stringify(detail)}`));
@@ -59,6 +60,7 @@ async function main() {
     try {
       const proof = await node.verifyTransaction($("txid").value.trim());
       $("result").textContent = JSON.stringify(proof, null, 2);
+      showStatus(node);
       log(`verified ${proof.txid} in block ${proof.height}`);
     } catch (err) {
       $("result").className = "error";

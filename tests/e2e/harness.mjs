@@ -82,6 +82,9 @@ export function launchBrowser() {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      // The relay serves the page from a namespace address over plain http; Web Locks (one
+      // identity per tab) exist only in secure contexts, which this origin then counts as.
+      `--unsafely-treat-insecure-origin-as-secure=${ORIGIN}`,
     ],
   });
 }

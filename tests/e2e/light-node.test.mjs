@@ -73,7 +73,7 @@ before(async () => {
   dataDir = tempDir("relay");
   relay = await startRelay({ dataDir, importFile: chainFile, log: (l) => relayLog.push(l) });
   browser = await launchBrowser();
-  page = await browser.newPage();
+  page = await (await browser.newContext()).newPage();
   page.on("console", (m) => relayLog.push(`[page] ${m.text()}`));
   await page.goto(`${ORIGIN}/relay-addrs.json`);
 });
@@ -169,7 +169,7 @@ test("reloading resumes the same identity and downloads no header again", async 
 });
 
 test("a second tab of the same origin gets its own identity", async () => {
-  const other = await browser.newPage();
+  const other = await page.context().newPage(); // same context: same storage, same locks
   await other.goto(`${ORIGIN}/relay-addrs.json`);
   const peer = await other.evaluate(async (relays) => {
     const { LightNode } = await import("/dist/index.js");
@@ -237,6 +237,11 @@ test("the demo page shows status, sync and a verified proof (screenshot)", async
   await demo.waitForFunction(() => document.querySelector("#result").textContent.includes("merkle"), null, {
     timeout: 30_000,
   });
+  await demo.waitForFunction(
+    (h) => document.querySelector("#status").textContent.includes(`${h} `),
+    BLOCKS,
+    { timeout: 10_000 },
+  );
   await demo.screenshot({ path: "test-artifacts/demo.png", fullPage: true });
   assert.match(await demo.textContent("#sync-text"), new RegExp(`synced at ${BLOCKS}`));
   await demo.close();

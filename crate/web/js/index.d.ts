@@ -51,7 +51,8 @@ export interface StartOptions {
   /**
    * Base name of the IndexedDB databases (default `"shoal"`). Each tab of an origin uses its
    * own database and identity (`<database>-<network>-<slot>`), claimed with Web Locks; a
-   * reloaded tab gets its slot, identity and data back.
+   * reloaded tab gets its slot, identity and data back. Web Locks need a secure context
+   * (https, or http on localhost).
    */
   database?: string;
 }

@@ -283,11 +283,17 @@ impl Driver {
 
     fn publish_relays(&self) {
         let mut status = self.shared.status.borrow_mut();
-        status.relays = self
-            .relays
-            .iter()
-            .filter_map(|r| r.connected.map(|t| (r.target.peer.to_string(), t)))
-            .collect();
+        status.relays.clear();
+        for relay in &self.relays {
+            let Some(transport) = relay.connected else {
+                continue;
+            };
+            let peer = relay.target.peer.to_string();
+            // Several addresses of one relay share its connection: list the relay once.
+            if !status.relays.iter().any(|(p, _)| *p == peer) {
+                status.relays.push((peer, transport));
+            }
+        }
     }
 
     fn connected_relay(&self) -> Option<(PeerId, Transport)> {

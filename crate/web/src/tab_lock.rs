@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(inline_js = r#"
 export async function claimSlot(prefix, maxSlots) {
   if (!globalThis.navigator || !navigator.locks) {
-    throw new Error("the Web Locks API is not available");
+    throw new Error("the Web Locks API is not available (it needs a secure context: https or localhost)");
   }
   for (let slot = 0; slot < maxSlots; slot++) {
     let release;
