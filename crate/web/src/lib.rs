@@ -18,3 +18,4 @@ pub mod status;
 pub mod store;
 pub mod swarm;
 pub mod tab_lock;
+pub mod verify;

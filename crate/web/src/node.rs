@@ -33,6 +33,7 @@ use crate::status::{Shared, Transport};
 use crate::store::{Store, StoreError, Write};
 use crate::swarm::{Behaviour, BehaviourEvent};
 use crate::tab_lock::SlotLock;
+pub use crate::verify::Verified;
 
 /// How often the loop wakes up without any event (redials, periodic re-sync).
 const TICK: Duration = Duration::from_millis(500);
@@ -60,15 +61,6 @@ pub enum Command {
     Stop {
         reply: oneshot::Sender<()>,
     },
-}
-
-/// A transaction proven against the node's own headers.
-#[derive(Debug, Clone)]
-pub struct Verified {
-    pub txid: Txid,
-    pub proof: MerkleProof,
-    pub confirmations: u32,
-    pub local: bool,
 }
 
 /// A probe's outcome.
@@ -484,35 +476,13 @@ impl Driver {
         Some(self.check_proof(txid, proof, true))
     }
 
-    /// Checks `proof` for `txid` against the node's own best chain.
     fn check_proof(
         &self,
         txid: Txid,
         proof: MerkleProof,
         local: bool,
     ) -> Result<Verified, ApiError> {
-        let tip = self.chain.tip_height();
-        if proof.height > tip {
-            return Err(ApiError::new(
-                ErrorCode::NotSynced,
-                format!(
-                    "the answer is in block {} at height {}, above this node's tip {tip}",
-                    proof.block_hash, proof.height
-                ),
-            ));
-        }
-        let header = self.chain.header_at(proof.height).ok_or_else(|| {
-            ApiError::new(ErrorCode::NotSynced, "no header at the answer's height")
-        })?;
-        proof
-            .verify_against_header(txid, header)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidProof, e.to_string()))?;
-        Ok(Verified {
-            txid,
-            confirmations: tip - proof.height + 1,
-            proof,
-            local,
-        })
+        crate::verify::check_proof(&self.chain, txid, proof, local)
     }
 
     fn on_tx_answer(&mut self, txid: Txid, answer: TxAnswerBody) -> Result<Verified, ApiError> {
