@@ -15,6 +15,7 @@ pub mod error;
 pub mod node;
 pub mod options;
 pub mod status;
+pub mod storage;
 pub mod store;
 pub mod swarm;
 pub mod tab_lock;
