@@ -97,8 +97,10 @@ export interface NodeStatus {
   relays: { peerId: string; transport: "webrtc-direct" | "websocket" }[];
   heldBlocks: number;
   storedBytes: number;
-  /** The best header chain's tip (height −1 before the first header). */
+  /** The best verified header chain's tip (height 0: only the genesis block). */
   tip: { height: number; hash: string };
+  /** Whether the last header request to a relay returned everything up to its tip. */
+  synced: boolean;
   /** Size of all blocks of the chain up to the tip, as reported by relays (0 if unknown). */
   wholeChainBytes: number;
   /** Header bytes received from relays since start (80 per header). */
@@ -108,8 +110,8 @@ export interface NodeStatus {
 /** Detail of the `sync-progress` event. */
 export interface SyncProgress {
   height: number;
-  /** The height the relays announced; equal to `height` when synced. */
-  target: number;
+  /** The height sync is heading for: `null` while more headers are coming, `height` once synced. */
+  target: number | null;
   synced: boolean;
 }
 
