@@ -2,7 +2,8 @@
 # `npm test`: sets up what is missing, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --browser
+SHOAL_CACHE="${SHOAL_CACHE:-$HOME/.cache/shoal}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -14,3 +15,13 @@ step "cargo test"
 cargo test --workspace --locked
 step "shoal-core builds for wasm32-unknown-unknown"
 cargo build -p shoal-core --target wasm32-unknown-unknown --locked
+step "shoal-web: clippy for wasm32 (warnings are errors)"
+cargo clippy -p shoal-web --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
+step "shoal-web: wasm-bindgen tests in headless Chromium (IndexedDB store)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(cat "$SHOAL_CACHE/wasm-bindgen-bin")/wasm-bindgen-test-runner" \
+  CHROMEDRIVER=/usr/bin/chromedriver \
+  cargo test -p shoal-web --target wasm32-unknown-unknown --locked
+step "npm run build (wasm-release, wasm-bindgen --target web, dist/)"
+npm run --silent build
+step "end to end: Chromium pages against a relay, in a network namespace (tests/e2e)"
+bash tests/e2e/run.sh

@@ -4,13 +4,13 @@
 //! standard error saying why (and, with `--json`, a `{"error": …}` object on standard
 //! output); usage errors exit with 2, everything else with 1.
 
-mod blockfile;
 mod cli;
 
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
+use shoal_relay::blockfile;
 
 use cli::Cli;
 

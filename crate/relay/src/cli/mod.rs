@@ -5,6 +5,7 @@
 mod block;
 mod chain;
 mod headers;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -39,6 +40,9 @@ pub enum Command {
     /// Generate regtest chains.
     #[command(subcommand)]
     Chain(chain::ChainCommand),
+    /// Run the relay: WebRTC-direct and WebSocket listeners, circuit relay, peer directory,
+    /// the chain on disk as a block source, and an HTTP server for the demo.
+    Serve(Box<serve::ServeArgs>),
 }
 
 impl Command {
@@ -48,6 +52,7 @@ impl Command {
             Command::Block(command) => command.run(json),
             Command::Headers(command) => command.run(json),
             Command::Chain(command) => command.run(json),
+            Command::Serve(args) => (*args).run(),
         }
     }
 }

@@ -1,0 +1,31 @@
+//! # shoal-net: what both ends of Shoal's network share
+//!
+//! The browser shell (`crate/web`, wasm32) and the relay (`crate/relay`, native) speak the same
+//! libp2p protocols over the same transports. This crate holds the pieces both need, so that the
+//! two ends cannot drift apart:
+//!
+//! - [`codec`]: Shoal's request-response protocol names and the length-prefixed frame codec
+//!   that carries `shoal_core::wire::Message` bytes (every frame size-bounded). It carries the
+//!   serving messages of S14–S16 (headers, blocks, transaction queries) and the cluster traffic
+//!   of S1–S13.
+//! - [`small_writes`]: a stream-muxer wrapper that works around libp2p WebRTC's message-size
+//!   defect (rust-libp2p#4049): each substream write waits until the previous one has left the
+//!   buffer and passes on at most [`small_writes::MAX_WRITE_BYTES`] bytes, so no SCTP message
+//!   exceeds the 8 KiB the native receiver can read. Wrap the WebRTC transport's muxer with it on
+//!   *both* ends.
+//! - [`directory`]: the namespace under which nodes of one chain find each other through a
+//!   relay's peer directory (libp2p rendezvous).
+//!
+//! # How a page finds a relay
+//!
+//! `shoal-relay serve` serves `GET /relay-addrs.json` on its HTTP address:
+//! `{"peer_id": "...", "network": "regtest", "addrs": ["/ip4/.../udp/N/webrtc-direct/certhash/.../p2p/...",
+//! "/ip4/.../tcp/M/ws/p2p/..."]}`. Dial any of them with protocol [`codec::PROTOCOL_NAME`]
+//! and frames of at most [`codec::MAX_FRAME_BYTES`].
+
+pub mod codec;
+pub mod directory;
+pub mod small_writes;
+
+pub use codec::{FrameCodec, FrameError, MAX_FRAME_BYTES, PROBE_PROTOCOL_NAME, PROTOCOL_NAME};
+pub use small_writes::{SmallWriteStream, SmallWrites, MAX_WRITE_BYTES};

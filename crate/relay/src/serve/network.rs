@@ -1,0 +1,171 @@
+//! The relay's libp2p side: transports, behaviours and their limits.
+//!
+//! Transports: WebRTC-direct (UDP; browsers dial it by certificate hash, no certificate
+//! authority needed) and WebSocket (TCP; faster, needs `wss` in production), both carrying
+//! every Shoal protocol. The WebRTC muxer is wrapped in [`shoal_net::SmallWrites`] to work
+//! around libp2p WebRTC's message-size defect (see that module).
+//!
+//! Behaviours: circuit relay v2 server with limits sized for cluster traffic (browser ↔ browser
+//! transfers of S11–S13 run through circuits when no direct path exists), a rendezvous server
+//! as the per-chain peer directory (S1 discovery), identify, ping, and Shoal's two
+//! request-response protocols (messages, S14–S16 serving; and the transfer probe).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use futures::future::Either;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, Transport};
+use libp2p::core::upgrade::Version;
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, noise, ping, relay, rendezvous, tcp, websocket, yamux, PeerId};
+use libp2p_webrtc::tokio::Certificate;
+use shoal_net::codec::{message_protocol, probe_protocol};
+use shoal_net::{FrameCodec, SmallWrites};
+
+/// Identify's protocol version string for Shoal nodes.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/shoal/0.1.0";
+
+/// Circuit relay v2 limits (libp2p's defaults, 2 minutes and 128 KiB per circuit, are far too
+/// small to move blocks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitLimits {
+    pub max_reservations: usize,
+    pub max_reservations_per_peer: usize,
+    pub reservation_duration_secs: u64,
+    pub max_circuits: usize,
+    pub max_circuits_per_peer: usize,
+    pub max_circuit_duration_secs: u64,
+    pub max_circuit_bytes: u64,
+    /// New circuits a peer may open per minute.
+    pub circuits_per_peer_per_minute: u32,
+}
+
+impl Default for CircuitLimits {
+    fn default() -> Self {
+        Self {
+            max_reservations: 1024,
+            max_reservations_per_peer: 4,
+            reservation_duration_secs: 3600,
+            max_circuits: 512,
+            max_circuits_per_peer: 64,
+            max_circuit_duration_secs: 6 * 3600,
+            max_circuit_bytes: 4 << 30,
+            circuits_per_peer_per_minute: 120,
+        }
+    }
+}
+
+impl CircuitLimits {
+    fn relay_config(&self) -> relay::Config {
+        let per_minute =
+            NonZeroU32::new(self.circuits_per_peer_per_minute.max(1)).expect("max(1) is non-zero");
+        relay::Config {
+            max_reservations: self.max_reservations,
+            max_reservations_per_peer: self.max_reservations_per_peer,
+            reservation_duration: Duration::from_secs(self.reservation_duration_secs),
+            reservation_rate_limiters: Vec::new(),
+            max_circuits: self.max_circuits,
+            max_circuits_per_peer: self.max_circuits_per_peer,
+            max_circuit_duration: Duration::from_secs(self.max_circuit_duration_secs),
+            max_circuit_bytes: self.max_circuit_bytes,
+            circuit_src_rate_limiters: Vec::new(),
+        }
+        .reservation_rate_per_peer(
+            NonZeroU32::new(30).expect("non-zero"),
+            Duration::from_secs(60),
+        )
+        .circuit_src_per_peer(per_minute, Duration::from_secs(60))
+    }
+}
+
+/// Request-response settings shared by both of Shoal's protocols.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub request_timeout_secs: u64,
+    pub max_concurrent_streams: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout_secs: 60,
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+/// Everything the relay speaks.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub relay: relay::Behaviour,
+    pub rendezvous: rendezvous::server::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub messages: request_response::Behaviour<FrameCodec>,
+    pub probe: request_response::Behaviour<FrameCodec>,
+}
+
+impl Behaviour {
+    pub fn new(key: &Keypair, circuits: &CircuitLimits, requests: &RequestLimits) -> Self {
+        let peer_id = key.public().to_peer_id();
+        Self {
+            relay: relay::Behaviour::new(peer_id, circuits.relay_config()),
+            rendezvous: rendezvous::server::Behaviour::new(rendezvous::server::Config::default()),
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
+                    .with_agent_version(format!("shoal-relay/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::default(),
+            messages: request_response_behaviour(message_protocol(), requests),
+            probe: request_response_behaviour(probe_protocol(), requests),
+        }
+    }
+}
+
+/// A request-response behaviour on `protocol` with Shoal's frame codec, both directions.
+pub fn request_response_behaviour(
+    protocol: libp2p::StreamProtocol,
+    limits: &RequestLimits,
+) -> request_response::Behaviour<FrameCodec> {
+    request_response::Behaviour::with_codec(
+        FrameCodec::default(),
+        [(protocol, ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(limits.request_timeout_secs))
+            .with_max_concurrent_streams(limits.max_concurrent_streams),
+    )
+}
+
+/// Why the transport could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetworkError {
+    #[error("noise handshake setup: {0}")]
+    Noise(#[from] noise::Error),
+}
+
+/// WebRTC-direct (with the small-writes workaround) and WebSocket over TCP (noise + yamux),
+/// one transport. Used by the relay and by native clients such as the tests.
+pub fn build_transport(
+    key: &Keypair,
+    certificate: Certificate,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetworkError> {
+    let webrtc = libp2p_webrtc::tokio::Transport::new(key.clone(), certificate).map(
+        |(peer_id, connection), _| (peer_id, StreamMuxerBox::new(SmallWrites::new(connection))),
+    );
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let ws = websocket::Config::new(tcp)
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer_id, muxer), _| (peer_id, StreamMuxerBox::new(muxer)));
+    Ok(webrtc
+        .or_transport(ws)
+        .map(|either, _| match either {
+            Either::Left(out) | Either::Right(out) => out,
+        })
+        .boxed())
+}

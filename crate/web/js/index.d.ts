@@ -1,0 +1,172 @@
+/**
+ * `shoal`: a Bitcoin light node in WebAssembly for web pages.
+ *
+ * ```js
+ * import { LightNode } from "shoal";
+ * const node = await LightNode.start({ relays: ["/ip4/…/udp/…/webrtc-direct/certhash/…/p2p/…"] });
+ * node.addEventListener("sync-progress", (e) => console.log(e.detail.height, e.detail.target));
+ * const result = await node.verifyTransaction(txid);
+ * ```
+ *
+ * @packageDocumentation
+ */
+
+/** The `code` of every error a {@link LightNode} rejects with. */
+export type ShoalErrorCode =
+  /** No block of the chain contains the transaction (or the hinted block does not). */
+  | "NOT_FOUND"
+  /** The node's header chain does not yet reach the block the answer lies in. */
+  | "NOT_SYNCED"
+  /** No relay or cluster member could be reached, or none answered in time. */
+  | "UNAVAILABLE"
+  /** An answer's Merkle proof did not verify against the node's own headers. */
+  | "INVALID_PROOF"
+  /** The input is malformed (txid, options, relay multiaddr…). */
+  | "BAD_INPUT"
+  /** IndexedDB failed: quota exhausted, unavailable, or corrupt data. */
+  | "STORAGE";
+
+/** The error every promise of a {@link LightNode} rejects with. */
+export interface ShoalError extends Error {
+  name: "ShoalError";
+  code: ShoalErrorCode;
+}
+
+/** The error codes as constants, e.g. `err.code === ErrorCode.NOT_FOUND`. */
+export declare const ErrorCode: Readonly<{ [K in ShoalErrorCode]: K }>;
+
+/** Options of {@link LightNode.start}. Only `relays` is required. */
+export interface StartOptions {
+  /**
+   * Relay multiaddrs, each ending in `/p2p/<peer id>`: `/webrtc-direct/certhash/…` addresses
+   * (no certificate authority needed) or `/ws` / `/wss` WebSocket addresses.
+   */
+  relays: string[];
+  /** The chain: `"regtest"` (default), `"signet"`, `"testnet"` or `"mainnet"`. */
+  network?: "regtest" | "signet" | "testnet" | "mainnet";
+  /** Largest cluster this node forms or joins (default 8). */
+  clusterSize?: number;
+  /** On how many members each block is stored (default 3; less than `clusterSize`). */
+  replicas?: number;
+  /**
+   * Base name of the IndexedDB databases (default `"shoal"`). Each tab of an origin uses its
+   * own database and identity (`<database>-<network>-<slot>`), claimed with Web Locks; a
+   * reloaded tab gets its slot, identity and data back. Web Locks need a secure context
+   * (https, or http on localhost).
+   */
+  database?: string;
+}
+
+/** Options of {@link LightNode.verifyTransaction}. */
+export interface VerifyOptions {
+  /** The hash of the block believed to hold the transaction (display hex): saves a search. */
+  blockHint?: string;
+}
+
+/**
+ * A transaction proven to be in the node's best chain. Hashes are hex in Bitcoin's display
+ * byte order, as `bitcoind`, Electrum and `shoal-relay block prove` print them.
+ */
+export interface VerifiedTransaction {
+  /** Always `true`: unconfirmed or unknown transactions reject with `NOT_FOUND`. */
+  confirmed: true;
+  txid: string;
+  blockHash: string;
+  height: number;
+  /** `tip height − height + 1`. */
+  confirmations: number;
+  /** The transaction's position in its block. */
+  pos: number;
+  /** The Merkle branch from the transaction up to the root (as Electrum's `merkle`). */
+  merkle: string[];
+  /** Whether a relay or member answered (`"relay"`) or the node's own blocks did (`"local"`). */
+  source: "local" | "relay";
+}
+
+/** A snapshot of the node, from {@link LightNode.status}. */
+export interface NodeStatus {
+  peerId: string;
+  network: string;
+  /** The identity slot (per-tab database) this node uses. */
+  slot: number;
+  /** `null` while the node is not in a cluster. */
+  clusterId: string | null;
+  memberNumber: number | null;
+  members: string[];
+  /** Relays this node is connected to, with the transport in use. */
+  relays: { peerId: string; transport: "webrtc-direct" | "websocket" }[];
+  heldBlocks: number;
+  storedBytes: number;
+  /** The best verified header chain's tip (height 0: only the genesis block). */
+  tip: { height: number; hash: string };
+  /** Whether the last header request to a relay returned everything up to its tip. */
+  synced: boolean;
+  /** Size of all blocks of the chain up to the tip, as reported by relays (0 if unknown). */
+  wholeChainBytes: number;
+  /** Header bytes received from relays since start (80 per header). */
+  headerBytesDownloaded: number;
+}
+
+/** Detail of the `sync-progress` event. */
+export interface SyncProgress {
+  height: number;
+  /** The height sync is heading for: `null` while more headers are coming, `height` once synced. */
+  target: number | null;
+  synced: boolean;
+}
+
+/** The events a {@link LightNode} dispatches (as `CustomEvent`s). */
+export interface LightNodeEventMap {
+  "sync-progress": CustomEvent<SyncProgress>;
+  cluster: CustomEvent<{ clusterId: string | null; memberNumber: number | null; members: string[] }>;
+  "member-lost": CustomEvent<{ peerId: string }>;
+  "block-stored": CustomEvent<{ blockHash: string; height: number; bytes: number }>;
+  /** A relay connected or disconnected. */
+  relay: CustomEvent<{ peerId: string; connected: boolean; transport?: string }>;
+}
+
+/** A Shoal light node running in this page. */
+export declare class LightNode extends EventTarget {
+  private constructor();
+
+  /**
+   * Starts a node: loads (or creates) this tab's identity and stored headers, connects to the
+   * relays and begins header sync. Resolves once at least one relay is connected.
+   * Rejects with `BAD_INPUT` (options), `STORAGE` (IndexedDB) or `UNAVAILABLE` (no relay).
+   */
+  static start(options: StartOptions): Promise<LightNode>;
+
+  /**
+   * Proves that transaction `txid` (64 hex digits, display order) is in the best chain. The
+   * node answers from its own blocks or asks a relay (S16); either way the Merkle proof is
+   * checked against the node's own verified headers before it resolves.
+   * Rejects with `BAD_INPUT`, `NOT_FOUND`, `NOT_SYNCED`, `UNAVAILABLE` or `INVALID_PROOF`.
+   */
+  verifyTransaction(txid: string, options?: VerifyOptions): Promise<VerifiedTransaction>;
+
+  /** A snapshot of the node's state. */
+  status(): NodeStatus;
+
+  /**
+   * Diagnostic: sends `bytes` to a connected relay on the transfer-probe protocol and checks
+   * the SHA-256 the relay returns. `transport` picks the connection (default: any).
+   */
+  probeTransfer(
+    bytes: Uint8Array,
+    options?: { transport?: "webrtc-direct" | "websocket" },
+  ): Promise<{ bytes: number; millis: number; transport: string }>;
+
+  /** Disconnects, closes the database and releases this tab's identity slot. */
+  stop(): Promise<void>;
+
+  addEventListener<K extends keyof LightNodeEventMap>(
+    type: K,
+    listener: (this: LightNode, ev: LightNodeEventMap[K]) => unknown,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+}

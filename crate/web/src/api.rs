@@ -1,0 +1,230 @@
+//! The JavaScript API (wasm-bindgen). `crate/web/js/index.js` wraps [`WasmNode`] in the public
+//! `LightNode` class (an `EventTarget`, wasm initialisation hidden); index.d.ts documents it.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::channel::{mpsc, oneshot};
+use futures::SinkExt as _;
+use js_sys::{Promise, Reflect};
+use libp2p::identity::Keypair;
+use shoal_core::chain::{BlockHash, Txid};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::node::{set, Command, Driver, Probed, Verified, COMMAND_QUEUE};
+use crate::options::Options;
+use crate::status::Shared;
+use crate::store::{Store, Write};
+use crate::tab_lock::SlotLock;
+
+/// How long `start` waits for a first relay connection.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest probe accepted (the frame limit minus room).
+const MAX_PROBE_BYTES: usize = 4_000_000;
+
+/// A running browser node (wrapped by `LightNode` in index.js).
+#[wasm_bindgen]
+pub struct WasmNode {
+    commands: mpsc::Sender<Command>,
+    shared: Rc<Shared>,
+}
+
+fn bad(message: impl Into<String>) -> JsValue {
+    ApiError::new(ErrorCode::BadInput, message).into()
+}
+
+/// Loads this tab's identity from the store, or makes and stores a new one.
+async fn identity(store: &Store) -> Result<Keypair, ApiError> {
+    if let Some(bytes) = store.meta("identity").await? {
+        if let Ok(key) = Keypair::from_protobuf_encoding(&bytes) {
+            return Ok(key);
+        }
+    }
+    let key = Keypair::generate_ed25519();
+    let bytes = key
+        .to_protobuf_encoding()
+        .map_err(|e| ApiError::new(ErrorCode::Storage, e.to_string()))?;
+    store
+        .write(&[Write::PutMeta {
+            key: "identity",
+            value: bytes,
+        }])
+        .await?;
+    Ok(key)
+}
+
+#[wasm_bindgen]
+impl WasmNode {
+    /// Starts a node; `emit(type, detail)` receives its events.
+    pub async fn start(options: JsValue, emit: js_sys::Function) -> Result<WasmNode, JsValue> {
+        let options = Options::from_js(&options)?;
+        let lock = SlotLock::claim(&options.prefix())
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Storage, e.to_string()))?;
+        let name = format!("{}-{}", options.prefix(), lock.slot);
+        let opened = async {
+            let store = Store::open(&name).await?;
+            let key = identity(&store).await?;
+            Ok::<_, ApiError>((store, key))
+        }
+        .await;
+        let (store, key) = match opened {
+            Ok(v) => v,
+            Err(err) => {
+                lock.release();
+                return Err(err.into());
+            }
+        };
+        let held_blocks = store.block_hashes().await.map(|h| h.len()).unwrap_or(0);
+        let shared = Rc::new(Shared::default());
+        {
+            let mut status = shared.status.borrow_mut();
+            status.peer_id = key.public().to_peer_id().to_string();
+            status.network = options.network.to_string();
+            status.slot = lock.slot;
+            status.held_blocks = held_blocks as u32;
+        }
+        let swarm = crate::swarm::build(key)
+            .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
+        let driver = Driver::new(&options, swarm, store, emit, shared.clone(), lock)
+            .await
+            .map_err(ApiError::from)?;
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        wasm_bindgen_futures::spawn_local(driver.run(receiver, ready_tx, READY_TIMEOUT));
+        let mut node = WasmNode { commands, shared };
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(node),
+            Ok(Err(err)) => {
+                node.stop_inner().await;
+                Err(err.into())
+            }
+            Err(_) => Err(ApiError::new(ErrorCode::Unavailable, "the node stopped").into()),
+        }
+    }
+
+    /// `verifyTransaction(txid, { blockHint })`.
+    #[wasm_bindgen(js_name = verifyTransaction)]
+    pub fn verify_transaction(&self, txid: JsValue, options: JsValue) -> Promise {
+        let mut commands = self.commands.clone();
+        future_to_promise(async move {
+            let txid = parse_txid(&txid)?;
+            let hint = parse_hint(&options)?;
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::Verify { txid, hint, reply })
+                .await
+                .map_err(|_| stopped())?;
+            let verified = answer.await.map_err(|_| stopped())??;
+            Ok(verified_to_js(&verified))
+        })
+    }
+
+    /// `probeTransfer(bytes)`: sends the bytes on the transfer probe and checks their digest.
+    #[wasm_bindgen(js_name = probeTransfer)]
+    pub fn probe_transfer(&self, bytes: JsValue) -> Promise {
+        let mut commands = self.commands.clone();
+        future_to_promise(async move {
+            let array = bytes
+                .dyn_into::<js_sys::Uint8Array>()
+                .map_err(|_| bad("bytes must be a Uint8Array"))?;
+            if array.length() as usize > MAX_PROBE_BYTES {
+                return Err(bad(format!("at most {MAX_PROBE_BYTES} bytes")));
+            }
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::Probe {
+                    bytes: array.to_vec(),
+                    reply,
+                })
+                .await
+                .map_err(|_| stopped())?;
+            let probed: Probed = answer.await.map_err(|_| stopped())??;
+            let o = js_sys::Object::new();
+            set(&o, "bytes", (probed.bytes as f64).into());
+            set(&o, "millis", probed.millis.into());
+            set(&o, "transport", probed.transport.as_str().into());
+            Ok(o.into())
+        })
+    }
+
+    /// `status()`: a snapshot (see `NodeStatus` in index.d.ts).
+    pub fn status(&self) -> JsValue {
+        self.shared.status.borrow().to_js()
+    }
+
+    /// `stop()`: disconnects, closes the database and releases the tab's slot.
+    pub fn stop(&self) -> Promise {
+        let mut node = WasmNode {
+            commands: self.commands.clone(),
+            shared: self.shared.clone(),
+        };
+        future_to_promise(async move {
+            node.stop_inner().await;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+impl WasmNode {
+    async fn stop_inner(&mut self) {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Stop { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+fn stopped() -> JsValue {
+    ApiError::new(ErrorCode::Unavailable, "the node is stopped").into()
+}
+
+fn parse_hash<T: std::str::FromStr>(value: &JsValue, what: &str) -> Result<T, JsValue> {
+    let text = value
+        .as_string()
+        .ok_or_else(|| bad(format!("{what} must be a string of 64 hex digits")))?;
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(format!("{what} must be 64 hex digits, got {text:?}")));
+    }
+    text.parse::<T>()
+        .map_err(|_| bad(format!("{what} is not a valid hash: {text:?}")))
+}
+
+fn parse_txid(value: &JsValue) -> Result<Txid, JsValue> {
+    parse_hash(value, "txid")
+}
+
+fn parse_hint(options: &JsValue) -> Result<Option<BlockHash>, JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(None);
+    }
+    let hint = Reflect::get(options, &JsValue::from_str("blockHint"))
+        .map_err(|_| bad("options.blockHint cannot be read"))?;
+    if hint.is_undefined() || hint.is_null() {
+        return Ok(None);
+    }
+    parse_hash(&hint, "options.blockHint").map(Some)
+}
+
+fn verified_to_js(v: &Verified) -> JsValue {
+    let o = js_sys::Object::new();
+    set(&o, "confirmed", true.into());
+    set(&o, "txid", v.txid.to_string().into());
+    set(&o, "blockHash", v.proof.block_hash.to_string().into());
+    set(&o, "height", v.proof.height.into());
+    set(&o, "confirmations", v.confirmations.into());
+    set(&o, "pos", v.proof.pos.into());
+    let merkle = js_sys::Array::new();
+    for hash in &v.proof.branch {
+        merkle.push(&JsValue::from_str(&hash.to_string()));
+    }
+    set(&o, "merkle", merkle.into());
+    set(
+        &o,
+        "source",
+        JsValue::from_str(if v.local { "local" } else { "relay" }),
+    );
+    o.into()
+}

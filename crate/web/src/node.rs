@@ -1,0 +1,709 @@
+//! The browser node's event loop: one task (`spawn_local`) that owns the swarm, the store and
+//! the verified header chain, and serves the JavaScript API's commands.
+//!
+//! - Header sync from relays with full verification (the core's `HeaderChain`: proof of work,
+//!   linkage, retargeting, median time past, most-work tip and reorgs); every accepted batch is
+//!   written to IndexedDB in one transaction, so a reloaded tab downloads nothing twice.
+//! - Transaction queries (S16): answered from the node's own blocks when it holds the right one,
+//!   otherwise asked of a relay; either way the Merkle proof is verified against the node's own
+//!   headers before the caller sees it.
+//! - Relays that drop are dialled again with a bounded backoff.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt as _, StreamExt as _};
+use futures_timer::Delay;
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use sha2::{Digest, Sha256};
+use shoal_core::chain::merkle::MerkleProof;
+use shoal_core::chain::{BlockHash, Hash256, HeaderChain, HeaderChainConfig, Txid};
+use shoal_core::wire::{self, Message, TxAnswerBody, MAX_HEADERS_PER_MESSAGE};
+use wasm_bindgen::JsValue;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::options::{Options, RelayAddr};
+use crate::status::{Shared, Transport};
+use crate::store::{Store, StoreError, Write};
+use crate::swarm::{Behaviour, BehaviourEvent};
+use crate::tab_lock::SlotLock;
+pub use crate::verify::Verified;
+
+/// How often the loop wakes up without any event (redials, periodic re-sync).
+const TICK: Duration = Duration::from_millis(500);
+/// How long after being synced the node asks again for new headers.
+const RESYNC_INTERVAL_MS: f64 = 5_000.0;
+/// First and largest delay before dialling a lost relay again.
+const REDIAL_MIN_MS: f64 = 500.0;
+const REDIAL_MAX_MS: f64 = 10_000.0;
+/// Most transaction queries and probes waiting for an answer at once.
+pub const MAX_PENDING_REQUESTS: usize = 256;
+/// Capacity of the command queue from the JavaScript API.
+pub const COMMAND_QUEUE: usize = 64;
+
+/// What the JavaScript API asks of the loop.
+pub enum Command {
+    Verify {
+        txid: Txid,
+        hint: Option<BlockHash>,
+        reply: oneshot::Sender<Result<Verified, ApiError>>,
+    },
+    Probe {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Probed, ApiError>>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A probe's outcome.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    pub bytes: usize,
+    pub millis: f64,
+    pub transport: Transport,
+}
+
+enum Pending {
+    Query {
+        txid: Txid,
+        reply: oneshot::Sender<Result<Verified, ApiError>>,
+    },
+    Probe {
+        digest: [u8; 32],
+        bytes: usize,
+        started_ms: f64,
+        transport: Transport,
+        reply: oneshot::Sender<Result<Probed, ApiError>>,
+    },
+}
+
+struct RelayState {
+    target: RelayAddr,
+    connected: Option<Transport>,
+    dialling: bool,
+    next_dial_ms: f64,
+    backoff_ms: f64,
+}
+
+struct Sync {
+    in_flight: Option<(PeerId, OutboundRequestId)>,
+    synced: bool,
+    last_request_ms: f64,
+}
+
+/// The loop's state.
+pub struct Driver {
+    swarm: Swarm<Behaviour>,
+    store: Store,
+    chain: HeaderChain,
+    relays: Vec<RelayState>,
+    sync: Sync,
+    pending: HashMap<OutboundRequestId, Pending>,
+    next_request_id: u64,
+    emit: js_sys::Function,
+    shared: Rc<Shared>,
+    lock: SlotLock,
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+fn now_s() -> u64 {
+    (now_ms() / 1000.0) as u64
+}
+
+/// The transport a connection's address names.
+pub fn transport_of(addr: &Multiaddr) -> Transport {
+    if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
+        Transport::WebRtcDirect
+    } else {
+        Transport::WebSocket
+    }
+}
+
+impl Driver {
+    /// Loads the header chain from `store` (checking every header again), then sets up the
+    /// loop. Stored headers that no longer verify are dropped from the store.
+    pub async fn new(
+        options: &Options,
+        swarm: Swarm<Behaviour>,
+        store: Store,
+        emit: js_sys::Function,
+        shared: Rc<Shared>,
+        lock: SlotLock,
+    ) -> Result<Driver, StoreError> {
+        let params = options.network.params();
+        let mut chain = HeaderChain::with_config(params, HeaderChainConfig::default());
+        let mut height = 1u32;
+        loop {
+            let batch = store
+                .headers(height, crate::store::MAX_HEADERS_PER_READ)
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len() as u32;
+            if let Err(err) = chain.accept_batch(&batch, now_s()) {
+                let bad_height = height + err.index as u32;
+                store
+                    .write(&[Write::TruncateHeaders {
+                        from_height: bad_height,
+                    }])
+                    .await?;
+                break;
+            }
+            height += n;
+        }
+        let relays = options
+            .relays
+            .iter()
+            .map(|target| RelayState {
+                target: target.clone(),
+                connected: None,
+                dialling: false,
+                next_dial_ms: 0.0,
+                backoff_ms: REDIAL_MIN_MS,
+            })
+            .collect();
+        let driver = Driver {
+            swarm,
+            store,
+            chain,
+            relays,
+            sync: Sync {
+                in_flight: None,
+                synced: false,
+                last_request_ms: 0.0,
+            },
+            pending: HashMap::new(),
+            next_request_id: 1,
+            emit,
+            shared,
+            lock,
+        };
+        driver.publish_tip();
+        Ok(driver)
+    }
+
+    /// Runs until a `Stop` command or until the API side is dropped. `ready` is answered once
+    /// a relay is connected (or with the failure if none could be reached in time).
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        ready: oneshot::Sender<Result<(), ApiError>>,
+        ready_timeout: Duration,
+    ) {
+        let mut ready = Some(ready);
+        let mut ready_deadline = Delay::new(ready_timeout).fuse();
+        let mut tick = Delay::new(Duration::ZERO).fuse();
+        loop {
+            futures::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                command = commands.next() => match command {
+                    Some(Command::Stop { reply }) => {
+                        self.shutdown();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command).await,
+                    None => {
+                        self.shutdown();
+                        return;
+                    }
+                },
+                _ = tick => {
+                    self.on_tick();
+                    tick = Delay::new(TICK).fuse();
+                }
+                _ = ready_deadline => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Err(ApiError::new(
+                            ErrorCode::Unavailable,
+                            format!("no relay could be reached within {} s", ready_timeout.as_secs()),
+                        )));
+                    }
+                }
+            }
+            if ready.is_some() && self.relays.iter().any(|r| r.connected.is_some()) {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for relay in &self.relays {
+            let _ = self.swarm.disconnect_peer_id(relay.target.peer);
+        }
+        self.store.close();
+        self.lock.release();
+        for (_, pending) in self.pending.drain() {
+            let err = ApiError::new(ErrorCode::Unavailable, "the node was stopped");
+            match pending {
+                Pending::Query { reply, .. } => {
+                    let _ = reply.send(Err(err));
+                }
+                Pending::Probe { reply, .. } => {
+                    let _ = reply.send(Err(err));
+                }
+            }
+        }
+    }
+
+    fn emit(&self, event: &str, detail: JsValue) {
+        let _ = self
+            .emit
+            .call2(&JsValue::NULL, &JsValue::from_str(event), &detail);
+    }
+
+    fn publish_tip(&self) {
+        let mut status = self.shared.status.borrow_mut();
+        status.tip_height = i64::from(self.chain.tip_height());
+        status.tip_hash = self.chain.tip_hash().to_string();
+        status.synced = self.sync.synced;
+    }
+
+    fn publish_relays(&self) {
+        let mut status = self.shared.status.borrow_mut();
+        status.relays.clear();
+        for relay in &self.relays {
+            let Some(transport) = relay.connected else {
+                continue;
+            };
+            let peer = relay.target.peer.to_string();
+            // Several addresses of one relay share its connection: list the relay once.
+            if !status.relays.iter().any(|(p, _)| *p == peer) {
+                status.relays.push((peer, transport));
+            }
+        }
+    }
+
+    fn connected_relay(&self) -> Option<(PeerId, Transport)> {
+        self.relays
+            .iter()
+            .find_map(|r| r.connected.map(|t| (r.target.peer, t)))
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        id
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        for i in 0..self.relays.len() {
+            let relay = &mut self.relays[i];
+            if relay.connected.is_none() && !relay.dialling && now >= relay.next_dial_ms {
+                relay.dialling = true;
+                let addr = relay.target.addr.clone();
+                if self.swarm.dial(addr).is_err() {
+                    let relay = &mut self.relays[i];
+                    relay.dialling = false;
+                    relay.next_dial_ms = now + relay.backoff_ms;
+                    relay.backoff_ms = (relay.backoff_ms * 2.0).min(REDIAL_MAX_MS);
+                }
+            }
+        }
+        let due = !self.sync.synced || now - self.sync.last_request_ms >= RESYNC_INTERVAL_MS;
+        if self.sync.in_flight.is_none() && due {
+            self.request_headers();
+        }
+    }
+
+    fn request_headers(&mut self) {
+        let Some((peer, _)) = self.connected_relay() else {
+            return;
+        };
+        let message = Message::GetHeaders {
+            request_id: self.next_id(),
+            start_height: self.chain.tip_height() + 1,
+            max_count: MAX_HEADERS_PER_MESSAGE as u32,
+        };
+        let Ok(bytes) = wire::encode(&message) else {
+            return;
+        };
+        let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
+        self.sync.in_flight = Some((peer, id));
+        self.sync.last_request_ms = now_ms();
+    }
+
+    async fn on_headers(&mut self, start_height: u32, headers: Vec<shoal_core::chain::Header>) {
+        self.shared.status.borrow_mut().header_bytes_downloaded += 80 * headers.len() as u64;
+        if start_height != self.chain.tip_height() + 1 {
+            return; // an answer to an older request; the next tick asks again
+        }
+        let full = headers.len() >= MAX_HEADERS_PER_MESSAGE;
+        let outcome = match self.chain.accept_batch(&headers, now_s()) {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                web_sys::console::warn_1(&JsValue::from_str(&format!(
+                    "shoal: a relay sent an invalid header at index {}: {}",
+                    err.index, err.error
+                )));
+                err.partial
+            }
+        };
+        let mut batch = Vec::new();
+        let lowest_changed = outcome
+            .disconnected
+            .iter()
+            .map(|(h, _)| *h)
+            .chain(outcome.connected.iter().map(|(h, _)| *h))
+            .min();
+        if let Some(from_height) = lowest_changed {
+            if !outcome.disconnected.is_empty() {
+                batch.push(Write::TruncateHeaders { from_height });
+            }
+            let headers = (from_height..=self.chain.tip_height())
+                .filter_map(|h| self.chain.header_at(h).copied())
+                .collect();
+            batch.push(Write::PutHeaders {
+                first_height: from_height,
+                headers,
+            });
+        }
+        if let Err(err) = self.store.write(&batch).await {
+            web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {err}")));
+        }
+        self.sync.synced = !full;
+        self.publish_tip();
+        let detail = js_sys::Object::new();
+        let tip = self.chain.tip_height();
+        set(&detail, "height", tip.into());
+        set(
+            &detail,
+            "target",
+            if full { JsValue::NULL } else { tip.into() },
+        );
+        set(&detail, "synced", (!full).into());
+        self.emit("sync-progress", detail.into());
+        if full {
+            self.request_headers();
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Verify { txid, hint, reply } => {
+                if let Some(answer) = self.verify_locally(txid).await {
+                    let _ = reply.send(answer);
+                    return;
+                }
+                let Some((peer, _)) = self.connected_relay() else {
+                    let _ = reply.send(Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "no relay is connected",
+                    )));
+                    return;
+                };
+                if self.pending.len() >= MAX_PENDING_REQUESTS {
+                    let _ = reply.send(Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "too many queries are waiting for an answer",
+                    )));
+                    return;
+                }
+                let message = Message::TxQuery {
+                    request_id: self.next_id(),
+                    txid: Hash256(txid.0),
+                    block_hint: hint,
+                };
+                match wire::encode(&message) {
+                    Ok(bytes) => {
+                        let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
+                        self.pending.insert(id, Pending::Query { txid, reply });
+                    }
+                    Err(err) => {
+                        let _ =
+                            reply.send(Err(ApiError::new(ErrorCode::BadInput, err.to_string())));
+                    }
+                }
+            }
+            Command::Probe { bytes, reply } => {
+                let Some((peer, transport)) = self.connected_relay() else {
+                    let _ = reply.send(Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "no relay is connected",
+                    )));
+                    return;
+                };
+                if self.pending.len() >= MAX_PENDING_REQUESTS {
+                    let _ = reply.send(Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "too many requests are waiting for an answer",
+                    )));
+                    return;
+                }
+                let digest: [u8; 32] = Sha256::digest(&bytes).into();
+                let len = bytes.len();
+                let id = self.swarm.behaviour_mut().probe.send_request(&peer, bytes);
+                self.pending.insert(
+                    id,
+                    Pending::Probe {
+                        digest,
+                        bytes: len,
+                        started_ms: now_ms(),
+                        transport,
+                        reply,
+                    },
+                );
+            }
+            Command::Stop { .. } => unreachable!("handled by the loop"),
+        }
+    }
+
+    /// Answers from the node's own blocks, if it holds the one with `txid`.
+    async fn verify_locally(&mut self, txid: Txid) -> Option<Result<Verified, ApiError>> {
+        let location = self.store.tx_location(&txid).await.ok()??;
+        let block = match self.store.block(&location.block).await {
+            Ok(Some(block)) => block,
+            Ok(None) | Err(_) => return None, // dropped or corrupt: ask a relay instead
+        };
+        let height = self.chain.height_of(&location.block)?;
+        let proof =
+            MerkleProof::build(location.block, height, &block.txids(), location.pos).ok()?;
+        Some(self.check_proof(txid, proof, true))
+    }
+
+    fn check_proof(
+        &self,
+        txid: Txid,
+        proof: MerkleProof,
+        local: bool,
+    ) -> Result<Verified, ApiError> {
+        crate::verify::check_proof(&self.chain, txid, proof, local)
+    }
+
+    fn on_tx_answer(&mut self, txid: Txid, answer: TxAnswerBody) -> Result<Verified, ApiError> {
+        match answer {
+            TxAnswerBody::Found {
+                block_hash,
+                height,
+                pos,
+                branch,
+                ..
+            } => self.check_proof(
+                txid,
+                MerkleProof {
+                    block_hash,
+                    height,
+                    pos,
+                    branch,
+                },
+                false,
+            ),
+            TxAnswerBody::NotFound => Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("transaction {txid} is in no block of the chain"),
+            )),
+            TxAnswerBody::Unavailable => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "the relay could not check this transaction",
+            )),
+        }
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let addr = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address.clone(),
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
+                };
+                let transport = transport_of(&addr);
+                let mut changed = false;
+                for relay in self.relays.iter_mut().filter(|r| r.target.peer == peer_id) {
+                    if relay.connected.is_none() {
+                        relay.connected = Some(transport);
+                        relay.dialling = false;
+                        relay.backoff_ms = REDIAL_MIN_MS;
+                        changed = true;
+                    }
+                }
+                if changed {
+                    self.publish_relays();
+                    self.emit("relay", relay_detail(peer_id, true, Some(transport)));
+                    if self.sync.in_flight.is_none() {
+                        self.request_headers();
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                let now = now_ms();
+                let mut changed = false;
+                for relay in self.relays.iter_mut().filter(|r| r.target.peer == peer_id) {
+                    changed |= relay.connected.take().is_some();
+                    relay.dialling = false;
+                    relay.next_dial_ms = now + relay.backoff_ms;
+                }
+                if changed {
+                    self.publish_relays();
+                    self.emit("relay", relay_detail(peer_id, false, None));
+                }
+                if matches!(self.sync.in_flight, Some((p, _)) if p == peer_id) {
+                    self.sync.in_flight = None;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, .. } => {
+                let now = now_ms();
+                for relay in self
+                    .relays
+                    .iter_mut()
+                    .filter(|r| Some(r.target.peer) == peer_id && r.connected.is_none())
+                {
+                    relay.dialling = false;
+                    relay.next_dial_ms = now + relay.backoff_ms;
+                    relay.backoff_ms = (relay.backoff_ms * 2.0).min(REDIAL_MAX_MS);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Msg(event)) => self.on_msg_event(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Probe(event)) => self.on_probe_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                connection,
+                result: Err(_),
+                ..
+            })) => {
+                self.swarm.close_connection(connection);
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_msg_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let decoded = wire::decode(&response);
+                if matches!(self.sync.in_flight, Some((_, id)) if id == request_id) {
+                    self.sync.in_flight = None;
+                    if let Ok(Message::Headers {
+                        start_height,
+                        headers,
+                        ..
+                    }) = decoded
+                    {
+                        self.on_headers(start_height, headers).await;
+                    }
+                    return;
+                }
+                if let Some(Pending::Query { txid, reply }) = self.pending.remove(&request_id) {
+                    let result = match decoded {
+                        Ok(Message::TxAnswer { answer, .. }) => self.on_tx_answer(txid, answer),
+                        Ok(other) => Err(ApiError::new(
+                            ErrorCode::Unavailable,
+                            format!("the relay answered a query with {other:?}"),
+                        )),
+                        Err(err) => Err(ApiError::new(
+                            ErrorCode::Unavailable,
+                            format!("the relay's answer does not decode: {err}"),
+                        )),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+            request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            } => {
+                // The browser node does not serve blocks yet; answering nothing would leave
+                // the asker waiting for its timeout, so drop the channel (the stream closes).
+                drop(channel);
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if matches!(self.sync.in_flight, Some((_, id)) if id == request_id) {
+                    self.sync.in_flight = None;
+                }
+                if let Some(Pending::Query { reply, .. }) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        format!("the relay did not answer: {error}"),
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_probe_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        let (request_id, result) = match event {
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => (request_id, Ok(response)),
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => (request_id, Err(error.to_string())),
+            _ => return,
+        };
+        let Some(Pending::Probe {
+            digest,
+            bytes,
+            started_ms,
+            transport,
+            reply,
+        }) = self.pending.remove(&request_id)
+        else {
+            return;
+        };
+        let answer = match result {
+            Ok(response) if response == digest => Ok(Probed {
+                bytes,
+                millis: now_ms() - started_ms,
+                transport,
+            }),
+            Ok(_) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "the relay's SHA-256 of the probe differs: the bytes did not arrive intact",
+            )),
+            Err(error) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("the probe failed: {error}"),
+            )),
+        };
+        let _ = reply.send(answer);
+    }
+}
+
+fn relay_detail(peer: PeerId, connected: bool, transport: Option<Transport>) -> JsValue {
+    let detail = js_sys::Object::new();
+    set(&detail, "peerId", peer.to_string().into());
+    set(&detail, "connected", connected.into());
+    if let Some(t) = transport {
+        set(&detail, "transport", t.as_str().into());
+    }
+    detail.into()
+}
+
+/// Sets a property on a plain object we created (cannot fail).
+pub fn set(object: &js_sys::Object, key: &str, value: JsValue) {
+    let _ = js_sys::Reflect::set(object, &JsValue::from_str(key), &value);
+}

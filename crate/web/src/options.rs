@@ -1,0 +1,212 @@
+//! `LightNode.start(options)`: reading and checking the JavaScript options object.
+
+use js_sys::Reflect;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use shoal_core::chain::Network;
+use wasm_bindgen::JsValue;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Most relays one node dials.
+pub const MAX_RELAYS: usize = 16;
+/// Longest `database` base name.
+pub const MAX_DATABASE_NAME_BYTES: usize = 64;
+
+/// A relay to dial: its address and the peer id the address ends in.
+#[derive(Clone, Debug)]
+pub struct RelayAddr {
+    pub addr: Multiaddr,
+    pub peer: PeerId,
+}
+
+/// The checked options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub relays: Vec<RelayAddr>,
+    pub network: Network,
+    pub cluster_size: u32,
+    pub replicas: u32,
+    pub database: String,
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::BadInput, message)
+}
+
+fn field(object: &JsValue, name: &str) -> Result<Option<JsValue>, ApiError> {
+    let value = Reflect::get(object, &JsValue::from_str(name))
+        .map_err(|_| bad(format!("options.{name} cannot be read")))?;
+    Ok((!value.is_undefined() && !value.is_null()).then_some(value))
+}
+
+fn small_integer(object: &JsValue, name: &str, default: u32, max: u32) -> Result<u32, ApiError> {
+    let Some(value) = field(object, name)? else {
+        return Ok(default);
+    };
+    match value.as_f64() {
+        Some(n) if n.fract() == 0.0 && (1.0..=f64::from(max)).contains(&n) => Ok(n as u32),
+        _ => Err(bad(format!(
+            "options.{name} must be an integer from 1 to {max}"
+        ))),
+    }
+}
+
+/// Parses one relay multiaddr; it must name WebRTC-direct or WebSocket and end in `/p2p/<id>`.
+pub fn parse_relay(text: &str) -> Result<RelayAddr, ApiError> {
+    let addr: Multiaddr = text
+        .parse()
+        .map_err(|e| bad(format!("relay address {text:?} is not a multiaddr: {e}")))?;
+    let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+        return Err(bad(format!(
+            "relay address {text:?} must end in /p2p/<peer id>"
+        )));
+    };
+    let transport_ok = addr.iter().any(|p| {
+        matches!(
+            p,
+            Protocol::WebRTCDirect | Protocol::Ws(_) | Protocol::Wss(_)
+        )
+    });
+    if !transport_ok {
+        return Err(bad(format!(
+            "relay address {text:?} names neither /webrtc-direct nor /ws or /wss"
+        )));
+    }
+    Ok(RelayAddr { addr, peer })
+}
+
+impl Options {
+    /// Reads `object`; every problem is a `BAD_INPUT` error naming the field.
+    pub fn from_js(object: &JsValue) -> Result<Options, ApiError> {
+        if !object.is_object() {
+            return Err(bad("options must be an object"));
+        }
+        let relays = field(object, "relays")?.ok_or_else(|| bad("options.relays is required"))?;
+        let relays: js_sys::Array = relays
+            .dyn_into_array()
+            .ok_or_else(|| bad("options.relays must be an array of multiaddr strings"))?;
+        if relays.length() == 0 || relays.length() as usize > MAX_RELAYS {
+            return Err(bad(format!(
+                "options.relays must list 1 to {MAX_RELAYS} addresses"
+            )));
+        }
+        let relays = relays
+            .iter()
+            .map(|v| {
+                v.as_string()
+                    .ok_or_else(|| bad("options.relays must hold strings"))
+                    .and_then(|s| parse_relay(&s))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let network = match field(object, "network")? {
+            None => Network::Regtest,
+            Some(v) => v
+                .as_string()
+                .and_then(|s| s.parse::<Network>().ok())
+                .ok_or_else(|| {
+                    bad("options.network must be \"regtest\", \"signet\", \"testnet\" or \"mainnet\"")
+                })?,
+        };
+        let cluster_size = small_integer(object, "clusterSize", 8, 64)?;
+        let replicas = small_integer(object, "replicas", 3, 64)?;
+        if replicas >= cluster_size {
+            return Err(bad(format!(
+                "options.replicas ({replicas}) must be less than options.clusterSize ({cluster_size})"
+            )));
+        }
+        let database = match field(object, "database")? {
+            None => "shoal".to_owned(),
+            Some(v) => v
+                .as_string()
+                .filter(|s| {
+                    !s.is_empty()
+                        && s.len() <= MAX_DATABASE_NAME_BYTES
+                        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                })
+                .ok_or_else(|| {
+                    bad(format!(
+                        "options.database must be 1 to {MAX_DATABASE_NAME_BYTES} characters of [A-Za-z0-9-_.]"
+                    ))
+                })?,
+        };
+        Ok(Options {
+            relays,
+            network,
+            cluster_size,
+            replicas,
+            database,
+        })
+    }
+
+    /// The lock and database name prefix of this node: `<database>-<network>`.
+    pub fn prefix(&self) -> String {
+        format!("{}-{}", self.database, self.network)
+    }
+}
+
+trait DynIntoArray {
+    fn dyn_into_array(self) -> Option<js_sys::Array>;
+}
+
+impl DynIntoArray for JsValue {
+    fn dyn_into_array(self) -> Option<js_sys::Array> {
+        js_sys::Array::is_array(&self).then(|| js_sys::Array::from(&self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen_test::*;
+
+    use super::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    const PEER: &str = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+
+    fn options(json: &str) -> Result<Options, ApiError> {
+        Options::from_js(&js_sys::JSON::parse(json).unwrap())
+    }
+
+    #[wasm_bindgen_test]
+    fn relay_addresses_must_name_a_browser_transport_and_a_peer() {
+        let webrtc = format!("/ip4/10.0.0.1/udp/9090/webrtc-direct/certhash/uEiDDq4_xNyDorZBH3TlGazyJdOWSwvo4PUo5YHFMrvDE8g/p2p/{PEER}");
+        assert!(parse_relay(&webrtc).is_ok());
+        assert!(parse_relay(&format!("/ip4/10.0.0.1/tcp/9090/ws/p2p/{PEER}")).is_ok());
+        for bad in [
+            "/ip4/10.0.0.1/tcp/9090/ws".to_owned(),
+            format!("/ip4/10.0.0.1/tcp/9090/p2p/{PEER}"),
+            "not a multiaddr".to_owned(),
+        ] {
+            let err = parse_relay(&bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadInput, "{bad}");
+        }
+    }
+
+    #[wasm_bindgen_test]
+    fn defaults_and_bad_fields() {
+        let relay = format!("\"/ip4/10.0.0.1/tcp/1/ws/p2p/{PEER}\"");
+        let o = options(&format!("{{\"relays\": [{relay}]}}")).unwrap();
+        assert_eq!(
+            (o.network, o.cluster_size, o.replicas),
+            (Network::Regtest, 8, 3)
+        );
+        assert_eq!(o.prefix(), "shoal-regtest");
+        for bad in [
+            "{}".to_owned(),
+            "{\"relays\": []}".to_owned(),
+            format!("{{\"relays\": [{relay}], \"network\": \"moon\"}}"),
+            format!("{{\"relays\": [{relay}], \"clusterSize\": 4, \"replicas\": 4}}"),
+            format!("{{\"relays\": [{relay}], \"clusterSize\": 2.5}}"),
+            format!("{{\"relays\": [{relay}], \"database\": \"a/b\"}}"),
+        ] {
+            assert_eq!(
+                options(&bad).unwrap_err().code,
+                ErrorCode::BadInput,
+                "{bad}"
+            );
+        }
+        assert!(Options::from_js(&JsValue::from_str("x")).is_err());
+    }
+}

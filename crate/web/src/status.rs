@@ -1,0 +1,87 @@
+//! What `node.status()` reports: a snapshot the event loop keeps up to date, read by the API
+//! without waiting for the loop.
+
+use std::cell::RefCell;
+
+use wasm_bindgen::JsValue;
+
+use crate::node::set;
+
+/// The transport of a relay connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    WebRtcDirect,
+    WebSocket,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::WebRtcDirect => "webrtc-direct",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// The snapshot.
+#[derive(Debug, Default)]
+pub struct Status {
+    pub peer_id: String,
+    pub network: String,
+    pub slot: u32,
+    pub relays: Vec<(String, Transport)>,
+    pub held_blocks: u32,
+    pub stored_bytes: u64,
+    pub tip_height: i64,
+    pub tip_hash: String,
+    pub synced: bool,
+    pub whole_chain_bytes: u64,
+    pub header_bytes_downloaded: u64,
+}
+
+/// Shared between the loop (writer) and the API (reader); both run on the page's one thread.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub status: RefCell<Status>,
+}
+
+impl Status {
+    /// The `NodeStatus` object of index.d.ts.
+    pub fn to_js(&self) -> JsValue {
+        let o = js_sys::Object::new();
+        set(&o, "peerId", self.peer_id.as_str().into());
+        set(&o, "network", self.network.as_str().into());
+        set(&o, "slot", self.slot.into());
+        // Cluster membership comes with the core's cluster protocol; until this node joins a
+        // cluster these are null / empty.
+        set(&o, "clusterId", JsValue::NULL);
+        set(&o, "memberNumber", JsValue::NULL);
+        set(&o, "members", js_sys::Array::new().into());
+        let relays = js_sys::Array::new();
+        for (peer, transport) in &self.relays {
+            let r = js_sys::Object::new();
+            set(&r, "peerId", peer.as_str().into());
+            set(&r, "transport", transport.as_str().into());
+            relays.push(&r);
+        }
+        set(&o, "relays", relays.into());
+        set(&o, "heldBlocks", self.held_blocks.into());
+        set(&o, "storedBytes", (self.stored_bytes as f64).into());
+        let tip = js_sys::Object::new();
+        set(&tip, "height", (self.tip_height as f64).into());
+        set(&tip, "hash", self.tip_hash.as_str().into());
+        set(&o, "tip", tip.into());
+        set(&o, "synced", self.synced.into());
+        set(
+            &o,
+            "wholeChainBytes",
+            (self.whole_chain_bytes as f64).into(),
+        );
+        set(
+            &o,
+            "headerBytesDownloaded",
+            (self.header_bytes_downloaded as f64).into(),
+        );
+        o.into()
+    }
+}

@@ -1,0 +1,680 @@
+//! The browser node's IndexedDB store: identity key, header chain, blocks, transaction index and
+//! node state, in one database per node identity slot (see [`crate::tab_lock`]).
+//!
+//! Implements the browser side of the product's persistence ("a reloaded tab resumes its
+//! place") and the storage half of S11/S14/S15: the core decides *what* to store; this module
+//! carries the writes out in batched transactions, one IndexedDB transaction per [`Store::write`].
+//!
+//! Every block is checked again when it is read (its header must hash to the key it is stored
+//! under and its transactions must hash to the header's Merkle root): a corrupt entry is deleted
+//! and reported as [`StoreError::Corrupt`], never returned.
+//!
+//! # Layout
+//! | object store | key                         | value                                    |
+//! |--------------|-----------------------------|------------------------------------------|
+//! | `meta`       | name (`identity`, `state`)  | bytes                                    |
+//! | `headers`    | height (number)             | 80-byte header                           |
+//! | `blocks`     | block hash (display hex)    | raw block                                |
+//! | `txindex`    | txid (display hex)          | block hash (32 bytes, wire order) ‖ position (u32 LE) |
+
+use idb::{Database, DatabaseEvent as _, Factory, ObjectStoreParams, Query, TransactionMode};
+use js_sys::Uint8Array;
+use shoal_core::chain::{Block, BlockHash, Header, Txid};
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{DomException, IdbTransaction};
+
+const SCHEMA_VERSION: u32 = 1;
+const META: &str = "meta";
+const HEADERS: &str = "headers";
+const BLOCKS: &str = "blocks";
+const TXINDEX: &str = "txindex";
+const ALL_STORES: [&str; 4] = [META, HEADERS, BLOCKS, TXINDEX];
+
+/// The largest block this store accepts or returns (Bitcoin's 4 MWU limit bounds a serialised
+/// block at 4,000,000 bytes).
+pub const MAX_BLOCK_BYTES: usize = 4_000_000;
+/// The largest `meta` value (identity keys and node state are small).
+pub const MAX_META_BYTES: usize = 1 << 20;
+/// How many headers one [`Store::headers`] read returns at most.
+pub const MAX_HEADERS_PER_READ: u32 = 50_000;
+
+/// What went wrong in the store. Every variant surfaces to JavaScript as code `STORAGE`, except
+/// that a [`StoreError::Corrupt`] block is also dropped so that it is fetched again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("IndexedDB is not available in this context: {0}")]
+    Unavailable(String),
+    #[error("the browser's storage quota is exhausted: {0}")]
+    QuotaExceeded(String),
+    #[error("IndexedDB {operation} failed: {detail}")]
+    Idb {
+        operation: &'static str,
+        detail: String,
+    },
+    #[error("stored block {hash} is corrupt ({why}); it was deleted")]
+    Corrupt { hash: BlockHash, why: &'static str },
+    #[error("stored {what} is malformed: {detail}")]
+    Malformed { what: &'static str, detail: String },
+    #[error("{what} of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        what: &'static str,
+        len: usize,
+        limit: usize,
+    },
+}
+
+impl StoreError {
+    fn idb(operation: &'static str, err: impl std::fmt::Display) -> Self {
+        StoreError::Idb {
+            operation,
+            detail: err.to_string(),
+        }
+    }
+
+    /// Maps an IndexedDB `DOMException` to a store error, recognising an exhausted quota.
+    pub fn from_dom_exception(operation: &'static str, exception: &DomException) -> Self {
+        let detail = format!("{}: {}", exception.name(), exception.message());
+        if exception.name() == "QuotaExceededError" {
+            StoreError::QuotaExceeded(detail)
+        } else {
+            StoreError::Idb { operation, detail }
+        }
+    }
+}
+
+/// Where a transaction sits in a block (the transaction index's value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxLocation {
+    pub block: BlockHash,
+    pub pos: u32,
+}
+
+impl TxLocation {
+    fn encode(&self) -> [u8; 36] {
+        let mut out = [0u8; 36];
+        out[..32].copy_from_slice(&self.block.0);
+        out[32..].copy_from_slice(&self.pos.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let bytes: &[u8; 36] = bytes.try_into().map_err(|_| StoreError::Malformed {
+            what: "transaction index entry",
+            detail: format!("{} bytes, expected 36", bytes.len()),
+        })?;
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&bytes[..32]);
+        let pos = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
+        Ok(TxLocation {
+            block: BlockHash(hash),
+            pos,
+        })
+    }
+}
+
+/// One write of a batch. A batch is applied all-or-nothing in one IndexedDB transaction.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// A small named value: the identity key, the node's state.
+    PutMeta {
+        key: &'static str,
+        value: Vec<u8>,
+    },
+    /// Consecutive headers starting at `first_height`.
+    PutHeaders {
+        first_height: u32,
+        headers: Vec<Header>,
+    },
+    /// Removes headers at `from_height` and above (a reorganisation).
+    TruncateHeaders {
+        from_height: u32,
+    },
+    /// A verified block, stored under its hash.
+    PutBlock {
+        hash: BlockHash,
+        raw: Vec<u8>,
+    },
+    DeleteBlock {
+        hash: BlockHash,
+    },
+    /// Transaction index entries of a stored block.
+    PutTxs {
+        entries: Vec<(Txid, TxLocation)>,
+    },
+}
+
+/// The IndexedDB database of one node identity.
+pub struct Store {
+    db: Database,
+    name: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("name", &self.name).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating or upgrading) the database `name`.
+    pub async fn open(name: &str) -> Result<Store, StoreError> {
+        let factory = Factory::new().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut request = factory
+            .open(name, Some(SCHEMA_VERSION))
+            .map_err(|e| StoreError::idb("open", e))?;
+        request.on_upgrade_needed(|event| {
+            let Ok(db) = event.database() else { return };
+            let existing = db.store_names();
+            for store in ALL_STORES {
+                if !existing.iter().any(|s| s == store) {
+                    // A failure here aborts the upgrade, which fails the open request below.
+                    let _ = db.create_object_store(store, ObjectStoreParams::new());
+                }
+            }
+        });
+        let db = request.await.map_err(|e| StoreError::idb("open", e))?;
+        Ok(Store {
+            db,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Closes the connection (the data stays).
+    pub fn close(&self) {
+        self.db.close();
+    }
+
+    /// Deletes the whole database `name` (tests and "forget this node").
+    pub async fn delete_database(name: &str) -> Result<(), StoreError> {
+        let factory = Factory::new().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        factory
+            .delete(name)
+            .map_err(|e| StoreError::idb("delete database", e))?
+            .await
+            .map_err(|e| StoreError::idb("delete database", e))
+    }
+
+    /// Applies `batch` in one read-write transaction: either every write lands or none does.
+    pub async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for write in batch {
+            check_write_size(write)?;
+        }
+        let tx = self
+            .db
+            .transaction(&ALL_STORES, TransactionMode::ReadWrite)
+            .map_err(|e| StoreError::idb("begin write", e))?;
+        let raw: IdbTransaction = tx.into();
+        let tx = idb::Transaction::from(raw.clone());
+        if let Err(err) = queue_writes(&tx, batch) {
+            let _ = raw.abort();
+            return Err(err);
+        }
+        let result = tx.await;
+        match (result, raw.error()) {
+            (Ok(idb::TransactionResult::Committed), _) => Ok(()),
+            (_, Some(exception)) => Err(StoreError::from_dom_exception("write", &exception)),
+            (Ok(idb::TransactionResult::Aborted), None) => Err(StoreError::Idb {
+                operation: "write",
+                detail: "transaction aborted".into(),
+            }),
+            (Err(e), None) => Err(StoreError::idb("write", e)),
+        }
+    }
+
+    /// A named small value, if present.
+    pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = self.get(META, JsValue::from_str(key)).await?;
+        value
+            .map(|v| bytes_of(&v, "meta value", MAX_META_BYTES))
+            .transpose()
+    }
+
+    /// Up to `limit` (at most [`MAX_HEADERS_PER_READ`]) consecutive headers from `first_height`.
+    pub async fn headers(&self, first_height: u32, limit: u32) -> Result<Vec<Header>, StoreError> {
+        let limit = limit.min(MAX_HEADERS_PER_READ);
+        let tx = self
+            .db
+            .transaction(&[HEADERS], TransactionMode::ReadOnly)
+            .map_err(|e| StoreError::idb("begin read", e))?;
+        let store = tx
+            .object_store(HEADERS)
+            .map_err(|e| StoreError::idb("headers", e))?;
+        let range = idb::KeyRange::lower_bound(&JsValue::from(first_height), Some(false))
+            .map_err(|e| StoreError::idb("headers", e))?;
+        let values = store
+            .get_all(Some(Query::KeyRange(range)), Some(limit))
+            .map_err(|e| StoreError::idb("headers", e))?
+            .await
+            .map_err(|e| StoreError::idb("headers", e))?;
+        let mut headers = Vec::with_capacity(values.len());
+        for value in values {
+            let bytes = bytes_of(&value, "header", 80)?;
+            let header = Header::decode(&bytes).map_err(|e| StoreError::Malformed {
+                what: "header",
+                detail: e.to_string(),
+            })?;
+            headers.push(header);
+        }
+        Ok(headers)
+    }
+
+    /// How many headers are stored.
+    pub async fn header_count(&self) -> Result<u32, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[HEADERS], TransactionMode::ReadOnly)
+            .map_err(|e| StoreError::idb("begin read", e))?;
+        let store = tx
+            .object_store(HEADERS)
+            .map_err(|e| StoreError::idb("count", e))?;
+        store
+            .count(None)
+            .map_err(|e| StoreError::idb("count", e))?
+            .await
+            .map_err(|e| StoreError::idb("count", e))
+    }
+
+    /// The block stored under `hash`, checked against its hash and Merkle root. A block that
+    /// fails the check is deleted and reported as [`StoreError::Corrupt`].
+    pub async fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+        let Some(value) = self
+            .get(BLOCKS, JsValue::from_str(&hash.to_string()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let checked = bytes_of(&value, "block", MAX_BLOCK_BYTES)
+            .map_err(|_| "not a byte array of allowed size")
+            .and_then(|raw| Block::decode(&raw).map_err(|_| "does not decode"))
+            .and_then(|block| {
+                if block.block_hash() != *hash {
+                    Err("header hash differs from its key")
+                } else if !block.check_merkle_root() {
+                    Err("transactions do not match the Merkle root")
+                } else {
+                    Ok(block)
+                }
+            });
+        match checked {
+            Ok(block) => Ok(Some(block)),
+            Err(why) => {
+                self.write(&[Write::DeleteBlock { hash: *hash }]).await?;
+                Err(StoreError::Corrupt { hash: *hash, why })
+            }
+        }
+    }
+
+    /// Hashes of all stored blocks.
+    pub async fn block_hashes(&self) -> Result<Vec<BlockHash>, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[BLOCKS], TransactionMode::ReadOnly)
+            .map_err(|e| StoreError::idb("begin read", e))?;
+        let store = tx
+            .object_store(BLOCKS)
+            .map_err(|e| StoreError::idb("block keys", e))?;
+        let keys = store
+            .get_all_keys(None, None)
+            .map_err(|e| StoreError::idb("block keys", e))?
+            .await
+            .map_err(|e| StoreError::idb("block keys", e))?;
+        keys.iter()
+            .map(|key| {
+                key.as_string()
+                    .and_then(|s| s.parse::<BlockHash>().ok())
+                    .ok_or_else(|| StoreError::Malformed {
+                        what: "block key",
+                        detail: format!("{key:?}"),
+                    })
+            })
+            .collect()
+    }
+
+    /// Where the transaction `txid` sits, if a stored block holds it.
+    pub async fn tx_location(&self, txid: &Txid) -> Result<Option<TxLocation>, StoreError> {
+        let value = self
+            .get(TXINDEX, JsValue::from_str(&txid.to_string()))
+            .await?;
+        value
+            .map(|v| {
+                bytes_of(&v, "transaction index entry", 36).and_then(|b| TxLocation::decode(&b))
+            })
+            .transpose()
+    }
+
+    async fn get(&self, store: &str, key: JsValue) -> Result<Option<JsValue>, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[store], TransactionMode::ReadOnly)
+            .map_err(|e| StoreError::idb("begin read", e))?;
+        let value = tx
+            .object_store(store)
+            .map_err(|e| StoreError::idb("read", e))?
+            .get(Query::Key(key))
+            .map_err(|e| StoreError::idb("read", e))?
+            .await
+            .map_err(|e| StoreError::idb("read", e))?;
+        Ok(value.filter(|v| !v.is_undefined()))
+    }
+
+    /// Writes raw bytes under a block key without any check: only for tests that corrupt data.
+    #[cfg(test)]
+    pub async fn put_raw_block_for_test(
+        &self,
+        hash: &BlockHash,
+        raw: &[u8],
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(&[BLOCKS], TransactionMode::ReadWrite)
+            .map_err(|e| StoreError::idb("begin write", e))?;
+        let store = tx
+            .object_store(BLOCKS)
+            .map_err(|e| StoreError::idb("write", e))?;
+        store
+            .put(
+                &Uint8Array::from(raw).into(),
+                Some(&JsValue::from_str(&hash.to_string())),
+            )
+            .map_err(|e| StoreError::idb("write", e))?;
+        tx.await.map_err(|e| StoreError::idb("write", e))?;
+        Ok(())
+    }
+}
+
+fn check_write_size(write: &Write) -> Result<(), StoreError> {
+    let (what, len, limit) = match write {
+        Write::PutMeta { value, .. } => ("meta value", value.len(), MAX_META_BYTES),
+        Write::PutBlock { raw, .. } => ("block", raw.len(), MAX_BLOCK_BYTES),
+        _ => return Ok(()),
+    };
+    if len > limit {
+        return Err(StoreError::TooLarge { what, len, limit });
+    }
+    Ok(())
+}
+
+/// Queues every write of `batch` on `tx`; the transaction commits when they are done.
+fn queue_writes(tx: &idb::Transaction, batch: &[Write]) -> Result<(), StoreError> {
+    let store = |name| {
+        tx.object_store(name)
+            .map_err(|e| StoreError::idb("write", e))
+    };
+    let put = |name, key: JsValue, bytes: &[u8]| -> Result<(), StoreError> {
+        store(name)?
+            .put(&Uint8Array::from(bytes).into(), Some(&key))
+            .map_err(|e| StoreError::idb("put", e))?;
+        Ok(())
+    };
+    for write in batch {
+        match write {
+            Write::PutMeta { key, value } => put(META, JsValue::from_str(key), value)?,
+            Write::PutHeaders {
+                first_height,
+                headers,
+            } => {
+                for (i, header) in headers.iter().enumerate() {
+                    let height = first_height
+                        .checked_add(u32::try_from(i).unwrap_or(u32::MAX))
+                        .ok_or_else(|| StoreError::idb("put headers", "height overflows u32"))?;
+                    put(HEADERS, JsValue::from(height), &header.encode())?;
+                }
+            }
+            Write::TruncateHeaders { from_height } => {
+                let range = idb::KeyRange::lower_bound(&JsValue::from(*from_height), Some(false))
+                    .map_err(|e| StoreError::idb("truncate headers", e))?;
+                store(HEADERS)?
+                    .delete(Query::KeyRange(range))
+                    .map_err(|e| StoreError::idb("truncate headers", e))?;
+            }
+            Write::PutBlock { hash, raw } => {
+                put(BLOCKS, JsValue::from_str(&hash.to_string()), raw)?
+            }
+            Write::DeleteBlock { hash } => {
+                store(BLOCKS)?
+                    .delete(Query::Key(JsValue::from_str(&hash.to_string())))
+                    .map_err(|e| StoreError::idb("delete block", e))?;
+            }
+            Write::PutTxs { entries } => {
+                for (txid, location) in entries {
+                    put(
+                        TXINDEX,
+                        JsValue::from_str(&txid.to_string()),
+                        &location.encode(),
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of a stored value, which must be a `Uint8Array` of at most `limit` bytes.
+fn bytes_of(value: &JsValue, what: &'static str, limit: usize) -> Result<Vec<u8>, StoreError> {
+    let array = value
+        .dyn_ref::<Uint8Array>()
+        .ok_or_else(|| StoreError::Malformed {
+            what,
+            detail: "not a byte array".into(),
+        })?;
+    let len = array.length() as usize;
+    if len > limit {
+        return Err(StoreError::TooLarge { what, len, limit });
+    }
+    Ok(array.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_core::chain::{OutPoint, Transaction, TxIn, TxOut};
+    use wasm_bindgen_test::*;
+
+    use super::*;
+    use crate::error::{ApiError, ErrorCode};
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    /// A small valid block: `n` transactions, Merkle root filled in, linked to `prev`.
+    fn block(prev: BlockHash, n: u32, seed: u8) -> Block {
+        let txdata = (0..n)
+            .map(|i| Transaction {
+                version: 2,
+                input: vec![TxIn {
+                    previous_output: OutPoint {
+                        txid: Txid([seed; 32]),
+                        vout: i,
+                    },
+                    script_sig: vec![seed, i as u8, 0x51],
+                    sequence: u32::MAX,
+                    witness: Vec::new(),
+                }],
+                output: vec![TxOut {
+                    value: 5_000 + u64::from(i),
+                    script_pubkey: vec![0x51],
+                }],
+                lock_time: 0,
+            })
+            .collect();
+        let mut block = Block {
+            header: Header {
+                version: 4,
+                prev_blockhash: prev,
+                merkle_root: shoal_core::chain::Hash256::default(),
+                time: 1_700_000_000 + u32::from(seed),
+                bits: 0x207f_ffff,
+                nonce: u32::from(seed),
+            },
+            txdata,
+        };
+        block.header.merkle_root = block.compute_merkle_root().0;
+        block
+    }
+
+    async fn fresh(name: &str) -> Store {
+        Store::delete_database(name).await.unwrap();
+        Store::open(name).await.unwrap()
+    }
+
+    #[wasm_bindgen_test]
+    async fn writes_survive_reopening() {
+        let name = "shoal-test-reopen";
+        let store = fresh(name).await;
+        let b1 = block(BlockHash::default(), 3, 1);
+        let b2 = block(b1.block_hash(), 5, 2);
+        let tx = b2.txdata[4].txid();
+        store
+            .write(&[
+                Write::PutMeta {
+                    key: "identity",
+                    value: vec![7; 68],
+                },
+                Write::PutHeaders {
+                    first_height: 0,
+                    headers: vec![b1.header, b2.header],
+                },
+                Write::PutBlock {
+                    hash: b2.block_hash(),
+                    raw: b2.encode(),
+                },
+                Write::PutTxs {
+                    entries: vec![(
+                        tx,
+                        TxLocation {
+                            block: b2.block_hash(),
+                            pos: 4,
+                        },
+                    )],
+                },
+            ])
+            .await
+            .unwrap();
+        store.close();
+
+        let store = Store::open(name).await.unwrap();
+        assert_eq!(store.meta("identity").await.unwrap(), Some(vec![7; 68]));
+        assert_eq!(store.meta("state").await.unwrap(), None);
+        assert_eq!(store.header_count().await.unwrap(), 2);
+        assert_eq!(
+            store.headers(0, 10).await.unwrap(),
+            vec![b1.header, b2.header]
+        );
+        assert_eq!(store.headers(1, 10).await.unwrap(), vec![b2.header]);
+        assert_eq!(
+            store.block(&b2.block_hash()).await.unwrap(),
+            Some(b2.clone())
+        );
+        assert_eq!(store.block(&b1.block_hash()).await.unwrap(), None);
+        assert_eq!(store.block_hashes().await.unwrap(), vec![b2.block_hash()]);
+        assert_eq!(
+            store.tx_location(&tx).await.unwrap(),
+            Some(TxLocation {
+                block: b2.block_hash(),
+                pos: 4
+            })
+        );
+        assert_eq!(store.tx_location(&Txid([9; 32])).await.unwrap(), None);
+
+        store
+            .write(&[Write::TruncateHeaders { from_height: 1 }])
+            .await
+            .unwrap();
+        assert_eq!(store.headers(0, 10).await.unwrap(), vec![b1.header]);
+        store.close();
+        Store::delete_database(name).await.unwrap();
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_corrupt_block_is_detected_dropped_and_never_served() {
+        let store = fresh("shoal-test-corrupt").await;
+        let good = block(BlockHash::default(), 4, 3);
+        let hash = good.block_hash();
+        let mut raw = good.encode();
+        // Flip one byte inside the last transaction's output value: the header still hashes
+        // to the key, but the transactions no longer match the Merkle root.
+        let at = raw.len() - 12;
+        raw[at] ^= 0x01;
+        store.put_raw_block_for_test(&hash, &raw).await.unwrap();
+
+        let err = store.block(&hash).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt { why, .. } if why.contains("Merkle")),
+            "{err}"
+        );
+        assert_eq!(ApiError::from(err).code, ErrorCode::Storage);
+        assert_eq!(
+            store.block(&hash).await.unwrap(),
+            None,
+            "dropped, not served"
+        );
+
+        // A block stored under another block's hash is caught too.
+        let other = block(BlockHash::default(), 2, 4);
+        store
+            .put_raw_block_for_test(&hash, &other.encode())
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.block(&hash).await,
+            Err(StoreError::Corrupt {
+                why: "header hash differs from its key",
+                ..
+            })
+        ));
+        // Garbage that does not decode.
+        store
+            .put_raw_block_for_test(&hash, &[1, 2, 3])
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.block(&hash).await,
+            Err(StoreError::Corrupt {
+                why: "does not decode",
+                ..
+            })
+        ));
+        assert_eq!(store.block_hashes().await.unwrap(), Vec::<BlockHash>::new());
+        store.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn oversized_writes_are_refused_and_change_nothing() {
+        let store = fresh("shoal-test-limits").await;
+        let b = block(BlockHash::default(), 1, 5);
+        let err = store
+            .write(&[
+                Write::PutHeaders {
+                    first_height: 0,
+                    headers: vec![b.header],
+                },
+                Write::PutMeta {
+                    key: "state",
+                    value: vec![0; MAX_META_BYTES + 1],
+                },
+            ])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        assert_eq!(store.header_count().await.unwrap(), 0, "all or nothing");
+        store.close();
+    }
+
+    #[wasm_bindgen_test]
+    fn a_quota_exception_maps_to_storage() {
+        let exception =
+            DomException::new_with_message_and_name("quota", "QuotaExceededError").unwrap();
+        let err = StoreError::from_dom_exception("write", &exception);
+        assert!(matches!(err, StoreError::QuotaExceeded(_)), "{err}");
+        let js: JsValue = ApiError::from(err).into();
+        let code = js_sys::Reflect::get(&js, &JsValue::from_str("code")).unwrap();
+        assert_eq!(code.as_string().as_deref(), Some("STORAGE"));
+    }
+}

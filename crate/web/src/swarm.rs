@@ -1,0 +1,96 @@
+//! The browser node's libp2p swarm: it reaches relays over WebRTC-direct
+//! (`libp2p-webrtc-websys`, wrapped in [`shoal_net::SmallWrites`] against the WebRTC
+//! message-size defect) or WebSocket (`websocket-websys` + noise + yamux), whichever transport
+//! the relay's multiaddr names, and speaks Shoal's request-response protocols over both.
+
+use std::time::Duration;
+
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::{upgrade, Transport as _};
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{noise, ping, webrtc_websys, websocket_websys, yamux, Swarm, SwarmBuilder};
+use shoal_net::{FrameCodec, SmallWrites};
+
+/// How long one request may take before it fails (a 4 MB block over a slow link fits).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most concurrent request streams per connection and protocol.
+pub const MAX_CONCURRENT_STREAMS: usize = 64;
+/// A connection with nothing to do is closed after this long.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a relay connection is pinged; a failed ping closes it (and the node redials), so
+/// a relay that vanished without closing is noticed within about `PING_INTERVAL + PING_TIMEOUT`.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the browser node speaks.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub ping: ping::Behaviour,
+    /// `shoal_core::wire::Message` requests and responses.
+    pub msg: request_response::Behaviour<FrameCodec>,
+    /// The transfer probe: bytes out, their SHA-256 back.
+    pub probe: request_response::Behaviour<FrameCodec>,
+}
+
+/// Why the swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SwarmError {
+    #[error("libp2p swarm setup failed: {0}")]
+    Build(String),
+}
+
+/// Builds the swarm for `key`.
+pub fn build(key: Keypair) -> Result<Swarm<Behaviour>, SwarmError> {
+    let request_config = request_response::Config::default()
+        .with_request_timeout(REQUEST_TIMEOUT)
+        .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_wasm_bindgen()
+        .with_other_transport(
+            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                let webrtc = webrtc_websys::Transport::new(webrtc_websys::Config::new(key)).map(
+                    |(peer, connection), _| {
+                        let muxer = SmallWrites::new(StreamMuxerBox::new(connection));
+                        (peer, StreamMuxerBox::new(muxer))
+                    },
+                );
+                let websocket = websocket_websys::Transport::default()
+                    .upgrade(upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+                Ok(webrtc
+                    .or_transport(websocket)
+                    .map(|either, _| either.into_inner()))
+            },
+        )
+        .map_err(|e| SwarmError::Build(e.to_string()))?
+        .with_behaviour(|_| Behaviour {
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_INTERVAL)
+                    .with_timeout(PING_TIMEOUT),
+            ),
+            msg: request_response::Behaviour::with_codec(
+                FrameCodec::default(),
+                [(shoal_net::codec::message_protocol(), ProtocolSupport::Full)],
+                request_config.clone(),
+            ),
+            probe: request_response::Behaviour::with_codec(
+                FrameCodec::default(),
+                [(
+                    shoal_net::codec::probe_protocol(),
+                    ProtocolSupport::Outbound,
+                )],
+                request_config,
+            ),
+        })
+        .map_err(|e| SwarmError::Build(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+    Ok(swarm)
+}

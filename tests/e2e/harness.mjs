@@ -1,0 +1,102 @@
+// Helpers of the end-to-end tests: a relay process and a Chromium, both started here and
+// stopped by their own pid; everything runs inside the network namespace of run.sh.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+export const HOST = process.env.SHOAL_E2E_HOST ?? "127.0.0.1";
+export const RELAY_BIN = process.env.SHOAL_RELAY_BIN ?? "target/debug/shoal-relay";
+export const HTTP_PORT = 18080;
+export const P2P_PORT = 19090;
+export const ORIGIN = `http://${HOST}:${HTTP_PORT}`;
+
+export function tempDir(name) {
+  return mkdtempSync(join(tmpdir(), `shoal-e2e-${name}-`));
+}
+
+/** Runs the relay CLI once and parses its `--json` output. */
+export function relayCli(args) {
+  return JSON.parse(execFileSync(RELAY_BIN, ["--json", ...args], { encoding: "utf8" }));
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Starts `shoal-relay serve`; resolves once /relay-addrs.json answers. */
+export async function startRelay({ dataDir, importFile, log }) {
+  const args = [
+    "serve",
+    "--data-dir", dataDir,
+    "--listen", `${HOST}:${P2P_PORT}`,
+    "--http", `${HOST}:${HTTP_PORT}`,
+    "--www", "www",
+    "--dist", "dist",
+    "--initial-blocks", "0",
+    "--block-interval-secs", "0",
+  ];
+  if (importFile) args.push("--import", importFile);
+  const child = spawn(RELAY_BIN, args, {
+    env: { ...process.env, RUST_LOG: "info,dtls=error,webrtc=warn" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  child.stderr.on("data", (d) => log?.(d.toString()));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`relay exited with ${child.exitCode}`);
+    try {
+      const res = await fetch(`${ORIGIN}/relay-addrs.json`);
+      if (res.ok) {
+        const info = await res.json();
+        return {
+          info,
+          webrtc: info.addrs.find((a) => a.includes("/webrtc-direct/")),
+          ws: info.addrs.find((a) => a.includes("/ws/")),
+          async stop() {
+            child.kill("SIGTERM");
+            const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+            await exited;
+            clearTimeout(timer);
+          },
+        };
+      }
+    } catch {
+      // not listening yet
+    }
+    await sleep(200);
+  }
+  child.kill("SIGKILL");
+  throw new Error("the relay did not come up within 60 s");
+}
+
+/** Launches Debian's Chromium with the flags known to work here (TOOLCHAIN.md). */
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      // The relay serves the page from a namespace address over plain http; Web Locks (one
+      // identity per tab) exist only in secure contexts, which this origin then counts as.
+      `--unsafely-treat-insecure-origin-as-secure=${ORIGIN}`,
+    ],
+  });
+}
+
+/** A deterministic pseudo-random generator (mulberry32) for picking test data. */
+export function seeded(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

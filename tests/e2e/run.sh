@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# End-to-end tests: real Chromium pages against a real relay, inside a network namespace made
+# for the run. WebRTC needs a non-loopback interface (TOOLCHAIN.md), so the namespace gets a
+# veth pair with addresses of our own (10.77.0.1/24 and 10.77.0.2/24) and a default route on
+# it; nothing in it can reach any other network. The namespace, its interfaces and every
+# process the tests start (stopped by pid in the tests) go away when this script ends.
+#
+#   tests/e2e/run.sh            builds what is missing (relay, dist/), then runs node --test
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if [[ "${SHOAL_E2E_IN_NETNS:-}" != 1 ]]; then
+  target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
+  cargo build -p shoal-relay --locked >&2
+  [[ -f dist/index.js ]] || npm run --silent build
+  export SHOAL_RELAY_BIN="$target_dir/debug/shoal-relay"
+  if ! "$SHOAL_RELAY_BIN" serve --help >/dev/null 2>&1; then
+    # Transitional: the relay's `serve` lands in the same issue as these tests.
+    echo "e2e: SKIPPED — this shoal-relay has no 'serve' command yet" >&2
+    exit 0
+  fi
+  exec unshare --net -- env SHOAL_E2E_IN_NETNS=1 bash "$0" "$@"
+fi
+
+ip link set lo up
+ip link add shoal-e2e0 type veth peer name shoal-e2e1
+ip addr add 10.77.0.1/24 dev shoal-e2e0
+ip addr add 10.77.0.2/24 dev shoal-e2e1
+ip link set shoal-e2e0 up
+ip link set shoal-e2e1 up
+ip route add default via 10.77.0.2 dev shoal-e2e0
+export SHOAL_E2E_HOST=10.77.0.1
+mkdir -p test-artifacts
+exec node --test --test-concurrency=1 --test-reporter=spec tests/e2e/
