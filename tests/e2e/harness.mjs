@@ -18,7 +18,7 @@ export function tempDir(name) {
 
 /** Runs the relay CLI once and parses its `--json` output. */
 export function relayCli(args) {
-  return JSON.parse(execFileSync(RELAY_BIN, ["--json", ...args], { encoding: "utf8" }));
+  return JSON.parse(execFileSync(RELAY_BIN, ["--json", ...args], { encoding: "utf8", maxBuffer: 1 << 30 }));
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -70,7 +70,7 @@ export async function startRelay({ dataDir, importFile, log }) {
 }
 
 /** Launches Debian's Chromium with the flags known to work here (TOOLCHAIN.md). */
-export function launchBrowser() {
+export function launchBrowser({ extraArgs = [] } = {}) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
@@ -85,6 +85,7 @@ export function launchBrowser() {
       // The relay serves the page from a namespace address over plain http; Web Locks (one
       // identity per tab) exist only in secure contexts, which this origin then counts as.
       `--unsafely-treat-insecure-origin-as-secure=${ORIGIN}`,
+      ...extraArgs,
     ],
   });
 }

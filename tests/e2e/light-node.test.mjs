@@ -156,6 +156,18 @@ test("1 MiB crosses page → relay intact over WebRTC-direct", async () => {
   assert.equal(r.value.transport, "webrtc-direct");
 });
 
+test("a block downloads relay → page with its hash checked; an unknown block is NOT_FOUND", async () => {
+  const want = blocks[BLOCKS - 1];
+  const r = await inPage((h) => window.node.probeDownload(h), want.hash);
+  assert.ok(r.ok, `${r.code} ${r.message}`);
+  assert.equal(r.value.bytes, want.size);
+  assert.equal(r.value.transport, "webrtc-direct");
+  const unknown = await inPage((h) => window.node.probeDownload(h), "00".repeat(32));
+  assert.deepEqual([unknown.ok, unknown.code], [false, "NOT_FOUND"], unknown.message);
+  const bad = await inPage((h) => window.node.probeDownload(h), "xyz");
+  assert.deepEqual([bad.ok, bad.code], [false, "BAD_INPUT"], bad.message);
+});
+
 test("reloading resumes the same identity and downloads no header again", async () => {
   const before = await status();
   await page.reload();

@@ -6,15 +6,22 @@
 # process the tests start (stopped by pid in the tests) go away when this script ends.
 #
 #   tests/e2e/run.sh            builds what is missing (relay, dist/), then runs node --test
+#   tests/e2e/run.sh --bench    the same with a release relay, then runs bench.mjs instead
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if [[ "${SHOAL_E2E_IN_NETNS:-}" != 1 ]]; then
   target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
     node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
-  cargo build -p shoal-relay --locked >&2
+  profile=debug
+  if [[ "${1:-}" == --bench ]]; then
+    profile=release
+    cargo build -p shoal-relay --release --locked >&2
+  else
+    cargo build -p shoal-relay --locked >&2
+  fi
   [[ -f dist/index.js ]] || npm run --silent build
-  export SHOAL_RELAY_BIN="$target_dir/debug/shoal-relay"
+  export SHOAL_RELAY_BIN="$target_dir/$profile/shoal-relay"
   if ! "$SHOAL_RELAY_BIN" serve --help >/dev/null 2>&1; then
     # Transitional: the relay's `serve` lands in the same issue as these tests.
     echo "e2e: SKIPPED — this shoal-relay has no 'serve' command yet" >&2
@@ -32,4 +39,7 @@ ip link set shoal-e2e1 up
 ip route add default via 10.77.0.2 dev shoal-e2e0
 export SHOAL_E2E_HOST=10.77.0.1
 mkdir -p test-artifacts
+if [[ "${1:-}" == --bench ]]; then
+  exec node tests/e2e/bench.mjs
+fi
 exec node --test --test-concurrency=1 --test-reporter=spec tests/e2e/

@@ -156,6 +156,13 @@ export declare class LightNode extends EventTarget {
     options?: { transport?: "webrtc-direct" | "websocket" },
   ): Promise<{ bytes: number; millis: number; transport: string }>;
 
+  /**
+   * Downloads the block `blockHash` (64 hex digits) from the connected relay and checks that its
+   * header hashes to it: measures relay → page transfer. Rejects with NOT_FOUND when the relay
+   * does not hold the block, BAD_INPUT for a malformed hash, UNAVAILABLE without a relay.
+   */
+  probeDownload(blockHash: string): Promise<{ bytes: number; millis: number; transport: string }>;
+
   /** Disconnects, closes the database and releases this tab's identity slot. */
   stop(): Promise<void>;
 

@@ -49,6 +49,10 @@ export class LightNode extends EventTarget {
     return this.#inner.probeTransfer(bytes, options);
   }
 
+  probeDownload(blockHash) {
+    return this.#inner.probeDownload(blockHash);
+  }
+
   stop() {
     return this.#inner.stop();
   }

@@ -142,11 +142,23 @@ impl WasmNode {
                 .await
                 .map_err(|_| stopped())?;
             let probed: Probed = answer.await.map_err(|_| stopped())??;
-            let o = js_sys::Object::new();
-            set(&o, "bytes", (probed.bytes as f64).into());
-            set(&o, "millis", probed.millis.into());
-            set(&o, "transport", probed.transport.as_str().into());
-            Ok(o.into())
+            Ok(probed_to_js(&probed))
+        })
+    }
+
+    /// `probeDownload(blockHash)`: downloads one block from the relay and checks its hash.
+    #[wasm_bindgen(js_name = probeDownload)]
+    pub fn probe_download(&self, block_hash: JsValue) -> Promise {
+        let mut commands = self.commands.clone();
+        future_to_promise(async move {
+            let hash: BlockHash = parse_hash(&block_hash, "blockHash")?;
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::ProbeDownload { hash, reply })
+                .await
+                .map_err(|_| stopped())?;
+            let probed: Probed = answer.await.map_err(|_| stopped())??;
+            Ok(probed_to_js(&probed))
         })
     }
 
@@ -206,6 +218,14 @@ fn parse_hint(options: &JsValue) -> Result<Option<BlockHash>, JsValue> {
         return Ok(None);
     }
     parse_hash(&hint, "options.blockHint").map(Some)
+}
+
+fn probed_to_js(probed: &Probed) -> JsValue {
+    let o = js_sys::Object::new();
+    set(&o, "bytes", (probed.bytes as f64).into());
+    set(&o, "millis", probed.millis.into());
+    set(&o, "transport", probed.transport.as_str().into());
+    o.into()
 }
 
 fn verified_to_js(v: &Verified) -> JsValue {

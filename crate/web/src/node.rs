@@ -58,6 +58,12 @@ pub enum Command {
         bytes: Vec<u8>,
         reply: oneshot::Sender<Result<Probed, ApiError>>,
     },
+    /// Downloads one block from the relay (`GetBlock`) and checks its header hashes to `hash`:
+    /// the relay → page direction of the transfer measurement.
+    ProbeDownload {
+        hash: BlockHash,
+        reply: oneshot::Sender<Result<Probed, ApiError>>,
+    },
     Stop {
         reply: oneshot::Sender<()>,
     },
@@ -79,6 +85,12 @@ enum Pending {
     Probe {
         digest: [u8; 32],
         bytes: usize,
+        started_ms: f64,
+        transport: Transport,
+        reply: oneshot::Sender<Result<Probed, ApiError>>,
+    },
+    Download {
+        hash: BlockHash,
         started_ms: f64,
         transport: Transport,
         reply: oneshot::Sender<Result<Probed, ApiError>>,
@@ -253,7 +265,7 @@ impl Driver {
                 Pending::Query { reply, .. } => {
                     let _ = reply.send(Err(err));
                 }
-                Pending::Probe { reply, .. } => {
+                Pending::Probe { reply, .. } | Pending::Download { reply, .. } => {
                     let _ = reply.send(Err(err));
                 }
             }
@@ -459,6 +471,44 @@ impl Driver {
                     },
                 );
             }
+            Command::ProbeDownload { hash, reply } => {
+                let Some((peer, transport)) = self.connected_relay() else {
+                    let _ = reply.send(Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "no relay is connected",
+                    )));
+                    return;
+                };
+                if self.pending.len() >= MAX_PENDING_REQUESTS {
+                    let _ = reply.send(Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "too many requests are waiting for an answer",
+                    )));
+                    return;
+                }
+                let message = Message::GetBlock {
+                    request_id: self.next_id(),
+                    block_hash: wire::BlockHash(hash.0),
+                };
+                match wire::encode(&message) {
+                    Ok(bytes) => {
+                        let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
+                        self.pending.insert(
+                            id,
+                            Pending::Download {
+                                hash,
+                                started_ms: now_ms(),
+                                transport,
+                                reply,
+                            },
+                        );
+                    }
+                    Err(err) => {
+                        let _ =
+                            reply.send(Err(ApiError::new(ErrorCode::BadInput, err.to_string())));
+                    }
+                }
+            }
             Command::Stop { .. } => unreachable!("handled by the loop"),
         }
     }
@@ -609,6 +659,19 @@ impl Driver {
                     }
                     return;
                 }
+                if let Some(Pending::Download { .. }) = self.pending.get(&request_id) {
+                    if let Some(Pending::Download {
+                        hash,
+                        started_ms,
+                        transport,
+                        reply,
+                    }) = self.pending.remove(&request_id)
+                    {
+                        let millis = now_ms() - started_ms;
+                        let _ = reply.send(downloaded(hash, decoded, millis, transport));
+                    }
+                    return;
+                }
                 if let Some(Pending::Query { txid, reply }) = self.pending.remove(&request_id) {
                     let result = match decoded {
                         Ok(Message::TxAnswer { answer, .. }) => self.on_tx_answer(txid, answer),
@@ -638,11 +701,21 @@ impl Driver {
                 if matches!(self.sync.in_flight, Some((_, id)) if id == request_id) {
                     self.sync.in_flight = None;
                 }
-                if let Some(Pending::Query { reply, .. }) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Err(ApiError::new(
-                        ErrorCode::Unavailable,
-                        format!("the relay did not answer: {error}"),
-                    )));
+                let err = ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("the relay did not answer: {error}"),
+                );
+                match self.pending.remove(&request_id) {
+                    Some(Pending::Query { reply, .. }) => {
+                        let _ = reply.send(Err(err));
+                    }
+                    Some(Pending::Download { reply, .. }) => {
+                        let _ = reply.send(Err(err));
+                    }
+                    Some(other) => {
+                        self.pending.insert(request_id, other);
+                    }
+                    None => {}
                 }
             }
             _ => {}
@@ -690,6 +763,50 @@ impl Driver {
             )),
         };
         let _ = reply.send(answer);
+    }
+}
+
+/// Checks a `GetBlock` answer: a block whose header hashes to the requested hash.
+fn downloaded(
+    hash: BlockHash,
+    decoded: Result<Message, wire::WireError>,
+    millis: f64,
+    transport: Transport,
+) -> Result<Probed, ApiError> {
+    let block = match decoded {
+        Ok(Message::BlockData { block, .. }) => block,
+        Ok(Message::BlockNotFound { .. }) => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("the relay has no block {hash}"),
+            ))
+        }
+        Ok(other) => {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("the relay answered a block request with {other:?}"),
+            ))
+        }
+        Err(err) => {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("the relay's answer does not decode: {err}"),
+            ))
+        }
+    };
+    let header = block
+        .get(..80)
+        .and_then(|bytes| shoal_core::chain::Header::decode(bytes).ok());
+    match header {
+        Some(header) if header.block_hash() == hash => Ok(Probed {
+            bytes: block.len(),
+            millis,
+            transport,
+        }),
+        _ => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the relay's block does not hash to {hash}"),
+        )),
     }
 }
 
