@@ -1,0 +1,34 @@
+//! # Shoal's simulator
+//!
+//! `shoal-sim` runs thousands of unmodified Shoal core nodes (`shoal_core::node::Node`) in
+//! virtual time, on one thread, deterministically: a run is a pure function of its
+//! configuration and one `u64` seed, so any failure is replayed exactly with `SEED=n`.
+//!
+//! The simulator plays every part of the world the core does not own:
+//!
+//! - [`queue`]: virtual time, a bounded queue of timers, deliveries and churn events;
+//! - [`network`]: latency (log-normal per link), jitter, bandwidth, loss and partitions that
+//!   cut one network segment off;
+//! - [`churn`]: sessions of log-normal length, crashes without goodbye, returns with or
+//!   without stored data;
+//! - [`storage`]: each node's block store, with lost writes and corrupted reads, and the check
+//!   that every block a node stores is the true chain's block;
+//! - [`chain`]: the true chain, small valid blocks made from the seed, and tampered copies a
+//!   byzantine block source hands out;
+//! - [`replicas`] and [`invariants`]: ground-truth replica counts and the invariants checked
+//!   after every step (see the table in [`invariants`]).
+//!
+//! The core is driven only through its public interface: `handle_input` / `poll_output`,
+//! drained after every input, plus read-only getters. Nothing in the core knows it is being
+//! simulated.
+#![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod churn;
+pub mod config;
+pub mod invariants;
+pub mod network;
+pub mod queue;
+pub mod replicas;
+pub mod rng;
+pub mod storage;

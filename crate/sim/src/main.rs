@@ -1,0 +1,2 @@
+//! `shoal-sim`: runs the simulator from the command line.
+fn main() {}
