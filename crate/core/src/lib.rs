@@ -14,3 +14,9 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod cluster;
+pub mod liveness;
+pub mod node;
+pub mod placement;
+pub mod repair;
+pub mod wire;

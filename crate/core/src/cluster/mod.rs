@@ -1,0 +1,190 @@
+//! Virtual clusters: forming them (S1–S3), their id (S4) and member numbers (S5), and the
+//! membership view that liveness (S9–S10) and replacement (S12–S13) change.
+//!
+//! # Overview
+//!
+//! A cluster's id is `sha256d("shoal/cluster" ‖ generation ‖ proposer ‖ founders)` over the
+//! founding members sorted by id ([`cluster_id`]); every member recomputes it from the
+//! [`ClusterGenesis`] a view carries and refuses a view whose id does not match. The id is
+//! valid for `Config::cluster_ttl_ms`; then the members become ordinary nodes again and form a
+//! new cluster (preferably with the same members, `generation + 1`).
+//!
+//! Membership changes keep the id and raise the view's `epoch`. Views are totally ordered by
+//! [`view_order`] (epoch, then size, then digest), and every member adopts the greatest view it
+//! hears of: members converge on one view after failures and partitions.
+//!
+//! Member numbers ([`numbering`]) follow from the cluster id and the member ids: members sorted
+//! by `sha256d(cluster id ‖ member id)`; a member's number is its place in that order.
+
+pub(crate) mod formation;
+
+use crate::node::chain_seam::sha256d;
+use crate::node::NodeId;
+use crate::placement::Slot;
+use crate::wire::{ClusterGenesis, MemberInfo, View};
+use std::cmp::Ordering;
+use std::fmt;
+
+/// A cluster's id: a hash over its founding member set, generation and proposer (S4).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ClusterId(pub [u8; 32]);
+
+impl fmt::Debug for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClusterId(")?;
+        for byte in &self.0[..6] {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// Computes the cluster id of a genesis (S4). `founders` must be sorted by id.
+pub fn cluster_id(genesis: &ClusterGenesis) -> ClusterId {
+    let mut data = Vec::with_capacity(13 + 8 + 32 + 32 * genesis.founders.len());
+    data.extend_from_slice(b"shoal/cluster");
+    data.extend_from_slice(&genesis.generation.to_le_bytes());
+    data.extend_from_slice(&genesis.proposer.0);
+    for founder in &genesis.founders {
+        data.extend_from_slice(&founder.0);
+    }
+    ClusterId(sha256d(&data))
+}
+
+/// Why a received view was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewError {
+    #[error("view's cluster id does not match its genesis")]
+    IdMismatch,
+    #[error("view's founders or members are not sorted and distinct")]
+    NotSorted,
+    #[error("view's proposer is not among its founders")]
+    ProposerNotFounder,
+    #[error("view has no members")]
+    Empty,
+    #[error("view has {len} members, more than the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+}
+
+/// Checks a view a peer sent: sorted distinct lists, proposer among founders, id matches.
+pub fn check_view(view: &View, cluster_size_max: usize) -> Result<(), ViewError> {
+    let founders = &view.genesis.founders;
+    if view.members.is_empty() {
+        return Err(ViewError::Empty);
+    }
+    if view.members.len() > cluster_size_max {
+        return Err(ViewError::TooLarge {
+            len: view.members.len(),
+            max: cluster_size_max,
+        });
+    }
+    if !founders.windows(2).all(|w| w[0] < w[1])
+        || !view.members.windows(2).all(|w| w[0].id < w[1].id)
+    {
+        return Err(ViewError::NotSorted);
+    }
+    if founders.binary_search(&view.genesis.proposer).is_err() {
+        return Err(ViewError::ProposerNotFounder);
+    }
+    if cluster_id(&view.genesis) != view.cluster {
+        return Err(ViewError::IdMismatch);
+    }
+    Ok(())
+}
+
+/// A 64-bit digest of a view's member list (carried in heartbeats).
+pub fn view_digest(members: &[MemberInfo]) -> u64 {
+    let mut data = Vec::with_capacity(32 * members.len());
+    for member in members {
+        data.extend_from_slice(&member.id.0);
+    }
+    let hash = sha256d(&data);
+    u64::from_le_bytes(hash[..8].try_into().expect("8 bytes"))
+}
+
+/// The total order on views of one cluster, each given as `(epoch, members, digest)`: higher
+/// epoch, then more members, then higher digest wins. Every member adopts the greatest view it hears of, so views converge.
+pub fn view_order(a: (u64, usize, u64), b: (u64, usize, u64)) -> Ordering {
+    a.cmp(&b)
+}
+
+/// Member numbers (S5): `result[i]` is the index in `members` of the member numbered `i`.
+/// Members are ordered by `sha256d(cluster id ‖ member id)`, ties (impossible in practice)
+/// by id, so every member computes the same numbers.
+pub fn numbering(cluster: &ClusterId, members: &[NodeId]) -> Vec<usize> {
+    let mut keyed: Vec<([u8; 32], usize)> = members
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let mut data = [0u8; 64];
+            data[..32].copy_from_slice(&cluster.0);
+            data[32..].copy_from_slice(&id.0);
+            (sha256d(&data), i)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(members[a.1].cmp(&members[b.1])));
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// A member's state: its view, the members in number order and when each was last heard.
+#[derive(Debug, Clone)]
+pub(crate) struct Membership {
+    pub(crate) view: View,
+    /// Members in member-number order (S5).
+    pub(crate) slots: Vec<Slot>,
+    /// This node's number.
+    pub(crate) number: usize,
+    pub(crate) digest: u64,
+    pub(crate) expires_at_ms: u64,
+    /// Per slot (number order): when we last heard from that member.
+    pub(crate) last_heard_ms: Vec<u64>,
+    /// A replacement round in progress (S12, S13).
+    pub(crate) round: Option<formation::Round>,
+    /// Whether this membership re-formed a previous cluster (S4), for counting what it moves.
+    pub(crate) reformed: bool,
+}
+
+impl Membership {
+    /// Builds the membership of `me` in `view` (which must list `me`).
+    pub(crate) fn new(me: NodeId, view: View, now_ms: u64, expires_at_ms: u64) -> Membership {
+        let ids: Vec<NodeId> = view.members.iter().map(|m| m.id).collect();
+        let order = numbering(&view.cluster, &ids);
+        let slots: Vec<Slot> = order
+            .iter()
+            .map(|&i| Slot {
+                id: view.members[i].id,
+                segment: view.members[i].segment,
+            })
+            .collect();
+        let number = slots
+            .iter()
+            .position(|s| s.id == me)
+            .expect("a membership is only built from a view that lists this node");
+        let digest = view_digest(&view.members);
+        let last_heard_ms = vec![now_ms; slots.len()];
+        Membership {
+            view,
+            slots,
+            number,
+            digest,
+            expires_at_ms,
+            last_heard_ms,
+            round: None,
+            reformed: false,
+        }
+    }
+
+    /// The view's place in the total order of views ([`view_order`]).
+    pub(crate) fn order_key(&self) -> (u64, usize, u64) {
+        (self.view.epoch, self.view.members.len(), self.digest)
+    }
+
+    /// The slot index (member number) of `id`.
+    pub(crate) fn number_of(&self, id: &NodeId) -> Option<usize> {
+        self.slots.iter().position(|s| s.id == *id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+//! What goes into a node and what comes out of it.
+
+use super::chain_seam::{BlockHash, SharedHeaders};
+use super::NodeId;
+use crate::cluster::ClusterId;
+use crate::wire::Message;
+
+/// A timer the node asks its shell to run. Setting a timer replaces any pending timer with the
+/// same id; a timer that fires early or twice is harmless (the node keeps its own deadlines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimerId {
+    /// Ordinary node: time for an invitation round (S1) or to ask to join (S13).
+    Formation,
+    /// Inviter: replies are due (S1, S2, S12). Invitee: pick among collected invitations (S3);
+    /// or a confirmed invitation's view is overdue.
+    Invitation,
+    /// Member: send heartbeats and check who fell silent (S9, S10).
+    Heartbeat,
+    /// Member: the cluster id lapses (S4).
+    ClusterExpiry,
+    /// Repair pacing and fetch timeouts (S11).
+    Repair,
+}
+
+/// A peer the directory says we could dial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: NodeId,
+    pub address: String,
+}
+
+/// Everything that can happen to a node.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// The first input of a node's life: arms its timers and asks storage what it holds.
+    Start,
+    /// A timer set with [`Output::SetTimer`] fired.
+    TimerFired(TimerId),
+    /// A message arrived from a connected peer.
+    Message { from: NodeId, message: Message },
+    /// A connection to `peer` is up (we dialled it, or it dialled us).
+    PeerConnected { peer: NodeId },
+    /// The connection to `peer` is gone.
+    PeerDisconnected { peer: NodeId },
+    /// A storage command finished.
+    Storage(StorageResult),
+    /// Peers a directory (a relay) suggests dialling.
+    CandidatePeers(Vec<Candidate>),
+    /// The header chain advanced (or reorganised): here is the new view of it. Shared, so
+    /// many nodes may hold the same one.
+    Headers(SharedHeaders),
+    /// A full block from the block source (raw consensus bytes). Stored if this node must hold
+    /// it (or is an archive) and it matches the header chain.
+    NewBlock { bytes: Vec<u8> },
+}
+
+/// Everything a node asks its shell to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send `message` to `to` (dialling it first if needed).
+    Send { to: NodeId, message: Message },
+    /// Dial a peer.
+    Connect { peer: NodeId, address: String },
+    /// Run `id` at time `at_ms` (same clock as `now_ms`), replacing a pending one.
+    SetTimer { id: TimerId, at_ms: u64 },
+    /// Carry out a storage command and feed back its [`StorageResult`].
+    Storage(StorageCommand),
+    /// Something the front end may want to know.
+    Event(Event),
+}
+
+/// A request to the node's block store. Each carries a `request_id` that comes back in the
+/// matching [`StorageResult`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageCommand {
+    /// Store a block (already verified against the header chain).
+    Put {
+        request_id: u64,
+        block_hash: BlockHash,
+        height: u32,
+        bytes: Vec<u8>,
+    },
+    /// Read a block.
+    Get {
+        request_id: u64,
+        block_hash: BlockHash,
+    },
+    /// Delete a block.
+    Delete {
+        request_id: u64,
+        block_hash: BlockHash,
+    },
+    /// List the hashes of every stored block (at start).
+    List { request_id: u64 },
+}
+
+/// The answer to a [`StorageCommand`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageResult {
+    /// A `Put` finished; `ok` is false if the block could not be written.
+    Put { request_id: u64, ok: bool },
+    /// A `Get` finished; `None` if the block is not stored.
+    Got {
+        request_id: u64,
+        bytes: Option<Vec<u8>>,
+    },
+    /// A `Delete` finished.
+    Deleted { request_id: u64 },
+    /// A `List` finished.
+    Listed {
+        request_id: u64,
+        blocks: Vec<BlockHash>,
+    },
+}
+
+/// What happened, for the front end and for the simulator's invariants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// This node became a member of a cluster (formed, re-formed or joined).
+    JoinedCluster {
+        cluster: ClusterId,
+        epoch: u64,
+        members: usize,
+        number: usize,
+    },
+    /// The cluster's membership changed (S9–S13).
+    ViewChanged {
+        cluster: ClusterId,
+        epoch: u64,
+        members: usize,
+        number: usize,
+    },
+    /// A member was declared offline (S9, S10).
+    MemberOffline { member: NodeId },
+    /// This node stopped being a member (`expired`: the id lapsed (S4); otherwise it was
+    /// dropped from the view by the others).
+    LeftCluster { cluster: ClusterId, expired: bool },
+    /// A block was stored (after verification).
+    BlockStored { block_hash: BlockHash, height: u32 },
+    /// A block a peer sent did not match the header chain (and was dropped).
+    BlockRejected { from: NodeId, height: u32 },
+}
+
+/// Counters a shell or simulator can read ([`Node::stats`](super::Node::stats)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Invitation messages sent (S1, S12).
+    pub invitations_sent: u64,
+    /// Clusters this node formed as inviter (S2).
+    pub clusters_formed: u64,
+    /// Clusters this node joined, any way (S2, S3, S12, S13).
+    pub clusters_joined: u64,
+    /// Views adopted from others or made here (S9–S13).
+    pub views_adopted: u64,
+    /// Members this node declared offline (S9, S10).
+    pub members_declared_offline: u64,
+    /// Heartbeat pings sent.
+    pub pings_sent: u64,
+    /// Blocks fetched from other nodes and stored (S11–S13).
+    pub blocks_fetched: u64,
+    /// Bytes of those blocks.
+    pub bytes_fetched: u64,
+    /// Blocks fetched after a re-formation (S4: what re-forming moves).
+    pub blocks_fetched_after_reform: u64,
+    /// Bytes of those.
+    pub bytes_fetched_after_reform: u64,
+    /// Blocks sent to other nodes.
+    pub blocks_served: u64,
+    /// Bytes of those.
+    pub bytes_served: u64,
+    /// Blocks from the block source stored here.
+    pub blocks_from_source: u64,
+    /// Fetches that failed (not found, timed out, failed verification).
+    pub fetch_failures: u64,
+    /// Blocks that failed verification against the header chain.
+    pub blocks_rejected: u64,
+    /// Messages dropped because they made no sense in our state or failed a check.
+    pub messages_ignored: u64,
+}

@@ -1,0 +1,545 @@
+//! The sans-IO node: one state machine that runs the whole cluster protocol (S1–S13, S18).
+//!
+//! # Overview
+//!
+//! A [`Node`] is driven from outside. The shell (browser, relay or simulator) calls
+//! [`Node::handle_input`] with the current time and one [`Input`] — a timer fired, a message
+//! arrived, a peer connected or left, a storage command finished, the directory suggested
+//! peers, the header chain advanced, a block arrived from the block source — and then drains
+//! [`Node::poll_output`] until it returns `None`, carrying out every [`Output`]: send a
+//! message, dial a peer, set a timer, run a storage command, report an event. The node does
+//! no I/O, reads no clock and draws randomness only from the seed given to [`Node::new`], so
+//! the same inputs always give the same outputs.
+//!
+//! Headers are not copied into the node: it holds an `Arc` of a [`HeaderView`]
+//! ([`Input::Headers`]), which thousands of simulated nodes can share. What the node stores is
+//! tracked as a bit set by height; blocks themselves live in the shell's store.
+//!
+//! # Usage: the drain contract
+//!
+//! Every call to `handle_input` must be followed by draining `poll_output` to `None`:
+//!
+//! ```
+//! use shoal_core::node::{Config, Input, Node, NodeId, Output};
+//! let mut node = Node::new(Config::default(), NodeId::from_seed(1), 42).unwrap();
+//! let mut now_ms = 0;
+//! node.handle_input(now_ms, Input::Start);
+//! let mut timers = Vec::new();
+//! while let Some(output) = node.poll_output() {
+//!     match output {
+//!         Output::SetTimer { id, at_ms } => timers.push((id, at_ms)),
+//!         Output::Send { .. } | Output::Connect { .. } => { /* hand to the network */ }
+//!         Output::Storage(_command) => { /* run it, feed back Input::Storage(result) */ }
+//!         Output::Event(_event) => { /* tell the front end */ }
+//!     }
+//! }
+//! // Start asked for a formation timer; when it is due, say so and drain again.
+//! let (id, at_ms) = timers[0];
+//! now_ms = at_ms;
+//! node.handle_input(now_ms, Input::TimerFired(id));
+//! while let Some(_output) = node.poll_output() {}
+//! ```
+
+pub mod chain_seam;
+mod config;
+mod io;
+
+pub use chain_seam::{HeaderList, HeaderPrefix, HeaderView, SharedHeaders};
+pub use config::{Config, ConfigError, HeartbeatMode, ReplacementChoice};
+pub use io::{Candidate, Event, Input, NodeStats, Output, StorageCommand, StorageResult, TimerId};
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+
+use crate::cluster::formation::Ordinary;
+use crate::cluster::Membership;
+use crate::placement::{mix64, Placer};
+use crate::repair::Repair;
+use crate::wire::{Message, NodeRecord};
+
+/// A node's identity: 32 bytes (e.g. the hash of its libp2p public key).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NodeId(pub [u8; 32]);
+
+impl NodeId {
+    /// An id derived from any bytes (e.g. a libp2p peer id's bytes): `sha256d(bytes)`.
+    pub fn from_bytes_hashed(bytes: &[u8]) -> NodeId {
+        NodeId(chain_seam::sha256d(bytes))
+    }
+
+    /// A deterministic id for tests and simulations.
+    pub fn from_seed(seed: u64) -> NodeId {
+        let mut data = *b"shoal/node-id-seed\0\0\0\0\0\0\0\0";
+        data[18..].copy_from_slice(&seed.to_le_bytes());
+        NodeId::from_bytes_hashed(&data)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId(")?;
+        for byte in &self.0[..4] {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// What this node knows of one peer.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) connected: bool,
+    /// From the peer's `Hello`.
+    pub(crate) record: Option<NodeRecord>,
+    pub(crate) cluster: Option<crate::cluster::ClusterId>,
+    pub(crate) open_slots: u32,
+    /// Last measured round-trip time.
+    pub(crate) rtt_ms: Option<u64>,
+    /// Our outstanding RTT ping: (nonce, sent at).
+    pub(crate) ping: Option<(u64, u64)>,
+}
+
+/// Deterministic random numbers from the node's seed (splitmix64).
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix64(self.0)
+    }
+    /// A value in `[base/2, base*3/2]`.
+    pub(crate) fn jitter(&mut self, base: u64) -> u64 {
+        base / 2 + self.next_u64() % (base + 1)
+    }
+}
+
+/// Ordinary node or member.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // Ordinary is the common case; boxing it would allocate per formation.
+pub(crate) enum Role {
+    Ordinary(Ordinary),
+    Member(Box<Membership>),
+}
+
+/// The sans-IO Shoal node. See the module docs for the drain contract.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) id: NodeId,
+    pub(crate) config: Config,
+    pub(crate) rng: Rng,
+    pub(crate) now_ms: u64,
+    pub(crate) started: bool,
+    pub(crate) outputs: VecDeque<Output>,
+    /// Pending deadline per timer, as last set.
+    pub(crate) timers: [Option<u64>; 5],
+    pub(crate) headers: Option<SharedHeaders>,
+    pub(crate) peers: HashMap<NodeId, Peer>,
+    /// Candidates from the directory not yet dialled (bounded by `peer_table_max`).
+    pub(crate) candidates: VecDeque<Candidate>,
+    pub(crate) role: Role,
+    pub(crate) placer: Placer,
+    pub(crate) repair: Repair,
+    pub(crate) next_id: u64,
+    pub(crate) stats: NodeStats,
+}
+
+impl Node {
+    /// A new node with identity `id`, configuration `config` and randomness from `seed`.
+    pub fn new(config: Config, id: NodeId, seed: u64) -> Result<Node, ConfigError> {
+        config.validate()?;
+        let placer = Placer::new(config.placement, config.replicas);
+        let repair = Repair::new(&config);
+        Ok(Node {
+            id,
+            rng: Rng(seed ^ u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"))),
+            now_ms: 0,
+            started: false,
+            outputs: VecDeque::new(),
+            timers: [None; 5],
+            headers: None,
+            peers: HashMap::new(),
+            candidates: VecDeque::new(),
+            role: Role::Ordinary(Ordinary::default()),
+            placer,
+            repair,
+            next_id: 1,
+            stats: NodeStats::default(),
+            config,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters of what the node did and moved.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// The cluster this node is in, with the view's epoch and member ids (in member-number
+    /// order), or `None` for an ordinary node.
+    pub fn cluster(&self) -> Option<(crate::cluster::ClusterId, u64, Vec<NodeId>)> {
+        match &self.role {
+            Role::Member(m) => Some((
+                m.view.cluster,
+                m.view.epoch,
+                m.slots.iter().map(|s| s.id).collect(),
+            )),
+            Role::Ordinary(_) => None,
+        }
+    }
+
+    /// This node's member number, if it is a member.
+    pub fn member_number(&self) -> Option<usize> {
+        match &self.role {
+            Role::Member(m) => Some(m.number),
+            Role::Ordinary(_) => None,
+        }
+    }
+
+    /// Whether the node holds (has stored) the block at `height`.
+    pub fn holds(&self, height: u32) -> bool {
+        self.repair.held.contains(height)
+    }
+
+    /// Number of blocks stored.
+    pub fn held_count(&self) -> usize {
+        self.repair.held.len()
+    }
+
+    /// Blocks this node must hold under its current view but does not yet (queued, in flight
+    /// or waiting for a source).
+    pub fn missing_count(&self) -> usize {
+        self.repair.missing_count()
+    }
+
+    /// What this node says about itself in invitations and hellos.
+    pub(crate) fn record(&self) -> NodeRecord {
+        NodeRecord {
+            blocks_served: self.stats.blocks_served,
+            capacity_bytes: self.config.capacity_bytes,
+            segment: self.config.segment,
+            archive: self.config.archive,
+        }
+    }
+
+    /// Takes the next output. Call until `None` after every [`Node::handle_input`].
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Feeds one input at time `now_ms` (milliseconds on the shell's monotonic clock).
+    pub fn handle_input(&mut self, now_ms: u64, input: Input) {
+        debug_assert!(
+            self.outputs.is_empty(),
+            "outputs must be drained after every input"
+        );
+        self.now_ms = self.now_ms.max(now_ms);
+        match input {
+            Input::Start => self.on_start(),
+            Input::TimerFired(id) => self.on_timer(id),
+            Input::Message { from, message } => self.on_message(from, message),
+            Input::PeerConnected { peer } => self.on_peer_connected(peer),
+            Input::PeerDisconnected { peer } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.connected = false;
+                    p.ping = None;
+                }
+                self.dial_candidates();
+            }
+            Input::Storage(result) => self.on_storage(result),
+            Input::CandidatePeers(candidates) => {
+                for candidate in candidates {
+                    if candidate.id == self.id
+                        || self.peers.get(&candidate.id).is_some_and(|p| p.connected)
+                        || self.candidates.iter().any(|c| c.id == candidate.id)
+                    {
+                        continue;
+                    }
+                    if self.candidates.len() >= self.config.peer_table_max {
+                        break;
+                    }
+                    self.candidates.push_back(candidate);
+                }
+                self.dial_candidates();
+            }
+            Input::Headers(view) => {
+                self.headers = Some(view);
+                self.rescan_shard();
+            }
+            Input::NewBlock { bytes } => self.on_new_block(bytes),
+        }
+    }
+
+    fn on_start(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let request_id = self.fresh_id();
+        self.repair.list_request = Some(request_id);
+        self.push(Output::Storage(StorageCommand::List { request_id }));
+        if !self.config.archive {
+            let at = self.now_ms + self.rng.jitter(self.config.formation_interval_ms);
+            self.set_timer(TimerId::Formation, at);
+        }
+    }
+
+    fn on_timer(&mut self, id: TimerId) {
+        let due = self.timers[id as usize];
+        match due {
+            Some(at) if at <= self.now_ms => self.timers[id as usize] = None,
+            // Stale or early: the pending deadline stands; make sure the shell still has it.
+            Some(at) => {
+                self.push(Output::SetTimer { id, at_ms: at });
+                return;
+            }
+            None => return,
+        }
+        match id {
+            TimerId::Formation => self.on_formation_timer(),
+            TimerId::Invitation => self.on_invitation_timer(),
+            TimerId::Heartbeat => self.on_heartbeat_timer(),
+            TimerId::ClusterExpiry => self.on_expiry_timer(),
+            TimerId::Repair => self.on_repair_timer(),
+        }
+    }
+
+    fn on_peer_connected(&mut self, peer: NodeId) {
+        if peer == self.id {
+            return;
+        }
+        if !self.peers.contains_key(&peer) && self.peers.len() >= self.config.peer_table_max {
+            // Forget a disconnected peer to make room; if none, do not track this one.
+            let stale = self
+                .peers
+                .iter()
+                .find(|(_, p)| !p.connected)
+                .map(|(id, _)| *id);
+            match stale {
+                Some(stale) => {
+                    self.peers.remove(&stale);
+                }
+                None => return,
+            }
+        }
+        self.candidates.retain(|c| c.id != peer);
+        let entry = self.peers.entry(peer).or_insert_with(|| Peer {
+            connected: true,
+            record: None,
+            cluster: None,
+            open_slots: 0,
+            rtt_ms: None,
+            ping: None,
+        });
+        entry.connected = true;
+        let nonce = self.rng.next_u64();
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.ping = Some((nonce, self.now_ms));
+        }
+        let hello = self.hello();
+        self.send(peer, hello);
+        let stamp = self.stamp();
+        self.send(peer, Message::Ping { nonce, stamp });
+    }
+
+    pub(crate) fn hello(&self) -> Message {
+        let (cluster, open_slots) = match &self.role {
+            Role::Member(m) => (
+                Some(m.view.cluster),
+                self.config
+                    .cluster_size_max
+                    .saturating_sub(m.view.members.len()) as u32,
+            ),
+            Role::Ordinary(_) => (None, 0),
+        };
+        Message::Hello {
+            record: self.record(),
+            cluster,
+            open_slots,
+        }
+    }
+
+    /// Dials candidates until `max_peers` connections are up or being made.
+    fn dial_candidates(&mut self) {
+        let connected = self.peers.values().filter(|p| p.connected).count();
+        let mut budget = self.config.max_peers.saturating_sub(connected);
+        while budget > 0 {
+            let Some(candidate) = self.candidates.pop_front() else {
+                break;
+            };
+            if self.peers.get(&candidate.id).is_some_and(|p| p.connected) {
+                continue;
+            }
+            budget -= 1;
+            self.peers.entry(candidate.id).or_insert_with(|| Peer {
+                connected: false,
+                record: None,
+                cluster: None,
+                open_slots: 0,
+                rtt_ms: None,
+                ping: None,
+            });
+            self.push(Output::Connect {
+                peer: candidate.id,
+                address: candidate.address.clone(),
+            });
+            // Keep it until it connects so the address is known; re-queue at the back.
+            if self.candidates.len() < self.config.peer_table_max {
+                self.candidates.push_back(candidate);
+            }
+            if self.candidates.len() <= budget {
+                break;
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, message: Message) {
+        if from == self.id {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        self.heard_from(from);
+        match message {
+            Message::Hello {
+                record,
+                cluster,
+                open_slots,
+            } => {
+                if let Some(p) = self.peers.get_mut(&from) {
+                    p.record = Some(record);
+                    p.cluster = cluster;
+                    p.open_slots = open_slots;
+                }
+            }
+            Message::Ping { nonce, stamp } => {
+                let mine = self.stamp();
+                self.send(from, Message::Pong { nonce, stamp: mine });
+                self.compare_stamp(from, stamp);
+            }
+            Message::Pong { nonce, stamp } => {
+                if let Some(p) = self.peers.get_mut(&from) {
+                    if let Some((sent_nonce, sent_ms)) = p.ping {
+                        if sent_nonce == nonce {
+                            p.rtt_ms = Some(self.now_ms.saturating_sub(sent_ms));
+                            p.ping = None;
+                        }
+                    }
+                }
+                self.compare_stamp(from, stamp);
+            }
+            Message::Invite {
+                invite_id,
+                address,
+                record,
+                cluster,
+            } => self.on_invite(from, invite_id, address, record, cluster),
+            Message::InviteReply {
+                invite_id,
+                accept,
+                address,
+                record,
+            } => self.on_invite_reply(from, invite_id, accept, address, record),
+            Message::InviteWithdrawn { invite_id } => self.on_invite_withdrawn(from, invite_id),
+            Message::JoinRequest {
+                request_id,
+                address,
+                record,
+            } => self.on_join_request(from, request_id, address, record),
+            Message::JoinDenied { .. } => {}
+            Message::View(view) => self.on_view(from, view),
+            Message::GetBlock {
+                request_id,
+                block_hash,
+            } => self.on_get_block(from, request_id, block_hash),
+            Message::BlockData { request_id, block } => self.on_block_data(from, request_id, block),
+            Message::BlockNotFound { request_id } => self.on_block_not_found(from, request_id),
+            Message::GetHeaders {
+                request_id,
+                start_height,
+                max_count,
+            } => self.on_get_headers(from, request_id, start_height, max_count),
+            // Headers and transaction queries are the serving layer's (S16); a bare node has
+            // nothing to say to them yet.
+            Message::Headers { .. } | Message::TxAnswer { .. } => {
+                self.stats.messages_ignored += 1;
+            }
+            Message::TxQuery { request_id, .. } => {
+                self.send(
+                    from,
+                    Message::TxAnswer {
+                        request_id,
+                        answer: crate::wire::TxAnswerBody::Unavailable,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_get_headers(&mut self, from: NodeId, request_id: u64, start_height: u32, max_count: u32) {
+        let mut headers = Vec::new();
+        if let Some(view) = &self.headers {
+            let count = (max_count as usize).min(crate::wire::MAX_HEADERS_PER_MESSAGE);
+            for height in start_height..start_height.saturating_add(count as u32) {
+                match view.header_at(height) {
+                    Some(h) => headers.push(h),
+                    None => break,
+                }
+            }
+        }
+        self.send(
+            from,
+            Message::Headers {
+                request_id,
+                start_height,
+                headers,
+            },
+        );
+    }
+
+    pub(crate) fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub(crate) fn push(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+        debug_assert_ne!(to, self.id, "a node never sends to itself");
+        self.push(Output::Send { to, message });
+    }
+
+    pub(crate) fn event(&mut self, event: Event) {
+        self.push(Output::Event(event));
+    }
+
+    /// Sets timer `id` to `at_ms`, unless it is already set to exactly that.
+    pub(crate) fn set_timer(&mut self, id: TimerId, at_ms: u64) {
+        if self.timers[id as usize] != Some(at_ms) {
+            self.timers[id as usize] = Some(at_ms);
+            self.push(Output::SetTimer { id, at_ms });
+        }
+    }
+
+    /// Sets timer `id` to `at_ms` if that is sooner than its pending deadline.
+    pub(crate) fn set_timer_no_later(&mut self, id: TimerId, at_ms: u64) {
+        match self.timers[id as usize] {
+            Some(pending) if pending <= at_ms => {}
+            _ => self.set_timer(id, at_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

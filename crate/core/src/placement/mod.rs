@@ -1,0 +1,244 @@
+//! Which members hold which block (S6–S8), and so that together they hold the whole chain (S18).
+//!
+//! # Overview
+//!
+//! A [`PlacementRule`] maps a block (its hash and height) and the member list, in member-number
+//! order, to the numbers of its `P` holders. Every member computes the same answer from the
+//! same view, so every member knows who holds any block, who must fetch what after a member
+//! leaves, and whom to ask for it. With `K` members, a rule gives `min(P, K)` distinct holders.
+//!
+//! - [`PlacementRule::HashMod`] — the patent's rule (S6): the block hash (the header hash, or
+//!   the header hash plus a fixed value `offset`) taken modulo the preset constants
+//!   `K, K−1, …, K−P+1` gives member numbers; a number already taken moves on to the next free
+//!   number. (The patent's third variant, the hash of header *and body*, is not offered: a
+//!   member that lacks the body could not compute who holds the block.)
+//! - [`PlacementRule::Even`] — even distribution by height (S7): heights are cut into ranges of
+//!   `range_blocks`; range `r` goes to members numbered `r, r+1, …, r+P−1 (mod K)`.
+//! - [`PlacementRule::Segment`] — segment-aware (S8): rendezvous ranking, but the first `P`
+//!   holders are taken from distinct network segments whenever there are that many.
+//! - [`PlacementRule::Rendezvous`] — the default: highest-random-weight hashing over
+//!   (block, member id). It does not depend on member numbers, so a member leaving moves only
+//!   that member's blocks, and a member joining takes only its fair share.
+//!
+//! `movement` measures what a membership change moves under a rule; the
+//! `placement_movement` example prints it against the optimum for every rule.
+
+use crate::node::chain_seam::BlockHash;
+use crate::node::NodeId;
+
+/// A placement rule (S6–S8). See the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlacementRule {
+    /// S6: hash modulo the preset constants `K, K−1, …`; `offset` is the fixed value added to
+    /// the header hash (0: the header hash itself).
+    HashMod { offset: u64 },
+    /// S7: ranges of `range_blocks` heights spread evenly over consecutive member numbers.
+    Even { range_blocks: u32 },
+    /// S8: replicas in different network segments whenever possible.
+    Segment,
+    /// Minimal movement: rendezvous (highest-random-weight) hashing.
+    Rendezvous,
+}
+
+/// One member as placement sees it. Slices of these are in member-number order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub id: NodeId,
+    pub segment: u32,
+}
+
+/// Computes holders with reusable scratch space (no allocation per block once warmed up).
+#[derive(Debug, Clone)]
+pub struct Placer {
+    rule: PlacementRule,
+    replicas: usize,
+    scratch: Vec<(u64, usize)>,
+    segments: Vec<u32>,
+}
+
+impl Placer {
+    /// A placer for `rule` with `replicas` (P) holders per block.
+    pub fn new(rule: PlacementRule, replicas: usize) -> Placer {
+        assert!(replicas > 0, "a block needs at least one holder");
+        Placer {
+            rule,
+            replicas,
+            scratch: Vec::new(),
+            segments: Vec::new(),
+        }
+    }
+
+    /// The rule.
+    pub fn rule(&self) -> PlacementRule {
+        self.rule
+    }
+
+    /// Replicas per block (P).
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// Writes into `out` the member numbers (indices into `members`) holding the block at
+    /// `height` with hash `hash`: `min(P, K)` distinct numbers, most preferred first.
+    pub fn holders(
+        &mut self,
+        hash: &BlockHash,
+        height: u32,
+        members: &[Slot],
+        out: &mut Vec<usize>,
+    ) {
+        out.clear();
+        let k = members.len();
+        if k == 0 {
+            return;
+        }
+        let p = self.replicas.min(k);
+        match self.rule {
+            PlacementRule::HashMod { offset } => {
+                for i in 0..p {
+                    let constant = (k - i) as u64;
+                    let remainder = (hash_mod(hash, constant) + offset % constant) % constant;
+                    let mut number = remainder as usize;
+                    while out.contains(&number) {
+                        number = (number + 1) % k;
+                    }
+                    out.push(number);
+                }
+            }
+            PlacementRule::Even { range_blocks } => {
+                let range = (height / range_blocks.max(1)) as usize;
+                out.extend((0..p).map(|j| (range + j) % k));
+            }
+            PlacementRule::Rendezvous => {
+                self.rank(hash, members);
+                out.extend(self.scratch.iter().take(p).map(|(_, i)| *i));
+            }
+            PlacementRule::Segment => {
+                self.rank(hash, members);
+                self.segments.clear();
+                for &(_, i) in &self.scratch {
+                    if out.len() == p {
+                        break;
+                    }
+                    if !self.segments.contains(&members[i].segment) {
+                        self.segments.push(members[i].segment);
+                        out.push(i);
+                    }
+                }
+                for &(_, i) in &self.scratch {
+                    if out.len() == p {
+                        break;
+                    }
+                    if !out.contains(&i) {
+                        out.push(i);
+                    }
+                }
+            }
+        }
+        debug_assert_eq!(out.len(), p);
+    }
+
+    /// Whether member number `number` holds the block (`out` is scratch space).
+    pub fn is_holder(
+        &mut self,
+        hash: &BlockHash,
+        height: u32,
+        members: &[Slot],
+        number: usize,
+        out: &mut Vec<usize>,
+    ) -> bool {
+        self.holders(hash, height, members, out);
+        out.contains(&number)
+    }
+
+    /// Fills `scratch` with members sorted by rendezvous weight, best first.
+    fn rank(&mut self, hash: &BlockHash, members: &[Slot]) {
+        let block_key = u64::from_le_bytes(hash.0[..8].try_into().expect("8 bytes"));
+        self.scratch.clear();
+        self.scratch.extend(
+            members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (rendezvous_weight(block_key, &m.id), i)),
+        );
+        // Ties (vanishingly rare) broken by member id, so every member agrees.
+        self.scratch
+            .sort_unstable_by(|a, b| b.0.cmp(&a.0).then(members[a.1].id.cmp(&members[b.1].id)));
+    }
+}
+
+/// The block hash read as a little-endian 256-bit number (Bitcoin's convention), modulo `m`.
+pub fn hash_mod(hash: &BlockHash, m: u64) -> u64 {
+    assert!(m > 0, "modulus must be positive");
+    let mut r: u128 = 0;
+    for byte in hash.0.iter().rev() {
+        r = (r * 256 + *byte as u128) % m as u128;
+    }
+    r as u64
+}
+
+/// Rendezvous weight of a (block, member) pair: a 64-bit mix of the block's and the member's
+/// hash bits. Block hashes and node ids are already uniform, so a fast mixer (splitmix64's
+/// finaliser) suffices; a cryptographic hash per pair would cost the simulator dearly.
+fn rendezvous_weight(block_key: u64, member: &NodeId) -> u64 {
+    let member_key = u64::from_le_bytes(member.0[..8].try_into().expect("8 bytes"));
+    mix64(block_key ^ mix64(member_key))
+}
+
+/// splitmix64's finaliser.
+pub(crate) fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// What a membership change moved under one rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Movement {
+    /// (block, holder) pairs present after the change that were not present before: each is a
+    /// block some member must fetch.
+    pub moved: u64,
+    /// The least any rule could move: for a leave, the departed member's blocks (each needs one
+    /// new copy); for a join, the newcomer's fair share `⌊N·P/K'⌋` of the `N` blocks.
+    pub optimum: u64,
+}
+
+/// Counts what changing membership from `before` to `after` (both in number order) moves for
+/// blocks `blocks` (hash, height).
+pub fn movement(
+    rule: PlacementRule,
+    replicas: usize,
+    blocks: &[(BlockHash, u32)],
+    before: &[Slot],
+    after: &[Slot],
+) -> Movement {
+    let mut placer = Placer::new(rule, replicas);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut moved = 0u64;
+    let mut lost = 0u64;
+    for (hash, height) in blocks {
+        placer.holders(hash, *height, before, &mut a);
+        placer.holders(hash, *height, after, &mut b);
+        let before_ids: Vec<NodeId> = a.iter().map(|i| before[*i].id).collect();
+        let after_ids: Vec<NodeId> = b.iter().map(|i| after[*i].id).collect();
+        moved += after_ids
+            .iter()
+            .filter(|id| !before_ids.contains(id))
+            .count() as u64;
+        lost += before_ids
+            .iter()
+            .filter(|id| !after.iter().any(|s| s.id == **id))
+            .count() as u64;
+    }
+    let optimum = if after.len() < before.len() {
+        lost
+    } else {
+        let p = replicas.min(after.len()) as u64;
+        (blocks.len() as u64 * p) / after.len().max(1) as u64
+    };
+    Movement { moved, optimum }
+}
+
+#[cfg(test)]
+mod tests;

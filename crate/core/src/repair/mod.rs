@@ -1,0 +1,564 @@
+//! Repair and filling (S11–S13, S18): every member fetches the blocks the placement rule says
+//! it must hold and does not, from the members that have them, and serves blocks to others.
+//!
+//! # Overview
+//!
+//! After every view change (a member declared offline, a newcomer, a re-formation) and every
+//! header-chain advance, a member rescans: for each height of the chain, if the placement rule
+//! names it as a holder and it does not hold the block, the height is queued. Because every
+//! member computes the same placement from the same view, they agree on who fetches what.
+//!
+//! Sources for a block are tried in order: its current holders, nearest member number first
+//! (so a newcomer is filled by its numbered neighbours, S12/S13); then the other members, who
+//! may still keep it from an earlier placement; then connected archive peers. A source that
+//! does not answer within `repair_request_timeout_ms`, answers `BlockNotFound`, or sends bytes
+//! that fail the check against the header chain is skipped and the next one asked; when all
+//! are exhausted the block waits `repair_retry_ms` and starts over.
+//!
+//! Transfers are bounded: at most `repair_parallel_max` requests in flight, at most
+//! `repair_bytes_per_interval` bytes per `repair_interval_ms`, at most `repair_queue_max` queued
+//! heights (a later rescan picks up the rest). They are resumable: the unit is one block, a
+//! stored block is never fetched again, and after a restart [`StorageCommand::List`] tells the
+//! node what it already has.
+//!
+//! Blocks no longer assigned to this member are kept (they are spare replicas that make
+//! re-formation cheap); evicting them is left to storage pressure (S17).
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::node::chain_seam::{check_block, sha256d, BlockHash};
+use crate::node::{
+    Config, Event, Node, NodeId, Output, Role, StorageCommand, StorageResult, TimerId,
+};
+use crate::wire::Message;
+
+/// A set of heights.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeightSet {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl HeightSet {
+    pub(crate) fn contains(&self, height: u32) -> bool {
+        let (w, b) = (height as usize / 64, height % 64);
+        self.words.get(w).is_some_and(|word| word & (1 << b) != 0)
+    }
+    pub(crate) fn insert(&mut self, height: u32) -> bool {
+        let (w, b) = (height as usize / 64, height % 64);
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+        }
+        let fresh = self.words[w] & (1 << b) == 0;
+        self.words[w] |= 1 << b;
+        self.len += fresh as usize;
+        fresh
+    }
+    pub(crate) fn remove(&mut self, height: u32) {
+        let (w, b) = (height as usize / 64, height % 64);
+        if let Some(word) = self.words.get_mut(w) {
+            if *word & (1 << b) != 0 {
+                *word &= !(1 << b);
+                self.len -= 1;
+            }
+        }
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    height: u32,
+    /// Sources already tried in this pass.
+    attempts: u16,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    job: Job,
+    peer: NodeId,
+    deadline_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum PutOrigin {
+    Fetched,
+    Source,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingPut {
+    height: u32,
+    bytes: u64,
+    origin: PutOrigin,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingGet {
+    peer: NodeId,
+    peer_request_id: u64,
+    block_hash: BlockHash,
+    height: u32,
+}
+
+/// Repair state: what is held, what is wanted, what is in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Repair {
+    /// Heights stored (confirmed by storage).
+    pub(crate) held: HeightSet,
+    /// The start-up `List` request.
+    pub(crate) list_request: Option<u64>,
+    /// Listed hashes not yet found in the header chain (headers may come later).
+    unresolved: Vec<BlockHash>,
+    queue: VecDeque<Job>,
+    /// Heights queued, in flight, parked or being stored.
+    busy: HeightSet,
+    in_flight: HashMap<u64, Flight>,
+    parked: VecDeque<(u64, u32)>,
+    puts: HashMap<u64, PendingPut>,
+    gets: HashMap<u64, PendingGet>,
+    window_start_ms: u64,
+    window_bytes: u64,
+    /// The queue overflowed: rescan once it drains.
+    rescan_needed: bool,
+    scratch: Vec<usize>,
+}
+
+impl Repair {
+    pub(crate) fn new(_config: &Config) -> Repair {
+        Repair::default()
+    }
+
+    pub(crate) fn missing_count(&self) -> usize {
+        self.queue.len() + self.in_flight.len() + self.parked.len()
+    }
+}
+
+/// Most storage reads for serving in progress at once.
+const SERVE_READS_MAX: usize = 64;
+
+impl Node {
+    /// Whether this node must hold the block at `height` under its current view.
+    pub fn must_hold(&mut self, height: u32) -> bool {
+        let Role::Member(m) = &self.role else {
+            return false;
+        };
+        let Some(hash) = self.headers.as_ref().and_then(|h| h.block_hash_at(height)) else {
+            return false;
+        };
+        let mut scratch = std::mem::take(&mut self.repair.scratch);
+        let held = self
+            .placer
+            .is_holder(&hash, height, &m.slots, m.number, &mut scratch);
+        self.repair.scratch = scratch;
+        held
+    }
+
+    /// Recomputes what this member must fetch and starts fetching.
+    pub(crate) fn rescan_shard(&mut self) {
+        self.resolve_listed();
+        if !matches!(self.role, Role::Member(_)) {
+            // An ordinary node holds what it has and fetches nothing.
+            for (_, flight) in self.repair.in_flight.drain() {
+                self.repair.busy.remove(flight.job.height);
+            }
+            for job in self.repair.queue.drain(..) {
+                self.repair.busy.remove(job.height);
+            }
+            for (_, height) in self.repair.parked.drain(..) {
+                self.repair.busy.remove(height);
+            }
+            return;
+        }
+        let Some(tip) = self.headers.as_ref().and_then(|h| h.tip_height()) else {
+            return;
+        };
+        self.repair.rescan_needed = false;
+        for height in 0..=tip {
+            if self.repair.held.contains(height) || self.repair.busy.contains(height) {
+                continue;
+            }
+            if !self.must_hold(height) {
+                continue;
+            }
+            if self.repair.queue.len() >= self.config.repair_queue_max {
+                self.repair.rescan_needed = true;
+                break;
+            }
+            self.repair.busy.insert(height);
+            self.repair.queue.push_back(Job {
+                height,
+                attempts: 0,
+            });
+        }
+        self.pump_repair();
+    }
+
+    fn resolve_listed(&mut self) {
+        let Some(headers) = &self.headers else { return };
+        let headers = headers.clone();
+        self.repair
+            .unresolved
+            .retain(|hash| match headers.height_of(hash) {
+                Some(height) => {
+                    self.repair.held.insert(height);
+                    false
+                }
+                None => true,
+            });
+    }
+
+    /// Where to fetch `height` from, best first (see the module docs).
+    fn sources(&mut self, height: u32, hash: &BlockHash) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        if let Role::Member(m) = &self.role {
+            let k = m.slots.len();
+            let distance = |n: usize| {
+                let d = (n + k - m.number) % k;
+                d.min(k - d)
+            };
+            let mut holders = std::mem::take(&mut self.repair.scratch);
+            self.placer.holders(hash, height, &m.slots, &mut holders);
+            let mut current: Vec<usize> =
+                holders.iter().copied().filter(|n| *n != m.number).collect();
+            current.sort_by_key(|n| distance(*n));
+            let mut others: Vec<usize> = (0..k)
+                .filter(|n| *n != m.number && !holders.contains(n))
+                .collect();
+            others.sort_by_key(|n| distance(*n));
+            self.repair.scratch = holders;
+            out.extend(current.into_iter().chain(others).map(|n| m.slots[n].id));
+        }
+        let mut archives: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected && p.record.as_ref().is_some_and(|r| r.archive))
+            .map(|(id, _)| *id)
+            .collect();
+        archives.sort();
+        out.extend(archives);
+        out
+    }
+
+    /// Sends fetches while the bounds allow.
+    fn pump_repair(&mut self) {
+        if self.now_ms >= self.repair.window_start_ms + self.config.repair_interval_ms {
+            self.repair.window_start_ms = self.now_ms;
+            self.repair.window_bytes = 0;
+        }
+        while self.repair.in_flight.len() < self.config.repair_parallel_max
+            && self.repair.window_bytes < self.config.repair_bytes_per_interval
+        {
+            let Some(mut job) = self.repair.queue.pop_front() else {
+                break;
+            };
+            let hash = self
+                .headers
+                .as_ref()
+                .and_then(|h| h.block_hash_at(job.height));
+            let Some(hash) = hash.filter(|_| !self.repair.held.contains(job.height)) else {
+                self.repair.busy.remove(job.height);
+                continue;
+            };
+            if !self.must_hold(job.height) {
+                self.repair.busy.remove(job.height);
+                continue;
+            }
+            let sources = self.sources(job.height, &hash);
+            let Some(peer) = sources.get(job.attempts as usize).copied() else {
+                job.attempts = 0;
+                let at = self.now_ms + self.config.repair_retry_ms;
+                self.repair.parked.push_back((at, job.height));
+                continue;
+            };
+            job.attempts += 1;
+            let request_id = self.fresh_id();
+            let deadline_ms = self.now_ms + self.config.repair_request_timeout_ms;
+            self.repair.in_flight.insert(
+                request_id,
+                Flight {
+                    job,
+                    peer,
+                    deadline_ms,
+                },
+            );
+            self.send(
+                peer,
+                Message::GetBlock {
+                    request_id,
+                    block_hash: hash,
+                },
+            );
+        }
+        if self.repair.queue.is_empty()
+            && self.repair.in_flight.is_empty()
+            && self.repair.rescan_needed
+        {
+            self.repair.rescan_needed = false;
+            // The queue overflowed earlier; pick up the rest now that it drained.
+            return self.rescan_shard();
+        }
+        self.rearm_repair_timer();
+    }
+
+    fn rearm_repair_timer(&mut self) {
+        let mut next = self.repair.in_flight.values().map(|f| f.deadline_ms).min();
+        if let Some(&(at, _)) = self.repair.parked.front() {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        let throttled = !self.repair.queue.is_empty()
+            && self.repair.in_flight.len() < self.config.repair_parallel_max;
+        if throttled {
+            let at = self.repair.window_start_ms + self.config.repair_interval_ms;
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        if let Some(at) = next {
+            self.set_timer_no_later(TimerId::Repair, at.max(self.now_ms));
+        }
+    }
+
+    pub(crate) fn on_repair_timer(&mut self) {
+        let now = self.now_ms;
+        let expired: Vec<u64> = self
+            .repair
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.deadline_ms <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(flight) = self.repair.in_flight.remove(&id) {
+                self.stats.fetch_failures += 1;
+                self.repair.queue.push_back(flight.job);
+            }
+        }
+        while let Some(&(at, height)) = self.repair.parked.front() {
+            if at > now {
+                break;
+            }
+            self.repair.parked.pop_front();
+            self.repair.queue.push_back(Job {
+                height,
+                attempts: 0,
+            });
+        }
+        self.pump_repair();
+    }
+
+    /// Another node asks for a block: read it if we hold it.
+    pub(crate) fn on_get_block(&mut self, from: NodeId, request_id: u64, block_hash: BlockHash) {
+        let height = self.headers.as_ref().and_then(|h| h.height_of(&block_hash));
+        match height {
+            Some(height)
+                if self.repair.held.contains(height)
+                    && self.repair.gets.len() < SERVE_READS_MAX =>
+            {
+                let storage_id = self.fresh_id();
+                self.repair.gets.insert(
+                    storage_id,
+                    PendingGet {
+                        peer: from,
+                        peer_request_id: request_id,
+                        block_hash,
+                        height,
+                    },
+                );
+                self.push(Output::Storage(StorageCommand::Get {
+                    request_id: storage_id,
+                    block_hash,
+                }));
+            }
+            _ => self.send(from, Message::BlockNotFound { request_id }),
+        }
+    }
+
+    pub(crate) fn on_block_data(&mut self, from: NodeId, request_id: u64, block: Vec<u8>) {
+        let Some(flight) = self
+            .repair
+            .in_flight
+            .get(&request_id)
+            .filter(|f| f.peer == from)
+            .copied()
+        else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        self.repair.in_flight.remove(&request_id);
+        self.repair.window_bytes += block.len() as u64;
+        let height = flight.job.height;
+        let expected = self.headers.as_ref().and_then(|h| h.block_hash_at(height));
+        match expected.map(|hash| (hash, check_block(&hash, &block))) {
+            Some((block_hash, Ok(()))) => {
+                let storage_id = self.fresh_id();
+                self.repair.puts.insert(
+                    storage_id,
+                    PendingPut {
+                        height,
+                        bytes: block.len() as u64,
+                        origin: PutOrigin::Fetched,
+                    },
+                );
+                self.push(Output::Storage(StorageCommand::Put {
+                    request_id: storage_id,
+                    block_hash,
+                    height,
+                    bytes: block,
+                }));
+            }
+            Some((_, Err(_))) => {
+                self.stats.blocks_rejected += 1;
+                self.stats.fetch_failures += 1;
+                self.event(Event::BlockRejected { from, height });
+                self.repair.queue.push_back(flight.job);
+            }
+            // The header chain moved under us: drop it, the next rescan decides.
+            None => self.repair.busy.remove(height),
+        }
+        self.pump_repair();
+    }
+
+    pub(crate) fn on_block_not_found(&mut self, from: NodeId, request_id: u64) {
+        let Some(flight) = self
+            .repair
+            .in_flight
+            .get(&request_id)
+            .filter(|f| f.peer == from)
+            .copied()
+        else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        self.repair.in_flight.remove(&request_id);
+        self.stats.fetch_failures += 1;
+        self.repair.queue.push_front(flight.job);
+        self.pump_repair();
+    }
+
+    /// A block from the block source: store it if we must hold it (or are an archive).
+    pub(crate) fn on_new_block(&mut self, bytes: Vec<u8>) {
+        let Some(header) = bytes.get(..80) else {
+            self.stats.blocks_rejected += 1;
+            return;
+        };
+        let hash = BlockHash(sha256d(header));
+        let Some(height) = self.headers.as_ref().and_then(|h| h.height_of(&hash)) else {
+            // Not (yet) on our header chain: refuse rather than store unchecked bytes.
+            self.stats.blocks_rejected += 1;
+            return;
+        };
+        if check_block(&hash, &bytes).is_err() {
+            self.stats.blocks_rejected += 1;
+            return;
+        }
+        let wanted = self.config.archive || self.must_hold(height);
+        if !wanted || self.repair.held.contains(height) {
+            return;
+        }
+        let storage_id = self.fresh_id();
+        self.repair.busy.insert(height);
+        self.repair.puts.insert(
+            storage_id,
+            PendingPut {
+                height,
+                bytes: bytes.len() as u64,
+                origin: PutOrigin::Source,
+            },
+        );
+        self.push(Output::Storage(StorageCommand::Put {
+            request_id: storage_id,
+            block_hash: hash,
+            height,
+            bytes,
+        }));
+    }
+
+    pub(crate) fn on_storage(&mut self, result: StorageResult) {
+        match result {
+            StorageResult::Put { request_id, ok } => {
+                let Some(put) = self.repair.puts.remove(&request_id) else {
+                    return;
+                };
+                // A repair job for the same height may still be queued; it is dropped when
+                // popped because the height is held.
+                if !ok {
+                    self.repair.busy.remove(put.height);
+                    return;
+                }
+                self.repair.held.insert(put.height);
+                self.repair.busy.remove(put.height);
+                match put.origin {
+                    PutOrigin::Fetched => {
+                        self.stats.blocks_fetched += 1;
+                        self.stats.bytes_fetched += put.bytes;
+                        if matches!(&self.role, Role::Member(m) if m.reformed) {
+                            self.stats.blocks_fetched_after_reform += 1;
+                            self.stats.bytes_fetched_after_reform += put.bytes;
+                        }
+                    }
+                    PutOrigin::Source => self.stats.blocks_from_source += 1,
+                }
+                if let Some(block_hash) = self
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.block_hash_at(put.height))
+                {
+                    self.event(Event::BlockStored {
+                        block_hash,
+                        height: put.height,
+                    });
+                }
+            }
+            StorageResult::Got { request_id, bytes } => {
+                let Some(get) = self.repair.gets.remove(&request_id) else {
+                    return;
+                };
+                // Every stored block is re-checked on read; a corrupt one is dropped and
+                // fetched again from a replica, never served.
+                match bytes {
+                    Some(bytes) if check_block(&get.block_hash, &bytes).is_ok() => {
+                        self.stats.blocks_served += 1;
+                        self.stats.bytes_served += bytes.len() as u64;
+                        self.send(
+                            get.peer,
+                            Message::BlockData {
+                                request_id: get.peer_request_id,
+                                block: bytes,
+                            },
+                        );
+                    }
+                    other => {
+                        if other.is_some() {
+                            let delete_id = self.fresh_id();
+                            self.push(Output::Storage(StorageCommand::Delete {
+                                request_id: delete_id,
+                                block_hash: get.block_hash,
+                            }));
+                        }
+                        self.repair.held.remove(get.height);
+                        self.send(
+                            get.peer,
+                            Message::BlockNotFound {
+                                request_id: get.peer_request_id,
+                            },
+                        );
+                        self.rescan_shard();
+                    }
+                }
+            }
+            StorageResult::Deleted { .. } => {}
+            StorageResult::Listed { request_id, blocks } => {
+                if self.repair.list_request != Some(request_id) {
+                    return;
+                }
+                self.repair.list_request = None;
+                self.repair.unresolved = blocks;
+                self.rescan_shard();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

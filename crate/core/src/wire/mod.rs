@@ -1,0 +1,237 @@
+//! Messages between Shoal nodes and their codec (S1–S13 cluster traffic, S16 serving).
+//!
+//! # Overview
+//!
+//! [`Message`] is every message one node sends another: cluster forming (S1–S5), heartbeats
+//! and membership views (S9–S10), replacement (S12–S13), block transfer for repair (S11) and
+//! the serving messages browsers and relays exchange (headers, blocks, transaction queries).
+//!
+//! [`encode`] and [`decode`] give a compact, versioned, size-bounded byte form: one version
+//! byte ([`WIRE_VERSION`]), one tag byte, then the fields (unsigned integers as LEB128
+//! varints, hashes as 32 raw bytes, headers as their 80 consensus bytes, lists and byte
+//! strings length-prefixed). Every length is checked against its limit *before* anything is
+//! allocated, a whole message is at most [`MAX_MESSAGE_BYTES`], trailing bytes are refused,
+//! and any malformed input gives a [`WireError`], never a panic.
+//!
+//! # Usage
+//!
+//! ```
+//! use shoal_core::wire::{decode, encode, Message};
+//! let ping = Message::Ping { nonce: 7, stamp: None };
+//! let bytes = encode(&ping).unwrap();
+//! assert_eq!(decode(&bytes).unwrap(), ping);
+//! assert!(decode(&bytes[..1]).is_err());
+//! ```
+
+mod codec;
+
+pub use crate::cluster::ClusterId;
+pub use crate::node::chain_seam::{BlockHash, Hash256, Header};
+pub use crate::node::NodeId;
+pub use codec::{decode, encode, encoded_len};
+
+/// The codec's version: the first byte of every encoded message.
+pub const WIRE_VERSION: u8 = 1;
+/// Largest encoded message, in bytes (a maximal block plus framing fits).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest raw block carried in [`Message::BlockData`] (Bitcoin's 4 MWU bound on serialized size).
+pub const MAX_BLOCK_BYTES: usize = 4_000_000;
+/// Most headers in one [`Message::Headers`] (as Bitcoin's `headers` message).
+pub const MAX_HEADERS_PER_MESSAGE: usize = 2_000;
+/// Most hashes in a Merkle branch (a block of 2^32 transactions needs 32).
+pub const MAX_BRANCH_LEN: usize = 32;
+/// Longest address string (a multiaddr), in bytes.
+pub const MAX_ADDRESS_BYTES: usize = 512;
+/// Most members a view can list; `Config::cluster_size_max` may not exceed it.
+pub const MAX_VIEW_MEMBERS: usize = 64;
+
+/// What a node says about itself when it connects, invites or accepts (S1, S3, S12, S13).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodeRecord {
+    /// Blocks this node has served to others (its "record" or trust).
+    pub blocks_served: u64,
+    /// Bytes of block storage it offers.
+    pub capacity_bytes: u64,
+    /// Its network segment (e.g. an autonomous system or address prefix), for placement S8.
+    pub segment: u32,
+    /// Whether it is an archive (holds every block, never joins a cluster).
+    pub archive: bool,
+}
+
+/// One member as a view lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    /// Where to dial it (at most [`MAX_ADDRESS_BYTES`]).
+    pub address: String,
+    pub segment: u32,
+    pub capacity_bytes: u64,
+}
+
+/// What makes a cluster id checkable: the proposer, the generation and the founding members.
+///
+/// `ClusterId = sha256d("shoal/cluster" ‖ generation ‖ proposer ‖ sorted founders)`; see
+/// [`crate::cluster::cluster_id`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterGenesis {
+    pub proposer: NodeId,
+    /// Counts re-formations of the same group (S4: after a TTL the group forms again).
+    pub generation: u64,
+    /// Founding members, sorted by id, proposer included.
+    pub founders: Vec<NodeId>,
+}
+
+/// A cluster's membership as of one epoch (S4, S5, S9–S13).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    pub cluster: ClusterId,
+    pub genesis: ClusterGenesis,
+    /// Grows by one with every membership change; higher epochs win.
+    pub epoch: u64,
+    /// Members, sorted by id. Numbers follow from the cluster id (see `cluster::numbering`).
+    pub members: Vec<MemberInfo>,
+    /// Time left before the cluster id lapses, as the sender counts it.
+    pub expires_in_ms: u64,
+}
+
+/// A compact summary of a view carried by every heartbeat, so members notice disagreement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewStamp {
+    pub cluster: ClusterId,
+    pub epoch: u64,
+    /// Number of members.
+    pub members: u32,
+    /// A digest of the member list (see [`crate::cluster::view_digest`]).
+    pub digest: u64,
+}
+
+/// The answer to a transaction query (S16).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxAnswerBody {
+    /// The transaction is in `block_hash` at `height`, position `pos`; `branch` is its Merkle
+    /// branch; `header` is included when the asker may not have it.
+    Found {
+        block_hash: BlockHash,
+        height: u32,
+        pos: u32,
+        branch: Vec<Hash256>,
+        header: Option<Header>,
+    },
+    /// The answering node checked and the transaction is not in the chain it knows.
+    NotFound,
+    /// The answering node could not check (it does not hold the block and no member answered).
+    Unavailable,
+}
+
+/// Every message between Shoal nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// First message on a new connection, both ways: who I am and whether I am in a cluster.
+    Hello {
+        record: NodeRecord,
+        cluster: Option<ClusterId>,
+        /// Members the sender's cluster would still take (0 when not in one or full).
+        open_slots: u32,
+    },
+    /// Liveness check (S9–S10), also measures round-trip time to ordinary peers (S1).
+    Ping {
+        nonce: u64,
+        stamp: Option<ViewStamp>,
+    },
+    /// Answer to [`Message::Ping`], echoing the nonce.
+    Pong {
+        nonce: u64,
+        stamp: Option<ViewStamp>,
+    },
+    /// An invitation to form a cluster (S1; `cluster` is `None`) or to join one as a
+    /// replacement (S12; `cluster` is the cluster id).
+    Invite {
+        invite_id: u64,
+        address: String,
+        record: NodeRecord,
+        cluster: Option<ClusterId>,
+    },
+    /// Confirms (`accept`) or declines an invitation (S3).
+    InviteReply {
+        invite_id: u64,
+        accept: bool,
+        address: String,
+        record: NodeRecord,
+    },
+    /// The inviter did not take this acceptance (not enough confirmations, or full).
+    InviteWithdrawn { invite_id: u64 },
+    /// An outside node asks to join a cluster (S13).
+    JoinRequest {
+        request_id: u64,
+        address: String,
+        record: NodeRecord,
+    },
+    /// A member refuses a join request (cluster full, or the receiver is not a member).
+    JoinDenied { request_id: u64 },
+    /// A membership view: sent when a cluster forms, after every change, and to members whose
+    /// heartbeat stamp shows an older or different view.
+    View(View),
+    /// Ask for up to `max_count` headers starting at `start_height`.
+    GetHeaders {
+        request_id: u64,
+        start_height: u32,
+        max_count: u32,
+    },
+    /// Headers from `start_height` on (at most [`MAX_HEADERS_PER_MESSAGE`]).
+    Headers {
+        request_id: u64,
+        start_height: u32,
+        headers: Vec<Header>,
+    },
+    /// Ask for a block's raw bytes.
+    GetBlock {
+        request_id: u64,
+        block_hash: BlockHash,
+    },
+    /// A block's raw consensus bytes (at most [`MAX_BLOCK_BYTES`]).
+    BlockData { request_id: u64, block: Vec<u8> },
+    /// The asked node does not hold (or could not read) that block.
+    BlockNotFound { request_id: u64 },
+    /// Where is this transaction? (S16)
+    TxQuery {
+        request_id: u64,
+        txid: Hash256,
+        block_hint: Option<BlockHash>,
+    },
+    /// Answer to [`Message::TxQuery`].
+    TxAnswer {
+        request_id: u64,
+        answer: TxAnswerBody,
+    },
+}
+
+/// Why bytes did not decode (or a message could not be encoded).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    #[error("message is {len} bytes, larger than the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("message ended early while reading {what}")]
+    Truncated { what: &'static str },
+    #[error("unsupported wire version {0} (this node speaks {WIRE_VERSION})")]
+    UnsupportedVersion(u8),
+    #[error("unknown message tag {0}")]
+    UnknownTag(u8),
+    #[error("malformed varint while reading {what}")]
+    BadVarint { what: &'static str },
+    #[error("{what} has {len} entries, more than the limit of {max}")]
+    LimitExceeded {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("invalid value {value} for {what}")]
+    InvalidValue { what: &'static str, value: u64 },
+    #[error("address is not UTF-8")]
+    InvalidUtf8,
+    #[error("{0} bytes left over after the message")]
+    TrailingBytes(usize),
+}
+
+#[cfg(test)]
+mod tests;

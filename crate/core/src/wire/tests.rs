@@ -1,0 +1,338 @@
+//! Codec tests: round trips of every message, and hostile input (random, truncated, oversized,
+//! over-limit) that must give a typed error, never a panic.
+
+use super::*;
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+fn node_id() -> impl Strategy<Value = NodeId> {
+    any::<[u8; 32]>().prop_map(NodeId)
+}
+
+fn record() -> impl Strategy<Value = NodeRecord> {
+    (any::<u64>(), any::<u64>(), any::<u32>(), any::<bool>()).prop_map(
+        |(blocks_served, capacity_bytes, segment, archive)| NodeRecord {
+            blocks_served,
+            capacity_bytes,
+            segment,
+            archive,
+        },
+    )
+}
+
+fn header() -> impl Strategy<Value = Header> {
+    (
+        any::<i32>(),
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(version, prev, root, time, bits, nonce)| Header {
+            version,
+            prev_blockhash: BlockHash(prev),
+            merkle_root: Hash256(root),
+            time,
+            bits,
+            nonce,
+        })
+}
+
+fn address() -> impl Strategy<Value = String> {
+    "[a-z0-9/.]{0,40}"
+}
+
+fn stamp() -> impl Strategy<Value = Option<ViewStamp>> {
+    proptest::option::of(
+        (any::<[u8; 32]>(), any::<u64>(), any::<u32>(), any::<u64>()).prop_map(
+            |(c, epoch, members, digest)| ViewStamp {
+                cluster: ClusterId(c),
+                epoch,
+                members,
+                digest,
+            },
+        ),
+    )
+}
+
+fn view() -> impl Strategy<Value = View> {
+    (
+        any::<[u8; 32]>(),
+        node_id(),
+        any::<u64>(),
+        vec(node_id(), 0..8),
+        any::<u64>(),
+        vec((node_id(), address(), any::<u32>(), any::<u64>()), 0..8),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(c, proposer, generation, founders, epoch, members, expires_in_ms)| View {
+                cluster: ClusterId(c),
+                genesis: ClusterGenesis {
+                    proposer,
+                    generation,
+                    founders,
+                },
+                epoch,
+                members: members
+                    .into_iter()
+                    .map(|(id, address, segment, capacity_bytes)| MemberInfo {
+                        id,
+                        address,
+                        segment,
+                        capacity_bytes,
+                    })
+                    .collect(),
+                expires_in_ms,
+            },
+        )
+}
+
+fn answer() -> impl Strategy<Value = TxAnswerBody> {
+    prop_oneof![
+        (
+            any::<[u8; 32]>(),
+            any::<u32>(),
+            any::<u32>(),
+            vec(any::<[u8; 32]>().prop_map(Hash256), 0..=MAX_BRANCH_LEN),
+            proptest::option::of(header()),
+        )
+            .prop_map(|(h, height, pos, branch, header)| TxAnswerBody::Found {
+                block_hash: BlockHash(h),
+                height,
+                pos,
+                branch,
+                header,
+            }),
+        Just(TxAnswerBody::NotFound),
+        Just(TxAnswerBody::Unavailable),
+    ]
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    let cluster = proptest::option::of(any::<[u8; 32]>().prop_map(ClusterId));
+    prop_oneof![
+        (record(), cluster.clone(), any::<u32>()).prop_map(|(record, cluster, open_slots)| {
+            Message::Hello {
+                record,
+                cluster,
+                open_slots,
+            }
+        }),
+        (any::<u64>(), stamp()).prop_map(|(nonce, stamp)| Message::Ping { nonce, stamp }),
+        (any::<u64>(), stamp()).prop_map(|(nonce, stamp)| Message::Pong { nonce, stamp }),
+        (any::<u64>(), address(), record(), cluster).prop_map(
+            |(invite_id, address, record, cluster)| Message::Invite {
+                invite_id,
+                address,
+                record,
+                cluster,
+            }
+        ),
+        (any::<u64>(), any::<bool>(), address(), record()).prop_map(
+            |(invite_id, accept, address, record)| Message::InviteReply {
+                invite_id,
+                accept,
+                address,
+                record,
+            }
+        ),
+        any::<u64>().prop_map(|invite_id| Message::InviteWithdrawn { invite_id }),
+        (any::<u64>(), address(), record()).prop_map(|(request_id, address, record)| {
+            Message::JoinRequest {
+                request_id,
+                address,
+                record,
+            }
+        }),
+        any::<u64>().prop_map(|request_id| Message::JoinDenied { request_id }),
+        view().prop_map(Message::View),
+        (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
+            |(request_id, start_height, max_count)| Message::GetHeaders {
+                request_id,
+                start_height,
+                max_count,
+            }
+        ),
+        (any::<u64>(), any::<u32>(), vec(header(), 0..20)).prop_map(
+            |(request_id, start_height, headers)| Message::Headers {
+                request_id,
+                start_height,
+                headers,
+            }
+        ),
+        (any::<u64>(), any::<[u8; 32]>()).prop_map(|(request_id, h)| Message::GetBlock {
+            request_id,
+            block_hash: BlockHash(h),
+        }),
+        (any::<u64>(), vec(any::<u8>(), 0..300))
+            .prop_map(|(request_id, block)| Message::BlockData { request_id, block }),
+        any::<u64>().prop_map(|request_id| Message::BlockNotFound { request_id }),
+        (
+            any::<u64>(),
+            any::<[u8; 32]>(),
+            proptest::option::of(any::<[u8; 32]>())
+        )
+            .prop_map(|(request_id, txid, hint)| Message::TxQuery {
+                request_id,
+                txid: Hash256(txid),
+                block_hint: hint.map(BlockHash),
+            }),
+        (any::<u64>(), answer())
+            .prop_map(|(request_id, answer)| Message::TxAnswer { request_id, answer }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn every_message_round_trips(m in message()) {
+        let bytes = encode(&m).unwrap();
+        prop_assert_eq!(encoded_len(&m).unwrap(), bytes.len());
+        prop_assert_eq!(decode(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error(m in message()) {
+        let bytes = encode(&m).unwrap();
+        for cut in 0..bytes.len() {
+            prop_assert!(decode(&bytes[..cut]).is_err(), "prefix of {} bytes decoded", cut);
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused(m in message(), extra in vec(any::<u8>(), 1..8)) {
+        let mut bytes = encode(&m).unwrap();
+        bytes.extend_from_slice(&extra);
+        prop_assert!(decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in vec(any::<u8>(), 0..600)) {
+        let _ = decode(&bytes);
+    }
+
+    #[test]
+    fn random_bytes_with_a_valid_prefix_never_panic(tag in 0u8..20, rest in vec(any::<u8>(), 0..600)) {
+        let mut bytes = vec![WIRE_VERSION, tag];
+        bytes.extend_from_slice(&rest);
+        if let Ok(m) = decode(&bytes) {
+            // Whatever decodes re-encodes to the same bytes: one byte form per message.
+            prop_assert_eq!(encode(&m).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn bit_flips_never_panic(m in message(), at in any::<usize>(), bit in 0u8..8) {
+        let mut bytes = encode(&m).unwrap();
+        let at = at % bytes.len();
+        bytes[at] ^= 1 << bit;
+        let _ = decode(&bytes);
+    }
+}
+
+#[test]
+fn oversized_input_is_refused_before_reading() {
+    let bytes = vec![0u8; MAX_MESSAGE_BYTES + 1];
+    assert_eq!(
+        decode(&bytes),
+        Err(WireError::TooLarge {
+            len: MAX_MESSAGE_BYTES + 1,
+            max: MAX_MESSAGE_BYTES
+        })
+    );
+}
+
+#[test]
+fn wrong_version_and_unknown_tag_are_typed_errors() {
+    assert_eq!(decode(&[9, 1]), Err(WireError::UnsupportedVersion(9)));
+    assert_eq!(
+        decode(&[WIRE_VERSION, 200]),
+        Err(WireError::UnknownTag(200))
+    );
+    assert!(matches!(decode(&[]), Err(WireError::Truncated { .. })));
+}
+
+#[test]
+fn a_huge_declared_count_is_refused_without_allocating() {
+    // Headers message claiming u64::MAX headers.
+    let mut bytes = vec![WIRE_VERSION, 11, 0, 0];
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+    assert!(matches!(
+        decode(&bytes),
+        Err(WireError::LimitExceeded {
+            what: "headers",
+            ..
+        })
+    ));
+    // A block claiming 5 MB.
+    let mut bytes = vec![WIRE_VERSION, 13, 0];
+    bytes.extend_from_slice(&[0xc0, 0x96, 0xb1, 0x02]);
+    assert!(matches!(
+        decode(&bytes),
+        Err(WireError::LimitExceeded { what: "block", .. })
+    ));
+}
+
+#[test]
+fn over_limit_messages_do_not_encode() {
+    let too_many = Message::Headers {
+        request_id: 1,
+        start_height: 0,
+        headers: vec![Header::default(); MAX_HEADERS_PER_MESSAGE + 1],
+    };
+    assert!(matches!(
+        encode(&too_many),
+        Err(WireError::LimitExceeded {
+            what: "headers",
+            ..
+        })
+    ));
+    let big_block = Message::BlockData {
+        request_id: 1,
+        block: vec![0; MAX_BLOCK_BYTES + 1],
+    };
+    assert!(encode(&big_block).is_err());
+    assert!(encoded_len(&big_block).is_err());
+    let max_block = Message::BlockData {
+        request_id: u64::MAX,
+        block: vec![7; MAX_BLOCK_BYTES],
+    };
+    let bytes = encode(&max_block).unwrap();
+    assert!(bytes.len() <= MAX_MESSAGE_BYTES);
+    assert_eq!(decode(&bytes).unwrap(), max_block);
+}
+
+#[test]
+fn varints_are_minimal_and_bounded() {
+    // Non-minimal zero (0x80 0x00) as a JoinDenied request id.
+    assert!(matches!(
+        decode(&[WIRE_VERSION, 8, 0x80, 0x00]),
+        Err(WireError::BadVarint { .. })
+    ));
+    // Eleven continuation bytes.
+    let mut bytes = vec![WIRE_VERSION, 8];
+    bytes.extend_from_slice(&[0xff; 11]);
+    assert!(matches!(decode(&bytes), Err(WireError::BadVarint { .. })));
+    // u64::MAX survives.
+    let m = Message::JoinDenied {
+        request_id: u64::MAX,
+    };
+    assert_eq!(decode(&encode(&m).unwrap()).unwrap(), m);
+    // A height above u32 is refused.
+    let mut bytes = vec![WIRE_VERSION, 10, 0];
+    bytes.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x10, 0]);
+    assert!(matches!(
+        decode(&bytes),
+        Err(WireError::InvalidValue { .. })
+    ));
+}
+
+#[test]
+fn ping_is_small() {
+    let m = Message::Ping {
+        nonce: 1,
+        stamp: None,
+    };
+    assert_eq!(encode(&m).unwrap().len(), 4);
+}
