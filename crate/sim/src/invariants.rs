@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | [`Invariant::NoUnverifiedStore`] | every block a node asks its storage to keep is byte-for-byte the true chain's block of that hash | on every storage command |
 //! | [`Invariant::LiveHolder`] | every block a cluster has stored keeps a live holder in it, unless P or more of its holders failed within one repair window (S18) | whenever a holder leaves, fails or drops a block |
-//! | [`Invariant::RepairedToP`] | once churn and faults stop, every block returns to exactly P live holders in every cluster within the repair bound (S11) | at the repair deadline |
+//! | [`Invariant::RepairedToP`] | once churn and faults stop, every block returns to at least P live holders in every cluster within the repair bound (S11) | at the repair deadline |
+//! | [`Invariant::ExactlyP`] | … and to no more than P: no spare copies left behind | at the repair deadline |
 //! | [`Invariant::OneClusterPerNode`] | no live node is counted as a member by two clusters for longer than the membership grace period (S3) | every check interval |
 //! | [`Invariant::MessageRateBounded`] | no node sends more than the configured number of messages per second, averaged over a window | on every message sent |
 //!
@@ -23,8 +24,10 @@ pub enum Invariant {
     NoUnverifiedStore,
     /// Every block keeps a live holder unless P holders failed within one repair window.
     LiveHolder,
-    /// After churn stops every block returns to exactly P live holders in bounded time.
+    /// After churn stops every block returns to at least P live holders in bounded time.
     RepairedToP,
+    /// … and to no more than P (together: exactly P).
+    ExactlyP,
     /// No node is in two clusters.
     OneClusterPerNode,
     /// Per-node message rate stays bounded.
@@ -33,10 +36,11 @@ pub enum Invariant {
 
 impl Invariant {
     /// All invariants, in report order.
-    pub const ALL: [Invariant; 5] = [
+    pub const ALL: [Invariant; 6] = [
         Invariant::NoUnverifiedStore,
         Invariant::LiveHolder,
         Invariant::RepairedToP,
+        Invariant::ExactlyP,
         Invariant::OneClusterPerNode,
         Invariant::MessageRateBounded,
     ];
@@ -211,6 +215,7 @@ mod tests {
             Some("no cluster formed")
         );
         assert!(statuses[0].not_checked.is_some());
+        assert_eq!(statuses.len(), Invariant::ALL.len());
     }
 
     #[test]

@@ -185,17 +185,11 @@ impl ReplicaCounts {
             .is_some_and(|block| block.reached_p)
     }
 
-    /// Takes the losses noted since the last call, each with whether its cluster dissolved
-    /// (has no live member now) or not.
-    pub fn take_pending(&mut self) -> Vec<(PendingLoss, bool)> {
-        let pending = std::mem::take(&mut self.pending);
-        pending
-            .into_iter()
-            .map(|loss| {
-                let dissolved = self.live_members(loss.cluster) == 0;
-                (loss, dissolved)
-            })
-            .collect()
+    /// Takes the losses noted since the last call. Whether each is a loss or its cluster
+    /// dissolved is for the caller to judge (after a grace period, with
+    /// [`ReplicaCounts::live_members`]).
+    pub fn take_pending(&mut self) -> Vec<PendingLoss> {
+        std::mem::take(&mut self.pending)
     }
 
     /// All repair durations measured so far.
@@ -275,8 +269,9 @@ mod tests {
         counts.remove_holder(0, 2, 5_000, false);
         let pending = counts.take_pending();
         assert_eq!(pending.len(), 2);
-        assert!(pending[0].0.excused && !pending[0].1);
-        assert!(!pending[1].0.excused);
+        assert!(pending[0].excused);
+        assert!(!pending[1].excused);
+        assert_eq!(counts.live_members(0), 1);
         assert_eq!(counts.min_live_replicas(), Some(0));
     }
 
@@ -289,7 +284,11 @@ mod tests {
         counts.remove_holder(3, 0, 10, false);
         let pending = counts.take_pending();
         assert_eq!(pending.len(), 1);
-        assert!(pending[0].1, "cluster with no live member is dissolved");
+        assert_eq!(
+            counts.live_members(3),
+            0,
+            "cluster with no live member is dissolved"
+        );
     }
 
     #[test]
