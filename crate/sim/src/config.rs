@@ -89,6 +89,11 @@ pub struct SimConfig {
     pub membership_grace_s: u64,
     /// Probability that the block source hands a node a tampered block (a byzantine relay).
     pub tampered_block_rate: f64,
+    /// Heartbeat only this many numbered neighbours on each side (S10); `None`: every
+    /// member (S9, the core's default).
+    pub heartbeat_neighbours: Option<usize>,
+    /// Time between heartbeats; `None`: the core's default.
+    pub heartbeat_interval_ms: Option<u64>,
     /// The network model.
     pub network: NetworkConfig,
     /// The churn model.
@@ -121,6 +126,8 @@ impl Default for SimConfig {
             check_interval_s: 10,
             membership_grace_s: 120,
             tampered_block_rate: 0.01,
+            heartbeat_neighbours: None,
+            heartbeat_interval_ms: None,
             network: NetworkConfig::default(),
             churn: ChurnConfig::default(),
             storage: StorageFaultConfig::default(),

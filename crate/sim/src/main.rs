@@ -109,6 +109,12 @@ struct RunArgs {
     /// Seconds between the periodic invariant checks.
     #[arg(long, default_value_t = 10)]
     check_interval_s: u64,
+    /// Heartbeat only N numbered neighbours per side (S10) instead of every member (S9).
+    #[arg(long)]
+    heartbeat_neighbours: Option<usize>,
+    /// Milliseconds between heartbeats (default: the core's).
+    #[arg(long)]
+    heartbeat_interval_ms: Option<u64>,
     /// The seed (the SEED environment variable overrides it).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -157,6 +163,8 @@ impl RunArgs {
             max_messages_per_node_per_s: self.max_messages_per_node_per_s,
             check_interval_s: self.check_interval_s,
             tampered_block_rate: self.tampered_block_rate,
+            heartbeat_neighbours: self.heartbeat_neighbours,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
             network: NetworkConfig {
                 loss_rate: self.loss_rate,
                 partitions_per_hour: self.partitions_per_hour,

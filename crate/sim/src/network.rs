@@ -19,6 +19,8 @@ pub type HostIdx = u32;
 
 const SEGMENT_SALT: u64 = 0x5345_474D_454E_5400;
 const LINK_SALT: u64 = 0x4C49_4E4B_0000_0000;
+/// Entries of the table of link latencies (quantiles of the log-normal distribution).
+const LATENCY_TABLE_LEN: usize = 4_096;
 
 /// How the simulated network behaves.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,6 +84,9 @@ pub struct Partition {
 pub struct Network {
     config: NetworkConfig,
     seed: u64,
+    /// Link latencies in milliseconds, sorted: a link's latency is the entry its hash picks.
+    /// Drawing from a table keeps a message's cost free of logarithms and exponentials.
+    latency_table_ms: Vec<u64>,
     rng: SimRng,
     active: Option<Partition>,
 }
@@ -90,9 +95,19 @@ impl Network {
     /// The network of the run seeded with `seed`, drawing from stream `stream`.
     pub fn new(config: NetworkConfig, seed: u64, stream: u64) -> Self {
         assert!(config.segments > 0, "a network needs at least one segment");
+        let mut table_rng = SimRng::new(mix(&[seed, LINK_SALT]));
+        let mut latency_table_ms: Vec<u64> = (0..LATENCY_TABLE_LEN)
+            .map(|_| {
+                let latency = table_rng.log_normal(config.latency_median_ms, config.latency_sigma);
+                // Same-host traffic still takes a millisecond: nothing is instantaneous.
+                latency.clamp(1.0, 10_000.0) as u64
+            })
+            .collect();
+        latency_table_ms.sort_unstable();
         Self {
             config,
             seed,
+            latency_table_ms,
             rng: SimRng::stream(seed, stream),
             active: None,
         }
@@ -111,10 +126,8 @@ impl Network {
     /// The fixed one-way base latency between two hosts (symmetric).
     pub fn base_latency_ms(&self, a: HostIdx, b: HostIdx) -> u64 {
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        let mut link = SimRng::new(mix(&[self.seed, LINK_SALT, u64::from(lo), u64::from(hi)]));
-        let latency = link.log_normal(self.config.latency_median_ms, self.config.latency_sigma);
-        // Same-host traffic still takes a millisecond: nothing is instantaneous.
-        latency.clamp(1.0, 10_000.0) as u64
+        let link = mix(&[self.seed, LINK_SALT, u64::from(lo), u64::from(hi)]);
+        self.latency_table_ms[(link % LATENCY_TABLE_LEN as u64) as usize]
     }
 
     /// The partition in force, if any.

@@ -19,14 +19,15 @@
 mod outputs;
 mod report;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
 use shoal_core::cluster::ClusterId;
 use shoal_core::node::{
-    Candidate, Config as NodeConfig, HeaderList, HeaderPrefix, Input, Node, NodeId, SharedHeaders,
-    StorageResult, TimerId,
+    Candidate, Config as NodeConfig, HeaderList, HeaderPrefix, HeartbeatMode, Input, Node, NodeId,
+    SharedHeaders, StorageResult, TimerId,
 };
 use shoal_core::placement::PlacementRule;
 use shoal_core::wire::{BlockHash, Header, Message};
@@ -102,15 +103,33 @@ pub fn parse_placement(name: &str) -> Result<PlacementRule, SimConfigError> {
     }
 }
 
+/// Hashes a [`NodeId`] — already a uniform hash — by its first eight bytes. Deterministic,
+/// unlike the standard library's randomly keyed hasher.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+}
+
 /// Something that will happen.
 #[derive(Debug)]
 enum SimEvent {
-    /// A message arrives at `to` (if it is still the same incarnation).
+    /// A message from node `.0` arrives at `to` (if it is still the same incarnation).
+    /// Boxed, like the other large payloads, to keep queue entries small.
     Deliver {
         to: HostIdx,
         incarnation: u32,
-        from: NodeId,
-        message: Box<Message>,
+        message: Box<(NodeId, Message)>,
     },
     /// A timer a node set is due.
     Timer {
@@ -123,13 +142,13 @@ enum SimEvent {
     Storage {
         host: HostIdx,
         incarnation: u32,
-        result: StorageResult,
+        result: Box<StorageResult>,
     },
     /// A connection came up (or, `up == false`, went down) as seen from `host`.
     Link {
         host: HostIdx,
         incarnation: u32,
-        peer: NodeId,
+        peer: Box<NodeId>,
         up: bool,
     },
     /// The directory answers an ordinary node.
@@ -195,6 +214,7 @@ struct Host {
 struct Counters {
     events: u64,
     events_by_kind: BTreeMap<&'static str, u64>,
+    messages_by_kind: BTreeMap<&'static str, u64>,
     messages_sent: u64,
     message_bytes: u64,
     messages_lost: u64,
@@ -273,7 +293,8 @@ pub struct World {
     faults: StorageFaults,
     rng: SimRng,
     hosts: Vec<Host>,
-    by_id: BTreeMap<NodeId, HostIdx>,
+    /// Looked up, never iterated: its order cannot leak into a run.
+    by_id: HashMap<NodeId, HostIdx, BuildHasherDefault<IdHasher>>,
     /// Online light hosts, for directory sampling (order is deterministic).
     online_light: Vec<HostIdx>,
     online_pos: Vec<Option<usize>>,
@@ -304,7 +325,19 @@ impl World {
         config.validate()?;
         let placement = parse_placement(&config.placement)?;
         let defaults = NodeConfig::default();
+        let heartbeat_interval_ms = config
+            .heartbeat_interval_ms
+            .unwrap_or(defaults.heartbeat_interval_ms);
         let node_config = NodeConfig {
+            heartbeat_mode: config
+                .heartbeat_neighbours
+                .map_or(defaults.heartbeat_mode, |per_side| {
+                    HeartbeatMode::Neighbours { per_side }
+                }),
+            heartbeat_interval_ms,
+            // Keep the core's ratio of silence to interval before declaring a member offline.
+            offline_after_ms: defaults.offline_after_ms * heartbeat_interval_ms
+                / defaults.heartbeat_interval_ms,
             cluster_size_max: config.cluster_size,
             cluster_size_target: defaults.cluster_size_target.min(config.cluster_size),
             form_with_accepts: defaults
@@ -341,7 +374,7 @@ impl World {
             rng: SimRng::stream(seed, STREAM_WORLD),
             queue: EventQueue::new(config.max_pending_events),
             hosts: Vec::with_capacity(host_count),
-            by_id: BTreeMap::new(),
+            by_id: HashMap::default(),
             online_light: Vec::with_capacity(config.nodes),
             online_pos: vec![None; host_count],
             chain,
@@ -503,17 +536,11 @@ impl World {
             SimEvent::Deliver {
                 to,
                 incarnation,
-                from,
                 message,
             } => {
                 if self.is_current(to, incarnation) {
-                    self.feed(
-                        to,
-                        Input::Message {
-                            from,
-                            message: *message,
-                        },
-                    )?;
+                    let (from, message) = *message;
+                    self.feed(to, Input::Message { from, message })?;
                 } else {
                     self.counters.messages_to_offline += 1;
                 }
@@ -538,7 +565,7 @@ impl World {
                 result,
             } => {
                 if self.is_current(host, incarnation) {
-                    self.feed(host, Input::Storage(result))?;
+                    self.feed(host, Input::Storage(*result))?;
                 }
             }
             SimEvent::Link {
@@ -548,6 +575,7 @@ impl World {
                 up,
             } => {
                 if self.is_current(host, incarnation) {
+                    let peer = *peer;
                     let linked = self
                         .by_id
                         .get(&peer)
@@ -704,7 +732,7 @@ impl World {
                 SimEvent::Link {
                     host: peer,
                     incarnation,
-                    peer: id,
+                    peer: Box::new(id),
                     up: false,
                 },
             )?;

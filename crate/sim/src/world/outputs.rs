@@ -10,6 +10,23 @@ use crate::network::Delivery;
 use crate::replicas::{ClusterIdx, PendingLoss};
 use crate::storage::{flip_bit, BlockCheck, ReadFate, Stored, WriteFate};
 
+/// A short name of a message's kind, for the report.
+fn message_kind(message: &Message) -> &'static str {
+    match message {
+        Message::Hello { .. } => "hello",
+        Message::Ping { .. } => "ping",
+        Message::Pong { .. } => "pong",
+        Message::Invite { .. } => "invite",
+        Message::InviteReply { .. } => "invite_reply",
+        Message::View(_) => "view",
+        Message::GetBlock { .. } => "get_block",
+        Message::BlockData { .. } => "block_data",
+        Message::BlockNotFound { .. } => "block_not_found",
+        Message::JoinRequest { .. } => "join_request",
+        _ => "other",
+    }
+}
+
 impl World {
     /// Carries out one output of the node on `host`.
     pub(super) fn apply(&mut self, host: HostIdx, output: Output) -> Result<(), WorldError> {
@@ -57,7 +74,7 @@ impl World {
                 SimEvent::Link {
                     host,
                     incarnation,
-                    peer,
+                    peer: Box::new(peer),
                     up: true,
                 },
             )?;
@@ -88,6 +105,11 @@ impl World {
         let now_ms = self.queue.now_ms();
         let index = host as usize;
         self.counters.messages_sent += 1;
+        *self
+            .counters
+            .messages_by_kind
+            .entry(message_kind(&message))
+            .or_default() += 1;
         if !self.hosts[index].archive {
             self.counters.light_messages_sent += 1;
             self.log.checked(Invariant::MessageRateBounded, 1);
@@ -131,8 +153,7 @@ impl World {
                     SimEvent::Deliver {
                         to: target,
                         incarnation,
-                        from,
-                        message: Box::new(message),
+                        message: Box::new((from, message)),
                     },
                 )?;
             }
@@ -208,7 +229,7 @@ impl World {
             SimEvent::Storage {
                 host,
                 incarnation,
-                result,
+                result: Box::new(result),
             },
         )?;
         Ok(())

@@ -70,6 +70,8 @@ pub struct Report {
     pub events_by_kind: std::collections::BTreeMap<&'static str, u64>,
     /// Messages sent (all hosts).
     pub messages_sent: u64,
+    /// Messages sent, by kind.
+    pub messages_by_kind: std::collections::BTreeMap<&'static str, u64>,
     /// Their encoded bytes.
     pub message_bytes: u64,
     /// Lost at random.
@@ -170,6 +172,7 @@ impl World {
             events: counters.events,
             events_by_kind: counters.events_by_kind.clone(),
             messages_sent: counters.messages_sent,
+            messages_by_kind: counters.messages_by_kind.clone(),
             message_bytes: counters.message_bytes,
             messages_lost: counters.messages_lost,
             messages_partitioned: counters.messages_partitioned,
