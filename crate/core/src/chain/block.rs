@@ -7,7 +7,7 @@ use super::encode::{
 use super::hash::{sha256d_pair, BlockHash, Hash256, Txid};
 use super::header::{Header, HEADER_SIZE};
 use super::merkle::merkle_root;
-use super::transaction::{Transaction, MIN_TRANSACTION_BYTES};
+use super::transaction::{Transaction, TxError, MIN_TRANSACTION_BYTES};
 
 /// The largest block weight (BIP141).
 pub const MAX_BLOCK_WEIGHT: usize = 4_000_000;
@@ -57,6 +57,14 @@ pub enum BlockError {
     /// Witness data without a commitment to it.
     #[error("transactions carry witness data but the coinbase commits to none")]
     UnexpectedWitness,
+    /// A transaction breaks a context-free rule.
+    #[error("transaction {index}: {error}")]
+    BadTransaction {
+        /// Its position in the block.
+        index: usize,
+        /// What is wrong with it.
+        error: TxError,
+    },
     /// Heavier than 4,000,000 weight units.
     #[error("block weight {0} exceeds {MAX_BLOCK_WEIGHT}")]
     TooHeavy(usize),
@@ -236,17 +244,15 @@ impl Block {
         }
     }
 
-    /// Every check of the body against its own header that needs no chain context: a
-    /// coinbase first and only first, the Merkle root (unmutated), the witness commitment,
-    /// the weight limit.
+    /// Every check of the body against its own header that needs no chain context, in the
+    /// order of Core's `CheckBlock`: the Merkle root (unmutated), the weight limit, a coinbase
+    /// first and only first, each transaction's context-free rules (`CheckTransaction`),
+    /// then the witness commitment.
     pub fn check(&self) -> Result<WitnessCommitment, BlockError> {
+        // In Core's `CheckBlock` order: the Merkle root first, so that a mutated copy of a
+        // valid block is reported as mutated whatever else is wrong with it.
         if self.txdata.is_empty() {
             return Err(BlockError::NoTransactions);
-        }
-        for (index, tx) in self.txdata.iter().enumerate() {
-            if tx.is_coinbase() != (index == 0) {
-                return Err(BlockError::CoinbasePosition { index });
-            }
         }
         let (computed, mutated) = self.compute_merkle_root();
         if computed != self.header.merkle_root {
@@ -261,6 +267,15 @@ impl Block {
         let weight = self.weight();
         if weight > MAX_BLOCK_WEIGHT {
             return Err(BlockError::TooHeavy(weight));
+        }
+        for (index, tx) in self.txdata.iter().enumerate() {
+            if tx.is_coinbase() != (index == 0) {
+                return Err(BlockError::CoinbasePosition { index });
+            }
+        }
+        for (index, tx) in self.txdata.iter().enumerate() {
+            tx.check()
+                .map_err(|error| BlockError::BadTransaction { index, error })?;
         }
         self.check_witness_commitment()
     }
@@ -311,7 +326,7 @@ mod tests {
 
     #[test]
     fn wrong_merkle_root_is_rejected() {
-        let mut block = block_with(vec![coinbase(vec![0x51])]);
+        let mut block = block_with(vec![coinbase(vec![0x51, 0x00])]);
         block.header.merkle_root = Hash256([9; 32]);
         assert!(matches!(
             block.check(),

@@ -5,9 +5,14 @@
 
 pub mod block;
 pub mod encode;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
+pub mod generate;
 pub mod hash;
 pub mod header;
+pub mod headers;
 pub mod merkle;
+pub mod params;
 pub mod pow;
 pub mod transaction;
 
@@ -15,5 +20,8 @@ pub use block::{Block, BlockError, WitnessCommitment};
 pub use encode::DecodeError;
 pub use hash::{sha256d, BlockHash, Hash256, HexError, Txid, Wtxid};
 pub use header::{Header, HEADER_SIZE};
+pub use headers::{HeaderChain, HeaderChainConfig, HeaderError};
+pub use merkle::{MerkleProof, MerkleTree, ProofError};
+pub use params::{ChainParams, Network};
 pub use pow::{PowError, Target, U256};
-pub use transaction::{OutPoint, Transaction, TxIn, TxOut};
+pub use transaction::{OutPoint, Transaction, TxError, TxIn, TxOut, MAX_MONEY};

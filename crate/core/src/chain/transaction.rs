@@ -211,6 +211,100 @@ impl Transaction {
     }
 }
 
+/// The most satoshis that can ever exist (Core's `MAX_MONEY`).
+pub const MAX_MONEY: u64 = 21_000_000 * 100_000_000;
+
+/// Why a transaction breaks a context-free consensus rule (Core's `CheckTransaction`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxError {
+    /// No inputs.
+    #[error("transaction has no inputs")]
+    NoInputs,
+    /// No outputs.
+    #[error("transaction has no outputs")]
+    NoOutputs,
+    /// Larger than a block could hold without witness data.
+    #[error("transaction of {0} stripped bytes exceeds the block weight limit")]
+    Oversize(usize),
+    /// An output or the sum of outputs above 21 million bitcoin.
+    #[error("output values exceed 21 million bitcoin")]
+    ValueOutOfRange,
+    /// The same outpoint spent twice.
+    #[error("input {index} spends an outpoint already spent by this transaction")]
+    DuplicateInput {
+        /// The second input spending it.
+        index: usize,
+    },
+    /// A coinbase script outside 2..=100 bytes.
+    #[error("coinbase script of {0} bytes is outside 2..=100")]
+    CoinbaseScriptSize(usize),
+    /// A non-coinbase input spending the null outpoint.
+    #[error("input {index} spends the null outpoint outside a coinbase")]
+    NullPrevout {
+        /// The offending input.
+        index: usize,
+    },
+}
+
+impl Transaction {
+    /// The checks that need no chain state, as Bitcoin Core's `CheckTransaction`.
+    pub fn check(&self) -> Result<(), TxError> {
+        if self.input.is_empty() {
+            return Err(TxError::NoInputs);
+        }
+        if self.output.is_empty() {
+            return Err(TxError::NoOutputs);
+        }
+        let stripped = self.base_size();
+        if stripped * 4 > super::block::MAX_BLOCK_WEIGHT {
+            return Err(TxError::Oversize(stripped));
+        }
+        let mut total = 0u64;
+        for out in &self.output {
+            total = total.saturating_add(out.value);
+            if out.value > MAX_MONEY || total > MAX_MONEY {
+                return Err(TxError::ValueOutOfRange);
+            }
+        }
+        if self.input.len() > 1 {
+            let mut seen: Vec<(&[u8; 32], u32)> = self
+                .input
+                .iter()
+                .map(|i| (i.previous_output.txid.as_bytes(), i.previous_output.vout))
+                .collect();
+            seen.sort_unstable();
+            if let Some(pos) = seen.windows(2).position(|w| w[0] == w[1]) {
+                // Report the position in the original order of the second spend.
+                let dup = seen[pos];
+                let index = self
+                    .input
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, i)| {
+                        (i.previous_output.txid.as_bytes(), i.previous_output.vout) == dup
+                    })
+                    .nth(1)
+                    .map_or(0, |(n, _)| n);
+                return Err(TxError::DuplicateInput { index });
+            }
+        }
+        if self.is_coinbase() {
+            let len = self.input[0].script_sig.len();
+            if !(2..=100).contains(&len) {
+                return Err(TxError::CoinbaseScriptSize(len));
+            }
+        } else if let Some(index) = self
+            .input
+            .iter()
+            .position(|i| i.previous_output == OutPoint::NULL)
+        {
+            return Err(TxError::NullPrevout { index });
+        }
+        Ok(())
+    }
+}
+
 fn decode_inputs(r: &mut Reader<'_>) -> Result<Vec<TxIn>, DecodeError> {
     let count = r.read_count("input", u64::MAX, MIN_INPUT_BYTES)?;
     let mut input = Vec::with_capacity(count);
@@ -288,6 +382,29 @@ mod tests {
         assert_ne!(a.wtxid(), b.wtxid());
         assert_eq!(a.txid().0, a.wtxid().0);
         assert!(b.weight() < 4 * b.total_size());
+    }
+
+    #[test]
+    fn context_free_checks_follow_core() {
+        assert_eq!(sample(true).check(), Ok(()));
+        let mut tx = sample(false);
+        tx.input.push(tx.input[0].clone());
+        assert_eq!(tx.check(), Err(TxError::DuplicateInput { index: 1 }));
+        let mut tx = sample(false);
+        tx.output[0].value = MAX_MONEY + 1;
+        assert_eq!(tx.check(), Err(TxError::ValueOutOfRange));
+        let mut tx = sample(false);
+        tx.output.clear();
+        assert_eq!(tx.check(), Err(TxError::NoOutputs));
+        let mut tx = sample(false);
+        tx.input.clear();
+        assert_eq!(tx.check(), Err(TxError::NoInputs));
+        let mut tx = sample(false);
+        tx.input[0].previous_output = OutPoint::NULL;
+        tx.input[0].script_sig = vec![1];
+        assert_eq!(tx.check(), Err(TxError::CoinbaseScriptSize(1)));
+        tx.input.push(sample(false).input[0].clone());
+        assert_eq!(tx.check(), Err(TxError::NullPrevout { index: 0 }));
     }
 
     #[test]
