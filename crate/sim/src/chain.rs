@@ -6,6 +6,11 @@
 //! transactions, each spending an output of the previous block's coinbase. Blocks stay a few
 //! hundred bytes, so ten thousand nodes can hold shards of the chain in memory.
 //!
+//! [`generate_regtest`] makes the chain of a run with the core's own regtest generator
+//! (`shoal_core::chain::generate`): real segwit and legacy transactions on the regtest
+//! genesis block. [`generate`] is the simulator's own, smaller and faster chain, kept for the
+//! placement measurements and as a cross-check.
+//!
 //! Also here: [`tamper`], which makes a block that keeps its header (and hash) but whose body
 //! no longer matches the header's Merkle root — what a byzantine relay or a flipped bit on
 //! disk produces, and what a node must refuse to store.
@@ -152,6 +157,28 @@ pub fn generate(blocks: u32, txs_per_block: u32, seed: u64) -> Vec<SimBlock> {
     chain
 }
 
+/// The chain of a run from the core's own regtest generator: the regtest genesis block and
+/// `blocks - 1` blocks on top, each with `txs_per_block` transactions besides the coinbase.
+pub fn generate_regtest(blocks: u32, txs_per_block: u32, seed: u64) -> Vec<SimBlock> {
+    use shoal_core::chain::generate::{generate_chain, regtest_genesis_block, GenerateConfig};
+    let config = GenerateConfig {
+        blocks: blocks.saturating_sub(1),
+        txs_per_block,
+        seed,
+        ..GenerateConfig::default()
+    };
+    let generated = generate_chain(&config).expect("regtest chains of u32 heights generate");
+    std::iter::once(regtest_genesis_block())
+        .chain(generated)
+        .take(blocks as usize)
+        .map(|block| SimBlock {
+            hash: block.block_hash().to_byte_array(),
+            header: block.header.encode(),
+            bytes: block.encode(),
+        })
+        .collect()
+}
+
 /// A copy of `block` with one bit of its body (not its header) flipped: same hash, wrong
 /// contents. `bit_seed` picks the bit.
 pub fn tamper(block: &[u8], bit_seed: u64) -> Vec<u8> {
@@ -201,6 +228,23 @@ mod tests {
         assert_eq!(&tampered[..80], &original[..80]);
         assert_ne!(&tampered, original);
         assert_eq!(tampered.len(), original.len());
+    }
+
+    #[test]
+    fn regtest_chain_from_the_core_links_and_checks() {
+        let chain = generate_regtest(6, 2, 3);
+        assert_eq!(chain.len(), 6);
+        for pair in chain.windows(2) {
+            assert_eq!(&pair[1].header[4..36], &pair[0].hash);
+        }
+        for block in &chain {
+            let decoded = shoal_core::chain::Block::decode(&block.bytes).unwrap();
+            assert!(decoded.check_merkle_root());
+            let tampered = tamper(&block.bytes, 12_345);
+            let broken = shoal_core::chain::Block::decode(&tampered);
+            assert!(broken.map_or(true, |b| !b.check_merkle_root()
+                || b.encode() != block.bytes));
+        }
     }
 
     #[test]

@@ -351,7 +351,7 @@ impl World {
         node_config.validate()?;
 
         let seed = config.seed;
-        let blocks = chain::generate(config.blocks, config.txs_per_block, seed);
+        let blocks = chain::generate_regtest(config.blocks, config.txs_per_block, seed);
         let headers: Vec<Header> = blocks
             .iter()
             .map(|block| Header::decode(&block.header).expect("generated headers are 80 bytes"))
@@ -601,12 +601,9 @@ impl World {
                     self.leave(host)?;
                 }
             }
-            // Once churn stops, hosts neither leave nor return.
-            SimEvent::Return { host } => {
-                if !self.quiet {
-                    self.come_back(host)?;
-                }
-            }
+            // Once churn stops no host leaves; those away still come back (and may refill
+            // clusters that shrank below P).
+            SimEvent::Return { host } => self.come_back(host)?,
             SimEvent::Mine => self.mine()?,
             SimEvent::PartitionStart(partition) => {
                 if !self.quiet {
