@@ -60,6 +60,8 @@ const CRASH_TRANSPORT_TIMEOUT_MS: u64 = 30_000;
 const DIRECTORY_INTERVAL_MS: u64 = 60_000;
 /// Candidates per directory answer (besides the archives).
 const DIRECTORY_CANDIDATES: usize = 8;
+/// Archives (relays) per directory answer.
+const ARCHIVES_PER_ANSWER: usize = 2;
 /// Violations kept in full in the report.
 const VIOLATIONS_KEPT: usize = 20;
 
@@ -664,21 +666,28 @@ impl World {
     /// is still not in a cluster.
     fn directory(&mut self, host: HostIdx) -> Result<(), WorldError> {
         let index = host as usize;
-        let mut candidates = Vec::with_capacity(DIRECTORY_CANDIDATES + self.config.archives);
-        for archive in self.config.nodes..self.hosts.len() {
-            if archive != index && self.hosts[archive].node.is_some() {
-                candidates.push(self.candidate(archive as HostIdx));
-            }
+        if self.hosts[index].archive {
+            // Archives are dialled; they dial no one.
+            return Ok(());
         }
+        let mut candidates = Vec::with_capacity(DIRECTORY_CANDIDATES + ARCHIVES_PER_ANSWER);
         let pool = self.online_light.len();
         for _ in 0..DIRECTORY_CANDIDATES.min(pool) {
             let pick = self.online_light[self.rng.below(pool as u64) as usize];
             if pick != host
                 && !candidates
                     .iter()
-                    .any(|c| c.id == self.hosts[pick as usize].id)
+                    .any(|c: &Candidate| c.id == self.hosts[pick as usize].id)
             {
                 candidates.push(self.candidate(pick));
+            }
+        }
+        // The relay answering is an archive; each host asks the same few.
+        let archives = self.config.archives;
+        for k in 0..ARCHIVES_PER_ANSWER.min(archives) {
+            let archive = self.config.nodes + (index + k) % archives;
+            if self.hosts[archive].node.is_some() {
+                candidates.push(self.candidate(archive as HostIdx));
             }
         }
         self.feed(host, Input::CandidatePeers(candidates))?;
