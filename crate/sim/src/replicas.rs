@@ -22,8 +22,33 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// Dense index of a cluster id seen in the run.
 pub type ClusterIdx = u32;
 
-/// A count that fell to zero, waiting to be judged.
+/// Why a holder stopped counting in its cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The host went offline (crash or close): a failure.
+    Offline,
+    /// The other members dropped the node from their view (suspected offline, e.g. behind a
+    /// partition): a failure as far as the cluster can tell.
+    DroppedFromView,
+    /// The node moved to another cluster.
+    SwitchedCluster,
+    /// The cluster's id lapsed (S4).
+    Expired,
+    /// The node deleted the block.
+    Deleted,
+    /// The node overwrote the block with other bytes.
+    Overwritten,
+}
+
+impl Cause {
+    /// Whether this counts as a holder failure (toward excusing a loss).
+    pub fn is_failure(self) -> bool {
+        matches!(self, Cause::Offline | Cause::DroppedFromView)
+    }
+}
+
+/// A count that fell to zero, waiting to be judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingLoss {
     /// The cluster.
     pub cluster: ClusterIdx,
@@ -33,6 +58,10 @@ pub struct PendingLoss {
     pub at_ms: u64,
     /// Whether P or more holders failed within the repair window before it.
     pub excused: bool,
+    /// Why the last holder went.
+    pub cause: Cause,
+    /// When the most recent holder failures (at most P) happened.
+    pub recent_failures_ms: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -130,10 +159,9 @@ impl ReplicaCounts {
         }
     }
 
-    /// A live member of `cluster` no longer holds block `height` (it went offline, left,
-    /// deleted the block, or its copy was overwritten). `failed` says it was a failure.
-    pub fn remove_holder(&mut self, cluster: ClusterIdx, height: u32, now_ms: u64, failed: bool) {
-        if failed {
+    /// A live member of `cluster` no longer holds block `height`, for `cause`.
+    pub fn remove_holder(&mut self, cluster: ClusterIdx, height: u32, now_ms: u64, cause: Cause) {
+        if cause.is_failure() {
             self.note_failure(cluster, height, now_ms);
         }
         let replicas = self.replicas;
@@ -158,13 +186,17 @@ impl ReplicaCounts {
             .filter(|t| now_ms.saturating_sub(**t) <= window_ms)
             .count();
         let excused = recent_failures >= replicas as usize;
+        let block = &self.clusters[cluster as usize].blocks[&height];
         self.min_live_replicas = Some(self.min_live_replicas.map_or(live, |m| m.min(live)));
         if live == 0 {
+            let recent_failures_ms = block.failures_ms.iter().copied().collect();
             self.pending.push(PendingLoss {
                 cluster,
                 height,
                 at_ms: now_ms,
                 excused,
+                cause,
+                recent_failures_ms,
             });
         }
     }
@@ -237,7 +269,7 @@ mod tests {
         let mut counts = ReplicaCounts::new(2, 1_000);
         counts.add_holder(0, 7, 0);
         counts.add_holder(0, 7, 0);
-        counts.remove_holder(0, 7, 100, true);
+        counts.remove_holder(0, 7, 100, Cause::Offline);
         counts.add_holder(0, 7, 600);
         assert_eq!(counts.repair_times_ms(), &[500]);
         assert_eq!(counts.min_live_replicas(), Some(1));
@@ -248,7 +280,7 @@ mod tests {
         let mut counts = ReplicaCounts::new(3, 1_000);
         counts.member_up(0, 1);
         counts.add_holder(0, 1, 0);
-        counts.remove_holder(0, 1, 10, false);
+        counts.remove_holder(0, 1, 10, Cause::Deleted);
         assert!(counts.take_pending().is_empty());
         assert!(counts.repair_times_ms().is_empty());
     }
@@ -262,15 +294,17 @@ mod tests {
             counts.add_holder(0, height, 0);
         }
         // Block 1: two failures within the window — excused.
-        counts.remove_holder(0, 1, 100, true);
-        counts.remove_holder(0, 1, 200, true);
+        counts.remove_holder(0, 1, 100, Cause::Offline);
+        counts.remove_holder(0, 1, 200, Cause::DroppedFromView);
         // Block 2: one failure long ago, then a deliberate delete — not excused.
-        counts.remove_holder(0, 2, 100, true);
-        counts.remove_holder(0, 2, 5_000, false);
+        counts.remove_holder(0, 2, 100, Cause::Offline);
+        counts.remove_holder(0, 2, 5_000, Cause::Deleted);
         let pending = counts.take_pending();
         assert_eq!(pending.len(), 2);
         assert!(pending[0].excused);
         assert!(!pending[1].excused);
+        assert_eq!(pending[1].cause, Cause::Deleted);
+        assert_eq!(pending[1].recent_failures_ms, vec![100]);
         assert_eq!(counts.live_members(0), 1);
         assert_eq!(counts.min_live_replicas(), Some(0));
     }
@@ -281,7 +315,7 @@ mod tests {
         counts.member_up(3, 1);
         counts.add_holder(3, 0, 0);
         counts.member_down(3, 1);
-        counts.remove_holder(3, 0, 10, false);
+        counts.remove_holder(3, 0, 10, Cause::Expired);
         let pending = counts.take_pending();
         assert_eq!(pending.len(), 1);
         assert_eq!(

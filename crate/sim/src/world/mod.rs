@@ -38,7 +38,7 @@ use crate::config::{SimConfig, SimConfigError};
 use crate::invariants::{Invariant, InvariantLog, RateLimitCheck};
 use crate::network::{HostIdx, Network, Partition};
 use crate::queue::{EventQueue, QueueError};
-use crate::replicas::{ClusterIdx, PendingLoss, ReplicaCounts};
+use crate::replicas::{Cause, ClusterIdx, PendingLoss, ReplicaCounts};
 use crate::rng::{mix, SimRng};
 use crate::storage::{HostStore, StorageFaults, TrueChain};
 
@@ -670,7 +670,18 @@ impl World {
             // Archives are dialled; they dial no one.
             return Ok(());
         }
+        // The relay answering is an archive the node is (or will be) connected to: it comes
+        // first, as a browser's relay is its first connection. Then random ordinary peers,
+        // then a second archive.
+        let archives = self.config.archives;
+        let relays: Vec<usize> = (0..ARCHIVES_PER_ANSWER.min(archives))
+            .map(|k| self.config.nodes + (index + k) % archives)
+            .filter(|archive| self.hosts[*archive].node.is_some())
+            .collect();
         let mut candidates = Vec::with_capacity(DIRECTORY_CANDIDATES + ARCHIVES_PER_ANSWER);
+        if let Some(home) = relays.first() {
+            candidates.push(self.candidate(*home as HostIdx));
+        }
         let pool = self.online_light.len();
         for _ in 0..DIRECTORY_CANDIDATES.min(pool) {
             let pick = self.online_light[self.rng.below(pool as u64) as usize];
@@ -682,13 +693,8 @@ impl World {
                 candidates.push(self.candidate(pick));
             }
         }
-        // The relay answering is an archive; each host asks the same few.
-        let archives = self.config.archives;
-        for k in 0..ARCHIVES_PER_ANSWER.min(archives) {
-            let archive = self.config.nodes + (index + k) % archives;
-            if self.hosts[archive].node.is_some() {
-                candidates.push(self.candidate(archive as HostIdx));
-            }
+        for archive in relays.iter().skip(1) {
+            candidates.push(self.candidate(*archive as HostIdx));
         }
         self.feed(host, Input::CandidatePeers(candidates))?;
         if !self.hosts[index].archive && self.hosts[index].cluster.is_none() {
@@ -713,7 +719,7 @@ impl World {
         let index = host as usize;
         let departure = self.churn.departure();
         self.counters.leaves += 1;
-        self.leave_cluster(host, true, true);
+        self.leave_cluster(host, Cause::Offline);
         if let Some(node) = self.hosts[index].node.take() {
             self.counters.node_stats.add(&node);
         }

@@ -7,7 +7,7 @@ use shoal_core::wire::{encoded_len, BlockHash, Message};
 use super::{HostIdx, SimEvent, World, WorldError, STORAGE_LATENCY_MS};
 use crate::invariants::Invariant;
 use crate::network::Delivery;
-use crate::replicas::{ClusterIdx, PendingLoss};
+use crate::replicas::{Cause, ClusterIdx, PendingLoss};
 use crate::storage::{flip_bit, BlockCheck, ReadFate, Stored, WriteFate};
 
 /// A short name of a message's kind, for the report.
@@ -210,7 +210,7 @@ impl World {
                 if let (Some(Stored::Block(height)), Some(cluster)) =
                     (previous, self.hosts[index].cluster)
                 {
-                    self.drop_holder(cluster, height, false);
+                    self.drop_holder(cluster, height, Cause::Deleted);
                 }
                 StorageResult::Deleted { request_id }
             }
@@ -287,7 +287,7 @@ impl World {
                 }
                 self.replicas.add_holder(cluster, height, now_ms);
             }
-            (Some(height), None) => self.drop_holder(cluster, height, false),
+            (Some(height), None) => self.drop_holder(cluster, height, Cause::Overwritten),
             _ => {}
         }
     }
@@ -297,10 +297,10 @@ impl World {
     }
 
     /// One holder of `height` in `cluster` is gone; the live-holder invariant is evaluated.
-    fn drop_holder(&mut self, cluster: ClusterIdx, height: u32, failed: bool) {
+    fn drop_holder(&mut self, cluster: ClusterIdx, height: u32, cause: Cause) {
         let now_ms = self.queue.now_ms();
         self.log.checked(Invariant::LiveHolder, 1);
-        self.replicas.remove_holder(cluster, height, now_ms, failed);
+        self.replicas.remove_holder(cluster, height, now_ms, cause);
     }
 
     /// The node on `host` reported an event.
@@ -309,12 +309,19 @@ impl World {
             Event::JoinedCluster { cluster, .. } | Event::ViewChanged { cluster, .. } => {
                 let idx = self.cluster_idx(cluster);
                 if self.hosts[host as usize].cluster != Some(idx) {
-                    self.leave_cluster(host, false, true);
+                    self.leave_cluster(host, Cause::SwitchedCluster);
                     self.join_cluster(host, idx);
                 }
             }
             // A lapsed id (S4) dissolves the cluster: that is not a member departure.
-            Event::LeftCluster { expired, .. } => self.leave_cluster(host, false, !expired),
+            Event::LeftCluster { expired, .. } => {
+                let cause = if expired {
+                    Cause::Expired
+                } else {
+                    Cause::DroppedFromView
+                };
+                self.leave_cluster(host, cause);
+            }
             Event::MemberOffline { .. } => self.counters.members_declared_offline += 1,
             Event::BlockStored { .. } => self.counters.block_stored_events += 1,
             Event::BlockRejected { .. } => self.counters.blocks_rejected_events += 1,
@@ -345,11 +352,11 @@ impl World {
         }
     }
 
-    /// `host` stops counting in its cluster: it went offline (`failed`), was dropped or
-    /// switched clusters, or the cluster's id lapsed. A `departure` (anything but the lapse)
-    /// is counted with the least that repair must move for it: one copy of every block that
-    /// falls below P live holders.
-    pub(super) fn leave_cluster(&mut self, host: HostIdx, failed: bool, departure: bool) {
+    /// `host` stops counting in its cluster, for `cause`. A departure (anything but the
+    /// cluster's id lapsing) is counted with the least that repair must move for it: one copy
+    /// of every block that falls below P live holders.
+    pub(super) fn leave_cluster(&mut self, host: HostIdx, cause: Cause) {
+        let departure = cause != Cause::Expired;
         let index = host as usize;
         let Some(cluster) = self.hosts[index].cluster.take() else {
             return;
@@ -366,7 +373,7 @@ impl World {
             {
                 self.counters.cluster_leave_optimal_bytes += self.block_len(height);
             }
-            self.drop_holder(cluster, height, failed);
+            self.drop_holder(cluster, height, cause);
         }
     }
 
@@ -410,8 +417,14 @@ impl World {
             self.counters.lost_blocks += 1;
             if !loss.excused {
                 let detail = format!(
-                    "cluster #{} lost its last live holder of block {} at {} ms with fewer than {} holder failures in the last {} s",
-                    loss.cluster, loss.height, loss.at_ms, self.config.replicas, self.config.repair_window_s
+                    "cluster #{} lost its last live holder of block {} at {} ms ({:?}) with fewer than {} holder failures in the last {} s (recent failures at {:?} ms)",
+                    loss.cluster,
+                    loss.height,
+                    loss.at_ms,
+                    loss.cause,
+                    self.config.replicas,
+                    self.config.repair_window_s,
+                    loss.recent_failures_ms
                 );
                 self.log.violate(now_ms, Invariant::LiveHolder, detail);
             }
