@@ -50,10 +50,7 @@ impl World {
                 Ok(())
             }
             Output::Storage(command) => self.storage(host, command),
-            Output::Event(event) => {
-                self.event(host, event);
-                Ok(())
-            }
+            Output::Event(event) => self.event(host, event),
         }
     }
 
@@ -304,7 +301,7 @@ impl World {
     }
 
     /// The node on `host` reported an event.
-    fn event(&mut self, host: HostIdx, event: Event) {
+    fn event(&mut self, host: HostIdx, event: Event) -> Result<(), WorldError> {
         match event {
             Event::JoinedCluster { cluster, .. } | Event::ViewChanged { cluster, .. } => {
                 let idx = self.cluster_idx(cluster);
@@ -321,12 +318,18 @@ impl World {
                     Cause::DroppedFromView
                 };
                 self.leave_cluster(host, cause);
+                // An ordinary node again: it asks the directory for peers.
+                let incarnation = self.hosts[host as usize].incarnation;
+                let at_ms = self.queue.now_ms() + 1;
+                self.queue
+                    .schedule(at_ms, SimEvent::Directory { host, incarnation })?;
             }
             Event::MemberOffline { .. } => self.counters.members_declared_offline += 1,
             Event::BlockStored { .. } => self.counters.block_stored_events += 1,
             Event::BlockRejected { .. } => self.counters.blocks_rejected_events += 1,
             _ => {}
         }
+        Ok(())
     }
 
     /// The dense index of a cluster id, allocating one the first time it is seen.
