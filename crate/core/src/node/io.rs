@@ -2,7 +2,10 @@
 
 use super::chain_seam::{BlockHash, SharedHeaders};
 use super::NodeId;
+use crate::chain::Txid;
 use crate::cluster::ClusterId;
+use crate::serve::cache::CacheError;
+use crate::serve::query::QueryResult;
 use crate::wire::Message;
 
 /// A timer the node asks its shell to run. Setting a timer replaces any pending timer with the
@@ -20,6 +23,8 @@ pub enum TimerId {
     ClusterExpiry,
     /// Repair pacing and fetch timeouts (S11).
     Repair,
+    /// Serving: query waves and timeouts, fetch timeouts (S16, S17).
+    Serve,
 }
 
 /// A peer the directory says we could dial.
@@ -40,7 +45,7 @@ pub enum Input {
     Message { from: NodeId, message: Message },
     /// A connection to `peer` is up (we dialled it, or it dialled us).
     PeerConnected { peer: NodeId },
-    /// The connection to `peer` is gone.
+    /// The connection to `peer` is gone, or a dial to it failed.
     PeerDisconnected { peer: NodeId },
     /// A storage command finished.
     Storage(StorageResult),
@@ -52,12 +57,23 @@ pub enum Input {
     /// A full block from the block source (raw consensus bytes). Stored if this node must hold
     /// it (or is an archive) and it matches the header chain.
     NewBlock { bytes: Vec<u8> },
+    /// The front end asks where a transaction is (S16); answered by [`Event::TxQueryDone`]
+    /// with the same `query_id`.
+    TxQuery {
+        query_id: u64,
+        txid: Txid,
+        block_hint: Option<BlockHash>,
+    },
+    /// Make a block ready to run code on (S17): [`Event::JobReady`] then
+    /// [`Node::with_block`](super::Node::with_block), or [`Event::JobFailed`].
+    RunJob { job: u64, block_hash: BlockHash },
 }
 
 /// Everything a node asks its shell to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Send `message` to `to` (dialling it first if needed).
+    /// Send `message` to `to`, dialling it first if needed. If `to` cannot be reached the shell
+    /// drops the message: every exchange has a timeout, so the protocol tolerates loss.
     Send { to: NodeId, message: Message },
     /// Dial a peer.
     Connect { peer: NodeId, address: String },
@@ -140,6 +156,27 @@ pub enum Event {
     BlockStored { block_hash: BlockHash, height: u32 },
     /// A block a peer sent did not match the header chain (and was dropped).
     BlockRejected { from: NodeId, height: u32 },
+    /// A [`Input::TxQuery`] finished; a `Confirmed` result carries a proof checked against
+    /// this node's header chain (S16).
+    TxQueryDone {
+        query_id: u64,
+        txid: Txid,
+        result: QueryResult,
+    },
+    /// A [`Input::RunJob`]'s block is ready (S17).
+    JobReady { job: u64, block_hash: BlockHash },
+    /// A [`Input::RunJob`] cannot run.
+    JobFailed {
+        job: u64,
+        block_hash: BlockHash,
+        error: CacheError,
+    },
+    /// A peer sent a forged proof or an invalid block; `score` is its total here.
+    PeerMisbehaved { peer: NodeId, score: u32 },
+    /// P holders announced a new block (S14, S15).
+    BlockSafelyStored { block_hash: BlockHash, height: u32 },
+    /// A new block's re-drives ran out before P holders announced it; repair takes over.
+    BlockUnderreplicated { block_hash: BlockHash, height: u32 },
 }
 
 /// Counters a shell or simulator can read ([`Node::stats`](super::Node::stats)).
@@ -169,8 +206,12 @@ pub struct NodeStats {
     pub blocks_served: u64,
     /// Bytes of those.
     pub bytes_served: u64,
+    /// Blocks deleted because the view no longer assigns them here (S12).
+    pub spares_evicted: u64,
     /// Blocks from the block source stored here.
     pub blocks_from_source: u64,
+    /// Most block fetches ever in flight at once (bounded by `repair_parallel_max`).
+    pub fetches_in_flight_peak: u64,
     /// Fetches that failed (not found, timed out, failed verification).
     pub fetch_failures: u64,
     /// Blocks that failed verification against the header chain.

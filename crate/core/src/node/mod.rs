@@ -43,6 +43,7 @@
 pub mod chain_seam;
 mod config;
 mod io;
+mod serve_glue;
 
 pub use chain_seam::{HeaderList, HeaderPrefix, HeaderView, SharedHeaders};
 pub use config::{Config, ConfigError, HeartbeatMode, ReplacementChoice};
@@ -89,6 +90,8 @@ impl fmt::Debug for NodeId {
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     pub(crate) connected: bool,
+    /// We dialled it and have heard nothing yet (counts against `max_peers`).
+    pub(crate) dialing: bool,
     /// From the peer's `Hello`.
     pub(crate) record: Option<NodeRecord>,
     pub(crate) cluster: Option<crate::cluster::ClusterId>,
@@ -132,7 +135,7 @@ pub struct Node {
     pub(crate) started: bool,
     pub(crate) outputs: VecDeque<Output>,
     /// Pending deadline per timer, as last set.
-    pub(crate) timers: [Option<u64>; 5],
+    pub(crate) timers: [Option<u64>; 6],
     pub(crate) headers: Option<SharedHeaders>,
     pub(crate) peers: HashMap<NodeId, Peer>,
     /// Candidates from the directory not yet dialled (bounded by `peer_table_max`).
@@ -141,7 +144,11 @@ pub struct Node {
     pub(crate) placer: Placer,
     pub(crate) repair: Repair,
     pub(crate) next_id: u64,
+    /// Per-node salt that breaks ties between equally good peers differently on every node.
+    pub(crate) tie_salt: u64,
     pub(crate) stats: NodeStats,
+    /// Serving: transaction index, queries and the block cache (S16, S17).
+    pub(crate) serve: serve_glue::ServeGlue,
 }
 
 impl Node {
@@ -156,7 +163,7 @@ impl Node {
             now_ms: 0,
             started: false,
             outputs: VecDeque::new(),
-            timers: [None; 5],
+            timers: [None; 6],
             headers: None,
             peers: HashMap::new(),
             candidates: VecDeque::new(),
@@ -164,7 +171,9 @@ impl Node {
             placer,
             repair,
             next_id: 1,
+            tie_salt: mix64(seed ^ 0x5eed),
             stats: NodeStats::default(),
+            serve: serve_glue::ServeGlue::new(crate::serve::service::Serve::new(config.serve, id)),
             config,
         })
     }
@@ -249,13 +258,24 @@ impl Node {
             Input::Message { from, message } => self.on_message(from, message),
             Input::PeerConnected { peer } => self.on_peer_connected(peer),
             Input::PeerDisconnected { peer } => {
+                // Also how a shell reports a failed dial: the pending entry is forgotten, and
+                // one replacement is dialled (pending dials count against max_peers, so
+                // failures never fan out).
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.connected = false;
-                    p.ping = None;
+                    if p.connected {
+                        p.connected = false;
+                        p.ping = None;
+                    } else {
+                        self.peers.remove(&peer);
+                    }
                 }
                 self.dial_candidates();
             }
-            Input::Storage(result) => self.on_storage(result),
+            Input::Storage(result) => {
+                if let Some(result) = self.on_serve_storage(result) {
+                    self.on_storage(result);
+                }
+            }
             Input::CandidatePeers(candidates) => {
                 for candidate in candidates {
                     if candidate.id == self.id
@@ -272,10 +292,22 @@ impl Node {
                 self.dial_candidates();
             }
             Input::Headers(view) => {
+                self.on_serve_headers(&view);
+                self.forget_reorganised(&view);
                 self.headers = Some(view);
                 self.rescan_shard();
             }
-            Input::NewBlock { bytes } => self.on_new_block(bytes),
+            Input::NewBlock { bytes } => {
+                if let Some(bytes) = self.on_serve_new_block(bytes) {
+                    self.on_new_block(bytes);
+                }
+            }
+            Input::TxQuery {
+                query_id,
+                txid,
+                block_hint,
+            } => self.on_tx_query(query_id, txid, block_hint),
+            Input::RunJob { job, block_hash } => self.on_run_job(job, block_hash),
         }
     }
 
@@ -297,12 +329,8 @@ impl Node {
         let due = self.timers[id as usize];
         match due {
             Some(at) if at <= self.now_ms => self.timers[id as usize] = None,
-            // Stale or early: the pending deadline stands; make sure the shell still has it.
-            Some(at) => {
-                self.push(Output::SetTimer { id, at_ms: at });
-                return;
-            }
-            None => return,
+            // Stale (replaced by a later SetTimer) or early: the pending deadline stands.
+            _ => return,
         }
         match id {
             TimerId::Formation => self.on_formation_timer(),
@@ -310,6 +338,7 @@ impl Node {
             TimerId::Heartbeat => self.on_heartbeat_timer(),
             TimerId::ClusterExpiry => self.on_expiry_timer(),
             TimerId::Repair => self.on_repair_timer(),
+            TimerId::Serve => self.on_serve_timer(),
         }
     }
 
@@ -328,12 +357,17 @@ impl Node {
                 Some(stale) => {
                     self.peers.remove(&stale);
                 }
-                None => return,
+                None => {
+                    // Table full: answer with who we are, but keep no state for this peer.
+                    let hello = self.hello();
+                    return self.send(peer, hello);
+                }
             }
         }
         self.candidates.retain(|c| c.id != peer);
         let entry = self.peers.entry(peer).or_insert_with(|| Peer {
             connected: true,
+            dialing: false,
             record: None,
             cluster: None,
             open_slots: 0,
@@ -341,6 +375,7 @@ impl Node {
             ping: None,
         });
         entry.connected = true;
+        entry.dialing = false;
         let nonce = self.rng.next_u64();
         if let Some(p) = self.peers.get_mut(&peer) {
             p.ping = Some((nonce, self.now_ms));
@@ -368,37 +403,58 @@ impl Node {
         }
     }
 
-    /// Dials candidates until `max_peers` connections are up or being made.
-    fn dial_candidates(&mut self) {
-        let connected = self.peers.values().filter(|p| p.connected).count();
+    /// Tells every connected peer whether we are in a cluster now (after joining or leaving).
+    pub(crate) fn announce(&mut self) {
+        let hello = self.hello();
+        let mut connected: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected)
+            .map(|(id, _)| *id)
+            .collect();
+        connected.sort();
+        for peer in connected {
+            self.send(peer, hello.clone());
+        }
+    }
+
+    /// Dials candidates until `max_peers` connections are up or being made. An ordinary node
+    /// counts only peers that are not in a cluster: it needs ordinary peers to form one (S1).
+    pub(crate) fn dial_candidates(&mut self) {
+        let ordinary = matches!(self.role, Role::Ordinary(_));
+        let connected = self
+            .peers
+            .values()
+            .filter(|p| p.dialing || (p.connected && !(ordinary && p.cluster.is_some())))
+            .count();
         let mut budget = self.config.max_peers.saturating_sub(connected);
         while budget > 0 {
             let Some(candidate) = self.candidates.pop_front() else {
                 break;
             };
-            if self.peers.get(&candidate.id).is_some_and(|p| p.connected) {
-                continue;
+            if self.peers.contains_key(&candidate.id) {
+                continue; // connected, or dialled already
             }
-            budget -= 1;
-            self.peers.entry(candidate.id).or_insert_with(|| Peer {
-                connected: false,
-                record: None,
-                cluster: None,
-                open_slots: 0,
-                rtt_ms: None,
-                ping: None,
-            });
-            self.push(Output::Connect {
-                peer: candidate.id,
-                address: candidate.address.clone(),
-            });
-            // Keep it until it connects so the address is known; re-queue at the back.
-            if self.candidates.len() < self.config.peer_table_max {
-                self.candidates.push_back(candidate);
-            }
-            if self.candidates.len() <= budget {
+            if self.peers.len() >= self.config.peer_table_max {
                 break;
             }
+            budget -= 1;
+            self.peers.insert(
+                candidate.id,
+                Peer {
+                    connected: false,
+                    dialing: true,
+                    record: None,
+                    cluster: None,
+                    open_slots: 0,
+                    rtt_ms: None,
+                    ping: None,
+                },
+            );
+            self.push(Output::Connect {
+                peer: candidate.id,
+                address: candidate.address,
+            });
         }
     }
 
@@ -407,25 +463,33 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
-        self.heard_from(from);
+        if self.on_serve_message(from, &message) {
+            return;
+        }
         match message {
             Message::Hello {
                 record,
                 cluster,
                 open_slots,
             } => {
+                let archive = record.archive;
                 if let Some(p) = self.peers.get_mut(&from) {
                     p.record = Some(record);
                     p.cluster = cluster;
                     p.open_slots = open_slots;
                 }
+                if archive {
+                    self.unpark_all();
+                }
             }
             Message::Ping { nonce, stamp } => {
+                self.heard_from(from, stamp);
                 let mine = self.stamp();
                 self.send(from, Message::Pong { nonce, stamp: mine });
                 self.compare_stamp(from, stamp);
             }
             Message::Pong { nonce, stamp } => {
+                self.heard_from(from, stamp);
                 if let Some(p) = self.peers.get_mut(&from) {
                     if let Some((sent_nonce, sent_ms)) = p.ping {
                         if sent_nonce == nonce {
@@ -467,19 +531,14 @@ impl Node {
                 start_height,
                 max_count,
             } => self.on_get_headers(from, request_id, start_height, max_count),
-            // Headers and transaction queries are the serving layer's (S16); a bare node has
-            // nothing to say to them yet.
-            Message::Headers { .. } | Message::TxAnswer { .. } => {
+            // Headers are the shell's (it keeps the header chain); queries, answers, stored
+            // announcements and pushed blocks went to the serving layer above.
+            Message::Headers { .. }
+            | Message::TxAnswer { .. }
+            | Message::TxQuery { .. }
+            | Message::BlockStored { .. }
+            | Message::NewBlock { .. } => {
                 self.stats.messages_ignored += 1;
-            }
-            Message::TxQuery { request_id, .. } => {
-                self.send(
-                    from,
-                    Message::TxAnswer {
-                        request_id,
-                        answer: crate::wire::TxAnswerBody::Unavailable,
-                    },
-                );
             }
         }
     }
@@ -512,6 +571,9 @@ impl Node {
     }
 
     pub(crate) fn push(&mut self, output: Output) {
+        if let Output::Storage(command) = &output {
+            self.observe_storage_command(command);
+        }
         self.outputs.push_back(output);
     }
 

@@ -18,6 +18,8 @@ const TAG_BLOCK_DATA: u8 = 13;
 const TAG_BLOCK_NOT_FOUND: u8 = 14;
 const TAG_TX_QUERY: u8 = 15;
 const TAG_TX_ANSWER: u8 = 16;
+const TAG_BLOCK_STORED: u8 = 17;
+const TAG_NEW_BLOCK: u8 = 18;
 
 /// Encodes a message. Fails only if the message breaks a limit (too many headers, a block or
 /// address too long, a whole message over [`MAX_MESSAGE_BYTES`]): what this returns always
@@ -43,6 +45,10 @@ pub fn encoded_len(message: &Message) -> Result<usize, WireError> {
         Message::BlockData { request_id, block } => {
             check_len("block", block.len(), MAX_BLOCK_BYTES)?;
             Ok(2 + varint_len(*request_id) + varint_len(block.len() as u64) + block.len())
+        }
+        Message::NewBlock { block } => {
+            check_len("block", block.len(), MAX_BLOCK_BYTES)?;
+            Ok(2 + varint_len(block.len() as u64) + block.len())
         }
         other => encode(other).map(|bytes| bytes.len()),
     }
@@ -313,6 +319,15 @@ impl Writer {
                     TxAnswerBody::NotFound => self.u8(1),
                     TxAnswerBody::Unavailable => self.u8(2),
                 }
+            }
+            Message::BlockStored { block_hash, height } => {
+                self.u8(TAG_BLOCK_STORED);
+                self.bytes32(&block_hash.0);
+                self.varint(*height as u64);
+            }
+            Message::NewBlock { block } => {
+                self.u8(TAG_NEW_BLOCK);
+                self.len_prefixed("block", block, MAX_BLOCK_BYTES)?;
             }
         }
         Ok(())
@@ -594,6 +609,13 @@ impl<'a> Reader<'a> {
                 };
                 Message::TxAnswer { request_id, answer }
             }
+            TAG_BLOCK_STORED => Message::BlockStored {
+                block_hash: BlockHash(self.bytes32("block_hash")?),
+                height: self.u32("height")?,
+            },
+            TAG_NEW_BLOCK => Message::NewBlock {
+                block: self.len_prefixed("block", MAX_BLOCK_BYTES)?.to_vec(),
+            },
             other => return Err(WireError::UnknownTag(other)),
         })
     }

@@ -203,6 +203,11 @@ pub enum Message {
         request_id: u64,
         answer: TxAnswerBody,
     },
+    /// "I stored this block": a holder tells the other members (S14, S15).
+    BlockStored { block_hash: BlockHash, height: u32 },
+    /// A new block pushed to a member that must hold it (S14, routed storage; at most
+    /// [`MAX_BLOCK_BYTES`]).
+    NewBlock { block: Vec<u8> },
 }
 
 /// Why bytes did not decode (or a message could not be encoded).
@@ -234,4 +239,4 @@ pub enum WireError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

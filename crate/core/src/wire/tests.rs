@@ -110,7 +110,7 @@ fn answer() -> impl Strategy<Value = TxAnswerBody> {
     ]
 }
 
-fn message() -> impl Strategy<Value = Message> {
+pub(crate) fn message() -> impl Strategy<Value = Message> {
     let cluster = proptest::option::of(any::<[u8; 32]>().prop_map(ClusterId));
     prop_oneof![
         (record(), cluster.clone(), any::<u32>()).prop_map(|(record, cluster, open_slots)| {
@@ -169,6 +169,11 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), vec(any::<u8>(), 0..300))
             .prop_map(|(request_id, block)| Message::BlockData { request_id, block }),
         any::<u64>().prop_map(|request_id| Message::BlockNotFound { request_id }),
+        (any::<[u8; 32]>(), any::<u32>()).prop_map(|(h, height)| Message::BlockStored {
+            block_hash: BlockHash(h),
+            height,
+        }),
+        vec(any::<u8>(), 0..300).prop_map(|block| Message::NewBlock { block }),
         (
             any::<u64>(),
             any::<[u8; 32]>(),

@@ -1,0 +1,700 @@
+//! Transaction queries (S16): answer from the local shard, else forward inside the cluster;
+//! the first answer whose Merkle proof verifies against this node's own header chain wins.
+//!
+//! # Overview
+//!
+//! A query `{txid, block_hint?}` comes from this node's front end ([`Origin::Local`]) or from
+//! another node ([`Origin::Peer`]). [`Queries`] runs each one as a small state machine:
+//!
+//! 1. **Local.** If the [`TxIndex`] has candidates for the txid (only in the hinted block when
+//!    a hint is given), the node reads each candidate block from its store
+//!    ([`QueryOutput::ReadBlock`] → [`Queries::handle_block_read`]); the block is re-hashed on
+//!    read, the transaction confirmed at its position (short-key collisions fall through) and a
+//!    [`MerkleProof`] built from it.
+//! 2. **Forward** (scope [`Scope::Cluster`] only). Otherwise the query is sent
+//!    ([`QueryOutput::Ask`]) to the hinted block's holders (from the placement function the
+//!    node passes in), or without a hint to every other member, `fanout` at a time: the next
+//!    wave goes out when the current one has answered without success or after
+//!    `wave_interval_ms`. A query received from another member runs with [`Scope::LocalOnly`],
+//!    so forwarding never cascades.
+//! 3. **Verify.** An answer counts only if it comes from the peer asked under that request id
+//!    and its proof checks against *this* node's best chain: the block is on the best chain
+//!    at the stated height and the branch leads from the txid, at the stated position, to that
+//!    header's Merkle root ([`MerkleProof::verify_against_header`]: bounded branch, position
+//!    bits, CVE-2012-2459 phantom positions). A proof that fails is dropped and scored against
+//!    its sender ([`QueryOutput::Misbehaved`]); a proof for a block not on our best chain (the
+//!    peer may be on another branch) is dropped without blame.
+//! 4. **Result** ([`QueryResult`]): `Confirmed` for the first verified proof; `NotFound` when
+//!    every member asked answered "not found"; `Unavailable` when the query timed out or some
+//!    member could not (or would not truthfully) say.
+//!
+//! Reorgs: a proof counts only while its block is on the best chain; [`QueryResult::recheck`]
+//! re-validates a stored result against a newer chain.
+//!
+//! Bounds: concurrent queries, local candidates per query, members asked, per-peer request rate
+//! (token buckets on `now_ms`), misbehaviour table and output queue are all capped by
+//! [`QueryConfig`].
+//!
+//! Known limit: an answer carries the proof, not the transaction, so the 64-byte-transaction
+//! ambiguity (see `chain::merkle`) is closed only by the header check and the cost of mining;
+//! carrying the transaction or a coinbase depth proof would close it fully.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
+
+use super::ratelimit::{RateLimitConfig, RateLimiter};
+use super::txindex::TxIndex;
+use super::{BestChain, PeerScores};
+use crate::chain::merkle::{MerkleProof, ProofError};
+use crate::chain::{Block, BlockHash, Hash256, Txid};
+
+/// A query's id, local to this node.
+pub type QueryId = u64;
+
+/// Configuration of transaction queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryConfig {
+    /// Members asked per wave.
+    pub fanout: usize,
+    /// Time after which the next wave goes out if no answer settled the query.
+    pub wave_interval_ms: u64,
+    /// Time after which a query gives up with `Unavailable`.
+    pub query_timeout_ms: u64,
+    /// Queries in flight at once (local and on behalf of peers).
+    pub max_active_queries: usize,
+    /// Local candidate blocks read per query (short-key collisions are rare).
+    pub max_local_candidates: usize,
+    /// Members asked per query, across all waves.
+    pub max_targets: usize,
+    /// Queries an outside node may send us (scope [`Scope::Cluster`]).
+    pub peer_rate: RateLimitConfig,
+    /// Queries a fellow member may forward to us (scope [`Scope::LocalOnly`]): members relay
+    /// their front ends' and outsiders' queries, so they get more room.
+    pub member_rate: RateLimitConfig,
+    /// Misbehaviour points for an answer whose proof fails.
+    pub invalid_answer_points: u32,
+    /// Peers whose misbehaviour is remembered.
+    pub max_scored_peers: usize,
+    /// Most outputs queued before the node drains them.
+    pub max_queued_outputs: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            fanout: 3,
+            wave_interval_ms: 2_000,
+            query_timeout_ms: 10_000,
+            max_active_queries: 64,
+            max_local_candidates: 8,
+            max_targets: 64,
+            peer_rate: RateLimitConfig::default(),
+            member_rate: RateLimitConfig {
+                burst: 200,
+                per_second: 50,
+                max_peers: 64,
+            },
+            invalid_answer_points: 20,
+            max_scored_peers: 256,
+            max_queued_outputs: 1024,
+        }
+    }
+}
+
+/// Who asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<P> {
+    /// This node's front end: the result comes out as [`QueryOutput::Done`].
+    Local,
+    /// Another node: the result goes back as [`QueryOutput::Reply`].
+    Peer {
+        /// The asking node.
+        peer: P,
+        /// Its request id, echoed in the reply.
+        request_id: u64,
+    },
+}
+
+/// How far a query may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Answer locally, else forward to members (front end, outside nodes).
+    Cluster,
+    /// Answer from this node's own blocks only (queries forwarded by another member).
+    LocalOnly,
+}
+
+/// An answer as it travels between nodes (`TxAnswer` on the wire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxAnswer {
+    /// The transaction is in a block, with the proof.
+    Found(MerkleProof),
+    /// Not in the blocks the answering node holds (or not in the hinted block, which it holds).
+    NotFound,
+    /// The answering node cannot say.
+    Unavailable,
+}
+
+/// The outcome of a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryResult {
+    /// The transaction is in the best chain, proven against this node's headers.
+    Confirmed {
+        /// Its block.
+        block_hash: BlockHash,
+        /// The block's height.
+        height: u32,
+        /// Blocks from it to the tip, itself included.
+        confirmations: u32,
+        /// Its position in the block.
+        pos: u32,
+        /// The Merkle branch, leaf level first.
+        merkle: Vec<Hash256>,
+    },
+    /// Every member asked said it is not in their blocks.
+    NotFound,
+    /// No verified answer in time.
+    Unavailable,
+}
+
+impl QueryResult {
+    fn confirmed(proof: MerkleProof, chain: &dyn BestChain) -> Self {
+        let tip = chain.tip_height().unwrap_or(proof.height);
+        QueryResult::Confirmed {
+            block_hash: proof.block_hash,
+            height: proof.height,
+            confirmations: tip.saturating_sub(proof.height) + 1,
+            pos: proof.pos,
+            merkle: proof.branch,
+        }
+    }
+
+    /// The proof of a `Confirmed` result.
+    pub fn proof(&self) -> Option<MerkleProof> {
+        match self {
+            QueryResult::Confirmed {
+                block_hash,
+                height,
+                pos,
+                merkle,
+                ..
+            } => Some(MerkleProof {
+                block_hash: *block_hash,
+                height: *height,
+                pos: *pos,
+                branch: merkle.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Re-validates a result against a (possibly reorganised) chain: a `Confirmed` result with
+    /// its confirmations updated if its proof still holds, `None` if its block left the best
+    /// chain (query again). Other results are returned unchanged.
+    pub fn recheck(&self, txid: &Txid, chain: &dyn BestChain) -> Option<QueryResult> {
+        match self.proof() {
+            Some(proof) => verify_answer(&proof, txid, chain)
+                .ok()
+                .map(|()| QueryResult::confirmed(proof, chain)),
+            None => Some(self.clone()),
+        }
+    }
+}
+
+/// Why a proof does not count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// The proof's block is not on this node's best chain (the answerer may be on another
+    /// branch; not counted as misbehaviour).
+    #[error("block {0} is not on the best chain")]
+    NotInBestChain(BlockHash),
+    /// The block is on the best chain, but at another height than the proof says.
+    #[error("block is at height {actual}, the proof says {claimed}")]
+    WrongHeight {
+        /// What the proof says.
+        claimed: u32,
+        /// Where the block is.
+        actual: u32,
+    },
+    /// The branch does not prove the txid against the header.
+    #[error("invalid Merkle proof: {0}")]
+    Proof(#[from] ProofError),
+}
+
+/// Checks an answer's proof for `txid` against `chain`: the block is on the best chain at the
+/// proof's height and the branch leads to that header's Merkle root.
+pub fn verify_answer(
+    proof: &MerkleProof,
+    txid: &Txid,
+    chain: &dyn BestChain,
+) -> Result<(), AnswerError> {
+    let height = chain
+        .height_of(&proof.block_hash)
+        .ok_or(AnswerError::NotInBestChain(proof.block_hash))?;
+    if height != proof.height {
+        return Err(AnswerError::WrongHeight {
+            claimed: proof.height,
+            actual: height,
+        });
+    }
+    let header = chain
+        .header_at(height)
+        .ok_or(AnswerError::NotInBestChain(proof.block_hash))?;
+    proof.verify_against_header(*txid, &header)?;
+    Ok(())
+}
+
+/// Why a query was not started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The asking peer exceeded its query rate.
+    #[error("query rate limit exceeded")]
+    RateLimited,
+    /// Too many queries in flight.
+    #[error("too many queries in flight (limit {0})")]
+    Busy(usize),
+}
+
+/// What the node must do for its queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryOutput<P> {
+    /// Read a block from this node's store and hand it to [`Queries::handle_block_read`].
+    ReadBlock {
+        /// The query.
+        query: QueryId,
+        /// The block.
+        block_hash: BlockHash,
+    },
+    /// Send a `TxQuery` to a member.
+    Ask {
+        /// The member.
+        to: P,
+        /// Echoed in its answer.
+        request_id: u64,
+        /// The transaction.
+        txid: Txid,
+        /// The block it is believed to be in.
+        block_hint: Option<BlockHash>,
+    },
+    /// Send a `TxAnswer` to the node that asked.
+    Reply {
+        /// The asking node.
+        to: P,
+        /// Its request id.
+        request_id: u64,
+        /// The answer.
+        answer: TxAnswer,
+    },
+    /// A local query finished: tell the front end.
+    Done {
+        /// The query.
+        query: QueryId,
+        /// Its transaction.
+        txid: Txid,
+        /// The result.
+        result: QueryResult,
+    },
+    /// `peer` sent an answer whose proof failed; `score` is its misbehaviour total.
+    Misbehaved {
+        /// The peer.
+        peer: P,
+        /// Its score now.
+        score: u32,
+    },
+    /// A stored block did not re-hash to its key: the node should drop it and re-fetch it.
+    CorruptBlock {
+        /// The block.
+        block_hash: BlockHash,
+    },
+}
+
+/// What the queries need of the node at each step.
+pub struct Context<'a, P> {
+    /// This node's best header chain.
+    pub chain: &'a dyn BestChain,
+    /// This node's transaction index.
+    pub index: &'a TxIndex,
+    /// This node's own id (never asked).
+    pub me: P,
+    /// The cluster's members (empty for an ordinary node).
+    pub members: &'a [P],
+    /// Placement: who holds a block.
+    pub holders: &'a dyn Fn(&BlockHash) -> Vec<P>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Response {
+    NotFound,
+    /// Unavailable, a failed proof, or a proof for a block off our chain.
+    NoAnswer,
+}
+
+#[derive(Debug)]
+struct Query<P> {
+    txid: Txid,
+    hint: Option<BlockHash>,
+    origin: Origin<P>,
+    scope: Scope,
+    deadline_ms: u64,
+    /// Local candidates still to read; the front one is being read.
+    local: VecDeque<(BlockHash, u32)>,
+    /// Whether this node holds the hinted block.
+    hint_held: bool,
+    /// Members to ask, in order; `targets[..next_target]` have been asked.
+    targets: Vec<P>,
+    next_target: usize,
+    next_wave_ms: u64,
+    responses: BTreeMap<P, Response>,
+}
+
+/// All queries of one node. See the module docs.
+#[derive(Debug)]
+pub struct Queries<P> {
+    config: QueryConfig,
+    queries: BTreeMap<QueryId, Query<P>>,
+    /// Request id of an `Ask` → (query, member asked).
+    asks: HashMap<u64, (QueryId, P)>,
+    next_id: u64,
+    limiter: RateLimiter<P>,
+    member_limiter: RateLimiter<P>,
+    scores: PeerScores<P>,
+    outputs: VecDeque<QueryOutput<P>>,
+}
+
+impl<P: Copy + Eq + Hash + Ord> Queries<P> {
+    /// No queries yet.
+    pub fn new(config: QueryConfig) -> Self {
+        Self {
+            config,
+            queries: BTreeMap::new(),
+            asks: HashMap::new(),
+            next_id: 1,
+            limiter: RateLimiter::new(config.peer_rate),
+            member_limiter: RateLimiter::new(config.member_rate),
+            scores: PeerScores::new(config.max_scored_peers),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Starts a query. Peers are rate limited; a refused query produces no output (the node
+    /// may answer `Unavailable` or stay silent).
+    pub fn start(
+        &mut self,
+        now_ms: u64,
+        origin: Origin<P>,
+        scope: Scope,
+        txid: Txid,
+        block_hint: Option<BlockHash>,
+        cx: &Context<'_, P>,
+    ) -> Result<QueryId, QueryError> {
+        if let Origin::Peer { peer, .. } = origin {
+            let limiter = match scope {
+                Scope::Cluster => &mut self.limiter,
+                Scope::LocalOnly => &mut self.member_limiter,
+            };
+            if !limiter.try_take(now_ms, peer) {
+                return Err(QueryError::RateLimited);
+            }
+        }
+        if self.queries.len() >= self.config.max_active_queries {
+            return Err(QueryError::Busy(self.config.max_active_queries));
+        }
+        // A hint off our best chain cannot lead to a confirmation: search without it.
+        let hint = block_hint.filter(|h| cx.chain.height_of(h).is_some());
+        let hint_held = hint.is_some_and(|h| cx.index.contains_block(&h));
+        let local: VecDeque<(BlockHash, u32)> = cx
+            .index
+            .candidates(&txid)
+            .filter(|(h, _)| hint.is_none_or(|hint| hint == *h))
+            .filter(|(h, _)| cx.chain.height_of(h).is_some())
+            .take(self.config.max_local_candidates)
+            .collect();
+        let id = self.next_id();
+        self.queries.insert(
+            id,
+            Query {
+                txid,
+                hint,
+                origin,
+                scope,
+                deadline_ms: now_ms.saturating_add(self.config.query_timeout_ms),
+                local,
+                hint_held,
+                targets: Vec::new(),
+                next_target: 0,
+                next_wave_ms: u64::MAX,
+                responses: BTreeMap::new(),
+            },
+        );
+        self.advance_local(now_ms, id, cx);
+        Ok(id)
+    }
+
+    /// The node read a block a [`QueryOutput::ReadBlock`] asked for (`None`: not stored). The
+    /// bytes are checked like any peer's: they must decode, hash to the block and match its
+    /// header's Merkle root; otherwise [`QueryOutput::CorruptBlock`] is reported.
+    pub fn handle_block_read(
+        &mut self,
+        now_ms: u64,
+        query: QueryId,
+        block_hash: BlockHash,
+        bytes: Option<&[u8]>,
+        cx: &Context<'_, P>,
+    ) {
+        let Some(q) = self.queries.get_mut(&query) else {
+            return;
+        };
+        let Some(&(expected, pos)) = q.local.front() else {
+            return;
+        };
+        if expected != block_hash {
+            return;
+        }
+        q.local.pop_front();
+        let txid = q.txid;
+        if let Some(bytes) = bytes {
+            match Block::decode(bytes) {
+                Ok(block) if block.block_hash() == block_hash && block.check().is_ok() => {
+                    if let Some(proof) = local_proof(&block, &txid, pos, cx.chain) {
+                        let result = QueryResult::confirmed(proof, cx.chain);
+                        self.finish(query, result);
+                        return;
+                    }
+                }
+                _ => {
+                    // A corrupt copy proves nothing either way: ask the other holders.
+                    if q.hint == Some(block_hash) {
+                        q.hint_held = false;
+                    }
+                    self.push(QueryOutput::CorruptBlock { block_hash });
+                }
+            }
+        } else if q.hint == Some(block_hash) {
+            q.hint_held = false;
+        }
+        self.advance_local(now_ms, query, cx);
+    }
+
+    /// A member answered an [`QueryOutput::Ask`]. Answers under unknown request ids or from
+    /// another peer than the one asked are ignored.
+    pub fn handle_answer(
+        &mut self,
+        now_ms: u64,
+        from: P,
+        request_id: u64,
+        answer: TxAnswer,
+        cx: &Context<'_, P>,
+    ) {
+        match self.asks.get(&request_id) {
+            Some((_, asked)) if *asked == from => {}
+            _ => return,
+        }
+        let (query, _) = self.asks.remove(&request_id).expect("just looked up");
+        let Some(q) = self.queries.get_mut(&query) else {
+            return;
+        };
+        let txid = q.txid;
+        let response = match answer {
+            TxAnswer::Found(proof) => match verify_answer(&proof, &txid, cx.chain) {
+                Ok(()) => {
+                    let result = QueryResult::confirmed(proof, cx.chain);
+                    self.finish(query, result);
+                    return;
+                }
+                Err(AnswerError::NotInBestChain(_)) => Response::NoAnswer,
+                Err(_) => {
+                    let score = self.scores.add(from, self.config.invalid_answer_points);
+                    self.push(QueryOutput::Misbehaved { peer: from, score });
+                    Response::NoAnswer
+                }
+            },
+            TxAnswer::NotFound => Response::NotFound,
+            TxAnswer::Unavailable => Response::NoAnswer,
+        };
+        let q = self.queries.get_mut(&query).expect("still active");
+        q.responses.insert(from, response);
+        self.after_response(now_ms, query);
+    }
+
+    /// Sends due waves and ends overdue queries with `Unavailable`.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let ids: Vec<QueryId> = self.queries.keys().copied().collect();
+        for id in ids {
+            let q = &self.queries[&id];
+            if q.deadline_ms <= now_ms {
+                self.finish(id, QueryResult::Unavailable);
+            } else if q.next_wave_ms <= now_ms {
+                self.send_wave(now_ms, id);
+            }
+        }
+    }
+
+    /// The earliest time [`Queries::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.queries
+            .values()
+            .map(|q| q.deadline_ms.min(q.next_wave_ms))
+            .min()
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<QueryOutput<P>> {
+        self.outputs.pop_front()
+    }
+
+    /// Queries in flight.
+    pub fn active(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// `peer`'s misbehaviour score.
+    pub fn misbehaviour(&self, peer: &P) -> u32 {
+        self.scores.get(peer)
+    }
+
+    /// Reads the next local candidate, or moves on to forwarding (or to the local answer).
+    fn advance_local(&mut self, now_ms: u64, id: QueryId, cx: &Context<'_, P>) {
+        let q = self.queries.get_mut(&id).expect("active query");
+        if let Some(&(block_hash, _)) = q.local.front() {
+            self.push(QueryOutput::ReadBlock {
+                query: id,
+                block_hash,
+            });
+            return;
+        }
+        if q.hint_held {
+            // We hold the hinted block, and the transaction is not in it.
+            self.finish(id, QueryResult::NotFound);
+            return;
+        }
+        if q.scope == Scope::LocalOnly {
+            let result = if q.hint.is_some() {
+                QueryResult::Unavailable
+            } else {
+                QueryResult::NotFound
+            };
+            self.finish(id, result);
+            return;
+        }
+        let mut targets = match q.hint {
+            Some(hint) => (cx.holders)(&hint),
+            None => cx.members.to_vec(),
+        };
+        targets.retain(|p| *p != cx.me);
+        let mut seen = std::collections::BTreeSet::new();
+        targets.retain(|p| seen.insert(*p));
+        targets.truncate(self.config.max_targets);
+        if targets.is_empty() {
+            self.finish(id, QueryResult::Unavailable);
+            return;
+        }
+        q.targets = targets;
+        self.send_wave(now_ms, id);
+    }
+
+    fn send_wave(&mut self, now_ms: u64, id: QueryId) {
+        let q = self.queries.get_mut(&id).expect("active query");
+        let end = (q.next_target + self.config.fanout.max(1)).min(q.targets.len());
+        let wave: Vec<P> = q.targets[q.next_target..end].to_vec();
+        q.next_target = end;
+        q.next_wave_ms = if end < q.targets.len() {
+            now_ms.saturating_add(self.config.wave_interval_ms)
+        } else {
+            u64::MAX
+        };
+        let (txid, hint) = (q.txid, q.hint);
+        for to in wave {
+            let request_id = self.next_id();
+            self.asks.insert(request_id, (id, to));
+            self.push(QueryOutput::Ask {
+                to,
+                request_id,
+                txid,
+                block_hint: hint,
+            });
+        }
+    }
+
+    fn after_response(&mut self, now_ms: u64, id: QueryId) {
+        let q = &self.queries[&id];
+        let asked = q.next_target;
+        let answered = q.targets[..asked]
+            .iter()
+            .filter(|p| q.responses.contains_key(p))
+            .count();
+        if answered < asked {
+            return;
+        }
+        if asked < q.targets.len() {
+            // This wave is done without success: do not wait for the interval.
+            self.send_wave(now_ms, id);
+            return;
+        }
+        let all_not_found = q.responses.values().all(|r| *r == Response::NotFound);
+        let result = if all_not_found {
+            QueryResult::NotFound
+        } else {
+            QueryResult::Unavailable
+        };
+        self.finish(id, result);
+    }
+
+    fn finish(&mut self, id: QueryId, result: QueryResult) {
+        let Some(q) = self.queries.remove(&id) else {
+            return;
+        };
+        self.asks.retain(|_, (query, _)| *query != id);
+        match q.origin {
+            Origin::Local => self.push(QueryOutput::Done {
+                query: id,
+                txid: q.txid,
+                result,
+            }),
+            Origin::Peer { peer, request_id } => {
+                let answer = match result {
+                    QueryResult::Confirmed { .. } => {
+                        TxAnswer::Found(result.proof().expect("confirmed has a proof"))
+                    }
+                    QueryResult::NotFound => TxAnswer::NotFound,
+                    QueryResult::Unavailable => TxAnswer::Unavailable,
+                };
+                self.push(QueryOutput::Reply {
+                    to: peer,
+                    request_id,
+                    answer,
+                });
+            }
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn push(&mut self, output: QueryOutput<P>) {
+        if self.outputs.len() >= self.config.max_queued_outputs.max(1) {
+            self.outputs.pop_front();
+        }
+        self.outputs.push_back(output);
+    }
+}
+
+/// The proof for `txid` at `pos` of a block this node read from its own store, if the block
+/// has it there and is on the best chain.
+fn local_proof(block: &Block, txid: &Txid, pos: u32, chain: &dyn BestChain) -> Option<MerkleProof> {
+    if !TxIndex::confirm(block, txid, pos) {
+        return None;
+    }
+    let height = chain.height_of(&block.block_hash())?;
+    let proof = block.merkle_proof(height, pos).ok()?;
+    // Our own store is checked like anyone else's answer.
+    verify_answer(&proof, txid, chain).ok()?;
+    Some(proof)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,554 @@
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::serve::testutil::{block, chain_of, TestChain};
+use crate::serve::txindex::TxIndexConfig;
+
+const MEMBERS: [u8; 6] = [1, 2, 3, 4, 5, 6];
+const ME: u8 = 0;
+
+/// Two holders per block, by the block hash's first byte.
+fn holders(hash: &BlockHash) -> Vec<u8> {
+    let start = usize::from(hash.0[0]);
+    (0..2)
+        .map(|k| MEMBERS[(start + k) % MEMBERS.len()])
+        .collect()
+}
+
+struct World {
+    blocks: Vec<Block>,
+    chain: TestChain,
+    index: TxIndex,
+}
+
+impl World {
+    fn new() -> Self {
+        let blocks = chain_of(6, 5, 1);
+        let chain = TestChain::new(&blocks);
+        Self {
+            blocks,
+            chain,
+            index: TxIndex::new(TxIndexConfig::default()),
+        }
+    }
+
+    fn cx(&self) -> Context<'_, u8> {
+        Context {
+            chain: &self.chain,
+            index: &self.index,
+            me: ME,
+            members: &MEMBERS,
+            holders: &holders,
+        }
+    }
+}
+
+fn drain(q: &mut Queries<u8>) -> Vec<QueryOutput<u8>> {
+    std::iter::from_fn(|| q.poll_output()).collect()
+}
+
+fn asks(outputs: &[QueryOutput<u8>]) -> Vec<(u8, u64)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            QueryOutput::Ask { to, request_id, .. } => Some((*to, *request_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn done(outputs: &[QueryOutput<u8>]) -> Option<QueryResult> {
+    outputs.iter().find_map(|o| match o {
+        QueryOutput::Done { result, .. } => Some(result.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn held_block_is_answered_locally_with_a_proof() {
+    let mut world = World::new();
+    world.index.add_block(&world.blocks[3]);
+    let mut queries = Queries::new(QueryConfig::default());
+    let txid = world.blocks[3].txdata[4].txid();
+    let id = queries
+        .start(0, Origin::Local, Scope::Cluster, txid, None, &world.cx())
+        .unwrap();
+    let out = drain(&mut queries);
+    let hash = world.blocks[3].block_hash();
+    assert_eq!(
+        out,
+        vec![QueryOutput::ReadBlock {
+            query: id,
+            block_hash: hash
+        }]
+    );
+    let bytes = world.blocks[3].encode();
+    queries.handle_block_read(1, id, hash, Some(&bytes), &world.cx());
+    let result = done(&drain(&mut queries)).expect("answered");
+    let QueryResult::Confirmed {
+        block_hash,
+        height,
+        confirmations,
+        pos,
+        ..
+    } = &result
+    else {
+        panic!("expected a confirmation, got {result:?}");
+    };
+    assert_eq!(
+        (*block_hash, *height, *confirmations, *pos),
+        (hash, 3, 3, 4)
+    );
+    assert_eq!(
+        verify_answer(&result.proof().unwrap(), &txid, &world.chain),
+        Ok(())
+    );
+    assert_eq!(queries.active(), 0);
+}
+
+#[test]
+fn corrupt_stored_block_is_reported_and_the_query_moves_on() {
+    let mut world = World::new();
+    world.index.add_block(&world.blocks[3]);
+    let mut queries = Queries::new(QueryConfig::default());
+    let txid = world.blocks[3].txdata[1].txid();
+    let hint = world.blocks[3].block_hash();
+    let id = queries
+        .start(
+            0,
+            Origin::Local,
+            Scope::Cluster,
+            txid,
+            Some(hint),
+            &world.cx(),
+        )
+        .unwrap();
+    drain(&mut queries);
+    let mut bytes = world.blocks[3].encode();
+    bytes[100] ^= 1;
+    queries.handle_block_read(1, id, hint, Some(&bytes), &world.cx());
+    let out = drain(&mut queries);
+    assert_eq!(out[0], QueryOutput::CorruptBlock { block_hash: hint });
+    // A corrupt copy proves nothing: the other holders are asked instead.
+    assert_eq!(done(&out), None);
+    let asked: Vec<u8> = asks(&out).iter().map(|(to, _)| *to).collect();
+    assert_eq!(asked, holders(&hint));
+}
+
+#[test]
+fn hint_sends_the_query_to_the_blocks_holders_only() {
+    let world = World::new();
+    let mut queries = Queries::new(QueryConfig::default());
+    let hash = world.blocks[2].block_hash();
+    let txid = world.blocks[2].txdata[2].txid();
+    queries
+        .start(
+            0,
+            Origin::Local,
+            Scope::Cluster,
+            txid,
+            Some(hash),
+            &world.cx(),
+        )
+        .unwrap();
+    let out = drain(&mut queries);
+    let asked: Vec<u8> = asks(&out).iter().map(|(to, _)| *to).collect();
+    assert_eq!(asked, holders(&hash));
+}
+
+#[test]
+fn forged_answer_is_scored_and_an_honest_one_after_it_wins() {
+    let world = World::new();
+    let mut queries = Queries::new(QueryConfig::default());
+    let b = &world.blocks[2];
+    let txid = b.txdata[2].txid();
+    queries
+        .start(
+            0,
+            Origin::Local,
+            Scope::Cluster,
+            txid,
+            Some(b.block_hash()),
+            &world.cx(),
+        )
+        .unwrap();
+    let sent = asks(&drain(&mut queries));
+    let (liar, liar_req) = sent[0];
+    let (honest, honest_req) = sent[1];
+    // The liar proves a different transaction of the same block as ours.
+    let forged = b.merkle_proof(2, 3).unwrap();
+    queries.handle_answer(1, liar, liar_req, TxAnswer::Found(forged), &world.cx());
+    let out = drain(&mut queries);
+    assert_eq!(
+        out,
+        vec![QueryOutput::Misbehaved {
+            peer: liar,
+            score: 20
+        }]
+    );
+    // A stranger replaying the honest request id is ignored.
+    let real = b.merkle_proof(2, 2).unwrap();
+    queries.handle_answer(
+        2,
+        99,
+        honest_req,
+        TxAnswer::Found(real.clone()),
+        &world.cx(),
+    );
+    assert!(drain(&mut queries).is_empty());
+    queries.handle_answer(3, honest, honest_req, TxAnswer::Found(real), &world.cx());
+    let result = done(&drain(&mut queries)).expect("answered");
+    assert!(matches!(
+        result,
+        QueryResult::Confirmed {
+            height: 2,
+            pos: 2,
+            ..
+        }
+    ));
+    assert_eq!(queries.misbehaviour(&liar), 20);
+    assert_eq!(queries.misbehaviour(&honest), 0);
+}
+
+#[test]
+fn not_found_only_after_every_member_said_no() {
+    let world = World::new();
+    let config = QueryConfig {
+        fanout: 2,
+        ..QueryConfig::default()
+    };
+    let mut queries = Queries::new(config);
+    let txid = Txid([0xee; 32]);
+    queries
+        .start(0, Origin::Local, Scope::Cluster, txid, None, &world.cx())
+        .unwrap();
+    let mut pending = asks(&drain(&mut queries));
+    let mut answered = 0;
+    while let Some((to, req)) = pending.pop() {
+        queries.handle_answer(answered, to, req, TxAnswer::NotFound, &world.cx());
+        answered += 1;
+        let out = drain(&mut queries);
+        if answered < MEMBERS.len() as u64 {
+            assert_eq!(done(&out), None, "{answered} of {} said no", MEMBERS.len());
+        } else {
+            assert_eq!(done(&out), Some(QueryResult::NotFound));
+        }
+        pending.extend(asks(&out));
+    }
+    assert_eq!(answered, MEMBERS.len() as u64);
+}
+
+#[test]
+fn silence_ends_in_unavailable_at_the_timeout() {
+    let world = World::new();
+    let mut queries = Queries::new(QueryConfig::default());
+    queries
+        .start(
+            0,
+            Origin::Local,
+            Scope::Cluster,
+            Txid([1; 32]),
+            None,
+            &world.cx(),
+        )
+        .unwrap();
+    let mut asked = asks(&drain(&mut queries)).len();
+    let mut now_ms = 0;
+    let mut result = None;
+    for _ in 0..100 {
+        let Some(at) = queries.poll_timeout() else {
+            break;
+        };
+        assert!(at > now_ms);
+        now_ms = at;
+        queries.handle_timeout(now_ms);
+        let out = drain(&mut queries);
+        asked += asks(&out).len();
+        result = result.or(done(&out));
+    }
+    assert_eq!(result, Some(QueryResult::Unavailable));
+    assert_eq!(now_ms, 10_000);
+    assert_eq!(
+        asked,
+        MEMBERS.len(),
+        "waves reached every member before giving up"
+    );
+}
+
+#[test]
+fn proofs_for_blocks_that_left_the_best_chain_do_not_count() {
+    let mut world = World::new();
+    let b4 = world.blocks[4].clone();
+    let txid = b4.txdata[1].txid();
+    let proof = b4.merkle_proof(4, 1).unwrap();
+    let confirmed = QueryResult::confirmed(proof.clone(), &world.chain);
+    assert!(matches!(
+        confirmed.recheck(&txid, &world.chain),
+        Some(QueryResult::Confirmed {
+            confirmations: 2,
+            ..
+        })
+    ));
+    // Reorg: blocks 4 and 5 replaced by another branch.
+    world.chain.truncate(4);
+    let other = block(world.blocks[3].block_hash(), 4, 1, 77);
+    world.chain.push(other.header);
+    assert_eq!(confirmed.recheck(&txid, &world.chain), None);
+    let mut queries = Queries::new(QueryConfig::default());
+    queries
+        .start(0, Origin::Local, Scope::Cluster, txid, None, &world.cx())
+        .unwrap();
+    let sent = asks(&drain(&mut queries));
+    let (to, req) = sent[0];
+    queries.handle_answer(1, to, req, TxAnswer::Found(proof), &world.cx());
+    let out = drain(&mut queries);
+    assert_eq!(done(&out), None, "a stale proof confirms nothing");
+    assert_eq!(
+        queries.misbehaviour(&to),
+        0,
+        "and is not held against its sender"
+    );
+}
+
+#[test]
+fn peers_are_rate_limited_and_local_only_queries_do_not_forward() {
+    let world = World::new();
+    let config = QueryConfig {
+        member_rate: RateLimitConfig {
+            burst: 2,
+            per_second: 1,
+            max_peers: 8,
+        },
+        peer_rate: RateLimitConfig {
+            burst: 1,
+            per_second: 1,
+            max_peers: 8,
+        },
+        ..QueryConfig::default()
+    };
+    let mut queries = Queries::new(config);
+    let origin = |request_id| Origin::Peer {
+        peer: 7u8,
+        request_id,
+    };
+    for request_id in 0..2 {
+        queries
+            .start(
+                0,
+                origin(request_id),
+                Scope::LocalOnly,
+                Txid([2; 32]),
+                None,
+                &world.cx(),
+            )
+            .unwrap();
+        let out = drain(&mut queries);
+        assert_eq!(
+            out,
+            vec![QueryOutput::Reply {
+                to: 7,
+                request_id,
+                answer: TxAnswer::NotFound
+            }],
+            "local only: answered from own blocks, nothing forwarded"
+        );
+    }
+    assert_eq!(
+        queries.start(
+            0,
+            origin(2),
+            Scope::LocalOnly,
+            Txid([2; 32]),
+            None,
+            &world.cx()
+        ),
+        Err(QueryError::RateLimited)
+    );
+    assert!(queries
+        .start(
+            1_000,
+            origin(3),
+            Scope::LocalOnly,
+            Txid([2; 32]),
+            None,
+            &world.cx()
+        )
+        .is_ok());
+    // Queries as an outsider (scope Cluster) draw on a separate, smaller bucket.
+    let outsider = |at_ms| {
+        let mut q = Queries::new(config);
+        let first = q.start(
+            at_ms,
+            origin(9),
+            Scope::Cluster,
+            Txid([2; 32]),
+            None,
+            &world.cx(),
+        );
+        let second = q.start(
+            at_ms,
+            origin(10),
+            Scope::Cluster,
+            Txid([2; 32]),
+            None,
+            &world.cx(),
+        );
+        (first.is_ok(), second)
+    };
+    assert_eq!(outsider(0), (true, Err(QueryError::RateLimited)));
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    Honest,
+    Silent,
+    SaysNotFound,
+    /// Proves another transaction of the right block.
+    ForgeOtherTx,
+    /// A branch of random hashes.
+    ForgeBranch,
+    /// The right proof with a wrong height.
+    ForgeHeight,
+    /// The right branch with the position flipped.
+    ForgePos,
+}
+
+fn behaviour() -> impl Strategy<Value = Behaviour> {
+    prop_oneof![
+        Just(Behaviour::Honest),
+        Just(Behaviour::Silent),
+        Just(Behaviour::SaysNotFound),
+        Just(Behaviour::ForgeOtherTx),
+        Just(Behaviour::ForgeBranch),
+        Just(Behaviour::ForgeHeight),
+        Just(Behaviour::ForgePos),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Against any mix of honest, silent, lying and forging members and any answer order:
+    /// a forged proof never wins; an honest holder's answer always wins, even after forgeries;
+    /// NotFound only when every member asked said no; otherwise Unavailable at the timeout.
+    #[test]
+    fn first_verified_answer_wins(
+        behaviours in prop::collection::vec(behaviour(), 6),
+        target in 0usize..7,
+        tx_pos in 0u32..6,
+        hint_kind in 0u8..3,
+        order in prop::collection::vec(any::<u8>(), 20),
+    ) {
+        let world = World::new();
+        let behaviours: BTreeMap<u8, Behaviour> = MEMBERS.iter().copied().zip(behaviours).collect();
+        // target 6: a txid in no block.
+        let located = (target < 6).then_some((target, tx_pos));
+        let txid = match located {
+            Some((b, p)) => world.blocks[b].txdata[p as usize].txid(),
+            None => Txid([0xab; 32]),
+        };
+        let hint = match (hint_kind, located) {
+            (1, Some((b, _))) => Some(world.blocks[b].block_hash()),
+            (2, _) => Some(world.blocks[(target + 1) % 6].block_hash()),
+            _ => None,
+        };
+        let config = QueryConfig { fanout: 2, ..QueryConfig::default() };
+        let mut queries = Queries::new(config);
+        queries.start(0, Origin::Local, Scope::Cluster, txid, hint, &world.cx()).unwrap();
+        let answer_of = |member: u8| -> Option<TxAnswer> {
+            let holds = |b: usize| holders(&world.blocks[b].block_hash()).contains(&member);
+            let truth = match (hint, located) {
+                (Some(h), _) if !holds(world.blocks.iter().position(|b| b.block_hash() == h).unwrap()) => TxAnswer::Unavailable,
+                (Some(h), Some((b, p))) if world.blocks[b].block_hash() == h => {
+                    TxAnswer::Found(world.blocks[b].merkle_proof(b as u32, p).unwrap())
+                }
+                (Some(_), _) => TxAnswer::NotFound,
+                (None, Some((b, p))) if holds(b) => {
+                    TxAnswer::Found(world.blocks[b].merkle_proof(b as u32, p).unwrap())
+                }
+                (None, _) => TxAnswer::NotFound,
+            };
+            let (b, p) = located.unwrap_or((1, 1));
+            let real = world.blocks[b].merkle_proof(b as u32, p).unwrap();
+            Some(match behaviours[&member] {
+                Behaviour::Honest => truth,
+                Behaviour::Silent => return None,
+                Behaviour::SaysNotFound => TxAnswer::NotFound,
+                Behaviour::ForgeOtherTx => {
+                    TxAnswer::Found(world.blocks[b].merkle_proof(b as u32, (p + 1) % 6).unwrap())
+                }
+                Behaviour::ForgeBranch => TxAnswer::Found(MerkleProof {
+                    branch: real.branch.iter().map(|h| Hash256([h.0[0] ^ 0x55; 32])).collect(),
+                    ..real
+                }),
+                Behaviour::ForgeHeight => TxAnswer::Found(MerkleProof { height: real.height + 1, ..real }),
+                Behaviour::ForgePos => TxAnswer::Found(MerkleProof { pos: real.pos ^ 1, ..real }),
+            })
+        };
+        let mut now_ms = 0;
+        let mut pending: Vec<(u8, u64)> = Vec::new();
+        let mut asked: Vec<u8> = Vec::new();
+        let mut answers: BTreeMap<u8, TxAnswer> = BTreeMap::new();
+        let mut result = None;
+        let mut step = 0usize;
+        for _ in 0..200 {
+            let out = drain(&mut queries);
+            for (to, req) in asks(&out) {
+                prop_assert!(to != ME);
+                asked.push(to);
+                pending.push((to, req));
+            }
+            if let Some(r) = done(&out) {
+                result = Some(r);
+                break;
+            }
+            if pending.is_empty() {
+                let Some(at) = queries.poll_timeout() else { break };
+                now_ms = at;
+                queries.handle_timeout(now_ms);
+                continue;
+            }
+            let i = usize::from(order[step % order.len()]) % pending.len();
+            step += 1;
+            let (to, req) = pending.swap_remove(i);
+            if let Some(answer) = answer_of(to) {
+                answers.insert(to, answer.clone());
+                queries.handle_answer(now_ms, to, req, answer, &world.cx());
+            }
+        }
+        let result = result.expect("every query ends");
+        let honest_finder = asked.iter().any(|m| {
+            behaviours[m] == Behaviour::Honest && matches!(answers.get(m), Some(TxAnswer::Found(_)))
+        });
+        match &result {
+            QueryResult::Confirmed { block_hash, pos, .. } => {
+                let (b, p) = located.expect("nothing to confirm for a txid in no block");
+                prop_assert_eq!(*block_hash, world.blocks[b].block_hash());
+                prop_assert_eq!(*pos, p);
+                prop_assert!(verify_answer(&result.proof().unwrap(), &txid, &world.chain).is_ok());
+            }
+            QueryResult::NotFound => {
+                prop_assert!(!honest_finder);
+                prop_assert!(!asked.is_empty());
+                for m in &asked {
+                    prop_assert_eq!(answers.get(m), Some(&TxAnswer::NotFound), "member {} did not say no", m);
+                }
+            }
+            QueryResult::Unavailable => {
+                prop_assert!(!honest_finder, "an honest holder answered but the query gave up");
+            }
+        }
+        if honest_finder {
+            let confirmed = matches!(result, QueryResult::Confirmed { .. });
+            prop_assert!(confirmed, "an honest holder answered: {:?}", result);
+        }
+        // Forgers are scored; honest members never are.
+        for (m, b) in &behaviours {
+            if *b == Behaviour::Honest || *b == Behaviour::Silent || *b == Behaviour::SaysNotFound {
+                prop_assert_eq!(queries.misbehaviour(m), 0);
+            }
+        }
+    }
+}

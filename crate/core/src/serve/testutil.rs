@@ -1,0 +1,132 @@
+//! Test helpers: small valid blocks and an in-memory best chain that can reorganise.
+
+use std::collections::HashMap;
+
+use super::BestChain;
+use crate::chain::{Block, BlockHash, Header, OutPoint, Transaction, TxIn, TxOut, Txid};
+
+/// A coinbase for `height` (BIP34 push) whose output carries `tag`, so that blocks on
+/// different branches differ.
+fn coinbase(height: u32, tag: u64) -> Transaction {
+    let mut script_sig = vec![0x04];
+    script_sig.extend_from_slice(&height.to_le_bytes());
+    script_sig[4] &= 0x7f;
+    Transaction {
+        version: 1,
+        input: vec![TxIn {
+            previous_output: OutPoint::NULL,
+            script_sig,
+            sequence: u32::MAX,
+            witness: vec![],
+        }],
+        output: vec![TxOut {
+            value: 50,
+            script_pubkey: tag.to_le_bytes().to_vec(),
+        }],
+        lock_time: 0,
+    }
+}
+
+/// A plain transaction spending a made-up output; `seed` makes it unique.
+pub(crate) fn spend(seed: u64) -> Transaction {
+    let mut prev = [0u8; 32];
+    prev[..8].copy_from_slice(&seed.to_le_bytes());
+    prev[31] = 1;
+    Transaction {
+        version: 2,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: Txid(prev),
+                vout: 0,
+            },
+            script_sig: vec![0x51],
+            sequence: u32::MAX,
+            witness: vec![],
+        }],
+        output: vec![TxOut {
+            value: seed,
+            script_pubkey: vec![0x51],
+        }],
+        lock_time: 0,
+    }
+}
+
+/// A valid block on top of `prev` at `height` with `txs` extra transactions; `tag` varies the
+/// coinbase and the spends so that sibling blocks differ.
+pub(crate) fn block(prev: BlockHash, height: u32, txs: usize, tag: u64) -> Block {
+    let mut txdata = vec![coinbase(height, tag)];
+    for i in 0..txs {
+        txdata.push(spend(
+            tag.wrapping_mul(1_000_003) ^ ((height as u64) << 20) ^ i as u64,
+        ));
+    }
+    let mut block = Block {
+        header: Header {
+            version: 4,
+            prev_blockhash: prev,
+            merkle_root: Default::default(),
+            time: 1_600_000_000 + height,
+            bits: 0x207f_ffff,
+            nonce: tag as u32,
+        },
+        txdata,
+    };
+    block.header.merkle_root = block.compute_merkle_root().0;
+    assert!(block.check().is_ok());
+    block
+}
+
+/// A chain of `len` blocks (height 0 first) with `txs` extra transactions each.
+pub(crate) fn chain_of(len: u32, txs: usize, tag: u64) -> Vec<Block> {
+    let mut blocks: Vec<Block> = Vec::new();
+    for height in 0..len {
+        let prev = blocks.last().map(Block::block_hash).unwrap_or_default();
+        blocks.push(block(prev, height, txs, tag));
+    }
+    blocks
+}
+
+/// An in-memory best chain.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TestChain {
+    headers: Vec<Header>,
+    index: HashMap<BlockHash, u32>,
+}
+
+impl TestChain {
+    pub(crate) fn new(blocks: &[Block]) -> Self {
+        let mut chain = Self::default();
+        for b in blocks {
+            chain.push(b.header);
+        }
+        chain
+    }
+
+    pub(crate) fn push(&mut self, header: Header) {
+        self.index
+            .insert(header.block_hash(), self.headers.len() as u32);
+        self.headers.push(header);
+    }
+
+    /// Cuts the chain back to `len` headers (a reorg's first half).
+    pub(crate) fn truncate(&mut self, len: u32) {
+        for header in self.headers.drain(len as usize..) {
+            self.index.remove(&header.block_hash());
+        }
+    }
+}
+
+impl BestChain for TestChain {
+    fn tip_height(&self) -> Option<u32> {
+        (self.headers.len() as u32).checked_sub(1)
+    }
+    fn header_at(&self, height: u32) -> Option<Header> {
+        self.headers.get(height as usize).copied()
+    }
+    fn block_hash_at(&self, height: u32) -> Option<BlockHash> {
+        self.headers.get(height as usize).map(Header::block_hash)
+    }
+    fn height_of(&self, hash: &BlockHash) -> Option<u32> {
+        self.index.get(hash).copied()
+    }
+}
