@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::churn::ChurnConfig;
 use crate::network::NetworkConfig;
+use crate::serving::ServingConfig;
 use crate::storage::StorageFaultConfig;
 
 /// A configuration that cannot work.
@@ -102,6 +103,8 @@ pub struct SimConfig {
     pub storage: StorageFaultConfig,
     /// Most pending events (bounded queue).
     pub max_pending_events: usize,
+    /// New blocks, queries and adversaries (S14–S17).
+    pub serving: ServingConfig,
 }
 
 impl Default for SimConfig {
@@ -132,6 +135,7 @@ impl Default for SimConfig {
             churn: ChurnConfig::default(),
             storage: StorageFaultConfig::default(),
             max_pending_events: 50_000_000,
+            serving: ServingConfig::default(),
         }
     }
 }
@@ -178,7 +182,10 @@ impl SimConfig {
             ("lost_write_rate", self.storage.lost_write_rate),
             ("corrupt_read_rate", self.storage.corrupt_read_rate),
             ("tampered_block_rate", self.tampered_block_rate),
-        ] {
+        ]
+        .into_iter()
+        .chain(self.serving.probabilities())
+        {
             if !(0.0..=1.0).contains(&value) {
                 return Err(SimConfigError::NotAProbability {
                     name,

@@ -8,6 +8,9 @@
 //! | [`Invariant::ExactlyP`] | … and to no more than P: no spare copies left behind | at the repair deadline |
 //! | [`Invariant::OneClusterPerNode`] | no live node is counted as a member by two clusters for longer than the membership grace period (S3) | every check interval |
 //! | [`Invariant::MessageRateBounded`] | no node sends more than the configured number of messages per second, averaged over a window | on every message sent |
+//! | [`Invariant::QueryAnswered`] | a query attempt for a confirmed transaction whose block had a live honest holder in the cluster ends with a verified proof, unless excused (see `world::serving`) (S16) | when each attempt ends |
+//! | [`Invariant::NoForgedAnswerAccepted`] | every proof an honest node accepts (a `Confirmed` result, an honest member's answer to an outsider) holds on the true chain (S16) | on every accepted proof |
+//! | [`Invariant::NewBlockReachesP`] | every block mined during the run is on at least P live holders in every cluster once churn stops (S14, S15) | at the repair deadline |
 //!
 //! An invariant that a run cannot check (for instance because nodes never formed a cluster)
 //! is reported as not checked, with the reason, never as passed.
@@ -32,17 +35,26 @@ pub enum Invariant {
     OneClusterPerNode,
     /// Per-node message rate stays bounded.
     MessageRateBounded,
+    /// Queries with a live honest holder get a verified answer.
+    QueryAnswered,
+    /// No forged proof is accepted.
+    NoForgedAnswerAccepted,
+    /// Every new block reaches P live holders once churn stops.
+    NewBlockReachesP,
 }
 
 impl Invariant {
     /// All invariants, in report order.
-    pub const ALL: [Invariant; 6] = [
+    pub const ALL: [Invariant; 9] = [
         Invariant::NoUnverifiedStore,
         Invariant::LiveHolder,
         Invariant::RepairedToP,
         Invariant::ExactlyP,
         Invariant::OneClusterPerNode,
         Invariant::MessageRateBounded,
+        Invariant::QueryAnswered,
+        Invariant::NoForgedAnswerAccepted,
+        Invariant::NewBlockReachesP,
     ];
 }
 

@@ -15,6 +15,8 @@
 //!   that every block a node stores is the true chain's block;
 //! - [`chain`]: the true chain, small valid blocks made from the seed, and tampered copies a
 //!   byzantine block source hands out;
+//! - [`serving`]: new blocks routed or self-selected, queries from members and outsiders,
+//!   adversarial members that forge, corrupt or stay silent (S14–S17);
 //! - [`replicas`] and [`invariants`]: ground-truth replica counts and the invariants checked
 //!   after every step (see the table in [`invariants`]).
 //!
@@ -32,5 +34,6 @@ pub mod network;
 pub mod queue;
 pub mod replicas;
 pub mod rng;
+pub mod serving;
 pub mod storage;
 pub mod world;

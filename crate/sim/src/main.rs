@@ -3,6 +3,8 @@
 //! ```text
 //! shoal-sim --nodes 1000 --cluster-size 8 --replicas 3 --placement rendezvous --blocks 200 \
 //!           --hours 24 --churn-median-session-min 60 --seed 7 --json
+//! shoal-sim --nodes 60 --new-blocks-mode self-selected --new-block-interval-s 120 \
+//!           --queries-per-s 2 --adversaries 0.2 --adversary-kind mixed --json
 //! shoal-sim placement --cluster-size 8 --replicas 3 --blocks 2000
 //! ```
 //!
@@ -18,6 +20,7 @@ use shoal_sim::churn::ChurnConfig;
 use shoal_sim::config::SimConfig;
 use shoal_sim::movement;
 use shoal_sim::network::NetworkConfig;
+use shoal_sim::serving::{AdversaryKind, NewBlocksMode, ServingConfig};
 use shoal_sim::storage::StorageFaultConfig;
 use shoal_sim::world::World;
 
@@ -65,8 +68,27 @@ struct RunArgs {
     #[arg(long)]
     initial_blocks: Option<u32>,
     /// Seconds between new blocks after the initial ones.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, alias = "new-block-interval-s", default_value_t = 600)]
     block_interval_s: u64,
+    /// How the block source hands out new blocks: routed (S14, one member per cluster) or
+    /// self-selected (S15, every member).
+    #[arg(long, default_value = "routed")]
+    new_blocks_mode: NewBlocksMode,
+    /// Transaction queries per second over the whole world (0: none).
+    #[arg(long, default_value_t = 0.2)]
+    queries_per_s: f64,
+    /// Fraction of queries from outsiders (clients outside the cluster asking any member).
+    #[arg(long, default_value_t = 0.3)]
+    outsider_fraction: f64,
+    /// Fraction of queries for txids in no block.
+    #[arg(long, default_value_t = 0.1)]
+    unknown_txid_fraction: f64,
+    /// Adversarial members: a count, or a fraction of --nodes when below 1 (e.g. 0.2).
+    #[arg(long, default_value_t = 0.0)]
+    adversaries: f64,
+    /// What adversaries do to their outgoing answers and blocks.
+    #[arg(long, default_value = "mixed")]
+    adversary_kind: AdversaryKind,
     /// Simulated hours.
     #[arg(long, default_value_t = 1.0)]
     hours: f64,
@@ -180,6 +202,19 @@ impl RunArgs {
             storage: StorageFaultConfig {
                 lost_write_rate: self.lost_write_rate,
                 corrupt_read_rate: self.corrupt_read_rate,
+            },
+            serving: ServingConfig {
+                new_blocks_mode: self.new_blocks_mode,
+                queries_per_s: self.queries_per_s,
+                outsider_fraction: self.outsider_fraction,
+                unknown_txid_fraction: self.unknown_txid_fraction,
+                adversaries: if self.adversaries < 1.0 {
+                    (self.adversaries.max(0.0) * self.nodes as f64).round() as usize
+                } else {
+                    self.adversaries as usize
+                },
+                adversary_kind: self.adversary_kind,
+                ..ServingConfig::default()
             },
             ..SimConfig::default()
         }

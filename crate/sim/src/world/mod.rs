@@ -18,6 +18,7 @@
 
 mod outputs;
 mod report;
+mod serving;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -30,6 +31,7 @@ use shoal_core::node::{
     SharedHeaders, StorageResult, TimerId,
 };
 use shoal_core::placement::PlacementRule;
+use shoal_core::serve::newblock::StorageMode;
 use shoal_core::wire::{BlockHash, Header, Message};
 
 use crate::chain::{self, SimBlock};
@@ -171,6 +173,8 @@ enum SimEvent {
     Check,
     /// Every block must be back at P live holders.
     RepairDeadline,
+    /// Queries and their deadlines.
+    Serving(serving::ServingEvent),
 }
 
 impl SimEvent {
@@ -191,6 +195,7 @@ impl SimEvent {
             SimEvent::Quiet => "quiet",
             SimEvent::Check => "check",
             SimEvent::RepairDeadline => "repair_deadline",
+            SimEvent::Serving(_) => "serving",
         }
     }
 }
@@ -317,6 +322,7 @@ pub struct World {
     two_cluster_since: BTreeMap<NodeId, u64>,
     quiet: bool,
     counters: Counters,
+    serving: serving::Serving,
     started: Instant,
 }
 
@@ -330,7 +336,7 @@ impl World {
         let heartbeat_interval_ms = config
             .heartbeat_interval_ms
             .unwrap_or(defaults.heartbeat_interval_ms);
-        let node_config = NodeConfig {
+        let mut node_config = NodeConfig {
             heartbeat_mode: config
                 .heartbeat_neighbours
                 .map_or(defaults.heartbeat_mode, |per_side| {
@@ -350,6 +356,11 @@ impl World {
             placement,
             ..defaults
         };
+        node_config.serve.new_blocks.mode = match config.serving.new_blocks_mode {
+            crate::serving::NewBlocksMode::Routed => StorageMode::Routed,
+            crate::serving::NewBlocksMode::SelfSelected => StorageMode::SelfSelected,
+        };
+        node_config.serve.new_blocks.replicas = config.replicas;
         node_config.validate()?;
 
         let seed = config.seed;
@@ -369,7 +380,15 @@ impl World {
         let headers: SharedHeaders = Arc::new(HeaderPrefix::new(header_list.clone(), published));
 
         let host_count = config.nodes + config.archives;
+        let serving = serving::Serving::new(
+            config.serving.clone(),
+            seed,
+            &blocks,
+            config.nodes,
+            host_count,
+        );
         let mut world = World {
+            serving,
             network: Network::new(config.network.clone(), seed, STREAM_NETWORK),
             churn: Churn::new(config.churn.clone(), seed, STREAM_CHURN),
             faults: StorageFaults::new(config.storage.clone(), seed, STREAM_STORAGE),
@@ -433,6 +452,7 @@ impl World {
         }
         let check_ms = world.config.check_interval_s.max(1) * 1_000;
         world.queue.schedule(check_ms, SimEvent::Check)?;
+        world.serving_start()?;
         let quiet_at_ms = world.config.quiet_at_ms();
         world.queue.schedule(quiet_at_ms, SimEvent::Quiet)?;
         let deadline_ms = quiet_at_ms + world.config.repair_bound_s * 1_000;
@@ -542,7 +562,9 @@ impl World {
             } => {
                 if self.is_current(to, incarnation) {
                     let (from, message) = *message;
-                    self.feed(to, Input::Message { from, message })?;
+                    if let Some(message) = self.serving_intercept(to, from, message)? {
+                        self.feed(to, Input::Message { from, message })?;
+                    }
                 } else {
                     self.counters.messages_to_offline += 1;
                 }
@@ -636,6 +658,7 @@ impl World {
                 self.queue.schedule(next_ms, SimEvent::Check)?;
             }
             SimEvent::RepairDeadline => self.check_repaired(),
+            SimEvent::Serving(event) => self.serving_step(event)?,
         }
         Ok(())
     }
@@ -773,19 +796,27 @@ impl World {
         self.boot(host)
     }
 
-    /// The next block is mined: every online node gets the new header view and the block
-    /// (some get a tampered copy, as from a byzantine relay).
+    /// The next block is mined: every online node gets the new header view, and the block
+    /// goes where the new-block mode says (some get a tampered copy, as from a byzantine
+    /// relay).
     fn mine(&mut self) -> Result<(), WorldError> {
         let height = self.published;
         self.published += 1;
         self.headers = Arc::new(HeaderPrefix::new(self.header_list.clone(), self.published));
         let original = self.blocks[height as usize].bytes.clone();
+        // Every node learns the longer header chain first; then the block source hands the
+        // block out as the new-block mode says (S14: one member per cluster; S15: all).
         for index in 0..self.hosts.len() {
-            if self.hosts[index].node.is_none() {
+            if self.hosts[index].node.is_some() {
+                self.feed(index as HostIdx, Input::Headers(self.headers.clone()))?;
+            }
+        }
+        let recipients = self.serving_block_recipients();
+        for (index, receives) in recipients.into_iter().enumerate() {
+            if self.hosts[index].node.is_none() || !receives {
                 continue;
             }
             let host = index as HostIdx;
-            self.feed(host, Input::Headers(self.headers.clone()))?;
             let archive = self.hosts[index].archive;
             let bytes = if !archive && self.rng.chance(self.config.tampered_block_rate) {
                 self.counters.tampered_blocks_sent += 1;

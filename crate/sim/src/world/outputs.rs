@@ -98,8 +98,17 @@ impl World {
         }
     }
 
-    fn send(&mut self, host: HostIdx, to: NodeId, message: Message) -> Result<(), WorldError> {
+    pub(super) fn send(
+        &mut self,
+        host: HostIdx,
+        to: NodeId,
+        message: Message,
+    ) -> Result<(), WorldError> {
         let now_ms = self.queue.now_ms();
+        // An adversary's message may be rewritten or dropped before it leaves.
+        let Some(message) = self.serving_outgoing(host, &to, message) else {
+            return Ok(());
+        };
         let index = host as usize;
         self.counters.messages_sent += 1;
         *self
@@ -131,12 +140,14 @@ impl World {
         self.counters.message_bytes += bytes as u64;
         let Some(target) = self.live_host(&to) else {
             self.counters.messages_to_offline += 1;
+            self.serving_dropped(host, &to, &message);
             return Ok(());
         };
         if !self.linked(host, target) {
             // Sending dials first; a dial that cannot succeed is silent (see `connect`).
             if self.network.separated(host, target) {
                 self.counters.messages_partitioned += 1;
+                self.serving_dropped(host, &to, &message);
                 return Ok(());
             }
             self.link(host, target)?;
@@ -154,8 +165,14 @@ impl World {
                     },
                 )?;
             }
-            Delivery::Lost => self.counters.messages_lost += 1,
-            Delivery::Partitioned => self.counters.messages_partitioned += 1,
+            Delivery::Lost => {
+                self.counters.messages_lost += 1;
+                self.serving_dropped(host, &to, &message);
+            }
+            Delivery::Partitioned => {
+                self.counters.messages_partitioned += 1;
+                self.serving_dropped(host, &to, &message);
+            }
         }
         Ok(())
     }
@@ -302,6 +319,7 @@ impl World {
 
     /// The node on `host` reported an event.
     fn event(&mut self, host: HostIdx, event: Event) -> Result<(), WorldError> {
+        self.serving_event(host, &event)?;
         match event {
             Event::JoinedCluster { cluster, .. } | Event::ViewChanged { cluster, .. } => {
                 let idx = self.cluster_idx(cluster);
@@ -492,6 +510,7 @@ impl World {
         let quiet_at_ms = self.config.quiet_at_ms();
         let replicas = self.config.replicas as u32;
         let mut checked_clusters = 0u64;
+        let mut checked = Vec::new();
         for cluster in 0..self.replicas.cluster_count() as ClusterIdx {
             let members = self.replicas.live_members(cluster);
             let formed_ms = self
@@ -503,6 +522,7 @@ impl World {
                 continue;
             }
             checked_clusters += 1;
+            checked.push(cluster);
             let off = self.replicas.blocks_not_at_p(cluster, self.published);
             let below: Vec<(u32, u32)> = off
                 .iter()
@@ -531,6 +551,7 @@ impl World {
                 }
             }
         }
+        self.serving_check_new_blocks(&checked);
         for invariant in [Invariant::RepairedToP, Invariant::ExactlyP] {
             if checked_clusters == 0 {
                 self.log.not_checkable(

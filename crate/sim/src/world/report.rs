@@ -106,6 +106,9 @@ pub struct Report {
     pub unjudged_losses: usize,
     /// The core's own counters, summed over every node.
     pub node_stats: NodeStatTotals,
+    /// New blocks, queries and adversaries (S14–S17), as top-level fields.
+    #[serde(flatten)]
+    pub serving: crate::serving::ServingReport,
     /// Wall-clock seconds the run took.
     pub wall_seconds: f64,
 }
@@ -129,6 +132,7 @@ impl World {
                 }
             }
         }
+        let serving = self.serving_report();
         let counters = &self.counters;
         let repairs = self.replicas.repair_times_ms();
         let per_leave = |bytes: u64| {
@@ -190,6 +194,7 @@ impl World {
             dissolved_losses: counters.dissolved_losses,
             unjudged_losses: self.pending_losses.len(),
             node_stats: counters.node_stats.clone(),
+            serving,
             wall_seconds: self.started.elapsed().as_secs_f64(),
         }
     }
