@@ -11,6 +11,25 @@
 //! without witness, blocks, double-SHA-256 hashes, Merkle roots and inclusion proofs, proof of
 //! work and the header chain. Every block a node stores or serves, and every proof it accepts,
 //! is checked against the node's own header chain: nothing a peer says is trusted.
+//!
+//! ## Virtual clusters
+//!
+//! Light nodes group themselves into small *virtual clusters* (S1–S5, [`cluster`]): an
+//! ordinary node connected to enough other ordinary nodes invites the best of them, the
+//! confirming invitees and the inviter form a cluster with a checkable id that lapses after a
+//! while, and every member gets a number that follows from the id. Each member stores only
+//! some blocks: a [`placement`] rule maps every block and the member list to its `P` holders
+//! (S6–S8), so the members together hold the whole chain (S18). Members watch each other with
+//! heartbeats and converge on one membership view ([`liveness`], S9–S10); when a member is
+//! lost, the new holders of its blocks fetch them from surviving copies, and outsiders are
+//! invited or ask to join ([`repair`], S11–S13).
+//!
+//! ## Driving a node
+//!
+//! [`node::Node`] is a sans-IO state machine: the shell feeds it [`node::Input`]s with the
+//! current time and carries out the [`node::Output`]s it returns (messages, timers, storage
+//! commands, events); [`wire`] gives messages their size-bounded byte form. The contract is in
+//! the [`node`] module's docs.
 #![forbid(unsafe_code)]
 
 pub mod chain;
@@ -20,3 +39,6 @@ pub mod node;
 pub mod placement;
 pub mod repair;
 pub mod wire;
+
+#[cfg(test)]
+mod testnet;

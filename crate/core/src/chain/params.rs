@@ -405,6 +405,27 @@ mod tests {
     }
 
     #[test]
+    fn retargeting_cannot_overflow_on_real_networks() {
+        // Core's sanity_check_chainparams: powLimit × 4 × timespan fits in 256 bits wherever
+        // difficulty retargets, so the overflow branch above is unreachable for them.
+        for network in Network::ALL {
+            let p = network.params();
+            if !p.pow_no_retargeting {
+                let max_factor = 4 * u64::from(p.pow_target_timespan_s);
+                assert!(
+                    p.pow_limit.0.checked_mul_u64(max_factor).is_some(),
+                    "{network}"
+                );
+                // And the clamp to the limit is reached from the limit itself.
+                assert_eq!(
+                    p.calculate_next_work_required(p.pow_limit_bits(), max_factor as u32, 0),
+                    p.pow_limit_bits()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn network_names_parse_and_print() {
         for (name, network) in [
             ("mainnet", Network::Mainnet),

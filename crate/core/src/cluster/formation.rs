@@ -115,7 +115,7 @@ impl Node {
     /// Ordinary, connected, non-archive peers that said hello, best first (S1's node
     /// condition: former mates, blocks served, round-trip time), at most `max`.
     fn ranked_ordinary_peers(&self, max: usize) -> Vec<NodeId> {
-        let mut eligible: Vec<(bool, u64, u64, NodeId)> = self
+        let mut eligible: Vec<(bool, u64, u64, u64, NodeId)> = self
             .peers
             .iter()
             .filter(|(_, p)| p.connected && p.cluster.is_none())
@@ -125,19 +125,22 @@ impl Node {
                     false,
                     record.blocks_served,
                     p.rtt_ms.unwrap_or(u64::MAX),
+                    crate::placement::mix64(
+                        self.tie_salt ^ u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes")),
+                    ),
                     *id,
                 ))
             })
             .collect();
         if let Role::Ordinary(o) = &self.role {
             for e in eligible.iter_mut() {
-                e.0 = o.is_previous_mate(&e.3);
+                e.0 = o.is_previous_mate(&e.4);
             }
             // Former mates are invited even if our table still thinks they are in a cluster.
             if let Some(previous) = &o.previous {
                 for mate in &previous.members {
-                    if !eligible.iter().any(|e| e.3 == *mate) {
-                        eligible.push((true, 0, u64::MAX, *mate));
+                    if !eligible.iter().any(|e| e.4 == *mate) {
+                        eligible.push((true, 0, u64::MAX, 0, *mate));
                     }
                 }
             }
@@ -147,20 +150,22 @@ impl Node {
                 .then(b.1.cmp(&a.1))
                 .then(a.2.cmp(&b.2))
                 .then(a.3.cmp(&b.3))
+                .then(a.4.cmp(&b.4))
         });
         eligible.truncate(max);
-        eligible.into_iter().map(|e| e.3).collect()
+        eligible.into_iter().map(|e| e.4).collect()
     }
 
     /// S1: invite the best ordinary peers, or (S13) ask a cluster with room to take us.
     fn start_formation_round(&mut self) {
-        let invitees = self.ranked_ordinary_peers(self.config.cluster_size_max - 1);
+        let mut invitees = self.ranked_ordinary_peers(usize::MAX);
         if invitees.len()
             < self
                 .config
                 .invite_after_peers
                 .max(self.config.form_with_accepts)
         {
+            self.dial_candidates();
             let open = self
                 .peers
                 .iter()
@@ -178,6 +183,7 @@ impl Node {
             }
             return;
         }
+        invitees.truncate(self.config.cluster_size_max - 1);
         let round = self.invite(invitees, None);
         if let Role::Ordinary(o) = &mut self.role {
             o.round = Some(round);
@@ -455,7 +461,7 @@ impl Node {
                 founders.sort();
                 let genesis = ClusterGenesis {
                     proposer: self.id,
-                    generation: previous.map_or(0, |p| p.generation + 1),
+                    generation: previous.map_or(0, |p| p.generation.saturating_add(1)),
                     founders,
                 };
                 let mut infos: Vec<MemberInfo> = members.iter().map(member_info).collect();
@@ -523,7 +529,7 @@ impl Node {
         let view = View {
             cluster: m.view.cluster,
             genesis: m.view.genesis.clone(),
-            epoch: m.view.epoch + 1,
+            epoch: m.view.epoch.saturating_add(1),
             members,
             expires_in_ms: m.expires_at_ms.saturating_sub(self.now_ms),
         };
@@ -554,7 +560,7 @@ impl Node {
                     c.inviter == from && c.cluster.is_none_or(|id| id == view.cluster)
                 });
                 if expected && lists_me {
-                    let expires_at = self.now_ms + view.expires_in_ms;
+                    let expires_at = self.now_ms.saturating_add(view.expires_in_ms);
                     self.become_member(view, expires_at);
                 } else {
                     self.stats.messages_ignored += 1;
@@ -611,6 +617,7 @@ impl Node {
         self.stats.clusters_joined += 1;
         self.stats.views_adopted += 1;
         self.event(event);
+        self.announce();
         self.set_timer(
             TimerId::Heartbeat,
             self.now_ms + self.config.heartbeat_interval_ms,
@@ -660,16 +667,27 @@ impl Node {
                 cluster,
                 expired: false,
             });
+            self.announce();
             self.rescan_shard();
             return;
         }
         let mut next = Membership::new(self.id, view, self.now_ms, old.expires_at_ms);
-        for (i, slot) in next.slots.iter().enumerate() {
-            if let Some(j) = old.number_of(&slot.id) {
-                next.last_heard_ms[i] = old.last_heard_ms[j];
-            }
-        }
+        // Every member starts a fresh liveness period in the new view: numbers changed, so
+        // with neighbour heartbeats (S10) each member now watches different members.
         next.reformed = old.reformed;
+        next.departed = old
+            .departed
+            .iter()
+            .copied()
+            .chain(old.slots.iter().map(|s| (s.id, self.now_ms)))
+            .filter(|(id, _)| next.number_of(id).is_none())
+            .collect();
+        next.departed
+            .sort_by_key(|(id, since)| (*id, std::cmp::Reverse(*since)));
+        next.departed.dedup_by_key(|(id, _)| *id);
+        next.departed
+            .sort_by_key(|(_, since)| std::cmp::Reverse(*since));
+        next.departed.truncate(self.config.cluster_size_max);
         next.round = old.round.clone();
         let event = Event::ViewChanged {
             cluster,
@@ -729,6 +747,7 @@ impl Node {
             cluster,
             expired: true,
         });
+        self.announce();
         if first {
             self.start_formation_round();
         }

@@ -141,6 +141,11 @@ pub(crate) struct Membership {
     pub(crate) last_heard_ms: Vec<u64>,
     /// A replacement round in progress (S12, S13).
     pub(crate) round: Option<formation::Round>,
+    /// Members dropped from earlier views, with when: still pinged for a while so that after a
+    /// partition heals the two sides see each other's stamps and converge.
+    pub(crate) departed: Vec<(NodeId, u64)>,
+    /// When this view was adopted.
+    pub(crate) view_since_ms: u64,
     /// Whether this membership re-formed a previous cluster (S4), for counting what it moves.
     pub(crate) reformed: bool,
 }
@@ -171,6 +176,8 @@ impl Membership {
             expires_at_ms,
             last_heard_ms,
             round: None,
+            departed: Vec::new(),
+            view_since_ms: now_ms,
             reformed: false,
         }
     }
@@ -187,4 +194,4 @@ impl Membership {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -5,8 +5,8 @@
 //!
 //! Every `heartbeat_interval_ms` a member pings either every other member (S9,
 //! [`HeartbeatMode::All`]) or the `per_side` members numbered on each side of it (S10,
-//! [`HeartbeatMode::Neighbours`]). Detection is receive-side: any message from a member counts
-//! as hearing from it, and a monitored member not heard from for `offline_after_ms` is declared
+//! [`HeartbeatMode::Neighbours`]). Detection is receive-side: a ping or pong from a member that
+//! carries our cluster's stamp counts as hearing from it, and a monitored member not heard from for `offline_after_ms` is declared
 //! offline. The member that notices proposes the next view without it (epoch + 1).
 //!
 //! Every ping and pong carries a [`ViewStamp`] (cluster id, epoch, size, digest). A member that
@@ -34,10 +34,15 @@ impl Node {
         }
     }
 
-    /// Any message from a member counts as a sign of life.
-    pub(crate) fn heard_from(&mut self, from: NodeId) {
+    /// A heartbeat (ping or pong) from a member that carries our cluster's stamp is a sign of
+    /// life. A node that answers with another cluster's stamp (it joined elsewhere) is not
+    /// alive *for us*, and will be declared offline.
+    pub(crate) fn heard_from(&mut self, from: NodeId, stamp: Option<ViewStamp>) {
         let now = self.now_ms;
         if let Role::Member(m) = &mut self.role {
+            if stamp.is_none_or(|s| s.cluster != m.view.cluster) {
+                return;
+            }
             if let Some(i) = m.number_of(&from) {
                 m.last_heard_ms[i] = now;
             }
@@ -46,12 +51,23 @@ impl Node {
 
     /// If the peer's view of our cluster is older than ours, send it ours.
     pub(crate) fn compare_stamp(&mut self, from: NodeId, stamp: Option<ViewStamp>) {
-        let (Role::Member(m), Some(theirs)) = (&self.role, stamp) else {
+        let Role::Member(m) = &mut self.role else {
             return;
         };
-        if theirs.cluster != m.view.cluster {
+        let Some(theirs) = stamp.filter(|s| s.cluster == m.view.cluster) else {
+            // A departed member that is no longer in our cluster needs no more pings.
+            m.departed.retain(|(id, _)| *id != from);
+            // A member of our settled view that answers as a non-member (it restarted, or
+            // joined elsewhere) has left us: drop it now rather than after a timeout, so that
+            // no node stays listed by a cluster it is not in.
+            let settled =
+                self.now_ms.saturating_sub(m.view_since_ms) >= self.config.offline_after_ms / 2;
+            let lapsing = m.expires_at_ms <= self.now_ms + self.config.accept_timeout_ms;
+            if m.number_of(&from).is_some() && settled && !lapsing {
+                self.declare_offline(&[from]);
+            }
             return;
-        }
+        };
         let their_key = (theirs.epoch, theirs.members as usize, theirs.digest);
         if view_order(m.order_key(), their_key) == std::cmp::Ordering::Greater {
             let view = m.view.clone();
@@ -88,11 +104,24 @@ impl Node {
                 dead.push(id);
             }
         }
-        let ids: Vec<NodeId> = targets.iter().map(|&i| m.slots[i].id).collect();
+        let mut ids: Vec<NodeId> = targets.iter().map(|&i| m.slots[i].id).collect();
+        // Departed members are pinged for a while too (see `Membership::departed`).
+        let keep_ms = 10 * self.config.offline_after_ms;
+        ids.extend(
+            m.departed
+                .iter()
+                .filter(|(_, since)| self.now_ms.saturating_sub(*since) <= keep_ms)
+                .map(|(id, _)| *id),
+        );
         for id in ids {
             let nonce = self.rng.next_u64();
             self.send(id, Message::Ping { nonce, stamp });
             self.stats.pings_sent += 1;
+        }
+        let now = self.now_ms;
+        if let Role::Member(m) = &mut self.role {
+            m.departed
+                .retain(|(_, since)| now.saturating_sub(*since) <= keep_ms);
         }
         let next = self.now_ms + self.config.heartbeat_interval_ms;
         self.set_timer(TimerId::Heartbeat, next);
@@ -102,7 +131,7 @@ impl Node {
     }
 
     /// S9/S10 → S11/S12: drop `dead` from the view; repair and replacement follow from it.
-    fn declare_offline(&mut self, dead: &[NodeId]) {
+    pub(crate) fn declare_offline(&mut self, dead: &[NodeId]) {
         let Role::Member(m) = &self.role else { return };
         let members = m
             .view
@@ -121,3 +150,6 @@ impl Node {
         self.set_timer_no_later(TimerId::Formation, at);
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -155,3 +155,66 @@ pub fn check_block(expected: &BlockHash, bytes: &[u8]) -> Result<(), BlockCheckE
     block.check()?;
     Ok(())
 }
+
+/// A chain of `blocks` small valid blocks (a coinbase each, `payload_bytes` of script, no
+/// proof of work) with its header list: for tests and simulations of the cluster protocol.
+pub fn synthetic_chain(blocks: u32, payload_bytes: usize) -> (HeaderList, Vec<Vec<u8>>) {
+    use crate::chain::{OutPoint, Transaction, TxIn, TxOut};
+    let mut headers = Vec::with_capacity(blocks as usize);
+    let mut raw = Vec::with_capacity(blocks as usize);
+    let mut prev = BlockHash::default();
+    for height in 0..blocks {
+        let mut script_sig = height.to_le_bytes().to_vec();
+        script_sig.resize(payload_bytes.max(4), 0x51);
+        let coinbase = Transaction {
+            version: 1,
+            input: vec![TxIn {
+                previous_output: OutPoint::NULL,
+                script_sig,
+                sequence: u32::MAX,
+                witness: Vec::new(),
+            }],
+            output: vec![TxOut {
+                value: 50,
+                script_pubkey: vec![0x51],
+            }],
+            lock_time: 0,
+        };
+        let mut block = Block {
+            header: Header {
+                version: 1,
+                prev_blockhash: prev,
+                merkle_root: Hash256::default(),
+                time: 1_600_000_000 + height,
+                bits: 0x207f_ffff,
+                nonce: height,
+            },
+            txdata: vec![coinbase],
+        };
+        block.header.merkle_root = block.compute_merkle_root().0;
+        prev = block.block_hash();
+        headers.push(block.header);
+        raw.push(block.encode());
+    }
+    (HeaderList::new(headers), raw)
+}
+
+/// The verified header chain is a header view of its best chain. A shell that keeps its
+/// `HeaderChain` in an `Arc` and hands the node a clone of that `Arc` after each change pays a
+/// copy of the chain when it next mutates it (`Arc::make_mut`) while the node still holds the
+/// old view; for one browser node at one block per ten minutes that is acceptable, and the
+/// simulator shares one [`HeaderList`] instead.
+impl HeaderView for crate::chain::headers::HeaderChain {
+    fn tip_height(&self) -> Option<u32> {
+        Some(crate::chain::headers::HeaderChain::tip_height(self))
+    }
+    fn header_at(&self, height: u32) -> Option<Header> {
+        crate::chain::headers::HeaderChain::header_at(self, height).copied()
+    }
+    fn block_hash_at(&self, height: u32) -> Option<BlockHash> {
+        self.hash_at(height)
+    }
+    fn height_of(&self, hash: &BlockHash) -> Option<u32> {
+        crate::chain::headers::HeaderChain::height_of(self, hash)
+    }
+}

@@ -78,6 +78,10 @@ pub struct Config {
     pub repair_retry_ms: u64,
     /// S11: most blocks queued for fetching (the rest are found again on the next pass).
     pub repair_queue_max: usize,
+    /// S12 (third rule): once a view has held this long and this member's own fetching is
+    /// done, it deletes the blocks the view no longer assigns to it. `None` keeps them as
+    /// spare replicas.
+    pub evict_spares_after_ms: Option<u64>,
 }
 
 impl Default for Config {
@@ -110,6 +114,7 @@ impl Default for Config {
             repair_request_timeout_ms: 10_000,
             repair_retry_ms: 30_000,
             repair_queue_max: 4_096,
+            evict_spares_after_ms: Some(600_000),
         }
     }
 }

@@ -40,7 +40,7 @@ pub enum Input {
     Message { from: NodeId, message: Message },
     /// A connection to `peer` is up (we dialled it, or it dialled us).
     PeerConnected { peer: NodeId },
-    /// The connection to `peer` is gone.
+    /// The connection to `peer` is gone, or a dial to it failed.
     PeerDisconnected { peer: NodeId },
     /// A storage command finished.
     Storage(StorageResult),
@@ -57,7 +57,8 @@ pub enum Input {
 /// Everything a node asks its shell to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Send `message` to `to` (dialling it first if needed).
+    /// Send `message` to `to`, dialling it first if needed. If `to` cannot be reached the shell
+    /// drops the message: every exchange has a timeout, so the protocol tolerates loss.
     Send { to: NodeId, message: Message },
     /// Dial a peer.
     Connect { peer: NodeId, address: String },
@@ -169,8 +170,12 @@ pub struct NodeStats {
     pub blocks_served: u64,
     /// Bytes of those.
     pub bytes_served: u64,
+    /// Blocks deleted because the view no longer assigns them here (S12).
+    pub spares_evicted: u64,
     /// Blocks from the block source stored here.
     pub blocks_from_source: u64,
+    /// Most block fetches ever in flight at once (bounded by `repair_parallel_max`).
+    pub fetches_in_flight_peak: u64,
     /// Fetches that failed (not found, timed out, failed verification).
     pub fetch_failures: u64,
     /// Blocks that failed verification against the header chain.

@@ -89,6 +89,8 @@ impl fmt::Debug for NodeId {
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     pub(crate) connected: bool,
+    /// We dialled it and have heard nothing yet (counts against `max_peers`).
+    pub(crate) dialing: bool,
     /// From the peer's `Hello`.
     pub(crate) record: Option<NodeRecord>,
     pub(crate) cluster: Option<crate::cluster::ClusterId>,
@@ -141,6 +143,8 @@ pub struct Node {
     pub(crate) placer: Placer,
     pub(crate) repair: Repair,
     pub(crate) next_id: u64,
+    /// Per-node salt that breaks ties between equally good peers differently on every node.
+    pub(crate) tie_salt: u64,
     pub(crate) stats: NodeStats,
 }
 
@@ -164,6 +168,7 @@ impl Node {
             placer,
             repair,
             next_id: 1,
+            tie_salt: mix64(seed ^ 0x5eed),
             stats: NodeStats::default(),
             config,
         })
@@ -249,9 +254,16 @@ impl Node {
             Input::Message { from, message } => self.on_message(from, message),
             Input::PeerConnected { peer } => self.on_peer_connected(peer),
             Input::PeerDisconnected { peer } => {
+                // Also how a shell reports a failed dial: the pending entry is forgotten, and
+                // one replacement is dialled (pending dials count against max_peers, so
+                // failures never fan out).
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.connected = false;
-                    p.ping = None;
+                    if p.connected {
+                        p.connected = false;
+                        p.ping = None;
+                    } else {
+                        self.peers.remove(&peer);
+                    }
                 }
                 self.dial_candidates();
             }
@@ -272,6 +284,7 @@ impl Node {
                 self.dial_candidates();
             }
             Input::Headers(view) => {
+                self.forget_reorganised(&view);
                 self.headers = Some(view);
                 self.rescan_shard();
             }
@@ -297,12 +310,8 @@ impl Node {
         let due = self.timers[id as usize];
         match due {
             Some(at) if at <= self.now_ms => self.timers[id as usize] = None,
-            // Stale or early: the pending deadline stands; make sure the shell still has it.
-            Some(at) => {
-                self.push(Output::SetTimer { id, at_ms: at });
-                return;
-            }
-            None => return,
+            // Stale (replaced by a later SetTimer) or early: the pending deadline stands.
+            _ => return,
         }
         match id {
             TimerId::Formation => self.on_formation_timer(),
@@ -328,12 +337,17 @@ impl Node {
                 Some(stale) => {
                     self.peers.remove(&stale);
                 }
-                None => return,
+                None => {
+                    // Table full: answer with who we are, but keep no state for this peer.
+                    let hello = self.hello();
+                    return self.send(peer, hello);
+                }
             }
         }
         self.candidates.retain(|c| c.id != peer);
         let entry = self.peers.entry(peer).or_insert_with(|| Peer {
             connected: true,
+            dialing: false,
             record: None,
             cluster: None,
             open_slots: 0,
@@ -341,6 +355,7 @@ impl Node {
             ping: None,
         });
         entry.connected = true;
+        entry.dialing = false;
         let nonce = self.rng.next_u64();
         if let Some(p) = self.peers.get_mut(&peer) {
             p.ping = Some((nonce, self.now_ms));
@@ -368,37 +383,58 @@ impl Node {
         }
     }
 
-    /// Dials candidates until `max_peers` connections are up or being made.
-    fn dial_candidates(&mut self) {
-        let connected = self.peers.values().filter(|p| p.connected).count();
+    /// Tells every connected peer whether we are in a cluster now (after joining or leaving).
+    pub(crate) fn announce(&mut self) {
+        let hello = self.hello();
+        let mut connected: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected)
+            .map(|(id, _)| *id)
+            .collect();
+        connected.sort();
+        for peer in connected {
+            self.send(peer, hello.clone());
+        }
+    }
+
+    /// Dials candidates until `max_peers` connections are up or being made. An ordinary node
+    /// counts only peers that are not in a cluster: it needs ordinary peers to form one (S1).
+    pub(crate) fn dial_candidates(&mut self) {
+        let ordinary = matches!(self.role, Role::Ordinary(_));
+        let connected = self
+            .peers
+            .values()
+            .filter(|p| p.dialing || (p.connected && !(ordinary && p.cluster.is_some())))
+            .count();
         let mut budget = self.config.max_peers.saturating_sub(connected);
         while budget > 0 {
             let Some(candidate) = self.candidates.pop_front() else {
                 break;
             };
-            if self.peers.get(&candidate.id).is_some_and(|p| p.connected) {
-                continue;
+            if self.peers.contains_key(&candidate.id) {
+                continue; // connected, or dialled already
             }
-            budget -= 1;
-            self.peers.entry(candidate.id).or_insert_with(|| Peer {
-                connected: false,
-                record: None,
-                cluster: None,
-                open_slots: 0,
-                rtt_ms: None,
-                ping: None,
-            });
-            self.push(Output::Connect {
-                peer: candidate.id,
-                address: candidate.address.clone(),
-            });
-            // Keep it until it connects so the address is known; re-queue at the back.
-            if self.candidates.len() < self.config.peer_table_max {
-                self.candidates.push_back(candidate);
-            }
-            if self.candidates.len() <= budget {
+            if self.peers.len() >= self.config.peer_table_max {
                 break;
             }
+            budget -= 1;
+            self.peers.insert(
+                candidate.id,
+                Peer {
+                    connected: false,
+                    dialing: true,
+                    record: None,
+                    cluster: None,
+                    open_slots: 0,
+                    rtt_ms: None,
+                    ping: None,
+                },
+            );
+            self.push(Output::Connect {
+                peer: candidate.id,
+                address: candidate.address,
+            });
         }
     }
 
@@ -407,25 +443,30 @@ impl Node {
             self.stats.messages_ignored += 1;
             return;
         }
-        self.heard_from(from);
         match message {
             Message::Hello {
                 record,
                 cluster,
                 open_slots,
             } => {
+                let archive = record.archive;
                 if let Some(p) = self.peers.get_mut(&from) {
                     p.record = Some(record);
                     p.cluster = cluster;
                     p.open_slots = open_slots;
                 }
+                if archive {
+                    self.unpark_all();
+                }
             }
             Message::Ping { nonce, stamp } => {
+                self.heard_from(from, stamp);
                 let mine = self.stamp();
                 self.send(from, Message::Pong { nonce, stamp: mine });
                 self.compare_stamp(from, stamp);
             }
             Message::Pong { nonce, stamp } => {
+                self.heard_from(from, stamp);
                 if let Some(p) = self.peers.get_mut(&from) {
                     if let Some((sent_nonce, sent_ms)) = p.ping {
                         if sent_nonce == nonce {

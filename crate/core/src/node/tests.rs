@@ -1,1 +1,394 @@
+//! Single-node tests: the node's choices, fed by hand (S1, S3), and input hygiene.
 
+use super::*;
+use crate::cluster::tests::fast_config;
+use crate::wire::{Header, NodeRecord};
+use std::sync::Arc;
+
+fn drain(node: &mut Node) -> Vec<Output> {
+    std::iter::from_fn(|| node.poll_output()).collect()
+}
+
+/// One input, then the drain the contract requires.
+fn feed(node: &mut Node, now_ms: u64, input: Input) -> Vec<Output> {
+    node.handle_input(now_ms, input);
+    drain(node)
+}
+
+fn record(blocks_served: u64, capacity_bytes: u64) -> NodeRecord {
+    NodeRecord {
+        blocks_served,
+        capacity_bytes,
+        segment: 0,
+        archive: false,
+    }
+}
+
+fn sent_invites(outputs: &[Output]) -> Vec<NodeId> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                message: Message::Invite { .. },
+            } => Some(*to),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A node connected to `peers` ordinary peers with the given records and round-trip times.
+fn connected_node(config: Config, peers: &[(u64, u64, u64)]) -> (Node, Vec<NodeId>, u64) {
+    let mut node = Node::new(config, NodeId::from_seed(1000), 5).unwrap();
+    let mut now = 0;
+    node.handle_input(now, Input::Start);
+    drain(&mut node);
+    let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId::from_seed).collect();
+    for (id, (served, capacity, rtt)) in ids.iter().zip(peers) {
+        let nonce = feed(&mut node, now, Input::PeerConnected { peer: *id })
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Send {
+                    message: Message::Ping { nonce, .. },
+                    ..
+                } => Some(nonce),
+                _ => None,
+            })
+            .expect("a ping measures the round trip");
+        let hello = Message::Hello {
+            record: record(*served, *capacity),
+            cluster: None,
+            open_slots: 0,
+        };
+        feed(
+            &mut node,
+            now,
+            Input::Message {
+                from: *id,
+                message: hello,
+            },
+        );
+        feed(
+            &mut node,
+            now + rtt,
+            Input::Message {
+                from: *id,
+                message: Message::Pong { nonce, stamp: None },
+            },
+        );
+        now += 1;
+    }
+    (node, ids, now)
+}
+
+/// Fires the formation timer at its deadline.
+fn fire_formation(node: &mut Node, now: u64) -> Vec<Output> {
+    let at = node.timers[TimerId::Formation as usize].expect("formation timer set");
+    feed(node, at.max(now), Input::TimerFired(TimerId::Formation))
+}
+
+/// S1: an ordinary node invites only once it has invite_after_peers ordinary peers, and
+/// picks by node condition: blocks served first, then round-trip time. The invitation carries
+/// its address, record and capacity.
+#[test]
+fn invitations_go_to_the_best_peers() {
+    let config = Config {
+        cluster_size_max: 3,
+        invite_after_peers: 3,
+        address: "/ip4/127.0.0.1/tcp/1".into(),
+        capacity_bytes: 777,
+        ..fast_config()
+    };
+    // Two peers only: no invitation.
+    let (mut node, _, now) = connected_node(config.clone(), &[(5, 0, 10), (5, 0, 10)]);
+    let outputs = fire_formation(&mut node, now);
+    assert!(sent_invites(&outputs).is_empty());
+    // Four peers: (served, capacity, rtt). Best: 9 served; then 4 served with 5 ms beats 4
+    // served with 50 ms; 1 served is last.
+    let (mut node, ids, now) =
+        connected_node(config, &[(4, 0, 50), (9, 0, 80), (1, 0, 1), (4, 0, 5)]);
+    let outputs = fire_formation(&mut node, now);
+    assert_eq!(sent_invites(&outputs), vec![ids[1], ids[3]]);
+    let invite = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Send {
+                message: m @ Message::Invite { .. },
+                ..
+            } => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let Message::Invite {
+        address,
+        record,
+        cluster,
+        ..
+    } = invite
+    else {
+        unreachable!()
+    };
+    assert_eq!(address, "/ip4/127.0.0.1/tcp/1");
+    assert_eq!(record.capacity_bytes, 777);
+    assert_eq!(cluster, None);
+}
+
+/// S3: an invitee confirms the best invitation by its content and declines the others; once
+/// it has confirmed it declines every later invitation.
+#[test]
+fn an_invitee_accepts_one_invitation_and_declines_the_rest() {
+    let mut node = Node::new(fast_config(), NodeId::from_seed(1000), 5).unwrap();
+    feed(&mut node, 0, Input::Start);
+    let inviters: Vec<NodeId> = (0..4).map(NodeId::from_seed).collect();
+    for (k, from) in inviters.iter().enumerate().take(3) {
+        let message = Message::Invite {
+            invite_id: 10 + k as u64,
+            address: String::new(),
+            record: record([3, 8, 8][k], [0, 1, 5][k]),
+            cluster: None,
+        };
+        assert!(
+            feed(
+                &mut node,
+                1,
+                Input::Message {
+                    from: *from,
+                    message
+                }
+            )
+            .iter()
+            .all(|o| !matches!(
+                o,
+                Output::Send {
+                    message: Message::InviteReply { .. },
+                    ..
+                }
+            )),
+            "collects before answering"
+        );
+    }
+    let mut outputs = Vec::new();
+    outputs.extend(feed(
+        &mut node,
+        1_000,
+        Input::TimerFired(TimerId::Invitation),
+    ));
+    let replies: Vec<(NodeId, bool)> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                message: Message::InviteReply { accept, .. },
+            } => Some((*to, *accept)),
+            _ => None,
+        })
+        .collect();
+    // Most blocks served wins; capacity breaks the tie between the two 8s.
+    assert_eq!(replies.len(), 3);
+    assert!(replies.contains(&(inviters[2], true)));
+    assert!(replies.contains(&(inviters[0], false)));
+    assert!(replies.contains(&(inviters[1], false)));
+    // Committed: a later invitation is declined at once.
+    let late = Message::Invite {
+        invite_id: 99,
+        address: String::new(),
+        record: record(1_000, 1_000),
+        cluster: None,
+    };
+    let outputs = feed(
+        &mut node,
+        1_001,
+        Input::Message {
+            from: inviters[3],
+            message: late,
+        },
+    );
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::Send { to, message: Message::InviteReply { accept: false, .. } } if *to == inviters[3]
+    )));
+}
+
+/// A view from someone we did not confirm, or a forged one, does not make us a member.
+#[test]
+fn unsolicited_or_forged_views_are_ignored() {
+    let mut node = Node::new(fast_config(), NodeId::from_seed(1000), 5).unwrap();
+    feed(&mut node, 0, Input::Start);
+    let other = NodeId::from_seed(1);
+    let mut founders = vec![node.id(), other];
+    founders.sort();
+    let genesis = crate::wire::ClusterGenesis {
+        proposer: other,
+        generation: 0,
+        founders: founders.clone(),
+    };
+    let view = crate::wire::View {
+        cluster: crate::cluster::cluster_id(&genesis),
+        genesis,
+        epoch: 0,
+        members: founders
+            .iter()
+            .map(|id| crate::wire::MemberInfo {
+                id: *id,
+                address: String::new(),
+                segment: 0,
+                capacity_bytes: 0,
+            })
+            .collect(),
+        expires_in_ms: 1_000,
+    };
+    feed(
+        &mut node,
+        1,
+        Input::Message {
+            from: other,
+            message: Message::View(view),
+        },
+    );
+    assert!(node.cluster().is_none());
+}
+
+/// A header reorganisation forgets stored blocks that left the best chain.
+#[test]
+fn a_reorganisation_forgets_blocks_off_the_best_chain() {
+    let (list, blocks) = chain_seam::synthetic_chain(10, 10);
+    let list = Arc::new(list);
+    let config = Config {
+        archive: true,
+        ..fast_config()
+    };
+    let mut node = Node::new(config, NodeId::from_seed(1), 1).unwrap();
+    feed(&mut node, 0, Input::Start);
+    feed(&mut node, 0, Input::Headers(list.clone()));
+    for bytes in blocks {
+        for o in feed(&mut node, 1, Input::NewBlock { bytes }) {
+            if let Output::Storage(StorageCommand::Put { request_id, .. }) = o {
+                feed(
+                    &mut node,
+                    2,
+                    Input::Storage(StorageResult::Put {
+                        request_id,
+                        ok: true,
+                    }),
+                );
+            }
+        }
+    }
+    assert_eq!(node.held_count(), 10);
+    // A competing chain sharing the first 6 blocks.
+    let (other, _) = chain_seam::synthetic_chain(12, 11);
+    let mut headers: Vec<Header> = (0..6).map(|h| list.header_at(h).unwrap()).collect();
+    headers.extend((6..12).map(|h| other.header_at(h).unwrap()));
+    feed(
+        &mut node,
+        3,
+        Input::Headers(Arc::new(HeaderList::new(headers))),
+    );
+    assert_eq!(node.held_count(), 6);
+    assert!(node.holds(5) && !node.holds(6));
+}
+
+/// Blocks that do not match the header chain are never stored.
+#[test]
+fn blocks_off_the_header_chain_are_refused() {
+    let (list, mut blocks) = chain_seam::synthetic_chain(3, 10);
+    let config = Config {
+        archive: true,
+        ..fast_config()
+    };
+    let mut node = Node::new(config, NodeId::from_seed(1), 1).unwrap();
+    feed(&mut node, 0, Input::Start);
+    feed(&mut node, 0, Input::Headers(Arc::new(list)));
+    let last = blocks[2].len() - 1;
+    blocks[2][last] ^= 0xff; // body no longer matches the Merkle root
+    for bytes in [blocks[2].clone(), vec![1, 2, 3], vec![0; 80]] {
+        assert!(feed(&mut node, 1, Input::NewBlock { bytes })
+            .iter()
+            .all(|o| !matches!(o, Output::Storage(StorageCommand::Put { .. }))));
+    }
+    assert_eq!(node.stats().blocks_rejected, 3);
+}
+
+/// Bad configurations are refused with a reason.
+#[test]
+fn bad_configs_are_refused() {
+    let bad = Config {
+        form_with_accepts: 8,
+        ..Config::default()
+    };
+    assert!(matches!(
+        Node::new(bad, NodeId::from_seed(1), 1),
+        Err(ConfigError::FormWithAccepts { .. })
+    ));
+    let bad = Config {
+        offline_after_ms: 1,
+        ..Config::default()
+    };
+    assert_eq!(bad.validate(), Err(ConfigError::OfflineBeforeHeartbeat));
+    assert_eq!(Config::default().validate(), Ok(()));
+}
+
+/// The verified header chain from `chain::headers` plugs into the node as its header view.
+#[test]
+fn header_chain_is_a_header_view() {
+    use crate::chain::generate::{generate_chain, GenerateConfig};
+    use crate::chain::headers::HeaderChain;
+    use crate::chain::params::ChainParams;
+    let blocks = generate_chain(&GenerateConfig {
+        blocks: 5,
+        ..GenerateConfig::default()
+    })
+    .unwrap();
+    let mut chain = HeaderChain::new(ChainParams::REGTEST);
+    // generate_chain returns the blocks after genesis: blocks[i] is at height i + 1.
+    for block in &blocks {
+        chain.accept(&block.header, u64::from(u32::MAX)).unwrap();
+    }
+    let view: &dyn HeaderView = &chain;
+    assert_eq!(view.tip_height(), Some(blocks.len() as u32));
+    let hash = blocks[3].block_hash();
+    assert_eq!(view.height_of(&hash), Some(4));
+    assert_eq!(view.block_hash_at(4), Some(hash));
+    assert!(chain_seam::check_block(&hash, &blocks[3].encode()).is_ok());
+}
+
+/// Failed dials (reported as PeerDisconnected) are replaced one for one: no fan-out.
+#[test]
+fn failed_dials_do_not_fan_out() {
+    let config = Config {
+        max_peers: 3,
+        ..fast_config()
+    };
+    let mut node = Node::new(config, NodeId::from_seed(1000), 5).unwrap();
+    feed(&mut node, 0, Input::Start);
+    let candidates: Vec<Candidate> = (0..40)
+        .map(|i| Candidate {
+            id: NodeId::from_seed(i),
+            address: format!("/c/{i}"),
+        })
+        .collect();
+    let dials = |outputs: &[Output]| {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Connect { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut pending = dials(&feed(&mut node, 1, Input::CandidatePeers(candidates)));
+    assert_eq!(pending.len(), 3);
+    let mut total = pending.len();
+    for t in 2..20 {
+        let failed = pending.remove(0);
+        let more = dials(&feed(
+            &mut node,
+            t,
+            Input::PeerDisconnected { peer: failed },
+        ));
+        assert_eq!(more.len(), 1, "one failure, one replacement");
+        total += more.len();
+        pending.extend(more);
+    }
+    assert_eq!(total, 21);
+}

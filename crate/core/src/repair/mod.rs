@@ -9,8 +9,10 @@
 //! member computes the same placement from the same view, they agree on who fetches what.
 //!
 //! Sources for a block are tried in order: its current holders, nearest member number first
-//! (so a newcomer is filled by its numbered neighbours, S12/S13); then the other members, who
-//! may still keep it from an earlier placement; then connected archive peers. A source that
+//! (so a newcomer is filled by its numbered neighbours, S12/S13); then connected archive peers
+//! (the relays, which hold the whole chain); then the other members, who may still keep it
+//! from an earlier placement. A block nobody has waits `repair_retry_ms`, doubling per failed
+//! pass up to 64 ×; an archive saying hello ends the wait. A source that
 //! does not answer within `repair_request_timeout_ms`, answers `BlockNotFound`, or sends bytes
 //! that fail the check against the header chain is skipped and the next one asked; when all
 //! are exhausted the block waits `repair_retry_ms` and starts over.
@@ -21,10 +23,12 @@
 //! stored block is never fetched again, and after a restart [`StorageCommand::List`] tells the
 //! node what it already has.
 //!
-//! Blocks no longer assigned to this member are kept (they are spare replicas that make
-//! re-formation cheap); evicting them is left to storage pressure (S17).
+//! Blocks no longer assigned to this member (after a renumbering, S12's third rule) are kept
+//! as spare replicas while the cluster settles — the new holders may fetch them from here —
+//! and deleted once the view has held for `evict_spares_after_ms` and this member's own
+//! fetching is done.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::node::chain_seam::{check_block, sha256d, BlockHash};
 use crate::node::{
@@ -73,6 +77,8 @@ struct Job {
     height: u32,
     /// Sources already tried in this pass.
     attempts: u16,
+    /// Passes over all sources that found nobody with the block (backs off the retry).
+    rounds: u8,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,11 +122,16 @@ pub(crate) struct Repair {
     /// Heights queued, in flight, parked or being stored.
     busy: HeightSet,
     in_flight: HashMap<u64, Flight>,
-    parked: VecDeque<(u64, u32)>,
+    /// Blocks no source had: (retry at, height, rounds so far), soonest first.
+    parked: BTreeSet<(u64, u32, u8)>,
     puts: HashMap<u64, PendingPut>,
     gets: HashMap<u64, PendingGet>,
     window_start_ms: u64,
     window_bytes: u64,
+    /// Size of the last block received: what each request in flight is assumed to bring.
+    block_bytes_estimate: u64,
+    /// The view (cluster, epoch) whose spare blocks were evicted already.
+    evicted_for: Option<(crate::cluster::ClusterId, u64)>,
     /// The queue overflowed: rescan once it drains.
     rescan_needed: bool,
     scratch: Vec<usize>,
@@ -156,6 +167,29 @@ impl Node {
         held
     }
 
+    /// Before switching to a new header view: heights whose block changed (a reorganisation)
+    /// are no longer held — the stored block is not on the best chain any more.
+    pub(crate) fn forget_reorganised(&mut self, next: &crate::node::SharedHeaders) {
+        let Some(old) = &self.headers else { return };
+        let (Some(old_tip), Some(new_tip)) = (old.tip_height(), next.tip_height()) else {
+            return;
+        };
+        let mut height = old_tip.min(new_tip);
+        loop {
+            if old.block_hash_at(height) == next.block_hash_at(height) {
+                break;
+            }
+            self.repair.held.remove(height);
+            if height == 0 {
+                break;
+            }
+            height -= 1;
+        }
+        for stale in new_tip.saturating_add(1)..=old_tip {
+            self.repair.held.remove(stale);
+        }
+    }
+
     /// Recomputes what this member must fetch and starts fetching.
     pub(crate) fn rescan_shard(&mut self) {
         self.resolve_listed();
@@ -167,7 +201,7 @@ impl Node {
             for job in self.repair.queue.drain(..) {
                 self.repair.busy.remove(job.height);
             }
-            for (_, height) in self.repair.parked.drain(..) {
+            for (_, height, _) in std::mem::take(&mut self.repair.parked) {
                 self.repair.busy.remove(height);
             }
             return;
@@ -191,6 +225,7 @@ impl Node {
             self.repair.queue.push_back(Job {
                 height,
                 attempts: 0,
+                rounds: 0,
             });
         }
         self.pump_repair();
@@ -212,25 +247,6 @@ impl Node {
 
     /// Where to fetch `height` from, best first (see the module docs).
     fn sources(&mut self, height: u32, hash: &BlockHash) -> Vec<NodeId> {
-        let mut out = Vec::new();
-        if let Role::Member(m) = &self.role {
-            let k = m.slots.len();
-            let distance = |n: usize| {
-                let d = (n + k - m.number) % k;
-                d.min(k - d)
-            };
-            let mut holders = std::mem::take(&mut self.repair.scratch);
-            self.placer.holders(hash, height, &m.slots, &mut holders);
-            let mut current: Vec<usize> =
-                holders.iter().copied().filter(|n| *n != m.number).collect();
-            current.sort_by_key(|n| distance(*n));
-            let mut others: Vec<usize> = (0..k)
-                .filter(|n| *n != m.number && !holders.contains(n))
-                .collect();
-            others.sort_by_key(|n| distance(*n));
-            self.repair.scratch = holders;
-            out.extend(current.into_iter().chain(others).map(|n| m.slots[n].id));
-        }
         let mut archives: Vec<NodeId> = self
             .peers
             .iter()
@@ -238,7 +254,28 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         archives.sort();
+        let Role::Member(m) = &self.role else {
+            return archives;
+        };
+        let k = m.slots.len();
+        let distance = |n: usize| {
+            let d = (n + k - m.number) % k;
+            d.min(k - d)
+        };
+        let mut holders = std::mem::take(&mut self.repair.scratch);
+        self.placer.holders(hash, height, &m.slots, &mut holders);
+        let mut current: Vec<usize> = holders.iter().copied().filter(|n| *n != m.number).collect();
+        current.sort_by_key(|n| distance(*n));
+        let mut others: Vec<usize> = (0..k)
+            .filter(|n| *n != m.number && !holders.contains(n))
+            .collect();
+        others.sort_by_key(|n| distance(*n));
+        self.repair.scratch = holders;
+        // Current holders first (numbered neighbours first), then archives, then members that
+        // may keep the block from an earlier placement.
+        let mut out: Vec<NodeId> = current.into_iter().map(|n| m.slots[n].id).collect();
         out.extend(archives);
+        out.extend(others.into_iter().map(|n| m.slots[n].id));
         out
     }
 
@@ -249,7 +286,9 @@ impl Node {
             self.repair.window_bytes = 0;
         }
         while self.repair.in_flight.len() < self.config.repair_parallel_max
-            && self.repair.window_bytes < self.config.repair_bytes_per_interval
+            && self.repair.window_bytes
+                + (self.repair.in_flight.len() as u64 + 1) * self.repair.block_bytes_estimate
+                <= self.config.repair_bytes_per_interval
         {
             let Some(mut job) = self.repair.queue.pop_front() else {
                 break;
@@ -268,9 +307,11 @@ impl Node {
             }
             let sources = self.sources(job.height, &hash);
             let Some(peer) = sources.get(job.attempts as usize).copied() else {
-                job.attempts = 0;
-                let at = self.now_ms + self.config.repair_retry_ms;
-                self.repair.parked.push_back((at, job.height));
+                // Nobody had it: back off, doubling up to 64 × repair_retry_ms.
+                let at = self.now_ms + (self.config.repair_retry_ms << job.rounds.min(6));
+                self.repair
+                    .parked
+                    .insert((at, job.height, job.rounds.saturating_add(1)));
                 continue;
             };
             job.attempts += 1;
@@ -291,6 +332,9 @@ impl Node {
                     block_hash: hash,
                 },
             );
+            let in_flight = self.repair.in_flight.len() as u64;
+            debug_assert!(in_flight <= self.config.repair_parallel_max as u64);
+            self.stats.fetches_in_flight_peak = self.stats.fetches_in_flight_peak.max(in_flight);
         }
         if self.repair.queue.is_empty()
             && self.repair.in_flight.is_empty()
@@ -300,18 +344,69 @@ impl Node {
             // The queue overflowed earlier; pick up the rest now that it drained.
             return self.rescan_shard();
         }
+        self.evict_spares();
         self.rearm_repair_timer();
+    }
+
+    /// When spare blocks may be evicted under the current view, if that is still to come.
+    fn eviction_due(&self) -> Option<u64> {
+        let Role::Member(m) = &self.role else {
+            return None;
+        };
+        let after = self.config.evict_spares_after_ms?;
+        if self.repair.evicted_for == Some((m.view.cluster, m.view.epoch)) {
+            return None;
+        }
+        Some(m.view_since_ms.saturating_add(after))
+    }
+
+    /// S12, third rule: delete the blocks this member no longer must hold.
+    fn evict_spares(&mut self) {
+        let Some(due) = self.eviction_due() else {
+            return;
+        };
+        let idle = self.repair.queue.is_empty()
+            && self.repair.in_flight.is_empty()
+            && self.repair.parked.is_empty();
+        if due > self.now_ms || !idle {
+            return;
+        }
+        let Role::Member(m) = &self.role else { return };
+        self.repair.evicted_for = Some((m.view.cluster, m.view.epoch));
+        let Some(tip) = self.headers.as_ref().and_then(|h| h.tip_height()) else {
+            return;
+        };
+        for height in 0..=tip {
+            if !self.repair.held.contains(height) || self.must_hold(height) {
+                continue;
+            }
+            let Some(block_hash) = self.headers.as_ref().and_then(|h| h.block_hash_at(height))
+            else {
+                continue;
+            };
+            self.repair.held.remove(height);
+            self.stats.spares_evicted += 1;
+            let request_id = self.fresh_id();
+            self.push(Output::Storage(StorageCommand::Delete {
+                request_id,
+                block_hash,
+            }));
+        }
     }
 
     fn rearm_repair_timer(&mut self) {
         let mut next = self.repair.in_flight.values().map(|f| f.deadline_ms).min();
-        if let Some(&(at, _)) = self.repair.parked.front() {
+        if let Some(&(at, _, _)) = self.repair.parked.first() {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         let throttled = !self.repair.queue.is_empty()
             && self.repair.in_flight.len() < self.config.repair_parallel_max;
         if throttled {
             let at = self.repair.window_start_ms + self.config.repair_interval_ms;
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        // Past due but still fetching: the pump evicts when the fetching is done.
+        if let Some(at) = self.eviction_due().filter(|at| *at > self.now_ms) {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         if let Some(at) = next {
@@ -334,14 +429,30 @@ impl Node {
                 self.repair.queue.push_back(flight.job);
             }
         }
-        while let Some(&(at, height)) = self.repair.parked.front() {
+        while let Some(&(at, height, rounds)) = self.repair.parked.first() {
             if at > now {
                 break;
             }
-            self.repair.parked.pop_front();
+            self.repair.parked.pop_first();
             self.repair.queue.push_back(Job {
                 height,
                 attempts: 0,
+                rounds,
+            });
+        }
+        self.pump_repair();
+    }
+
+    /// A new source appeared (an archive said hello): retry every parked block now.
+    pub(crate) fn unpark_all(&mut self) {
+        if self.repair.parked.is_empty() {
+            return;
+        }
+        for (_, height, _) in std::mem::take(&mut self.repair.parked) {
+            self.repair.queue.push_back(Job {
+                height,
+                attempts: 0,
+                rounds: 0,
             });
         }
         self.pump_repair();
@@ -387,6 +498,7 @@ impl Node {
         };
         self.repair.in_flight.remove(&request_id);
         self.repair.window_bytes += block.len() as u64;
+        self.repair.block_bytes_estimate = block.len() as u64;
         let height = flight.job.height;
         let expected = self.headers.as_ref().and_then(|h| h.block_hash_at(height));
         match expected.map(|hash| (hash, check_block(&hash, &block))) {

@@ -1,1 +1,263 @@
+//! Repair and replacement (S11–S13) and the whole chain (S18), on small networks.
 
+use crate::cluster::tests::{fast_config, network};
+use crate::liveness::tests::formed;
+use crate::node::{Config, Event, ReplacementChoice};
+
+const BLOCKS: u32 = 120;
+
+fn all_replicated(net: &crate::testnet::Net, members: &[usize], p: usize) {
+    let copies = net.copies(members);
+    for (height, c) in copies.iter().enumerate() {
+        assert!(*c >= p, "block {height} has {c} copies, want {p}");
+    }
+}
+
+/// S18 (and S6): once formed, members fill their shards; every block is on P members.
+#[test]
+fn a_formed_cluster_holds_the_whole_chain() {
+    let (mut net, members) = formed(6, fast_config(), 31, BLOCKS);
+    net.run_until(30_000);
+    all_replicated(&net, &members, 3);
+    for i in &members {
+        assert_eq!(net.nodes[*i].missing_count(), 0);
+        // A member holds roughly P/K of the chain, not all of it.
+        assert!(net.nodes[*i].held_count() < BLOCKS as usize);
+    }
+}
+
+/// S11: a member crashes; the new holders fetch its blocks from surviving replicas, and the
+/// cluster again holds every block P times. What moved is close to the optimum (the crashed
+/// member's blocks).
+#[test]
+fn a_crashed_members_blocks_are_re_replicated() {
+    let config = Config {
+        cluster_size_target: 2,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(6, config, 32, BLOCKS);
+    net.run_until(30_000);
+    all_replicated(&net, &members, 3);
+    let victim = members[1];
+    let victim_blocks = net.nodes[victim].held_count() as u64;
+    let fetched_before: u64 = members
+        .iter()
+        .map(|i| net.nodes[*i].stats().blocks_fetched)
+        .sum();
+    net.crash(victim);
+    net.run_until(60_000);
+    let survivors: Vec<usize> = members.iter().copied().filter(|i| *i != victim).collect();
+    all_replicated(&net, &survivors, 3);
+    let fetched_after: u64 = survivors
+        .iter()
+        .map(|i| net.nodes[*i].stats().blocks_fetched)
+        .sum();
+    let victim_fetched = net.nodes[victim].stats().blocks_fetched;
+    let moved = fetched_after - (fetched_before - victim_fetched);
+    assert_eq!(
+        moved, victim_blocks,
+        "rendezvous repair moves exactly the lost replicas"
+    );
+}
+
+/// Transfers are verified against the header chain: a member that serves corrupt blocks has
+/// them rejected, and the block is fetched from another replica.
+#[test]
+fn corrupt_blocks_are_rejected_and_fetched_elsewhere() {
+    let (mut net, members) = formed(5, fast_config(), 33, 60);
+    net.run_until(30_000);
+    net.corrupt_server = Some(members[0]);
+    let victim = members[1];
+    net.crash(victim);
+    net.run_until(60_000);
+    let survivors: Vec<usize> = members.iter().copied().filter(|i| *i != victim).collect();
+    all_replicated(&net, &survivors, 3);
+    let rejected: u64 = survivors
+        .iter()
+        .map(|i| net.nodes[*i].stats().blocks_rejected)
+        .sum();
+    assert!(rejected > 0, "the corrupt server was asked at least once");
+    for i in &survivors {
+        for (hash, bytes) in &net.stores[*i] {
+            assert!(crate::node::chain_seam::check_block(hash, bytes).is_ok());
+        }
+    }
+}
+
+/// S12: after a member is lost the cluster invites an outsider (the invitation carries the
+/// cluster id), takes it, renumbers, and the newcomer is filled.
+#[test]
+fn an_outsider_replaces_a_lost_member() {
+    for choice in [ReplacementChoice::ReplyOrder, ReplacementChoice::Capacity] {
+        let config = Config {
+            cluster_size_max: 5,
+            cluster_size_target: 5,
+            replacement_choice: choice,
+            ..fast_config()
+        };
+        // Six ordinary nodes: five form, one stays outside.
+        let (mut net, members) = formed(6, config, 34, BLOCKS);
+        assert_eq!(members.len(), 5);
+        net.run_until(30_000);
+        let outsider = (1..7).find(|i| !members.contains(i)).unwrap();
+        assert!(net.nodes[outsider].cluster().is_none());
+        let victim = members[2];
+        net.crash(victim);
+        net.run_until(70_000);
+        let clusters = net.check_clusters();
+        assert_eq!(clusters.len(), 1);
+        let now: Vec<usize> = clusters.into_values().next().unwrap();
+        assert!(now.contains(&outsider), "{choice:?}: the outsider joined");
+        assert_eq!(now.len(), 5);
+        all_replicated(&net, &now, 3);
+        assert!(
+            net.nodes[outsider].held_count() > 0,
+            "the newcomer was filled"
+        );
+        assert!(net.events[outsider]
+            .iter()
+            .any(|e| matches!(e, Event::JoinedCluster { .. })));
+    }
+}
+
+/// S13: a node that arrives later asks to join a cluster with room, is accepted and filled by
+/// its numbered neighbours.
+#[test]
+fn a_late_node_asks_to_join() {
+    let config = Config {
+        cluster_size_max: 6,
+        cluster_size_target: 4,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(4, config.clone(), 35, BLOCKS);
+    net.run_until(30_000);
+    let archive_served = net.nodes[0].stats().blocks_served;
+    let late = net.add(config, 35);
+    net.introduce_all();
+    net.run_until(70_000);
+    let clusters = net.check_clusters();
+    assert_eq!(clusters.len(), 1);
+    let now: Vec<usize> = clusters.into_values().next().unwrap();
+    assert!(now.contains(&late), "the late node joined by request");
+    assert_eq!(now.len(), members.len() + 1);
+    all_replicated(&net, &now, 3);
+    assert!(net.nodes[late].held_count() > 0);
+    assert_eq!(net.nodes[late].missing_count(), 0);
+    // Filled by the members (nearest numbers first), not by the archive (node 0).
+    assert_eq!(net.nodes[0].stats().blocks_served, archive_served);
+}
+
+/// S11 bounds: never more than repair_parallel_max fetches in flight.
+#[test]
+fn fetches_are_bounded_in_parallel() {
+    let config = Config {
+        repair_parallel_max: 2,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(4, config, 36, BLOCKS);
+    net.run_until(60_000);
+    all_replicated(&net, &members, 3);
+    for i in &members {
+        let peak = net.nodes[*i].stats().fetches_in_flight_peak;
+        assert!((1..=2).contains(&peak), "peak {peak}");
+    }
+}
+
+/// S11 bounds: a byte budget per interval paces transfers.
+#[test]
+fn fetches_are_bounded_in_bytes() {
+    let block_bytes = 300u64; // a synthetic block is ~230 bytes; two fit in this budget
+    let fill_time = |budget: u64| {
+        let config = Config {
+            repair_bytes_per_interval: budget,
+            repair_interval_ms: 1_000,
+            ..fast_config()
+        };
+        let (mut net, members) = formed(4, config, 37, 60);
+        let mut t = 10_000;
+        while net.copies(&members).iter().any(|c| *c < 3) {
+            t += 1_000;
+            assert!(t < 500_000, "never filled");
+            net.run_until(t);
+        }
+        t
+    };
+    let slow = fill_time(block_bytes);
+    let fast = fill_time(1 << 20);
+    assert!(
+        slow > 3 * fast,
+        "budgeted fill {slow} ms vs unbudgeted {fast} ms"
+    );
+}
+
+/// Resumable: a member that restarts mid-fill keeps what it stored (storage `List`) and
+/// fetches only the rest.
+#[test]
+fn an_interrupted_fill_resumes_without_refetching() {
+    let config = Config {
+        repair_parallel_max: 1,
+        ..fast_config()
+    };
+    let mut net = network(4, BLOCKS, config.clone(), 38);
+    // Stop a member part way through its fill.
+    let mut t = 0;
+    let i = loop {
+        t += 20;
+        assert!(t < 20_000, "nobody started filling");
+        net.run_until(t);
+        if let Some(i) = (1..5).find(|i| net.nodes[*i].held_count() >= 10) {
+            break i;
+        }
+    };
+    let stored_before = net.stores[i].len();
+    assert!(stored_before > 0 && net.nodes[i].missing_count() > 0);
+    net.crash(i);
+    net.run_until(t + 500);
+    net.restart(i, config, 999);
+    net.introduce_all();
+    net.run_until(t + 60_000);
+    // It is back in the cluster (its old view lists it) or in a new one; either way it holds
+    // its share, and the second life fetched only what the first did not store.
+    let fetched_second_life = net.nodes[i].stats().blocks_fetched as usize;
+    let held = net.nodes[i].held_count();
+    assert!(held >= stored_before);
+    assert_eq!(fetched_second_life, held - stored_before);
+}
+
+/// S12, third rule: after a newcomer joins and the view settles, members delete the blocks
+/// the new view no longer assigns to them: every block is then on exactly P members.
+#[test]
+fn settled_members_evict_blocks_they_no_longer_hold() {
+    let config = Config {
+        cluster_size_max: 6,
+        cluster_size_target: 4,
+        evict_spares_after_ms: Some(5_000),
+        ..fast_config()
+    };
+    let (mut net, members) = formed(4, config.clone(), 42, BLOCKS);
+    net.run_until(30_000);
+    let late = net.add(config, 42);
+    net.introduce_all();
+    net.run_until(80_000);
+    let clusters = net.check_clusters();
+    let now: Vec<usize> = clusters.into_values().next().unwrap();
+    assert!(now.contains(&late));
+    let copies = net.copies(&now);
+    assert!(copies.iter().all(|c| *c == 3), "{copies:?}");
+    let evicted: u64 = members
+        .iter()
+        .map(|i| net.nodes[*i].stats().spares_evicted)
+        .sum();
+    assert_eq!(
+        evicted as usize,
+        net.nodes[late].held_count(),
+        "what the newcomer took"
+    );
+    for i in &now {
+        assert_eq!(
+            net.stores[*i].len(),
+            net.nodes[*i].held_count(),
+            "store matches"
+        );
+    }
+}

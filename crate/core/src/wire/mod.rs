@@ -234,4 +234,4 @@ pub enum WireError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -110,7 +110,7 @@ fn answer() -> impl Strategy<Value = TxAnswerBody> {
     ]
 }
 
-fn message() -> impl Strategy<Value = Message> {
+pub(crate) fn message() -> impl Strategy<Value = Message> {
     let cluster = proptest::option::of(any::<[u8; 32]>().prop_map(ClusterId));
     prop_oneof![
         (record(), cluster.clone(), any::<u32>()).prop_map(|(record, cluster, open_slots)| {

@@ -55,274 +55,12 @@ use super::header::{Header, HEADER_SIZE};
 use super::params::{ChainParams, MAX_FUTURE_BLOCK_TIME_S, MEDIAN_TIME_SPAN};
 use super::pow::{PowError, Target, U256};
 
-/// Why a header was not accepted. Each names the header and, once its parent is known, the
-/// height it would have had.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HeaderError {
-    /// The header is already in the chain (best or side branch).
-    #[error("header {hash} is already known at height {height}")]
-    Duplicate {
-        /// The header's hash.
-        hash: BlockHash,
-        /// Its height.
-        height: u32,
-    },
-    /// The header's parent is not known.
-    #[error("header {hash} builds on unknown block {prev}")]
-    Unconnected {
-        /// The header's hash.
-        hash: BlockHash,
-        /// The unknown parent.
-        prev: BlockHash,
-    },
-    /// The proof of work is invalid.
-    #[error("header {hash} at height {height} has invalid proof of work: {source}")]
-    BadPow {
-        /// The header's hash.
-        hash: BlockHash,
-        /// Its height.
-        height: u32,
-        /// What is wrong with it.
-        source: PowError,
-    },
-    /// `nBits` differ from what the chain requires at this height.
-    #[error("header {hash} at height {height} has nBits {got:#010x}, the chain requires {expected:#010x}")]
-    BadDifficulty {
-        /// The header's hash.
-        hash: BlockHash,
-        /// Its height.
-        height: u32,
-        /// The required `nBits`.
-        expected: u32,
-        /// The header's `nBits`.
-        got: u32,
-    },
-    /// The time is not after the median time of the previous eleven blocks.
-    #[error("header {hash} at height {height} has time {time}, not after the median time past {median_time_past}")]
-    TimeTooOld {
-        /// The header's hash.
-        hash: BlockHash,
-        /// Its height.
-        height: u32,
-        /// The header's time.
-        time: u32,
-        /// The median time of the previous eleven blocks.
-        median_time_past: u32,
-    },
-    /// The time is more than two hours after the caller's clock.
-    #[error("header {hash} at height {height} has time {time}, more than two hours ahead (latest allowed {max_time_s})")]
-    TimeTooNew {
-        /// The header's hash.
-        hash: BlockHash,
-        /// Its height.
-        height: u32,
-        /// The header's time.
-        time: u32,
-        /// The latest time allowed.
-        max_time_s: u64,
-    },
-    /// The version is below what BIP34, BIP66 or BIP65 require at this height.
-    #[error(
-        "header {hash} at height {height} has version {version}, at least {minimum} is required"
-    )]
-    ObsoleteVersion {
-        /// The header's hash.
-        hash: BlockHash,
-        /// Its height.
-        height: u32,
-        /// The header's version.
-        version: i32,
-        /// The lowest version allowed.
-        minimum: i32,
-    },
-    /// The header would start or extend a side branch, and the side-branch store is full of
-    /// headers with at least as much work.
-    #[error("header {hash} at height {height} is off the best chain and the side-branch store is full ({limit} headers)")]
-    SideBranchFull {
-        /// The header's hash.
-        hash: BlockHash,
-        /// Its height.
-        height: u32,
-        /// The configured limit.
-        limit: usize,
-    },
-    /// In a sequence, the header does not build on the one before it.
-    #[error("header {hash} at height {height} builds on {prev}, not on the previous header {expected_prev}")]
-    OutOfSequence {
-        /// The header's hash.
-        hash: BlockHash,
-        /// The height it would have in the sequence.
-        height: u32,
-        /// Its parent.
-        prev: BlockHash,
-        /// The hash of the header before it in the sequence.
-        expected_prev: BlockHash,
-    },
-    /// A header without parent that is not this network's genesis.
-    #[error("header {got} has no parent but is not this network's genesis {expected}")]
-    GenesisMismatch {
-        /// This network's genesis hash.
-        expected: BlockHash,
-        /// The header's hash.
-        got: BlockHash,
-    },
-    /// A byte sequence of headers ends inside a header.
-    #[error("the header sequence ends with {len} bytes, not a whole 80-byte header")]
-    Truncated {
-        /// The number of bytes left over.
-        len: usize,
-    },
-    /// A byte sequence holds more headers than [`MAX_SEQUENCE_HEADERS`].
-    #[error("the header sequence holds {count} headers, more than the limit of {limit}")]
-    TooMany {
-        /// The number of headers.
-        count: usize,
-        /// The limit.
-        limit: usize,
-    },
-}
+mod report;
 
-/// The most headers [`HeaderChain::verify_sequence`] takes: ten times mainnet's height today.
-pub const MAX_SEQUENCE_HEADERS: usize = 10_000_000;
-
-/// How a [`HeaderChain`] bounds itself and which optional rules it applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeaderChainConfig {
-    /// The most headers kept off the best chain.
-    pub max_side_headers: usize,
-    /// Whether to reject versions below BIP34/66/65's floors, as Core does.
-    pub check_version: bool,
-}
-
-impl Default for HeaderChainConfig {
-    fn default() -> Self {
-        Self {
-            max_side_headers: 1024,
-            check_version: true,
-        }
-    }
-}
-
-/// What accepting a header did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Accepted {
-    /// It extends the best chain: it is the new tip.
-    Extended {
-        /// Its height.
-        height: u32,
-        /// Its hash.
-        hash: BlockHash,
-    },
-    /// It is stored on a side branch with no more work than the best chain.
-    SideBranch {
-        /// Its height.
-        height: u32,
-        /// Its hash.
-        hash: BlockHash,
-    },
-    /// Its branch now has the most work: the best chain switched to it.
-    Reorg(Reorg),
-}
-
-/// A switch of the best chain to another branch.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Reorg {
-    /// The height of the last block both chains share.
-    pub fork_height: u32,
-    /// The blocks that left the best chain, from the old tip down to `fork_height + 1`.
-    pub disconnected: Vec<(u32, BlockHash)>,
-    /// The blocks that joined it, from `fork_height + 1` up to the new tip.
-    pub connected: Vec<(u32, BlockHash)>,
-}
-
-/// What accepting a batch did, net: the blocks that left and joined the best chain between
-/// the batch's start and its end (a block that joined and left again within it is in neither).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BatchOutcome {
-    /// Headers accepted.
-    pub accepted: usize,
-    /// Headers skipped because already known.
-    pub duplicates: usize,
-    /// Blocks that left the best chain, highest first.
-    pub disconnected: Vec<(u32, BlockHash)>,
-    /// Blocks that joined the best chain, lowest first.
-    pub connected: Vec<(u32, BlockHash)>,
-}
-
-impl BatchOutcome {
-    fn record(&mut self, accepted: Accepted) {
-        self.accepted += 1;
-        match accepted {
-            Accepted::Extended { height, hash } => self.connected.push((height, hash)),
-            Accepted::SideBranch { .. } => {}
-            Accepted::Reorg(reorg) => {
-                for block in reorg.disconnected {
-                    if self.connected.last() == Some(&block) {
-                        self.connected.pop();
-                    } else {
-                        self.disconnected.push(block);
-                    }
-                }
-                self.connected.extend(reorg.connected);
-            }
-        }
-    }
-}
-
-/// A batch stopped at a header that was not accepted; the headers before it were.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("header {index} of the batch: {error}")]
-pub struct BatchError {
-    /// The position of the rejected header in the batch.
-    pub index: usize,
-    /// Why it was rejected.
-    pub error: HeaderError,
-    /// What the headers before it did.
-    pub partial: BatchOutcome,
-}
-
-/// Counters since the chain was created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HeaderChainStats {
-    /// Headers accepted (best chain or side branch).
-    pub accepted: u64,
-    /// Of those, headers stored on a side branch when accepted.
-    pub side_branch: u64,
-    /// Switches of the best chain to another branch.
-    pub reorgs: u64,
-    /// Headers rejected.
-    pub rejected: u64,
-    /// Side-branch headers dropped to respect the cap.
-    pub side_evicted: u64,
-}
-
-/// A known header and where it sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeaderInfo {
-    /// The header.
-    pub header: Header,
-    /// Its height.
-    pub height: u32,
-    /// The cumulative work of the chain ending at it, genesis included.
-    pub chainwork: U256,
-    /// Whether it is on the best chain.
-    pub in_best_chain: bool,
-}
-
-/// What [`HeaderChain::verify_sequence`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SequenceSummary {
-    /// The number of 80-byte headers in the input (the genesis header included if present).
-    pub count: usize,
-    /// The last header's hash (genesis for an empty input).
-    pub tip_hash: BlockHash,
-    /// The last header's height.
-    pub tip_height: u32,
-    /// The cumulative work of the chain up to the last header, genesis included (bitcoind's
-    /// `chainwork`).
-    pub total_work: U256,
-}
+pub use report::{
+    Accepted, BatchError, BatchOutcome, HeaderChainConfig, HeaderChainStats, HeaderError,
+    HeaderInfo, Reorg, SequenceSummary, MAX_SEQUENCE_HEADERS,
+};
 
 /// Hashes a [`BlockHash`] by folding its 32 bytes: block hashes are already uniform, and an
 /// attacker must produce valid proof of work and linkage for every entry it adds.
@@ -364,6 +102,8 @@ struct SideEntry {
     height: u32,
     /// How many side entries have this one as parent; zero makes it an evictable leaf.
     side_children: u32,
+    /// What the minimum-difficulty walk-back returns from this entry.
+    walkback_bits: u32,
 }
 
 /// Where a header's parent is.
@@ -373,23 +113,30 @@ enum Parent {
     Side { height: u32 },
 }
 
-/// A header's ancestors, from its parent down to genesis, whichever branch they are on.
+/// A header's ancestors, from its parent down, whichever branch they are on.
 struct Ancestors<'a> {
     best: &'a [BestEntry],
-    /// Side-branch headers from the parent down to just above the fork point.
+    /// Side-branch headers from the parent down, as deep as needed or to the fork point.
     side: Vec<&'a Header>,
+    /// Whether `side` reaches the fork point (so deeper heights are on the best chain).
+    side_complete: bool,
     /// The parent's height.
     top: u32,
+    /// What the minimum-difficulty walk-back returns from the parent.
+    walkback_bits: u32,
 }
 
 impl Ancestors<'_> {
-    /// The ancestor at `height` (at most `top`).
+    /// The ancestor at `height` (at most `top`, and within the depth collected).
     fn at(&self, height: u32) -> &Header {
         debug_assert!(height <= self.top);
         let back = (self.top - height) as usize;
         match self.side.get(back) {
             Some(header) => header,
-            None => &self.best[height as usize].header,
+            None => {
+                debug_assert!(self.side_complete, "ancestor deeper than collected");
+                &self.best[height as usize].header
+            }
         }
     }
 
@@ -409,6 +156,8 @@ impl Ancestors<'_> {
 struct Checked {
     parent: Parent,
     height: u32,
+    /// The minimum-difficulty walk-back from the parent.
+    parent_walkback_bits: u32,
 }
 
 /// The header chain. See the [module documentation](self).
@@ -489,23 +238,26 @@ impl HeaderChain {
         bytes: &[u8],
         now_s: u64,
     ) -> Result<SequenceSummary, (u32, HeaderError)> {
+        Self::verify_sequence_up_to(params, bytes, now_s, MAX_SEQUENCE_HEADERS)
+    }
+
+    /// [`HeaderChain::verify_sequence`] with another limit on the number of headers.
+    fn verify_sequence_up_to(
+        params: &ChainParams,
+        bytes: &[u8],
+        now_s: u64,
+        limit: usize,
+    ) -> Result<SequenceSummary, (u32, HeaderError)> {
         let count = bytes.len() / HEADER_SIZE;
-        if count > MAX_SEQUENCE_HEADERS {
-            return Err((
-                0,
-                HeaderError::TooMany {
-                    count,
-                    limit: MAX_SEQUENCE_HEADERS,
-                },
-            ));
+        if count > limit {
+            return Err((0, HeaderError::TooMany { count, limit }));
         }
         let config = HeaderChainConfig {
             max_side_headers: 0,
             check_version: true,
         };
         let mut chain = Self::with_config(*params, config);
-        chain.best.reserve(count);
-        chain.best_index.reserve(count);
+        chain.reserve(count);
         let mut chunks = bytes.chunks_exact(HEADER_SIZE);
         let mut first = true;
         for chunk in chunks.by_ref() {
@@ -687,6 +439,14 @@ impl HeaderChain {
         }
     }
 
+    /// Makes room for `additional` more best-chain headers, for a caller that knows how many
+    /// are coming (a sync from a peer that announced its height): growing the index in one
+    /// step instead of several roughly halves the cost of a long sync.
+    pub fn reserve(&mut self, additional: usize) {
+        self.best.reserve(additional);
+        self.best_index.reserve(additional);
+    }
+
     /// Checks a header and stores it if valid. On error nothing is stored.
     pub fn accept(&mut self, header: &Header, now_s: u64) -> Result<Accepted, HeaderError> {
         self.accept_hashed(header, header.block_hash(), now_s)
@@ -741,14 +501,20 @@ impl HeaderChain {
 
     /// Every consensus check; changes nothing.
     fn check(&self, header: &Header, hash: BlockHash, now_s: u64) -> Result<Checked, HeaderError> {
-        if let Some(info) = self.get(&hash) {
+        let prev = header.prev_blockhash;
+        let parent = if prev == self.tip_hash {
+            // The common case. The tip never has a stored child (a new tip is always a fresh
+            // header), so this cannot be a duplicate: two lookups saved.
+            debug_assert!(!self.contains(&hash));
+            Parent::Best {
+                height: self.tip_height(),
+            }
+        } else if let Some(info) = self.get(&hash) {
             return Err(HeaderError::Duplicate {
                 hash,
                 height: info.height,
             });
-        }
-        let prev = header.prev_blockhash;
-        let parent = if let Some(&height) = self.best_index.get(&prev) {
+        } else if let Some(&height) = self.best_index.get(&prev) {
             Parent::Best { height }
         } else if let Some(e) = self.side.get(&prev) {
             Parent::Side { height: e.height }
@@ -779,7 +545,13 @@ impl HeaderChain {
             });
         }
 
-        let ancestors = self.ancestors(&prev, parent);
+        let interval = self.params.difficulty_adjustment_interval();
+        let depth = if height % interval == 0 && !self.params.pow_no_retargeting {
+            interval as usize
+        } else {
+            MEDIAN_TIME_SPAN
+        };
+        let ancestors = self.ancestors(&prev, parent, depth);
         let expected = self.next_work_required(&ancestors, header.time);
         if header.bits != expected {
             return Err(HeaderError::BadDifficulty {
@@ -818,30 +590,48 @@ impl HeaderChain {
                 });
             }
         }
-        Ok(Checked { parent, height })
+        Ok(Checked {
+            parent,
+            height,
+            parent_walkback_bits: ancestors.walkback_bits,
+        })
     }
 
-    /// The ancestors of a header whose parent, `prev`, is at `parent`.
-    fn ancestors(&self, prev: &BlockHash, parent: Parent) -> Ancestors<'_> {
+    /// The ancestors of a header whose parent, `prev`, is at `parent`; on a side branch,
+    /// collected `depth` deep at most.
+    fn ancestors(&self, prev: &BlockHash, parent: Parent, depth: usize) -> Ancestors<'_> {
         match parent {
             Parent::Best { height } => Ancestors {
                 best: &self.best[..=height as usize],
                 side: Vec::new(),
+                side_complete: true,
                 top: height,
+                walkback_bits: if height == self.tip_height() {
+                    self.tip_walkback_bits
+                } else {
+                    self.walkback_on_best(height)
+                },
             },
             Parent::Side { height } => {
-                // Collect the side branch down to the best chain.
                 let mut side = Vec::new();
                 let mut cursor = *prev;
-                while let Some(e) = self.side.get(&cursor) {
+                let mut walkback_bits = None;
+                while side.len() < depth {
+                    let Some(e) = self.side.get(&cursor) else {
+                        break;
+                    };
+                    walkback_bits.get_or_insert(e.walkback_bits);
                     side.push(&e.header);
                     cursor = e.header.prev_blockhash;
                 }
-                debug_assert!(self.best_index.contains_key(&cursor));
+                let side_complete = !self.side.contains_key(&cursor);
+                debug_assert!(!side_complete || self.best_index.contains_key(&cursor));
                 Ancestors {
                     best: &self.best,
                     side,
+                    side_complete,
                     top: height,
+                    walkback_bits: walkback_bits.unwrap_or(self.pow_limit_bits),
                 }
             }
         }
@@ -863,11 +653,7 @@ impl HeaderChain {
             if i64::from(time) > i64::from(last.time) + 2 * spacing_s {
                 return self.pow_limit_bits;
             }
-            let is_tip = ancestors.side.is_empty() && ancestors.top == self.tip_height();
-            if is_tip {
-                return self.tip_walkback_bits;
-            }
-            return self.walkback_bits(ancestors, ancestors.top);
+            return ancestors.walkback_bits;
         }
         if self.params.pow_no_retargeting {
             return last.bits;
@@ -877,17 +663,27 @@ impl HeaderChain {
             .calculate_next_work_required(last.bits, last.time, first.time)
     }
 
-    /// Core's walk back from `height` over minimum-difficulty blocks, stopping at a period's
-    /// first block or genesis.
-    fn walkback_bits(&self, ancestors: &Ancestors<'_>, height: u32) -> u32 {
+    /// Core's walk back from the best chain's block at `height` over minimum-difficulty
+    /// blocks, stopping at a period's first block or genesis.
+    fn walkback_on_best(&self, height: u32) -> u32 {
         let interval = self.params.difficulty_adjustment_interval();
         let mut h = height;
         loop {
-            let header = ancestors.at(h);
-            if h == 0 || h % interval == 0 || header.bits != self.pow_limit_bits {
-                return header.bits;
+            let bits = self.best[h as usize].header.bits;
+            if h == 0 || h % interval == 0 || bits != self.pow_limit_bits {
+                return bits;
             }
             h -= 1;
+        }
+    }
+
+    /// The walk-back from a block at `height` with `bits`, given the walk-back from its parent.
+    fn walkback_step(&self, height: u32, bits: u32, parent_walkback_bits: u32) -> u32 {
+        let interval = self.params.difficulty_adjustment_interval();
+        if height % interval == 0 || bits != self.pow_limit_bits {
+            bits
+        } else {
+            parent_walkback_bits
         }
     }
 
@@ -934,6 +730,7 @@ impl HeaderChain {
         if let Some(parent) = self.side.get_mut(&prev) {
             parent.side_children += 1;
         }
+        let walkback_bits = self.walkback_step(height, header.bits, checked.parent_walkback_bits);
         self.side.insert(
             hash,
             SideEntry {
@@ -941,6 +738,7 @@ impl HeaderChain {
                 chainwork,
                 height,
                 side_children: 0,
+                walkback_bits,
             },
         );
         Ok(Accepted::SideBranch { height, hash })
@@ -953,10 +751,7 @@ impl HeaderChain {
         self.best.push(BestEntry { header, chainwork });
         self.best_index.insert(hash, height);
         self.tip_hash = hash;
-        let interval = self.params.difficulty_adjustment_interval();
-        if height % interval == 0 || header.bits != self.pow_limit_bits {
-            self.tip_walkback_bits = header.bits;
-        }
+        self.tip_walkback_bits = self.walkback_step(height, header.bits, self.tip_walkback_bits);
     }
 
     /// Switches the best chain to the branch ending with `header`, which has more work.
@@ -986,10 +781,23 @@ impl HeaderChain {
                     chainwork: e.chainwork,
                     height,
                     side_children: 0,
+                    walkback_bits: 0, // set below
                 },
             );
             disconnected.push((height, old_hash));
         }
+        // The walk-backs of the disconnected blocks, from the fork point up.
+        let mut walkback_bits = self.walkback_on_best(fork_height);
+        for &(height, old_hash) in disconnected.iter().rev() {
+            let Some(bits) = self.side.get(&old_hash).map(|e| e.header.bits) else {
+                unreachable!("disconnected blocks were just stored aside")
+            };
+            walkback_bits = self.walkback_step(height, bits, walkback_bits);
+            if let Some(e) = self.side.get_mut(&old_hash) {
+                e.walkback_bits = walkback_bits;
+            }
+        }
+        self.tip_walkback_bits = self.walkback_on_best(fork_height);
 
         let mut connected = Vec::with_capacity(path.len() + 1);
         for side_hash in path.iter().rev() {
@@ -1002,12 +810,6 @@ impl HeaderChain {
         self.push_best(*header, hash, chainwork);
         connected.push((self.tip_height(), hash));
 
-        let all = Ancestors {
-            best: &self.best,
-            side: Vec::new(),
-            top: self.tip_height(),
-        };
-        self.tip_walkback_bits = self.walkback_bits(&all, self.tip_height());
         self.recount_side_children();
         self.evict_side(self.config.max_side_headers, None, None);
         Reorg {
@@ -1088,5 +890,6 @@ impl HeaderChain {
 }
 
 #[cfg(test)]
-#[path = "headers_tests.rs"]
+mod fork_tests;
+#[cfg(test)]
 mod tests;

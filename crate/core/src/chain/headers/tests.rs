@@ -5,10 +5,9 @@
 use super::*;
 use crate::chain::hash::Hash256;
 use crate::chain::params::Network;
-use proptest::prelude::*;
 
 /// "Now" for tests: 2033, after every header made here.
-const NOW_S: u64 = 2_000_000_000;
+pub(super) const NOW_S: u64 = 2_000_000_000;
 
 /// Mainnet blocks 1 to 5, the real headers.
 const MAINNET_1_TO_5: [&str; 5] = [
@@ -19,7 +18,7 @@ const MAINNET_1_TO_5: [&str; 5] = [
     "0100000085144a84488ea88d221c8bd6c059da090e88f8a2c99690ee55dbba4e00000000e11c48fecdd9e72510ca84f023370c9a38bf91ac5cae88019bee94d24528526344c36649ffff001d1d03e477",
 ];
 
-fn mainnet_1_to_5() -> Vec<Header> {
+pub(super) fn mainnet_1_to_5() -> Vec<Header> {
     MAINNET_1_TO_5
         .iter()
         .map(|h| Header::decode(&hex::decode(h).unwrap()).unwrap())
@@ -27,7 +26,7 @@ fn mainnet_1_to_5() -> Vec<Header> {
 }
 
 /// Finds a nonce meeting `header.bits`.
-fn mine(mut header: Header, pow_limit: Target) -> Header {
+pub(super) fn mine(mut header: Header, pow_limit: Target) -> Header {
     for nonce in 0..u32::MAX {
         header.nonce = nonce;
         if header.check_proof_of_work(pow_limit).is_ok() {
@@ -38,7 +37,7 @@ fn mine(mut header: Header, pow_limit: Target) -> Header {
 }
 
 /// Finds a nonce whose hash does *not* meet `header.bits`.
-fn mine_badly(mut header: Header) -> Header {
+pub(super) fn mine_badly(mut header: Header) -> Header {
     let target = Target::from_compact(header.bits).unwrap();
     for nonce in 0..u32::MAX {
         header.nonce = nonce;
@@ -50,7 +49,13 @@ fn mine_badly(mut header: Header) -> Header {
 }
 
 /// A mined child of `parent`, told apart from its siblings by `tag`.
-fn child(params: &ChainParams, parent: &Header, time: u32, bits: u32, tag: u64) -> Header {
+pub(super) fn child(
+    params: &ChainParams,
+    parent: &Header,
+    time: u32,
+    bits: u32,
+    tag: u64,
+) -> Header {
     let mut merkle_root = [0u8; 32];
     merkle_root[..8].copy_from_slice(&tag.to_le_bytes());
     mine(
@@ -67,7 +72,7 @@ fn child(params: &ChainParams, parent: &Header, time: u32, bits: u32, tag: u64) 
 }
 
 /// `n` regtest headers on `parent`, ten minutes apart.
-fn regtest_branch(parent: &Header, n: usize, tag: u64) -> Vec<Header> {
+pub(super) fn regtest_branch(parent: &Header, n: usize, tag: u64) -> Vec<Header> {
     let params = ChainParams::REGTEST;
     let mut out: Vec<Header> = Vec::with_capacity(n);
     let mut prev = *parent;
@@ -85,7 +90,7 @@ fn regtest_branch(parent: &Header, n: usize, tag: u64) -> Vec<Header> {
     out
 }
 
-fn accept_all(chain: &mut HeaderChain, headers: &[Header]) -> Vec<Accepted> {
+pub(super) fn accept_all(chain: &mut HeaderChain, headers: &[Header]) -> Vec<Accepted> {
     headers
         .iter()
         .map(|h| chain.accept(h, NOW_S).unwrap())
@@ -94,7 +99,7 @@ fn accept_all(chain: &mut HeaderChain, headers: &[Header]) -> Vec<Accepted> {
 
 /// A testnet-like network with regtest's easy limit, whose genesis is four times harder than
 /// the limit so that minimum-difficulty blocks differ from ordinary ones.
-fn easy_testnet() -> ChainParams {
+pub(super) fn easy_testnet() -> ChainParams {
     let mut params = ChainParams::TESTNET;
     params.pow_limit = ChainParams::REGTEST.pow_limit;
     params.genesis = mine(
@@ -123,6 +128,13 @@ fn easy_retargeting() -> ChainParams {
         params.pow_limit,
     );
     params
+}
+
+#[test]
+fn entries_stay_compact() {
+    // A best-chain entry is the header and its chainwork, nothing else (module docs).
+    assert_eq!(std::mem::size_of::<BestEntry>(), 112);
+    assert_eq!(std::mem::size_of::<SideEntry>(), 128);
 }
 
 #[test]
@@ -477,236 +489,6 @@ fn versions_below_the_bip_floors_are_rejected_when_checked() {
 }
 
 #[test]
-fn a_longer_side_branch_wins_and_the_report_is_exact() {
-    let params = ChainParams::REGTEST;
-    let a = regtest_branch(&params.genesis, 10, 0xa);
-    let mut chain = HeaderChain::new(params);
-    accept_all(&mut chain, &a);
-    // Fork after height 5: b[0] is at height 6.
-    let b = regtest_branch(&a[4], 6, 0xb);
-    for (i, h) in b[..5].iter().enumerate() {
-        assert_eq!(
-            chain.accept(h, NOW_S),
-            Ok(Accepted::SideBranch {
-                height: 6 + i as u32,
-                hash: h.block_hash()
-            })
-        );
-    }
-    // Equal work (both at height 10): the first seen stays best.
-    assert_eq!(chain.tip_hash(), a[9].block_hash());
-    assert_eq!(chain.side_len(), 5);
-
-    let report = chain.accept(&b[5], NOW_S).unwrap();
-    let expected = Reorg {
-        fork_height: 5,
-        disconnected: (6..=10)
-            .rev()
-            .map(|h| (h, a[h as usize - 1].block_hash()))
-            .collect(),
-        connected: (6..=11)
-            .map(|h| (h, b[h as usize - 6].block_hash()))
-            .collect(),
-    };
-    assert_eq!(report, Accepted::Reorg(expected));
-    assert_eq!(chain.tip_height(), 11);
-    assert_eq!(chain.tip_hash(), b[5].block_hash());
-    assert_eq!(chain.total_work(), U256::from_u64(24));
-    for h in 6..=11u32 {
-        assert_eq!(chain.hash_at(h), Some(b[h as usize - 6].block_hash()));
-    }
-    for h in &a[5..] {
-        let info = chain.get(&h.block_hash()).unwrap();
-        assert!(!info.in_best_chain);
-        assert_eq!(chain.height_of(&h.block_hash()), None);
-    }
-    assert_eq!(chain.side_len(), 5);
-    assert_eq!(chain.stats().reorgs, 1);
-
-    // The old branch comes back with two more headers: a second reorg, reported exactly.
-    let a_more = regtest_branch(&a[9], 2, 0xc);
-    assert!(matches!(
-        chain.accept(&a_more[0], NOW_S),
-        Ok(Accepted::SideBranch { height: 11, .. })
-    ));
-    let back = chain.accept(&a_more[1], NOW_S).unwrap();
-    let Accepted::Reorg(back) = back else {
-        panic!("expected a reorg, got {back:?}")
-    };
-    assert_eq!(back.fork_height, 5);
-    assert_eq!(
-        back.disconnected,
-        (6..=11)
-            .rev()
-            .map(|h| (h, b[h as usize - 6].block_hash()))
-            .collect::<Vec<_>>()
-    );
-    let mut a_all = a[5..].to_vec();
-    a_all.extend(&a_more);
-    assert_eq!(
-        back.connected,
-        (6..=12)
-            .map(|h| (h, a_all[h as usize - 6].block_hash()))
-            .collect::<Vec<_>>()
-    );
-    assert_eq!(chain.side_len(), 6);
-}
-
-#[test]
-fn a_single_header_with_more_work_reorganises() {
-    // On a minimum-difficulty network, one ordinary block outweighs two minimum ones.
-    let params = easy_testnet();
-    let g = params.genesis;
-    let min1 = child(&params, &g, g.time + 1201, 0x207fffff, 1);
-    let min2 = child(&params, &min1, min1.time + 1201, 0x207fffff, 2);
-    let mut chain = HeaderChain::new(params);
-    accept_all(&mut chain, &[min1, min2]);
-    let heavy = child(&params, &g, g.time + 600, 0x201fffff, 3);
-    let report = chain.accept(&heavy, NOW_S).unwrap();
-    assert_eq!(
-        report,
-        Accepted::Reorg(Reorg {
-            fork_height: 0,
-            disconnected: vec![(2, min2.block_hash()), (1, min1.block_hash())],
-            connected: vec![(1, heavy.block_hash())],
-        })
-    );
-    assert!(chain.get(&min2.block_hash()).is_some());
-}
-
-#[test]
-fn the_side_branch_store_is_capped() {
-    let params = ChainParams::REGTEST;
-    let config = HeaderChainConfig {
-        max_side_headers: 3,
-        ..HeaderChainConfig::default()
-    };
-    let main = regtest_branch(&params.genesis, 6, 0xa);
-    let mut chain = HeaderChain::with_config(params, config);
-    accept_all(&mut chain, &main);
-    // Three one-header forks off genesis (chainwork 4 each) fill the store.
-    let forks: Vec<Header> = (0..3)
-        .map(|i| {
-            child(
-                &params,
-                &params.genesis,
-                params.genesis.time + 60 + i,
-                0x207fffff,
-                100 + u64::from(i),
-            )
-        })
-        .collect();
-    accept_all(&mut chain, &forks);
-    assert_eq!(chain.side_len(), 3);
-    // A fourth with no more work is refused, changing nothing.
-    let fourth = child(
-        &params,
-        &params.genesis,
-        params.genesis.time + 99,
-        0x207fffff,
-        200,
-    );
-    assert_eq!(
-        chain.accept(&fourth, NOW_S),
-        Err(HeaderError::SideBranchFull {
-            hash: fourth.block_hash(),
-            height: 1,
-            limit: 3
-        })
-    );
-    assert_eq!(chain.side_len(), 3);
-    for f in &forks {
-        assert!(chain.contains(&f.block_hash()));
-    }
-    // A header extending a fork has more work: it displaces the least-work leaf other than
-    // its own parent.
-    let longer = child(&params, &forks[2], forks[2].time + 600, 0x207fffff, 300);
-    assert!(matches!(
-        chain.accept(&longer, NOW_S),
-        Ok(Accepted::SideBranch { height: 2, .. })
-    ));
-    assert_eq!(chain.side_len(), 3);
-    assert!(chain.contains(&forks[2].block_hash()));
-    assert_eq!(
-        forks[..2]
-            .iter()
-            .filter(|f| chain.contains(&f.block_hash()))
-            .count(),
-        1
-    );
-    assert_eq!(chain.stats().side_evicted, 1);
-
-    // A rival branch off height 3 fills the store, dropping the low forks first (least
-    // work), then overtakes: the three headers it disconnects take the store's place.
-    let rival = regtest_branch(&main[2], 4, 0xb);
-    let results = accept_all(&mut chain, &rival);
-    assert_eq!(
-        results.last(),
-        Some(&Accepted::Reorg(Reorg {
-            fork_height: 3,
-            disconnected: (4..=6)
-                .rev()
-                .map(|h| (h, main[h as usize - 1].block_hash()))
-                .collect(),
-            connected: (4..=7)
-                .map(|h| (h, rival[h as usize - 4].block_hash()))
-                .collect(),
-        }))
-    );
-    assert_eq!(chain.side_len(), 3);
-    for h in &main[3..] {
-        assert!(chain.get(&h.block_hash()).is_some_and(|i| !i.in_best_chain));
-    }
-    assert_eq!(chain.stats().side_evicted, 4);
-}
-
-#[test]
-fn a_reorg_deeper_than_the_cap_keeps_the_cap() {
-    // One ordinary block outweighs two minimum-difficulty ones; with room for one side
-    // header, the disconnected tip (the leaf) goes and its parent stays.
-    let params = easy_testnet();
-    let config = HeaderChainConfig {
-        max_side_headers: 1,
-        ..HeaderChainConfig::default()
-    };
-    let g = params.genesis;
-    let min1 = child(&params, &g, g.time + 1201, 0x207fffff, 1);
-    let min2 = child(&params, &min1, min1.time + 1201, 0x207fffff, 2);
-    let mut chain = HeaderChain::with_config(params, config);
-    accept_all(&mut chain, &[min1, min2]);
-    let heavy = child(&params, &g, g.time + 600, 0x201fffff, 3);
-    assert!(matches!(
-        chain.accept(&heavy, NOW_S),
-        Ok(Accepted::Reorg(_))
-    ));
-    assert_eq!(chain.side_len(), 1);
-    assert!(chain.contains(&min1.block_hash()));
-    assert!(!chain.contains(&min2.block_hash()));
-    // min2 can come back: its parent is still known.
-    assert!(matches!(
-        chain.accept(&min2, NOW_S),
-        Err(HeaderError::SideBranchFull { .. })
-    ));
-}
-
-#[test]
-fn no_side_branches_when_the_cap_is_zero() {
-    let params = ChainParams::REGTEST;
-    let config = HeaderChainConfig {
-        max_side_headers: 0,
-        ..HeaderChainConfig::default()
-    };
-    let main = regtest_branch(&params.genesis, 2, 0xa);
-    let mut chain = HeaderChain::with_config(params, config);
-    accept_all(&mut chain, &main);
-    let fork = regtest_branch(&main[0], 1, 0xb);
-    assert!(matches!(
-        chain.accept(&fork[0], NOW_S),
-        Err(HeaderError::SideBranchFull { limit: 0, .. })
-    ));
-}
-
-#[test]
 fn testnet_minimum_difficulty_rule() {
     let params = easy_testnet();
     let normal = 0x201fffff;
@@ -755,6 +537,19 @@ fn testnet_minimum_difficulty_rule() {
     assert!(matches!(
         chain.accept(&side, NOW_S),
         Ok(Accepted::SideBranch { height: 2, .. })
+    ));
+    // Deeper on the side branch: a slow block, then a quick one walks back over it.
+    let side_min = child(&params, &side, side.time + 1201, minimum, 9);
+    chain.accept(&side_min, NOW_S).unwrap();
+    let side_quick_min = child(&params, &side_min, side_min.time + 1, minimum, 10);
+    assert!(matches!(
+        chain.accept(&side_quick_min, NOW_S),
+        Err(HeaderError::BadDifficulty { expected, height: 4, .. }) if expected == normal
+    ));
+    let side_quick = child(&params, &side_min, side_min.time + 1, normal, 11);
+    assert!(matches!(
+        chain.accept(&side_quick, NOW_S),
+        Ok(Accepted::Reorg(_))
     ));
 }
 
@@ -853,195 +648,31 @@ fn retargeting_uses_the_period_first_block_time() {
         chain.accept(&after, NOW_S),
         Err(HeaderError::BadDifficulty { expected: e, .. }) if e == expected
     ));
-}
 
-#[test]
-fn a_batch_reports_the_net_change() {
-    let params = ChainParams::REGTEST;
-    let a = regtest_branch(&params.genesis, 4, 0xa);
-    let b = regtest_branch(&a[0], 5, 0xb);
-    let mut chain = HeaderChain::new(params);
-    // a1..a4 join; b2..b5 stay aside until b6 overtakes: a2..a4 leave again.
-    let mut batch = a.clone();
-    batch.extend(&b);
-    batch.push(a[2]); // a duplicate is skipped
-    let outcome = chain.accept_batch(&batch, NOW_S).unwrap();
-    assert_eq!(outcome.accepted, 9);
-    assert_eq!(outcome.duplicates, 1);
-    assert!(outcome.disconnected.is_empty());
-    let mut expected = vec![(1, a[0].block_hash())];
-    expected.extend(
-        b.iter()
-            .enumerate()
-            .map(|(i, h)| (i as u32 + 2, h.block_hash())),
-    );
-    assert_eq!(outcome.connected, expected);
-
-    // From a chain already at a4, the same reorg is reported as a4..a2 leaving.
-    let mut chain = HeaderChain::new(params);
-    accept_all(&mut chain, &a);
-    let outcome = chain.accept_batch(&b, NOW_S).unwrap();
-    assert_eq!(
-        outcome.disconnected,
-        vec![
-            (4, a[3].block_hash()),
-            (3, a[2].block_hash()),
-            (2, a[1].block_hash())
-        ]
-    );
-    assert_eq!(outcome.connected.len(), 5);
-
-    // A bad header stops the batch; those before it stay accepted and are reported.
-    let c = regtest_branch(&b[4], 3, 0xc);
-    let mut bad = c.clone();
-    bad[1].nonce ^= 0xffff;
-    let bad1 = mine_badly(bad[1]);
-    bad[1] = bad1;
-    let err = chain.accept_batch(&bad, NOW_S).unwrap_err();
-    assert_eq!(err.index, 1);
-    assert!(matches!(err.error, HeaderError::BadPow { height: 8, .. }));
-    assert_eq!(err.partial.connected, vec![(7, c[0].block_hash())]);
-    assert_eq!(chain.tip_hash(), c[0].block_hash());
-}
-
-fn concat(headers: &[Header]) -> Vec<u8> {
-    headers.iter().flat_map(|h| h.encode()).collect()
-}
-
-#[test]
-fn verify_sequence_from_genesis_or_height_one() {
-    let params = ChainParams::REGTEST;
-    let headers = regtest_branch(&params.genesis, 50, 1);
-    let mut with_genesis = vec![params.genesis];
-    with_genesis.extend(&headers);
-
-    let summary = HeaderChain::verify_sequence(&params, &concat(&with_genesis), NOW_S).unwrap();
-    assert_eq!(
-        summary,
-        SequenceSummary {
-            count: 51,
-            tip_hash: headers[49].block_hash(),
-            tip_height: 50,
-            total_work: U256::from_u64(102),
-        }
-    );
-    let summary = HeaderChain::verify_sequence(&params, &concat(&headers), NOW_S).unwrap();
-    assert_eq!(summary.count, 50);
-    assert_eq!(summary.tip_height, 50);
-    assert_eq!(summary.tip_hash, headers[49].block_hash());
-
-    let empty = HeaderChain::verify_sequence(&params, &[], NOW_S).unwrap();
-    assert_eq!((empty.count, empty.tip_height), (0, 0));
-
-    // Real mainnet headers.
-    let mainnet =
-        HeaderChain::verify_sequence(&ChainParams::MAINNET, &concat(&mainnet_1_to_5()), NOW_S)
-            .unwrap();
-    assert_eq!(mainnet.tip_height, 5);
-    assert_eq!(
-        mainnet.tip_hash.to_hex(),
-        "000000009b7262315dbf071787ad3656097b892abffd1f95a1a022f896f533fc"
-    );
-}
-
-#[test]
-fn verify_sequence_names_the_failing_height() {
-    let params = ChainParams::REGTEST;
-    let headers = regtest_branch(&params.genesis, 10, 1);
-    let mut bytes = concat(&headers);
-
-    // Trailing partial header.
-    bytes.extend_from_slice(&[0u8; 79]);
-    assert_eq!(
-        HeaderChain::verify_sequence(&params, &bytes, NOW_S),
-        Err((11, HeaderError::Truncated { len: 79 }))
-    );
-
-    // A gap: header 6 missing, so header 7 does not connect.
-    let mut gapped = headers.clone();
-    gapped.remove(5);
-    let (height, err) = HeaderChain::verify_sequence(&params, &concat(&gapped), NOW_S).unwrap_err();
-    assert_eq!(height, 6);
-    assert!(matches!(err, HeaderError::Unconnected { .. }), "{err}");
-
-    // A repeated header builds on a known one, not on the previous.
-    let mut repeated = headers.clone();
-    repeated.insert(5, headers[3]);
-    let (height, err) =
-        HeaderChain::verify_sequence(&params, &concat(&repeated), NOW_S).unwrap_err();
-    assert_eq!(height, 6);
-    assert!(matches!(err, HeaderError::OutOfSequence { .. }), "{err}");
-
-    // Bad proof of work in the middle.
-    let mut broken = headers.clone();
-    broken[7] = mine_badly(broken[7]);
-    let (height, err) = HeaderChain::verify_sequence(&params, &concat(&broken), NOW_S).unwrap_err();
-    assert_eq!(height, 8);
-    assert!(
-        matches!(err, HeaderError::BadPow { height: 8, .. }),
-        "{err}"
-    );
-
-    // Another network's genesis.
-    let (height, err) =
-        HeaderChain::verify_sequence(&params, &ChainParams::MAINNET.genesis.encode(), NOW_S)
-            .unwrap_err();
-    assert_eq!(height, 0);
-    assert_eq!(
-        err,
-        HeaderError::GenesisMismatch {
-            expected: params.genesis_hash(),
-            got: ChainParams::MAINNET.genesis_hash()
-        }
-    );
-    // Regtest headers checked as mainnet do not connect.
-    let (height, err) =
-        HeaderChain::verify_sequence(&ChainParams::MAINNET, &concat(&headers), NOW_S).unwrap_err();
-    assert_eq!(height, 1);
-    assert!(matches!(err, HeaderError::Unconnected { .. }));
-}
-
-/// One step of a random fork tree: a parent (index into the headers so far, genesis = 0)
-/// and whether the child is slow (a minimum-difficulty block, less work) or quick.
-fn tree_step() -> impl Strategy<Value = (prop::sample::Index, bool)> {
-    (any::<prop::sample::Index>(), any::<bool>())
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
-
-    /// Random fork trees with unequal work: the best tip is always the first-seen leaf of
-    /// maximal cumulative work, and the best chain is linked from it down to genesis.
-    #[test]
-    fn the_best_tip_is_the_max_work_leaf(steps in prop::collection::vec(tree_step(), 1..40)) {
-        let mut params = easy_testnet();
-        params.pow_no_retargeting = true;
-        let config = HeaderChainConfig { max_side_headers: 1000, check_version: true };
-        let mut chain = HeaderChain::with_config(params, config);
-        // (header, chainwork) of every header accepted, genesis first.
-        let mut known: Vec<(Header, U256)> = vec![(params.genesis, chain.total_work())];
-        let mut best = 0usize;
-        for (i, (pick, slow)) in steps.iter().enumerate() {
-            let (parent, parent_work) = known[pick.index(known.len())];
-            // Slow: minimum difficulty. Quick: the walk back always finds genesis' bits
-            // (every quick block carries them, and trees stay inside one period).
-            let (time, bits) = if *slow {
-                (parent.time + 1201, params.pow_limit_bits())
-            } else {
-                (parent.time + 600, params.genesis.bits)
-            };
-            let header = child(&params, &parent, time, bits, i as u64);
-            chain.accept(&header, NOW_S).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            known.push((header, parent_work.saturating_add(header.work())));
-            if known.last().unwrap().1 > known[best].1 {
-                best = known.len() - 1;
-            }
-            prop_assert_eq!(chain.tip_hash(), known[best].0.block_hash());
-        }
-        prop_assert_eq!(chain.total_work(), known[best].1);
-        prop_assert_eq!(chain.best_len() + chain.side_len(), known.len());
-        for h in 1..=chain.tip_height() {
-            prop_assert_eq!(chain.header_at(h).unwrap().prev_blockhash, chain.hash_at(h - 1).unwrap());
-        }
+    // On a side branch off height 10, the retarget at 16 reads block 0's time through the
+    // branch (heights 11-15) and the best chain below it.
+    let mut prev = headers[10];
+    for i in 11..16u32 {
+        let h = child(&params, &prev, prev.time + 3, bits, 200 + u64::from(i));
+        assert!(matches!(
+            chain.accept(&h, NOW_S),
+            Ok(Accepted::SideBranch { height, .. }) if height == i
+        ));
+        prev = h;
     }
+    let side_expected = params.calculate_next_work_required(bits, prev.time, headers[0].time);
+    assert_ne!(
+        side_expected, expected,
+        "the branch's slower blocks give other bits"
+    );
+    let wrong = child(&params, &prev, prev.time + 1, expected, 300);
+    assert!(matches!(
+        chain.accept(&wrong, NOW_S),
+        Err(HeaderError::BadDifficulty { expected: e, height: 16, .. }) if e == side_expected
+    ));
+    let side_boundary = child(&params, &prev, prev.time + 1, side_expected, 301);
+    assert!(matches!(
+        chain.accept(&side_boundary, NOW_S),
+        Ok(Accepted::SideBranch { height: 16, .. })
+    ));
 }

@@ -1,0 +1,169 @@
+//! Liveness (S9, S10) and view convergence after crashes and partitions.
+
+use crate::cluster::tests::{fast_config, network};
+use crate::node::{Config, Event, HeartbeatMode};
+use crate::testnet::Net;
+
+/// Forms one cluster of `n` and returns its member indices.
+pub(crate) fn formed(n: usize, config: Config, seed: u64, blocks: u32) -> (Net, Vec<usize>) {
+    let mut net = network(n, blocks, config, seed);
+    net.run_until(10_000);
+    let clusters = net.check_clusters();
+    assert_eq!(clusters.len(), 1, "seed {seed}: {clusters:?}");
+    let mut members = clusters.into_values().next().unwrap();
+    members.sort();
+    (net, members)
+}
+
+fn crashed_member_is_dropped(mode: HeartbeatMode) {
+    let config = Config {
+        heartbeat_mode: mode,
+        cluster_size_target: 2,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(6, config, 11, 10);
+    let victim = members[2];
+    net.crash(victim);
+    net.run_until(20_000);
+    let clusters = net.check_clusters();
+    assert_eq!(clusters.len(), 1);
+    let survivors = clusters.into_values().next().unwrap();
+    assert_eq!(survivors.len(), members.len() - 1);
+    assert!(!survivors.contains(&victim));
+    let victim_id = net.id(victim);
+    assert!(survivors.iter().all(|i| {
+        net.nodes[*i]
+            .cluster()
+            .unwrap()
+            .2
+            .iter()
+            .all(|id| *id != victim_id)
+    }));
+    let declared = survivors
+        .iter()
+        .filter(|i| net.events[**i].contains(&Event::MemberOffline { member: victim_id }))
+        .count();
+    assert!(declared >= 1);
+}
+
+/// S9: heartbeats to all members; a crashed member is declared offline and every survivor
+/// converges on one view without it.
+#[test]
+fn heartbeat_all_detects_a_crash() {
+    crashed_member_is_dropped(HeartbeatMode::All);
+}
+
+/// S10: heartbeats to numbered neighbours only, detection on the receiving side.
+#[test]
+fn heartbeat_neighbours_detects_a_crash() {
+    crashed_member_is_dropped(HeartbeatMode::Neighbours { per_side: 1 });
+}
+
+/// S10: neighbour heartbeats send fewer pings than heartbeats to all.
+#[test]
+fn neighbour_heartbeats_send_fewer_pings() {
+    let pings = |mode| {
+        let config = Config {
+            heartbeat_mode: mode,
+            ..fast_config()
+        };
+        let (mut net, members) = formed(7, config, 12, 5);
+        let before: u64 = members
+            .iter()
+            .map(|i| net.nodes[*i].stats().pings_sent)
+            .sum();
+        net.run_until(20_000);
+        let after: u64 = members
+            .iter()
+            .map(|i| net.nodes[*i].stats().pings_sent)
+            .sum();
+        after - before
+    };
+    let all = pings(HeartbeatMode::All);
+    let neighbours = pings(HeartbeatMode::Neighbours { per_side: 1 });
+    assert!(neighbours * 2 < all, "neighbours {neighbours}, all {all}");
+}
+
+/// After a partition heals, every member ends on one view and views stop changing: no two
+/// members keep repairing against each other's views.
+#[test]
+fn views_converge_after_a_partition() {
+    for seed in 20..24 {
+        let config = Config {
+            cluster_size_target: 2,
+            ..fast_config()
+        };
+        let (mut net, members) = formed(6, config, seed, 10);
+        for (k, i) in members.iter().enumerate() {
+            net.group[*i] = (k % 2) as u8;
+        }
+        net.group[0] = 0;
+        net.run_until(20_000);
+        for g in net.group.iter_mut() {
+            *g = 0;
+        }
+        net.run_until(40_000);
+        let clusters = net.check_clusters();
+        let adopted =
+            |net: &Net| -> u64 { net.nodes.iter().map(|n| n.stats().views_adopted).sum() };
+        let settled = adopted(&net);
+        net.run_until(60_000);
+        assert_eq!(adopted(&net), settled, "seed {seed}: views still changing");
+        // check_clusters asserted one view per cluster id: the two halves' views of the
+        // original cluster were reconciled, and every former member is in exactly one cluster
+        // or ordinary.
+        assert!(!clusters.is_empty());
+        let in_clusters: usize = clusters.values().map(Vec::len).sum();
+        assert!(in_clusters <= members.len());
+    }
+}
+
+/// A member that restarts without its cluster state (a reload) answers heartbeats as an
+/// ordinary node; its old cluster drops it at once instead of listing it until a timeout.
+#[test]
+fn a_member_that_restarts_is_dropped_at_once() {
+    let (mut net, members) = formed(5, fast_config(), 41, 10);
+    let x = members[1];
+    net.crash(x);
+    net.run_until(10_300);
+    net.restart(x, fast_config(), 77);
+    // Well inside offline_after_ms (2 s) of the crash.
+    net.run_until(11_500);
+    let x_id = net.id(x);
+    for i in members.iter().filter(|i| **i != x) {
+        let (_, _, ids) = net.nodes[*i].cluster().unwrap();
+        assert!(
+            !ids.contains(&x_id),
+            "node {i} still lists the restarted member"
+        );
+    }
+    net.check_clusters();
+    net.check_exclusive();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// Hostile peers: any sequence of well-formed but arbitrary messages, from members or
+    /// strangers, never panics a member, and never breaks the members' agreement on the view.
+    #[test]
+    fn arbitrary_messages_never_panic_a_member(
+        messages in proptest::collection::vec(
+            (0usize..3, crate::wire::tests::message()),
+            1..40,
+        ),
+    ) {
+        let (mut net, members) = formed(4, fast_config(), 40, 20);
+        let stranger = crate::node::NodeId::from_seed(u64::MAX);
+        for (k, (who, message)) in messages.into_iter().enumerate() {
+            let to = members[k % members.len()];
+            let from = match who {
+                0 => stranger,
+                1 => net.id(members[(k + 1) % members.len()]),
+                _ => net.id(0),
+            };
+            net.inject(to, from, message);
+        }
+        net.run_until(20_000);
+        net.check_clusters();
+    }
+}

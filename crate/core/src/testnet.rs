@@ -1,0 +1,352 @@
+//! A small deterministic network of [`Node`]s with virtual time, for the core's own tests
+//! (the full simulator lives in `shoal-sim`). Messages take `latency_ms`; nodes can be crashed
+//! and the network partitioned; storage is an in-memory map per node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::node::chain_seam::{synthetic_chain, BlockHash, HeaderList, HeaderPrefix};
+use crate::node::{
+    Candidate, Config, Event, Input, Node, NodeId, Output, StorageCommand, StorageResult,
+};
+use crate::wire::{encode, Message};
+
+pub(crate) struct Net {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) stores: Vec<HashMap<BlockHash, Vec<u8>>>,
+    pub(crate) events: Vec<Vec<Event>>,
+    queue: BTreeMap<(u64, u64), (usize, Input)>,
+    seq: u64,
+    pub(crate) now_ms: u64,
+    pub(crate) latency_ms: u64,
+    pub(crate) down: Vec<bool>,
+    /// Partition group per node; messages cross only within a group.
+    pub(crate) group: Vec<u8>,
+    index: HashMap<NodeId, usize>,
+    pub(crate) chain: Arc<HeaderList>,
+    pub(crate) blocks: Vec<Vec<u8>>,
+    /// Bytes of encoded messages delivered.
+    pub(crate) bytes_sent: u64,
+    /// Corrupt every block node `i` serves.
+    pub(crate) corrupt_server: Option<usize>,
+    /// Encode every message to count bytes (off for timing runs).
+    pub(crate) count_bytes: bool,
+    /// Messages delivered.
+    pub(crate) messages: u64,
+    /// Messages delivered, by kind.
+    pub(crate) by_kind: BTreeMap<&'static str, u64>,
+}
+
+impl Net {
+    /// `configs.len()` nodes; node 0 is an archive holding `blocks` blocks if `archive`.
+    pub(crate) fn new(configs: Vec<Config>, blocks: u32, seed: u64) -> Net {
+        let (chain, raw) = synthetic_chain(blocks, 100);
+        let chain = Arc::new(chain);
+        let mut net = Net {
+            nodes: Vec::new(),
+            stores: Vec::new(),
+            events: Vec::new(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            now_ms: 0,
+            latency_ms: 10,
+            down: Vec::new(),
+            group: Vec::new(),
+            index: HashMap::new(),
+            chain,
+            blocks: raw,
+            bytes_sent: 0,
+            corrupt_server: None,
+            count_bytes: true,
+            messages: 0,
+            by_kind: BTreeMap::new(),
+        };
+        for config in configs {
+            net.add(config, seed);
+        }
+        net
+    }
+
+    pub(crate) fn add(&mut self, mut config: Config, seed: u64) -> usize {
+        let i = self.nodes.len();
+        let id = NodeId::from_seed(seed * 1000 + i as u64);
+        config.address = format!("/sim/{i}");
+        config.segment = i as u32 % 3;
+        let node = Node::new(config, id, seed + i as u64).expect("valid config");
+        self.index.insert(id, i);
+        self.nodes.push(node);
+        self.stores.push(HashMap::new());
+        self.events.push(Vec::new());
+        self.down.push(false);
+        self.group.push(0);
+        let headers = Arc::new(HeaderPrefix::new(self.chain.clone(), u32::MAX));
+        self.schedule(0, i, Input::Start);
+        self.schedule(0, i, Input::Headers(headers));
+        i
+    }
+
+    pub(crate) fn id(&self, i: usize) -> NodeId {
+        self.nodes[i].id()
+    }
+
+    /// Gives node `i` every block from the block source (for archives).
+    pub(crate) fn feed_blocks(&mut self, i: usize) {
+        for b in self.blocks.clone() {
+            self.schedule(1, i, Input::NewBlock { bytes: b });
+        }
+    }
+
+    /// Tells every node about every other (as a directory would).
+    pub(crate) fn introduce_all(&mut self) {
+        let all: Vec<Candidate> = (0..self.nodes.len())
+            .map(|j| Candidate {
+                id: self.id(j),
+                address: format!("/sim/{j}"),
+            })
+            .collect();
+        for i in 0..self.nodes.len() {
+            let mine: Vec<Candidate> = all.iter().filter(|c| c.id != self.id(i)).cloned().collect();
+            self.schedule(1, i, Input::CandidatePeers(mine));
+        }
+    }
+
+    /// Tells every node about `count` others (a directory's sample).
+    pub(crate) fn introduce_some(&mut self, ids: &[NodeId], count: usize) {
+        let n = ids.len();
+        for i in 0..n {
+            let picks: Vec<Candidate> =
+                std::iter::once(0) // everyone knows the archive (a relay)
+                    .chain((1..=count).map(|k| (i + k * 7919 % n.max(1) + k) % n))
+                    .filter(|j| *j != i)
+                    .map(|j| Candidate {
+                        id: ids[j],
+                        address: format!("/sim/{j}"),
+                    })
+                    .collect();
+            self.schedule(1, i, Input::CandidatePeers(picks));
+        }
+    }
+
+    fn schedule(&mut self, delay_ms: u64, node: usize, input: Input) {
+        self.seq += 1;
+        self.queue
+            .insert((self.now_ms + delay_ms, self.seq), (node, input));
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        !self.down[a] && !self.down[b] && self.group[a] == self.group[b]
+    }
+
+    /// Runs until virtual time `until_ms` (bounded by the event count as well).
+    pub(crate) fn run_until(&mut self, until_ms: u64) {
+        let mut steps = 0u64;
+        while let Some((&(at, seq), _)) = self.queue.iter().next() {
+            if at > until_ms {
+                break;
+            }
+            steps += 1;
+            assert!(steps < 500_000_000, "runaway simulation");
+            let (node, input) = self.queue.remove(&(at, seq)).expect("present");
+            self.now_ms = at;
+            if self.down[node] {
+                continue;
+            }
+            self.nodes[node].handle_input(at, input);
+            while let Some(output) = self.nodes[node].poll_output() {
+                self.carry_out(node, output);
+            }
+        }
+        self.now_ms = until_ms;
+    }
+
+    fn carry_out(&mut self, from: usize, output: Output) {
+        match output {
+            Output::Send { to, mut message } => {
+                let Some(&to) = self.index.get(&to) else {
+                    return;
+                };
+                if !self.reachable(from, to) {
+                    return;
+                }
+                if self.corrupt_server == Some(from) {
+                    if let Message::BlockData { block, .. } = &mut message {
+                        let last = block.len() - 1;
+                        block[last] ^= 1;
+                    }
+                }
+                if self.count_bytes {
+                    self.bytes_sent += encode(&message).expect("encodable").len() as u64;
+                }
+                self.messages += 1;
+                *self.by_kind.entry(kind(&message)).or_default() += 1;
+                let id = self.id(from);
+                self.schedule(self.latency_ms, to, Input::Message { from: id, message });
+            }
+            Output::Connect { peer, .. } => {
+                let Some(&to) = self.index.get(&peer) else {
+                    return;
+                };
+                if !self.reachable(from, to) {
+                    return;
+                }
+                let (a, b) = (self.id(from), peer);
+                self.schedule(self.latency_ms, from, Input::PeerConnected { peer: b });
+                self.schedule(self.latency_ms, to, Input::PeerConnected { peer: a });
+            }
+            Output::SetTimer { id, at_ms } => {
+                let delay = at_ms.saturating_sub(self.now_ms);
+                self.schedule(delay, from, Input::TimerFired(id));
+            }
+            Output::Storage(command) => {
+                let result = match command {
+                    StorageCommand::Put {
+                        request_id,
+                        block_hash,
+                        bytes,
+                        ..
+                    } => {
+                        self.stores[from].insert(block_hash, bytes);
+                        StorageResult::Put {
+                            request_id,
+                            ok: true,
+                        }
+                    }
+                    StorageCommand::Get {
+                        request_id,
+                        block_hash,
+                    } => StorageResult::Got {
+                        request_id,
+                        bytes: self.stores[from].get(&block_hash).cloned(),
+                    },
+                    StorageCommand::Delete {
+                        request_id,
+                        block_hash,
+                    } => {
+                        self.stores[from].remove(&block_hash);
+                        StorageResult::Deleted { request_id }
+                    }
+                    StorageCommand::List { request_id } => StorageResult::Listed {
+                        request_id,
+                        blocks: self.stores[from].keys().copied().collect(),
+                    },
+                };
+                self.schedule(1, from, Input::Storage(result));
+            }
+            Output::Event(event) => self.events[from].push(event),
+        }
+    }
+
+    /// Delivers `message` to node `to` as if from `from` (which need not be a node).
+    pub(crate) fn inject(&mut self, to: usize, from: NodeId, message: Message) {
+        self.schedule(1, to, Input::Message { from, message });
+    }
+
+    /// Crashes node `i`: it stops receiving, sending and firing timers.
+    pub(crate) fn crash(&mut self, i: usize) {
+        self.down[i] = true;
+    }
+
+    /// Restarts a crashed node with a fresh state machine over its old store (a reload).
+    pub(crate) fn restart(&mut self, i: usize, config: Config, seed: u64) {
+        self.down[i] = false;
+        let id = self.id(i);
+        let mut config = config;
+        config.address = format!("/sim/{i}");
+        config.segment = i as u32 % 3;
+        self.nodes[i] = Node::new(config, id, seed).expect("valid config");
+        let headers = Arc::new(HeaderPrefix::new(self.chain.clone(), u32::MAX));
+        self.schedule(0, i, Input::Start);
+        self.schedule(0, i, Input::Headers(headers));
+    }
+
+    /// Member ids of node `i`'s cluster, if any.
+    pub(crate) fn cluster_of(
+        &self,
+        i: usize,
+    ) -> Option<(crate::cluster::ClusterId, u64, Vec<NodeId>)> {
+        if self.down[i] {
+            return None;
+        }
+        self.nodes[i].cluster()
+    }
+
+    /// Checks that no node is in two clusters and that members of one cluster agree: every
+    /// node a live member lists as a member and that is live has the same cluster and view.
+    /// Returns the clusters found: id → member indices.
+    pub(crate) fn check_clusters(&self) -> HashMap<crate::cluster::ClusterId, Vec<usize>> {
+        let mut clusters: HashMap<_, Vec<usize>> = HashMap::new();
+        for i in 0..self.nodes.len() {
+            if let Some((cluster, _, _)) = self.cluster_of(i) {
+                clusters.entry(cluster).or_default().push(i);
+            }
+        }
+        for (cluster, members) in &clusters {
+            let views: Vec<_> = members
+                .iter()
+                .map(|i| self.cluster_of(*i).unwrap())
+                .collect();
+            for (i, (_, epoch, ids)) in members.iter().zip(&views) {
+                assert!(ids.contains(&self.id(*i)), "node {i} not in its own view");
+                assert_eq!(
+                    (*epoch, ids),
+                    (views[0].1, &views[0].2),
+                    "members of {cluster:?} disagree on the view"
+                );
+                assert!(ids.len() <= self.nodes[*i].config().cluster_size_max);
+            }
+        }
+        clusters
+    }
+
+    /// No live node is listed in the view of a cluster it is not a member of (S3: a node is in
+    /// at most one cluster, and clusters drop nodes that went elsewhere).
+    pub(crate) fn check_exclusive(&self) {
+        for i in 0..self.nodes.len() {
+            let Some((cluster, _, ids)) = self.cluster_of(i) else {
+                continue;
+            };
+            for id in ids {
+                let j = self.index[&id];
+                if self.down[j] {
+                    continue;
+                }
+                let theirs = self.cluster_of(j).map(|c| c.0);
+                assert_eq!(
+                    theirs,
+                    Some(cluster),
+                    "node {j} is listed by {cluster:?} but is in {theirs:?}"
+                );
+            }
+        }
+    }
+
+    /// S18: every block of the chain is stored by at least `min` live members of `members`.
+    pub(crate) fn copies(&self, members: &[usize]) -> Vec<usize> {
+        (0..self.blocks.len() as u32)
+            .map(|h| {
+                members
+                    .iter()
+                    .filter(|i| !self.down[**i] && self.nodes[**i].holds(h))
+                    .count()
+            })
+            .collect()
+    }
+}
+
+fn kind(message: &Message) -> &'static str {
+    match message {
+        Message::Hello { .. } => "hello",
+        Message::Ping { .. } => "ping",
+        Message::Pong { .. } => "pong",
+        Message::Invite { .. } => "invite",
+        Message::InviteReply { .. } => "invite_reply",
+        Message::InviteWithdrawn { .. } => "invite_withdrawn",
+        Message::JoinRequest { .. } => "join_request",
+        Message::JoinDenied { .. } => "join_denied",
+        Message::View(_) => "view",
+        Message::GetBlock { .. } => "get_block",
+        Message::BlockData { .. } => "block_data",
+        Message::BlockNotFound { .. } => "block_not_found",
+        _ => "other",
+    }
+}
