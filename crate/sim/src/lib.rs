@@ -18,7 +18,15 @@
 //! - [`serving`]: new blocks routed or self-selected, queries from members and outsiders,
 //!   adversarial members that forge, corrupt or stay silent (S14–S17);
 //! - [`replicas`] and [`invariants`]: ground-truth replica counts and the invariants checked
-//!   after every step (see the table in [`invariants`]).
+//!   after every step (see the table in [`invariants`]);
+//! - [`world`]: the hosts, the event loop and the run report; [`config`]: a run's settings;
+//! - [`movement`]: bytes moved per member leave and join under each placement rule (S6–S8).
+//!
+//! Requirements exercised: S1–S5 (formation, ids, numbering) through the nodes' own protocol,
+//! S6–S8 (placement, measured in [`movement`]), S9–S13 (liveness, repair, replacement: the
+//! replica invariants), S14–S15 (new blocks from the block source), S18 (the whole chain
+//! stays held: the live-holder invariant). Replay: `SEED=n shoal-sim …` or
+//! `SEED=n cargo test -p shoal-sim --test sweep -- --include-ignored`.
 //!
 //! The core is driven only through its public interface: `handle_input` / `poll_output`,
 //! drained after every input, plus read-only getters. Nothing in the core knows it is being

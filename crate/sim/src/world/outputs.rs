@@ -275,7 +275,9 @@ impl World {
             }
         };
         let cluster = self.hosts[index].cluster;
-        if self.faults.write() == WriteFate::Lose {
+        // Archives stand in for the block source (a relay backed by a full node, which can
+        // always supply a block again): their writes are not lost.
+        if !self.hosts[index].archive && self.faults.write() == WriteFate::Lose {
             self.counters.lost_writes += 1;
             if let (Stored::Block(height), Some(cluster)) = (&value, cluster) {
                 self.replicas.note_failure(cluster, *height, now_ms);
