@@ -10,8 +10,9 @@
 //!   random honest member (its `Event::TxQueryDone` is the result); an *outsider query* is a
 //!   client outside the cluster (placed at a random online host that is not a member of that
 //!   cluster) that sends a `TxQuery` message to a random member — adversaries included — checks
-//!   the answer's proof against the true chain and, on anything but a verified proof, asks
-//!   another member (at most [`OUTSIDER_ATTEMPTS`] in all). Txids are those of confirmed
+//!   the answer's proof against the true chain and, on silence, "unavailable" or a proof that
+//!   does not hold, asks another member (at most [`OUTSIDER_ATTEMPTS`] in all); "not found"
+//!   from a member is the cluster's answer and is final. Txids are those of confirmed
 //!   transactions, or (with `unknown_txid_fraction`) random ones.
 //! - **Adversaries** ([`AdversaryKind`]): chosen light hosts whose *outgoing* messages are
 //!   rewritten by the world ([`Adversary::rewrite`]); the core node on them is unmodified.

@@ -431,7 +431,7 @@ impl World {
         self.close_attempt(query);
         let q = &self.serving.open[&query];
         let retry = match (&q.outsider, outcome) {
-            (Some(outsider), Outcome::NotFound | Outcome::Unavailable)
+            (Some(outsider), Outcome::Unavailable)
                 if q.attempt < OUTSIDER_ATTEMPTS
                     && self.is_current(outsider.location, outsider.location_incarnation) =>
             {
