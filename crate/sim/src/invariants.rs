@@ -10,6 +10,7 @@
 //! | [`Invariant::MessageRateBounded`] | no node sends more than the configured number of messages per second, averaged over a window | on every message sent |
 //! | [`Invariant::QueryAnswered`] | a query attempt for a confirmed transaction whose block had a live honest holder in the cluster ends with a verified proof, unless excused (see `world::serving`) (S16) | when each attempt ends |
 //! | [`Invariant::NoForgedAnswerAccepted`] | every proof an honest node accepts (a `Confirmed` result, an honest member's answer to an outsider) holds on the true chain (S16) | on every accepted proof |
+//! | [`Invariant::JobOnTrueBlock`] | the block a job is run on (fetched into the cache or read from the shard) is the true chain's block (S17) | on every job made ready |
 //! | [`Invariant::NewBlockReachesP`] | every block mined during the run is on at least P live holders in every cluster once churn stops (S14, S15) | at the repair deadline |
 //!
 //! An invariant that a run cannot check (for instance because nodes never formed a cluster)
@@ -41,11 +42,13 @@ pub enum Invariant {
     NoForgedAnswerAccepted,
     /// Every new block reaches P live holders once churn stops.
     NewBlockReachesP,
+    /// Jobs run on the true block.
+    JobOnTrueBlock,
 }
 
 impl Invariant {
     /// All invariants, in report order.
-    pub const ALL: [Invariant; 9] = [
+    pub const ALL: [Invariant; 10] = [
         Invariant::NoUnverifiedStore,
         Invariant::LiveHolder,
         Invariant::RepairedToP,
@@ -55,6 +58,7 @@ impl Invariant {
         Invariant::QueryAnswered,
         Invariant::NoForgedAnswerAccepted,
         Invariant::NewBlockReachesP,
+        Invariant::JobOnTrueBlock,
     ];
 }
 

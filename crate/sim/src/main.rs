@@ -83,6 +83,9 @@ struct RunArgs {
     /// Fraction of queries for txids in no block.
     #[arg(long, default_value_t = 0.1)]
     unknown_txid_fraction: f64,
+    /// Fraction of query events that are jobs instead (S17: run code on any block).
+    #[arg(long, default_value_t = 0.1)]
+    job_fraction: f64,
     /// Adversarial members: a count, or a fraction of --nodes when below 1 (e.g. 0.2).
     #[arg(long, default_value_t = 0.0)]
     adversaries: f64,
@@ -208,6 +211,7 @@ impl RunArgs {
                 queries_per_s: self.queries_per_s,
                 outsider_fraction: self.outsider_fraction,
                 unknown_txid_fraction: self.unknown_txid_fraction,
+                job_fraction: self.job_fraction,
                 adversaries: if self.adversaries < 1.0 {
                     (self.adversaries.max(0.0) * self.nodes as f64).round() as usize
                 } else {

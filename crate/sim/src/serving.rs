@@ -97,6 +97,8 @@ pub struct ServingConfig {
     pub unknown_txid_fraction: f64,
     /// Fraction of known-txid member queries that carry the right block as a hint.
     pub hint_fraction: f64,
+    /// Fraction of query events that are jobs instead (S17: run code on any block).
+    pub job_fraction: f64,
     /// Light hosts that are adversarial members.
     pub adversaries: usize,
     /// What they do.
@@ -111,6 +113,7 @@ impl Default for ServingConfig {
             outsider_fraction: 0.3,
             unknown_txid_fraction: 0.1,
             hint_fraction: 0.3,
+            job_fraction: 0.1,
             adversaries: 0,
             adversary_kind: AdversaryKind::Mixed,
         }
@@ -119,8 +122,9 @@ impl Default for ServingConfig {
 
 impl ServingConfig {
     /// The fields that must be probabilities, by name.
-    pub fn probabilities(&self) -> [(&'static str, f64); 3] {
+    pub fn probabilities(&self) -> [(&'static str, f64); 4] {
         [
+            ("job_fraction", self.job_fraction),
             ("outsider_fraction", self.outsider_fraction),
             ("unknown_txid_fraction", self.unknown_txid_fraction),
             ("hint_fraction", self.hint_fraction),
@@ -175,6 +179,18 @@ pub struct ServingReport {
     pub query_latency_p50_ms: Option<u64>,
     /// 99th percentile of that.
     pub query_latency_p99_ms: Option<u64>,
+    /// Jobs run on a random block at a random honest member (S17).
+    pub jobs: u64,
+    /// Jobs whose block was ready (and checked against the true chain).
+    pub jobs_ready: u64,
+    /// Jobs that failed (no holder answered with a valid block in time).
+    pub jobs_failed: u64,
+    /// Jobs whose asker left before the end.
+    pub jobs_abandoned: u64,
+    /// Virtual time from a job to its block being ready.
+    pub job_latency_p50_ms: Option<u64>,
+    /// 99th percentile of that.
+    pub job_latency_p99_ms: Option<u64>,
     /// Blocks mined during the run (after the initial ones).
     pub new_blocks: u32,
     /// `BlockSafelyStored` events nodes reported.
@@ -248,6 +264,11 @@ impl TxTruth {
             .get(txid)
             .map(|(height, _)| *height)
             .filter(|height| *height < published)
+    }
+
+    /// The txids of the block at `height`.
+    pub fn txids_at(&self, height: u32) -> &[Txid] {
+        self.txids.get(height as usize).map_or(&[], Vec::as_slice)
     }
 
     /// The hash of the block at `height`.

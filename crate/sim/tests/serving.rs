@@ -72,10 +72,11 @@ fn seeds(default: u64) -> Vec<u64> {
     (0..count).collect()
 }
 
-const SERVING_INVARIANTS: [Invariant; 3] = [
+const SERVING_INVARIANTS: [Invariant; 4] = [
     Invariant::QueryAnswered,
     Invariant::NoForgedAnswerAccepted,
     Invariant::NewBlockReachesP,
+    Invariant::JobOnTrueBlock,
 ];
 
 fn mode_flag(mode: NewBlocksMode) -> &'static str {
@@ -139,6 +140,10 @@ fn check_sweep(mode: NewBlocksMode) {
         assert!(report.serving.queries_outsider > 0 && report.serving.queries_unknown_txid > 0);
         assert!(report.serving.query_attempts_with_honest_holder > 0);
         assert!(
+            report.serving.jobs_ready > 0,
+            "seed {seed}: no job ran (S17)"
+        );
+        assert!(
             report.serving.adversary_forged > 0 && report.serving.adversary_dropped > 0,
             "seed {seed}: adversaries never acted"
         );
@@ -159,7 +164,7 @@ fn check_sweep(mode: NewBlocksMode) {
     }
 }
 
-/// S14 (routed new blocks) and S16 (queries) under churn, partitions, loss and adversaries:
+/// S14 (routed new blocks), S16 (queries) and S17 (jobs on any block) under churn, partitions, loss and adversaries:
 /// every query with a live honest holder is answered with a verified proof (or excused), no
 /// forged proof is accepted, every new block reaches P live holders once churn stops.
 #[test]
@@ -167,7 +172,7 @@ fn routed_sweep_answers_queries_and_stores_new_blocks() {
     check_sweep(NewBlocksMode::Routed);
 }
 
-/// S15 (self-selected new blocks) and S16, same world.
+/// S15 (self-selected new blocks), S16 and S17, same world.
 #[test]
 fn self_selected_sweep_answers_queries_and_stores_new_blocks() {
     check_sweep(NewBlocksMode::SelfSelected);

@@ -43,6 +43,17 @@ pub(super) enum ServingEvent {
     Query,
     /// An attempt's deadline.
     Expire { query: u64, attempt: u32 },
+    /// A job's deadline.
+    ExpireJob { job: u64 },
+}
+
+/// A job in flight (S17).
+#[derive(Debug)]
+struct OpenJob {
+    host: HostIdx,
+    incarnation: u32,
+    height: u32,
+    issued_ms: u64,
 }
 
 /// An outsider client's state.
@@ -108,6 +119,8 @@ pub(super) struct Serving {
     hops: Vec<u64>,
     messages: Vec<u64>,
     latencies_ms: Vec<u64>,
+    jobs: BTreeMap<u64, OpenJob>,
+    job_latencies_ms: Vec<u64>,
     report: ServingReport,
 }
 
@@ -147,6 +160,8 @@ impl Serving {
             asks: HashMap::new(),
             hops: Vec::new(),
             messages: Vec::new(),
+            jobs: BTreeMap::new(),
+            job_latencies_ms: Vec::new(),
             latencies_ms: Vec::new(),
             report,
         }
@@ -188,7 +203,30 @@ impl World {
                     self.queue
                         .schedule(at_ms, SimEvent::Serving(ServingEvent::Query))?;
                 }
-                self.issue_query()
+                if self.serving.rng.chance(self.serving.config.job_fraction) {
+                    self.issue_job()
+                } else {
+                    self.issue_query()
+                }
+            }
+            ServingEvent::ExpireJob { job } => {
+                let Some(open) = self.serving.jobs.remove(&job) else {
+                    return Ok(());
+                };
+                if self.is_current(open.host, open.incarnation) {
+                    let now_ms = self.queue.now_ms();
+                    self.log.violate(
+                        now_ms,
+                        Invariant::JobOnTrueBlock,
+                        format!(
+                            "member host {} never finished job {job} (no JobReady/JobFailed in {} s)",
+                            open.host,
+                            MEMBER_QUERY_EXPIRY_MS / 1_000
+                        ),
+                    );
+                }
+                self.serving.report.jobs_abandoned += 1;
+                Ok(())
             }
             ServingEvent::Expire { query, attempt } => {
                 let Some(q) = self.serving.open.get(&query) else {
@@ -267,11 +305,15 @@ impl World {
         }
         let (cluster, asker) = candidates[self.serving.rng.below(candidates.len() as u64) as usize];
         let location = if outsider {
+            // Outside the cluster, and not listed by the asked member's view either (a stale
+            // view would make the member answer it as a fellow member: from its shard only).
+            let view = self.view_of(asker);
             let outside: Vec<HostIdx> = self
                 .online_light
                 .iter()
                 .copied()
                 .filter(|h| self.hosts[*h as usize].cluster != Some(cluster))
+                .filter(|h| !view.contains(&self.hosts[*h as usize].id))
                 .collect();
             if outside.is_empty() {
                 return Ok(());
@@ -316,6 +358,82 @@ impl World {
         };
         self.serving.open.insert(query, q);
         self.start_attempt(query, asker)
+    }
+
+    /// A job (S17) on a random published block at a random honest member.
+    fn issue_job(&mut self) -> Result<(), WorldError> {
+        let now_ms = self.queue.now_ms();
+        let members: Vec<HostIdx> = self
+            .members_by_cluster()
+            .into_values()
+            .flatten()
+            .filter(|m| self.serving.adversaries[*m as usize].is_none())
+            .collect();
+        if members.is_empty() || self.published == 0 {
+            return Ok(());
+        }
+        let host = members[self.serving.rng.below(members.len() as u64) as usize];
+        let height = self.serving.rng.below(u64::from(self.published)) as u32;
+        let Some(block_hash) = self.serving.truth.hash_at(height) else {
+            return Ok(());
+        };
+        let job = self.serving.next_query;
+        self.serving.next_query += 1;
+        self.serving.report.jobs += 1;
+        self.serving.jobs.insert(
+            job,
+            OpenJob {
+                host,
+                incarnation: self.hosts[host as usize].incarnation,
+                height,
+                issued_ms: now_ms,
+            },
+        );
+        self.queue.schedule(
+            now_ms + MEMBER_QUERY_EXPIRY_MS,
+            SimEvent::Serving(ServingEvent::ExpireJob { job }),
+        )?;
+        self.feed(host, Input::RunJob { job, block_hash })
+    }
+
+    /// A job's block is ready on `host`: it must be the true block.
+    fn job_ready(&mut self, host: HostIdx, job: u64, block_hash: &shoal_core::wire::BlockHash) {
+        let Some(open) = self.serving.jobs.remove(&job) else {
+            return;
+        };
+        let now_ms = self.queue.now_ms();
+        self.log.checked(Invariant::JobOnTrueBlock, 1);
+        let txids = self.hosts[host as usize]
+            .node
+            .as_mut()
+            .and_then(|node| node.with_block(block_hash, |block| block.txids()));
+        let truth = self.serving.truth.txids_at(open.height);
+        if txids.as_deref() == Some(truth)
+            && self.serving.truth.hash_at(open.height) == Some(*block_hash)
+        {
+            self.serving.report.jobs_ready += 1;
+            self.serving.job_latencies_ms.push(now_ms - open.issued_ms);
+        } else {
+            self.log.violate(
+                now_ms,
+                Invariant::JobOnTrueBlock,
+                format!(
+                    "job {job} at host {host} ran on a block that is not the true block {} ({:?})",
+                    open.height,
+                    txids.map(|t| t.len())
+                ),
+            );
+        }
+    }
+
+    /// The members `host`'s node lists in its view (empty if it is not a member).
+    fn view_of(&self, host: HostIdx) -> Vec<NodeId> {
+        self.hosts[host as usize]
+            .node
+            .as_ref()
+            .and_then(|n| n.cluster())
+            .map(|(_, _, members)| members)
+            .unwrap_or_default()
     }
 
     /// Live honest members of `cluster` whose store holds the block at `height`.
@@ -494,14 +612,17 @@ impl World {
             .into_iter()
             .filter(|h| q.honest_holders.contains(h))
             .collect();
-        let view: Vec<NodeId> = self.hosts[q.asker as usize]
-            .node
-            .as_ref()
-            .and_then(|n| n.cluster())
-            .map(|(_, _, members)| members)
-            .unwrap_or_default();
+        let view = self.view_of(q.asker);
         let reason = if self.serving.adversaries[q.asker as usize].is_some() {
             Some("asked_an_adversary")
+        } else if q
+            .outsider
+            .as_ref()
+            .is_some_and(|o| view.contains(&self.hosts[o.location as usize].id))
+        {
+            // The member takes the outsider for a fellow member (stale view) and answers
+            // from its own shard only.
+            Some("outsider_listed_as_member")
         } else if !self.is_current(q.asker, q.asker_incarnation)
             || self.hosts[q.asker as usize].cluster != Some(q.cluster)
         {
@@ -532,11 +653,13 @@ impl World {
             None => {
                 self.serving.report.query_failures_unexcused += 1;
                 let detail = format!(
-                    "query {query} (attempt {}, {}) for a transaction of block {height} ended {outcome:?} at member host {} although honest members {:?} of its cluster held the block throughout",
+                    "query {query} (attempt {}, {}) for a transaction of block {height} ended {outcome:?} at member host {} although honest members {:?} of its cluster held the block throughout (it asked hosts {:?}; its view: hosts {:?})",
                     q.attempt,
                     if q.outsider.is_some() { "outsider" } else { "member" },
                     q.asker,
-                    still.iter().map(|(h, _)| *h).collect::<Vec<_>>()
+                    still.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+                    q.ask_keys.iter().map(|(_, to, _)| *to).collect::<Vec<_>>(),
+                    view.iter().filter_map(|id| self.by_id.get(id)).collect::<Vec<_>>()
                 );
                 self.log.violate(now_ms, Invariant::QueryAnswered, detail);
             }
@@ -723,6 +846,10 @@ impl World {
                 };
                 self.end_attempt(*query_id, outcome)?;
             }
+            Event::JobReady { job, block_hash } => self.job_ready(host, *job, block_hash),
+            Event::JobFailed { job, .. } if self.serving.jobs.remove(job).is_some() => {
+                self.serving.report.jobs_failed += 1;
+            }
             Event::PeerMisbehaved { .. } => self.serving.report.misbehaviour_reports += 1,
             Event::BlockSafelyStored { .. } => {
                 self.serving.report.new_block_safely_stored_events += 1
@@ -801,6 +928,12 @@ impl World {
         report.query_messages_p99 = quantile(&self.serving.messages, 0.99);
         report.query_latency_p50_ms = quantile(&self.serving.latencies_ms, 0.5);
         report.query_latency_p99_ms = quantile(&self.serving.latencies_ms, 0.99);
+        report.job_latency_p50_ms = quantile(&self.serving.job_latencies_ms, 0.5);
+        report.job_latency_p99_ms = quantile(&self.serving.job_latencies_ms, 0.99);
+        if report.jobs_ready == 0 {
+            self.log
+                .not_checkable(Invariant::JobOnTrueBlock, "no job's block became ready");
+        }
         if report.query_attempts_with_honest_holder == 0 {
             self.log.not_checkable(
                 Invariant::QueryAnswered,
