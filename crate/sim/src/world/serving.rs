@@ -35,6 +35,9 @@ const OUTSIDER_REQUEST_BIT: u64 = 1 << 62;
 const OUTSIDER_TIMEOUT_MS: u64 = 12_000;
 /// A member query with no `TxQueryDone` by then is a violation (if its asker is still there).
 const MEMBER_QUERY_EXPIRY_MS: u64 = 30_000;
+/// A job with no `JobReady`/`JobFailed` by then is a violation: the cache asks the P holders
+/// one after another, 10 s each (the core's `fetch_timeout_ms`), so 60 s is ample.
+const JOB_EXPIRY_MS: u64 = 60_000;
 
 /// Serving's own events.
 #[derive(Debug)]
@@ -83,6 +86,8 @@ struct OpenQuery {
     hops: u64,
     /// Whether the current attempt's member forwarded the query.
     forwarded: bool,
+    /// Whether the current attempt carried a block hint.
+    hinted: bool,
     /// `TxQuery` messages sent for it (the outsider's and every forward).
     messages: u64,
     disturbed: bool,
@@ -221,7 +226,7 @@ impl World {
                         format!(
                             "member host {} never finished job {job} (no JobReady/JobFailed in {} s)",
                             open.host,
-                            MEMBER_QUERY_EXPIRY_MS / 1_000
+                            JOB_EXPIRY_MS / 1_000
                         ),
                     );
                 }
@@ -350,6 +355,7 @@ impl World {
             first_issued_ms: now_ms,
             hops: 0,
             forwarded: false,
+            hinted: false,
             messages: 0,
             disturbed: false,
             corrupt_reads_at_issue: 0,
@@ -390,7 +396,7 @@ impl World {
             },
         );
         self.queue.schedule(
-            now_ms + MEMBER_QUERY_EXPIRY_MS,
+            now_ms + JOB_EXPIRY_MS,
             SimEvent::Serving(ServingEvent::ExpireJob { job }),
         )?;
         self.feed(host, Input::RunJob { job, block_hash })
@@ -504,6 +510,9 @@ impl World {
                 }
                 _ => None,
             };
+            if let Some(q) = self.serving.open.get_mut(&query) {
+                q.hinted = hint.is_some();
+            }
             self.feed(
                 asker,
                 Input::TxQuery {
@@ -623,6 +632,12 @@ impl World {
             // The member takes the outsider for a fellow member (stale view) and answers
             // from its own shard only.
             Some("outsider_listed_as_member")
+        } else if q
+            .outsider
+            .as_ref()
+            .is_some_and(|o| !self.is_current(o.location, o.location_incarnation))
+        {
+            Some("outsider_left")
         } else if !self.is_current(q.asker, q.asker_incarnation)
             || self.hosts[q.asker as usize].cluster != Some(q.cluster)
         {
@@ -631,6 +646,15 @@ impl World {
             Some("holders_left")
         } else if q.disturbed {
             Some("message_lost")
+        } else if q.hinted
+            && !q
+                .ask_keys
+                .iter()
+                .any(|(_, to, _)| still.iter().any(|(h, _)| h == to))
+        {
+            // A hinted query asks only the block's placement holders; none of them had it
+            // yet (repair window) while another member still kept a copy.
+            Some("hinted_holders_lack_block")
         } else if self.counters.corrupt_reads != q.corrupt_reads_at_issue {
             Some("corrupt_read")
         } else if !still
