@@ -919,7 +919,13 @@ impl World {
             return;
         }
         let replicas = self.config.replicas as u32;
-        for cluster in clusters {
+        // A cluster with fewer live members than P cannot hold P copies of anything.
+        let clusters: Vec<ClusterIdx> = clusters
+            .iter()
+            .copied()
+            .filter(|c| self.replicas.live_members(*c) >= replicas as usize)
+            .collect();
+        for cluster in &clusters {
             let below: Vec<(u32, u32)> = (first_new..self.published)
                 .map(|h| (h, self.replicas.live(*cluster, h)))
                 .filter(|(_, live)| *live < replicas)
