@@ -5,6 +5,13 @@
 //! seconds). `SHOAL_SIM_SERVING_SEEDS=100 cargo test --release -p shoal-sim --test serving`
 //! runs 100 seeds per mode; `SEED=n cargo test -p shoal-sim --test serving` replays one. A
 //! failure names its seed and the command line that replays it.
+//!
+//! Known failures of the large sweep (40 seeds per mode, against the core at this commit): a
+//! member deletes a stored block after one corrupted *read* (the copy on disk is intact in the
+//! simulator's fault model), which loses the cluster's last live copy now and then
+//! (`LiveHolder`, self-selected seeds 4 and 28; gone with `--corrupt-read-rate 0`); and
+//! repair leaves a block on P-1 holders past the bound (`RepairedToP`, and `NewBlockReachesP`
+//! when the block is a new one: routed seed 10), as the churn sweep's ignored test records.
 
 use shoal_sim::churn::ChurnConfig;
 use shoal_sim::config::SimConfig;
