@@ -416,13 +416,15 @@ impl Node {
 
     pub(crate) fn on_repair_timer(&mut self) {
         let now = self.now_ms;
-        let expired: Vec<u64> = self
+        let mut expired: Vec<u64> = self
             .repair
             .in_flight
             .iter()
             .filter(|(_, f)| f.deadline_ms <= now)
             .map(|(id, _)| *id)
             .collect();
+        // The map's order is random per process: sort, so outputs are reproducible.
+        expired.sort_unstable();
         for id in expired {
             if let Some(flight) = self.repair.in_flight.remove(&id) {
                 self.stats.fetch_failures += 1;

@@ -343,12 +343,14 @@ impl<P: Copy + Eq + Hash + Ord> BlockCache<P> {
 
     /// Moves every fetch whose holder is overdue to its next holder.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        let due: Vec<u64> = self
+        let mut due: Vec<u64> = self
             .fetches
             .values()
             .filter(|f| f.deadline_ms <= now_ms)
             .map(|f| f.request_id)
             .collect();
+        // The map's order is random per process: sort, so outputs are reproducible.
+        due.sort_unstable();
         for request_id in due {
             if let Some(fetch) = self.fetches.remove(&request_id) {
                 self.next_holder(now_ms, fetch);

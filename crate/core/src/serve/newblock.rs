@@ -355,12 +355,14 @@ impl<P: Copy + Eq + Hash + Ord> NewBlocks<P> {
 
     /// Re-drives blocks whose announcements are overdue.
     pub fn handle_timeout(&mut self, now_ms: u64, me: P) {
-        let due: Vec<BlockHash> = self
+        let mut due: Vec<BlockHash> = self
             .tracked
             .iter()
             .filter(|(_, t)| t.next_redrive_ms <= now_ms)
             .map(|(h, _)| *h)
             .collect();
+        // The map's order is random per process: sort, so outputs are reproducible.
+        due.sort_unstable();
         for block_hash in due {
             let t = self.tracked.get_mut(&block_hash).expect("due block");
             let driver = match self.config.mode {

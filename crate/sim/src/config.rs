@@ -1,0 +1,236 @@
+//! A run's configuration: everything that, with the seed, decides a run.
+
+use serde::Serialize;
+
+use crate::churn::ChurnConfig;
+use crate::network::NetworkConfig;
+use crate::serving::ServingConfig;
+use crate::storage::StorageFaultConfig;
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimConfigError {
+    /// Too few nodes to form a cluster.
+    #[error("need at least {needed} nodes to form a cluster, got {got}")]
+    TooFewNodes {
+        /// Minimum.
+        needed: usize,
+        /// Asked for.
+        got: usize,
+    },
+    /// P must be below K.
+    #[error(
+        "replicas ({replicas}) must be at least 1 and below the cluster size ({cluster_size})"
+    )]
+    Replicas {
+        /// P.
+        replicas: usize,
+        /// K.
+        cluster_size: usize,
+    },
+    /// The chain needs at least one block.
+    #[error("the chain needs at least one block")]
+    NoBlocks,
+    /// The run needs a positive length.
+    #[error("the run must last a positive time")]
+    NoTime,
+    /// A rate is not a probability.
+    #[error("{name} must be between 0 and 1, got {value}")]
+    NotAProbability {
+        /// The field.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The placement rule is not one the core offers.
+    #[error("unknown placement rule {0:?}")]
+    UnknownPlacement(String),
+}
+
+/// Everything that, with the seed, decides a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimConfig {
+    /// The seed of all randomness.
+    pub seed: u64,
+    /// Light nodes (browser tabs) in the run.
+    pub nodes: usize,
+    /// Archive relays that hold every block and serve as block source (never churn).
+    pub archives: usize,
+    /// K: the largest cluster.
+    pub cluster_size: usize,
+    /// P: members holding each block.
+    pub replicas: usize,
+    /// Placement rule name, as the core names it.
+    pub placement: String,
+    /// Blocks in the chain (the first ones exist at start, see `initial_blocks`).
+    pub blocks: u32,
+    /// Blocks that exist at start; the rest arrive one per `block_interval_s`.
+    pub initial_blocks: u32,
+    /// Time between new blocks after the initial ones.
+    pub block_interval_s: u64,
+    /// Transactions per generated block (besides the coinbase); keeps blocks tiny or not.
+    pub txs_per_block: u32,
+    /// Simulated hours.
+    pub hours: f64,
+    /// Churn, partitions and storage faults stop this long before the end, so that repair
+    /// can be checked ("once churn stops, every block returns to P within a bound").
+    pub quiet_tail_hours: f64,
+    /// The bound on that repair, after churn stops.
+    pub repair_bound_s: u64,
+    /// A failure of a holder counts toward excusing a lost block for this long (S18).
+    pub repair_window_s: u64,
+    /// A node may send at most this many messages per second, averaged over `rate_window_s`.
+    pub max_messages_per_node_per_s: f64,
+    /// The window of that average.
+    pub rate_window_s: u64,
+    /// Periodic checks (cluster membership, pending losses) run this often.
+    pub check_interval_s: u64,
+    /// A node may be counted in two clusters' views at most this long (views converge).
+    pub membership_grace_s: u64,
+    /// Probability that the block source hands a node a tampered block (a byzantine relay).
+    pub tampered_block_rate: f64,
+    /// Heartbeat only this many numbered neighbours on each side (S10); `None`: every
+    /// member (S9, the core's default).
+    pub heartbeat_neighbours: Option<usize>,
+    /// Time between heartbeats; `None`: the core's default.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// The network model.
+    pub network: NetworkConfig,
+    /// The churn model.
+    pub churn: ChurnConfig,
+    /// The storage fault model.
+    pub storage: StorageFaultConfig,
+    /// Most pending events (bounded queue).
+    pub max_pending_events: usize,
+    /// New blocks, queries and adversaries (S14–S17).
+    pub serving: ServingConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            nodes: 60,
+            archives: 2,
+            cluster_size: 8,
+            replicas: 3,
+            placement: "rendezvous".to_string(),
+            blocks: 50,
+            initial_blocks: 40,
+            block_interval_s: 600,
+            txs_per_block: 2,
+            hours: 1.0,
+            quiet_tail_hours: 0.25,
+            repair_bound_s: 600,
+            repair_window_s: 120,
+            max_messages_per_node_per_s: 50.0,
+            rate_window_s: 10,
+            check_interval_s: 10,
+            membership_grace_s: 120,
+            tampered_block_rate: 0.01,
+            heartbeat_neighbours: None,
+            heartbeat_interval_ms: None,
+            network: NetworkConfig::default(),
+            churn: ChurnConfig::default(),
+            storage: StorageFaultConfig::default(),
+            max_pending_events: 50_000_000,
+            serving: ServingConfig::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Virtual length of the run.
+    pub fn duration_ms(&self) -> u64 {
+        (self.hours * 3_600_000.0) as u64
+    }
+
+    /// When churn, partitions and faults stop.
+    pub fn quiet_at_ms(&self) -> u64 {
+        self.duration_ms()
+            .saturating_sub((self.quiet_tail_hours * 3_600_000.0) as u64)
+    }
+
+    /// Checks that the configuration can work.
+    pub fn validate(&self) -> Result<(), SimConfigError> {
+        if self.nodes < 2 {
+            return Err(SimConfigError::TooFewNodes {
+                needed: 2,
+                got: self.nodes,
+            });
+        }
+        if self.replicas == 0 || self.replicas >= self.cluster_size {
+            return Err(SimConfigError::Replicas {
+                replicas: self.replicas,
+                cluster_size: self.cluster_size,
+            });
+        }
+        if self.blocks == 0 {
+            return Err(SimConfigError::NoBlocks);
+        }
+        if self.hours <= 0.0 || !self.hours.is_finite() {
+            return Err(SimConfigError::NoTime);
+        }
+        for (name, value) in [
+            ("loss_rate", self.network.loss_rate),
+            ("crash_fraction", self.churn.crash_fraction),
+            (
+                "return_with_data_fraction",
+                self.churn.return_with_data_fraction,
+            ),
+            ("lost_write_rate", self.storage.lost_write_rate),
+            ("corrupt_read_rate", self.storage.corrupt_read_rate),
+            ("tampered_block_rate", self.tampered_block_rate),
+        ]
+        .into_iter()
+        .chain(self.serving.probabilities())
+        {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(SimConfigError::NotAProbability {
+                    name,
+                    value: value.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_values_are_refused() {
+        assert_eq!(SimConfig::default().validate(), Ok(()));
+        let bad = SimConfig {
+            replicas: 8,
+            ..SimConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(SimConfigError::Replicas { .. })
+        ));
+        let mut bad = SimConfig::default();
+        bad.network.loss_rate = 1.5;
+        assert!(matches!(
+            bad.validate(),
+            Err(SimConfigError::NotAProbability {
+                name: "loss_rate",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn quiet_tail_comes_before_the_end() {
+        let config = SimConfig {
+            hours: 2.0,
+            quiet_tail_hours: 0.5,
+            ..SimConfig::default()
+        };
+        assert_eq!(config.duration_ms(), 7_200_000);
+        assert_eq!(config.quiet_at_ms(), 5_400_000);
+    }
+}

@@ -1,0 +1,838 @@
+//! The simulated world: hosts running unmodified core nodes, and the loop that drives them.
+//!
+//! # Overview
+//!
+//! A [`World`] owns a table of hosts (light nodes and a few archive relays), the true chain,
+//! the network, churn and fault models, and one event queue. [`World::run`] takes events in
+//! virtual-time order; each event is one *step*: it feeds one input to one node (or changes
+//! the world: a host leaves or returns, a partition starts or heals, a block is mined), drains
+//! that node's outputs completely and carries them out — messages go to the network, timers
+//! and storage results back into the queue, storage commands to the host's simulated store.
+//! Invariants are checked inside the step where their state changes (see
+//! [`crate::invariants`]), and the periodic ones on a timer of their own.
+//!
+//! Nodes are addressed by [`NodeId`]; a host keeps its id when it returns with its data and
+//! gets a new one when it returns empty. Every event aimed at a node carries the host's
+//! incarnation number, so nothing scheduled for a node that has since crashed reaches its
+//! successor.
+
+mod outputs;
+mod report;
+mod serving;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use shoal_core::cluster::ClusterId;
+use shoal_core::node::{
+    Candidate, Config as NodeConfig, HeaderList, HeaderPrefix, HeartbeatMode, Input, Node, NodeId,
+    SharedHeaders, StorageResult, TimerId,
+};
+use shoal_core::placement::PlacementRule;
+use shoal_core::serve::newblock::StorageMode;
+use shoal_core::wire::{BlockHash, Header, Message};
+
+use crate::chain::{self, SimBlock};
+use crate::churn::{Churn, Departure, Return};
+use crate::config::{SimConfig, SimConfigError};
+use crate::invariants::{Invariant, InvariantLog, RateLimitCheck};
+use crate::network::{HostIdx, Network, Partition};
+use crate::queue::{EventQueue, QueueError};
+use crate::replicas::{Cause, ClusterIdx, PendingLoss, ReplicaCounts};
+use crate::rng::{mix, SimRng};
+use crate::storage::{HostStore, StorageFaults, TrueChain};
+
+pub use report::Report;
+
+// Independent random streams of one run.
+const STREAM_NETWORK: u64 = 1;
+const STREAM_CHURN: u64 = 2;
+const STREAM_STORAGE: u64 = 3;
+const STREAM_WORLD: u64 = 4;
+const NODE_SEED_SALT: u64 = 0x4E4F_4445;
+
+/// Milliseconds a storage command takes.
+const STORAGE_LATENCY_MS: u64 = 2;
+/// Peers of a crashed host learn that the connection is dead after this long (WebRTC's
+/// consent-freshness timeout); until then only heartbeats can tell.
+const CRASH_TRANSPORT_TIMEOUT_MS: u64 = 30_000;
+/// Nodes not in a cluster get fresh directory candidates this often.
+const DIRECTORY_INTERVAL_MS: u64 = 60_000;
+/// Candidates per directory answer (besides the archives).
+const DIRECTORY_CANDIDATES: usize = 8;
+/// Archives (relays) per directory answer.
+const ARCHIVES_PER_ANSWER: usize = 2;
+/// Violations kept in full in the report.
+const VIOLATIONS_KEPT: usize = 20;
+
+/// Why a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorldError {
+    /// The simulator's configuration is invalid.
+    #[error("invalid simulator configuration: {0}")]
+    Config(#[from] SimConfigError),
+    /// The node configuration derived from it is refused by the core.
+    #[error("the core refused the node configuration: {0}")]
+    NodeConfig(#[from] shoal_core::node::ConfigError),
+    /// The event queue overflowed (a node flooding the network, or a bound set too low).
+    #[error("event queue: {0}")]
+    Queue(#[from] QueueError),
+}
+
+/// Parses a placement rule name: `rendezvous`, `segment`, `hash-mod[:OFFSET]`,
+/// `even[:RANGE_BLOCKS]`.
+pub fn parse_placement(name: &str) -> Result<PlacementRule, SimConfigError> {
+    let (rule, arg) = match name.split_once(':') {
+        Some((rule, arg)) => (rule, Some(arg)),
+        None => (name, None),
+    };
+    let number = |default: u64| -> Result<u64, SimConfigError> {
+        arg.map_or(Ok(default), |a| {
+            a.parse()
+                .map_err(|_| SimConfigError::UnknownPlacement(name.to_string()))
+        })
+    };
+    match rule {
+        "rendezvous" if arg.is_none() => Ok(PlacementRule::Rendezvous),
+        "segment" if arg.is_none() => Ok(PlacementRule::Segment),
+        "hash-mod" => Ok(PlacementRule::HashMod { offset: number(0)? }),
+        "even" => Ok(PlacementRule::Even {
+            range_blocks: u32::try_from(number(1)?)
+                .map_err(|_| SimConfigError::UnknownPlacement(name.to_string()))?,
+        }),
+        _ => Err(SimConfigError::UnknownPlacement(name.to_string())),
+    }
+}
+
+/// Hashes a [`NodeId`] — already a uniform hash — by its first eight bytes. Deterministic,
+/// unlike the standard library's randomly keyed hasher.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+}
+
+/// Something that will happen.
+#[derive(Debug)]
+enum SimEvent {
+    /// A message from node `.0` arrives at `to` (if it is still the same incarnation).
+    /// Boxed, like the other large payloads, to keep queue entries small.
+    Deliver {
+        to: HostIdx,
+        incarnation: u32,
+        message: Box<(NodeId, Message)>,
+    },
+    /// A timer a node set is due.
+    Timer {
+        host: HostIdx,
+        incarnation: u32,
+        id: TimerId,
+        at_ms: u64,
+    },
+    /// A storage command finished.
+    Storage {
+        host: HostIdx,
+        incarnation: u32,
+        result: Box<StorageResult>,
+    },
+    /// A connection came up (or, `up == false`, went down) as seen from `host`.
+    Link {
+        host: HostIdx,
+        incarnation: u32,
+        peer: Box<NodeId>,
+        up: bool,
+    },
+    /// The directory answers an ordinary node.
+    Directory { host: HostIdx, incarnation: u32 },
+    /// A host's session ends.
+    Leave { host: HostIdx, incarnation: u32 },
+    /// A host comes back.
+    Return { host: HostIdx },
+    /// The next block is mined.
+    Mine,
+    /// A partition starts.
+    PartitionStart(Partition),
+    /// The partition heals.
+    PartitionEnd,
+    /// Churn, partitions and faults stop.
+    Quiet,
+    /// The periodic invariant checks.
+    Check,
+    /// Every block must be back at P live holders.
+    RepairDeadline,
+    /// Queries and their deadlines.
+    Serving(serving::ServingEvent),
+}
+
+impl SimEvent {
+    /// A short name, for the report's event counts.
+    fn kind(&self) -> &'static str {
+        match self {
+            SimEvent::Deliver { .. } => "deliver",
+            SimEvent::Timer { .. } => "timer",
+            SimEvent::Storage { .. } => "storage",
+            SimEvent::Link { up: true, .. } => "link_up",
+            SimEvent::Link { up: false, .. } => "link_down",
+            SimEvent::Directory { .. } => "directory",
+            SimEvent::Leave { .. } => "leave",
+            SimEvent::Return { .. } => "return",
+            SimEvent::Mine => "mine",
+            SimEvent::PartitionStart(_) => "partition_start",
+            SimEvent::PartitionEnd => "partition_end",
+            SimEvent::Quiet => "quiet",
+            SimEvent::Check => "check",
+            SimEvent::RepairDeadline => "repair_deadline",
+            SimEvent::Serving(_) => "serving",
+        }
+    }
+}
+
+/// One machine in the world.
+struct Host {
+    node: Option<Box<Node>>,
+    id: NodeId,
+    incarnation: u32,
+    archive: bool,
+    store: HostStore<BlockHash>,
+    /// The cluster the node says it is in (from its events), as a dense index.
+    cluster: Option<ClusterIdx>,
+    /// Each timer's latest deadline.
+    timers: BTreeMap<TimerId, u64>,
+    /// Hosts this one has a connection with.
+    links: BTreeSet<HostIdx>,
+    online_since_ms: u64,
+}
+
+/// Counters for the report.
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    events: u64,
+    events_by_kind: BTreeMap<&'static str, u64>,
+    messages_by_kind: BTreeMap<&'static str, u64>,
+    messages_sent: u64,
+    message_bytes: u64,
+    messages_lost: u64,
+    messages_partitioned: u64,
+    messages_to_offline: u64,
+    encode_failures: u64,
+    light_messages_sent: u64,
+    light_online_ms: u64,
+    leaves: u64,
+    returns_with_data: u64,
+    returns_fresh: u64,
+    partitions: u64,
+    lost_writes: u64,
+    corrupt_reads: u64,
+    tampered_blocks_sent: u64,
+    blocks_rejected_events: u64,
+    block_stored_events: u64,
+    members_declared_offline: u64,
+    /// Bytes of verified blocks written where the cluster already had the block on P members:
+    /// data moved because membership changed, not first fills or new blocks.
+    moved_bytes: u64,
+    /// Member departures from a cluster (offline, dropped, or switched).
+    cluster_leaves: u64,
+    /// Per departure, the bytes of blocks that fell below P because of it: the least any
+    /// repair must move.
+    cluster_leave_optimal_bytes: u64,
+    lost_blocks: u64,
+    dissolved_losses: u64,
+    blocks_below_p_at_deadline: u64,
+    blocks_above_p_at_deadline: u64,
+    node_stats: NodeStatTotals,
+}
+
+/// Sums of the core's own counters over every node incarnation.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct NodeStatTotals {
+    /// Clusters formed as inviter.
+    pub clusters_formed: u64,
+    /// Clusters joined.
+    pub clusters_joined: u64,
+    /// Members declared offline.
+    pub members_declared_offline: u64,
+    /// Blocks fetched from other nodes.
+    pub blocks_fetched: u64,
+    /// Bytes of those.
+    pub bytes_fetched: u64,
+    /// Blocks that failed verification.
+    pub blocks_rejected: u64,
+    /// Fetches that failed.
+    pub fetch_failures: u64,
+    /// Messages the nodes dropped as making no sense.
+    pub messages_ignored: u64,
+}
+
+impl NodeStatTotals {
+    fn add(&mut self, node: &Node) {
+        let stats = node.stats();
+        self.clusters_formed += stats.clusters_formed;
+        self.clusters_joined += stats.clusters_joined;
+        self.members_declared_offline += stats.members_declared_offline;
+        self.blocks_fetched += stats.blocks_fetched;
+        self.bytes_fetched += stats.bytes_fetched;
+        self.blocks_rejected += stats.blocks_rejected;
+        self.fetch_failures += stats.fetch_failures;
+        self.messages_ignored += stats.messages_ignored;
+    }
+}
+
+/// A whole simulated world. See the module docs.
+pub struct World {
+    config: SimConfig,
+    node_config: NodeConfig,
+    queue: EventQueue<SimEvent>,
+    network: Network,
+    churn: Churn,
+    faults: StorageFaults,
+    rng: SimRng,
+    hosts: Vec<Host>,
+    /// Looked up, never iterated: its order cannot leak into a run.
+    by_id: HashMap<NodeId, HostIdx, BuildHasherDefault<IdHasher>>,
+    /// Online light hosts, for directory sampling (order is deterministic).
+    online_light: Vec<HostIdx>,
+    online_pos: Vec<Option<usize>>,
+    chain: TrueChain<BlockHash>,
+    blocks: Vec<SimBlock>,
+    header_list: Arc<HeaderList>,
+    headers: SharedHeaders,
+    published: u32,
+    replicas: ReplicaCounts,
+    cluster_index: BTreeMap<ClusterId, ClusterIdx>,
+    log: InvariantLog,
+    rate: RateLimitCheck,
+    /// When each cluster index was first seen.
+    cluster_first_seen_ms: Vec<u64>,
+    /// Blocks whose last live holder in a cluster went, waiting for judgement.
+    pending_losses: Vec<PendingLoss>,
+    /// Per node id counted in two clusters: when that was first seen.
+    two_cluster_since: BTreeMap<NodeId, u64>,
+    quiet: bool,
+    counters: Counters,
+    serving: serving::Serving,
+    started: Instant,
+}
+
+impl World {
+    /// Builds the world of `config`: generates the chain, creates the hosts and schedules
+    /// their first events.
+    pub fn new(config: SimConfig) -> Result<World, WorldError> {
+        config.validate()?;
+        let placement = parse_placement(&config.placement)?;
+        let defaults = NodeConfig::default();
+        let heartbeat_interval_ms = config
+            .heartbeat_interval_ms
+            .unwrap_or(defaults.heartbeat_interval_ms);
+        let mut node_config = NodeConfig {
+            heartbeat_mode: config
+                .heartbeat_neighbours
+                .map_or(defaults.heartbeat_mode, |per_side| {
+                    HeartbeatMode::Neighbours { per_side }
+                }),
+            heartbeat_interval_ms,
+            // Keep the core's ratio of silence to interval before declaring a member offline.
+            offline_after_ms: defaults.offline_after_ms * heartbeat_interval_ms
+                / defaults.heartbeat_interval_ms,
+            cluster_size_max: config.cluster_size,
+            cluster_size_target: defaults.cluster_size_target.min(config.cluster_size),
+            form_with_accepts: defaults
+                .form_with_accepts
+                .max(config.replicas.saturating_sub(1))
+                .min(config.cluster_size - 1),
+            replicas: config.replicas,
+            placement,
+            ..defaults
+        };
+        node_config.serve.new_blocks.mode = match config.serving.new_blocks_mode {
+            crate::serving::NewBlocksMode::Routed => StorageMode::Routed,
+            crate::serving::NewBlocksMode::SelfSelected => StorageMode::SelfSelected,
+        };
+        node_config.serve.new_blocks.replicas = config.replicas;
+        node_config.validate()?;
+
+        let seed = config.seed;
+        let blocks = chain::generate_regtest(config.blocks, config.txs_per_block, seed);
+        let headers: Vec<Header> = blocks
+            .iter()
+            .map(|block| Header::decode(&block.header).expect("generated headers are 80 bytes"))
+            .collect();
+        let header_list = Arc::new(HeaderList::new(headers));
+        let chain = TrueChain::new(
+            blocks
+                .iter()
+                .map(|block| (BlockHash::from_byte_array(block.hash), block.bytes.clone()))
+                .collect(),
+        );
+        let published = config.initial_blocks.clamp(1, config.blocks);
+        let headers: SharedHeaders = Arc::new(HeaderPrefix::new(header_list.clone(), published));
+
+        let host_count = config.nodes + config.archives;
+        let serving = serving::Serving::new(
+            config.serving.clone(),
+            seed,
+            &blocks,
+            config.nodes,
+            host_count,
+        );
+        let mut world = World {
+            serving,
+            network: Network::new(config.network.clone(), seed, STREAM_NETWORK),
+            churn: Churn::new(config.churn.clone(), seed, STREAM_CHURN),
+            faults: StorageFaults::new(config.storage.clone(), seed, STREAM_STORAGE),
+            rng: SimRng::stream(seed, STREAM_WORLD),
+            queue: EventQueue::new(config.max_pending_events),
+            hosts: Vec::with_capacity(host_count),
+            by_id: HashMap::default(),
+            online_light: Vec::with_capacity(config.nodes),
+            online_pos: vec![None; host_count],
+            chain,
+            blocks,
+            header_list,
+            headers,
+            published,
+            replicas: ReplicaCounts::new(config.replicas as u32, config.repair_window_s * 1_000),
+            cluster_index: BTreeMap::new(),
+            log: InvariantLog::new(VIOLATIONS_KEPT),
+            rate: RateLimitCheck::new(
+                host_count,
+                config.rate_window_s.max(1) * 1_000,
+                config.max_messages_per_node_per_s,
+            ),
+            cluster_first_seen_ms: Vec::new(),
+            pending_losses: Vec::new(),
+            two_cluster_since: BTreeMap::new(),
+            quiet: false,
+            counters: Counters::default(),
+            started: Instant::now(),
+            node_config,
+            config,
+        };
+        for index in 0..host_count {
+            let host = index as HostIdx;
+            let archive = index >= world.config.nodes;
+            let id = world.identity(host, 0);
+            world.hosts.push(Host {
+                node: None,
+                id,
+                incarnation: 0,
+                archive,
+                store: HostStore::default(),
+                cluster: None,
+                timers: BTreeMap::new(),
+                links: BTreeSet::new(),
+                online_since_ms: 0,
+            });
+            world.by_id.insert(id, host);
+        }
+        // Archives first, so that light nodes find a source when they start.
+        for index in (world.config.nodes..host_count).chain(0..world.config.nodes) {
+            world.boot(index as HostIdx)?;
+        }
+        if world.published < world.config.blocks {
+            let at_ms = world.config.block_interval_s * 1_000;
+            world.queue.schedule(at_ms, SimEvent::Mine)?;
+        }
+        if let Some(partition) = world.network.next_partition(0) {
+            world
+                .queue
+                .schedule(partition.start_ms, SimEvent::PartitionStart(partition))?;
+        }
+        let check_ms = world.config.check_interval_s.max(1) * 1_000;
+        world.queue.schedule(check_ms, SimEvent::Check)?;
+        world.serving_start()?;
+        let quiet_at_ms = world.config.quiet_at_ms();
+        world.queue.schedule(quiet_at_ms, SimEvent::Quiet)?;
+        let deadline_ms = quiet_at_ms + world.config.repair_bound_s * 1_000;
+        if deadline_ms <= world.config.duration_ms() {
+            world
+                .queue
+                .schedule(deadline_ms, SimEvent::RepairDeadline)?;
+        } else {
+            for invariant in [Invariant::RepairedToP, Invariant::ExactlyP] {
+                world.log.not_checkable(
+                    invariant,
+                    format!(
+                        "the run ends before churn stop + repair bound ({} s + {} s)",
+                        quiet_at_ms / 1_000,
+                        world.config.repair_bound_s
+                    ),
+                );
+            }
+        }
+        Ok(world)
+    }
+
+    /// The node id of `host` in its `incarnation`-th life without data.
+    fn identity(&self, host: HostIdx, generation: u32) -> NodeId {
+        NodeId::from_seed(mix(&[
+            self.config.seed,
+            u64::from(host),
+            u64::from(generation),
+        ]))
+    }
+
+    /// Starts a node on `host` (first boot or return).
+    fn boot(&mut self, host: HostIdx) -> Result<(), WorldError> {
+        let now_ms = self.queue.now_ms();
+        let index = host as usize;
+        let incarnation = self.hosts[index].incarnation;
+        let node_seed = mix(&[
+            self.config.seed,
+            NODE_SEED_SALT,
+            u64::from(host),
+            u64::from(incarnation),
+        ]);
+        let node_config = NodeConfig {
+            address: format!("sim://{host}"),
+            segment: self.network.segment_of(host),
+            archive: self.hosts[index].archive,
+            ..self.node_config.clone()
+        };
+        let node = Node::new(node_config, self.hosts[index].id, node_seed)?;
+        let archive = self.hosts[index].archive;
+        {
+            let record = &mut self.hosts[index];
+            record.node = Some(Box::new(node));
+            record.timers.clear();
+            record.cluster = None;
+            record.online_since_ms = now_ms;
+        }
+        if !archive {
+            self.online_pos[index] = Some(self.online_light.len());
+            self.online_light.push(host);
+        }
+        self.feed(host, Input::Start)?;
+        self.feed(host, Input::Headers(self.headers.clone()))?;
+        if archive {
+            // The block source: an archive holds the chain mined so far.
+            for height in 0..self.published {
+                let bytes = self.blocks[height as usize].bytes.clone();
+                self.feed(host, Input::NewBlock { bytes })?;
+            }
+        }
+        self.directory(host)?;
+        if !archive {
+            if let Some(session_ms) = self.churn.session_ms() {
+                self.queue
+                    .schedule(now_ms + session_ms, SimEvent::Leave { host, incarnation })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs to the end and returns the report.
+    pub fn run(mut self) -> Result<Report, WorldError> {
+        let end_ms = self.config.duration_ms();
+        while let Some(at_ms) = self.queue.peek_ms() {
+            if at_ms > end_ms {
+                break;
+            }
+            let (_, event) = self.queue.pop().expect("peeked");
+            self.counters.events += 1;
+            self.step(event)?;
+        }
+        Ok(self.finish())
+    }
+
+    /// Carries out one event.
+    fn step(&mut self, event: SimEvent) -> Result<(), WorldError> {
+        *self
+            .counters
+            .events_by_kind
+            .entry(event.kind())
+            .or_default() += 1;
+        match event {
+            SimEvent::Deliver {
+                to,
+                incarnation,
+                message,
+            } => {
+                if self.is_current(to, incarnation) {
+                    let (from, message) = *message;
+                    if let Some(message) = self.serving_intercept(to, from, message)? {
+                        self.feed(to, Input::Message { from, message })?;
+                    }
+                } else {
+                    self.counters.messages_to_offline += 1;
+                }
+            }
+            SimEvent::Timer {
+                host,
+                incarnation,
+                id,
+                at_ms,
+            } => {
+                let index = host as usize;
+                if self.is_current(host, incarnation)
+                    && self.hosts[index].timers.get(&id) == Some(&at_ms)
+                {
+                    self.hosts[index].timers.remove(&id);
+                    self.feed(host, Input::TimerFired(id))?;
+                }
+            }
+            SimEvent::Storage {
+                host,
+                incarnation,
+                result,
+            } => {
+                if self.is_current(host, incarnation) {
+                    self.feed(host, Input::Storage(*result))?;
+                }
+            }
+            SimEvent::Link {
+                host,
+                incarnation,
+                peer,
+                up,
+            } => {
+                if self.is_current(host, incarnation) {
+                    let peer = *peer;
+                    let linked = self
+                        .by_id
+                        .get(&peer)
+                        .is_some_and(|p| self.hosts[host as usize].links.contains(p));
+                    // A late "down" for a link that has since come back up is stale.
+                    if up || !linked {
+                        let input = if up {
+                            Input::PeerConnected { peer }
+                        } else {
+                            Input::PeerDisconnected { peer }
+                        };
+                        self.feed(host, input)?;
+                    }
+                }
+            }
+            SimEvent::Directory { host, incarnation } => {
+                if self.is_current(host, incarnation) {
+                    self.directory(host)?;
+                }
+            }
+            SimEvent::Leave { host, incarnation } => {
+                if self.is_current(host, incarnation) && !self.quiet {
+                    self.leave(host)?;
+                }
+            }
+            // Once churn stops no host leaves; those away still come back (and may refill
+            // clusters that shrank below P).
+            SimEvent::Return { host } => self.come_back(host)?,
+            SimEvent::Mine => self.mine()?,
+            SimEvent::PartitionStart(partition) => {
+                if !self.quiet {
+                    self.counters.partitions += 1;
+                    self.network.set_partition(Some(partition));
+                    self.queue
+                        .schedule(partition.end_ms, SimEvent::PartitionEnd)?;
+                }
+            }
+            SimEvent::PartitionEnd => {
+                self.network.set_partition(None);
+                if !self.quiet {
+                    let now_ms = self.queue.now_ms();
+                    if let Some(next) = self.network.next_partition(now_ms) {
+                        self.queue
+                            .schedule(next.start_ms, SimEvent::PartitionStart(next))?;
+                    }
+                }
+            }
+            SimEvent::Quiet => {
+                self.quiet = true;
+                self.network.set_partition(None);
+                self.faults.set_enabled(false);
+            }
+            SimEvent::Check => {
+                self.periodic_checks();
+                let next_ms = self.queue.now_ms() + self.config.check_interval_s.max(1) * 1_000;
+                self.queue.schedule(next_ms, SimEvent::Check)?;
+            }
+            SimEvent::RepairDeadline => self.check_repaired(),
+            SimEvent::Serving(event) => self.serving_step(event)?,
+        }
+        Ok(())
+    }
+
+    fn is_current(&self, host: HostIdx, incarnation: u32) -> bool {
+        let record = &self.hosts[host as usize];
+        record.node.is_some() && record.incarnation == incarnation
+    }
+
+    /// Feeds one input to the node on `host` and carries out everything it asks for.
+    fn feed(&mut self, host: HostIdx, input: Input) -> Result<(), WorldError> {
+        let now_ms = self.queue.now_ms();
+        let Some(node) = self.hosts[host as usize].node.as_mut() else {
+            return Ok(());
+        };
+        node.handle_input(now_ms, input);
+        while let Some(output) = self.hosts[host as usize]
+            .node
+            .as_mut()
+            .and_then(|node| node.poll_output())
+        {
+            self.apply(host, output)?;
+        }
+        Ok(())
+    }
+
+    /// Hands `host` candidate peers, as a relay's directory would, and asks again later if it
+    /// is still not in a cluster.
+    fn directory(&mut self, host: HostIdx) -> Result<(), WorldError> {
+        let index = host as usize;
+        if self.hosts[index].archive {
+            // Archives are dialled; they dial no one.
+            return Ok(());
+        }
+        // The relay answering is an archive the node is (or will be) connected to: it comes
+        // first, as a browser's relay is its first connection. Then random ordinary peers,
+        // then a second archive.
+        let archives = self.config.archives;
+        let relays: Vec<usize> = (0..ARCHIVES_PER_ANSWER.min(archives))
+            .map(|k| self.config.nodes + (index + k) % archives)
+            .filter(|archive| self.hosts[*archive].node.is_some())
+            .collect();
+        let mut candidates = Vec::with_capacity(DIRECTORY_CANDIDATES + ARCHIVES_PER_ANSWER);
+        if let Some(home) = relays.first() {
+            candidates.push(self.candidate(*home as HostIdx));
+        }
+        let pool = self.online_light.len();
+        for _ in 0..DIRECTORY_CANDIDATES.min(pool) {
+            let pick = self.online_light[self.rng.below(pool as u64) as usize];
+            if pick != host
+                && !candidates
+                    .iter()
+                    .any(|c: &Candidate| c.id == self.hosts[pick as usize].id)
+            {
+                candidates.push(self.candidate(pick));
+            }
+        }
+        for archive in relays.iter().skip(1) {
+            candidates.push(self.candidate(*archive as HostIdx));
+        }
+        self.feed(host, Input::CandidatePeers(candidates))?;
+        if !self.hosts[index].archive && self.hosts[index].cluster.is_none() {
+            let incarnation = self.hosts[index].incarnation;
+            let at_ms = self.queue.now_ms() + DIRECTORY_INTERVAL_MS;
+            self.queue
+                .schedule(at_ms, SimEvent::Directory { host, incarnation })?;
+        }
+        Ok(())
+    }
+
+    fn candidate(&self, host: HostIdx) -> Candidate {
+        Candidate {
+            id: self.hosts[host as usize].id,
+            address: format!("sim://{host}"),
+        }
+    }
+
+    /// A session ends: the node stops, its links drop, its replicas stop counting.
+    fn leave(&mut self, host: HostIdx) -> Result<(), WorldError> {
+        let now_ms = self.queue.now_ms();
+        let index = host as usize;
+        let departure = self.churn.departure();
+        self.counters.leaves += 1;
+        self.leave_cluster(host, Cause::Offline);
+        if let Some(node) = self.hosts[index].node.take() {
+            self.counters.node_stats.add(&node);
+        }
+        self.counters.light_online_ms += now_ms - self.hosts[index].online_since_ms;
+        if let Some(pos) = self.online_pos[index].take() {
+            self.online_light.swap_remove(pos);
+            if let Some(moved) = self.online_light.get(pos) {
+                self.online_pos[*moved as usize] = Some(pos);
+            }
+        }
+        let id = self.hosts[index].id;
+        let links = std::mem::take(&mut self.hosts[index].links);
+        for peer in links {
+            self.hosts[peer as usize].links.remove(&host);
+            let notice_ms = match departure {
+                Departure::Close => self.network.base_latency_ms(host, peer),
+                Departure::Crash => CRASH_TRANSPORT_TIMEOUT_MS,
+            };
+            let incarnation = self.hosts[peer as usize].incarnation;
+            self.queue.schedule(
+                now_ms + notice_ms,
+                SimEvent::Link {
+                    host: peer,
+                    incarnation,
+                    peer: Box::new(id),
+                    up: false,
+                },
+            )?;
+        }
+        self.hosts[index].incarnation += 1;
+        let back_ms = now_ms + self.churn.offline_ms();
+        self.queue.schedule(back_ms, SimEvent::Return { host })?;
+        Ok(())
+    }
+
+    /// A host returns, with its data and identity or empty with a new identity.
+    fn come_back(&mut self, host: HostIdx) -> Result<(), WorldError> {
+        let index = host as usize;
+        match self.churn.return_kind() {
+            Return::WithData => self.counters.returns_with_data += 1,
+            Return::Fresh => {
+                self.counters.returns_fresh += 1;
+                let old = self.hosts[index].id;
+                self.by_id.remove(&old);
+                let id = self.identity(host, self.hosts[index].incarnation);
+                self.hosts[index].id = id;
+                self.hosts[index].store.clear();
+                self.by_id.insert(id, host);
+            }
+        }
+        self.boot(host)
+    }
+
+    /// The next block is mined: every online node gets the new header view, and the block
+    /// goes where the new-block mode says (some get a tampered copy, as from a byzantine
+    /// relay).
+    fn mine(&mut self) -> Result<(), WorldError> {
+        let height = self.published;
+        self.published += 1;
+        self.headers = Arc::new(HeaderPrefix::new(self.header_list.clone(), self.published));
+        let original = self.blocks[height as usize].bytes.clone();
+        // Every node learns the longer header chain first; then the block source hands the
+        // block out as the new-block mode says (S14: one member per cluster; S15: all).
+        for index in 0..self.hosts.len() {
+            if self.hosts[index].node.is_some() {
+                self.feed(index as HostIdx, Input::Headers(self.headers.clone()))?;
+            }
+        }
+        let recipients = self.serving_block_recipients();
+        for (index, receives) in recipients.into_iter().enumerate() {
+            if self.hosts[index].node.is_none() || !receives {
+                continue;
+            }
+            let host = index as HostIdx;
+            let archive = self.hosts[index].archive;
+            let bytes = if !archive && self.rng.chance(self.config.tampered_block_rate) {
+                self.counters.tampered_blocks_sent += 1;
+                chain::tamper(&original, self.rng.next_u64())
+            } else {
+                original.clone()
+            };
+            self.feed(host, Input::NewBlock { bytes })?;
+        }
+        if self.published < self.config.blocks {
+            let at_ms = self.queue.now_ms() + self.config.block_interval_s * 1_000;
+            self.queue.schedule(at_ms, SimEvent::Mine)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

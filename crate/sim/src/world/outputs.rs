@@ -1,0 +1,603 @@
+//! Carrying out what nodes ask for — messages, dials, timers, storage, events — and the
+//! invariant checks that ride along.
+
+use shoal_core::node::{Event, NodeId, Output, StorageCommand, StorageResult};
+use shoal_core::wire::{encoded_len, BlockHash, Message};
+
+use super::{HostIdx, SimEvent, World, WorldError, STORAGE_LATENCY_MS};
+use crate::invariants::Invariant;
+use crate::network::Delivery;
+use crate::replicas::{Cause, ClusterIdx, PendingLoss};
+use crate::storage::{flip_bit, BlockCheck, ReadFate, Stored, WriteFate};
+
+/// A short name of a message's kind, for the report.
+fn message_kind(message: &Message) -> &'static str {
+    match message {
+        Message::Hello { .. } => "hello",
+        Message::Ping { .. } => "ping",
+        Message::Pong { .. } => "pong",
+        Message::Invite { .. } => "invite",
+        Message::InviteReply { .. } => "invite_reply",
+        Message::View(_) => "view",
+        Message::GetBlock { .. } => "get_block",
+        Message::BlockData { .. } => "block_data",
+        Message::BlockNotFound { .. } => "block_not_found",
+        Message::JoinRequest { .. } => "join_request",
+        _ => "other",
+    }
+}
+
+impl World {
+    /// Carries out one output of the node on `host`.
+    pub(super) fn apply(&mut self, host: HostIdx, output: Output) -> Result<(), WorldError> {
+        match output {
+            Output::Send { to, message } => self.send(host, to, message),
+            Output::Connect { peer, .. } => self.connect(host, peer),
+            Output::SetTimer { id, at_ms } => {
+                let index = host as usize;
+                let at_ms = at_ms.max(self.queue.now_ms());
+                self.hosts[index].timers.insert(id, at_ms);
+                let incarnation = self.hosts[index].incarnation;
+                self.queue.schedule(
+                    at_ms,
+                    SimEvent::Timer {
+                        host,
+                        incarnation,
+                        id,
+                        at_ms,
+                    },
+                )?;
+                Ok(())
+            }
+            Output::Storage(command) => self.storage(host, command),
+            Output::Event(event) => self.event(host, event),
+        }
+    }
+
+    fn linked(&self, a: HostIdx, b: HostIdx) -> bool {
+        self.hosts[a as usize].links.contains(&b)
+    }
+
+    /// Makes a link between two online hosts; both ends hear of it after one latency.
+    fn link(&mut self, a: HostIdx, b: HostIdx) -> Result<(), WorldError> {
+        self.hosts[a as usize].links.insert(b);
+        self.hosts[b as usize].links.insert(a);
+        let at_ms = self.queue.now_ms() + self.network.base_latency_ms(a, b);
+        for (host, peer) in [(a, b), (b, a)] {
+            let incarnation = self.hosts[host as usize].incarnation;
+            let peer = self.hosts[peer as usize].id;
+            self.queue.schedule(
+                at_ms,
+                SimEvent::Link {
+                    host,
+                    incarnation,
+                    peer: Box::new(peer),
+                    up: true,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The live host with this id, if any.
+    fn live_host(&self, id: &NodeId) -> Option<HostIdx> {
+        self.by_id
+            .get(id)
+            .copied()
+            .filter(|host| self.hosts[*host as usize].node.is_some())
+    }
+
+    /// A dial. One that cannot succeed (the peer is gone, or across a partition) is silent:
+    /// the core has no input for a failed dial, and `PeerDisconnected` is for connections
+    /// that existed.
+    fn connect(&mut self, host: HostIdx, peer: NodeId) -> Result<(), WorldError> {
+        match self.live_host(&peer) {
+            Some(target) if target == host || self.linked(host, target) => Ok(()),
+            Some(target) if !self.network.separated(host, target) => self.link(host, target),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn send(
+        &mut self,
+        host: HostIdx,
+        to: NodeId,
+        message: Message,
+    ) -> Result<(), WorldError> {
+        let now_ms = self.queue.now_ms();
+        // An adversary's message may be rewritten or dropped before it leaves.
+        let Some(message) = self.serving_outgoing(host, &to, message) else {
+            return Ok(());
+        };
+        let index = host as usize;
+        self.counters.messages_sent += 1;
+        *self
+            .counters
+            .messages_by_kind
+            .entry(message_kind(&message))
+            .or_default() += 1;
+        if !self.hosts[index].archive {
+            self.counters.light_messages_sent += 1;
+            self.log.checked(Invariant::MessageRateBounded, 1);
+            if let Some(count) = self.rate.record(index, now_ms) {
+                let detail = format!(
+                    "node {:?} (host {host}) sent {count} messages in one {} s window, more than {} messages/s allow",
+                    self.hosts[index].id,
+                    self.config.rate_window_s,
+                    self.config.max_messages_per_node_per_s
+                );
+                self.log
+                    .violate(now_ms, Invariant::MessageRateBounded, detail);
+            }
+        }
+        let bytes = match encoded_len(&message) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                self.counters.encode_failures += 1;
+                return Ok(());
+            }
+        };
+        self.counters.message_bytes += bytes as u64;
+        let Some(target) = self.live_host(&to) else {
+            self.counters.messages_to_offline += 1;
+            self.serving_dropped(host, &to, &message);
+            return Ok(());
+        };
+        if !self.linked(host, target) {
+            // Sending dials first; a dial that cannot succeed is silent (see `connect`).
+            if self.network.separated(host, target) {
+                self.counters.messages_partitioned += 1;
+                self.serving_dropped(host, &to, &message);
+                return Ok(());
+            }
+            self.link(host, target)?;
+        }
+        match self.network.transmit(now_ms, host, target, bytes) {
+            Delivery::At(at_ms) => {
+                let incarnation = self.hosts[target as usize].incarnation;
+                let from = self.hosts[index].id;
+                self.queue.schedule(
+                    at_ms,
+                    SimEvent::Deliver {
+                        to: target,
+                        incarnation,
+                        message: Box::new((from, message)),
+                    },
+                )?;
+            }
+            Delivery::Lost => {
+                self.counters.messages_lost += 1;
+                self.serving_dropped(host, &to, &message);
+            }
+            Delivery::Partitioned => {
+                self.counters.messages_partitioned += 1;
+                self.serving_dropped(host, &to, &message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out a storage command against the host's simulated store, with faults, and
+    /// checks that a block to be stored is the true chain's block.
+    pub(super) fn storage(
+        &mut self,
+        host: HostIdx,
+        command: StorageCommand,
+    ) -> Result<(), WorldError> {
+        let now_ms = self.queue.now_ms();
+        let index = host as usize;
+        let result = match command {
+            StorageCommand::Put {
+                request_id,
+                block_hash,
+                bytes,
+                ..
+            } => {
+                self.put(host, block_hash, bytes);
+                StorageResult::Put {
+                    request_id,
+                    ok: true,
+                }
+            }
+            StorageCommand::Get {
+                request_id,
+                block_hash,
+            } => {
+                let mut bytes = match self.hosts[index].store.get(&block_hash) {
+                    Some(Stored::Block(height)) => self.chain.block(*height).map(<[u8]>::to_vec),
+                    Some(Stored::Bytes(bytes)) => Some(bytes.to_vec()),
+                    None => None,
+                };
+                if let (Some(value), ReadFate::Corrupt { bit_seed }) =
+                    (bytes.as_mut(), self.faults.read())
+                {
+                    self.counters.corrupt_reads += 1;
+                    flip_bit(value, bit_seed);
+                }
+                StorageResult::Got { request_id, bytes }
+            }
+            StorageCommand::Delete {
+                request_id,
+                block_hash,
+            } => {
+                let previous = self.hosts[index].store.delete(&block_hash);
+                if let (Some(Stored::Block(height)), Some(cluster)) =
+                    (previous, self.hosts[index].cluster)
+                {
+                    self.drop_holder(cluster, height, Cause::Deleted);
+                }
+                StorageResult::Deleted { request_id }
+            }
+            StorageCommand::List { request_id } => StorageResult::Listed {
+                request_id,
+                blocks: self.hosts[index]
+                    .store
+                    .iter()
+                    .map(|(hash, _)| *hash)
+                    .collect(),
+            },
+        };
+        let incarnation = self.hosts[index].incarnation;
+        self.queue.schedule(
+            now_ms + STORAGE_LATENCY_MS,
+            SimEvent::Storage {
+                host,
+                incarnation,
+                result: Box::new(result),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// A block write: checked against the true chain, maybe lost, counted as a replica.
+    fn put(&mut self, host: HostIdx, block_hash: BlockHash, bytes: Vec<u8>) {
+        let now_ms = self.queue.now_ms();
+        let index = host as usize;
+        self.log.checked(Invariant::NoUnverifiedStore, 1);
+        let value = match self.chain.check(&block_hash, &bytes) {
+            BlockCheck::Valid(height) => Stored::Block(height),
+            verdict => {
+                let detail = match verdict {
+                    BlockCheck::WrongBytes(height) => format!(
+                        "node {:?} (host {host}) stored {} bytes under the hash of block {height} that are not that block",
+                        self.hosts[index].id,
+                        bytes.len()
+                    ),
+                    _ => format!(
+                        "node {:?} (host {host}) stored {} bytes under a hash that is in no block of the chain",
+                        self.hosts[index].id,
+                        bytes.len()
+                    ),
+                };
+                self.log
+                    .violate(now_ms, Invariant::NoUnverifiedStore, detail);
+                Stored::Bytes(bytes.into_boxed_slice())
+            }
+        };
+        let cluster = self.hosts[index].cluster;
+        // Archives stand in for the block source (a relay backed by a full node, which can
+        // always supply a block again): their writes are not lost.
+        if !self.hosts[index].archive && self.faults.write() == WriteFate::Lose {
+            self.counters.lost_writes += 1;
+            if let (Stored::Block(height), Some(cluster)) = (&value, cluster) {
+                self.replicas.note_failure(cluster, *height, now_ms);
+            }
+            return;
+        }
+        let new_height = match &value {
+            Stored::Block(height) => Some(*height),
+            Stored::Bytes(_) => None,
+        };
+        let previous = self.hosts[index].store.put(block_hash, value);
+        let old_height = match previous {
+            Some(Stored::Block(height)) => Some(height),
+            _ => None,
+        };
+        let Some(cluster) = cluster else {
+            return;
+        };
+        match (old_height, new_height) {
+            (None, Some(height)) => {
+                if self.replicas.reached_p(cluster, height) {
+                    self.counters.moved_bytes += self.block_len(height);
+                }
+                self.replicas.add_holder(cluster, height, now_ms);
+            }
+            (Some(height), None) => self.drop_holder(cluster, height, Cause::Overwritten),
+            _ => {}
+        }
+    }
+
+    fn block_len(&self, height: u32) -> u64 {
+        self.chain.block(height).map_or(0, |b| b.len() as u64)
+    }
+
+    /// One holder of `height` in `cluster` is gone; the live-holder invariant is evaluated.
+    fn drop_holder(&mut self, cluster: ClusterIdx, height: u32, cause: Cause) {
+        let now_ms = self.queue.now_ms();
+        self.log.checked(Invariant::LiveHolder, 1);
+        self.replicas.remove_holder(cluster, height, now_ms, cause);
+    }
+
+    /// The node on `host` reported an event.
+    fn event(&mut self, host: HostIdx, event: Event) -> Result<(), WorldError> {
+        self.serving_event(host, &event)?;
+        match event {
+            Event::JoinedCluster { cluster, .. } | Event::ViewChanged { cluster, .. } => {
+                let idx = self.cluster_idx(cluster);
+                if self.hosts[host as usize].cluster != Some(idx) {
+                    self.leave_cluster(host, Cause::SwitchedCluster);
+                    self.join_cluster(host, idx);
+                }
+            }
+            // A lapsed id (S4) dissolves the cluster: that is not a member departure.
+            Event::LeftCluster { expired, .. } => {
+                let cause = if expired {
+                    Cause::Expired
+                } else {
+                    Cause::DroppedFromView
+                };
+                self.leave_cluster(host, cause);
+                // An ordinary node again: it asks the directory for peers.
+                let incarnation = self.hosts[host as usize].incarnation;
+                let at_ms = self.queue.now_ms() + 1;
+                self.queue
+                    .schedule(at_ms, SimEvent::Directory { host, incarnation })?;
+            }
+            Event::MemberOffline { .. } => self.counters.members_declared_offline += 1,
+            Event::BlockStored { .. } => self.counters.block_stored_events += 1,
+            Event::BlockRejected { .. } => self.counters.blocks_rejected_events += 1,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The dense index of a cluster id, allocating one the first time it is seen.
+    fn cluster_idx(&mut self, cluster: shoal_core::cluster::ClusterId) -> ClusterIdx {
+        let next = self.cluster_index.len() as ClusterIdx;
+        let now_ms = self.queue.now_ms();
+        let idx = *self.cluster_index.entry(cluster).or_insert(next);
+        if idx == next && self.cluster_first_seen_ms.len() == next as usize {
+            self.cluster_first_seen_ms.push(now_ms);
+        }
+        idx
+    }
+
+    /// `host` is now a member of `cluster`: its verified blocks count as replicas there.
+    fn join_cluster(&mut self, host: HostIdx, cluster: ClusterIdx) {
+        let now_ms = self.queue.now_ms();
+        let index = host as usize;
+        self.hosts[index].cluster = Some(cluster);
+        self.replicas.member_up(cluster, host);
+        let heights: Vec<u32> = self.held_heights(host);
+        for height in heights {
+            self.replicas.add_holder(cluster, height, now_ms);
+        }
+    }
+
+    /// `host` stops counting in its cluster, for `cause`. A departure (anything but the
+    /// cluster's id lapsing) is counted with the least that repair must move for it: one copy
+    /// of every block that falls below P live holders.
+    pub(super) fn leave_cluster(&mut self, host: HostIdx, cause: Cause) {
+        let departure = cause != Cause::Expired;
+        let index = host as usize;
+        let Some(cluster) = self.hosts[index].cluster.take() else {
+            return;
+        };
+        self.replicas.member_down(cluster, host);
+        if departure {
+            self.counters.cluster_leaves += 1;
+        }
+        let replicas = self.config.replicas as u32;
+        for height in self.held_heights(host) {
+            if departure
+                && self.replicas.reached_p(cluster, height)
+                && self.replicas.live(cluster, height) <= replicas
+            {
+                self.counters.cluster_leave_optimal_bytes += self.block_len(height);
+            }
+            self.drop_holder(cluster, height, cause);
+        }
+    }
+
+    fn held_heights(&self, host: HostIdx) -> Vec<u32> {
+        self.hosts[host as usize]
+            .store
+            .iter()
+            .filter_map(|(_, stored)| match stored {
+                Stored::Block(height) => Some(*height),
+                Stored::Bytes(_) => None,
+            })
+            .collect()
+    }
+
+    /// The checks that run on their own timer: losses noted since the last one (judged once
+    /// the grace period has passed), and no node in two clusters.
+    pub(super) fn periodic_checks(&mut self) {
+        self.judge_losses();
+        self.check_membership();
+    }
+
+    /// Judges the losses older than the grace period: a cluster that still has live members
+    /// lost the block (excused or not); one without any dissolved.
+    pub(super) fn judge_losses(&mut self) {
+        let now_ms = self.queue.now_ms();
+        let grace_ms = self.config.membership_grace_s * 1_000;
+
+        self.pending_losses.extend(self.replicas.take_pending());
+        let (due, later): (Vec<PendingLoss>, Vec<PendingLoss>) = self
+            .pending_losses
+            .drain(..)
+            .partition(|loss| loss.at_ms + grace_ms <= now_ms);
+        self.pending_losses = later;
+        for loss in due {
+            if self.replicas.live_members(loss.cluster) == 0 {
+                // The cluster dissolved (its id lapsed, or every member left): nothing of it
+                // remains to hold the block.
+                self.counters.dissolved_losses += 1;
+                continue;
+            }
+            self.counters.lost_blocks += 1;
+            if !loss.excused {
+                let detail = format!(
+                    "cluster #{} lost its last live holder of block {} at {} ms ({:?}) with fewer than {} holder failures in the last {} s (recent failures at {:?} ms)",
+                    loss.cluster,
+                    loss.height,
+                    loss.at_ms,
+                    loss.cause,
+                    self.config.replicas,
+                    self.config.repair_window_s,
+                    loss.recent_failures_ms
+                );
+                self.log.violate(now_ms, Invariant::LiveHolder, detail);
+            }
+        }
+    }
+
+    /// No node in two clusters: gathers, for every live node, the clusters whose live members
+    /// list it; a node listed by two for longer than the grace period is a violation.
+    fn check_membership(&mut self) {
+        let now_ms = self.queue.now_ms();
+        let grace_ms = self.config.membership_grace_s * 1_000;
+        let mut listed: Vec<Vec<ClusterIdx>> = vec![Vec::new(); self.hosts.len()];
+        let mut examined = 0u64;
+        for index in 0..self.hosts.len() {
+            let Some((cluster, _epoch, members)) = self.hosts[index]
+                .node
+                .as_ref()
+                .and_then(|node| node.cluster())
+            else {
+                continue;
+            };
+            let idx = self.cluster_idx(cluster);
+            for member in members {
+                if let Some(member_host) = self.live_host(&member) {
+                    listed[member_host as usize].push(idx);
+                }
+            }
+        }
+        for (index, clusters) in listed.iter_mut().enumerate() {
+            if clusters.is_empty() {
+                continue;
+            }
+            examined += 1;
+            clusters.sort_unstable();
+            clusters.dedup();
+            let id = self.hosts[index].id;
+            if clusters.len() < 2 {
+                self.two_cluster_since.remove(&id);
+                continue;
+            }
+            let since_ms = *self.two_cluster_since.entry(id).or_insert(now_ms);
+            if since_ms != u64::MAX && now_ms - since_ms >= grace_ms {
+                let detail = format!(
+                    "node {id:?} (host {index}) has been a member of clusters {clusters:?} (as their live members see it) for {} s",
+                    (now_ms - since_ms) / 1_000
+                );
+                self.log
+                    .violate(now_ms, Invariant::OneClusterPerNode, detail);
+                // Reported once per episode.
+                self.two_cluster_since.insert(id, u64::MAX);
+            }
+        }
+        self.log.checked(Invariant::OneClusterPerNode, examined);
+    }
+
+    /// The repair deadline: every cluster that existed when churn stopped and still has live
+    /// members must hold every published block on exactly P live members — no fewer
+    /// ([`Invariant::RepairedToP`]) and no more ([`Invariant::ExactlyP`]).
+    pub(super) fn check_repaired(&mut self) {
+        self.assert_counts_consistent();
+        let now_ms = self.queue.now_ms();
+        let quiet_at_ms = self.config.quiet_at_ms();
+        let replicas = self.config.replicas as u32;
+        let mut checked_clusters = 0u64;
+        let mut checked = Vec::new();
+        for cluster in 0..self.replicas.cluster_count() as ClusterIdx {
+            let members = self.replicas.live_members(cluster);
+            let formed_ms = self
+                .cluster_first_seen_ms
+                .get(cluster as usize)
+                .copied()
+                .unwrap_or(u64::MAX);
+            if members == 0 || formed_ms > quiet_at_ms {
+                continue;
+            }
+            checked_clusters += 1;
+            checked.push(cluster);
+            let off = self.replicas.blocks_not_at_p(cluster, self.published);
+            let below: Vec<(u32, u32)> = off
+                .iter()
+                .copied()
+                .filter(|(_, live)| *live < replicas)
+                .collect();
+            let above: Vec<(u32, u32)> = off
+                .iter()
+                .copied()
+                .filter(|(_, live)| *live > replicas)
+                .collect();
+            self.counters.blocks_below_p_at_deadline += below.len() as u64;
+            self.counters.blocks_above_p_at_deadline += above.len() as u64;
+            for (invariant, blocks, what) in [
+                (Invariant::RepairedToP, &below, "fewer"),
+                (Invariant::ExactlyP, &above, "more"),
+            ] {
+                if let Some((height, live)) = blocks.first() {
+                    let detail = format!(
+                        "{} s after churn stopped, cluster #{cluster} ({members} live members) has {} of {} blocks on {what} than {replicas} live holders (block {height}: {live})",
+                        self.config.repair_bound_s,
+                        blocks.len(),
+                        self.published
+                    );
+                    self.log.violate(now_ms, invariant, detail);
+                }
+            }
+        }
+        self.serving_check_new_blocks(&checked);
+        for invariant in [Invariant::RepairedToP, Invariant::ExactlyP] {
+            if checked_clusters == 0 {
+                self.log.not_checkable(
+                    invariant,
+                    "no cluster formed before churn stopped had a live member at the deadline",
+                );
+            } else {
+                self.log
+                    .checked(invariant, checked_clusters * u64::from(self.published));
+            }
+        }
+    }
+
+    /// The simulator's own bookkeeping, checked from scratch: every live node is counted in
+    /// the cluster its `cluster()` getter names, and the incremental replica counts equal a
+    /// fresh count over every store. A mismatch is a simulator bug, so it panics.
+    fn assert_counts_consistent(&mut self) {
+        let mut fresh: std::collections::BTreeMap<(ClusterIdx, u32), u32> =
+            std::collections::BTreeMap::new();
+        for index in 0..self.hosts.len() {
+            let Some(node) = self.hosts[index].node.as_ref() else {
+                continue;
+            };
+            let believed = node.cluster().map(|(cluster, _, _)| cluster);
+            let believed = believed.map(|cluster| self.cluster_idx(cluster));
+            assert_eq!(
+                believed, self.hosts[index].cluster,
+                "host {index}: the simulator lost track of the node's cluster"
+            );
+            if let Some(cluster) = believed {
+                for height in self.held_heights(index as HostIdx) {
+                    *fresh.entry((cluster, height)).or_default() += 1;
+                }
+            }
+        }
+        for cluster in 0..self.replicas.cluster_count() as ClusterIdx {
+            for height in 0..self.published {
+                let counted = fresh.get(&(cluster, height)).copied().unwrap_or(0);
+                assert_eq!(
+                    counted,
+                    self.replicas.live(cluster, height),
+                    "replica count of block {height} in cluster #{cluster} drifted"
+                );
+            }
+        }
+    }
+}

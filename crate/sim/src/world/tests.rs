@@ -1,0 +1,174 @@
+//! Tests of the world loop against the real core node.
+
+use shoal_core::node::StorageCommand;
+use shoal_core::wire::BlockHash;
+
+use super::*;
+use crate::churn::ChurnConfig;
+use crate::storage::StorageFaultConfig;
+
+/// A small, short world without churn or faults.
+fn calm(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        nodes: 16,
+        archives: 1,
+        blocks: 16,
+        initial_blocks: 14,
+        block_interval_s: 300,
+        hours: 0.5,
+        quiet_tail_hours: 0.4,
+        repair_bound_s: 900,
+        tampered_block_rate: 0.0,
+        storage: StorageFaultConfig {
+            lost_write_rate: 0.0,
+            corrupt_read_rate: 0.0,
+        },
+        network: crate::network::NetworkConfig {
+            loss_rate: 0.0,
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+fn stormy(seed: u64) -> SimConfig {
+    SimConfig {
+        churn: ChurnConfig {
+            median_session_min: Some(8.0),
+            median_offline_min: 3.0,
+            ..ChurnConfig::default()
+        },
+        network: crate::network::NetworkConfig {
+            partitions_per_hour: 4.0,
+            loss_rate: 0.01,
+            ..Default::default()
+        },
+        storage: StorageFaultConfig {
+            lost_write_rate: 0.01,
+            corrupt_read_rate: 0.01,
+        },
+        tampered_block_rate: 0.2,
+        ..calm(seed)
+    }
+}
+
+fn status(report: &Report, invariant: Invariant) -> &crate::invariants::InvariantStatus {
+    report
+        .invariants
+        .iter()
+        .find(|s| s.invariant == invariant)
+        .expect("every invariant has a status")
+}
+
+fn json_without_wall_time(report: &Report) -> String {
+    let mut report = report.clone();
+    report.wall_seconds = 0.0;
+    serde_json::to_string(&report).expect("report serialises")
+}
+
+#[test]
+fn same_seed_same_run() {
+    let a = World::new(stormy(11)).unwrap().run().unwrap();
+    let b = World::new(stormy(11)).unwrap().run().unwrap();
+    assert_eq!(json_without_wall_time(&a), json_without_wall_time(&b));
+    let c = World::new(stormy(12)).unwrap().run().unwrap();
+    assert_ne!(json_without_wall_time(&a), json_without_wall_time(&c));
+    assert!(a.leaves > 0 && a.events > 0);
+}
+
+#[test]
+fn calm_world_forms_clusters_that_hold_the_chain_on_p_members() {
+    let report = World::new(calm(3)).unwrap().run().unwrap();
+    assert!(report.clusters_formed > 0, "{report:?}");
+    let repaired = status(&report, Invariant::RepairedToP);
+    assert!(
+        repaired.not_checked.is_none() && repaired.checks > 0,
+        "{repaired:?}"
+    );
+    assert_eq!(repaired.violations, 0, "{:?}", report.violations);
+    assert_eq!(report.lost_blocks, 0);
+    assert_eq!(report.min_live_replicas, Some(3));
+}
+
+#[test]
+fn tampered_blocks_from_the_source_are_refused_not_stored() {
+    let config = SimConfig {
+        tampered_block_rate: 1.0,
+        initial_blocks: 8,
+        block_interval_s: 60,
+        ..calm(5)
+    };
+    let report = World::new(config).unwrap().run().unwrap();
+    assert!(report.tampered_blocks_sent > 0);
+    let store = status(&report, Invariant::NoUnverifiedStore);
+    assert!(store.checks > 0);
+    assert_eq!(store.violations, 0, "{:?}", report.violations);
+    assert!(report.node_stats.blocks_rejected > 0, "{report:?}");
+}
+
+#[test]
+fn storing_a_tampered_block_is_caught() {
+    let mut world = World::new(calm(1)).unwrap();
+    let block = world.blocks[3].clone();
+    let command = StorageCommand::Put {
+        request_id: 1,
+        block_hash: BlockHash::from_byte_array(block.hash),
+        height: 3,
+        bytes: chain::tamper(&block.bytes, 9),
+    };
+    world.storage(0, command).unwrap();
+    assert_eq!(world.log.count(Invariant::NoUnverifiedStore), 1);
+    // The genuine block passes.
+    let command = StorageCommand::Put {
+        request_id: 2,
+        block_hash: BlockHash::from_byte_array(block.hash),
+        height: 3,
+        bytes: block.bytes.clone(),
+    };
+    world.storage(0, command).unwrap();
+    assert_eq!(world.log.count(Invariant::NoUnverifiedStore), 1);
+}
+
+#[test]
+fn a_message_budget_below_the_protocol_needs_is_flagged() {
+    let config = SimConfig {
+        max_messages_per_node_per_s: 0.1,
+        ..calm(2)
+    };
+    let report = World::new(config).unwrap().run().unwrap();
+    assert!(status(&report, Invariant::MessageRateBounded).violations > 0);
+}
+
+#[test]
+fn churn_is_survived_by_the_live_holder_invariant() {
+    let report = World::new(stormy(7)).unwrap().run().unwrap();
+    assert!(report.leaves > 0 && report.returns_with_data + report.returns_fresh > 0);
+    let live = status(&report, Invariant::LiveHolder);
+    assert!(live.checks > 0, "{report:?}");
+    assert_eq!(live.violations, 0, "{:?}", report.violations);
+    assert_eq!(
+        status(&report, Invariant::NoUnverifiedStore).violations,
+        0,
+        "{:?}",
+        report.violations
+    );
+}
+
+#[test]
+fn placement_names_parse() {
+    assert_eq!(
+        parse_placement("rendezvous").unwrap(),
+        PlacementRule::Rendezvous
+    );
+    assert_eq!(
+        parse_placement("hash-mod:7").unwrap(),
+        PlacementRule::HashMod { offset: 7 }
+    );
+    assert_eq!(
+        parse_placement("even").unwrap(),
+        PlacementRule::Even { range_blocks: 1 }
+    );
+    assert!(parse_placement("bogus").is_err());
+    assert!(parse_placement("even:x").is_err());
+}

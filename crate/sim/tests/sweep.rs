@@ -1,0 +1,126 @@
+//! Seed sweeps of the simulator over the real core node.
+//!
+//! `cargo test -p shoal-sim --test sweep` runs a few short seeds with churn, partitions and
+//! faults. `SHOAL_SIM_SEEDS=200 cargo test --release -p shoal-sim --test sweep --
+//! --include-ignored` runs 200 of them against every invariant; `SEED=n cargo test -p
+//! shoal-sim --test sweep -- --include-ignored` replays exactly one. A failure names its seed
+//! and the commands that replay it.
+
+use shoal_sim::churn::ChurnConfig;
+use shoal_sim::config::SimConfig;
+use shoal_sim::invariants::Invariant;
+use shoal_sim::network::NetworkConfig;
+use shoal_sim::world::{Report, World};
+
+/// The same world from the command line (with `SEED=n` in front).
+const SWEEP_CLI: &str = "--nodes 24 --archives 1 --blocks 24 --initial-blocks 20 --block-interval-s 300 --hours 1 --quiet-tail-hours 0.5 --repair-bound-s 1500 --partitions-per-hour 2 --loss-rate 0.005 --churn-median-session-min 15 --churn-median-offline-min 5 --json";
+
+/// The sweep's world: small, short, with churn, partitions and every fault switched on.
+fn sweep_config(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        nodes: 24,
+        archives: 1,
+        blocks: 24,
+        initial_blocks: 20,
+        block_interval_s: 300,
+        hours: 1.0,
+        quiet_tail_hours: 0.5,
+        // The core evicts spare copies once a view has held for 10 minutes.
+        repair_bound_s: 1_500,
+        network: NetworkConfig {
+            partitions_per_hour: 2.0,
+            partition_median_s: 60.0,
+            loss_rate: 0.005,
+            ..NetworkConfig::default()
+        },
+        churn: ChurnConfig {
+            median_session_min: Some(15.0),
+            median_offline_min: 5.0,
+            ..ChurnConfig::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+fn run(seed: u64) -> Report {
+    World::new(sweep_config(seed))
+        .expect("valid configuration")
+        .run()
+        .expect("run completes")
+}
+
+fn seeds() -> Vec<u64> {
+    if let Ok(seed) = std::env::var("SEED") {
+        return vec![seed.trim().parse().expect("SEED must be a u64")];
+    }
+    let count = std::env::var("SHOAL_SIM_SEEDS").ok().map_or(3, |n| {
+        n.trim().parse().expect("SHOAL_SIM_SEEDS must be a count")
+    });
+    (0..count).collect()
+}
+
+/// Runs every seed and returns, per seed with violations, the invariants violated.
+fn sweep(ignore: &[Invariant]) -> Vec<(u64, Vec<Invariant>)> {
+    let mut failures = Vec::new();
+    for seed in seeds() {
+        let report = run(seed);
+        let violated: Vec<Invariant> = report
+            .invariants
+            .iter()
+            .filter(|status| status.violations > 0 && !ignore.contains(&status.invariant))
+            .map(|status| status.invariant)
+            .collect();
+        if !violated.is_empty() {
+            eprintln!(
+                "seed {seed}: violated {violated:?}; first violation: {:?}\n  replay: SEED={seed} cargo test -p shoal-sim --test sweep -- --include-ignored\n  or:     SEED={seed} shoal-sim {SWEEP_CLI}",
+                report.violations.first()
+            );
+            failures.push((seed, violated));
+        }
+    }
+    failures
+}
+
+/// Every invariant, on every seed of the sweep.
+///
+/// Ignored by default because the current core still fails some of them on some seeds (see
+/// the simulator section of BENCHMARKS.md for the counts over 200 seeds).
+#[test]
+#[ignore = "the current core fails ExactlyP/RepairedToP on some seeds; run with --include-ignored"]
+fn seed_sweep_keeps_every_invariant() {
+    let failures = sweep(&[]);
+    assert!(
+        failures.is_empty(),
+        "invariants violated: {failures:?}; replay one with: SEED={} cargo test -p shoal-sim --test sweep -- --include-ignored",
+        failures[0].0
+    );
+}
+
+/// The safety invariants — nothing unverified stored, no block without a live holder unless
+/// P holders failed at once, bounded message rate — on every seed; the others must at least
+/// have been evaluated.
+#[test]
+fn seed_sweep_keeps_the_safety_invariants() {
+    let failures = sweep(&[
+        Invariant::ExactlyP,
+        Invariant::OneClusterPerNode,
+        Invariant::RepairedToP,
+    ]);
+    assert!(
+        failures.is_empty(),
+        "invariants violated: {failures:?}; replay one with: SEED={} cargo test -p shoal-sim --test sweep",
+        failures[0].0
+    );
+}
+
+#[test]
+fn sweep_evaluates_every_invariant() {
+    let report = run(seeds()[0]);
+    for status in &report.invariants {
+        assert!(
+            status.not_checked.is_none() && status.checks > 0,
+            "{status:?} in {report:?}"
+        );
+    }
+}
