@@ -10,8 +10,8 @@
 //! [`check_block`] is the one place a block body is checked before it is stored or served:
 //! decoded with `chain::Block`'s bounded decoder, hashed against the header chain, and checked
 //! by `Block::check` (Merkle root with the CVE-2012-2459 mutation check, coinbase position,
-//! witness commitment, weight). `chain::headers::HeaderChain` will implement [`HeaderView`]
-//! when it lands.
+//! witness commitment, weight). `chain::headers::HeaderChain` implements [`HeaderView`], so a
+//! shell hands its verified chain to the node as it is.
 
 use std::collections::HashMap;
 use std::fmt;
