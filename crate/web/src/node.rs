@@ -3,13 +3,15 @@
 //!
 //! - Header sync from relays with full verification (the core's `HeaderChain`: proof of work,
 //!   linkage, retargeting, median time past, most-work tip and reorgs); every accepted batch is
-//!   written to IndexedDB in one transaction, so a reloaded tab downloads nothing twice.
+//!   written to IndexedDB in one transaction, so a reloaded tab downloads nothing twice. While
+//!   catching up, up to [`MAX_HEADER_REQUESTS_IN_FLIGHT`] `GetHeaders` requests are open at
+//!   consecutive heights; answers are verified strictly in height order as they arrive.
 //! - Transaction queries (S16): answered from the node's own blocks when it holds the right one,
 //!   otherwise asked of a relay; either way the Merkle proof is verified against the node's own
 //!   headers before the caller sees it.
 //! - Relays that drop are dialled again with a bounded backoff.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -46,6 +48,9 @@ const REDIAL_MAX_MS: f64 = 10_000.0;
 pub const MAX_PENDING_REQUESTS: usize = 256;
 /// Capacity of the command queue from the JavaScript API.
 pub const COMMAND_QUEUE: usize = 64;
+/// Most `GetHeaders` requests open at once while catching up (each asks for
+/// `MAX_HEADERS_PER_MESSAGE` headers at consecutive heights); once synced, only one.
+pub const MAX_HEADER_REQUESTS_IN_FLIGHT: usize = 6;
 
 /// What the JavaScript API asks of the loop.
 pub enum Command {
@@ -105,10 +110,40 @@ struct RelayState {
     backoff_ms: f64,
 }
 
+/// Header sync state: a pipeline of `GetHeaders` requests at consecutive heights.
+///
+/// Invariant: the requests in `in_flight` and the batches in `arrived` together start at
+/// `tip + 1` and follow each other without gaps; batches are verified strictly in height order.
+/// Whenever that can no longer hold (a short or invalid batch, a failure, a lost relay, a
+/// reorganisation) the pipeline is reset and answers still on their way are ignored.
+#[derive(Default)]
 struct Sync {
-    in_flight: Option<(PeerId, OutboundRequestId)>,
+    /// Open header requests, oldest first: (relay, request, first height asked for).
+    in_flight: Vec<(PeerId, OutboundRequestId, u32)>,
+    /// Answers that came before an earlier one, by first height (at most one per request).
+    arrived: BTreeMap<u32, Vec<shoal_core::chain::Header>>,
+    /// The first height the next request asks for.
+    next_start_height: u32,
     synced: bool,
     last_request_ms: f64,
+}
+
+impl Sync {
+    fn is_idle(&self) -> bool {
+        self.in_flight.is_empty() && self.arrived.is_empty()
+    }
+
+    fn reset(&mut self) {
+        self.in_flight.clear();
+        self.arrived.clear();
+        self.next_start_height = 0;
+    }
+
+    /// Removes and returns the header request `id`'s first height, if it is one.
+    fn take(&mut self, id: OutboundRequestId) -> Option<u32> {
+        let index = self.in_flight.iter().position(|(_, r, _)| *r == id)?;
+        Some(self.in_flight.remove(index).2)
+    }
 }
 
 /// The loop's state.
@@ -191,11 +226,7 @@ impl Driver {
             store,
             chain,
             relays,
-            sync: Sync {
-                in_flight: None,
-                synced: false,
-                last_request_ms: 0.0,
-            },
+            sync: Sync::default(),
             pending: HashMap::new(),
             next_request_id: 1,
             emit,
@@ -328,37 +359,100 @@ impl Driver {
             }
         }
         let due = !self.sync.synced || now - self.sync.last_request_ms >= RESYNC_INTERVAL_MS;
-        if self.sync.in_flight.is_none() && due {
+        if self.sync.is_idle() && due {
             self.request_headers();
         }
     }
 
+    /// Fills the request pipeline: up to [`MAX_HEADER_REQUESTS_IN_FLIGHT`] while catching up,
+    /// one when synced (a poll for new headers).
     fn request_headers(&mut self) {
         let Some((peer, _)) = self.connected_relay() else {
             return;
         };
-        let message = Message::GetHeaders {
-            request_id: self.next_id(),
-            start_height: self.chain.tip_height() + 1,
-            max_count: MAX_HEADERS_PER_MESSAGE as u32,
+        let depth = if self.sync.synced {
+            1
+        } else {
+            MAX_HEADER_REQUESTS_IN_FLIGHT
         };
-        let Ok(bytes) = wire::encode(&message) else {
-            return;
-        };
-        let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
-        self.sync.in_flight = Some((peer, id));
-        self.sync.last_request_ms = now_ms();
+        if self.sync.is_idle() {
+            self.sync.next_start_height = self.chain.tip_height() + 1;
+        }
+        while self.sync.in_flight.len() + self.sync.arrived.len() < depth {
+            let start_height = self.sync.next_start_height;
+            let message = Message::GetHeaders {
+                request_id: self.next_id(),
+                start_height,
+                max_count: MAX_HEADERS_PER_MESSAGE as u32,
+            };
+            let Ok(bytes) = wire::encode(&message) else {
+                return;
+            };
+            let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
+            self.sync.in_flight.push((peer, id, start_height));
+            self.sync.next_start_height = start_height + MAX_HEADERS_PER_MESSAGE as u32;
+            self.sync.last_request_ms = now_ms();
+        }
     }
 
-    async fn on_headers(&mut self, start_height: u32, headers: Vec<shoal_core::chain::Header>) {
-        self.shared.status.borrow_mut().header_bytes_downloaded += 80 * headers.len() as u64;
-        if start_height != self.chain.tip_height() + 1 {
-            return; // an answer to an older request; the next tick asks again
+    /// Takes the answer to the header request that started at `start_height`, then verifies
+    /// every buffered batch that is next in height order.
+    async fn on_headers_answer(
+        &mut self,
+        start_height: u32,
+        answer: Option<(u32, Vec<shoal_core::chain::Header>)>,
+    ) {
+        match answer {
+            Some((answered_height, headers)) if answered_height == start_height => {
+                self.shared.status.borrow_mut().header_bytes_downloaded +=
+                    80 * headers.len() as u64;
+                self.sync.arrived.insert(start_height, headers);
+            }
+            _ => {
+                // Not a headers answer for what was asked: start again from the tip.
+                self.sync.reset();
+                return;
+            }
         }
-        let full = headers.len() >= MAX_HEADERS_PER_MESSAGE;
+        while let Some(headers) = self.sync.arrived.remove(&(self.chain.tip_height() + 1)) {
+            let start_height = self.chain.tip_height() + 1;
+            let full = self.on_headers(start_height, headers).await;
+            if !full {
+                // Synced (or the batch was bad): later answers cannot follow on.
+                self.sync.reset();
+                break;
+            }
+        }
+        let next = self.chain.tip_height() + 1;
+        let lowest_outstanding = self
+            .sync
+            .in_flight
+            .iter()
+            .map(|(_, _, h)| *h)
+            .chain(self.sync.arrived.keys().copied())
+            .min();
+        if lowest_outstanding.is_some_and(|h| h != next) {
+            // A reorganisation moved the tip: the outstanding heights no longer follow on.
+            self.sync.reset();
+        }
+        if !self.sync.synced {
+            self.request_headers();
+        }
+    }
+
+    /// Verifies and stores one batch that starts at the tip; returns whether it was a full,
+    /// valid batch (so more headers follow).
+    async fn on_headers(
+        &mut self,
+        start_height: u32,
+        headers: Vec<shoal_core::chain::Header>,
+    ) -> bool {
+        assert_eq!(start_height, self.chain.tip_height() + 1);
+        let mut full = headers.len() >= MAX_HEADERS_PER_MESSAGE;
         let outcome = match self.chain.accept_batch(&headers, now_s()) {
             Ok(outcome) => outcome,
             Err(err) => {
+                full = false;
                 web_sys::console::warn_1(&JsValue::from_str(&format!(
                     "shoal: a relay sent an invalid header at index {}: {}",
                     err.index, err.error
@@ -400,9 +494,7 @@ impl Driver {
         );
         set(&detail, "synced", (!full).into());
         self.emit("sync-progress", detail.into());
-        if full {
-            self.request_headers();
-        }
+        full
     }
 
     async fn on_command(&mut self, command: Command) {
@@ -586,7 +678,7 @@ impl Driver {
                 if changed {
                     self.publish_relays();
                     self.emit("relay", relay_detail(peer_id, true, Some(transport)));
-                    if self.sync.in_flight.is_none() {
+                    if self.sync.is_idle() {
                         self.request_headers();
                     }
                 }
@@ -607,8 +699,8 @@ impl Driver {
                     self.publish_relays();
                     self.emit("relay", relay_detail(peer_id, false, None));
                 }
-                if matches!(self.sync.in_flight, Some((p, _)) if p == peer_id) {
-                    self.sync.in_flight = None;
+                if self.sync.in_flight.iter().any(|(p, _, _)| *p == peer_id) {
+                    self.sync.reset();
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, .. } => {
@@ -647,16 +739,16 @@ impl Driver {
                 ..
             } => {
                 let decoded = wire::decode(&response);
-                if matches!(self.sync.in_flight, Some((_, id)) if id == request_id) {
-                    self.sync.in_flight = None;
-                    if let Ok(Message::Headers {
-                        start_height,
-                        headers,
-                        ..
-                    }) = decoded
-                    {
-                        self.on_headers(start_height, headers).await;
-                    }
+                if let Some(asked_height) = self.sync.take(request_id) {
+                    let answer = match decoded {
+                        Ok(Message::Headers {
+                            start_height,
+                            headers,
+                            ..
+                        }) => Some((start_height, headers)),
+                        _ => None,
+                    };
+                    self.on_headers_answer(asked_height, answer).await;
                     return;
                 }
                 if let Some(Pending::Download { .. }) = self.pending.get(&request_id) {
@@ -698,8 +790,8 @@ impl Driver {
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                if matches!(self.sync.in_flight, Some((_, id)) if id == request_id) {
-                    self.sync.in_flight = None;
+                if self.sync.take(request_id).is_some() {
+                    self.sync.reset(); // the next tick asks again from the tip
                 }
                 let err = ApiError::new(
                     ErrorCode::Unavailable,

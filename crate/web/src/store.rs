@@ -13,9 +13,14 @@
 //! | object store | key                         | value                                    |
 //! |--------------|-----------------------------|------------------------------------------|
 //! | `meta`       | name (`identity`, `state`)  | bytes                                    |
-//! | `headers`    | height (number)             | 80-byte header                           |
+//! | `header_chunks` | chunk number `h / HEADERS_PER_CHUNK` | first height (u32 LE) ‖ consecutive 80-byte headers of that chunk |
 //! | `blocks`     | block hash (display hex)    | raw block                                |
 //! | `txindex`    | txid (display hex)          | block hash (32 bytes, wire order) ‖ position (u32 LE) |
+//!
+//! Headers are stored in chunks of [`HEADERS_PER_CHUNK`] heights (one record per chunk, not
+//! one per header): a header sync batch costs two or three puts instead of thousands.
+//! Schema version 1 kept one record per header in `headers`; opening such a database deletes
+//! that store (the node then downloads its headers once more, nothing else is lost).
 
 use idb::{Database, DatabaseEvent as _, Factory, ObjectStoreParams, Query, TransactionMode};
 use js_sys::Uint8Array;
@@ -23,9 +28,11 @@ use shoal_core::chain::{Block, BlockHash, Header, Txid};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{DomException, IdbTransaction};
 
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 const META: &str = "meta";
-const HEADERS: &str = "headers";
+const HEADERS: &str = "header_chunks";
+/// Schema version 1's one-record-per-header store, dropped on upgrade.
+const OLD_HEADERS: &str = "headers";
 const BLOCKS: &str = "blocks";
 const TXINDEX: &str = "txindex";
 const ALL_STORES: [&str; 4] = [META, HEADERS, BLOCKS, TXINDEX];
@@ -37,6 +44,11 @@ pub const MAX_BLOCK_BYTES: usize = 4_000_000;
 pub const MAX_META_BYTES: usize = 1 << 20;
 /// How many headers one [`Store::headers`] read returns at most.
 pub const MAX_HEADERS_PER_READ: u32 = 50_000;
+/// Heights per stored header chunk: chunk `k` holds heights `k * HEADERS_PER_CHUNK` up to
+/// `(k + 1) * HEADERS_PER_CHUNK - 1`.
+pub const HEADERS_PER_CHUNK: u32 = 2_000;
+/// The largest stored header chunk: the first height and a full chunk of headers.
+const MAX_CHUNK_BYTES: usize = 4 + 80 * HEADERS_PER_CHUNK as usize;
 
 /// What went wrong in the store. Every variant surfaces to JavaScript as code `STORAGE`, except
 /// that a [`StoreError::Corrupt`] block is also dropped so that it is fetched again.
@@ -121,7 +133,8 @@ pub enum Write {
         key: &'static str,
         value: Vec<u8>,
     },
-    /// Consecutive headers starting at `first_height`.
+    /// Consecutive headers starting at `first_height`, replacing every stored header at or
+    /// above it.
     PutHeaders {
         first_height: u32,
         headers: Vec<Header>,
@@ -166,6 +179,9 @@ impl Store {
         request.on_upgrade_needed(|event| {
             let Ok(db) = event.database() else { return };
             let existing = db.store_names();
+            if existing.iter().any(|s| s == OLD_HEADERS) {
+                let _ = db.delete_object_store(OLD_HEADERS);
+            }
             for store in ALL_STORES {
                 if !existing.iter().any(|s| s == store) {
                     // A failure here aborts the upgrade, which fails the open request below.
@@ -208,13 +224,14 @@ impl Store {
         for write in batch {
             check_write_size(write)?;
         }
+        let chunks = self.plan_header_chunks(batch).await?;
         let tx = self
             .db
             .transaction(&ALL_STORES, TransactionMode::ReadWrite)
             .map_err(|e| StoreError::idb("begin write", e))?;
         let raw: IdbTransaction = tx.into();
         let tx = idb::Transaction::from(raw.clone());
-        if let Err(err) = queue_writes(&tx, batch) {
+        if let Err(err) = queue_writes(&tx, batch, &chunks) {
             let _ = raw.abort();
             return Err(err);
         }
@@ -241,46 +258,105 @@ impl Store {
     /// Up to `limit` (at most [`MAX_HEADERS_PER_READ`]) consecutive headers from `first_height`.
     pub async fn headers(&self, first_height: u32, limit: u32) -> Result<Vec<Header>, StoreError> {
         let limit = limit.min(MAX_HEADERS_PER_READ);
-        let tx = self
-            .db
-            .transaction(&[HEADERS], TransactionMode::ReadOnly)
-            .map_err(|e| StoreError::idb("begin read", e))?;
-        let store = tx
-            .object_store(HEADERS)
-            .map_err(|e| StoreError::idb("headers", e))?;
-        let range = idb::KeyRange::lower_bound(&JsValue::from(first_height), Some(false))
-            .map_err(|e| StoreError::idb("headers", e))?;
-        let values = store
-            .get_all(Some(Query::KeyRange(range)), Some(limit))
-            .map_err(|e| StoreError::idb("headers", e))?
-            .await
-            .map_err(|e| StoreError::idb("headers", e))?;
-        let mut headers = Vec::with_capacity(values.len());
-        for value in values {
-            let bytes = bytes_of(&value, "header", 80)?;
-            let header = Header::decode(&bytes).map_err(|e| StoreError::Malformed {
-                what: "header",
-                detail: e.to_string(),
-            })?;
-            headers.push(header);
+        let chunks = self
+            .chunks_from(
+                first_height / HEADERS_PER_CHUNK,
+                limit / HEADERS_PER_CHUNK + 2,
+            )
+            .await?;
+        let mut headers = Vec::with_capacity(limit as usize);
+        let mut next = first_height;
+        for chunk in chunks {
+            if chunk.first > next || headers.len() >= limit as usize {
+                break; // a gap (or enough): only consecutive headers are returned
+            }
+            let end = chunk.first + chunk.headers.len() as u32;
+            for (height, header) in (chunk.first..end).zip(chunk.headers) {
+                if height >= next && headers.len() < limit as usize {
+                    headers.push(header);
+                    next = height + 1;
+                }
+            }
+            if next != end {
+                break;
+            }
         }
         Ok(headers)
     }
 
     /// How many headers are stored.
     pub async fn header_count(&self) -> Result<u32, StoreError> {
+        let chunks = self.chunks_from(0, u32::MAX).await?;
+        Ok(chunks.iter().map(|c| c.headers.len() as u32).sum())
+    }
+
+    /// Up to `count` stored header chunks from chunk number `first_chunk` on, in order.
+    async fn chunks_from(&self, first_chunk: u32, count: u32) -> Result<Vec<Chunk>, StoreError> {
         let tx = self
             .db
             .transaction(&[HEADERS], TransactionMode::ReadOnly)
             .map_err(|e| StoreError::idb("begin read", e))?;
         let store = tx
             .object_store(HEADERS)
-            .map_err(|e| StoreError::idb("count", e))?;
-        store
-            .count(None)
-            .map_err(|e| StoreError::idb("count", e))?
+            .map_err(|e| StoreError::idb("headers", e))?;
+        let range = idb::KeyRange::lower_bound(&JsValue::from(first_chunk), Some(false))
+            .map_err(|e| StoreError::idb("headers", e))?;
+        let keys = store
+            .get_all_keys(Some(Query::KeyRange(range.clone())), Some(count))
+            .map_err(|e| StoreError::idb("headers", e))?
             .await
-            .map_err(|e| StoreError::idb("count", e))
+            .map_err(|e| StoreError::idb("headers", e))?;
+        let values = store
+            .get_all(Some(Query::KeyRange(range)), Some(count))
+            .map_err(|e| StoreError::idb("headers", e))?
+            .await
+            .map_err(|e| StoreError::idb("headers", e))?;
+        keys.iter()
+            .zip(values.iter())
+            .map(|(key, value)| {
+                let number = key
+                    .as_f64()
+                    .filter(|k| k.fract() == 0.0 && *k >= 0.0 && *k <= f64::from(u32::MAX))
+                    .ok_or_else(|| StoreError::Malformed {
+                        what: "header chunk key",
+                        detail: format!("{key:?}"),
+                    })? as u32;
+                Chunk::decode(number, &bytes_of(value, "header chunk", MAX_CHUNK_BYTES)?)
+            })
+            .collect()
+    }
+
+    /// Works out the header chunk records that `batch`'s header writes leave behind: reads the
+    /// chunks the writes start in, then applies the writes to them in order.
+    async fn plan_header_chunks(&self, batch: &[Write]) -> Result<ChunkPlan, StoreError> {
+        let mut plan = ChunkPlan::default();
+        for write in batch {
+            let from_height = match write {
+                Write::PutHeaders { first_height, .. } => *first_height,
+                Write::TruncateHeaders { from_height } => *from_height,
+                _ => continue,
+            };
+            let number = from_height / HEADERS_PER_CHUNK;
+            let stored = if plan.dirty.contains_key(&number)
+                || plan.deleted_from.is_some_and(|d| number >= d)
+            {
+                None // already decided by an earlier write of this batch
+            } else {
+                self.chunks_from(number, 1)
+                    .await?
+                    .into_iter()
+                    .find(|c| c.number == number)
+            };
+            plan.truncate(from_height, stored);
+            if let Write::PutHeaders {
+                first_height,
+                headers,
+            } = write
+            {
+                plan.append(*first_height, headers)?;
+            }
+        }
+        Ok(plan)
     }
 
     /// The block stored under `hash`, checked against its hash and Merkle root. A block that
@@ -404,7 +480,11 @@ fn check_write_size(write: &Write) -> Result<(), StoreError> {
 }
 
 /// Queues every write of `batch` on `tx`; the transaction commits when they are done.
-fn queue_writes(tx: &idb::Transaction, batch: &[Write]) -> Result<(), StoreError> {
+fn queue_writes(
+    tx: &idb::Transaction,
+    batch: &[Write],
+    chunks: &ChunkPlan,
+) -> Result<(), StoreError> {
     let store = |name| {
         tx.object_store(name)
             .map_err(|e| StoreError::idb("write", e))
@@ -418,24 +498,8 @@ fn queue_writes(tx: &idb::Transaction, batch: &[Write]) -> Result<(), StoreError
     for write in batch {
         match write {
             Write::PutMeta { key, value } => put(META, JsValue::from_str(key), value)?,
-            Write::PutHeaders {
-                first_height,
-                headers,
-            } => {
-                for (i, header) in headers.iter().enumerate() {
-                    let height = first_height
-                        .checked_add(u32::try_from(i).unwrap_or(u32::MAX))
-                        .ok_or_else(|| StoreError::idb("put headers", "height overflows u32"))?;
-                    put(HEADERS, JsValue::from(height), &header.encode())?;
-                }
-            }
-            Write::TruncateHeaders { from_height } => {
-                let range = idb::KeyRange::lower_bound(&JsValue::from(*from_height), Some(false))
-                    .map_err(|e| StoreError::idb("truncate headers", e))?;
-                store(HEADERS)?
-                    .delete(Query::KeyRange(range))
-                    .map_err(|e| StoreError::idb("truncate headers", e))?;
-            }
+            // Header writes were worked out by `plan_header_chunks`, queued below.
+            Write::PutHeaders { .. } | Write::TruncateHeaders { .. } => {}
             Write::PutBlock { hash, raw } => {
                 put(BLOCKS, JsValue::from_str(&hash.to_string()), raw)?
             }
@@ -455,7 +519,137 @@ fn queue_writes(tx: &idb::Transaction, batch: &[Write]) -> Result<(), StoreError
             }
         }
     }
+    if let Some(from_chunk) = chunks.deleted_from {
+        let range = idb::KeyRange::lower_bound(&JsValue::from(from_chunk), Some(false))
+            .map_err(|e| StoreError::idb("truncate headers", e))?;
+        store(HEADERS)?
+            .delete(Query::KeyRange(range))
+            .map_err(|e| StoreError::idb("truncate headers", e))?;
+    }
+    for (number, chunk) in &chunks.dirty {
+        match chunk {
+            Some(chunk) => put(HEADERS, JsValue::from(*number), &chunk.encode())?,
+            None => {
+                store(HEADERS)?
+                    .delete(Query::Key(JsValue::from(*number)))
+                    .map_err(|e| StoreError::idb("truncate headers", e))?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// One stored header chunk: consecutive headers from `first`, all inside chunk `number`.
+#[derive(Clone, Debug, PartialEq)]
+struct Chunk {
+    number: u32,
+    first: u32,
+    headers: Vec<Header>,
+}
+
+impl Chunk {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + 80 * self.headers.len());
+        out.extend_from_slice(&self.first.to_le_bytes());
+        for header in &self.headers {
+            out.extend_from_slice(&header.encode());
+        }
+        out
+    }
+
+    fn decode(number: u32, bytes: &[u8]) -> Result<Chunk, StoreError> {
+        let malformed = |detail: String| StoreError::Malformed {
+            what: "header chunk",
+            detail,
+        };
+        if bytes.len() < 4 || (bytes.len() - 4) % 80 != 0 || bytes.len() > MAX_CHUNK_BYTES {
+            return Err(malformed(format!("{} bytes", bytes.len())));
+        }
+        let first = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let count = ((bytes.len() - 4) / 80) as u64;
+        let chunk_start = u64::from(number) * u64::from(HEADERS_PER_CHUNK);
+        let chunk_end = chunk_start + u64::from(HEADERS_PER_CHUNK);
+        if u64::from(first) < chunk_start || u64::from(first) + count > chunk_end {
+            return Err(malformed(format!(
+                "chunk {number} holds heights {first}..{} outside it",
+                u64::from(first) + count
+            )));
+        }
+        let headers = bytes[4..]
+            .chunks_exact(80)
+            .map(|raw| Header::decode(raw).map_err(|e| malformed(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        Ok(Chunk {
+            number,
+            first,
+            headers,
+        })
+    }
+}
+
+/// What one batch does to the header chunks: chunks from `deleted_from` on are deleted, then
+/// each `dirty` chunk is put (or deleted when `None`).
+#[derive(Default, Debug)]
+struct ChunkPlan {
+    deleted_from: Option<u32>,
+    dirty: std::collections::BTreeMap<u32, Option<Chunk>>,
+}
+
+impl ChunkPlan {
+    /// Drops every header at `from_height` and above; `stored` is the chunk `from_height`
+    /// falls in as stored, when the plan has not decided it yet.
+    fn truncate(&mut self, from_height: u32, stored: Option<Chunk>) {
+        let number = from_height / HEADERS_PER_CHUNK;
+        let current = match self.dirty.remove(&number) {
+            Some(decided) => decided,
+            None => stored,
+        };
+        let kept = current.map(|mut chunk| {
+            let keep = from_height.saturating_sub(chunk.first) as usize;
+            chunk.headers.truncate(keep);
+            chunk
+        });
+        self.dirty.retain(|n, _| *n < number);
+        self.deleted_from = Some(self.deleted_from.map_or(number + 1, |d| d.min(number + 1)));
+        self.dirty
+            .insert(number, kept.filter(|c| !c.headers.is_empty()));
+    }
+
+    /// Appends `headers` from `first_height` on, right after a truncation at `first_height`.
+    fn append(&mut self, first_height: u32, headers: &[Header]) -> Result<(), StoreError> {
+        let mut height = first_height;
+        for header in headers {
+            let number = height / HEADERS_PER_CHUNK;
+            let slot = self.dirty.entry(number).or_insert(None);
+            match slot {
+                Some(chunk) if chunk.first + chunk.headers.len() as u32 == height => {
+                    chunk.headers.push(*header)
+                }
+                Some(chunk) => {
+                    return Err(StoreError::Malformed {
+                        what: "header write",
+                        detail: format!(
+                            "headers from height {first_height} do not follow the stored ones \
+                             (chunk {} ends at {})",
+                            chunk.number,
+                            chunk.first + chunk.headers.len() as u32
+                        ),
+                    })
+                }
+                None => {
+                    *slot = Some(Chunk {
+                        number,
+                        first: height,
+                        headers: vec![*header],
+                    })
+                }
+            }
+            height = height
+                .checked_add(1)
+                .ok_or_else(|| StoreError::idb("put headers", "height overflows u32"))?;
+        }
+        Ok(())
+    }
 }
 
 /// The bytes of a stored value, which must be a `Uint8Array` of at most `limit` bytes.
@@ -588,6 +782,137 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.headers(0, 10).await.unwrap(), vec![b1.header]);
+        store.close();
+        Store::delete_database(name).await.unwrap();
+    }
+
+    /// `n` distinct headers (the store does not check linkage; the node does).
+    fn headers_numbered(from: u32, n: u32) -> Vec<Header> {
+        (from..from + n)
+            .map(|i| Header {
+                nonce: i,
+                ..block(BlockHash::default(), 1, 1).header
+            })
+            .collect()
+    }
+
+    #[wasm_bindgen_test]
+    async fn headers_are_stored_in_chunks_across_boundaries_truncations_and_reopening() {
+        let name = "shoal-test-chunks";
+        let store = fresh(name).await;
+        let all = headers_numbered(1, 4_500);
+        // Two sync batches, the first starting at height 1 (the genesis header is not stored).
+        for (first, part) in [(1u32, &all[..2_000]), (2_001, &all[2_000..])] {
+            store
+                .write(&[Write::PutHeaders {
+                    first_height: first,
+                    headers: part.to_vec(),
+                }])
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.chunks_from(0, 10).await.unwrap().len(), 3);
+        assert_eq!(store.header_count().await.unwrap(), 4_500);
+        assert_eq!(store.headers(1, 50_000).await.unwrap(), all);
+        assert_eq!(store.headers(0, 10).await.unwrap(), vec![], "nothing at 0");
+        assert_eq!(store.headers(1_999, 3).await.unwrap(), all[1_998..2_001]);
+        assert_eq!(store.headers(4_500, 10).await.unwrap(), all[4_499..]);
+        assert_eq!(store.headers(4_501, 10).await.unwrap(), vec![]);
+
+        // A reorganisation from height 3,000 (mid-chunk): truncate, then the new branch.
+        let branch = headers_numbered(90_000, 700);
+        store
+            .write(&[
+                Write::TruncateHeaders { from_height: 3_000 },
+                Write::PutHeaders {
+                    first_height: 3_000,
+                    headers: branch.clone(),
+                },
+            ])
+            .await
+            .unwrap();
+        store.close();
+        let store = Store::open(name).await.unwrap();
+        let mut expected = all[..2_999].to_vec();
+        expected.extend_from_slice(&branch);
+        assert_eq!(store.header_count().await.unwrap(), 3_699);
+        assert_eq!(store.headers(1, 50_000).await.unwrap(), expected);
+
+        // A write that leaves a gap within a chunk is refused and changes nothing.
+        let refused = store
+            .write(&[
+                Write::TruncateHeaders { from_height: 3_100 },
+                Write::PutHeaders {
+                    first_height: 3_200,
+                    headers: headers_numbered(5, 5),
+                },
+            ])
+            .await;
+        assert!(matches!(refused, Err(StoreError::Malformed { .. })));
+        assert_eq!(store.headers(1, 50_000).await.unwrap(), expected);
+
+        store
+            .write(&[Write::TruncateHeaders { from_height: 2_000 }])
+            .await
+            .unwrap();
+        assert_eq!(store.headers(1, 50_000).await.unwrap(), all[..1_999]);
+        assert_eq!(store.chunks_from(0, 10).await.unwrap().len(), 1);
+        store.close();
+        Store::delete_database(name).await.unwrap();
+    }
+
+    #[wasm_bindgen_test]
+    fn hostile_header_chunks_are_rejected() {
+        let good = Chunk {
+            number: 1,
+            first: 2_000,
+            headers: headers_numbered(0, 3),
+        };
+        assert_eq!(Chunk::decode(1, &good.encode()).unwrap(), good);
+        assert!(
+            Chunk::decode(2, &good.encode()).is_err(),
+            "heights outside the chunk"
+        );
+        let mut ragged = good.encode();
+        ragged.push(0);
+        assert!(Chunk::decode(1, &ragged).is_err());
+        assert!(Chunk::decode(1, &[1, 2]).is_err());
+        let overfull = Chunk {
+            number: 0,
+            first: 1,
+            headers: headers_numbered(0, HEADERS_PER_CHUNK),
+        };
+        assert!(
+            Chunk::decode(0, &overfull.encode()).is_err(),
+            "one past the chunk"
+        );
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_version_1_database_upgrades_and_drops_its_per_header_store() {
+        let name = "shoal-test-upgrade";
+        Store::delete_database(name).await.unwrap();
+        let factory = Factory::new().unwrap();
+        let mut request = factory.open(name, Some(1)).unwrap();
+        request.on_upgrade_needed(|event| {
+            let db = event.database().unwrap();
+            for store in [META, OLD_HEADERS, BLOCKS, TXINDEX] {
+                db.create_object_store(store, ObjectStoreParams::new())
+                    .unwrap();
+            }
+        });
+        request.await.unwrap().close();
+        let store = Store::open(name).await.unwrap();
+        assert!(!store.db.store_names().iter().any(|s| s == OLD_HEADERS));
+        assert_eq!(store.header_count().await.unwrap(), 0);
+        store
+            .write(&[Write::PutHeaders {
+                first_height: 1,
+                headers: headers_numbered(1, 2),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.header_count().await.unwrap(), 2);
         store.close();
         Store::delete_database(name).await.unwrap();
     }
