@@ -216,6 +216,8 @@ pub struct NodeStats {
     pub fetch_failures: u64,
     /// Blocks that failed verification against the header chain.
     pub blocks_rejected: u64,
+    /// Stored blocks that read back corrupt: kept as suspect and refetched, never served.
+    pub blocks_suspect: u64,
     /// Messages dropped because they made no sense in our state or failed a check.
     pub messages_ignored: u64,
 }

@@ -56,7 +56,8 @@ pub(crate) struct ServeGlue {
     rebuild: VecDeque<BlockHash>,
     /// Reads of the rebuild in flight: the node's request id → block.
     rebuild_reads: HashMap<u64, BlockHash>,
-    /// A held block was dropped (corrupt on read): the repair rescan must run.
+    /// A held block was dropped (it left the best chain, or was evicted): the repair rescan
+    /// must run.
     rescan: bool,
 }
 
@@ -263,7 +264,7 @@ impl Node {
                     return Some(result);
                 };
                 if *ok {
-                    self.repair.held.insert(height);
+                    self.repair.confirm(height);
                     self.stats.blocks_from_source += 1;
                     if let Some(block_hash) =
                         self.headers.as_ref().and_then(|h| h.block_hash_at(height))
@@ -325,7 +326,7 @@ impl Node {
             return;
         }
         for (height, _) in &change.disconnected {
-            self.repair.held.remove(*height);
+            self.repair.forget(*height);
         }
         // The new view decides holders and heights of what joined.
         let new_view = new.clone();
@@ -373,7 +374,7 @@ impl Node {
         self.rescan_if_dropped();
     }
 
-    /// A stored block was found corrupt and dropped: let repair fetch it again.
+    /// A held block was dropped: let repair fetch what placement still assigns here.
     fn rescan_if_dropped(&mut self) {
         if std::mem::take(&mut self.serve.rescan) {
             self.rescan_shard();
@@ -419,7 +420,7 @@ impl Node {
                     if let Some(height) =
                         self.headers.as_ref().and_then(|h| h.height_of(&block_hash))
                     {
-                        self.repair.held.remove(height);
+                        self.repair.forget(height);
                         self.serve.rescan = true;
                     }
                     let id = self.fresh_id();
@@ -494,6 +495,12 @@ impl Node {
                 self.event(Event::BlockUnderreplicated { block_hash, height });
             }
             ServeEvent::BlockRejected { .. } => self.stats.blocks_rejected += 1,
+            ServeEvent::BlockCorrupt { block_hash } => {
+                // Kept, not served, refetched: a verified copy is put over it (repair).
+                if let Some(height) = self.headers.as_ref().and_then(|h| h.height_of(&block_hash)) {
+                    self.suspect_block(height);
+                }
+            }
             // Repair's rescan after the new header view fetches what joined.
             ServeEvent::MustFetch { .. }
             | ServeEvent::BlockStored { .. }

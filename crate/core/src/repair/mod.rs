@@ -23,6 +23,13 @@
 //! stored block is never fetched again, and after a restart [`StorageCommand::List`] tells the
 //! node what it already has.
 //!
+//! A stored block that reads back corrupt (every read is re-checked against the header chain)
+//! is never served, and never deleted on that account either: the fault may be transient, and
+//! the copy may be the cluster's last. The height is marked *suspect* — still held, so no
+//! placement or eviction decision changes, but queued for a refetch as if it were missing. A
+//! verified copy from a replica is put over the bad entry (a put overwrites) and clears the
+//! suspicion; so does a later read that passes the check (the fault was transient).
+//!
 //! Blocks no longer assigned to this member (after a renumbering, S12's third rule) are kept
 //! as spare replicas while the cluster settles — the new holders may fetch them from here —
 //! and deleted once the view has held for `evict_spares_after_ms` and this member's own
@@ -114,6 +121,9 @@ struct PendingGet {
 pub(crate) struct Repair {
     /// Heights stored (confirmed by storage).
     pub(crate) held: HeightSet,
+    /// Held heights whose last read failed the check: kept, but refetched and not trusted
+    /// until a verified copy is put over them or a later read passes.
+    suspect: HeightSet,
     /// The start-up `List` request.
     pub(crate) list_request: Option<u64>,
     /// Listed hashes not yet found in the header chain (headers may come later).
@@ -144,6 +154,28 @@ impl Repair {
 
     pub(crate) fn missing_count(&self) -> usize {
         self.queue.len() + self.in_flight.len() + self.parked.len()
+    }
+
+    /// The height is no longer stored here (deleted, or off the best chain).
+    pub(crate) fn forget(&mut self, height: u32) {
+        self.held.remove(height);
+        self.suspect.remove(height);
+    }
+
+    /// The height holds a verified copy (just stored, or read back intact).
+    pub(crate) fn confirm(&mut self, height: u32) {
+        self.held.insert(height);
+        self.suspect.remove(height);
+    }
+
+    /// Whether this member holds a copy it still trusts at `height`.
+    fn held_good(&self, height: u32) -> bool {
+        self.held.contains(height) && !self.suspect.contains(height)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_suspect(&self, height: u32) -> bool {
+        self.suspect.contains(height)
     }
 }
 
@@ -179,14 +211,14 @@ impl Node {
             if old.block_hash_at(height) == next.block_hash_at(height) {
                 break;
             }
-            self.repair.held.remove(height);
+            self.repair.forget(height);
             if height == 0 {
                 break;
             }
             height -= 1;
         }
         for stale in new_tip.saturating_add(1)..=old_tip {
-            self.repair.held.remove(stale);
+            self.repair.forget(stale);
         }
     }
 
@@ -211,7 +243,7 @@ impl Node {
         };
         self.repair.rescan_needed = false;
         for height in 0..=tip {
-            if self.repair.held.contains(height) || self.repair.busy.contains(height) {
+            if self.repair.held_good(height) || self.repair.busy.contains(height) {
                 continue;
             }
             if !self.must_hold(height) {
@@ -297,7 +329,7 @@ impl Node {
                 .headers
                 .as_ref()
                 .and_then(|h| h.block_hash_at(job.height));
-            let Some(hash) = hash.filter(|_| !self.repair.held.contains(job.height)) else {
+            let Some(hash) = hash.filter(|_| !self.repair.held_good(job.height)) else {
                 self.repair.busy.remove(job.height);
                 continue;
             };
@@ -384,7 +416,7 @@ impl Node {
             else {
                 continue;
             };
-            self.repair.held.remove(height);
+            self.repair.forget(height);
             self.stats.spares_evicted += 1;
             let request_id = self.fresh_id();
             self.push(Output::Storage(StorageCommand::Delete {
@@ -485,6 +517,24 @@ impl Node {
             }
             _ => self.send(from, Message::BlockNotFound { request_id }),
         }
+    }
+
+    /// A held block read back corrupt: keep the copy (the fault may be transient, and it may
+    /// be the cluster's last), stop trusting it, and fetch a verified copy to put over it.
+    pub(crate) fn suspect_block(&mut self, height: u32) {
+        if !self.repair.held.contains(height) {
+            return;
+        }
+        self.stats.blocks_suspect += 1;
+        self.repair.suspect.insert(height);
+        if self.repair.busy.insert(height) {
+            self.repair.queue.push_back(Job {
+                height,
+                attempts: 0,
+                rounds: 0,
+            });
+        }
+        self.pump_repair();
     }
 
     pub(crate) fn on_block_data(&mut self, from: NodeId, request_id: u64, block: Vec<u8>) {
@@ -600,7 +650,8 @@ impl Node {
                     self.repair.busy.remove(put.height);
                     return;
                 }
-                self.repair.held.insert(put.height);
+                // A verified copy; it overwrote a suspect entry, if there was one.
+                self.repair.confirm(put.height);
                 self.repair.busy.remove(put.height);
                 match put.origin {
                     PutOrigin::Fetched => {
@@ -628,10 +679,14 @@ impl Node {
                 let Some(get) = self.repair.gets.remove(&request_id) else {
                     return;
                 };
-                // Every stored block is re-checked on read; a corrupt one is dropped and
-                // fetched again from a replica, never served.
+                // Every stored block is re-checked on read. A corrupt one is never served and
+                // never deleted: it turns suspect and a verified copy is fetched over it.
                 match bytes {
                     Some(bytes) if check_block(&get.block_hash, &bytes).is_ok() => {
+                        // A transient fault, if it was suspect: the copy is good again.
+                        if self.repair.held.contains(get.height) {
+                            self.repair.confirm(get.height);
+                        }
                         self.stats.blocks_served += 1;
                         self.stats.bytes_served += bytes.len() as u64;
                         self.send(
@@ -642,15 +697,18 @@ impl Node {
                             },
                         );
                     }
-                    other => {
-                        if other.is_some() {
-                            let delete_id = self.fresh_id();
-                            self.push(Output::Storage(StorageCommand::Delete {
-                                request_id: delete_id,
-                                block_hash: get.block_hash,
-                            }));
-                        }
-                        self.repair.held.remove(get.height);
+                    Some(_) => {
+                        self.send(
+                            get.peer,
+                            Message::BlockNotFound {
+                                request_id: get.peer_request_id,
+                            },
+                        );
+                        self.suspect_block(get.height);
+                    }
+                    None => {
+                        // Storage no longer has it: fetch it again.
+                        self.repair.forget(get.height);
                         self.send(
                             get.peer,
                             Message::BlockNotFound {

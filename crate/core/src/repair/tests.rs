@@ -261,3 +261,185 @@ fn settled_members_evict_blocks_they_no_longer_hold() {
         );
     }
 }
+
+/// Drives member `a` by hand: `b` asks it for a block, and its store answers with `stored`.
+/// Returns every output of the read.
+fn read_for_peer(
+    net: &mut crate::testnet::Net,
+    a: usize,
+    b: usize,
+    block_hash: crate::node::chain_seam::BlockHash,
+    stored: Vec<u8>,
+) -> Vec<crate::node::Output> {
+    use crate::node::{Input, Output, StorageCommand, StorageResult};
+    use crate::wire::Message;
+    let now = net.now_ms;
+    let from = net.id(b);
+    let node = &mut net.nodes[a];
+    node.handle_input(
+        now,
+        Input::Message {
+            from,
+            message: Message::GetBlock {
+                request_id: 77,
+                block_hash,
+            },
+        },
+    );
+    let get = std::iter::from_fn(|| node.poll_output())
+        .find_map(|o| match o {
+            Output::Storage(StorageCommand::Get { request_id, .. }) => Some(request_id),
+            _ => None,
+        })
+        .expect("a held block is read to be served");
+    node.handle_input(
+        now + 1,
+        Input::Storage(StorageResult::Got {
+            request_id: get,
+            bytes: Some(stored),
+        }),
+    );
+    std::iter::from_fn(|| node.poll_output()).collect()
+}
+
+/// A block member `a` holds, its height and its good bytes, and another member.
+fn held_block(
+    net: &crate::testnet::Net,
+    members: &[usize],
+) -> (
+    usize,
+    usize,
+    u32,
+    crate::node::chain_seam::BlockHash,
+    Vec<u8>,
+) {
+    let a = members[0];
+    let b = members[1];
+    let (hash, bytes) = net.stores[a]
+        .iter()
+        .map(|(h, b)| (*h, b.clone()))
+        .min_by_key(|(h, _)| h.0)
+        .expect("a filled member holds blocks");
+    let height = net
+        .blocks
+        .iter()
+        .position(|b| *b == bytes)
+        .expect("on chain") as u32;
+    assert!(net.nodes[a].holds(height));
+    (a, b, height, hash, bytes)
+}
+
+/// A stored block that reads back corrupt is never served and never deleted: the member
+/// answers `BlockNotFound`, keeps the copy (marked suspect), and refetches from a replica; the
+/// verified copy is put over the bad entry and clears the suspicion.
+#[test]
+fn a_corrupt_read_keeps_the_copy_and_refetches_a_verified_one() {
+    use crate::node::{Input, Output, StorageCommand, StorageResult};
+    use crate::wire::Message;
+    let (mut net, members) = formed(5, fast_config(), 35, 60);
+    net.run_until(30_000);
+    let (a, b, height, hash, good) = held_block(&net, &members);
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let outputs = read_for_peer(&mut net, a, b, hash, bad.clone());
+    let b_id = net.id(b);
+    let mut not_found = false;
+    let mut refetch = None;
+    for output in &outputs {
+        match output {
+            Output::Send {
+                message: Message::BlockData { .. },
+                ..
+            } => panic!("corrupt bytes were served"),
+            Output::Send {
+                to,
+                message: Message::BlockNotFound { request_id: 77 },
+            } => not_found |= *to == b_id,
+            Output::Send {
+                to,
+                message:
+                    Message::GetBlock {
+                        request_id,
+                        block_hash,
+                    },
+            } if *block_hash == hash => refetch = Some((*to, *request_id)),
+            Output::Storage(StorageCommand::Delete { .. }) => {
+                panic!("a corrupt read deleted the copy")
+            }
+            _ => {}
+        }
+    }
+    assert!(not_found, "the asker is told to look elsewhere");
+    let (source, fetch_id) = refetch.expect("a verified copy is fetched");
+    let node = &mut net.nodes[a];
+    assert!(node.holds(height), "the copy still counts as held");
+    assert!(node.repair.is_suspect(height));
+    assert_eq!(node.stats().blocks_suspect, 1);
+    // The replica's verified copy is put over the bad entry.
+    let now = net.now_ms + 2;
+    node.handle_input(
+        now,
+        Input::Message {
+            from: source,
+            message: Message::BlockData {
+                request_id: fetch_id,
+                block: good.clone(),
+            },
+        },
+    );
+    let put = std::iter::from_fn(|| node.poll_output())
+        .find_map(|o| match o {
+            Output::Storage(StorageCommand::Put {
+                request_id,
+                block_hash,
+                bytes,
+                ..
+            }) if block_hash == hash => Some((request_id, bytes)),
+            _ => None,
+        })
+        .expect("the verified copy is stored");
+    assert_eq!(put.1, good);
+    node.handle_input(
+        now + 1,
+        Input::Storage(StorageResult::Put {
+            request_id: put.0,
+            ok: true,
+        }),
+    );
+    while node.poll_output().is_some() {}
+    assert!(node.holds(height));
+    assert!(!node.repair.is_suspect(height), "the good copy clears it");
+}
+
+/// A transient read fault: the first read is corrupt (not served), the next is good and is
+/// served, and the block is trusted again.
+#[test]
+fn a_transient_corrupt_read_then_a_good_read_serves_the_block() {
+    use crate::node::{Output, StorageCommand};
+    use crate::wire::Message;
+    let (mut net, members) = formed(5, fast_config(), 36, 60);
+    net.run_until(30_000);
+    let (a, b, height, hash, good) = held_block(&net, &members);
+    let mut bad = good.clone();
+    bad[0] ^= 1;
+    let first = read_for_peer(&mut net, a, b, hash, bad);
+    assert!(!first.iter().any(|o| matches!(
+        o,
+        Output::Send {
+            message: Message::BlockData { .. },
+            ..
+        } | Output::Storage(StorageCommand::Delete { .. })
+    )));
+    assert!(net.nodes[a].repair.is_suspect(height));
+    let second = read_for_peer(&mut net, a, b, hash, good.clone());
+    let served = second.iter().any(|o| {
+        matches!(o, Output::Send {
+            message: Message::BlockData { request_id: 77, block },
+            ..
+        } if *block == good)
+    });
+    assert!(served, "the good read is served");
+    assert!(net.nodes[a].holds(height));
+    assert!(!net.nodes[a].repair.is_suspect(height));
+}

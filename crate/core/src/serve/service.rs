@@ -175,6 +175,12 @@ pub enum ServeEvent<P> {
         /// The block.
         block_hash: BlockHash,
     },
+    /// A stored block read back corrupt. It is not deleted: the node keeps it as suspect,
+    /// serves none of it, and refetches a verified copy to put over it.
+    BlockCorrupt {
+        /// The block.
+        block_hash: BlockHash,
+    },
     /// A block reached P announcements.
     SafelyStored {
         /// The block.
@@ -705,9 +711,11 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                     self.event(ServeEvent::Misbehaved { peer, score })
                 }
                 QueryOutput::CorruptBlock { block_hash } => {
-                    // Never serve it again; repair restores the replica.
+                    // Never serve these bytes; never delete them either (the fault may be
+                    // transient, the copy the last): unindex it and let the node refetch a
+                    // verified copy over it, which is indexed again when put.
                     self.block_removed(&block_hash);
-                    self.storage(StorageIntent::DeleteBlock { block_hash });
+                    self.event(ServeEvent::BlockCorrupt { block_hash });
                 }
             }
         }

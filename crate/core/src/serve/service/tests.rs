@@ -446,3 +446,48 @@ fn reorg_drops_blocks_from_shard_and_index_and_proofs_stop_confirming() {
     };
     assert!(query::verify_answer(&stale, &txid, &cluster.chain).is_err());
 }
+
+/// A holder whose stored copy reads back corrupt serves none of it and deletes none of it: it
+/// reports `BlockCorrupt` (the node refetches a verified copy over it) and the query moves on
+/// to the other holder, which proves the transaction.
+#[test]
+fn a_corrupt_local_copy_is_reported_kept_and_the_query_asks_the_other_holder() {
+    let blocks = chain_of(8, 3, 1);
+    let mut cluster = cluster_with(&blocks);
+    let b = &blocks[4];
+    let hash = b.block_hash();
+    let txid = b.txdata[1].txid();
+    let holder = holders(&hash, 0)[0];
+    let n = usize::from(holder);
+    let stored = cluster.stores[n].get_mut(&hash).expect("held");
+    let last = stored.len() - 1;
+    stored[last] ^= 1;
+    let bad = stored.clone();
+    let env = Env {
+        chain: &cluster.chain,
+        members: &MEMBERS,
+        holders: &holders,
+    };
+    cluster.nodes[n]
+        .query(cluster.now_ms, txid, Some(hash), &env)
+        .unwrap();
+    cluster.settle();
+    assert_eq!(
+        cluster.stores[n].get(&hash),
+        Some(&bad),
+        "the copy is kept until a verified one replaces it"
+    );
+    assert!(cluster
+        .events
+        .iter()
+        .any(|(m, e)| *m == holder && *e == ServeEvent::BlockCorrupt { block_hash: hash }));
+    assert!(
+        !cluster.nodes[n].index().contains_block(&hash),
+        "a suspect copy is not used for answers"
+    );
+    let results = cluster.results(holder);
+    assert!(
+        matches!(results.last(), Some(QueryResult::Confirmed { block_hash, .. }) if *block_hash == hash),
+        "the other holder proves it: {results:?}"
+    );
+}
