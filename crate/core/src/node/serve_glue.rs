@@ -109,24 +109,9 @@ impl Node {
         f: impl FnOnce(&mut Serve<NodeId>, &Env<'_, NodeId>) -> R,
     ) -> R {
         let view = self.headers.clone();
-        let chain = ViewChain(view.as_deref());
-        let slots: Vec<Slot> = match &self.role {
-            Role::Member(m) => m.slots.clone(),
-            Role::Ordinary(_) => Vec::new(),
-        };
-        let members: Vec<NodeId> = slots.iter().map(|s| s.id).collect();
-        let placer = RefCell::new(self.placer.clone());
-        let holders = |hash: &BlockHash, height: u32| -> Vec<NodeId> {
-            let mut out = Vec::new();
-            placer.borrow_mut().holders(hash, height, &slots, &mut out);
-            out.into_iter().map(|i| slots[i].id).collect()
-        };
-        let env = Env {
-            chain: &chain,
-            members: &members,
-            holders: &holders,
-        };
-        f(&mut self.serve.serve, &env)
+        with_env(view.as_deref(), &self.role, &self.placer, |env| {
+            f(&mut self.serve.serve, env)
+        })
     }
 
     /// [`Input::TxQuery`]: a query from the front end.
@@ -330,24 +315,9 @@ impl Node {
         }
         // The new view decides holders and heights of what joined.
         let new_view = new.clone();
-        let chain = ViewChain(Some(&*new_view));
-        let slots: Vec<Slot> = match &self.role {
-            Role::Member(m) => m.slots.clone(),
-            Role::Ordinary(_) => Vec::new(),
-        };
-        let members: Vec<NodeId> = slots.iter().map(|s| s.id).collect();
-        let placer = RefCell::new(self.placer.clone());
-        let holders = |hash: &BlockHash, height: u32| -> Vec<NodeId> {
-            let mut out = Vec::new();
-            placer.borrow_mut().holders(hash, height, &slots, &mut out);
-            out.into_iter().map(|i| slots[i].id).collect()
-        };
-        let env = Env {
-            chain: &chain,
-            members: &members,
-            holders: &holders,
-        };
-        self.serve.serve.handle_chain_change(&change, &env);
+        with_env(Some(&*new_view), &self.role, &self.placer, |env| {
+            self.serve.serve.handle_chain_change(&change, env)
+        });
         self.pump_serve();
         // The node rescans once it has adopted the new view.
         self.serve.rescan = false;
@@ -552,6 +522,33 @@ fn to_wire(message: ServeMessage) -> Message {
             block: bytes.to_vec(),
         },
     }
+}
+
+/// Runs `f` with the serving layer's view of this node: the header chain `view`, the
+/// cluster's members (none for an ordinary node), and who holds a block by placement.
+fn with_env<R>(
+    view: Option<&dyn HeaderView>,
+    role: &Role,
+    placer: &crate::placement::Placer,
+    f: impl FnOnce(&Env<'_, NodeId>) -> R,
+) -> R {
+    let chain = ViewChain(view);
+    let slots: &[Slot] = match role {
+        Role::Member(m) => &m.slots,
+        Role::Ordinary(_) => &[],
+    };
+    let members: Vec<NodeId> = slots.iter().map(|s| s.id).collect();
+    let placer = RefCell::new(placer.clone());
+    let holders = |hash: &BlockHash, height: u32| -> Vec<NodeId> {
+        let mut out = Vec::new();
+        placer.borrow_mut().holders(hash, height, slots, &mut out);
+        out.into_iter().map(|i| slots[i].id).collect()
+    };
+    f(&Env {
+        chain: &chain,
+        members: &members,
+        holders: &holders,
+    })
 }
 
 #[cfg(test)]

@@ -537,18 +537,22 @@ impl Node {
         self.pump_repair();
     }
 
+    /// The fetch `request_id` if `from` is the peer it went to; it is no longer in flight.
+    /// An answer from anyone else, or to no fetch of ours, is counted and ignored.
+    fn take_flight(&mut self, from: NodeId, request_id: u64) -> Option<Flight> {
+        match self.repair.in_flight.get(&request_id) {
+            Some(flight) if flight.peer == from => self.repair.in_flight.remove(&request_id),
+            _ => {
+                self.stats.messages_ignored += 1;
+                None
+            }
+        }
+    }
+
     pub(crate) fn on_block_data(&mut self, from: NodeId, request_id: u64, block: Vec<u8>) {
-        let Some(flight) = self
-            .repair
-            .in_flight
-            .get(&request_id)
-            .filter(|f| f.peer == from)
-            .copied()
-        else {
-            self.stats.messages_ignored += 1;
+        let Some(flight) = self.take_flight(from, request_id) else {
             return;
         };
-        self.repair.in_flight.remove(&request_id);
         self.repair.window_bytes += block.len() as u64;
         self.repair.block_bytes_estimate = block.len() as u64;
         let height = flight.job.height;
@@ -584,17 +588,9 @@ impl Node {
     }
 
     pub(crate) fn on_block_not_found(&mut self, from: NodeId, request_id: u64) {
-        let Some(flight) = self
-            .repair
-            .in_flight
-            .get(&request_id)
-            .filter(|f| f.peer == from)
-            .copied()
-        else {
-            self.stats.messages_ignored += 1;
+        let Some(flight) = self.take_flight(from, request_id) else {
             return;
         };
-        self.repair.in_flight.remove(&request_id);
         self.stats.fetch_failures += 1;
         self.repair.queue.push_front(flight.job);
         self.pump_repair();
