@@ -337,6 +337,24 @@ impl Driver {
             .find_map(|r| r.connected.map(|t| (r.target.peer, t)))
     }
 
+    /// The relay a new request goes to, or why none can be sent now (`what` names the
+    /// requests in the message, e.g. "queries").
+    fn relay_for_request(&self, what: &str) -> Result<(PeerId, Transport), ApiError> {
+        let Some(relay) = self.connected_relay() else {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "no relay is connected",
+            ));
+        };
+        if self.pending.len() >= MAX_PENDING_REQUESTS {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("too many {what} are waiting for an answer"),
+            ));
+        }
+        Ok(relay)
+    }
+
     fn next_id(&mut self) -> u64 {
         let id = self.next_request_id;
         self.next_request_id += 1;
@@ -504,20 +522,13 @@ impl Driver {
                     let _ = reply.send(answer);
                     return;
                 }
-                let Some((peer, _)) = self.connected_relay() else {
-                    let _ = reply.send(Err(ApiError::new(
-                        ErrorCode::Unavailable,
-                        "no relay is connected",
-                    )));
-                    return;
+                let (peer, _) = match self.relay_for_request("queries") {
+                    Ok(relay) => relay,
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                        return;
+                    }
                 };
-                if self.pending.len() >= MAX_PENDING_REQUESTS {
-                    let _ = reply.send(Err(ApiError::new(
-                        ErrorCode::Unavailable,
-                        "too many queries are waiting for an answer",
-                    )));
-                    return;
-                }
                 let message = Message::TxQuery {
                     request_id: self.next_id(),
                     txid: Hash256(txid.0),
@@ -535,20 +546,13 @@ impl Driver {
                 }
             }
             Command::Probe { bytes, reply } => {
-                let Some((peer, transport)) = self.connected_relay() else {
-                    let _ = reply.send(Err(ApiError::new(
-                        ErrorCode::Unavailable,
-                        "no relay is connected",
-                    )));
-                    return;
+                let (peer, transport) = match self.relay_for_request("requests") {
+                    Ok(relay) => relay,
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                        return;
+                    }
                 };
-                if self.pending.len() >= MAX_PENDING_REQUESTS {
-                    let _ = reply.send(Err(ApiError::new(
-                        ErrorCode::Unavailable,
-                        "too many requests are waiting for an answer",
-                    )));
-                    return;
-                }
                 let digest: [u8; 32] = Sha256::digest(&bytes).into();
                 let len = bytes.len();
                 let id = self.swarm.behaviour_mut().probe.send_request(&peer, bytes);
@@ -564,20 +568,13 @@ impl Driver {
                 );
             }
             Command::ProbeDownload { hash, reply } => {
-                let Some((peer, transport)) = self.connected_relay() else {
-                    let _ = reply.send(Err(ApiError::new(
-                        ErrorCode::Unavailable,
-                        "no relay is connected",
-                    )));
-                    return;
+                let (peer, transport) = match self.relay_for_request("requests") {
+                    Ok(relay) => relay,
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                        return;
+                    }
                 };
-                if self.pending.len() >= MAX_PENDING_REQUESTS {
-                    let _ = reply.send(Err(ApiError::new(
-                        ErrorCode::Unavailable,
-                        "too many requests are waiting for an answer",
-                    )));
-                    return;
-                }
                 let message = Message::GetBlock {
                     request_id: self.next_id(),
                     block_hash: wire::BlockHash(hash.0),
