@@ -99,6 +99,15 @@ impl Node {
             }
             Role::Member(m) => {
                 let len = m.view.members.len();
+                let undersized_for = self.now_ms.saturating_sub(m.view_since_ms);
+                if len < self.config.replicas
+                    && self
+                        .config
+                        .undersized_leave_after_ms
+                        .is_some_and(|after| undersized_for >= after)
+                {
+                    return self.leave_undersized();
+                }
                 if m.number == 0 && m.round.is_none() && len < self.config.cluster_size_target {
                     let want = self
                         .config
@@ -110,6 +119,21 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The cluster has too few members to keep P copies and found no replacement: dissolve
+    /// it (see `Config::undersized_leave_after_ms`) — as if its id lapsed now (S4). A view
+    /// with the next epoch and no time left tells the other members, who lapse with us.
+    /// Blocks stay stored: they are sources for whichever cluster each member joins next.
+    fn leave_undersized(&mut self) {
+        let Role::Member(m) = &mut self.role else {
+            return;
+        };
+        self.stats.undersized_leaves += 1;
+        m.expires_at_ms = self.now_ms;
+        let members = m.view.members.clone();
+        self.propose_view(members);
+        self.expire_cluster();
     }
 
     /// Ordinary, connected, non-archive peers that said hello, best first (S1's node
@@ -573,6 +597,7 @@ impl Node {
                 }
                 let theirs = (view.epoch, view.members.len(), view_digest(&view.members));
                 match theirs.cmp(&m.order_key()) {
+                    std::cmp::Ordering::Greater if !lists_me => self.rejoin_greater_view(view),
                     std::cmp::Ordering::Greater => self.adopt_view(view),
                     std::cmp::Ordering::Less => {
                         let mine = m.view.clone();
@@ -582,6 +607,44 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// A greater view of our cluster leaves this node out — it was declared offline while a
+    /// partition or a slow link cut it off, yet it is here and keeps its blocks. Unless the
+    /// cluster is full it proposes the next view with itself added back, so the two sides of
+    /// a healed partition merge instead of one side dropping the other; concurrent proposals
+    /// from several left-out members converge because each of them re-adds itself to the
+    /// greatest view it hears of.
+    fn rejoin_greater_view(&mut self, view: View) {
+        let Role::Member(m) = &self.role else { return };
+        let me = m
+            .view
+            .members
+            .iter()
+            .find(|info| info.id == self.id)
+            .cloned();
+        let (Some(me), true) = (me, view.members.len() < self.config.cluster_size_max) else {
+            return self.adopt_view(view);
+        };
+        self.stats.views_rejoined += 1;
+        let mut members = view.members.clone();
+        members.push(me);
+        members.sort_by_key(|info| info.id);
+        let next = View {
+            epoch: view.epoch.saturating_add(1),
+            members,
+            ..view
+        };
+        let mut recipients: Vec<NodeId> = m.slots.iter().map(|s| s.id).collect();
+        recipients.extend(next.members.iter().map(|i| i.id));
+        recipients.sort();
+        recipients.dedup();
+        for to in recipients {
+            if to != self.id {
+                self.send(to, Message::View(next.clone()));
+            }
+        }
+        self.adopt_view(next);
     }
 
     /// Becomes a member of the cluster `view` describes (it lists this node).
@@ -671,7 +734,13 @@ impl Node {
             self.rescan_shard();
             return;
         }
-        let mut next = Membership::new(self.id, view, self.now_ms, old.expires_at_ms);
+        // A greater view may shorten the id's life (an undersized cluster dissolving), never
+        // lengthen it.
+        let expires_at_ms = old
+            .expires_at_ms
+            .min(self.now_ms.saturating_add(view.expires_in_ms));
+        let shortened = expires_at_ms < old.expires_at_ms;
+        let mut next = Membership::new(self.id, view, self.now_ms, expires_at_ms);
         // Every member starts a fresh liveness period in the new view: numbers changed, so
         // with neighbour heartbeats (S10) each member now watches different members.
         next.reformed = old.reformed;
@@ -701,6 +770,11 @@ impl Node {
         self.role = Role::Member(Box::new(next));
         self.stats.views_adopted += 1;
         self.event(event);
+        // Peers learn the cluster's new room (for join requests, S13).
+        self.announce();
+        if shortened {
+            self.set_timer_no_later(TimerId::ClusterExpiry, expires_at_ms);
+        }
         if coordinator_short {
             // S12: the coordinator looks for a replacement soon.
             let at = self.now_ms + self.config.invite_timeout_ms;

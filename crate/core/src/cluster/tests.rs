@@ -283,3 +283,42 @@ fn scale_probe() {
     );
     println!("{:?}", net.by_kind);
 }
+
+/// A cluster left with fewer than P members and nobody to recruit dissolves once it has been
+/// undersized for `undersized_leave_after_ms`: every member becomes ordinary (free to join a
+/// cluster with room) and keeps its stored blocks.
+#[test]
+fn an_undersized_cluster_without_recruits_dissolves_and_keeps_its_blocks() {
+    let config = Config {
+        undersized_leave_after_ms: Some(5_000),
+        ..fast_config()
+    };
+    let (mut net, members) = crate::liveness::tests::formed(5, config, 51, 20);
+    net.run_until(20_000);
+    let (survivors, victims) = members.split_at(2);
+    for v in victims {
+        net.crash(*v);
+    }
+    let stored: Vec<usize> = survivors.iter().map(|s| net.stores[*s].len()).collect();
+    net.run_until(25_000);
+    for s in survivors {
+        let (_, _, ids) = net.nodes[*s].cluster().expect("still a member, undersized");
+        assert_eq!(ids.len(), 2);
+    }
+    net.run_until(45_000);
+    for (k, s) in survivors.iter().enumerate() {
+        assert!(net.nodes[*s].cluster().is_none(), "node {s} left");
+        assert!(net.events[*s]
+            .iter()
+            .any(|e| matches!(e, Event::LeftCluster { .. })));
+        assert!(
+            net.stores[*s].len() >= stored[k],
+            "node {s} kept its blocks"
+        );
+    }
+    let leaves: u64 = survivors
+        .iter()
+        .map(|s| net.nodes[*s].stats().undersized_leaves)
+        .sum();
+    assert!(leaves >= 1);
+}

@@ -167,3 +167,43 @@ proptest::proptest! {
         net.check_clusters();
     }
 }
+
+/// A partition splits a cluster and each side declares the other offline; once it heals, the
+/// members left out of the greater view add themselves back, so the cluster ends whole — one
+/// view listing every member — instead of one side dropping the other.
+#[test]
+fn a_healed_partition_merges_both_sides_into_one_view() {
+    for seed in 20..24 {
+        let config = Config {
+            cluster_size_target: 2,
+            ..fast_config()
+        };
+        let (mut net, members) = formed(6, config, seed, 10);
+        let (cluster, _, _) = net.nodes[members[0]].cluster().unwrap();
+        for (k, i) in members.iter().enumerate() {
+            net.group[*i] = (k % 2) as u8;
+        }
+        net.group[0] = 0;
+        net.run_until(20_000);
+        let split = members
+            .iter()
+            .filter(|i| net.nodes[**i].cluster().unwrap().2.len() < members.len())
+            .count();
+        assert_eq!(split, members.len(), "seed {seed}: both sides shrank");
+        for g in net.group.iter_mut() {
+            *g = 0;
+        }
+        net.run_until(40_000);
+        let clusters = net.check_clusters();
+        assert_eq!(
+            clusters.get(&cluster).map(Vec::len),
+            Some(members.len()),
+            "seed {seed}: {clusters:?}"
+        );
+        let rejoined: u64 = members
+            .iter()
+            .map(|i| net.nodes[*i].stats().views_rejoined)
+            .sum();
+        assert!(rejoined > 0, "seed {seed}");
+    }
+}

@@ -46,6 +46,11 @@ pub struct Config {
     pub cluster_size_target: usize,
     /// S4: how long a cluster id is valid, from formation.
     pub cluster_ttl_ms: u64,
+    /// S12, when no replacement can be found: a cluster that has had fewer than `replicas`
+    /// members for this long (it cannot keep P copies) dissolves — its members leave one by
+    /// one and join clusters with room (S13) or form new ones, bringing their blocks along as
+    /// sources. `None` keeps undersized clusters.
+    pub undersized_leave_after_ms: Option<u64>,
     /// S1: mean time between invitation rounds of an ordinary node (jittered ±50 %).
     pub formation_interval_ms: u64,
     /// S1/S12: how long an inviter waits for replies.
@@ -82,6 +87,10 @@ pub struct Config {
     /// done, it deletes the blocks the view no longer assigns to it. `None` keeps them as
     /// spare replicas.
     pub evict_spares_after_ms: Option<u64>,
+    /// S11: how often (jittered ±50 %) the node lists its storage and compares it with what
+    /// it believes it holds, so that a write the storage acknowledged but lost is found and
+    /// fetched again. `None` never audits.
+    pub storage_audit_interval_ms: Option<u64>,
     /// S14–S17: transaction index, queries, new-block storage and the block cache.
     pub serve: crate::serve::service::ServeConfig,
 }
@@ -100,6 +109,7 @@ impl Default for Config {
             cluster_size_max: 8,
             cluster_size_target: 6,
             cluster_ttl_ms: 6 * 60 * 60 * 1000,
+            undersized_leave_after_ms: Some(300_000),
             formation_interval_ms: 10_000,
             invite_timeout_ms: 3_000,
             invite_collect_ms: 500,
@@ -117,6 +127,7 @@ impl Default for Config {
             repair_retry_ms: 30_000,
             repair_queue_max: 4_096,
             evict_spares_after_ms: Some(600_000),
+            storage_audit_interval_ms: Some(600_000),
             serve: crate::serve::service::ServeConfig::default(),
         }
     }

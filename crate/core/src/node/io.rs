@@ -192,6 +192,13 @@ pub struct NodeStats {
     pub views_adopted: u64,
     /// Members this node declared offline (S9, S10).
     pub members_declared_offline: u64,
+    /// Blocks the storage audit found missing although their write was acknowledged.
+    pub lost_writes_found: u64,
+    /// Greater views that left this node out, answered by re-adding itself (a healed
+    /// partition).
+    pub views_rejoined: u64,
+    /// Undersized clusters this node left (`Config::undersized_leave_after_ms`).
+    pub undersized_leaves: u64,
     /// Heartbeat pings sent.
     pub pings_sent: u64,
     /// Blocks fetched from other nodes and stored (S11–S13).

@@ -230,6 +230,22 @@ impl Node {
         self.repair.missing_count()
     }
 
+    /// A one-line account of the repair state, for diagnostics (simulator traces, logs).
+    pub fn repair_summary(&self) -> String {
+        let view = match &self.role {
+            Role::Member(m) => format!(
+                "member #{} of {} epoch {} since {} ms, evicted_for_this_view={}",
+                m.number,
+                m.slots.len(),
+                m.view.epoch,
+                m.view_since_ms,
+                self.repair.evicted_for == Some((m.view.cluster, m.view.epoch))
+            ),
+            Role::Ordinary(_) => "ordinary".to_string(),
+        };
+        format!("{view}; {}", self.repair.summary())
+    }
+
     /// What this node says about itself in invitations and hellos.
     pub(crate) fn record(&self) -> NodeRecord {
         NodeRecord {
@@ -518,7 +534,12 @@ impl Node {
                 address,
                 record,
             } => self.on_join_request(from, request_id, address, record),
-            Message::JoinDenied { .. } => {}
+            Message::JoinDenied { .. } => {
+                // Full (or busy): ask another cluster next time, until it says hello again.
+                if let Some(p) = self.peers.get_mut(&from) {
+                    p.open_slots = 0;
+                }
+            }
             Message::View(view) => self.on_view(from, view),
             Message::GetBlock {
                 request_id,

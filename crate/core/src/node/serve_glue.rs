@@ -288,6 +288,12 @@ impl Node {
                 self.rescan_if_dropped();
                 None
             }
+            StorageResult::Listed { request_id, .. }
+                if self.repair.audit_request == Some(*request_id) =>
+            {
+                // A storage audit, not the start-up listing: the index is already built.
+                Some(result)
+            }
             StorageResult::Listed { blocks, .. } => {
                 self.serve.rebuild.extend(blocks.iter().copied());
                 self.pump_index_rebuild();

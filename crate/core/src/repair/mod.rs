@@ -126,6 +126,13 @@ pub(crate) struct Repair {
     suspect: HeightSet,
     /// The start-up `List` request.
     pub(crate) list_request: Option<u64>,
+    /// A storage audit's `List` request in flight.
+    pub(crate) audit_request: Option<u64>,
+    /// What was held when the audit's `List` was issued: only these heights can be judged by
+    /// its answer (a write confirmed later may not be in the listing).
+    audit_held: HeightSet,
+    /// When the next storage audit is due.
+    next_audit_ms: Option<u64>,
     /// Listed hashes not yet found in the header chain (headers may come later).
     unresolved: Vec<BlockHash>,
     queue: VecDeque<Job>,
@@ -141,7 +148,7 @@ pub(crate) struct Repair {
     /// Size of the last block received: what each request in flight is assumed to bring.
     block_bytes_estimate: u64,
     /// The view (cluster, epoch) whose spare blocks were evicted already.
-    evicted_for: Option<(crate::cluster::ClusterId, u64)>,
+    pub(crate) evicted_for: Option<(crate::cluster::ClusterId, u64)>,
     /// The queue overflowed: rescan once it drains.
     rescan_needed: bool,
     scratch: Vec<usize>,
@@ -171,6 +178,18 @@ impl Repair {
     /// Whether this member holds a copy it still trusts at `height`.
     fn held_good(&self, height: u32) -> bool {
         self.held.contains(height) && !self.suspect.contains(height)
+    }
+
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "held {} suspect {} queued {} in flight {} parked {:?} busy {}",
+            self.held.len(),
+            self.suspect.len(),
+            self.queue.len(),
+            self.in_flight.len(),
+            self.parked,
+            self.busy.len()
+        )
     }
 
     #[cfg(test)]
@@ -437,6 +456,9 @@ impl Node {
             let at = self.repair.window_start_ms + self.config.repair_interval_ms;
             next = Some(next.map_or(at, |n| n.min(at)));
         }
+        if let Some(at) = self.repair.next_audit_ms {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         // Past due but still fetching: the pump evicts when the fetching is done.
         if let Some(at) = self.eviction_due().filter(|at| *at > self.now_ms) {
             next = Some(next.map_or(at, |n| n.min(at)));
@@ -448,6 +470,9 @@ impl Node {
 
     pub(crate) fn on_repair_timer(&mut self) {
         let now = self.now_ms;
+        if self.repair.next_audit_ms.is_some_and(|at| at <= now) {
+            self.start_audit();
+        }
         let mut expired: Vec<u64> = self
             .repair
             .in_flight
@@ -475,6 +500,59 @@ impl Node {
             });
         }
         self.pump_repair();
+    }
+
+    /// Schedules the next storage audit, if audits are on.
+    fn schedule_audit(&mut self) {
+        self.repair.next_audit_ms = self
+            .config
+            .storage_audit_interval_ms
+            .map(|interval| self.now_ms + self.rng.jitter(interval));
+    }
+
+    /// Lists the storage to compare it with the held set (see `on_audit_listed`).
+    fn start_audit(&mut self) {
+        self.schedule_audit();
+        if self.repair.audit_request.is_some() || self.repair.list_request.is_some() {
+            return;
+        }
+        let request_id = self.fresh_id();
+        self.repair.audit_request = Some(request_id);
+        self.repair.audit_held = self.repair.held.clone();
+        self.push(Output::Storage(StorageCommand::List { request_id }));
+    }
+
+    /// The audit's listing: a held block the storage does not list was lost after its write
+    /// was acknowledged. It is no longer held (nor indexed), and repair fetches it again if
+    /// placement assigns it here. Only blocks held when the listing was asked for are judged.
+    fn on_audit_listed(&mut self, blocks: Vec<BlockHash>) {
+        let Some(headers) = self.headers.clone() else {
+            return;
+        };
+        let mut listed = HeightSet::default();
+        for hash in &blocks {
+            if let Some(height) = headers.height_of(hash) {
+                listed.insert(height);
+            }
+        }
+        let audit_held = std::mem::take(&mut self.repair.audit_held);
+        let mut lost = false;
+        for height in 0..=headers.tip_height().unwrap_or(0) {
+            if !(self.repair.held.contains(height) && audit_held.contains(height))
+                || listed.contains(height)
+            {
+                continue;
+            }
+            self.repair.forget(height);
+            self.stats.lost_writes_found += 1;
+            if let Some(block_hash) = headers.block_hash_at(height) {
+                self.serve.serve.block_removed(&block_hash);
+            }
+            lost = true;
+        }
+        if lost {
+            self.rescan_shard();
+        }
     }
 
     /// A new source appeared (an archive said hello): retry every parked block now.
@@ -717,11 +795,16 @@ impl Node {
             }
             StorageResult::Deleted { .. } => {}
             StorageResult::Listed { request_id, blocks } => {
+                if self.repair.audit_request == Some(request_id) {
+                    self.repair.audit_request = None;
+                    return self.on_audit_listed(blocks);
+                }
                 if self.repair.list_request != Some(request_id) {
                     return;
                 }
                 self.repair.list_request = None;
                 self.repair.unresolved = blocks;
+                self.schedule_audit();
                 self.rescan_shard();
             }
         }

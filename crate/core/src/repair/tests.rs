@@ -443,3 +443,29 @@ fn a_transient_corrupt_read_then_a_good_read_serves_the_block() {
     assert!(net.nodes[a].holds(height));
     assert!(!net.nodes[a].repair.is_suspect(height));
 }
+
+/// A write the storage acknowledged but lost (the block vanished from the store) is found by
+/// the periodic storage audit; the member stops counting it as held, fetches it again, and the
+/// cluster is back at P copies.
+#[test]
+fn a_lost_write_is_found_by_the_storage_audit_and_fetched_again() {
+    let config = Config {
+        storage_audit_interval_ms: Some(4_000),
+        ..fast_config()
+    };
+    let (mut net, members) = formed(5, config, 61, 60);
+    net.run_until(30_000);
+    all_replicated(&net, &members, 3);
+    let m = members[2];
+    let lost: Vec<_> = net.stores[m].keys().take(3).copied().collect();
+    assert_eq!(lost.len(), 3);
+    for hash in &lost {
+        net.stores[m].remove(hash);
+    }
+    net.run_until(45_000);
+    assert_eq!(net.nodes[m].stats().lost_writes_found, 3);
+    for hash in &lost {
+        assert!(net.stores[m].contains_key(hash), "fetched again");
+    }
+    all_replicated(&net, &members, 3);
+}

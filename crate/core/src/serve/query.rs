@@ -13,7 +13,9 @@
 //!    [`MerkleProof`] built from it.
 //! 2. **Forward** (scope [`Scope::Cluster`] only). Otherwise the query is sent
 //!    ([`QueryOutput::Ask`]) to the hinted block's holders (from the placement function the
-//!    node passes in), or without a hint to every other member, `fanout` at a time: the next
+//!    node passes in) first and then the other members (which may keep the block from an
+//!    earlier placement, or hold it under a newer view than ours), or without a hint to every
+//!    other member, `fanout` at a time: the next
 //!    wave goes out when the current one has answered without success or after
 //!    `wave_interval_ms`. A query received from another member runs with [`Scope::LocalOnly`],
 //!    so forwarding never cascades.
@@ -578,13 +580,20 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             self.finish(id, result);
             return;
         }
+        // The hinted block's holders first; then every other member, which may still keep it
+        // from an earlier placement or know a newer view.
         let mut targets = match q.hint {
             Some(hint) => (cx.holders)(&hint),
-            None => cx.members.to_vec(),
+            None => Vec::new(),
         };
         targets.retain(|p| *p != cx.me);
         let mut seen = std::collections::BTreeSet::new();
         targets.retain(|p| seen.insert(*p));
+        targets.extend(
+            cx.members
+                .iter()
+                .filter(|p| **p != cx.me && seen.insert(**p)),
+        );
         targets.truncate(self.config.max_targets);
         if targets.is_empty() {
             self.finish(id, QueryResult::Unavailable);

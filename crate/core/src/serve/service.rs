@@ -712,9 +712,9 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                 }
                 QueryOutput::CorruptBlock { block_hash } => {
                     // Never serve these bytes; never delete them either (the fault may be
-                    // transient, the copy the last): unindex it and let the node refetch a
-                    // verified copy over it, which is indexed again when put.
-                    self.block_removed(&block_hash);
+                    // transient, the copy the last). It stays indexed — every read is checked
+                    // again, so a later query tries it afresh — and the node refetches a
+                    // verified copy to put over it.
                     self.event(ServeEvent::BlockCorrupt { block_hash });
                 }
             }
