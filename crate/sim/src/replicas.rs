@@ -69,8 +69,8 @@ struct BlockState {
     live: u32,
     reached_p: bool,
     degraded_since_ms: Option<u64>,
-    /// Times of recent holder failures (at most P kept).
-    failures_ms: VecDeque<u64>,
+    /// Recent holder failures: (when, counts until), at most 2 P kept.
+    failures_ms: VecDeque<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -146,15 +146,27 @@ impl ReplicaCounts {
     /// A holder's failure (offline, lost write) of block `height` in `cluster`, without
     /// changing the count (use [`ReplicaCounts::remove_holder`] for that).
     pub fn note_failure(&mut self, cluster: ClusterIdx, height: u32, now_ms: u64) {
-        let replicas = self.replicas as usize;
+        self.note_silent_failure(cluster, height, now_ms, self.repair_window_ms);
+    }
+
+    /// A failure nobody is told of (a lost write): it counts for `counts_for_ms`, the time
+    /// the holder may take to notice it (its storage audit) plus the repair window.
+    pub fn note_silent_failure(
+        &mut self,
+        cluster: ClusterIdx,
+        height: u32,
+        now_ms: u64,
+        counts_for_ms: u64,
+    ) {
+        let kept = 2 * self.replicas as usize;
         let failures = &mut self
             .cluster(cluster)
             .blocks
             .entry(height)
             .or_default()
             .failures_ms;
-        failures.push_back(now_ms);
-        while failures.len() > replicas {
+        failures.push_back((now_ms, now_ms.saturating_add(counts_for_ms)));
+        while failures.len() > kept {
             failures.pop_front();
         }
     }
@@ -165,7 +177,6 @@ impl ReplicaCounts {
             self.note_failure(cluster, height, now_ms);
         }
         let replicas = self.replicas;
-        let window_ms = self.repair_window_ms;
         let block = self
             .cluster(cluster)
             .blocks
@@ -183,13 +194,13 @@ impl ReplicaCounts {
         let recent_failures = block
             .failures_ms
             .iter()
-            .filter(|t| now_ms.saturating_sub(**t) <= window_ms)
+            .filter(|(_, until)| now_ms <= *until)
             .count();
         let excused = recent_failures >= replicas as usize;
         let block = &self.clusters[cluster as usize].blocks[&height];
         self.min_live_replicas = Some(self.min_live_replicas.map_or(live, |m| m.min(live)));
         if live == 0 {
-            let recent_failures_ms = block.failures_ms.iter().copied().collect();
+            let recent_failures_ms = block.failures_ms.iter().map(|(at, _)| *at).collect();
             self.pending.push(PendingLoss {
                 cluster,
                 height,

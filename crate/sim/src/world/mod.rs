@@ -311,6 +311,9 @@ pub struct World {
     headers: SharedHeaders,
     published: u32,
     replicas: ReplicaCounts,
+    /// How long a lost write counts as a holder failure: until the holder's storage audit
+    /// must have found it (the longest jittered interval), plus the repair window.
+    silent_failure_ms: u64,
     cluster_index: BTreeMap<ClusterId, ClusterIdx>,
     log: InvariantLog,
     rate: RateLimitCheck,
@@ -404,6 +407,11 @@ impl World {
             headers,
             published,
             replicas: ReplicaCounts::new(config.replicas as u32, config.repair_window_s * 1_000),
+            silent_failure_ms: node_config
+                .storage_audit_interval_ms
+                .map_or(u64::MAX, |interval| {
+                    interval * 3 / 2 + config.repair_window_s * 1_000
+                }),
             cluster_index: BTreeMap::new(),
             log: InvariantLog::new(VIOLATIONS_KEPT),
             rate: RateLimitCheck::new(
@@ -625,9 +633,12 @@ impl World {
                     self.leave(host)?;
                 }
             }
-            // Once churn stops no host leaves; those away still come back (and may refill
-            // clusters that shrank below P).
-            SimEvent::Return { host } => self.come_back(host)?,
+            // A return scheduled for after churn stopped already happened at that moment.
+            SimEvent::Return { host } => {
+                if self.hosts[host as usize].node.is_none() {
+                    self.come_back(host)?;
+                }
+            }
             SimEvent::Mine => self.mine()?,
             SimEvent::PartitionStart(partition) => {
                 if !self.quiet {
@@ -651,6 +662,14 @@ impl World {
                 self.quiet = true;
                 self.network.set_partition(None);
                 self.faults.set_enabled(false);
+                // Churn stops: no host leaves from now on, and every host away comes back
+                // now (refilling clusters that shrank), so that the membership is fixed
+                // from here and the repair bound measures settling, not further churn.
+                for host in 0..self.hosts.len() as HostIdx {
+                    if self.hosts[host as usize].node.is_none() {
+                        self.come_back(host)?;
+                    }
+                }
             }
             SimEvent::Check => {
                 self.periodic_checks();

@@ -280,7 +280,8 @@ impl World {
         if !self.hosts[index].archive && self.faults.write() == WriteFate::Lose {
             self.counters.lost_writes += 1;
             if let (Stored::Block(height), Some(cluster)) = (&value, cluster) {
-                self.replicas.note_failure(cluster, *height, now_ms);
+                self.replicas
+                    .note_silent_failure(cluster, *height, now_ms, self.silent_failure_ms);
             }
             return;
         }
@@ -322,6 +323,15 @@ impl World {
     /// The node on `host` reported an event.
     fn event(&mut self, host: HostIdx, event: Event) -> Result<(), WorldError> {
         self.serving_event(host, &event)?;
+        if std::env::var_os("SHOAL_SIM_TRACE_EVENTS").is_some()
+            && !matches!(event, Event::TxQueryDone { .. } | Event::JobReady { .. })
+        {
+            let cluster = self.hosts[host as usize].cluster;
+            eprintln!(
+                "{} ms host {host} (#{cluster:?}): {event:?}",
+                self.queue.now_ms()
+            );
+        }
         match event {
             Event::JoinedCluster { cluster, .. } | Event::ViewChanged { cluster, .. } => {
                 let idx = self.cluster_idx(cluster);
@@ -550,6 +560,9 @@ impl World {
                         self.published
                     );
                     self.log.violate(now_ms, invariant, detail);
+                    if std::env::var_os("SHOAL_SIM_TRACE").is_some() {
+                        self.trace_cluster(cluster);
+                    }
                 }
             }
         }
@@ -564,6 +577,25 @@ impl World {
                 self.log
                     .checked(invariant, checked_clusters * u64::from(self.published));
             }
+        }
+    }
+
+    /// Prints every live member of `cluster` with what it holds and its repair state.
+    fn trace_cluster(&self, cluster: ClusterIdx) {
+        for (index, host) in self.hosts.iter().enumerate() {
+            let Some(node) = host.node.as_ref() else {
+                continue;
+            };
+            if host.cluster != Some(cluster) {
+                continue;
+            }
+            let mut held = self.held_heights(index as HostIdx);
+            held.sort_unstable();
+            eprintln!(
+                "  host {index} {:?}: stores {held:?}; {}",
+                host.id,
+                node.repair_summary()
+            );
         }
     }
 

@@ -646,15 +646,6 @@ impl World {
             Some("holders_left")
         } else if q.disturbed {
             Some("message_lost")
-        } else if q.hinted
-            && !q
-                .ask_keys
-                .iter()
-                .any(|(_, to, _)| still.iter().any(|(h, _)| h == to))
-        {
-            // A hinted query asks only the block's placement holders; none of them had it
-            // yet (repair window) while another member still kept a copy.
-            Some("hinted_holders_lack_block")
         } else if self.counters.corrupt_reads != q.corrupt_reads_at_issue {
             Some("corrupt_read")
         } else if !still
@@ -685,6 +676,16 @@ impl World {
                     q.ask_keys.iter().map(|(_, to, _)| *to).collect::<Vec<_>>(),
                     view.iter().filter_map(|id| self.by_id.get(id)).collect::<Vec<_>>()
                 );
+                if std::env::var_os("SHOAL_SIM_TRACE").is_some() {
+                    if let Some(node) = self.hosts[q.asker as usize].node.as_ref() {
+                        eprintln!(
+                            "  asker host {}: {}; {:?}",
+                            q.asker,
+                            node.repair_summary(),
+                            node.stats()
+                        );
+                    }
+                }
                 self.log.violate(now_ms, Invariant::QueryAnswered, detail);
             }
         }
