@@ -76,9 +76,12 @@ pub struct SimConfig {
     /// Churn, partitions and storage faults stop this long before the end, so that repair
     /// can be checked ("once churn stops, every block returns to P within a bound").
     pub quiet_tail_hours: f64,
-    /// The bound on that repair, after churn stops.
+    /// The bound on that repair, after churn stops. It must leave room for the core's
+    /// `evict_spares_after_ms` (10 min by default) after the last view change.
     pub repair_bound_s: u64,
-    /// A failure of a holder counts toward excusing a lost block for this long (S18).
+    /// A failure of a holder counts toward excusing a lost block for this long (S18), and at
+    /// least for the core's failure detection (`offline_after_ms`, which grows with the
+    /// heartbeat interval) plus 100 s.
     pub repair_window_s: u64,
     /// A node may send at most this many messages per second, averaged over `rate_window_s`.
     pub max_messages_per_node_per_s: f64,
@@ -122,7 +125,7 @@ impl Default for SimConfig {
             txs_per_block: 2,
             hours: 1.0,
             quiet_tail_hours: 0.25,
-            repair_bound_s: 600,
+            repair_bound_s: 1_500,
             repair_window_s: 120,
             max_messages_per_node_per_s: 50.0,
             rate_window_s: 10,

@@ -126,7 +126,7 @@ struct RunArgs {
     #[arg(long)]
     quiet_tail_hours: Option<f64>,
     /// After churn stops, every block must be back at P within this many seconds.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 1_500)]
     repair_bound_s: u64,
     /// Per-node message budget (messages per second over a 10 s window).
     #[arg(long, default_value_t = 50.0)]

@@ -365,6 +365,9 @@ impl World {
         };
         node_config.serve.new_blocks.replicas = config.replicas;
         node_config.validate()?;
+        // Detection is part of repair: a failure counts at least until it can be noticed.
+        let repair_window_ms =
+            (config.repair_window_s * 1_000).max(node_config.offline_after_ms + 100_000);
 
         let seed = config.seed;
         let blocks = chain::generate_regtest(config.blocks, config.txs_per_block, seed);
@@ -406,12 +409,10 @@ impl World {
             header_list,
             headers,
             published,
-            replicas: ReplicaCounts::new(config.replicas as u32, config.repair_window_s * 1_000),
+            replicas: ReplicaCounts::new(config.replicas as u32, repair_window_ms),
             silent_failure_ms: node_config
                 .storage_audit_interval_ms
-                .map_or(u64::MAX, |interval| {
-                    interval * 3 / 2 + config.repair_window_s * 1_000
-                }),
+                .map_or(u64::MAX, |interval| interval * 3 / 2 + repair_window_ms),
             cluster_index: BTreeMap::new(),
             log: InvariantLog::new(VIOLATIONS_KEPT),
             rate: RateLimitCheck::new(
