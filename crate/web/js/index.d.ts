@@ -89,13 +89,21 @@ export interface NodeStatus {
   network: string;
   /** The identity slot (per-tab database) this node uses. */
   slot: number;
-  /** `null` while the node is not in a cluster. */
+  /** The core node's cluster id (hex); `null` while the node is not in a cluster. */
   clusterId: string | null;
+  /** The core node's member number; `null` while not in a cluster. */
   memberNumber: number | null;
+  /** The cluster's members in member-number order (peer ids; a node id in hex if never met). */
   members: string[];
+  /** Peers whose core node greeted this one (`Hello`), and whether each is an archive. */
+  nodePeers: { peerId: string; archive: boolean }[];
+  /** Whether the core node has been handed the verified header chain (after the first sync). */
+  nodeHasHeaders: boolean;
   /** Relays this node is connected to, with the transport in use. */
   relays: { peerId: string; transport: "webrtc-direct" | "websocket" }[];
+  /** Blocks the core node holds (stored in IndexedDB). */
   heldBlocks: number;
+  /** Bytes of those blocks. */
   storedBytes: number;
   /** The best verified header chain's tip (height 0: only the genesis block). */
   tip: { height: number; hash: string };
