@@ -34,9 +34,10 @@ use wasm_bindgen::JsValue;
 use crate::node::{set, Driver};
 use crate::options::Options;
 
-/// The node's configuration from the page's options: cluster size and replicas as asked,
-/// every other setting the core's default (scaled down where the core requires it).
-pub fn config(options: &Options) -> Result<Config, ConfigError> {
+/// The node's configuration from the page's options: cluster size and replicas as asked, the
+/// page's address through its first relay's circuits (what invitations carry), every other
+/// setting the core's default (scaled down where the core requires it).
+pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
     let cluster_size = options.cluster_size as usize;
     let defaults = Config::default();
     let form_with_accepts = defaults
@@ -48,6 +49,14 @@ pub fn config(options: &Options) -> Result<Config, ConfigError> {
         form_with_accepts,
         invite_after_peers: defaults.invite_after_peers.min(form_with_accepts),
         replicas: options.replicas as usize,
+        address: options
+            .relays
+            .first()
+            .map(|relay| {
+                node_link::address_of(&crate::circuits::circuit_address(&relay.addr), local)
+                    .to_string()
+            })
+            .unwrap_or_default(),
         ..defaults
     };
     config.validate()?;
@@ -75,9 +84,11 @@ impl CoreNode {
     /// A node for the local peer `local`, not yet started.
     pub fn new(config: Config, local: &PeerId, seed: u64) -> Result<CoreNode, ConfigError> {
         let node = Node::new(config, node_link::node_id(local), seed)?;
+        let mut book = PeerBook::default();
+        book.learn(*local); // so that this page names itself among the members
         Ok(CoreNode {
             node,
-            book: PeerBook::default(),
+            book,
             started_ms: js_sys::Date::now(),
             timers: HashMap::new(),
             inputs: VecDeque::from([Input::Start]),

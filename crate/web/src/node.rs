@@ -29,6 +29,7 @@ use shoal_core::chain::{BlockHash, Hash256, HeaderChain, HeaderChainConfig, Txid
 use shoal_core::wire::{self, Message, TxAnswerBody, MAX_HEADERS_PER_MESSAGE};
 use wasm_bindgen::JsValue;
 
+use crate::circuits::Circuits;
 use crate::core_node::CoreNode;
 use crate::error::{ApiError, ErrorCode};
 use crate::options::{Options, RelayAddr};
@@ -161,6 +162,8 @@ pub struct Driver {
     lock: SlotLock,
     /// The core's cluster node and what the shell keeps to drive it (`core_node`).
     pub(crate) core: CoreNode,
+    /// Circuits through relays and their directories (`circuits`).
+    pub(crate) circuits: Circuits,
 }
 
 fn now_ms() -> f64 {
@@ -237,6 +240,7 @@ impl Driver {
             shared,
             lock,
             core,
+            circuits: Circuits::new(&options.network.to_string()),
         };
         driver.publish_tip();
         Ok(driver)
@@ -399,6 +403,7 @@ impl Driver {
                 }
             }
         }
+        self.circuits_tick();
         let due = !self.sync.synced || now - self.sync.last_request_ms >= RESYNC_INTERVAL_MS;
         if self.sync.is_idle() && due {
             self.request_headers();
@@ -695,6 +700,11 @@ impl Driver {
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
                 let transport = transport_of(&addr);
+                if self.relays.iter().any(|r| r.target.peer == peer_id) {
+                    if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                        self.circuits_relay_connected(peer_id, address.clone());
+                    }
+                }
                 let mut changed = false;
                 for relay in self.relays.iter_mut().filter(|r| r.target.peer == peer_id) {
                     if relay.connected.is_none() {
@@ -731,6 +741,7 @@ impl Driver {
                 if self.sync.in_flight.iter().any(|(p, _, _)| *p == peer_id) {
                     self.sync.reset();
                 }
+                self.circuits_relay_lost(&peer_id);
                 self.node_peer_gone(peer_id).await;
             }
             SwarmEvent::OutgoingConnectionError { peer_id, .. } => {
@@ -750,6 +761,12 @@ impl Driver {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Msg(event)) => self.on_msg_event(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Probe(event)) => self.on_probe_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
+                self.on_relay_client_event(event)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Directory(event)) => {
+                self.on_directory_event(event).await
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
                 connection,
                 result: Err(_),
