@@ -1,6 +1,7 @@
 // Three pages form a cluster through the relay (issue #5, "drive the core's Node"): each page's
 // core node finds the others in the relay's directory, reaches them over circuits, forms one
-// cluster, and fills its shard from the relay's archive node into IndexedDB.
+// cluster, fills its shard from the relay's archive node into IndexedDB, and notices when a
+// member goes away.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { ORIGIN, launchBrowser, startRelay, tempDir } from "./harness.mjs";
@@ -65,7 +66,6 @@ test("three pages form one cluster and fill their shards from the archive", asyn
   // The members fill their shards from the archive: together they hold every block, each on
   // REPLICAS members (S6, S18), and each page's blocks are in its IndexedDB.
   const chainBlocks = BLOCKS + 1; // genesis included
-  await pages[0].waitForFunction(() => true);
   const deadline = Date.now() + 120_000;
   let held;
   for (;;) {
@@ -100,5 +100,18 @@ test("three pages form one cluster and fill their shards from the archive", asyn
   }
   assert.equal(heights.size, chainBlocks, "together the members hold the whole chain");
   for (const [height, copies] of heights) assert.equal(copies, REPLICAS, `copies of height ${height}`);
+});
+
+test("a page that goes away is declared lost by the others (member-lost)", async () => {
+  const gone = pages.pop();
+  const goneId = (await status(gone)).peerId;
+  await gone.context().close(); // the tab closes: no goodbye, its connections just end
+  for (const page of pages) {
+    await page.waitForFunction(
+      (id) => window.events.some((e) => e.type === "member-lost" && e.detail.peerId === id),
+      goneId,
+      { timeout: 90_000, polling: 250 },
+    );
+  }
   await Promise.all(pages.map((p) => p.evaluate(() => window.node.stop())));
 });
