@@ -1,46 +1,48 @@
 //! How pages reach each other: through their relay's circuits (circuit relay v2) and its
-//! per-chain directory (rendezvous). Who to connect to, and what to do with a peer, stays the
-//! core node's decision: this module only turns the directory's entries into the node's
-//! candidate peers.
+//! per-chain directory (Shoal's directory protocol, `shoal_net::directory`). Who to connect
+//! to, and what to do with a peer, stays the core node's decision: this module only turns the
+//! directory's entries into the node's candidate peers.
 //!
 //! 1. Once a relay from the options is connected, the page listens on
-//!    `<relay address>/p2p-circuit` (a reservation on the relay).
+//!    `<relay address>/p2p-circuit` (a reservation on the relay). Holding a reservation is
+//!    what lists the page in that relay's directory.
 //! 2. When the reservation is accepted, that circuit address becomes the page's external
-//!    address and the page registers it in the relay's directory under
-//!    `shoal_net::directory::namespace(network)`.
-//! 3. Every [`DISCOVER_INTERVAL_MS`] it asks the directory who else is registered, and hands
-//!    those peers to the node as `Input::CandidatePeers`; the node dials whom it chooses
+//!    address, and every [`DISCOVER_INTERVAL_MS`] the page asks the relay's directory who else
+//!    holds one, for this page's chain.
+//! 3. The peers named are handed to the node as `Input::CandidatePeers`, each at
+//!    `<relay address>/p2p-circuit/p2p/<peer>`; the node dials whom it chooses
 //!    (`Output::Connect`), through the relay.
 
 use std::collections::HashMap;
 
 use libp2p::multiaddr::Protocol;
-use libp2p::{relay, rendezvous, Multiaddr, PeerId};
-use shoal_net::node_link;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::{relay, Multiaddr, PeerId};
+use shoal_net::{directory, node_link};
 
 use crate::node::Driver;
 
-/// How often a registered page asks the directory for other pages.
+/// How often a page with a reservation asks the relay's directory for other pages.
 pub const DISCOVER_INTERVAL_MS: f64 = 3_000.0;
-/// Most directory entries taken per lookup.
-pub const DISCOVER_LIMIT: u64 = 64;
 
 /// Circuit and directory state, per relay.
 #[derive(Default)]
 pub struct Circuits {
     /// Relays we listen through: relay → its address (as dialled).
     listening: HashMap<PeerId, Multiaddr>,
-    /// Relays whose directory holds our registration.
-    registered: HashMap<PeerId, f64>,
-    namespace: Option<rendezvous::Namespace>,
+    /// Relays that accepted our reservation → when we last asked their directory.
+    reserved: HashMap<PeerId, f64>,
+    /// Directory lookups on their way → the relay asked.
+    lookups: HashMap<OutboundRequestId, PeerId>,
+    /// The lookup request for this page's chain.
+    lookup: Option<Vec<u8>>,
 }
 
 impl Circuits {
     /// For the chain called `network`.
     pub fn new(network: &str) -> Circuits {
         Circuits {
-            namespace: shoal_net::directory::namespace(network)
-                .and_then(|n| rendezvous::Namespace::new(n).ok()),
+            lookup: directory::encode_lookup(network),
             ..Circuits::default()
         }
     }
@@ -67,12 +69,12 @@ impl Driver {
         }
     }
 
-    /// A relay connection is gone: its reservation and registration went with it.
+    /// A relay connection is gone: its reservation went with it.
     pub(crate) fn circuits_relay_lost(&mut self, relay: &PeerId) {
         if let Some(addr) = self.circuits.listening.remove(relay) {
             self.swarm.remove_external_address(&circuit_address(&addr));
         }
-        self.circuits.registered.remove(relay);
+        self.circuits.reserved.remove(relay);
     }
 
     pub(crate) fn on_relay_client_event(&mut self, event: relay::client::Event) {
@@ -81,62 +83,66 @@ impl Driver {
                 return;
             };
             self.swarm.add_external_address(circuit_address(&addr));
-            if let Some(namespace) = self.circuits.namespace.clone() {
-                if let Err(error) =
-                    self.swarm
-                        .behaviour_mut()
-                        .directory
-                        .register(namespace, relay_peer_id, None)
-                {
-                    web_sys::console::warn_1(&wasm_bindgen::JsValue::from_str(&format!(
-                        "shoal: cannot register in the directory: {error}"
-                    )));
-                }
-            }
+            self.circuits.reserved.insert(relay_peer_id, 0.0);
+            self.circuits_tick();
         }
     }
 
-    pub(crate) async fn on_directory_event(&mut self, event: rendezvous::client::Event) {
-        match event {
-            rendezvous::client::Event::Registered {
-                rendezvous_node, ..
-            } => {
-                self.circuits.registered.insert(rendezvous_node, 0.0);
-                self.circuits_tick();
+    pub(crate) async fn on_directory_event(
+        &mut self,
+        event: request_response::Event<Vec<u8>, Vec<u8>>,
+    ) {
+        let (request_id, response) = match event {
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => (request_id, response),
+            request_response::Event::OutboundFailure { request_id, .. } => {
+                self.circuits.lookups.remove(&request_id);
+                return;
             }
-            rendezvous::client::Event::Discovered { registrations, .. } => {
-                let me = *self.swarm.local_peer_id();
-                let candidates = registrations
-                    .iter()
-                    .filter(|r| r.record.peer_id() != me)
-                    .filter_map(|r| {
-                        let peer = r.record.peer_id();
-                        let addr = r.record.addresses().first()?;
-                        Some((peer, node_link::address_of(addr, peer)))
-                    })
-                    .collect();
-                self.node_candidates(candidates).await;
-            }
-            _ => {}
-        }
+            _ => return,
+        };
+        let Some(relay) = self.circuits.lookups.remove(&request_id) else {
+            return;
+        };
+        let Some(relay_addr) = self.circuits.listening.get(&relay).cloned() else {
+            return;
+        };
+        let Ok(peers) = directory::decode_peers(&response) else {
+            return;
+        };
+        let me = *self.swarm.local_peer_id();
+        let through = circuit_address(&relay_addr);
+        let candidates = peers
+            .into_iter()
+            .filter(|peer| *peer != me)
+            .map(|peer| (peer, node_link::address_of(&through, peer)))
+            .collect();
+        self.node_candidates(candidates).await;
     }
 
-    /// Asks each directory we are registered in for other pages, at most every
-    /// [`DISCOVER_INTERVAL_MS`].
+    /// Asks each relay that holds our reservation who else is there, at most every
+    /// [`DISCOVER_INTERVAL_MS`] and one lookup at a time per relay.
     pub(crate) fn circuits_tick(&mut self) {
-        let Some(namespace) = self.circuits.namespace.clone() else {
+        let Some(lookup) = self.circuits.lookup.clone() else {
             return;
         };
         let now = js_sys::Date::now();
-        for (relay, last) in self.circuits.registered.iter_mut() {
-            if now - *last >= DISCOVER_INTERVAL_MS {
+        let asking: Vec<PeerId> = self.circuits.lookups.values().copied().collect();
+        for (relay, last) in self.circuits.reserved.iter_mut() {
+            if now - *last >= DISCOVER_INTERVAL_MS && !asking.contains(relay) {
                 *last = now;
-                self.swarm.behaviour_mut().directory.discover(
-                    Some(namespace.clone()),
-                    None,
-                    Some(DISCOVER_LIMIT),
-                    *relay,
-                );
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .directory
+                    .send_request(relay, lookup.clone());
+                self.circuits.lookups.insert(id, *relay);
             }
         }
     }

@@ -4,7 +4,7 @@
 //! the relay's multiaddr names, and speaks Shoal's request-response protocols over both.
 //! Other pages are reached through the relay's circuits (circuit relay v2 client: the page
 //! reserves a slot on its relay and dials other pages' `/p2p-circuit` addresses) and found in
-//! the relay's per-chain directory (rendezvous client).
+//! the relay's per-chain directory (Shoal's directory protocol, `shoal_net::directory`).
 
 use std::time::Duration;
 
@@ -13,9 +13,7 @@ use libp2p::core::{upgrade, Transport as _};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{
-    noise, ping, relay, rendezvous, webrtc_websys, websocket_websys, yamux, Swarm, SwarmBuilder,
-};
+use libp2p::{noise, ping, relay, webrtc_websys, websocket_websys, yamux, Swarm, SwarmBuilder};
 use shoal_net::{FrameCodec, SmallWrites};
 
 /// How long one request may take before it fails (a 4 MB block over a slow link fits).
@@ -36,8 +34,8 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// Circuits through relays to other pages.
     pub relay_client: relay::client::Behaviour,
-    /// The relay's per-chain directory.
-    pub directory: rendezvous::client::Behaviour,
+    /// The relay's per-chain directory: namespace out, peer ids back.
+    pub directory: request_response::Behaviour<FrameCodec>,
     /// `shoal_core::wire::Message` requests and responses.
     pub msg: request_response::Behaviour<FrameCodec>,
     /// The transfer probe: bytes out, their SHA-256 back.
@@ -80,9 +78,13 @@ pub fn build(key: Keypair) -> Result<Swarm<Behaviour>, SwarmError> {
         .map_err(|e| SwarmError::Build(e.to_string()))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| SwarmError::Build(e.to_string()))?
-        .with_behaviour(|key, relay_client| Behaviour {
+        .with_behaviour(|_, relay_client| Behaviour {
             relay_client,
-            directory: rendezvous::client::Behaviour::new(key.clone()),
+            directory: request_response::Behaviour::with_codec(
+                FrameCodec::default(),
+                [(shoal_net::directory::protocol(), ProtocolSupport::Outbound)],
+                request_config.clone(),
+            ),
             ping: ping::Behaviour::new(
                 ping::Config::new()
                     .with_interval(PING_INTERVAL)

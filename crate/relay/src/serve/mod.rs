@@ -12,7 +12,8 @@
 //! ([`archive`]): it greets every peer as an archive, answers `GetBlock` from the store and
 //! takes part in the cluster protocol as the core expects of an archive. Header ranges and
 //! transaction queries are answered at once from the store; every other message goes to the
-//! archive node (the convention is `shoal_net::node_link`'s).
+//! archive node (the convention is `shoal_net::node_link`'s). Peers holding a circuit
+//! reservation are listed in Shoal's directory protocol ([`directory`]) besides rendezvous.
 //!
 //! Identity key and WebRTC certificate live in the data directory ([`identity`]), so the
 //! relay's addresses survive restarts. SIGINT/SIGTERM stop it cleanly: every block is written
@@ -24,6 +25,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod archive;
+pub mod directory;
 pub mod http;
 pub mod identity;
 pub mod import;
@@ -191,6 +193,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         .map(|a| with_peer(a, peer_id).to_string())
         .unwrap_or_default();
     let mut archive = ArchiveNode::start(&store, peer_id, node_address, config.seed)?;
+    let mut directory = directory::Directory::new(&config.network);
     archive.on_tick(&mut swarm, &store);
 
     let info: SharedInfo = Arc::new(RwLock::new(RelayInfo {
@@ -233,7 +236,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         tokio::select! {
             event = swarm.select_next_some() => {
                 let context = Context { store: &store, info: &info, addr_file: config.addr_file.as_deref() };
-                handle_event(&mut swarm, &mut archive, &context, event);
+                handle_event(&mut swarm, &mut archive, &mut directory, &context, event);
             }
             _ = tokio::time::sleep_until(wake) => archive.on_tick(&mut swarm, &store),
             _ = next_block.tick(), if generating => {
@@ -287,6 +290,7 @@ fn with_peer(addr: &Multiaddr, peer_id: PeerId) -> Multiaddr {
 fn handle_event(
     swarm: &mut Swarm<Behaviour>,
     archive: &mut ArchiveNode,
+    directory: &mut directory::Directory,
     context: &Context<'_>,
     event: SwarmEvent<BehaviourEvent>,
 ) {
@@ -342,6 +346,7 @@ fn handle_event(
         } => {
             tracing::debug!(%peer_id, ?cause, "disconnected");
             if num_established == 0 {
+                directory.on_disconnected(&peer_id);
                 archive.on_disconnected(swarm, store, peer_id);
             }
         }
@@ -408,7 +413,27 @@ fn handle_event(
             error,
             ..
         })) => tracing::debug!(%peer, %error, "inbound request failed"),
-        SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => tracing::info!(?event, "relay"),
+        SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
+            directory.on_relay_event(&event);
+            tracing::info!(?event, "relay");
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Directory(request_response::Event::Message {
+            peer,
+            message: RrMessage::Request {
+                request, channel, ..
+            },
+            ..
+        })) => {
+            let answer = directory.answer(&peer, &request);
+            if swarm
+                .behaviour_mut()
+                .directory
+                .send_response(channel, answer)
+                .is_err()
+            {
+                tracing::debug!(%peer, "peer left before the directory answer");
+            }
+        }
         SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => {
             tracing::debug!(?event, "directory")
         }
