@@ -298,6 +298,9 @@ impl Driver {
                     Some((peer_id, _)) if self.swarm.is_connected(&peer_id) => {
                         self.core.inputs.push_back(Input::PeerConnected { peer });
                     }
+                    // A relay of the options: the loop dials it already (with its backoff);
+                    // its connection will be reported as usual.
+                    Some((peer_id, _)) if self.is_relay(&peer_id) => {}
                     Some((peer_id, addr)) => {
                         self.core.book.learn(peer_id);
                         if self.swarm.dial(addr).is_err() {

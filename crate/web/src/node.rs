@@ -358,6 +358,11 @@ impl Driver {
         }
     }
 
+    /// Whether `peer` is one of the relays from the options.
+    pub(crate) fn is_relay(&self, peer: &PeerId) -> bool {
+        self.relays.iter().any(|r| r.target.peer == *peer)
+    }
+
     fn connected_relay(&self) -> Option<(PeerId, Transport)> {
         self.relays
             .iter()
