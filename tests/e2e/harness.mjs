@@ -24,8 +24,8 @@ export function relayCli(args) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts `shoal-relay serve` (importing `importFile`, or generating `initialBlocks` regtest
- * blocks); resolves once /relay-addrs.json answers. */
-export async function startRelay({ dataDir, importFile, initialBlocks = 0, log }) {
+ * blocks, then one every `blockIntervalSecs` if not 0); resolves once /relay-addrs.json answers. */
+export async function startRelay({ dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, log }) {
   const args = [
     "serve",
     "--data-dir", dataDir,
@@ -34,7 +34,7 @@ export async function startRelay({ dataDir, importFile, initialBlocks = 0, log }
     "--www", "www",
     "--dist", "dist",
     "--initial-blocks", String(initialBlocks),
-    "--block-interval-secs", "0",
+    "--block-interval-secs", String(blockIntervalSecs),
   ];
   if (importFile) args.push("--import", importFile);
   const child = spawn(RELAY_BIN, args, {
