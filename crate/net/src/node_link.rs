@@ -23,14 +23,14 @@
 //! Every decoder here is the core's bounded wire decoder (at most
 //! `shoal_core::wire::MAX_MESSAGE_BYTES`); hostile bytes give an error, never a panic.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use shoal_core::node::{Candidate, NodeId};
 use shoal_core::wire::{self, Message, WireError};
 
-/// Most peers a [`PeerBook`] remembers; the oldest entry is forgotten beyond this.
+/// Most peers a [`PeerBook`] remembers; the least recently used is forgotten beyond this.
 pub const PEER_BOOK_MAX: usize = 1024;
 
 /// The node id of a libp2p peer: `sha256d` of the peer id's bytes. Both ends compute it the
@@ -100,32 +100,36 @@ pub fn parse_address(address: &str) -> Option<(PeerId, Multiaddr)> {
 }
 
 /// Node id → peer id for the peers a shell has met (connected, dialled or suggested), bounded
-/// by [`PEER_BOOK_MAX`]; the oldest entry is forgotten first.
+/// by [`PEER_BOOK_MAX`]; the peer heard of least recently is forgotten first.
 #[derive(Debug, Default)]
 pub struct PeerBook {
-    peers: HashMap<NodeId, PeerId>,
-    order: VecDeque<NodeId>,
+    peers: HashMap<NodeId, (PeerId, u64)>,
+    /// Last use → node id, oldest first.
+    recency: BTreeMap<u64, NodeId>,
+    clock: u64,
 }
 
 impl PeerBook {
-    /// Remembers `peer` and returns its node id.
+    /// Remembers `peer` (or marks it used now) and returns its node id.
     pub fn learn(&mut self, peer: PeerId) -> NodeId {
         let id = node_id(&peer);
-        if self.peers.insert(id, peer).is_none() {
-            self.order.push_back(id);
-            while self.order.len() > PEER_BOOK_MAX {
-                if let Some(old) = self.order.pop_front() {
-                    self.peers.remove(&old);
-                }
+        self.clock += 1;
+        if let Some((_, used)) = self.peers.insert(id, (peer, self.clock)) {
+            self.recency.remove(&used);
+        }
+        self.recency.insert(self.clock, id);
+        while self.peers.len() > PEER_BOOK_MAX {
+            if let Some((_, old)) = self.recency.pop_first() {
+                self.peers.remove(&old);
             }
         }
-        debug_assert_eq!(self.peers.len(), self.order.len());
+        debug_assert_eq!(self.peers.len(), self.recency.len());
         id
     }
 
     /// The peer id of node `id`, if met.
     pub fn peer(&self, id: &NodeId) -> Option<PeerId> {
-        self.peers.get(id).copied()
+        self.peers.get(id).map(|(peer, _)| *peer)
     }
 
     /// Number of peers remembered.
@@ -180,15 +184,19 @@ mod tests {
     }
 
     #[test]
-    fn the_book_is_bounded_and_forgets_the_oldest() {
+    fn the_book_is_bounded_and_forgets_the_least_recently_used() {
         let mut book = PeerBook::default();
         let first = PeerId::random();
+        let busy = PeerId::random();
         book.learn(first);
-        for _ in 0..PEER_BOOK_MAX {
+        book.learn(busy);
+        for _ in 0..PEER_BOOK_MAX - 1 {
             book.learn(PeerId::random());
+            book.learn(busy); // heard from all the time: never the one forgotten
         }
         assert_eq!(book.len(), PEER_BOOK_MAX);
         assert_eq!(book.peer(&node_id(&first)), None);
+        assert_eq!(book.peer(&node_id(&busy)), Some(busy));
     }
 
     #[test]
