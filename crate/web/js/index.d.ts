@@ -126,8 +126,11 @@ export interface SyncProgress {
 /** The events a {@link LightNode} dispatches (as `CustomEvent`s). */
 export interface LightNodeEventMap {
   "sync-progress": CustomEvent<SyncProgress>;
+  /** The node joined a cluster, its view changed, or it left (`clusterId: null`). */
   cluster: CustomEvent<{ clusterId: string | null; memberNumber: number | null; members: string[] }>;
+  /** This node declared a member offline (its peer id; a node id in hex if never met). */
   "member-lost": CustomEvent<{ peerId: string }>;
+  /** The node stored a block of its shard in IndexedDB (after verifying it). */
   "block-stored": CustomEvent<{ blockHash: string; height: number; bytes: number }>;
   /** A relay connected or disconnected. */
   relay: CustomEvent<{ peerId: string; connected: boolean; transport?: string }>;
