@@ -10,6 +10,9 @@
 //!   otherwise asked of a relay; either way the Merkle proof is verified against the node's own
 //!   headers before the caller sees it.
 //! - Relays that drop are dialled again with a bounded backoff.
+//! - The core's cluster `Node` runs in the same loop ([`crate::core_node`]): its timers, its
+//!   storage commands, its messages in and out; other pages are reached through the relays'
+//!   circuits and directories ([`crate::circuits`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
