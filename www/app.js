@@ -17,7 +17,10 @@ function showStatus(node) {
     "peer id": s.peerId,
     network: s.network,
     relays: s.relays.map((r) => `${r.peerId.slice(0, 16)}… (${r.transport})`).join(", ") || "none",
-    cluster: s.clusterId ?? "not in a cluster",
+    cluster: s.clusterId
+      ? `${s.clusterId.slice(0, 16)}… (member ${s.memberNumber} of ${s.members.length})`
+      : "not in a cluster",
+    "node peers": s.nodePeers.map((p) => `${p.peerId.slice(0, 16)}…${p.archive ? " (archive)" : ""}`).join(", ") || "none",
     "chain tip": `${s.tip.height}  ${s.tip.hash}`,
     "held blocks": `${s.heldBlocks} (${s.storedBytes} bytes)`,
     "headers downloaded": `${s.headerBytesDownloaded} bytes`,

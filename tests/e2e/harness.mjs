@@ -23,8 +23,9 @@ export function relayCli(args) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Starts `shoal-relay serve`; resolves once /relay-addrs.json answers. */
-export async function startRelay({ dataDir, importFile, log }) {
+/** Starts `shoal-relay serve` (importing `importFile`, or generating `initialBlocks` regtest
+ * blocks, then one every `blockIntervalSecs` if not 0); resolves once /relay-addrs.json answers. */
+export async function startRelay({ dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, log }) {
   const args = [
     "serve",
     "--data-dir", dataDir,
@@ -32,8 +33,8 @@ export async function startRelay({ dataDir, importFile, log }) {
     "--http", `${HOST}:${HTTP_PORT}`,
     "--www", "www",
     "--dist", "dist",
-    "--initial-blocks", "0",
-    "--block-interval-secs", "0",
+    "--initial-blocks", String(initialBlocks),
+    "--block-interval-secs", String(blockIntervalSecs),
   ];
   if (importFile) args.push("--import", importFile);
   const child = spawn(RELAY_BIN, args, {

@@ -13,8 +13,12 @@
 //!   buffer and passes on at most [`small_writes::MAX_WRITE_BYTES`] bytes, so no SCTP message
 //!   exceeds the 8 KiB the native receiver can read. Wrap the WebRTC transport's muxer with it on
 //!   *both* ends.
+//! - [`node_link`]: how a core `Node`'s one-way messages ride on request-response (a request
+//!   carries one message, the response is an empty acknowledgement or a direct answer), node
+//!   ids from peer ids, and the bounded book that maps them back.
 //! - [`directory`]: the namespace under which nodes of one chain find each other through a
-//!   relay's peer directory (libp2p rendezvous).
+//!   relay's peer directory (libp2p rendezvous for native nodes; Shoal's directory protocol,
+//!   bounded, for browser pages).
 //!
 //! # How a page finds a relay
 //!
@@ -25,6 +29,7 @@
 
 pub mod codec;
 pub mod directory;
+pub mod node_link;
 pub mod small_writes;
 
 pub use codec::{FrameCodec, FrameError, MAX_FRAME_BYTES, PROBE_PROTOCOL_NAME, PROTOCOL_NAME};

@@ -18,7 +18,7 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use sha2::{Digest, Sha256};
 use shoal_core::chain::{self, Block, MerkleProof, Txid};
 use shoal_core::wire::{self, Hash256, Header, Message, TxAnswerBody};
-use shoal_net::FrameCodec;
+use shoal_net::{node_link, FrameCodec};
 use shoal_relay::serve::network::{build_transport, request_response_behaviour, RequestLimits};
 
 const INITIAL_BLOCKS: u32 = 12;
@@ -440,5 +440,131 @@ async fn webrtc_direct_carries_one_mebibyte_upload() {
     let mut swarm = client();
     let peer = connect(&mut swarm, &webrtc).await;
     upload_mebibyte(&mut swarm, peer).await;
+    relay.stop();
+}
+
+/// The next one-way message the relay sends us (a request on the message protocol), which we
+/// acknowledge with an empty response as `shoal_net::node_link` says.
+async fn next_message(swarm: &mut Swarm<Client>, from: PeerId) -> Message {
+    let wait = async {
+        loop {
+            if let SwarmEvent::Behaviour(ClientEvent::Messages(
+                request_response::Event::Message {
+                    peer,
+                    message:
+                        RrMessage::Request {
+                            request, channel, ..
+                        },
+                    ..
+                },
+            )) = swarm.select_next_some().await
+            {
+                assert_eq!(peer, from);
+                swarm
+                    .behaviour_mut()
+                    .messages
+                    .send_response(channel, node_link::ack())
+                    .expect("acknowledge");
+                return node_link::decode_request(&request).expect("the relay's message decodes");
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("a message in time")
+}
+
+/// The relay runs a core node configured as an archive: it greets a new peer with a hello that
+/// says "archive", answers a one-way ping with a one-way pong (a request of its own), and
+/// serves blocks through the node (storage command → redb → `BlockData` on the held stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_runs_an_archive_node() {
+    let (_guard, dir) = data_dir();
+    let relay = Relay::start(&dir);
+    let addrs = relay.addrs(&dir);
+    let ws = addrs.iter().find(|a| is_ws(a)).unwrap().clone();
+    let mut swarm = client();
+    let peer = connect(&mut swarm, &ws).await;
+
+    // The relay's node says hello first (then pings to measure the round trip).
+    let mut greeted = false;
+    let mut pinged = false;
+    while !(greeted && pinged) {
+        match next_message(&mut swarm, peer).await {
+            Message::Hello {
+                record, cluster, ..
+            } => {
+                assert!(record.archive, "the relay's node is an archive");
+                assert_eq!(cluster, None, "an archive never joins a cluster");
+                greeted = true;
+            }
+            Message::Ping { .. } => pinged = true,
+            other => panic!("unexpected first message {other:?}"),
+        }
+    }
+
+    // A one-way ping is acknowledged with an empty response; the pong comes as a request.
+    let ack = request(
+        &mut swarm,
+        peer,
+        node_link::encode_request(&Message::Ping {
+            nonce: 77,
+            stamp: None,
+        })
+        .unwrap(),
+        false,
+    )
+    .await;
+    assert_eq!(
+        node_link::decode_reply(&ack).unwrap(),
+        node_link::Reply::Ack
+    );
+    let Message::Pong { nonce: 77, .. } = next_message(&mut swarm, peer).await else {
+        panic!("the archive node did not answer the ping with a pong")
+    };
+
+    // Blocks through the node: every height holds, an unknown hash is not found.
+    let Message::Headers { headers, .. } = ask(
+        &mut swarm,
+        peer,
+        Message::GetHeaders {
+            request_id: 1,
+            start_height: 0,
+            max_count: 2000,
+        },
+    )
+    .await
+    else {
+        panic!("not a Headers answer")
+    };
+    for (height, header) in headers.iter().enumerate() {
+        let answer = ask(
+            &mut swarm,
+            peer,
+            Message::GetBlock {
+                request_id: 100 + height as u64,
+                block_hash: header.block_hash(),
+            },
+        )
+        .await;
+        let Message::BlockData { request_id, block } = answer else {
+            panic!("height {height}: {answer:?}")
+        };
+        assert_eq!(request_id, 100 + height as u64);
+        assert_eq!(
+            Block::decode(&block).unwrap().block_hash().0,
+            header.block_hash().0
+        );
+    }
+    let answer = ask(
+        &mut swarm,
+        peer,
+        Message::GetBlock {
+            request_id: 9,
+            block_hash: wire::BlockHash([0xab; 32]),
+        },
+    )
+    .await;
+    assert_eq!(answer, Message::BlockNotFound { request_id: 9 });
     relay.stop();
 }

@@ -89,13 +89,21 @@ export interface NodeStatus {
   network: string;
   /** The identity slot (per-tab database) this node uses. */
   slot: number;
-  /** `null` while the node is not in a cluster. */
+  /** The core node's cluster id (hex); `null` while the node is not in a cluster. */
   clusterId: string | null;
+  /** The core node's member number; `null` while not in a cluster. */
   memberNumber: number | null;
+  /** The cluster's members in member-number order (peer ids; a node id in hex if never met). */
   members: string[];
+  /** Peers whose core node greeted this one (`Hello`), and whether each is an archive. */
+  nodePeers: { peerId: string; archive: boolean }[];
+  /** Whether the core node has been handed the verified header chain (after the first sync). */
+  nodeHasHeaders: boolean;
   /** Relays this node is connected to, with the transport in use. */
   relays: { peerId: string; transport: "webrtc-direct" | "websocket" }[];
+  /** Blocks the core node holds (stored in IndexedDB). */
   heldBlocks: number;
+  /** Bytes of those blocks. */
   storedBytes: number;
   /** The best verified header chain's tip (height 0: only the genesis block). */
   tip: { height: number; hash: string };
@@ -118,8 +126,11 @@ export interface SyncProgress {
 /** The events a {@link LightNode} dispatches (as `CustomEvent`s). */
 export interface LightNodeEventMap {
   "sync-progress": CustomEvent<SyncProgress>;
+  /** The node joined a cluster, its view changed, or it left (`clusterId: null`). */
   cluster: CustomEvent<{ clusterId: string | null; memberNumber: number | null; members: string[] }>;
+  /** This node declared a member offline (its peer id; a node id in hex if never met). */
   "member-lost": CustomEvent<{ peerId: string }>;
+  /** The node stored a block of its shard in IndexedDB (after verifying it). */
   "block-stored": CustomEvent<{ blockHash: string; height: number; bytes: number }>;
   /** A relay connected or disconnected. */
   relay: CustomEvent<{ peerId: string; connected: boolean; transport?: string }>;

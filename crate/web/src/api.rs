@@ -12,6 +12,7 @@ use shoal_core::chain::{BlockHash, Txid};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::core_node::CoreNode;
 use crate::error::{ApiError, ErrorCode};
 use crate::node::{set, Command, Driver, Probed, Verified, COMMAND_QUEUE};
 use crate::options::Options;
@@ -86,9 +87,21 @@ impl WasmNode {
             status.slot = lock.slot;
             status.held_blocks = held_blocks as u32;
         }
+        let local = key.public().to_peer_id();
+        let core = match crate::core_node::config(&options, local).and_then(|config| {
+            // The seed only breaks ties and jitters timers; it need not be secret.
+            let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+            CoreNode::new(config, &local, seed)
+        }) {
+            Ok(core) => core,
+            Err(err) => {
+                lock.release();
+                return Err(ApiError::new(ErrorCode::BadInput, err.to_string()).into());
+            }
+        };
         let swarm = crate::swarm::build(key)
             .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
-        let driver = Driver::new(&options, swarm, store, emit, shared.clone(), lock)
+        let driver = Driver::new(&options, swarm, store, emit, shared.clone(), lock, core)
             .await
             .map_err(ApiError::from)?;
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);

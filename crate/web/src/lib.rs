@@ -11,6 +11,8 @@
 #![cfg(target_arch = "wasm32")]
 
 pub mod api;
+pub mod circuits;
+pub mod core_node;
 pub mod error;
 pub mod node;
 pub mod options;

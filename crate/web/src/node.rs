@@ -10,6 +10,9 @@
 //!   otherwise asked of a relay; either way the Merkle proof is verified against the node's own
 //!   headers before the caller sees it.
 //! - Relays that drop are dialled again with a bounded backoff.
+//! - The core's cluster `Node` runs in the same loop ([`crate::core_node`]): its timers, its
+//!   storage commands, its messages in and out; other pages are reached through the relays'
+//!   circuits and directories ([`crate::circuits`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -29,6 +32,8 @@ use shoal_core::chain::{BlockHash, Hash256, HeaderChain, HeaderChainConfig, Txid
 use shoal_core::wire::{self, Message, TxAnswerBody, MAX_HEADERS_PER_MESSAGE};
 use wasm_bindgen::JsValue;
 
+use crate::circuits::Circuits;
+use crate::core_node::CoreNode;
 use crate::error::{ApiError, ErrorCode};
 use crate::options::{Options, RelayAddr};
 use crate::status::{Shared, Transport};
@@ -148,16 +153,20 @@ impl Sync {
 
 /// The loop's state.
 pub struct Driver {
-    swarm: Swarm<Behaviour>,
-    store: Store,
-    chain: HeaderChain,
+    pub(crate) swarm: Swarm<Behaviour>,
+    pub(crate) store: Store,
+    pub(crate) chain: HeaderChain,
     relays: Vec<RelayState>,
     sync: Sync,
     pending: HashMap<OutboundRequestId, Pending>,
     next_request_id: u64,
     emit: js_sys::Function,
-    shared: Rc<Shared>,
+    pub(crate) shared: Rc<Shared>,
     lock: SlotLock,
+    /// The core's cluster node and what the shell keeps to drive it (`core_node`).
+    pub(crate) core: CoreNode,
+    /// Circuits through relays and their directories (`circuits`).
+    pub(crate) circuits: Circuits,
 }
 
 fn now_ms() -> f64 {
@@ -187,6 +196,7 @@ impl Driver {
         emit: js_sys::Function,
         shared: Rc<Shared>,
         lock: SlotLock,
+        core: CoreNode,
     ) -> Result<Driver, StoreError> {
         let params = options.network.params();
         let mut chain = HeaderChain::with_config(params, HeaderChainConfig::default());
@@ -232,6 +242,8 @@ impl Driver {
             emit,
             shared,
             lock,
+            core,
+            circuits: Circuits::new(&options.network.to_string()),
         };
         driver.publish_tip();
         Ok(driver)
@@ -248,8 +260,21 @@ impl Driver {
         let mut ready = Some(ready);
         let mut ready_deadline = Delay::new(ready_timeout).fuse();
         let mut tick = Delay::new(Duration::ZERO).fuse();
+        self.pump_node().await;
+        let relays = self
+            .relays
+            .iter()
+            .map(|r| (r.target.peer, r.target.addr.clone()))
+            .collect();
+        self.node_candidates(relays).await;
         loop {
+            let node_wait = self
+                .core
+                .next_timer_in_ms()
+                .map_or(TICK, |ms| Duration::from_millis(ms).min(TICK));
+            let mut node_wake = Delay::new(node_wait).fuse();
             futures::select! {
+                _ = node_wake => self.on_node_timers().await,
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 command = commands.next() => match command {
                     Some(Command::Stop { reply }) => {
@@ -303,10 +328,15 @@ impl Driver {
         }
     }
 
-    fn emit(&self, event: &str, detail: JsValue) {
+    pub(crate) fn emit(&self, event: &str, detail: JsValue) {
         let _ = self
             .emit
             .call2(&JsValue::NULL, &JsValue::from_str(event), &detail);
+    }
+
+    /// Whether header sync has caught up with the relays (the node then gets the chain).
+    pub(crate) fn sync_caught_up(&self) -> bool {
+        self.sync.synced
     }
 
     fn publish_tip(&self) {
@@ -329,6 +359,11 @@ impl Driver {
                 status.relays.push((peer, transport));
             }
         }
+    }
+
+    /// Whether `peer` is one of the relays from the options.
+    pub(crate) fn is_relay(&self, peer: &PeerId) -> bool {
+        self.relays.iter().any(|r| r.target.peer == *peer)
     }
 
     fn connected_relay(&self) -> Option<(PeerId, Transport)> {
@@ -376,6 +411,7 @@ impl Driver {
                 }
             }
         }
+        self.circuits_tick();
         let due = !self.sync.synced || now - self.sync.last_request_ms >= RESYNC_INTERVAL_MS;
         if self.sync.is_idle() && due {
             self.request_headers();
@@ -512,6 +548,9 @@ impl Driver {
         );
         set(&detail, "synced", (!full).into());
         self.emit("sync-progress", detail.into());
+        if lowest_changed.is_some() || !full {
+            self.node_headers_changed().await;
+        }
         full
     }
 
@@ -656,13 +695,24 @@ impl Driver {
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                num_established,
+                ..
             } => {
+                if num_established.get() == 1 {
+                    self.node_peer_connected(peer_id).await;
+                }
                 let addr = match &endpoint {
                     ConnectedPoint::Dialer { address, .. } => address.clone(),
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
                 let transport = transport_of(&addr);
+                if self.relays.iter().any(|r| r.target.peer == peer_id) {
+                    if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                        self.circuits_relay_connected(peer_id, address.clone());
+                    }
+                }
                 let mut changed = false;
                 for relay in self.relays.iter_mut().filter(|r| r.target.peer == peer_id) {
                     if relay.connected.is_none() {
@@ -699,8 +749,13 @@ impl Driver {
                 if self.sync.in_flight.iter().any(|(p, _, _)| *p == peer_id) {
                     self.sync.reset();
                 }
+                self.circuits_relay_lost(&peer_id);
+                self.node_peer_gone(peer_id).await;
             }
             SwarmEvent::OutgoingConnectionError { peer_id, .. } => {
+                if let Some(peer) = peer_id.filter(|p| !self.swarm.is_connected(p)) {
+                    self.node_peer_gone(peer).await;
+                }
                 let now = now_ms();
                 for relay in self
                     .relays
@@ -714,6 +769,12 @@ impl Driver {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Msg(event)) => self.on_msg_event(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Probe(event)) => self.on_probe_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
+                self.on_relay_client_event(event)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Directory(event)) => {
+                self.on_directory_event(event).await
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
                 connection,
                 result: Err(_),
@@ -728,6 +789,7 @@ impl Driver {
     async fn on_msg_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         match event {
             request_response::Event::Message {
+                peer,
                 message:
                     request_response::Message::Response {
                         request_id,
@@ -735,6 +797,10 @@ impl Driver {
                     },
                 ..
             } => {
+                if self.core.owns_request(&request_id) {
+                    self.node_response(peer, request_id, &response).await;
+                    return;
+                }
                 let decoded = wire::decode(&response);
                 if let Some(asked_height) = self.sync.take(request_id) {
                     let answer = match decoded {
@@ -777,16 +843,31 @@ impl Driver {
                 }
             }
             request_response::Event::Message {
-                message: request_response::Message::Request { channel, .. },
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
                 ..
             } => {
-                // The browser node does not serve blocks yet; answering nothing would leave
-                // the asker waiting for its timeout, so drop the channel (the stream closes).
-                drop(channel);
+                // One-way messages for the core node (shoal_net::node_link): acknowledge, then
+                // hand over. Undecodable bytes get no answer (the stream closes).
+                if let Ok(message) = shoal_net::node_link::decode_request(&request) {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .msg
+                        .send_response(channel, shoal_net::node_link::ack());
+                    self.node_message(peer, message).await;
+                }
             }
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
+                if self.core.owns_request(&request_id) {
+                    self.node_request_failed(&request_id);
+                    return;
+                }
                 if self.sync.take(request_id).is_some() {
                     self.sync.reset(); // the next tick asks again from the tip
                 }

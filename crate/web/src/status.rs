@@ -30,6 +30,14 @@ pub struct Status {
     pub network: String,
     pub slot: u32,
     pub relays: Vec<(String, Transport)>,
+    /// From the core node: its cluster (hex), member number and members (peer ids).
+    pub cluster_id: Option<String>,
+    pub member_number: Option<u32>,
+    pub members: Vec<String>,
+    /// Peers whose core node greeted this one, and whether each is an archive.
+    pub node_peers: Vec<(String, bool)>,
+    /// Whether the core node has been given the verified header chain.
+    pub node_has_headers: bool,
     pub held_blocks: u32,
     pub stored_bytes: u64,
     pub tip_height: i64,
@@ -52,11 +60,33 @@ impl Status {
         set(&o, "peerId", self.peer_id.as_str().into());
         set(&o, "network", self.network.as_str().into());
         set(&o, "slot", self.slot.into());
-        // Cluster membership comes with the core's cluster protocol; until this node joins a
-        // cluster these are null / empty.
-        set(&o, "clusterId", JsValue::NULL);
-        set(&o, "memberNumber", JsValue::NULL);
-        set(&o, "members", js_sys::Array::new().into());
+        // From the core node: null / empty while it is in no cluster.
+        set(
+            &o,
+            "clusterId",
+            self.cluster_id
+                .as_deref()
+                .map_or(JsValue::NULL, JsValue::from_str),
+        );
+        set(
+            &o,
+            "memberNumber",
+            self.member_number.map_or(JsValue::NULL, JsValue::from),
+        );
+        let members = js_sys::Array::new();
+        for member in &self.members {
+            members.push(&member.as_str().into());
+        }
+        set(&o, "members", members.into());
+        let peers = js_sys::Array::new();
+        for (peer, archive) in &self.node_peers {
+            let p = js_sys::Object::new();
+            set(&p, "peerId", peer.as_str().into());
+            set(&p, "archive", (*archive).into());
+            peers.push(&p);
+        }
+        set(&o, "nodePeers", peers.into());
+        set(&o, "nodeHasHeaders", self.node_has_headers.into());
         let relays = js_sys::Array::new();
         for (peer, transport) in &self.relays {
             let r = js_sys::Object::new();

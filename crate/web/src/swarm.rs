@@ -2,6 +2,9 @@
 //! (`libp2p-webrtc-websys`, wrapped in [`shoal_net::SmallWrites`] against the WebRTC
 //! message-size defect) or WebSocket (`websocket-websys` + noise + yamux), whichever transport
 //! the relay's multiaddr names, and speaks Shoal's request-response protocols over both.
+//! Other pages are reached through the relay's circuits (circuit relay v2 client: the page
+//! reserves a slot on its relay and dials other pages' `/p2p-circuit` addresses) and found in
+//! the relay's per-chain directory (Shoal's directory protocol, `shoal_net::directory`).
 
 use std::time::Duration;
 
@@ -10,7 +13,7 @@ use libp2p::core::{upgrade, Transport as _};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{noise, ping, webrtc_websys, websocket_websys, yamux, Swarm, SwarmBuilder};
+use libp2p::{noise, ping, relay, webrtc_websys, websocket_websys, yamux, Swarm, SwarmBuilder};
 use shoal_net::{FrameCodec, SmallWrites};
 
 /// How long one request may take before it fails (a 4 MB block over a slow link fits).
@@ -29,6 +32,10 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub ping: ping::Behaviour,
+    /// Circuits through relays to other pages.
+    pub relay_client: relay::client::Behaviour,
+    /// The relay's per-chain directory: namespace out, peer ids back.
+    pub directory: request_response::Behaviour<FrameCodec>,
     /// `shoal_core::wire::Message` requests and responses.
     pub msg: request_response::Behaviour<FrameCodec>,
     /// The transfer probe: bytes out, their SHA-256 back.
@@ -69,7 +76,15 @@ pub fn build(key: Keypair) -> Result<Swarm<Behaviour>, SwarmError> {
             },
         )
         .map_err(|e| SwarmError::Build(e.to_string()))?
-        .with_behaviour(|_| Behaviour {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| SwarmError::Build(e.to_string()))?
+        .with_behaviour(|_, relay_client| Behaviour {
+            relay_client,
+            directory: request_response::Behaviour::with_codec(
+                FrameCodec::default(),
+                [(shoal_net::directory::protocol(), ProtocolSupport::Outbound)],
+                request_config.clone(),
+            ),
             ping: ping::Behaviour::new(
                 ping::Config::new()
                     .with_interval(PING_INTERVAL)

@@ -8,7 +8,12 @@
 //! serving messages — header ranges, blocks, transaction queries with Merkle proofs
 //! ([`store`], [`serving`]; S14–S16); (c) is a block source: it generates a regtest chain
 //! ([`source`]) or imports one ([`import`]); (d) serves the demo page, the package and its
-//! own addresses over HTTP ([`http`]).
+//! own addresses over HTTP ([`http`]); (e) runs a core `Node` configured as an archive
+//! ([`archive`]): it greets every peer as an archive, answers `GetBlock` from the store and
+//! takes part in the cluster protocol as the core expects of an archive. Header ranges and
+//! transaction queries are answered at once from the store; every other message goes to the
+//! archive node (the convention is `shoal_net::node_link`'s). Peers holding a circuit
+//! reservation are listed in Shoal's directory protocol ([`directory`]) besides rendezvous.
 //!
 //! Identity key and WebRTC certificate live in the data directory ([`identity`]), so the
 //! relay's addresses survive restarts. SIGINT/SIGTERM stop it cleanly: every block is written
@@ -19,6 +24,8 @@
 // and leave the request path at once, so boxing them buys nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod archive;
+pub mod directory;
 pub mod http;
 pub mod identity;
 pub mod import;
@@ -38,7 +45,10 @@ use libp2p::request_response::{self, Message as RrMessage};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use sha2::{Digest, Sha256};
+use shoal_core::wire::Message;
+use shoal_net::node_link;
 
+use self::archive::ArchiveNode;
 use self::http::{HttpDirs, RelayInfo, SharedInfo};
 use self::network::{Behaviour, BehaviourEvent, CircuitLimits, RequestLimits};
 use self::source::{BlockSource, SourceConfig};
@@ -91,6 +101,8 @@ pub enum ServeError {
     Source(#[from] source::SourceError),
     #[error(transparent)]
     Network(#[from] network::NetworkError),
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
     #[error("HTTP server: {0}")]
@@ -107,6 +119,16 @@ fn now_secs() -> u32 {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+/// Longest the loop sleeps without looking at the archive node's timers and held requests.
+const ARCHIVE_TICK: Duration = Duration::from_secs(1);
+
+/// What the event handler reads besides the swarm and the archive node.
+struct Context<'a> {
+    store: &'a ChainStore,
+    info: &'a SharedInfo,
+    addr_file: Option<&'a Path>,
 }
 
 /// Runs the relay until SIGINT or SIGTERM.
@@ -165,6 +187,14 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     for addr in &config.external_addrs {
         swarm.add_external_address(addr.clone());
     }
+    let node_address = config
+        .external_addrs
+        .first()
+        .map(|a| with_peer(a, peer_id).to_string())
+        .unwrap_or_default();
+    let mut archive = ArchiveNode::start(&store, peer_id, node_address, config.seed)?;
+    let mut directory = directory::Directory::new(&config.network);
+    archive.on_tick(&mut swarm, &store);
 
     let info: SharedInfo = Arc::new(RwLock::new(RelayInfo {
         peer_id: peer_id.to_string(),
@@ -198,14 +228,24 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         tokio::time::interval_at(tokio::time::Instant::now() + block_interval, block_interval);
     let generating = source.is_some() && config.block_interval_secs > 0;
     let result = loop {
+        // The archive node's next timer, and at least once a second for held requests.
+        let wake = tokio::time::Instant::now() + ARCHIVE_TICK;
+        let wake = archive
+            .next_deadline()
+            .map_or(wake, |at| wake.min(tokio::time::Instant::from_std(at)));
         tokio::select! {
             event = swarm.select_next_some() => {
-                handle_event(&mut swarm, &store, &info, config.addr_file.as_deref(), event);
+                let context = Context { store: &store, info: &info, addr_file: config.addr_file.as_deref() };
+                handle_event(&mut swarm, &mut archive, &mut directory, &context, event);
             }
+            _ = tokio::time::sleep_until(wake) => archive.on_tick(&mut swarm, &store),
             _ = next_block.tick(), if generating => {
                 if let Some(source) = source.as_mut() {
                     match source.next(&store, now_secs()) {
-                        Ok((height, block)) => tracing::info!(height, hash = %block.block_hash(), "new block"),
+                        Ok((height, block)) => {
+                            tracing::info!(height, hash = %block.block_hash(), "new block");
+                            archive.on_new_block(&mut swarm, &store, &block);
+                        }
                         Err(error) => break Err(error.into()),
                     }
                 }
@@ -249,11 +289,16 @@ fn with_peer(addr: &Multiaddr, peer_id: PeerId) -> Multiaddr {
 
 fn handle_event(
     swarm: &mut Swarm<Behaviour>,
-    store: &ChainStore,
-    info: &SharedInfo,
-    addr_file: Option<&Path>,
+    archive: &mut ArchiveNode,
+    directory: &mut directory::Directory,
+    context: &Context<'_>,
     event: SwarmEvent<BehaviourEvent>,
 ) {
+    let Context {
+        store,
+        info,
+        addr_file,
+    } = *context;
     match event {
         SwarmEvent::NewListenAddr { address, .. } => {
             let full = with_peer(&address, *swarm.local_peer_id());
@@ -283,12 +328,27 @@ fn handle_event(
             swarm.remove_external_address(&address);
         }
         SwarmEvent::ConnectionEstablished {
-            peer_id, endpoint, ..
+            peer_id,
+            endpoint,
+            num_established,
+            ..
         } => {
             tracing::debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+            if num_established.get() == 1 {
+                archive.on_connected(swarm, store, peer_id);
+            }
         }
-        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            cause,
+            num_established,
+            ..
+        } => {
             tracing::debug!(%peer_id, ?cause, "disconnected");
+            if num_established == 0 {
+                directory.on_disconnected(&peer_id);
+                archive.on_disconnected(swarm, store, peer_id);
+            }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Messages(request_response::Event::Message {
             peer,
@@ -296,19 +356,37 @@ fn handle_event(
                 request, channel, ..
             },
             ..
-        })) => match serving::answer_bytes(store, &request) {
-            Ok(answer) => {
-                if swarm
-                    .behaviour_mut()
-                    .messages
-                    .send_response(channel, answer)
-                    .is_err()
+        })) => match node_link::decode_request(&request) {
+            // Header ranges and transaction queries are answered at once from the store (the
+            // shells' header sync and verification); everything else is the archive node's.
+            Ok(message @ (Message::GetHeaders { .. } | Message::TxQuery { .. })) => {
+                match serving::answer(store, &message)
+                    .and_then(|answer| Ok(node_link::encode_request(&answer)?))
                 {
-                    tracing::debug!(%peer, "peer left before the answer");
+                    Ok(answer) => {
+                        if swarm
+                            .behaviour_mut()
+                            .messages
+                            .send_response(channel, answer)
+                            .is_err()
+                        {
+                            tracing::debug!(%peer, "peer left before the answer");
+                        }
+                    }
+                    Err(error) => tracing::debug!(%peer, %error, "request not answered"),
                 }
             }
-            Err(error) => tracing::debug!(%peer, %error, "request not answered"),
+            Ok(message) => archive.on_request(swarm, store, peer, message, channel),
+            Err(error) => tracing::debug!(%peer, %error, "undecodable request"),
         },
+        SwarmEvent::Behaviour(BehaviourEvent::Messages(request_response::Event::Message {
+            peer,
+            message: RrMessage::Response { response, .. },
+            ..
+        })) => archive.on_response(swarm, store, peer, &response),
+        SwarmEvent::Behaviour(BehaviourEvent::Messages(
+            request_response::Event::OutboundFailure { peer, error, .. },
+        )) => tracing::debug!(%peer, %error, "archive node's message not delivered"),
         SwarmEvent::Behaviour(BehaviourEvent::Probe(request_response::Event::Message {
             peer,
             message: RrMessage::Request {
@@ -335,7 +413,27 @@ fn handle_event(
             error,
             ..
         })) => tracing::debug!(%peer, %error, "inbound request failed"),
-        SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => tracing::info!(?event, "relay"),
+        SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
+            directory.on_relay_event(&event);
+            tracing::info!(?event, "relay");
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Directory(request_response::Event::Message {
+            peer,
+            message: RrMessage::Request {
+                request, channel, ..
+            },
+            ..
+        })) => {
+            let answer = directory.answer(&peer, &request);
+            if swarm
+                .behaviour_mut()
+                .directory
+                .send_response(channel, answer)
+                .is_err()
+            {
+                tracing::debug!(%peer, "peer left before the directory answer");
+            }
+        }
         SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => {
             tracing::debug!(?event, "directory")
         }

@@ -106,6 +106,8 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub messages: request_response::Behaviour<FrameCodec>,
     pub probe: request_response::Behaviour<FrameCodec>,
+    /// Shoal's directory protocol (`shoal_net::directory`), what browser pages use.
+    pub directory: request_response::Behaviour<FrameCodec>,
 }
 
 impl Behaviour {
@@ -121,6 +123,7 @@ impl Behaviour {
             ping: ping::Behaviour::default(),
             messages: request_response_behaviour(message_protocol(), requests),
             probe: request_response_behaviour(probe_protocol(), requests),
+            directory: request_response_behaviour(shoal_net::directory::protocol(), requests),
         }
     }
 }

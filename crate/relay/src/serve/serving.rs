@@ -1,9 +1,7 @@
-//! Answers to Shoal's serving messages from the stored chain (S16 transaction queries with
-//! Merkle proofs; header ranges and whole blocks for syncing and repair, S11–S15).
-//!
-//! Every request is answered with the same `request_id`; a request that is not a serving
-//! message gets no answer (the stream is closed), and malformed bytes are refused by the
-//! core's bounded decoder before anything else happens.
+//! Answers straight from the stored chain to the two queries a shell asks of the relay: header
+//! ranges (header sync) and transaction queries with Merkle proofs (S16, the relay as query
+//! target). Every answer carries the request's `request_id`. Blocks, pings and the cluster
+//! protocol are the archive node's ([`super::archive`]).
 
 use shoal_core::chain::{self, Txid};
 use shoal_core::wire::{self, Message, TxAnswerBody, WireError, MAX_HEADERS_PER_MESSAGE};
@@ -22,13 +20,6 @@ pub enum ServingError {
     HeaderForm,
     #[error("the relay does not answer this message ({0})")]
     NotServed(&'static str),
-}
-
-/// The encoded answer to the encoded `request`.
-pub fn answer_bytes(store: &ChainStore, request: &[u8]) -> Result<Vec<u8>, ServingError> {
-    let request = wire::decode(request)?;
-    let answer = answer(store, &request)?;
-    Ok(wire::encode(&answer)?)
 }
 
 /// The answer to `request`.
@@ -50,18 +41,6 @@ pub fn answer(store: &ChainStore, request: &Message) -> Result<Message, ServingE
                     .collect::<Result<_, _>>()?,
             })
         }
-        Message::GetBlock {
-            request_id,
-            block_hash,
-        } => Ok(match store.block_bytes(&chain::BlockHash(block_hash.0))? {
-            Some(block) => Message::BlockData {
-                request_id: *request_id,
-                block,
-            },
-            None => Message::BlockNotFound {
-                request_id: *request_id,
-            },
-        }),
         Message::TxQuery {
             request_id, txid, ..
         } => {
@@ -84,10 +63,6 @@ pub fn answer(store: &ChainStore, request: &Message) -> Result<Message, ServingE
                 answer,
             })
         }
-        Message::Ping { nonce, .. } => Ok(Message::Pong {
-            nonce: *nonce,
-            stamp: None,
-        }),
         _ => Err(ServingError::NotServed("not a serving request")),
     }
 }

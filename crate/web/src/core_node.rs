@@ -1,0 +1,391 @@
+//! The page's core [`Node`]: the shell that carries its inputs and outputs. Every decision —
+//! formation, membership, placement, heartbeats, repair — is the core's; this module only
+//! moves things in and out:
+//!
+//! - time: milliseconds since the node started (`performance.now()`-like, from `Date.now()`);
+//!   timers are kept here and fired from the event loop (`futures-timer`);
+//! - headers: the verified [`HeaderChain`](shoal_core::chain::HeaderChain) is handed to the node
+//!   (`Input::Headers`) once the header sync has caught up and after every later change;
+//! - storage commands: carried out in IndexedDB by [`crate::storage::execute`], all commands of
+//!   one drain in one batch;
+//! - messages: over Shoal's request-response protocol by the convention of
+//!   [`shoal_net::node_link`]: every incoming request is acknowledged at once and handed to the
+//!   node; the node's messages go out as requests, and a non-empty response to one of them is
+//!   handed to the node as a message from the responder;
+//! - peers: connections up and down become `PeerConnected` / `PeerDisconnected`; the relays
+//!   from the options are the directory's candidates;
+//! - events: `JoinedCluster` / `ViewChanged` / `LeftCluster` → `cluster`, `MemberOffline` →
+//!   `member-lost`, `BlockStored` → `block-stored`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use libp2p::request_response::OutboundRequestId;
+use libp2p::PeerId;
+use shoal_core::chain::BlockHash;
+use shoal_core::node::{
+    Candidate, Config, ConfigError, Event, Input, Node, NodeId, Output, StorageCommand,
+    StorageResult, TimerId,
+};
+use shoal_core::wire::Message;
+use shoal_net::node_link::{self, PeerBook, Reply};
+use wasm_bindgen::JsValue;
+
+use crate::node::{set, Driver};
+use crate::options::Options;
+
+/// The node's configuration from the page's options: cluster size and replicas as asked, the
+/// page's address through its first relay's circuits (what invitations carry), every other
+/// setting the core's default (scaled down where the core requires it).
+pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
+    let cluster_size = options.cluster_size as usize;
+    let defaults = Config::default();
+    let form_with_accepts = defaults
+        .form_with_accepts
+        .min(cluster_size.saturating_sub(1));
+    let config = Config {
+        cluster_size_max: cluster_size,
+        cluster_size_target: defaults.cluster_size_target.min(cluster_size),
+        form_with_accepts,
+        invite_after_peers: defaults.invite_after_peers.min(form_with_accepts),
+        replicas: options.replicas as usize,
+        address: options
+            .relays
+            .first()
+            .map(|relay| {
+                node_link::address_of(&crate::circuits::circuit_address(&relay.addr), local)
+                    .to_string()
+            })
+            .unwrap_or_default(),
+        ..defaults
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// What the shell keeps beside the core node.
+pub struct CoreNode {
+    pub node: Node,
+    book: PeerBook,
+    started_ms: f64,
+    timers: HashMap<TimerId, u64>,
+    inputs: VecDeque<Input>,
+    /// The node's own requests still waiting for their response.
+    requests: HashSet<OutboundRequestId>,
+    /// Sizes of the blocks stored, by hash (for `storedBytes` and `block-stored`).
+    sizes: HashMap<BlockHash, u64>,
+    /// Peers whose node said hello, and whether it is an archive (shown in `status()`).
+    hellos: HashMap<PeerId, bool>,
+    /// Whether the node has been given the header chain yet.
+    has_headers: bool,
+}
+
+impl CoreNode {
+    /// A node for the local peer `local`, not yet started.
+    pub fn new(config: Config, local: &PeerId, seed: u64) -> Result<CoreNode, ConfigError> {
+        let node = Node::new(config, node_link::node_id(local), seed)?;
+        let mut book = PeerBook::default();
+        book.learn(*local); // so that this page names itself among the members
+        Ok(CoreNode {
+            node,
+            book,
+            started_ms: js_sys::Date::now(),
+            timers: HashMap::new(),
+            inputs: VecDeque::from([Input::Start]),
+            requests: HashSet::new(),
+            sizes: HashMap::new(),
+            hellos: HashMap::new(),
+            has_headers: false,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        (js_sys::Date::now() - self.started_ms).max(0.0) as u64
+    }
+
+    /// Milliseconds until the earliest timer is due (0 if overdue), `None` if none is set.
+    pub fn next_timer_in_ms(&self) -> Option<u64> {
+        let at = *self.timers.values().min()?;
+        Some(at.saturating_sub(self.now_ms()))
+    }
+
+    /// Whether `id` is one of the node's own requests (its response belongs to the node).
+    pub fn owns_request(&self, id: &OutboundRequestId) -> bool {
+        self.requests.contains(id)
+    }
+
+    /// Peers whose node greeted us: (peer id, archive).
+    pub fn greeted(&self) -> impl Iterator<Item = (&PeerId, &bool)> {
+        self.hellos.iter()
+    }
+
+    /// The peer id of node `id` if it was met, else the node id in hex.
+    fn name_of(&self, id: &NodeId) -> String {
+        self.book
+            .peer(id)
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| hex::encode(id.0))
+    }
+}
+
+impl Driver {
+    /// Queues the due timers of the core node and runs them.
+    pub(crate) async fn on_node_timers(&mut self) {
+        let now = self.core.now_ms();
+        let due: Vec<TimerId> = self
+            .core
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.core.timers.remove(&id);
+            self.core.inputs.push_back(Input::TimerFired(id));
+        }
+        self.pump_node().await;
+    }
+
+    /// The verified header chain changed (or the sync caught up): hand the node a view of it.
+    pub(crate) async fn node_headers_changed(&mut self) {
+        if !self.sync_caught_up() {
+            return; // copying the chain for every batch while catching up would be quadratic
+        }
+        self.core.has_headers = true;
+        self.core
+            .inputs
+            .push_back(Input::Headers(Arc::new(self.chain.clone())));
+        self.pump_node().await;
+    }
+
+    /// A first connection to `peer` is up.
+    pub(crate) async fn node_peer_connected(&mut self, peer: PeerId) {
+        let id = self.core.book.learn(peer);
+        self.core
+            .inputs
+            .push_back(Input::PeerConnected { peer: id });
+        self.pump_node().await;
+    }
+
+    /// The last connection to `peer` closed, or a dial to it failed.
+    pub(crate) async fn node_peer_gone(&mut self, peer: PeerId) {
+        let id = self.core.book.learn(peer);
+        self.core.hellos.remove(&peer);
+        self.core
+            .inputs
+            .push_back(Input::PeerDisconnected { peer: id });
+        self.pump_node().await;
+    }
+
+    /// The relays this page knows are the directory's candidates for the node.
+    pub(crate) async fn node_candidates(&mut self, relays: Vec<(PeerId, libp2p::Multiaddr)>) {
+        let candidates: Vec<Candidate> = relays
+            .iter()
+            .map(|(peer, addr)| {
+                self.core.book.learn(*peer);
+                node_link::candidate(*peer, addr)
+            })
+            .collect();
+        self.core
+            .inputs
+            .push_back(Input::CandidatePeers(candidates));
+        self.pump_node().await;
+    }
+
+    /// A message from `peer` (a request, already acknowledged, or a direct answer).
+    pub(crate) async fn node_message(&mut self, peer: PeerId, message: Message) {
+        if let Message::Hello { record, .. } = &message {
+            self.core.hellos.insert(peer, record.archive);
+        }
+        let from = self.core.book.learn(peer);
+        self.core.inputs.push_back(Input::Message { from, message });
+        self.pump_node().await;
+    }
+
+    /// The response to one of the node's requests.
+    pub(crate) async fn node_response(
+        &mut self,
+        peer: PeerId,
+        id: OutboundRequestId,
+        response: &[u8],
+    ) {
+        self.core.requests.remove(&id);
+        match node_link::decode_reply(response) {
+            Ok(Reply::Ack) => {}
+            Ok(Reply::Message(message)) => self.node_message(peer, message).await,
+            Err(error) => web_sys::console::debug_1(&JsValue::from_str(&format!(
+                "shoal: undecodable reply from {peer}: {error}"
+            ))),
+        }
+    }
+
+    /// One of the node's requests failed: the protocol tolerates the loss (every exchange has
+    /// its own timeout in the core).
+    pub(crate) fn node_request_failed(&mut self, id: &OutboundRequestId) {
+        self.core.requests.remove(id);
+    }
+
+    /// Feeds every queued input, draining the node's outputs after each; the storage commands
+    /// of one drain run in one IndexedDB batch and their results are fed back in order.
+    pub(crate) async fn pump_node(&mut self) {
+        let mut guard = 0u32;
+        while let Some(input) = self.core.inputs.pop_front() {
+            guard += 1;
+            debug_assert!(guard < 1_000_000, "the node keeps asking for more");
+            let now = self.core.now_ms();
+            self.core.node.handle_input(now, input);
+            let mut commands = Vec::new();
+            while let Some(output) = self.core.node.poll_output() {
+                match output {
+                    Output::Storage(command) => commands.push(command),
+                    other => self.carry_out(other),
+                }
+            }
+            for chunk in commands.chunks(crate::storage::MAX_COMMANDS_PER_BATCH) {
+                self.run_storage(chunk).await;
+            }
+        }
+        self.publish_node();
+    }
+
+    async fn run_storage(&mut self, commands: &[StorageCommand]) {
+        let (results, error) = crate::storage::execute(&self.store, commands).await;
+        if let Some(error) = error {
+            web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {error}")));
+        }
+        for (command, result) in commands.iter().zip(&results) {
+            match (command, result) {
+                (
+                    StorageCommand::Put {
+                        block_hash, bytes, ..
+                    },
+                    StorageResult::Put { ok: true, .. },
+                ) => {
+                    self.core.sizes.insert(*block_hash, bytes.len() as u64);
+                }
+                (StorageCommand::Delete { block_hash, .. }, _) => {
+                    self.core.sizes.remove(block_hash);
+                }
+                (_, StorageResult::Listed { blocks, .. }) => {
+                    for hash in blocks {
+                        if let Ok(Some(block)) = self.store.block(hash).await {
+                            self.core.sizes.insert(*hash, block.encode().len() as u64);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.core
+            .inputs
+            .extend(results.into_iter().map(Input::Storage));
+    }
+
+    fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::Send { to, message } => {
+                let Some(peer) = self.core.book.peer(&to) else {
+                    return; // never met: dropped, the core's timeouts cover it
+                };
+                if let Ok(bytes) = node_link::encode_request(&message) {
+                    let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
+                    self.core.requests.insert(id);
+                }
+            }
+            Output::Connect { peer, address } => {
+                let parsed = node_link::parse_address(&address);
+                match parsed {
+                    Some((peer_id, _)) if self.swarm.is_connected(&peer_id) => {
+                        self.core.inputs.push_back(Input::PeerConnected { peer });
+                    }
+                    // A relay of the options: the loop dials it already (with its backoff);
+                    // its connection will be reported as usual.
+                    Some((peer_id, _)) if self.is_relay(&peer_id) => {}
+                    Some((peer_id, addr)) => {
+                        self.core.book.learn(peer_id);
+                        if self.swarm.dial(addr).is_err() {
+                            self.core.inputs.push_back(Input::PeerDisconnected { peer });
+                        }
+                    }
+                    None => self.core.inputs.push_back(Input::PeerDisconnected { peer }),
+                }
+            }
+            Output::SetTimer { id, at_ms } => {
+                self.core.timers.insert(id, at_ms);
+            }
+            Output::Storage(_) => unreachable!("storage commands are batched by pump_node"),
+            Output::Event(event) => self.node_event(event),
+        }
+    }
+
+    fn node_event(&mut self, event: Event) {
+        match event {
+            Event::JoinedCluster { .. } | Event::ViewChanged { .. } | Event::LeftCluster { .. } => {
+                let detail = js_sys::Object::new();
+                let (cluster, number, members) = self.cluster_js();
+                set(&detail, "clusterId", cluster);
+                set(&detail, "memberNumber", number);
+                set(&detail, "members", members);
+                self.emit("cluster", detail.into());
+            }
+            Event::MemberOffline { member } => {
+                let detail = js_sys::Object::new();
+                set(&detail, "peerId", self.core.name_of(&member).into());
+                self.emit("member-lost", detail.into());
+            }
+            Event::BlockStored { block_hash, height } => {
+                let detail = js_sys::Object::new();
+                set(&detail, "blockHash", block_hash.to_string().into());
+                set(&detail, "height", height.into());
+                let bytes = self.core.sizes.get(&block_hash).copied().unwrap_or(0);
+                set(&detail, "bytes", (bytes as f64).into());
+                self.emit("block-stored", detail.into());
+            }
+            _ => {}
+        }
+    }
+
+    /// (clusterId, memberNumber, members) as JavaScript values.
+    fn cluster_js(&self) -> (JsValue, JsValue, JsValue) {
+        let members = js_sys::Array::new();
+        match self.core.node.cluster() {
+            Some((cluster, _epoch, ids)) => {
+                for id in &ids {
+                    members.push(&self.core.name_of(id).into());
+                }
+                let number = self
+                    .core
+                    .node
+                    .member_number()
+                    .map_or(JsValue::NULL, |n| (n as u32).into());
+                (hex::encode(cluster.0).into(), number, members.into())
+            }
+            None => (JsValue::NULL, JsValue::NULL, members.into()),
+        }
+    }
+
+    /// Copies the node's state into the status snapshot.
+    fn publish_node(&self) {
+        let mut status = self.shared.status.borrow_mut();
+        match self.core.node.cluster() {
+            Some((cluster, _epoch, ids)) => {
+                status.cluster_id = Some(hex::encode(cluster.0));
+                status.member_number = self.core.node.member_number().map(|n| n as u32);
+                status.members = ids.iter().map(|id| self.core.name_of(id)).collect();
+            }
+            None => {
+                status.cluster_id = None;
+                status.member_number = None;
+                status.members.clear();
+            }
+        }
+        status.held_blocks = self.core.node.held_count() as u32;
+        status.stored_bytes = self.core.sizes.values().sum();
+        status.node_peers = self
+            .core
+            .greeted()
+            .map(|(peer, archive)| (peer.to_string(), *archive))
+            .collect();
+        status.node_has_headers = self.core.has_headers;
+    }
+}

@@ -1,0 +1,59 @@
+// A cluster of pages keeps up with a growing chain: the relay makes a new block every 2 s (and
+// its archive node is told of each); each page's header sync hands its node the longer chain;
+// every height, old and new, ends up stored on exactly P members.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { ORIGIN, launchBrowser, startRelay, tempDir } from "./harness.mjs";
+
+const INITIAL = 10;
+const PAGES = 3;
+const REPLICAS = 2;
+const GROWN = INITIAL + 10; // heights up to here must be stored P times
+let relay;
+let browser;
+const pages = [];
+const log = [];
+
+before(async () => {
+  relay = await startRelay({
+    dataDir: tempDir("growth"), initialBlocks: INITIAL, blockIntervalSecs: 2, log: (l) => log.push(l),
+  });
+  browser = await launchBrowser();
+  for (let i = 0; i < PAGES; i++) {
+    const page = await (await browser.newContext()).newPage();
+    page.on("console", (m) => log.push(`[page ${i}] ${m.text()}\n`));
+    await page.goto(`${ORIGIN}/relay-addrs.json`);
+    pages.push(page);
+  }
+});
+
+after(async () => {
+  await browser?.close();
+  await relay?.stop();
+  if (process.env.SHOAL_E2E_VERBOSE) console.log(log.join(""));
+});
+
+test("new blocks reach P members of the cluster", async () => {
+  await Promise.all(pages.map((page) => page.evaluate(async ({ relays, replicas, size }) => {
+    const { LightNode } = await import("/dist/index.js");
+    window.stored = [];
+    window.node = await LightNode.start({ relays, database: "growth", clusterSize: size, replicas });
+    window.node.addEventListener("block-stored", (e) => window.stored.push(e.detail.height));
+  }, { relays: [relay.ws], replicas: REPLICAS, size: PAGES })));
+  const deadline = Date.now() + 150_000;
+  let copies;
+  for (;;) {
+    const stored = await Promise.all(pages.map((p) => p.evaluate(() => window.stored)));
+    copies = new Map();
+    for (const heights of stored) for (const h of heights) copies.set(h, (copies.get(h) ?? 0) + 1);
+    let done = true;
+    for (let h = 0; h <= GROWN; h++) done &&= (copies.get(h) ?? 0) >= REPLICAS;
+    if (done) break;
+    assert.ok(Date.now() < deadline, `not stored in time: ${JSON.stringify([...copies].sort((a, b) => a[0] - b[0]))}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  for (let h = 0; h <= GROWN; h++) assert.equal(copies.get(h), REPLICAS, `copies of height ${h}`);
+  const tips = await Promise.all(pages.map((p) => p.evaluate(() => window.node.status().tip.height)));
+  for (const tip of tips) assert.ok(tip >= GROWN, `the pages followed the chain: ${tips}`);
+  await Promise.all(pages.map((p) => p.evaluate(() => window.node.stop())));
+});
