@@ -557,6 +557,12 @@ impl Node {
             members,
             expires_in_ms: m.expires_at_ms.saturating_sub(self.now_ms),
         };
+        self.send_and_adopt_view(view);
+    }
+
+    /// Sends `view` to everyone in our current view or in it, then adopts it.
+    fn send_and_adopt_view(&mut self, view: View) {
+        let Role::Member(m) = &self.role else { return };
         let mut recipients: Vec<NodeId> = m.slots.iter().map(|s| s.id).collect();
         recipients.extend(view.members.iter().map(|i| i.id));
         recipients.sort();
@@ -630,21 +636,11 @@ impl Node {
         let mut members = view.members.clone();
         members.push(me);
         members.sort_by_key(|info| info.id);
-        let next = View {
+        self.send_and_adopt_view(View {
             epoch: view.epoch.saturating_add(1),
             members,
             ..view
-        };
-        let mut recipients: Vec<NodeId> = m.slots.iter().map(|s| s.id).collect();
-        recipients.extend(next.members.iter().map(|i| i.id));
-        recipients.sort();
-        recipients.dedup();
-        for to in recipients {
-            if to != self.id {
-                self.send(to, Message::View(next.clone()));
-            }
-        }
-        self.adopt_view(next);
+        });
     }
 
     /// Becomes a member of the cluster `view` describes (it lists this node).
