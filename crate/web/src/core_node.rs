@@ -25,7 +25,7 @@ use libp2p::PeerId;
 use shoal_core::chain::BlockHash;
 use shoal_core::node::{
     Candidate, Config, ConfigError, Event, Input, Node, NodeId, Output, StorageCommand,
-    StorageResult, TimerId,
+    StorageResult, Timers,
 };
 use shoal_core::wire::Message;
 use shoal_net::node_link::{self, PeerBook, Reply};
@@ -68,7 +68,7 @@ pub struct CoreNode {
     pub node: Node,
     book: PeerBook,
     started_ms: f64,
-    timers: HashMap<TimerId, u64>,
+    timers: Timers,
     inputs: VecDeque<Input>,
     /// The node's own requests still waiting for their response.
     requests: HashSet<OutboundRequestId>,
@@ -90,7 +90,7 @@ impl CoreNode {
             node,
             book,
             started_ms: js_sys::Date::now(),
-            timers: HashMap::new(),
+            timers: Timers::default(),
             inputs: VecDeque::from([Input::Start]),
             requests: HashSet::new(),
             sizes: HashMap::new(),
@@ -105,7 +105,7 @@ impl CoreNode {
 
     /// Milliseconds until the earliest timer is due (0 if overdue), `None` if none is set.
     pub fn next_timer_in_ms(&self) -> Option<u64> {
-        let at = *self.timers.values().min()?;
+        let at = self.timers.next_ms()?;
         Some(at.saturating_sub(self.now_ms()))
     }
 
@@ -132,15 +132,7 @@ impl Driver {
     /// Queues the due timers of the core node and runs them.
     pub(crate) async fn on_node_timers(&mut self) {
         let now = self.core.now_ms();
-        let due: Vec<TimerId> = self
-            .core
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            self.core.timers.remove(&id);
+        for id in self.core.timers.take_due(now) {
             self.core.inputs.push_back(Input::TimerFired(id));
         }
         self.pump_node().await;
@@ -310,9 +302,7 @@ impl Driver {
                     None => self.core.inputs.push_back(Input::PeerDisconnected { peer }),
                 }
             }
-            Output::SetTimer { id, at_ms } => {
-                self.core.timers.insert(id, at_ms);
-            }
+            Output::SetTimer { id, at_ms } => self.core.timers.set(id, at_ms),
             Output::Storage(_) => unreachable!("storage commands are batched by pump_node"),
             Output::Event(event) => self.node_event(event),
         }

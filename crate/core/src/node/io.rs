@@ -27,6 +27,50 @@ pub enum TimerId {
     Serve,
 }
 
+/// The pending timers of one node, for a shell that runs them on a clock of its own: at most
+/// one deadline per [`TimerId`] (setting one replaces it), in milliseconds of the shell's clock.
+#[derive(Clone, Debug, Default)]
+pub struct Timers {
+    at_ms: [Option<u64>; 6],
+}
+
+impl Timers {
+    const ALL: [TimerId; 6] = [
+        TimerId::Formation,
+        TimerId::Invitation,
+        TimerId::Heartbeat,
+        TimerId::ClusterExpiry,
+        TimerId::Repair,
+        TimerId::Serve,
+    ];
+
+    /// [`Output::SetTimer`]: `id` is due at `at_ms`.
+    pub fn set(&mut self, id: TimerId, at_ms: u64) {
+        self.at_ms[id as usize] = Some(at_ms);
+    }
+
+    /// The earliest pending deadline.
+    pub fn next_ms(&self) -> Option<u64> {
+        self.at_ms.iter().flatten().min().copied()
+    }
+
+    /// Removes and returns the timers due at `now_ms`, to feed back as
+    /// [`Input::TimerFired`].
+    pub fn take_due(&mut self, now_ms: u64) -> Vec<TimerId> {
+        Self::ALL
+            .into_iter()
+            .filter(|id| {
+                let slot = &mut self.at_ms[*id as usize];
+                let due = slot.is_some_and(|at| at <= now_ms);
+                if due {
+                    *slot = None;
+                }
+                due
+            })
+            .collect()
+    }
+}
+
 /// A peer the directory says we could dial.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {

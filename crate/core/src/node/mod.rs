@@ -47,7 +47,9 @@ mod serve_glue;
 
 pub use chain_seam::{HeaderList, HeaderPrefix, HeaderView, SharedHeaders};
 pub use config::{Config, ConfigError, HeartbeatMode, ReplacementChoice};
-pub use io::{Candidate, Event, Input, NodeStats, Output, StorageCommand, StorageResult, TimerId};
+pub use io::{
+    Candidate, Event, Input, NodeStats, Output, StorageCommand, StorageResult, TimerId, Timers,
+};
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

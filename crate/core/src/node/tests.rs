@@ -392,3 +392,19 @@ fn failed_dials_do_not_fan_out() {
     }
     assert_eq!(total, 21);
 }
+
+/// The shells' timer table: one deadline per id, setting replaces, due timers are taken once.
+#[test]
+fn timer_table_keeps_one_deadline_per_id_and_hands_out_due_ones_once() {
+    let mut timers = crate::node::Timers::default();
+    assert_eq!(timers.next_ms(), None);
+    timers.set(TimerId::Repair, 500);
+    timers.set(TimerId::Heartbeat, 300);
+    timers.set(TimerId::Repair, 200);
+    assert_eq!(timers.next_ms(), Some(200));
+    assert_eq!(timers.take_due(250), vec![TimerId::Repair]);
+    assert_eq!(timers.take_due(250), vec![]);
+    assert_eq!(timers.next_ms(), Some(300));
+    assert_eq!(timers.take_due(1_000), vec![TimerId::Heartbeat]);
+    assert_eq!(timers.next_ms(), None);
+}

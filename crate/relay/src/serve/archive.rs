@@ -22,7 +22,7 @@ use libp2p::{PeerId, Swarm};
 use shoal_core::chain::{Block, BlockHash, Header};
 use shoal_core::node::{
     Config, ConfigError, Event, HeaderView, Input, Node, Output, StorageCommand, StorageResult,
-    TimerId,
+    Timers,
 };
 use shoal_core::wire::Message;
 use shoal_net::node_link::{self, PeerBook, Reply};
@@ -107,7 +107,7 @@ pub struct ArchiveNode {
     started: Instant,
     headers: StoreHeaders,
     book: PeerBook,
-    timers: HashMap<TimerId, u64>,
+    timers: Timers,
     /// `GetBlock` requests waiting for the node's answer: (peer, request id) → channel.
     held: HashMap<(PeerId, u64), HeldRequest>,
     inputs: VecDeque<Input>,
@@ -133,7 +133,7 @@ impl ArchiveNode {
             started: Instant::now(),
             headers: headers.clone(),
             book: PeerBook::default(),
-            timers: HashMap::new(),
+            timers: Timers::default(),
             held: HashMap::new(),
             inputs: VecDeque::new(),
         };
@@ -153,21 +153,14 @@ impl ArchiveNode {
 
     /// When the earliest timer is due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let at_ms = self.timers.values().min()?;
-        Some(self.started + Duration::from_millis(*at_ms))
+        let at_ms = self.timers.next_ms()?;
+        Some(self.started + Duration::from_millis(at_ms))
     }
 
     /// Fires every due timer, acknowledges `GetBlock` requests held too long.
     pub fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>, store: &ChainStore) {
         let now = self.now_ms();
-        let due: Vec<TimerId> = self
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            self.timers.remove(&id);
+        for id in self.timers.take_due(now) {
             self.inputs.push_back(Input::TimerFired(id));
         }
         let expired: Vec<(PeerId, u64)> = self
@@ -321,9 +314,7 @@ impl ArchiveNode {
                 }
                 None => tracing::debug!(%address, "node asked to dial an address without /p2p"),
             },
-            Output::SetTimer { id, at_ms } => {
-                self.timers.insert(id, at_ms);
-            }
+            Output::SetTimer { id, at_ms } => self.timers.set(id, at_ms),
             Output::Storage(command) => {
                 let result = Self::execute(store, &self.headers, command);
                 self.inputs.push_back(Input::Storage(result));
