@@ -3,7 +3,7 @@
 // every height, old and new, ends up stored on exactly P members.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { ORIGIN, launchBrowser, startRelay, tempDir } from "./harness.mjs";
+import { launchBrowser, openPages, startRelay, teardown, tempDir } from "./harness.mjs";
 
 const INITIAL = 10;
 const PAGES = 3;
@@ -19,19 +19,10 @@ before(async () => {
     dataDir: tempDir("growth"), initialBlocks: INITIAL, blockIntervalSecs: 2, log: (l) => log.push(l),
   });
   browser = await launchBrowser();
-  for (let i = 0; i < PAGES; i++) {
-    const page = await (await browser.newContext()).newPage();
-    page.on("console", (m) => log.push(`[page ${i}] ${m.text()}\n`));
-    await page.goto(`${ORIGIN}/relay-addrs.json`);
-    pages.push(page);
-  }
+  pages.push(...(await openPages(browser, PAGES, log)));
 });
 
-after(async () => {
-  await browser?.close();
-  await relay?.stop();
-  if (process.env.SHOAL_E2E_VERBOSE) console.log(log.join(""));
-});
+after(() => teardown({ browser, relay, log }));
 
 test("new blocks reach P members of the cluster", async () => {
   await Promise.all(pages.map((page) => page.evaluate(async ({ relays, replicas, size }) => {

@@ -4,7 +4,7 @@
 // member goes away.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { ORIGIN, launchBrowser, startRelay, tempDir } from "./harness.mjs";
+import { launchBrowser, openPages, startRelay, teardown, tempDir } from "./harness.mjs";
 
 const BLOCKS = 40;
 const PAGES = 3;
@@ -17,19 +17,10 @@ const log = [];
 before(async () => {
   relay = await startRelay({ dataDir: tempDir("cluster"), initialBlocks: BLOCKS, log: (l) => log.push(l) });
   browser = await launchBrowser();
-  for (let i = 0; i < PAGES; i++) {
-    const page = await (await browser.newContext()).newPage();
-    page.on("console", (m) => log.push(`[page ${i}] ${m.text()}\n`));
-    await page.goto(`${ORIGIN}/relay-addrs.json`);
-    pages.push(page);
-  }
+  pages.push(...(await openPages(browser, PAGES, log)));
 });
 
-after(async () => {
-  await browser?.close();
-  await relay?.stop();
-  if (process.env.SHOAL_E2E_VERBOSE) console.log(log.join(""));
-});
+after(() => teardown({ browser, relay, log }));
 
 const status = (page) => page.evaluate(() => window.node.status());
 

@@ -102,3 +102,24 @@ export function seeded(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Opens `count` pages, each in its own browser context (its own IndexedDB and identity), at
+ * the relay's origin; their console lines go to `log`. */
+export async function openPages(browser, count, log) {
+  const pages = [];
+  for (let i = 0; i < count; i++) {
+    const page = await (await browser.newContext()).newPage();
+    page.on("console", (m) => log.push(`[page ${i}] ${m.text()}\n`));
+    await page.goto(`${ORIGIN}/relay-addrs.json`);
+    pages.push(page);
+  }
+  return pages;
+}
+
+/** Closes the browser and stops the relay (by its own process id); prints `log` when
+ * `SHOAL_E2E_VERBOSE` is set. */
+export async function teardown({ browser, relay, log }) {
+  await browser?.close();
+  await relay?.stop();
+  if (process.env.SHOAL_E2E_VERBOSE) console.log(log.join(""));
+}
