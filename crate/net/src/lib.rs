@@ -13,6 +13,10 @@
 //!   buffer and passes on at most [`small_writes::MAX_WRITE_BYTES`] bytes, so no SCTP message
 //!   exceeds the 8 KiB the native receiver can read. Wrap the WebRTC transport's muxer with it on
 //!   *both* ends.
+//! - [`eager_reads`]: a stream-muxer wrapper for the browser's WebRTC-direct muxer: substreams
+//!   read what has arrived while they are being written or closed, so the browser transport's
+//!   16 KiB read buffer never overflows ("remote overloaded us") while request-response closes
+//!   a request stream before reading the answer.
 //! - [`directory`]: the namespace under which nodes of one chain find each other through a
 //!   relay's peer directory (libp2p rendezvous).
 //!
@@ -25,7 +29,9 @@
 
 pub mod codec;
 pub mod directory;
+pub mod eager_reads;
 pub mod small_writes;
 
 pub use codec::{FrameCodec, FrameError, MAX_FRAME_BYTES, PROBE_PROTOCOL_NAME, PROTOCOL_NAME};
+pub use eager_reads::{EagerReadStream, EagerReads, MAX_EAGER_READ_BYTES};
 pub use small_writes::{SmallWriteStream, SmallWrites, MAX_WRITE_BYTES};
