@@ -6,7 +6,7 @@
 # process the tests start (stopped by pid in the tests) go away when this script ends.
 #
 #   tests/e2e/run.sh            builds what is missing (relay, dist/), then runs node --test
-#   tests/e2e/run.sh FILE...    the same, for the named test files only
+#   tests/e2e/run.sh FILE...    the same, only the given test files
 #   tests/e2e/run.sh --bench    the same with a release relay, then runs bench.mjs instead
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,7 +38,4 @@ mkdir -p test-artifacts
 if [[ "${1:-}" == --bench ]]; then
   exec node tests/e2e/bench.mjs
 fi
-if [[ $# -gt 0 ]]; then
-  exec node --test --test-concurrency=1 --test-reporter=spec "$@"
-fi
-exec node --test --test-concurrency=1 --test-reporter=spec tests/e2e/
+exec node --test --test-concurrency=1 --test-reporter=spec "${@:-tests/e2e/}"

@@ -13,6 +13,10 @@
 //!   buffer and passes on at most [`small_writes::MAX_WRITE_BYTES`] bytes, so no SCTP message
 //!   exceeds the 8 KiB the native receiver can read. Wrap the WebRTC transport's muxer with it on
 //!   *both* ends.
+//! - [`eager_reads`]: a stream-muxer wrapper for the browser's WebRTC-direct muxer: substreams
+//!   read what has arrived while they are being written or closed, so the browser transport's
+//!   16 KiB read buffer never overflows ("remote overloaded us") while request-response closes
+//!   a request stream before reading the answer.
 //! - [`node_link`]: how a core `Node`'s one-way messages ride on request-response (a request
 //!   carries one message, the response is an empty acknowledgement or a direct answer), node
 //!   ids from peer ids, and the bounded book that maps them back.
@@ -29,8 +33,10 @@
 
 pub mod codec;
 pub mod directory;
+pub mod eager_reads;
 pub mod node_link;
 pub mod small_writes;
 
 pub use codec::{FrameCodec, FrameError, MAX_FRAME_BYTES, PROBE_PROTOCOL_NAME, PROTOCOL_NAME};
+pub use eager_reads::{EagerReadStream, EagerReads, MAX_EAGER_READ_BYTES};
 pub use small_writes::{SmallWriteStream, SmallWrites, MAX_WRITE_BYTES};

@@ -869,6 +869,11 @@ impl Driver {
                     return;
                 }
                 if self.sync.take(request_id).is_some() {
+                    // Said on the console so that stalls can be told apart (bench.mjs counts
+                    // transport resets from these lines).
+                    web_sys::console::warn_1(&JsValue::from_str(&format!(
+                        "shoal: a header request failed: {error}"
+                    )));
                     self.sync.reset(); // the next tick asks again from the tip
                 }
                 let err = ApiError::new(

@@ -1,7 +1,8 @@
 //! The browser node's libp2p swarm: it reaches relays over WebRTC-direct
 //! (`libp2p-webrtc-websys`, wrapped in [`shoal_net::SmallWrites`] against the WebRTC
-//! message-size defect) or WebSocket (`websocket-websys` + noise + yamux), whichever transport
-//! the relay's multiaddr names, and speaks Shoal's request-response protocols over both.
+//! message-size defect and in [`shoal_net::EagerReads`] against its 16 KiB read buffer) or
+//! WebSocket (`websocket-websys` + noise + yamux), whichever transport the relay's multiaddr
+//! names, and speaks Shoal's request-response protocols over both.
 //! Other pages are reached through the relay's circuits (circuit relay v2 client: the page
 //! reserves a slot on its relay and dials other pages' `/p2p-circuit` addresses) and found in
 //! the relay's per-chain directory (Shoal's directory protocol, `shoal_net::directory`).
@@ -14,7 +15,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{noise, ping, relay, webrtc_websys, websocket_websys, yamux, Swarm, SwarmBuilder};
-use shoal_net::{FrameCodec, SmallWrites};
+use shoal_net::{EagerReads, FrameCodec, SmallWrites, MAX_EAGER_READ_BYTES};
 
 /// How long one request may take before it fails (a 4 MB block over a slow link fits).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,9 +60,14 @@ pub fn build(key: Keypair) -> Result<Swarm<Behaviour>, SwarmError> {
         .with_wasm_bindgen()
         .with_other_transport(
             |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                // SmallWrites: no data-channel message above 8 KiB (the relay cannot read it).
+                // EagerReads: streams read what arrives while request-response closes them, so
+                // the transport's 16 KiB read buffer never resets them as "overloaded" (see
+                // shoal_net::eager_reads and BENCHMARKS.md).
                 let webrtc = webrtc_websys::Transport::new(webrtc_websys::Config::new(key)).map(
                     |(peer, connection), _| {
                         let muxer = SmallWrites::new(StreamMuxerBox::new(connection));
+                        let muxer = EagerReads::new(muxer, MAX_EAGER_READ_BYTES);
                         (peer, StreamMuxerBox::new(muxer))
                     },
                 );
