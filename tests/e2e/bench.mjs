@@ -98,64 +98,80 @@ async function benchHeaderSync(browser, work) {
 
   const relay = await startRelay({ dataDir: tempDir("bench-sync"), importFile: chainFile, log: keepLog });
   // Each round syncs a fresh database in a fresh context; the page's console is watched for
-  // failed header requests (node.rs says them) and transport resets ("overloaded").
-  const rounds = [];
+  // failed header requests (node.rs says them) and transport resets ("overloaded"). The same
+  // rounds run over WebRTC-direct and over WebSocket, against the same relay.
   let page;
-  for (let round = 0; round < SYNC_ROUNDS; round++) {
-    if (page) await page.context().close();
-    page = await (await browser.newContext()).newPage();
-    const warnings = { failed: 0, overloaded: 0 };
-    const dropsBefore = udpDrops();
-    page.on("console", (m) => {
-      if (m.text().includes("header request failed")) warnings.failed++;
-      if (m.text().includes("overloaded")) warnings.overloaded++;
-    });
-    await page.goto(`${ORIGIN}/relay-addrs.json`);
-    const sync = await inPage(page, async ({ relays, height }) => {
-      const { LightNode } = await import("/dist/index.js");
-      const t0 = performance.now();
-      let firstBatch;
-      let done;
-      const finished = new Promise((resolve) => { done = resolve; });
-      const node = await LightNode.start({ relays, database: `bench-sync-${Date.now()}` });
-      const connected = performance.now();
-      const check = () => {
-        const s = node.status();
-        if (s.synced && s.tip.height >= height) done(performance.now());
-      };
-      node.addEventListener("sync-progress", () => {
-        firstBatch ??= performance.now();
-        check();
+  const syncOver = async (transport, addr) => {
+    const rounds = [];
+    for (let round = 0; round < SYNC_ROUNDS; round++) {
+      if (page) await page.context().close();
+      page = await (await browser.newContext()).newPage();
+      const warnings = { failed: 0, overloaded: 0 };
+      const dropsBefore = udpDrops();
+      page.on("console", (m) => {
+        if (m.text().includes("header request failed")) warnings.failed++;
+        if (m.text().includes("overloaded")) warnings.overloaded++;
       });
-      check();
-      const end = await Promise.race([
-        finished,
-        new Promise((_, reject) => setTimeout(() => reject(new Error("sync took over 600 s")), 600_000)),
-      ]);
-      window.node = node;
-      return { totalMs: end - t0, connectMs: connected - t0, firstBatchMs: firstBatch - t0, syncMs: end - connected };
-    }, { relays: [relay.webrtc], height: SYNC_BLOCKS });
-    const rate = SYNC_BLOCKS / (sync.syncMs / 1000);
-    const dropsAfter = udpDrops();
-    const relayDrops = dropsAfter.relay - dropsBefore.relay;
-    const pageDrops = dropsAfter.all - dropsBefore.all - relayDrops;
-    rounds.push({ ...sync, rate, ...warnings, pageDrops, relayDrops });
-    log(`header sync round ${round + 1}/${SYNC_ROUNDS}: ${SYNC_BLOCKS} headers over WebRTC-direct, verified and ` +
-      `written to IndexedDB in ${sync.syncMs.toFixed(0)} ms after connecting (connect ${sync.connectMs.toFixed(0)} ms, ` +
-      `first batch ${(sync.firstBatchMs - sync.connectMs).toFixed(0)} ms after connecting): ` +
-      `${rate.toFixed(0)} headers/s; failed header requests ${warnings.failed} (overloaded ${warnings.overloaded}); ` +
-      `UDP datagrams dropped for a full receive buffer: browser ${pageDrops}, relay ${relayDrops}`);
-    if (round + 1 < SYNC_ROUNDS) await stopNode(page);
-  }
-  const rates = rounds.map((r) => r.rate);
-  const pageRate = median(rates);
+      await page.goto(`${ORIGIN}/relay-addrs.json`);
+      const sync = await inPage(page, async ({ relays, height }) => {
+        const { LightNode } = await import("/dist/index.js");
+        const t0 = performance.now();
+        let firstBatch;
+        let done;
+        const finished = new Promise((resolve) => { done = resolve; });
+        const node = await LightNode.start({ relays, database: `bench-sync-${Date.now()}` });
+        const connected = performance.now();
+        const check = () => {
+          const s = node.status();
+          if (s.synced && s.tip.height >= height) done(performance.now());
+        };
+        node.addEventListener("sync-progress", () => {
+          firstBatch ??= performance.now();
+          check();
+        });
+        check();
+        const end = await Promise.race([
+          finished,
+          new Promise((_, reject) => setTimeout(() => reject(new Error("sync took over 600 s")), 600_000)),
+        ]);
+        window.node = node;
+        return { totalMs: end - t0, connectMs: connected - t0, firstBatchMs: firstBatch - t0, syncMs: end - connected };
+      }, { relays: [addr], height: SYNC_BLOCKS });
+      const rate = SYNC_BLOCKS / (sync.syncMs / 1000);
+      const dropsAfter = udpDrops();
+      const relayDrops = dropsAfter.relay - dropsBefore.relay;
+      const pageDrops = dropsAfter.all - dropsBefore.all - relayDrops;
+      rounds.push({ ...sync, rate, ...warnings, pageDrops, relayDrops });
+      log(`header sync round ${round + 1}/${SYNC_ROUNDS}: ${SYNC_BLOCKS} headers over ${transport}, verified and ` +
+        `written to IndexedDB in ${sync.syncMs.toFixed(0)} ms after connecting (connect ${sync.connectMs.toFixed(0)} ms, ` +
+        `first batch ${(sync.firstBatchMs - sync.connectMs).toFixed(0)} ms after connecting): ` +
+        `${rate.toFixed(0)} headers/s; failed header requests ${warnings.failed} (overloaded ${warnings.overloaded}); ` +
+        `UDP datagrams dropped for a full receive buffer: browser ${pageDrops}, relay ${relayDrops}`);
+      await stopNode(page);
+    }
+    const rates = rounds.map((r) => r.rate);
+    const sum = (key) => rounds.reduce((a, r) => a + r[key], 0);
+    log(`header sync over ${transport}: median of ${SYNC_ROUNDS} rounds ${median(rates).toFixed(0)} headers/s ` +
+      `(min ${Math.min(...rates).toFixed(0)}, max ${Math.max(...rates).toFixed(0)}; target 50,000/s); failed header ` +
+      `requests ${sum("failed")} in all, ${sum("overloaded")} of them "overloaded"; UDP receive-buffer drops browser ` +
+      `${sum("pageDrops")}, relay ${sum("relayDrops")}`);
+    return median(rates);
+  };
+  const pageRate = await syncOver("WebRTC-direct", relay.webrtc);
+  const wsRate = await syncOver("WebSocket", relay.ws);
   const nativeRate = SYNC_BLOCKS / (nativeMs / 1000);
-  const sum = (key) => rounds.reduce((a, r) => a + r[key], 0);
-  log(`header sync: median of ${SYNC_ROUNDS} rounds ${pageRate.toFixed(0)} headers/s (min ${Math.min(...rates).toFixed(0)}, ` +
-    `max ${Math.max(...rates).toFixed(0)}; target 50,000/s); failed header requests ${sum("failed")} in all, ` +
-    `${sum("overloaded")} of them "overloaded"; UDP receive-buffer drops browser ${sum("pageDrops")}, relay ${sum("relayDrops")}`);
   log(`  baseline native \`shoal-relay headers verify\` (whole process, best of 3): ${nativeMs.toFixed(0)} ms, ` +
-    `${nativeRate.toFixed(0)} headers/s; page/native rate ratio ${(pageRate / nativeRate).toFixed(2)}`);
+    `${nativeRate.toFixed(0)} headers/s; page/native rate ratio WebRTC-direct ${(pageRate / nativeRate).toFixed(2)}, ` +
+    `WebSocket ${(wsRate / nativeRate).toFixed(2)}`);
+  // The queries below run on a node synced over WebRTC-direct.
+  page = await (await browser.newContext()).newPage();
+  await page.goto(`${ORIGIN}/relay-addrs.json`);
+  await startNode(page, [relay.webrtc], `bench-query-${Date.now()}`);
+  await inPage(page, async (height) => {
+    for (let i = 0; i < 600 && !(window.node.status().synced && window.node.status().tip.height >= height); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }, SYNC_BLOCKS);
 
   // ---- 3. verifyTransaction p50/p99 (the page holds no blocks: every query goes to the relay)
   const random = seeded(7);
@@ -178,7 +194,7 @@ async function benchHeaderSync(browser, work) {
   await stopNode(page);
   await page.context().close();
   await relay.stop();
-  return { rounds, nativeMs, pageRate, nativeRate, query: { p50: median(millis), p99: quantile(millis, 0.99), n: millis.length } };
+  return { nativeMs, pageRate, wsRate, nativeRate, query: { p50: median(millis), p99: quantile(millis, 0.99), n: millis.length } };
 }
 
 // ---- 4. transfers through the node ----------------------------------------------------------
