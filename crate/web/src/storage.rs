@@ -245,4 +245,83 @@ mod tests {
         );
         store.close();
     }
+
+    /// `WriteKv` lands with the drain's other writes and `ListKv` reads it back after a
+    /// reopen; a failed batch reports `ok: false`.
+    #[wasm_bindgen_test]
+    async fn core_records_are_written_and_listed() {
+        let name = "shoal-test-kv-commands";
+        Store::delete_database(name).await.unwrap();
+        let store = Store::open(name).await.unwrap();
+        let (results, error) = execute(
+            &store,
+            &[
+                StorageCommand::WriteKv {
+                    request_id: 1,
+                    ops: vec![
+                        KvOp::Put {
+                            key: b"txi/1".to_vec(),
+                            value: vec![1],
+                        },
+                        KvOp::Put {
+                            key: b"txi/2".to_vec(),
+                            value: vec![2],
+                        },
+                    ],
+                },
+                StorageCommand::WriteKv {
+                    request_id: 2,
+                    ops: vec![KvOp::Delete {
+                        key: b"txi/1".to_vec(),
+                    }],
+                },
+            ],
+        )
+        .await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(
+            results,
+            vec![
+                StorageResult::KvWritten {
+                    request_id: 1,
+                    ok: true
+                },
+                StorageResult::KvWritten {
+                    request_id: 2,
+                    ok: true
+                },
+            ]
+        );
+        store.close();
+        let store = Store::open(name).await.unwrap();
+        let (results, _) = execute(
+            &store,
+            &[
+                StorageCommand::WriteKv {
+                    request_id: 3,
+                    ops: vec![KvOp::Put {
+                        key: b"txi/3".to_vec(),
+                        value: vec![0; shoal_core::node::KV_VALUE_MAX + 1],
+                    }],
+                },
+                StorageCommand::ListKv { request_id: 4 },
+            ],
+        )
+        .await;
+        assert_eq!(
+            results,
+            vec![
+                StorageResult::KvWritten {
+                    request_id: 3,
+                    ok: false
+                },
+                StorageResult::KvListed {
+                    request_id: 4,
+                    records: vec![(b"txi/2".to_vec(), vec![2])]
+                },
+            ]
+        );
+        store.close();
+        Store::delete_database(name).await.unwrap();
+    }
 }
