@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use crate::node::chain_seam::{synthetic_chain, BlockHash, HeaderList, HeaderPrefix};
 use crate::node::{
-    Candidate, Config, Event, Input, Node, NodeId, Output, StorageCommand, StorageResult,
+    Candidate, Config, Event, Input, KvOp, Node, NodeId, Output, StorageCommand, StorageResult,
 };
 use crate::wire::{encode, Message};
 
 pub(crate) struct Net {
     pub(crate) nodes: Vec<Node>,
     pub(crate) stores: Vec<HashMap<BlockHash, Vec<u8>>>,
+    /// Each node's key/value records (its transaction index).
+    pub(crate) kv: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
     pub(crate) events: Vec<Vec<Event>>,
     queue: BTreeMap<(u64, u64), (usize, Input)>,
     seq: u64,
@@ -45,6 +47,7 @@ impl Net {
         let mut net = Net {
             nodes: Vec::new(),
             stores: Vec::new(),
+            kv: Vec::new(),
             events: Vec::new(),
             queue: BTreeMap::new(),
             seq: 0,
@@ -76,6 +79,7 @@ impl Net {
         self.index.insert(id, i);
         self.nodes.push(node);
         self.stores.push(HashMap::new());
+        self.kv.push(BTreeMap::new());
         self.events.push(Vec::new());
         self.down.push(false);
         self.group.push(0);
@@ -233,6 +237,30 @@ impl Net {
                     StorageCommand::List { request_id } => StorageResult::Listed {
                         request_id,
                         blocks: self.stores[from].keys().copied().collect(),
+                    },
+                    StorageCommand::WriteKv { request_id, ops } => {
+                        let kv = &mut self.kv[from];
+                        for op in ops {
+                            match op {
+                                KvOp::Put { key, value } => {
+                                    kv.insert(key, value);
+                                }
+                                KvOp::Delete { key } => {
+                                    kv.remove(&key);
+                                }
+                            }
+                        }
+                        StorageResult::KvWritten {
+                            request_id,
+                            ok: true,
+                        }
+                    }
+                    StorageCommand::ListKv { request_id } => StorageResult::KvListed {
+                        request_id,
+                        records: self.kv[from]
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
                     },
                 };
                 self.schedule(1, from, Input::Storage(result));

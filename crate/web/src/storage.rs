@@ -1,14 +1,14 @@
 //! Carries out the core's storage commands (`shoal_core::node::StorageCommand`) in IndexedDB
 //! and gives back their results, in the order the commands came.
 //!
-//! All writes (`Put`, `Delete`) of one drain of the core's outputs go into **one** IndexedDB
+//! All writes (`Put`, `Delete`, `WriteKv`) of one drain of the core's outputs go into **one** IndexedDB
 //! transaction; a stored block's transactions go into the transaction index in the same
 //! transaction, so that a query for any of them can be answered locally (S16). Reads are
 //! checked by the store (hash and Merkle root): a corrupt block is dropped and reported to the
 //! core as absent, so it is fetched again from a replica and never served (S11).
 
 use shoal_core::chain::{Block, Txid};
-use shoal_core::node::{StorageCommand, StorageResult};
+use shoal_core::node::{KvOp, StorageCommand, StorageResult};
 
 use crate::store::{Store, StoreError, TxLocation, Write};
 
@@ -59,7 +59,19 @@ pub async fn execute(
             StorageCommand::Delete { block_hash, .. } => {
                 writes.push(Write::DeleteBlock { hash: *block_hash });
             }
-            StorageCommand::Get { .. } | StorageCommand::List { .. } => {}
+            // The core's index records go into the same transaction as the blocks.
+            StorageCommand::WriteKv { ops, .. } => {
+                writes.extend(ops.iter().map(|op| match op {
+                    KvOp::Put { key, value } => Write::PutKv {
+                        key: key.clone(),
+                        value: value.clone(),
+                    },
+                    KvOp::Delete { key } => Write::DeleteKv { key: key.clone() },
+                }));
+            }
+            StorageCommand::Get { .. }
+            | StorageCommand::List { .. }
+            | StorageCommand::ListKv { .. } => {}
         }
     }
     let write_error = store.write(&writes).await.err();
@@ -91,6 +103,15 @@ pub async fn execute(
             StorageCommand::List { request_id } => StorageResult::Listed {
                 request_id: *request_id,
                 blocks: store.block_hashes().await.unwrap_or_default(),
+            },
+            StorageCommand::WriteKv { request_id, .. } => StorageResult::KvWritten {
+                request_id: *request_id,
+                ok: write_error.is_none(),
+            },
+            // Unreadable records read as none: the core re-indexes from the blocks.
+            StorageCommand::ListKv { request_id } => StorageResult::KvListed {
+                request_id: *request_id,
+                records: store.kv_records().await.unwrap_or_default(),
             },
         });
     }
@@ -223,5 +244,84 @@ mod tests {
             ]
         );
         store.close();
+    }
+
+    /// `WriteKv` lands with the drain's other writes and `ListKv` reads it back after a
+    /// reopen; a failed batch reports `ok: false`.
+    #[wasm_bindgen_test]
+    async fn core_records_are_written_and_listed() {
+        let name = "shoal-test-kv-commands";
+        Store::delete_database(name).await.unwrap();
+        let store = Store::open(name).await.unwrap();
+        let (results, error) = execute(
+            &store,
+            &[
+                StorageCommand::WriteKv {
+                    request_id: 1,
+                    ops: vec![
+                        KvOp::Put {
+                            key: b"txi/1".to_vec(),
+                            value: vec![1],
+                        },
+                        KvOp::Put {
+                            key: b"txi/2".to_vec(),
+                            value: vec![2],
+                        },
+                    ],
+                },
+                StorageCommand::WriteKv {
+                    request_id: 2,
+                    ops: vec![KvOp::Delete {
+                        key: b"txi/1".to_vec(),
+                    }],
+                },
+            ],
+        )
+        .await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(
+            results,
+            vec![
+                StorageResult::KvWritten {
+                    request_id: 1,
+                    ok: true
+                },
+                StorageResult::KvWritten {
+                    request_id: 2,
+                    ok: true
+                },
+            ]
+        );
+        store.close();
+        let store = Store::open(name).await.unwrap();
+        let (results, _) = execute(
+            &store,
+            &[
+                StorageCommand::WriteKv {
+                    request_id: 3,
+                    ops: vec![KvOp::Put {
+                        key: b"txi/3".to_vec(),
+                        value: vec![0; shoal_core::node::KV_VALUE_MAX + 1],
+                    }],
+                },
+                StorageCommand::ListKv { request_id: 4 },
+            ],
+        )
+        .await;
+        assert_eq!(
+            results,
+            vec![
+                StorageResult::KvWritten {
+                    request_id: 3,
+                    ok: false
+                },
+                StorageResult::KvListed {
+                    request_id: 4,
+                    records: vec![(b"txi/2".to_vec(), vec![2])]
+                },
+            ]
+        );
+        store.close();
+        Store::delete_database(name).await.unwrap();
     }
 }

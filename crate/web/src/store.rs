@@ -16,26 +16,32 @@
 //! | `header_chunks` | chunk number `h / HEADERS_PER_CHUNK` | first height (u32 LE) ‖ consecutive 80-byte headers of that chunk |
 //! | `blocks`     | block hash (display hex)    | raw block                                |
 //! | `txindex`    | txid (display hex)          | block hash (32 bytes, wire order) ‖ position (u32 LE) |
+//! | `node_kv`    | the core's record key (hex) | the core's record value (its transaction index, one record per held block) |
 //!
 //! Headers are stored in chunks of [`HEADERS_PER_CHUNK`] heights (one record per chunk, not
 //! one per header): a header sync batch costs two or three puts instead of thousands.
 //! Schema version 1 kept one record per header in `headers`; opening such a database deletes
-//! that store (the node then downloads its headers once more, nothing else is lost).
+//! that store (the node then downloads its headers once more, nothing else is lost). Version 3
+//! adds `node_kv`; opening a version 2 database creates it and keeps everything else (the core
+//! then rebuilds its index records from the stored blocks once).
 
 use idb::{Database, DatabaseEvent as _, Factory, ObjectStoreParams, Query, TransactionMode};
 use js_sys::Uint8Array;
 use shoal_core::chain::{Block, BlockHash, Header, Txid};
+use shoal_core::node::{KvRecord, KV_KEY_MAX, KV_VALUE_MAX};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{DomException, IdbTransaction};
 
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 const META: &str = "meta";
 const HEADERS: &str = "header_chunks";
 /// Schema version 1's one-record-per-header store, dropped on upgrade.
 const OLD_HEADERS: &str = "headers";
 const BLOCKS: &str = "blocks";
 const TXINDEX: &str = "txindex";
-const ALL_STORES: [&str; 4] = [META, HEADERS, BLOCKS, TXINDEX];
+/// The core's key/value records (schema version 3).
+const NODE_KV: &str = "node_kv";
+const ALL_STORES: [&str; 5] = [META, HEADERS, BLOCKS, TXINDEX, NODE_KV];
 
 /// The largest block this store accepts or returns (Bitcoin's 4 MWU limit bounds a serialised
 /// block at 4,000,000 bytes).
@@ -154,6 +160,14 @@ pub enum Write {
     /// Transaction index entries of a stored block.
     PutTxs {
         entries: Vec<(Txid, TxLocation)>,
+    },
+    /// One of the core's key/value records (`StorageCommand::WriteKv`).
+    PutKv {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    DeleteKv {
+        key: Vec<u8>,
     },
 }
 
@@ -415,6 +429,84 @@ impl Store {
             .collect()
     }
 
+    /// Every record of the core's key/value store. A record whose key is not hex or whose
+    /// value is not bytes of at most [`KV_VALUE_MAX`] (a corrupt or hostile database) is left
+    /// out and deleted; the core then re-indexes its block from the stored bytes.
+    pub async fn kv_records(&self) -> Result<Vec<KvRecord>, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[NODE_KV], TransactionMode::ReadOnly)
+            .map_err(|e| StoreError::idb("begin read", e))?;
+        let store = tx
+            .object_store(NODE_KV)
+            .map_err(|e| StoreError::idb("key/value records", e))?;
+        // One transaction: both lists come from the same snapshot, in key order.
+        let keys = store
+            .get_all_keys(None, None)
+            .map_err(|e| StoreError::idb("key/value records", e))?
+            .await
+            .map_err(|e| StoreError::idb("key/value records", e))?;
+        let values = store
+            .get_all(None, None)
+            .map_err(|e| StoreError::idb("key/value records", e))?
+            .await
+            .map_err(|e| StoreError::idb("key/value records", e))?;
+        if keys.len() != values.len() {
+            return Err(StoreError::Malformed {
+                what: "key/value records",
+                detail: format!("{} keys, {} values", keys.len(), values.len()),
+            });
+        }
+        let mut records = Vec::with_capacity(keys.len());
+        let mut bad = Vec::new();
+        for (key, value) in keys.into_iter().zip(values) {
+            let decoded = key
+                .as_string()
+                .filter(|k| k.len() <= 2 * KV_KEY_MAX)
+                .and_then(|k| hex::decode(k).ok());
+            match (decoded, bytes_of(&value, "key/value record", KV_VALUE_MAX)) {
+                (Some(key), Ok(value)) => records.push((key, value)),
+                _ => bad.push(key),
+            }
+        }
+        if !bad.is_empty() {
+            let tx = self
+                .db
+                .transaction(&[NODE_KV], TransactionMode::ReadWrite)
+                .map_err(|e| StoreError::idb("begin write", e))?;
+            let store = tx
+                .object_store(NODE_KV)
+                .map_err(|e| StoreError::idb("delete record", e))?;
+            for key in bad {
+                store
+                    .delete(Query::Key(key))
+                    .map_err(|e| StoreError::idb("delete record", e))?;
+            }
+            tx.await.map_err(|e| StoreError::idb("delete record", e))?;
+        }
+        Ok(records)
+    }
+
+    /// Writes any value under a key/value record key without a check: only for tests of
+    /// hostile databases.
+    #[cfg(test)]
+    pub async fn put_raw_kv_for_test(
+        &self,
+        key: JsValue,
+        value: JsValue,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(&[NODE_KV], TransactionMode::ReadWrite)
+            .map_err(|e| StoreError::idb("begin write", e))?;
+        tx.object_store(NODE_KV)
+            .map_err(|e| StoreError::idb("write", e))?
+            .put(&value, Some(&key))
+            .map_err(|e| StoreError::idb("write", e))?;
+        tx.await.map_err(|e| StoreError::idb("write", e))?;
+        Ok(())
+    }
+
     /// Where the transaction `txid` sits, if a stored block holds it.
     pub async fn tx_location(&self, txid: &Txid) -> Result<Option<TxLocation>, StoreError> {
         let value = self
@@ -471,6 +563,11 @@ fn check_write_size(write: &Write) -> Result<(), StoreError> {
     let (what, len, limit) = match write {
         Write::PutMeta { value, .. } => ("meta value", value.len(), MAX_META_BYTES),
         Write::PutBlock { raw, .. } => ("block", raw.len(), MAX_BLOCK_BYTES),
+        Write::PutKv { key, value } if key.len() > KV_KEY_MAX => {
+            ("key/value record key", key.len(), KV_KEY_MAX)
+        }
+        Write::PutKv { value, .. } => ("key/value record", value.len(), KV_VALUE_MAX),
+        Write::DeleteKv { key } => ("key/value record key", key.len(), KV_KEY_MAX),
         _ => return Ok(()),
     };
     if len > limit {
@@ -507,6 +604,14 @@ fn queue_writes(
                 store(BLOCKS)?
                     .delete(Query::Key(JsValue::from_str(&hash.to_string())))
                     .map_err(|e| StoreError::idb("delete block", e))?;
+            }
+            Write::PutKv { key, value } => {
+                put(NODE_KV, JsValue::from_str(&hex::encode(key)), value)?
+            }
+            Write::DeleteKv { key } => {
+                store(NODE_KV)?
+                    .delete(Query::Key(JsValue::from_str(&hex::encode(key))))
+                    .map_err(|e| StoreError::idb("delete record", e))?;
             }
             Write::PutTxs { entries } => {
                 for (txid, location) in entries {
@@ -886,6 +991,143 @@ mod tests {
             Chunk::decode(0, &overfull.encode()).is_err(),
             "one past the chunk"
         );
+    }
+
+    #[wasm_bindgen_test]
+    async fn core_records_survive_reopening_and_hostile_ones_are_dropped() {
+        let name = "shoal-test-node-kv";
+        let store = fresh(name).await;
+        assert!(store.kv_records().await.unwrap().is_empty());
+        store
+            .write(&[
+                Write::PutKv {
+                    key: b"txi/a".to_vec(),
+                    value: vec![1, 2, 3],
+                },
+                Write::PutKv {
+                    key: b"txi/b".to_vec(),
+                    value: vec![4],
+                },
+                Write::PutKv {
+                    key: b"txi/c".to_vec(),
+                    value: vec![5],
+                },
+            ])
+            .await
+            .unwrap();
+        store
+            .write(&[Write::DeleteKv {
+                key: b"txi/c".to_vec(),
+            }])
+            .await
+            .unwrap();
+        // Larger than the core ever writes: refused, and the batch with it.
+        let refused = store
+            .write(&[
+                Write::PutKv {
+                    key: b"txi/d".to_vec(),
+                    value: vec![0],
+                },
+                Write::PutKv {
+                    key: b"txi/e".to_vec(),
+                    value: vec![0; KV_VALUE_MAX + 1],
+                },
+            ])
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::TooLarge { .. })),
+            "{refused:?}"
+        );
+        // A hostile database: a key that is not hex, a value that is not bytes, an oversized
+        // value.
+        store
+            .put_raw_kv_for_test(JsValue::from_str("zz"), Uint8Array::from(&[1u8][..]).into())
+            .await
+            .unwrap();
+        store
+            .put_raw_kv_for_test(
+                JsValue::from_str(&hex::encode(b"txi/f")),
+                JsValue::from_str("not bytes"),
+            )
+            .await
+            .unwrap();
+        store
+            .put_raw_kv_for_test(
+                JsValue::from_str(&hex::encode(b"txi/g")),
+                Uint8Array::new_with_length((KV_VALUE_MAX + 1) as u32).into(),
+            )
+            .await
+            .unwrap();
+        store.close();
+        let store = Store::open(name).await.unwrap();
+        let expected = vec![
+            (b"txi/a".to_vec(), vec![1, 2, 3]),
+            (b"txi/b".to_vec(), vec![4]),
+        ];
+        assert_eq!(store.kv_records().await.unwrap(), expected);
+        // The hostile records were deleted, not only left out.
+        let tx = store
+            .db
+            .transaction(&[NODE_KV], TransactionMode::ReadOnly)
+            .unwrap();
+        let count = tx
+            .object_store(NODE_KV)
+            .unwrap()
+            .count(None)
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(count, 2);
+        store.close();
+        Store::delete_database(name).await.unwrap();
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_version_2_database_gains_the_record_store_and_keeps_its_data() {
+        let name = "shoal-test-upgrade-2";
+        Store::delete_database(name).await.unwrap();
+        let factory = Factory::new().unwrap();
+        let mut request = factory.open(name, Some(2)).unwrap();
+        request.on_upgrade_needed(|event| {
+            let db = event.database().unwrap();
+            for store in [META, HEADERS, BLOCKS, TXINDEX] {
+                db.create_object_store(store, ObjectStoreParams::new())
+                    .unwrap();
+            }
+        });
+        let db = request.await.unwrap();
+        let old = Store {
+            db,
+            name: name.to_owned(),
+        };
+        let b = block(BlockHash::default(), 2, 8);
+        // A version 2 store has no `node_kv`: write the block alone.
+        let tx = old
+            .db
+            .transaction(&[BLOCKS], TransactionMode::ReadWrite)
+            .unwrap();
+        tx.object_store(BLOCKS)
+            .unwrap()
+            .put(
+                &Uint8Array::from(&b.encode()[..]).into(),
+                Some(&JsValue::from_str(&b.block_hash().to_string())),
+            )
+            .unwrap();
+        tx.await.unwrap();
+        old.close();
+        let store = Store::open(name).await.unwrap();
+        assert_eq!(store.block(&b.block_hash()).await.unwrap(), Some(b));
+        assert!(store.kv_records().await.unwrap().is_empty());
+        store
+            .write(&[Write::PutKv {
+                key: b"k".to_vec(),
+                value: vec![1],
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.kv_records().await.unwrap().len(), 1);
+        store.close();
+        Store::delete_database(name).await.unwrap();
     }
 
     #[wasm_bindgen_test]

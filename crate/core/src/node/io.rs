@@ -6,6 +6,7 @@ use crate::chain::Txid;
 use crate::cluster::ClusterId;
 use crate::serve::cache::CacheError;
 use crate::serve::query::QueryResult;
+use crate::serve::txindex::KvOp;
 use crate::wire::Message;
 
 /// A timer the node asks its shell to run. Setting a timer replaces any pending timer with the
@@ -152,7 +153,24 @@ pub enum StorageCommand {
     },
     /// List the hashes of every stored block (at start).
     List { request_id: u64 },
+    /// Apply a batch of key/value writes atomically (all or none). The node keeps its
+    /// transaction index's records (one per held block, see [`crate::serve::txindex`]) in this
+    /// key/value store, separate from the blocks.
+    WriteKv { request_id: u64, ops: Vec<KvOp> },
+    /// List every key/value record (at start). A shell may leave out a record it cannot read
+    /// (or one larger than [`KV_VALUE_MAX`]); the node re-indexes that block from its bytes.
+    ListKv { request_id: u64 },
 }
+
+/// The largest key/value record value the node writes (a transaction index record,
+/// [`MAX_RECORD_BYTES`](crate::serve::txindex::MAX_RECORD_BYTES)): a shell may refuse larger
+/// ones read back from disk.
+pub const KV_VALUE_MAX: usize = crate::serve::txindex::MAX_RECORD_BYTES;
+/// One stored key/value record: (key, value).
+pub type KvRecord = (Vec<u8>, Vec<u8>);
+
+/// The largest key/value record key the node writes.
+pub const KV_KEY_MAX: usize = 64;
 
 /// The answer to a [`StorageCommand`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,6 +188,14 @@ pub enum StorageResult {
     Listed {
         request_id: u64,
         blocks: Vec<BlockHash>,
+    },
+    /// A `WriteKv` finished; `ok` is false if the batch could not be written (then none of
+    /// it was).
+    KvWritten { request_id: u64, ok: bool },
+    /// A `ListKv` finished: every stored (key, value) record.
+    KvListed {
+        request_id: u64,
+        records: Vec<KvRecord>,
     },
 }
 

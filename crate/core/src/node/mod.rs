@@ -45,10 +45,12 @@ mod config;
 mod io;
 mod serve_glue;
 
+pub use crate::serve::txindex::KvOp;
 pub use chain_seam::{HeaderList, HeaderPrefix, HeaderView, SharedHeaders};
 pub use config::{Config, ConfigError, HeartbeatMode, ReplacementChoice};
 pub use io::{
-    Candidate, Event, Input, NodeStats, Output, StorageCommand, StorageResult, TimerId, Timers,
+    Candidate, Event, Input, KvRecord, NodeStats, Output, StorageCommand, StorageResult, TimerId,
+    Timers, KV_KEY_MAX, KV_VALUE_MAX,
 };
 
 use std::collections::{HashMap, VecDeque};
@@ -327,6 +329,7 @@ impl Node {
             } => self.on_tx_query(query_id, txid, block_hint),
             Input::RunJob { job, block_hash } => self.on_run_job(job, block_hash),
         }
+        self.flush_index_writes();
     }
 
     fn on_start(&mut self) {
@@ -334,6 +337,9 @@ impl Node {
             return;
         }
         self.started = true;
+        // The index records first: the block listing then tells which blocks still need
+        // reading back into the index.
+        self.start_index_load();
         let request_id = self.fresh_id();
         self.repair.list_request = Some(request_id);
         self.push(Output::Storage(StorageCommand::List { request_id }));

@@ -8,8 +8,11 @@
 //! - Jobs on any block ([`Input::RunJob`], [`Node::with_block`]): from the shard or fetched
 //!   from a holder into the bounded, verified cache (S17).
 //! - The transaction index follows the shard: every `StorageCommand::Put` the node issues is
-//!   indexed, every `Delete` unindexed; at start the listed blocks are read back (a few at a
-//!   time) and indexed, so the index needs no storage of its own.
+//!   indexed, every `Delete` unindexed, and each change is persisted as one record per block
+//!   (`StorageCommand::WriteKv`, an atomic batch). At start the node lists the records
+//!   (`ListKv`) and loads them; of the listed blocks only those without a valid record are read
+//!   back (a few at a time) and indexed. A record that fails to decode is deleted (its block,
+//!   if held, is re-indexed from its bytes), and so is a record whose block is not stored.
 //! - A reorg seen in [`Input::Headers`] drops held blocks that left the best chain (from the
 //!   store, the held set, the index and the cache); the repair rescan then fetches the blocks
 //!   that replaced them.
@@ -22,7 +25,7 @@
 //!   ordinary nodes keep the node's own path (store if wanted).
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::io::{Event, Output, StorageCommand, StorageResult, TimerId};
 use super::{HeaderView, Node, NodeId, Role};
@@ -31,6 +34,7 @@ use crate::placement::Slot;
 use crate::serve::query::{QueryId, TxAnswer};
 use crate::serve::reorg::diff;
 use crate::serve::service::{Env, Serve, ServeEvent, ServeMessage, ServeOutput, StorageIntent};
+use crate::serve::txindex::KvOp;
 use crate::serve::BestChain;
 use crate::wire::{Message, TxAnswerBody};
 
@@ -59,6 +63,18 @@ pub(crate) struct ServeGlue {
     /// A held block was dropped (it left the best chain, or was evicted): the repair rescan
     /// must run.
     rescan: bool,
+    /// The start-up `ListKv` in flight.
+    kv_list_request: Option<u64>,
+    /// Blocks whose stored record loaded at start (checked against the block listing: a
+    /// record without its block is deleted).
+    loaded: HashSet<BlockHash>,
+    /// Until the start-up listings are in: blocks put (`true`) or deleted (`false`) since
+    /// start, which the listings may not show yet.
+    since_start: Option<HashMap<BlockHash, bool>>,
+    /// The start-up block listing, waiting for the records to load.
+    listed: Option<Vec<BlockHash>>,
+    /// The serving layer may hold index writes not yet turned into storage commands.
+    index_dirty: bool,
 }
 
 impl ServeGlue {
@@ -72,6 +88,11 @@ impl ServeGlue {
             rebuild: VecDeque::new(),
             rebuild_reads: HashMap::new(),
             rescan: false,
+            kv_list_request: None,
+            loaded: HashSet::new(),
+            since_start: None,
+            listed: None,
+            index_dirty: false,
         }
     }
 }
@@ -229,11 +250,85 @@ impl Node {
                 if let Ok(block) = Block::decode(bytes) {
                     self.serve.serve.block_stored(&block, *height);
                     self.serve.puts.insert(*request_id, *block_hash);
+                    self.serve.index_dirty = true;
+                    if let Some(since) = &mut self.serve.since_start {
+                        since.insert(*block_hash, true);
+                    }
                 }
             }
-            StorageCommand::Delete { block_hash, .. } => self.serve.serve.block_removed(block_hash),
-            StorageCommand::Get { .. } | StorageCommand::List { .. } => {}
+            StorageCommand::Delete { block_hash, .. } => {
+                self.serve.serve.block_removed(block_hash);
+                self.serve.index_dirty = true;
+                if let Some(since) = &mut self.serve.since_start {
+                    since.insert(*block_hash, false);
+                }
+            }
+            StorageCommand::Get { .. }
+            | StorageCommand::List { .. }
+            | StorageCommand::WriteKv { .. }
+            | StorageCommand::ListKv { .. } => {}
         }
+    }
+
+    /// At the end of every input: index writes made while observing storage commands become
+    /// storage commands now, not at the serving layer's next output.
+    pub(crate) fn flush_index_writes(&mut self) {
+        if std::mem::take(&mut self.serve.index_dirty) {
+            self.pump_serve();
+        }
+    }
+
+    /// [`Input::Start`]: ask for the index records before the block listing.
+    pub(crate) fn start_index_load(&mut self) {
+        let request_id = self.fresh_id();
+        self.serve.kv_list_request = Some(request_id);
+        self.serve.since_start = Some(HashMap::new());
+        self.push(Output::Storage(StorageCommand::ListKv { request_id }));
+    }
+
+    /// The start-up `ListKv` answered: load every record; one that fails to decode is deleted
+    /// (its block, if listed, is then read back and re-indexed).
+    fn on_kv_listed(&mut self, records: &[super::io::KvRecord]) {
+        let mut bad = Vec::new();
+        for (key, value) in records {
+            match self.serve.serve.load_index_record(key, value) {
+                Ok(hash) => {
+                    self.serve.loaded.insert(hash);
+                }
+                Err(_) => bad.push(KvOp::Delete { key: key.clone() }),
+            }
+        }
+        if !bad.is_empty() {
+            let request_id = self.fresh_id();
+            self.push(Output::Storage(StorageCommand::WriteKv {
+                request_id,
+                ops: bad,
+            }));
+        }
+        if let Some(blocks) = self.serve.listed.take() {
+            self.index_listed(blocks);
+        }
+    }
+
+    /// Records and block listing are both in: delete the records of blocks not stored, and
+    /// read back the stored blocks that have no record.
+    fn index_listed(&mut self, blocks: Vec<BlockHash>) {
+        let loaded = std::mem::take(&mut self.serve.loaded);
+        let since_start = self.serve.since_start.take().unwrap_or_default();
+        let listed: HashSet<BlockHash> = blocks.iter().copied().collect();
+        for hash in loaded {
+            let stored = since_start
+                .get(&hash)
+                .copied()
+                .unwrap_or_else(|| listed.contains(&hash));
+            if !stored {
+                // Unindexes it and deletes its record.
+                self.serve.serve.block_removed(&hash);
+            }
+        }
+        self.serve.rebuild.extend(blocks);
+        self.pump_index_rebuild();
+        self.pump_serve();
     }
 
     /// Storage results for the serving layer. Returns the result back if it is the node's.
@@ -294,12 +389,31 @@ impl Node {
                 // A storage audit, not the start-up listing: the index is already built.
                 Some(result)
             }
-            StorageResult::Listed { blocks, .. } => {
-                self.serve.rebuild.extend(blocks.iter().copied());
-                self.pump_index_rebuild();
+            StorageResult::Listed { request_id, blocks }
+                if self.repair.list_request == Some(*request_id) =>
+            {
+                if self.serve.kv_list_request.is_some() {
+                    // The records are still loading.
+                    self.serve.listed = Some(blocks.clone());
+                } else {
+                    self.index_listed(blocks.clone());
+                }
                 Some(result)
             }
-            StorageResult::Deleted { .. } => Some(result),
+            StorageResult::Listed { .. } | StorageResult::Deleted { .. } => Some(result),
+            StorageResult::KvListed {
+                request_id,
+                records,
+            } => {
+                if self.serve.kv_list_request == Some(*request_id) {
+                    self.serve.kv_list_request = None;
+                    self.on_kv_listed(records);
+                }
+                None
+            }
+            // A lost index write needs no retry: a missing record is rebuilt from the block at
+            // the next start, a record left behind is deleted then.
+            StorageResult::KvWritten { .. } => None,
         }
     }
 
@@ -420,9 +534,13 @@ impl Node {
                         bytes: bytes.to_vec(),
                     }));
                 }
-                // The index is rebuilt from the stored blocks at start, so its records need no
-                // store of their own.
-                ServeOutput::Storage(StorageIntent::WriteIndex { .. }) => {}
+                ServeOutput::Storage(StorageIntent::WriteIndex { ops }) => {
+                    let id = self.fresh_id();
+                    self.push(Output::Storage(StorageCommand::WriteKv {
+                        request_id: id,
+                        ops,
+                    }));
+                }
                 ServeOutput::Event(event) => self.on_serve_event(event),
             }
         }
@@ -559,26 +677,29 @@ fn with_env<R>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
     use std::sync::Arc;
 
     use crate::chain::{Block, BlockHash, Header, Txid};
     use crate::cluster::tests::{fast_config, network};
     use crate::node::chain_seam::synthetic_chain;
     use crate::node::{
-        Config, Event, HeaderList, HeaderView, Input, Node, NodeId, Output, StorageCommand,
+        Config, Event, HeaderList, HeaderView, Input, KvOp, Node, NodeId, Output, StorageCommand,
         StorageResult,
     };
     use crate::serve::query::QueryResult;
 
-    /// Feeds an input and carries out storage commands against `store` until quiet; returns
+    /// A shell's stores: blocks, index records, and how many block reads it served.
+    #[derive(Default)]
+    struct Disk {
+        blocks: HashMap<BlockHash, Vec<u8>>,
+        kv: BTreeMap<Vec<u8>, Vec<u8>>,
+        gets: usize,
+    }
+
+    /// Feeds an input and carries out storage commands against `disk` until quiet; returns
     /// every other output.
-    fn feed(
-        node: &mut Node,
-        store: &mut HashMap<BlockHash, Vec<u8>>,
-        now_ms: u64,
-        input: Input,
-    ) -> Vec<Output> {
+    fn feed(node: &mut Node, disk: &mut Disk, now_ms: u64, input: Input) -> Vec<Output> {
         let mut pending = vec![input];
         let mut rest = Vec::new();
         while let Some(input) = pending.pop() {
@@ -591,7 +712,7 @@ mod tests {
                         bytes,
                         ..
                     }) => {
-                        store.insert(block_hash, bytes);
+                        disk.blocks.insert(block_hash, bytes);
                         pending.push(Input::Storage(StorageResult::Put {
                             request_id,
                             ok: true,
@@ -601,19 +722,43 @@ mod tests {
                         request_id,
                         block_hash,
                     }) => {
-                        let bytes = store.get(&block_hash).cloned();
+                        disk.gets += 1;
+                        let bytes = disk.blocks.get(&block_hash).cloned();
                         pending.push(Input::Storage(StorageResult::Got { request_id, bytes }));
                     }
                     Output::Storage(StorageCommand::Delete {
                         request_id,
                         block_hash,
                     }) => {
-                        store.remove(&block_hash);
+                        disk.blocks.remove(&block_hash);
                         pending.push(Input::Storage(StorageResult::Deleted { request_id }));
                     }
                     Output::Storage(StorageCommand::List { request_id }) => {
-                        let blocks = store.keys().copied().collect();
+                        let blocks = disk.blocks.keys().copied().collect();
                         pending.push(Input::Storage(StorageResult::Listed { request_id, blocks }));
+                    }
+                    Output::Storage(StorageCommand::WriteKv { request_id, ops }) => {
+                        for op in ops {
+                            match op {
+                                KvOp::Put { key, value } => {
+                                    disk.kv.insert(key, value);
+                                }
+                                KvOp::Delete { key } => {
+                                    disk.kv.remove(&key);
+                                }
+                            }
+                        }
+                        pending.push(Input::Storage(StorageResult::KvWritten {
+                            request_id,
+                            ok: true,
+                        }));
+                    }
+                    Output::Storage(StorageCommand::ListKv { request_id }) => {
+                        let records = disk.kv.clone().into_iter().collect();
+                        pending.push(Input::Storage(StorageResult::KvListed {
+                            request_id,
+                            records,
+                        }));
                     }
                     other => rest.push(other),
                 }
@@ -646,7 +791,7 @@ mod tests {
             ..fast_config()
         };
         let mut node = Node::new(config.clone(), NodeId::from_seed(1), 1).unwrap();
-        let mut store = HashMap::new();
+        let mut store = Disk::default();
         feed(&mut node, &mut store, 0, Input::Start);
         feed(&mut node, &mut store, 0, Input::Headers(list.clone()));
         for bytes in &blocks {
@@ -697,7 +842,7 @@ mod tests {
         );
         for (height, b) in parsed.iter().enumerate() {
             assert_eq!(
-                store.contains_key(&b.block_hash()),
+                store.blocks.contains_key(&b.block_hash()),
                 height < 6,
                 "block {height}"
             );
@@ -740,6 +885,125 @@ mod tests {
             ),
             "{out:?}"
         );
+    }
+
+    /// An archive that stored `blocks`, with its disk.
+    fn archive_with_blocks() -> (Config, Arc<HeaderList>, Vec<Block>, Disk) {
+        let (list, blocks) = synthetic_chain(10, 10);
+        let list = Arc::new(list);
+        let config = Config {
+            archive: true,
+            ..fast_config()
+        };
+        let mut node = Node::new(config.clone(), NodeId::from_seed(1), 1).unwrap();
+        let mut disk = Disk::default();
+        feed(&mut node, &mut disk, 0, Input::Start);
+        feed(&mut node, &mut disk, 0, Input::Headers(list.clone()));
+        for bytes in &blocks {
+            feed(
+                &mut node,
+                &mut disk,
+                1,
+                Input::NewBlock {
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+        let parsed = blocks.iter().map(|b| Block::decode(b).unwrap()).collect();
+        (config, list, parsed, disk)
+    }
+
+    /// Starts a fresh node on `disk`; returns it and the block reads its start made.
+    fn restart(config: &Config, list: &Arc<HeaderList>, disk: &mut Disk) -> (Node, usize) {
+        let mut node = Node::new(config.clone(), NodeId::from_seed(1), 1).unwrap();
+        disk.gets = 0;
+        feed(&mut node, disk, 10, Input::Start);
+        feed(&mut node, disk, 10, Input::Headers(list.clone()));
+        (node, disk.gets)
+    }
+
+    fn confirmed_height(node: &mut Node, disk: &mut Disk, txid: Txid) -> Option<u32> {
+        let out = feed(
+            node,
+            disk,
+            11,
+            Input::TxQuery {
+                query_id: 7,
+                txid,
+                block_hint: None,
+            },
+        );
+        match query_results(&out)[..] {
+            [(7, QueryResult::Confirmed { height, .. })] => Some(height),
+            _ => None,
+        }
+    }
+
+    /// Every stored block has its index record; a restarted node loads the records and reads
+    /// no block back, and still answers from its index. Without the records it reads them all.
+    #[test]
+    fn the_index_survives_a_restart_without_reading_blocks() {
+        let (config, list, parsed, mut disk) = archive_with_blocks();
+        assert_eq!(disk.kv.len(), parsed.len(), "one record per block");
+        let (mut node, gets) = restart(&config, &list, &mut disk);
+        assert_eq!(gets, 0, "no block read back");
+        assert_eq!(node.serve.serve.index().block_count(), parsed.len());
+        let txid = parsed[4].txdata[0].txid();
+        assert_eq!(confirmed_height(&mut node, &mut disk, txid), Some(4));
+        // Without records: the old path reads every block, and writes the records again.
+        let records = std::mem::take(&mut disk.kv);
+        let (_, gets) = restart(&config, &list, &mut disk);
+        assert_eq!(gets, parsed.len());
+        assert_eq!(disk.kv, records, "rebuilt records equal the lost ones");
+    }
+
+    /// A record that fails to decode is dropped and its block re-indexed from its bytes; a
+    /// record under a key that is no record key is deleted.
+    #[test]
+    fn a_corrupt_record_is_dropped_and_its_block_reindexed() {
+        let (config, list, parsed, mut disk) = archive_with_blocks();
+        let key = crate::serve::txindex::record_key(&parsed[3].block_hash());
+        let good = disk.kv[&key].clone();
+        // One bit flipped in a short key: only the checksum tells.
+        let mut flipped = good.clone();
+        flipped[5] ^= 0x10;
+        disk.kv.insert(key.clone(), flipped);
+        disk.kv.insert(b"txi/short".to_vec(), vec![1, 0, 0, 0]);
+        // A hostile count: far more keys than any block holds.
+        let other = crate::serve::txindex::record_key(&parsed[5].block_hash());
+        disk.kv
+            .insert(other.clone(), u32::MAX.to_le_bytes().to_vec());
+        let (mut node, gets) = restart(&config, &list, &mut disk);
+        assert_eq!(
+            gets, 2,
+            "only the two blocks with bad records are read back"
+        );
+        assert_eq!(disk.kv[&key], good, "the record is written again");
+        assert!(
+            !disk.kv.contains_key(b"txi/short".as_slice()),
+            "bad key deleted"
+        );
+        assert_eq!(disk.kv.len(), parsed.len());
+        for h in [3, 5] {
+            let txid = parsed[h].txdata[0].txid();
+            assert_eq!(confirmed_height(&mut node, &mut disk, txid), Some(h as u32));
+        }
+    }
+
+    /// A record whose block is no longer stored is deleted, and its transactions are not
+    /// indexed.
+    #[test]
+    fn a_record_without_its_block_is_removed() {
+        let (config, list, parsed, mut disk) = archive_with_blocks();
+        let gone = parsed[6].block_hash();
+        disk.blocks.remove(&gone);
+        let key = crate::serve::txindex::record_key(&gone);
+        assert!(disk.kv.contains_key(&key));
+        let (node, gets) = restart(&config, &list, &mut disk);
+        assert_eq!(gets, 0);
+        assert!(!disk.kv.contains_key(&key), "orphan record deleted");
+        assert!(!node.serve.serve.index().contains_block(&gone));
+        assert_eq!(node.serve.serve.index().block_count(), parsed.len() - 1);
     }
 
     /// S14 and S15 in a running cluster: a block the archive never had arrives at members;

@@ -793,7 +793,10 @@ impl Node {
                     }
                 }
             }
-            StorageResult::Deleted { .. } => {}
+            // The serving layer's index records (taken by the serving glue).
+            StorageResult::Deleted { .. }
+            | StorageResult::KvWritten { .. }
+            | StorageResult::KvListed { .. } => {}
             StorageResult::Listed { request_id, blocks } => {
                 if self.repair.audit_request == Some(request_id) {
                     self.repair.audit_request = None;

@@ -14,7 +14,8 @@
 //! The index changes only with the shard: [`TxIndex::add_block`] when a block is stored,
 //! [`TxIndex::remove_block`] when it is dropped (reorg, eviction, hand-over). Both return the
 //! key/value [`KvOp`] batch that persists the change: one record per block, key
-//! `"txi/" ‖ block hash`, value the block's short keys. [`TxIndex::load_record`] rebuilds the
+//! `"txi/" ‖ block hash`, value the block's short keys and a checksum over key and value (so a
+//! record corrupted on disk is refused, not loaded with wrong keys). [`TxIndex::load_record`] rebuilds the
 //! index from those records at start; a block whose record is missing or corrupt is re-indexed
 //! from the stored block itself with `add_block`.
 //!
@@ -46,6 +47,10 @@ pub const RECORD_PREFIX: &[u8; 4] = b"txi/";
 /// Most transactions a record may list (a 4 MB block holds fewer than 25,000 of 60+ bytes;
 /// this leaves room and stops a corrupt record from allocating without limit).
 pub const MAX_RECORD_TXS: usize = 100_000;
+/// Bytes of a record's checksum.
+const CHECK_BYTES: usize = 8;
+/// The largest record value: a count, [`MAX_RECORD_TXS`] short keys and the checksum.
+pub const MAX_RECORD_BYTES: usize = 4 + 8 * MAX_RECORD_TXS + CHECK_BYTES;
 
 /// Configuration of the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +102,9 @@ pub enum TxIndexError {
     /// The record lists more transactions than any block can hold.
     #[error("index record lists {0} transactions, more than {MAX_RECORD_TXS}")]
     TooManyTransactions(usize),
+    /// The checksum does not match the key and value (corrupted on disk).
+    #[error("index record checksum does not match")]
+    Checksum,
 }
 
 /// Where a transaction sits: a block slot and a position in the block.
@@ -172,7 +180,7 @@ impl TxIndex {
             .collect();
         let record = vec![KvOp::Put {
             key: record_key(&hash),
-            value: encode_record(&keys),
+            value: encode_record(&hash, &keys),
         }];
         self.insert(hash, keys);
         record
@@ -182,7 +190,7 @@ impl TxIndex {
     /// already indexed is ignored.
     pub fn load_record(&mut self, key: &[u8], value: &[u8]) -> Result<BlockHash, TxIndexError> {
         let hash = parse_record_key(key)?;
-        let keys = decode_record(value)?;
+        let keys = decode_record(&hash, value)?;
         if !self.by_hash.contains_key(&hash) {
             let mask = if self.config.key_bits == 64 {
                 u64::MAX
@@ -340,17 +348,29 @@ fn parse_record_key(key: &[u8]) -> Result<BlockHash, TxIndexError> {
     }
 }
 
-/// A 4-byte little-endian count, then each short key as 8 little-endian bytes.
-fn encode_record(keys: &[u64]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(4 + 8 * keys.len());
+/// A 4-byte little-endian count, then each short key as 8 little-endian bytes, then the
+/// first 8 bytes of `sha256d(record key ‖ count ‖ keys)`.
+fn encode_record(hash: &BlockHash, keys: &[u64]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(4 + 8 * keys.len() + CHECK_BYTES);
     value.extend_from_slice(&(keys.len() as u32).to_le_bytes());
     for key in keys {
         value.extend_from_slice(&key.to_le_bytes());
     }
+    let check = record_check(hash, &value);
+    value.extend_from_slice(&check);
     value
 }
 
-fn decode_record(value: &[u8]) -> Result<Vec<u64>, TxIndexError> {
+fn record_check(hash: &BlockHash, body: &[u8]) -> [u8; CHECK_BYTES] {
+    let mut data = record_key(hash);
+    data.extend_from_slice(body);
+    let digest = crate::chain::sha256d(&data);
+    let mut check = [0u8; CHECK_BYTES];
+    check.copy_from_slice(&digest[..CHECK_BYTES]);
+    check
+}
+
+fn decode_record(hash: &BlockHash, value: &[u8]) -> Result<Vec<u64>, TxIndexError> {
     let Some((count, rest)) = value.split_first_chunk::<4>() else {
         return Err(TxIndexError::BadValue {
             len: value.len(),
@@ -361,13 +381,17 @@ fn decode_record(value: &[u8]) -> Result<Vec<u64>, TxIndexError> {
     if count > MAX_RECORD_TXS {
         return Err(TxIndexError::TooManyTransactions(count));
     }
-    if count == 0 || rest.len() != 8 * count {
+    if count == 0 || rest.len() != 8 * count + CHECK_BYTES {
         return Err(TxIndexError::BadValue {
             len: value.len(),
             count,
         });
     }
-    Ok(rest
+    let (body, check) = value.split_at(value.len() - CHECK_BYTES);
+    if record_check(hash, body) != check {
+        return Err(TxIndexError::Checksum);
+    }
+    Ok(body[4..]
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
         .collect())
@@ -454,6 +478,17 @@ mod tests {
             index.load_record(&key, &u32::MAX.to_le_bytes()),
             Err(TxIndexError::TooManyTransactions(_))
         ));
+        // A good record with any one bit flipped, or under another block's key.
+        let good = encode_record(&BlockHash([7; 32]), &[1, 2, 3]);
+        for bit in 0..good.len() * 8 {
+            let mut bad = good.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(index.load_record(&key, &bad).is_err(), "bit {bit}");
+        }
+        assert_eq!(
+            index.load_record(&record_key(&BlockHash([8; 32])), &good),
+            Err(TxIndexError::Checksum)
+        );
         assert!(index.is_empty());
         assert_eq!(index.block_count(), 0);
     }

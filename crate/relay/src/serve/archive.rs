@@ -7,6 +7,8 @@
 //! - time: milliseconds since the relay started (a monotonic clock);
 //! - headers: a [`StoreHeaders`] view of the stored chain, renewed after each new block;
 //! - storage commands: carried out on the redb store at once (see [`ArchiveNode::execute`]);
+//!   the node's transaction index records go to the store's `node_kv` table, so a restarted
+//!   relay loads its index instead of reading the whole chain back;
 //! - messages: over Shoal's request-response protocol by the convention of
 //!   [`shoal_net::node_link`]. A `GetBlock` request is held open until the node's
 //!   `BlockData`/`BlockNotFound` with the same `request_id` comes out, which then becomes the
@@ -359,6 +361,28 @@ impl ArchiveNode {
                 request_id,
                 blocks: headers.hashes().to_vec(),
             },
+            // The node's transaction index records, in the store's own table.
+            StorageCommand::WriteKv { request_id, ops } => StorageResult::KvWritten {
+                request_id,
+                ok: match store.write_kv(&ops) {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(%error, "index records not written");
+                        false
+                    }
+                },
+            },
+            StorageCommand::ListKv { request_id } => StorageResult::KvListed {
+                request_id,
+                records: match store.kv_records() {
+                    Ok(records) => records,
+                    Err(error) => {
+                        // The node then reads every block back into its index.
+                        tracing::warn!(%error, "index records unreadable");
+                        Vec::new()
+                    }
+                },
+            },
         }
     }
 }
@@ -381,4 +405,61 @@ pub enum ArchiveError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use shoal_core::chain::Block;
+    use shoal_core::node::{Config, Input, Node, NodeId, Output, StorageCommand};
+
+    use super::{ArchiveNode, ChainStore, StoreHeaders};
+
+    /// Starts an archive node over `store` and runs its storage commands there until quiet;
+    /// returns how many blocks it read back.
+    fn start(store: &ChainStore) -> usize {
+        let config = Config {
+            archive: true,
+            ..Config::default()
+        };
+        let mut node = Node::new(config, NodeId::from_seed(3), 3).unwrap();
+        let headers = StoreHeaders::load(store).unwrap();
+        let mut inputs = vec![Input::Headers(Arc::new(headers.clone())), Input::Start];
+        let mut gets = 0;
+        while !inputs.is_empty() {
+            let input = inputs.remove(0);
+            node.handle_input(0, input);
+            while let Some(output) = node.poll_output() {
+                if let Output::Storage(command) = output {
+                    gets += usize::from(matches!(command, StorageCommand::Get { .. }));
+                    inputs.push(Input::Storage(ArchiveNode::execute(
+                        store, &headers, command,
+                    )));
+                }
+            }
+        }
+        gets
+    }
+
+    /// The archive's index records go to the store: the first start reads the block back and
+    /// writes its record, a restart loads the record and reads nothing.
+    #[test]
+    fn a_restarted_archive_loads_its_index_instead_of_reading_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let block = Block::decode(bitcoin_test_data::blocks::mainnet_702861()).unwrap();
+        {
+            let store = ChainStore::open(&path).unwrap();
+            store.append(&block).unwrap();
+            assert_eq!(start(&store), 1, "no records yet: the block is read back");
+            assert_eq!(
+                store.kv_records().unwrap().len(),
+                1,
+                "its record is written"
+            );
+        }
+        let store = ChainStore::open(&path).unwrap();
+        assert_eq!(start(&store), 0, "the record is loaded");
+    }
 }

@@ -14,6 +14,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use shoal_core::chain::{
     Block, BlockError, BlockHash, Header, MerkleProof, PowError, ProofError, Target, Txid,
 };
+use shoal_core::node::{KvOp, KvRecord, KV_KEY_MAX, KV_VALUE_MAX};
 
 /// height (big-endian u32) → 80-byte header.
 const HEADERS: TableDefinition<'static, u32, &'static [u8]> = TableDefinition::new("headers");
@@ -25,6 +26,11 @@ const BLOCKS: TableDefinition<'static, &'static [u8; 32], &'static [u8]> =
 /// txid → (height, position in block).
 const TXIDS: TableDefinition<'static, &'static [u8; 32], (u32, u32)> =
     TableDefinition::new("txids");
+
+/// The archive node's key/value records (its transaction index, see
+/// `shoal_core::serve::txindex`): key → value.
+const NODE_KV: TableDefinition<'static, &'static [u8], &'static [u8]> =
+    TableDefinition::new("node_kv");
 
 /// Most headers returned by one range read.
 pub const MAX_HEADERS_PER_READ: u32 = 2000;
@@ -55,6 +61,8 @@ pub enum StoreError {
     Proof { txid: Txid, source: ProofError },
     #[error("stored data for {what} is corrupt")]
     Corrupt { what: String },
+    #[error("key/value record of {key} and {value} bytes exceeds {KV_KEY_MAX} and {KV_VALUE_MAX}")]
+    KvTooLarge { key: usize, value: usize },
 }
 
 fn db<E: Into<redb::Error>>(error: E) -> StoreError {
@@ -82,6 +90,8 @@ impl ChainStore {
         tx.open_table(HEIGHTS).map_err(db)?;
         tx.open_table(BLOCKS).map_err(db)?;
         tx.open_table(TXIDS).map_err(db)?;
+        // Added later: created in an older database on first open, the rest kept.
+        tx.open_table(NODE_KV).map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(Self { db: database })
     }
@@ -186,6 +196,72 @@ impl ChainStore {
             out.push(decode_header(bytes.value(), height.value())?);
         }
         Ok(out)
+    }
+
+    /// Applies a batch of the node's key/value writes in one transaction (all or none). A
+    /// record larger than the node ever writes is refused.
+    pub fn write_kv(&self, ops: &[KvOp]) -> Result<(), StoreError> {
+        for op in ops {
+            let (key, value) = match op {
+                KvOp::Put { key, value } => (key.len(), value.len()),
+                KvOp::Delete { key } => (key.len(), 0),
+            };
+            if key > KV_KEY_MAX || value > KV_VALUE_MAX {
+                return Err(StoreError::KvTooLarge { key, value });
+            }
+        }
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut table = tx.open_table(NODE_KV).map_err(db)?;
+            for op in ops {
+                match op {
+                    KvOp::Put { key, value } => {
+                        table.insert(key.as_slice(), value.as_slice()).map_err(db)?;
+                    }
+                    KvOp::Delete { key } => {
+                        table.remove(key.as_slice()).map_err(db)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(())
+    }
+
+    /// Every key/value record of the node. A record larger than the node ever writes (a
+    /// corrupt or hostile file) is left out and deleted; the node re-indexes its block.
+    pub fn kv_records(&self) -> Result<Vec<KvRecord>, StoreError> {
+        let mut records = Vec::new();
+        let mut oversized = Vec::new();
+        {
+            let tx = self.db.begin_read().map_err(db)?;
+            let table = tx.open_table(NODE_KV).map_err(db)?;
+            for entry in table.iter().map_err(db)? {
+                let (key, value) = entry.map_err(db)?;
+                let (key, value) = (key.value(), value.value());
+                if key.len() > KV_KEY_MAX || value.len() > KV_VALUE_MAX {
+                    tracing::warn!(
+                        key = key.len(),
+                        value = value.len(),
+                        "oversized key/value record dropped"
+                    );
+                    oversized.push(key.to_vec());
+                } else {
+                    records.push((key.to_vec(), value.to_vec()));
+                }
+            }
+        }
+        if !oversized.is_empty() {
+            let tx = self.db.begin_write().map_err(db)?;
+            {
+                let mut table = tx.open_table(NODE_KV).map_err(db)?;
+                for key in &oversized {
+                    table.remove(key.as_slice()).map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)?;
+        }
+        Ok(records)
     }
 
     /// The height of the block `hash`, if stored.
@@ -308,6 +384,64 @@ mod tests {
             proof.verify_against_header(txid, &block.header).unwrap();
         }
         assert_eq!(store.tx_proof(&Txid([9; 32])).unwrap(), None);
+    }
+
+    #[test]
+    fn node_records_survive_a_reopen_and_oversized_ones_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        {
+            let store = ChainStore::open(&path).unwrap();
+            assert!(store.kv_records().unwrap().is_empty());
+            store
+                .write_kv(&[
+                    KvOp::Put {
+                        key: b"txi/a".to_vec(),
+                        value: vec![1, 2],
+                    },
+                    KvOp::Put {
+                        key: b"txi/b".to_vec(),
+                        value: vec![3],
+                    },
+                ])
+                .unwrap();
+            store
+                .write_kv(&[KvOp::Delete {
+                    key: b"txi/a".to_vec(),
+                }])
+                .unwrap();
+            // The node never writes such a record: refused whole, nothing written.
+            let too_big = [
+                KvOp::Put {
+                    key: b"txi/c".to_vec(),
+                    value: vec![0],
+                },
+                KvOp::Put {
+                    key: b"txi/d".to_vec(),
+                    value: vec![0; KV_VALUE_MAX + 1],
+                },
+            ];
+            assert!(matches!(
+                store.write_kv(&too_big),
+                Err(StoreError::KvTooLarge { .. })
+            ));
+            // A hostile file: an oversized record written behind the store's back.
+            let tx = store.db.begin_write().unwrap();
+            tx.open_table(NODE_KV)
+                .unwrap()
+                .insert(b"txi/e".as_slice(), vec![7u8; KV_VALUE_MAX + 1].as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = ChainStore::open(&path).unwrap();
+        assert_eq!(
+            store.kv_records().unwrap(),
+            vec![(b"txi/b".to_vec(), vec![3])],
+            "kept across the reopen; the oversized record left out"
+        );
+        let tx = store.db.begin_read().unwrap();
+        let table = tx.open_table(NODE_KV).unwrap();
+        assert_eq!(table.len().unwrap(), 1, "and deleted");
     }
 
     #[test]

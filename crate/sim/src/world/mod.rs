@@ -51,6 +51,9 @@ const STREAM_NETWORK: u64 = 1;
 const STREAM_CHURN: u64 = 2;
 const STREAM_STORAGE: u64 = 3;
 const STREAM_WORLD: u64 = 4;
+/// Faults of the key/value records: a stream of their own, so that adding them left every
+/// other draw as it was.
+const STREAM_KV: u64 = 5;
 const NODE_SEED_SALT: u64 = 0x4E4F_4445;
 
 /// Milliseconds a storage command takes.
@@ -207,6 +210,8 @@ struct Host {
     incarnation: u32,
     archive: bool,
     store: HostStore<BlockHash>,
+    /// The node's key/value records (its transaction index), with the same faults as blocks.
+    kv: BTreeMap<Box<[u8]>, Box<[u8]>>,
     /// The cluster the node says it is in (from its events), as a dense index.
     cluster: Option<ClusterIdx>,
     /// Each timer's latest deadline.
@@ -236,6 +241,9 @@ struct Counters {
     partitions: u64,
     lost_writes: u64,
     corrupt_reads: u64,
+    kv_writes: u64,
+    kv_lost_writes: u64,
+    kv_corrupt_reads: u64,
     tampered_blocks_sent: u64,
     blocks_rejected_events: u64,
     block_stored_events: u64,
@@ -298,6 +306,8 @@ pub struct World {
     network: Network,
     churn: Churn,
     faults: StorageFaults,
+    /// Faults of the key/value records.
+    kv_faults: StorageFaults,
     rng: SimRng,
     hosts: Vec<Host>,
     /// Looked up, never iterated: its order cannot leak into a run.
@@ -398,6 +408,7 @@ impl World {
             network: Network::new(config.network.clone(), seed, STREAM_NETWORK),
             churn: Churn::new(config.churn.clone(), seed, STREAM_CHURN),
             faults: StorageFaults::new(config.storage.clone(), seed, STREAM_STORAGE),
+            kv_faults: StorageFaults::new(config.storage.clone(), seed, STREAM_KV),
             rng: SimRng::stream(seed, STREAM_WORLD),
             queue: EventQueue::new(config.max_pending_events),
             hosts: Vec::with_capacity(host_count),
@@ -439,6 +450,7 @@ impl World {
                 incarnation: 0,
                 archive,
                 store: HostStore::default(),
+                kv: BTreeMap::new(),
                 cluster: None,
                 timers: BTreeMap::new(),
                 links: BTreeSet::new(),
@@ -663,6 +675,7 @@ impl World {
                 self.quiet = true;
                 self.network.set_partition(None);
                 self.faults.set_enabled(false);
+                self.kv_faults.set_enabled(false);
                 // Churn stops: no host leaves from now on, and every host away comes back
                 // now (refilling clusters that shrank), so that the membership is fixed
                 // from here and the repair bound measures settling, not further churn.
@@ -810,6 +823,7 @@ impl World {
                 let id = self.identity(host, self.hosts[index].incarnation);
                 self.hosts[index].id = id;
                 self.hosts[index].store.clear();
+                self.hosts[index].kv.clear();
                 self.by_id.insert(id, host);
             }
         }

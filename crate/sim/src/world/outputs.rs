@@ -1,7 +1,7 @@
 //! Carrying out what nodes ask for — messages, dials, timers, storage, events — and the
 //! invariant checks that ride along.
 
-use shoal_core::node::{Event, NodeId, Output, StorageCommand, StorageResult};
+use shoal_core::node::{Event, KvOp, NodeId, Output, StorageCommand, StorageResult};
 use shoal_core::wire::{encoded_len, BlockHash, Message};
 
 use super::{HostIdx, SimEvent, World, WorldError, STORAGE_LATENCY_MS};
@@ -236,6 +236,44 @@ impl World {
                     .map(|(hash, _)| *hash)
                     .collect(),
             },
+            StorageCommand::WriteKv { request_id, ops } => {
+                self.counters.kv_writes += 1;
+                // Lost as a whole (the batch is atomic), acknowledged all the same.
+                if !self.hosts[index].archive && self.kv_faults.write() == WriteFate::Lose {
+                    self.counters.kv_lost_writes += 1;
+                } else {
+                    let kv = &mut self.hosts[index].kv;
+                    for op in ops {
+                        match op {
+                            KvOp::Put { key, value } => {
+                                kv.insert(key.into(), value.into());
+                            }
+                            KvOp::Delete { key } => {
+                                kv.remove(key.as_slice());
+                            }
+                        }
+                    }
+                }
+                StorageResult::KvWritten {
+                    request_id,
+                    ok: true,
+                }
+            }
+            StorageCommand::ListKv { request_id } => {
+                let mut records = Vec::with_capacity(self.hosts[index].kv.len());
+                for (key, value) in &self.hosts[index].kv {
+                    let mut value = value.to_vec();
+                    if let ReadFate::Corrupt { bit_seed } = self.kv_faults.read() {
+                        self.counters.kv_corrupt_reads += 1;
+                        flip_bit(&mut value, bit_seed);
+                    }
+                    records.push((key.to_vec(), value));
+                }
+                StorageResult::KvListed {
+                    request_id,
+                    records,
+                }
+            }
         };
         let incarnation = self.hosts[index].incarnation;
         self.queue.schedule(

@@ -94,6 +94,12 @@ pub struct Report {
     pub lost_writes: u64,
     /// Reads the storage corrupted.
     pub corrupt_reads: u64,
+    /// Key/value batches written (the nodes' transaction index records).
+    pub kv_writes: u64,
+    /// Key/value batches the storage lost.
+    pub kv_lost_writes: u64,
+    /// Key/value records read back corrupted.
+    pub kv_corrupt_reads: u64,
     /// Tampered blocks the block source handed out.
     pub tampered_blocks_sent: u64,
     /// `BlockRejected` events nodes reported.
@@ -188,6 +194,9 @@ impl World {
             partitions: counters.partitions,
             lost_writes: counters.lost_writes,
             corrupt_reads: counters.corrupt_reads,
+            kv_writes: counters.kv_writes,
+            kv_lost_writes: counters.kv_lost_writes,
+            kv_corrupt_reads: counters.kv_corrupt_reads,
             tampered_blocks_sent: counters.tampered_blocks_sent,
             blocks_rejected_events: counters.blocks_rejected_events,
             members_declared_offline: counters.members_declared_offline,
