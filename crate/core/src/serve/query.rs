@@ -517,6 +517,18 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         };
         let q = self.queries.get_mut(&query).expect("still active");
         q.responses.insert(from, response);
+        // Members that joined our view since the query started are asked too (a cluster that
+        // just merged or took in a newcomer), within the bound on targets.
+        if q.scope == Scope::Cluster && !q.targets.is_empty() {
+            for member in cx.members {
+                if q.targets.len() >= self.config.max_targets {
+                    break;
+                }
+                if *member != cx.me && !q.targets.contains(member) {
+                    q.targets.push(*member);
+                }
+            }
+        }
         self.after_response(now_ms, query);
     }
 

@@ -7,7 +7,8 @@
 //! adversary; the asker left or changed cluster; every such holder left, changed cluster or
 //! lost the block before the end; a message of the query was lost, cut by a partition or sent
 //! to a departed node; a storage read was corrupted meanwhile; or the asker's view did not list
-//! any such holder (views converge within a heartbeat round). Anything else is a violation of
+//! any such holder when the attempt started or when it ended (views converge within a heartbeat
+//! round). Anything else is a violation of
 //! [`Invariant::QueryAnswered`]. Excuses are counted by reason in the report.
 
 use std::collections::{BTreeMap, HashMap};
@@ -92,6 +93,8 @@ struct OpenQuery {
     messages: u64,
     disturbed: bool,
     corrupt_reads_at_issue: u64,
+    /// The asker's membership view when the attempt started.
+    view_at_issue: Vec<NodeId>,
     /// Live honest holders of the block in the cluster when the attempt started.
     honest_holders: Vec<(HostIdx, u32)>,
     ask_keys: Vec<(HostIdx, HostIdx, u64)>,
@@ -359,6 +362,7 @@ impl World {
             messages: 0,
             disturbed: false,
             corrupt_reads_at_issue: 0,
+            view_at_issue: Vec::new(),
             honest_holders: Vec::new(),
             ask_keys: Vec::new(),
         };
@@ -470,7 +474,9 @@ impl World {
         };
         let honest = height.map_or(Vec::new(), |h| self.honest_holders(cluster, h));
         let asker_incarnation = self.hosts[asker as usize].incarnation;
+        let view_at_issue = self.view_of(asker);
         let q = self.serving.open.get_mut(&query).expect("open");
+        q.view_at_issue = view_at_issue;
         q.attempt += 1;
         q.asker = asker;
         q.asker_incarnation = asker_incarnation;
@@ -648,10 +654,13 @@ impl World {
             Some("message_lost")
         } else if self.counters.corrupt_reads != q.corrupt_reads_at_issue {
             Some("corrupt_read")
-        } else if !still
-            .iter()
-            .any(|(h, _)| view.contains(&self.hosts[*h as usize].id))
-        {
+        } else if [&view, &q.view_at_issue].iter().any(|view| {
+            !still
+                .iter()
+                .any(|(h, _)| view.contains(&self.hosts[*h as usize].id))
+        }) {
+            // When the query started or when it ended, the asker's view listed none of the
+            // holders (it had just merged, or not yet learned of a newcomer).
             Some("view_lag")
         } else {
             None

@@ -571,3 +571,37 @@ proptest! {
         }
     }
 }
+
+/// Members that join the asker's view while a query runs (a merge, a newcomer) are asked too
+/// once the members it started with said no.
+#[test]
+fn members_that_join_during_a_query_are_asked_too() {
+    let world = World::new();
+    let mut queries = Queries::new(QueryConfig::default());
+    let txid = world.blocks[2].txdata[2].txid();
+    let small = [1u8, 2];
+    let cx_small = Context {
+        members: &small,
+        ..world.cx()
+    };
+    queries
+        .start(0, Origin::Local, Scope::Cluster, txid, None, &cx_small)
+        .unwrap();
+    let first = asks(&drain(&mut queries));
+    assert_eq!(
+        first.iter().map(|(to, _)| *to).collect::<Vec<u8>>(),
+        vec![1, 2]
+    );
+    for (to, request_id) in first {
+        queries.handle_answer(1, to, request_id, TxAnswer::NotFound, &world.cx());
+    }
+    let out = drain(&mut queries);
+    assert_eq!(
+        done(&out),
+        None,
+        "not finished while new members are unasked"
+    );
+    let mut asked: Vec<u8> = asks(&out).iter().map(|(to, _)| *to).collect();
+    asked.sort_unstable();
+    assert_eq!(asked, vec![3, 4, 5]);
+}
