@@ -42,8 +42,13 @@ use crate::swarm::{Behaviour, BehaviourEvent};
 use crate::tab_lock::SlotLock;
 pub use crate::verify::Verified;
 
-/// How often the loop wakes up without any event (redials, periodic re-sync).
-const TICK: Duration = Duration::from_millis(500);
+/// How often the loop wakes up without any event (redials, periodic re-sync, late answers).
+const TICK: Duration = Duration::from_millis(100);
+/// A header request whose answer is the next to verify and has not come after this long is
+/// asked again on a new stream, once. Over WebRTC-direct a datagram lost at the tail of an
+/// answer is resent by the relay's SCTP only after its retransmission timeout (≥ 1 s in
+/// webrtc-sctp), while a new stream is not held up by it (BENCHMARKS.md, issue 5).
+const LATE_ANSWER_MS: f64 = 150.0;
 /// How long after being synced the node asks again for new headers.
 const RESYNC_INTERVAL_MS: f64 = 5_000.0;
 /// First and largest delay before dialling a lost relay again.
@@ -123,8 +128,10 @@ struct RelayState {
 /// reorganisation) the pipeline is reset and answers still on their way are ignored.
 #[derive(Default)]
 struct Sync {
-    /// Open header requests, oldest first: (relay, request, first height asked for).
-    in_flight: Vec<(PeerId, OutboundRequestId, u32)>,
+    /// Open header requests, oldest first: (relay, request, first height asked for, when).
+    in_flight: Vec<(PeerId, OutboundRequestId, u32, f64)>,
+    /// The height whose late request was asked a second time (once per height).
+    reasked: Option<u32>,
     /// Answers that came before an earlier one, by first height (at most one per request).
     arrived: BTreeMap<u32, Vec<shoal_core::chain::Header>>,
     /// The first height the next request asks for.
@@ -141,12 +148,13 @@ impl Sync {
     fn reset(&mut self) {
         self.in_flight.clear();
         self.arrived.clear();
+        self.reasked = None;
         self.next_start_height = 0;
     }
 
     /// Removes and returns the header request `id`'s first height, if it is one.
     fn take(&mut self, id: OutboundRequestId) -> Option<u32> {
-        let index = self.in_flight.iter().position(|(_, r, _)| *r == id)?;
+        let index = self.in_flight.iter().position(|(_, r, _, _)| *r == id)?;
         Some(self.in_flight.remove(index).2)
     }
 }
@@ -416,6 +424,35 @@ impl Driver {
         if self.sync.is_idle() && due {
             self.request_headers();
         }
+        self.reask_late_batch(now);
+    }
+
+    /// Asks a second time for the batch that is next to verify if its answer is late
+    /// ([`LATE_ANSWER_MS`]); whichever answer comes first is used, the other is ignored.
+    fn reask_late_batch(&mut self, now: f64) {
+        let next = self.chain.tip_height() + 1;
+        if self.sync.synced || self.sync.reasked == Some(next) {
+            return;
+        }
+        let Some(&(peer, _, _, asked_ms)) =
+            self.sync.in_flight.iter().find(|(_, _, h, _)| *h == next)
+        else {
+            return;
+        };
+        if now - asked_ms < LATE_ANSWER_MS {
+            return;
+        }
+        let message = Message::GetHeaders {
+            request_id: self.next_id(),
+            start_height: next,
+            max_count: MAX_HEADERS_PER_MESSAGE as u32,
+        };
+        let Ok(bytes) = wire::encode(&message) else {
+            return;
+        };
+        let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
+        self.sync.in_flight.push((peer, id, next, now));
+        self.sync.reasked = Some(next);
     }
 
     /// Fills the request pipeline: up to [`MAX_HEADER_REQUESTS_IN_FLIGHT`] while catching up,
@@ -443,7 +480,7 @@ impl Driver {
                 return;
             };
             let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
-            self.sync.in_flight.push((peer, id, start_height));
+            self.sync.in_flight.push((peer, id, start_height, now_ms()));
             self.sync.next_start_height = start_height + MAX_HEADERS_PER_MESSAGE as u32;
             self.sync.last_request_ms = now_ms();
         }
@@ -458,9 +495,15 @@ impl Driver {
     ) {
         match answer {
             Some((answered_height, headers)) if answered_height == start_height => {
-                self.shared.status.borrow_mut().header_bytes_downloaded +=
-                    80 * headers.len() as u64;
-                self.sync.arrived.insert(start_height, headers);
+                // The second answer to a re-asked height changes nothing and is not counted:
+                // `headerBytesDownloaded` is what the chain was built from.
+                let fresh = start_height > self.chain.tip_height()
+                    && !self.sync.arrived.contains_key(&start_height);
+                if fresh {
+                    self.shared.status.borrow_mut().header_bytes_downloaded +=
+                        80 * headers.len() as u64;
+                    self.sync.arrived.insert(start_height, headers);
+                }
             }
             _ => {
                 // Not a headers answer for what was asked: start again from the tip.
@@ -478,11 +521,13 @@ impl Driver {
             }
         }
         let next = self.chain.tip_height() + 1;
+        // The twin of a re-asked request that has been answered is no longer waited for.
+        self.sync.in_flight.retain(|(_, _, h, _)| *h >= next);
         let lowest_outstanding = self
             .sync
             .in_flight
             .iter()
-            .map(|(_, _, h)| *h)
+            .map(|(_, _, h, _)| *h)
             .chain(self.sync.arrived.keys().copied())
             .min();
         if lowest_outstanding.is_some_and(|h| h != next) {
@@ -746,7 +791,7 @@ impl Driver {
                     self.publish_relays();
                     self.emit("relay", relay_detail(peer_id, false, None));
                 }
-                if self.sync.in_flight.iter().any(|(p, _, _)| *p == peer_id) {
+                if self.sync.in_flight.iter().any(|(p, _, _, _)| *p == peer_id) {
                     self.sync.reset();
                 }
                 self.circuits_relay_lost(&peer_id);
