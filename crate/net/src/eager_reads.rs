@@ -37,7 +37,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::{AsyncRead, AsyncWrite};
-use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
+#[cfg(doc)]
+use libp2p::core::muxing::StreamMuxer;
+
+use crate::wrap_substreams::{WrapSubstream, WrapSubstreams};
 
 /// Default bound of a substream's early-read buffer: one maximal frame of Shoal's codec plus
 /// room for protocol negotiation. A stream carries one request and one answer.
@@ -49,65 +52,27 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 /// A [`StreamMuxer`] whose substreams read early while they are being written or closed.
 /// Everything else passes straight through.
-#[derive(Debug)]
-pub struct EagerReads<M> {
-    inner: M,
+pub type EagerReads<M> = WrapSubstreams<M, EagerReadsWrapper>;
+
+/// Makes the substreams of [`EagerReads`], each buffering at most `max_buffered_bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct EagerReadsWrapper {
     max_buffered_bytes: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WrapSubstream<S> for EagerReadsWrapper {
+    type Wrapped = EagerReadStream<S>;
+
+    fn wrap(&self, substream: S) -> EagerReadStream<S> {
+        EagerReadStream::new(substream, self.max_buffered_bytes)
+    }
 }
 
 impl<M> EagerReads<M> {
     /// Wraps `inner`; each substream buffers at most `max_buffered_bytes` read early
     /// (e.g. [`MAX_EAGER_READ_BYTES`]).
     pub fn new(inner: M, max_buffered_bytes: usize) -> Self {
-        Self {
-            inner,
-            max_buffered_bytes,
-        }
-    }
-
-    /// The wrapped muxer.
-    pub fn into_inner(self) -> M {
-        self.inner
-    }
-}
-
-impl<M> StreamMuxer for EagerReads<M>
-where
-    M: StreamMuxer + Unpin,
-    M::Substream: Unpin,
-{
-    type Substream = EagerReadStream<M::Substream>;
-    type Error = M::Error;
-
-    fn poll_inbound(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Self::Substream, Self::Error>> {
-        let limit = self.max_buffered_bytes;
-        Pin::new(&mut self.inner)
-            .poll_inbound(cx)
-            .map_ok(|s| EagerReadStream::new(s, limit))
-    }
-
-    fn poll_outbound(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Self::Substream, Self::Error>> {
-        let limit = self.max_buffered_bytes;
-        Pin::new(&mut self.inner)
-            .poll_outbound(cx)
-            .map_ok(|s| EagerReadStream::new(s, limit))
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.inner).poll_close(cx)
-    }
-
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
-        Pin::new(&mut self.inner).poll(cx)
+        WrapSubstreams::with(inner, EagerReadsWrapper { max_buffered_bytes })
     }
 }
 

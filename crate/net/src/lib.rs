@@ -17,6 +17,8 @@
 //!   read what has arrived while they are being written or closed, so the browser transport's
 //!   16 KiB read buffer never overflows ("remote overloaded us") while request-response closes
 //!   a request stream before reading the answer.
+//! - [`wrap_substreams`]: the muxer both wrappers are made of — every substream the inner muxer
+//!   opens or accepts is wrapped, everything else passes straight through.
 //! - [`node_link`]: how a core `Node`'s one-way messages ride on request-response (a request
 //!   carries one message, the response is an empty acknowledgement or a direct answer), node
 //!   ids from peer ids, and the bounded book that maps them back.
@@ -36,7 +38,9 @@ pub mod directory;
 pub mod eager_reads;
 pub mod node_link;
 pub mod small_writes;
+pub mod wrap_substreams;
 
 pub use codec::{FrameCodec, FrameError, MAX_FRAME_BYTES, PROBE_PROTOCOL_NAME, PROTOCOL_NAME};
-pub use eager_reads::{EagerReadStream, EagerReads, MAX_EAGER_READ_BYTES};
-pub use small_writes::{SmallWriteStream, SmallWrites, MAX_WRITE_BYTES};
+pub use eager_reads::{EagerReadStream, EagerReads, EagerReadsWrapper, MAX_EAGER_READ_BYTES};
+pub use small_writes::{SmallWriteStream, SmallWrites, SmallWritesWrapper, MAX_WRITE_BYTES};
+pub use wrap_substreams::{WrapSubstream, WrapSubstreams};

@@ -34,7 +34,10 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use futures::{AsyncRead, AsyncWrite};
-use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
+#[cfg(doc)]
+use libp2p::core::muxing::StreamMuxer;
+
+use crate::wrap_substreams::{WrapSubstream, WrapSubstreams};
 
 /// Most bytes passed to the inner substream in one write; with the WebRTC stream's protobuf
 /// envelope (a few bytes) every data-channel message stays below 8192 bytes.
@@ -42,58 +45,24 @@ pub const MAX_WRITE_BYTES: usize = 8000;
 
 /// A [`StreamMuxer`] whose substreams write at most [`MAX_WRITE_BYTES`] at a time, one write
 /// in flight at a time. Everything else passes straight through.
-#[derive(Debug)]
-pub struct SmallWrites<M> {
-    inner: M,
+pub type SmallWrites<M> = WrapSubstreams<M, SmallWritesWrapper>;
+
+/// Makes the substreams of [`SmallWrites`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SmallWritesWrapper;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WrapSubstream<S> for SmallWritesWrapper {
+    type Wrapped = SmallWriteStream<S>;
+
+    fn wrap(&self, substream: S) -> SmallWriteStream<S> {
+        SmallWriteStream::new(substream)
+    }
 }
 
 impl<M> SmallWrites<M> {
     /// Wraps `inner`.
     pub fn new(inner: M) -> Self {
-        Self { inner }
-    }
-
-    /// The wrapped muxer.
-    pub fn into_inner(self) -> M {
-        self.inner
-    }
-}
-
-impl<M> StreamMuxer for SmallWrites<M>
-where
-    M: StreamMuxer + Unpin,
-    M::Substream: Unpin,
-{
-    type Substream = SmallWriteStream<M::Substream>;
-    type Error = M::Error;
-
-    fn poll_inbound(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Self::Substream, Self::Error>> {
-        Pin::new(&mut self.inner)
-            .poll_inbound(cx)
-            .map_ok(SmallWriteStream::new)
-    }
-
-    fn poll_outbound(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Self::Substream, Self::Error>> {
-        Pin::new(&mut self.inner)
-            .poll_outbound(cx)
-            .map_ok(SmallWriteStream::new)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.inner).poll_close(cx)
-    }
-
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
-        Pin::new(&mut self.inner).poll(cx)
+        WrapSubstreams::with(inner, SmallWritesWrapper)
     }
 }
 
