@@ -784,27 +784,7 @@ mod tests {
     /// confirm. A restarted node rebuilds its index from the blocks it lists.
     #[test]
     fn reorg_deletes_blocks_off_the_best_chain_and_the_index_is_rebuilt_at_start() {
-        let (list, blocks) = synthetic_chain(10, 10);
-        let list = Arc::new(list);
-        let config = Config {
-            archive: true,
-            ..fast_config()
-        };
-        let mut node = Node::new(config.clone(), NodeId::from_seed(1), 1).unwrap();
-        let mut store = Disk::default();
-        feed(&mut node, &mut store, 0, Input::Start);
-        feed(&mut node, &mut store, 0, Input::Headers(list.clone()));
-        for bytes in &blocks {
-            feed(
-                &mut node,
-                &mut store,
-                1,
-                Input::NewBlock {
-                    bytes: bytes.clone(),
-                },
-            );
-        }
-        let parsed: Vec<Block> = blocks.iter().map(|b| Block::decode(b).unwrap()).collect();
+        let (mut node, config, list, parsed, mut store) = running_archive();
         let txid = parsed[8].txdata[0].txid();
         let out = feed(
             &mut node,
@@ -889,6 +869,12 @@ mod tests {
 
     /// An archive that stored `blocks`, with its disk.
     fn archive_with_blocks() -> (Config, Arc<HeaderList>, Vec<Block>, Disk) {
+        let (_, config, list, parsed, disk) = running_archive();
+        (config, list, parsed, disk)
+    }
+
+    /// An archive node that stored a 10-block chain, still running, with its disk.
+    fn running_archive() -> (Node, Config, Arc<HeaderList>, Vec<Block>, Disk) {
         let (list, blocks) = synthetic_chain(10, 10);
         let list = Arc::new(list);
         let config = Config {
@@ -910,7 +896,7 @@ mod tests {
             );
         }
         let parsed = blocks.iter().map(|b| Block::decode(b).unwrap()).collect();
-        (config, list, parsed, disk)
+        (node, config, list, parsed, disk)
     }
 
     /// Starts a fresh node on `disk`; returns it and the block reads its start made.
