@@ -187,7 +187,7 @@ impl Net {
                     self.bytes_sent += encode(&message).expect("encodable").len() as u64;
                 }
                 self.messages += 1;
-                *self.by_kind.entry(kind(&message)).or_default() += 1;
+                *self.by_kind.entry(message.kind()).or_default() += 1;
                 let id = self.id(from);
                 self.schedule(self.latency_ms, to, Input::Message { from: id, message });
             }
@@ -363,23 +363,5 @@ impl Net {
                     .count()
             })
             .collect()
-    }
-}
-
-fn kind(message: &Message) -> &'static str {
-    match message {
-        Message::Hello { .. } => "hello",
-        Message::Ping { .. } => "ping",
-        Message::Pong { .. } => "pong",
-        Message::Invite { .. } => "invite",
-        Message::InviteReply { .. } => "invite_reply",
-        Message::InviteWithdrawn { .. } => "invite_withdrawn",
-        Message::JoinRequest { .. } => "join_request",
-        Message::JoinDenied { .. } => "join_denied",
-        Message::View(_) => "view",
-        Message::GetBlock { .. } => "get_block",
-        Message::BlockData { .. } => "block_data",
-        Message::BlockNotFound { .. } => "block_not_found",
-        _ => "other",
     }
 }

@@ -210,6 +210,32 @@ pub enum Message {
     NewBlock { block: Vec<u8> },
 }
 
+impl Message {
+    /// A short snake-case name of the message's kind, for counters and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "hello",
+            Message::Ping { .. } => "ping",
+            Message::Pong { .. } => "pong",
+            Message::Invite { .. } => "invite",
+            Message::InviteReply { .. } => "invite_reply",
+            Message::InviteWithdrawn { .. } => "invite_withdrawn",
+            Message::JoinRequest { .. } => "join_request",
+            Message::JoinDenied { .. } => "join_denied",
+            Message::View(_) => "view",
+            Message::GetHeaders { .. } => "get_headers",
+            Message::Headers { .. } => "headers",
+            Message::GetBlock { .. } => "get_block",
+            Message::BlockData { .. } => "block_data",
+            Message::BlockNotFound { .. } => "block_not_found",
+            Message::TxQuery { .. } => "tx_query",
+            Message::TxAnswer { .. } => "tx_answer",
+            Message::BlockStored { .. } => "block_stored",
+            Message::NewBlock { .. } => "new_block",
+        }
+    }
+}
+
 /// Why bytes did not decode (or a message could not be encoded).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

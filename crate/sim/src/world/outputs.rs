@@ -10,23 +10,6 @@ use crate::network::Delivery;
 use crate::replicas::{Cause, ClusterIdx, PendingLoss};
 use crate::storage::{flip_bit, BlockCheck, ReadFate, Stored, WriteFate};
 
-/// A short name of a message's kind, for the report.
-fn message_kind(message: &Message) -> &'static str {
-    match message {
-        Message::Hello { .. } => "hello",
-        Message::Ping { .. } => "ping",
-        Message::Pong { .. } => "pong",
-        Message::Invite { .. } => "invite",
-        Message::InviteReply { .. } => "invite_reply",
-        Message::View(_) => "view",
-        Message::GetBlock { .. } => "get_block",
-        Message::BlockData { .. } => "block_data",
-        Message::BlockNotFound { .. } => "block_not_found",
-        Message::JoinRequest { .. } => "join_request",
-        _ => "other",
-    }
-}
-
 impl World {
     /// Carries out one output of the node on `host`.
     pub(super) fn apply(&mut self, host: HostIdx, output: Output) -> Result<(), WorldError> {
@@ -114,7 +97,7 @@ impl World {
         *self
             .counters
             .messages_by_kind
-            .entry(message_kind(&message))
+            .entry(message.kind())
             .or_default() += 1;
         if !self.hosts[index].archive {
             self.counters.light_messages_sent += 1;
