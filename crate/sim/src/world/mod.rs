@@ -334,9 +334,29 @@ pub struct World {
     /// Per node id counted in two clusters: when that was first seen.
     two_cluster_since: BTreeMap<NodeId, u64>,
     quiet: bool,
+    /// `SHOAL_SIM_TRACE` / `SHOAL_SIM_TRACE_EVENTS`, read once: diagnostics on stderr.
+    trace: Trace,
     counters: Counters,
     serving: serving::Serving,
     started: Instant,
+}
+
+/// Diagnostics the environment asked for.
+#[derive(Debug, Clone, Copy)]
+struct Trace {
+    /// `SHOAL_SIM_TRACE`: print the members of a cluster that breaks a repair or query check.
+    state: bool,
+    /// `SHOAL_SIM_TRACE_EVENTS`: print every node event (but query results and jobs).
+    events: bool,
+}
+
+impl Trace {
+    fn from_env() -> Trace {
+        Trace {
+            state: std::env::var_os("SHOAL_SIM_TRACE").is_some(),
+            events: std::env::var_os("SHOAL_SIM_TRACE_EVENTS").is_some(),
+        }
+    }
 }
 
 impl World {
@@ -435,6 +455,7 @@ impl World {
             pending_losses: Vec::new(),
             two_cluster_since: BTreeMap::new(),
             quiet: false,
+            trace: Trace::from_env(),
             counters: Counters::default(),
             started: Instant::now(),
             node_config,

@@ -344,8 +344,7 @@ impl World {
     /// The node on `host` reported an event.
     fn event(&mut self, host: HostIdx, event: Event) -> Result<(), WorldError> {
         self.serving_event(host, &event)?;
-        if std::env::var_os("SHOAL_SIM_TRACE_EVENTS").is_some()
-            && !matches!(event, Event::TxQueryDone { .. } | Event::JobReady { .. })
+        if self.trace.events && !matches!(event, Event::TxQueryDone { .. } | Event::JobReady { .. })
         {
             let cluster = self.hosts[host as usize].cluster;
             eprintln!(
@@ -581,7 +580,7 @@ impl World {
                         self.published
                     );
                     self.log.violate(now_ms, invariant, detail);
-                    if std::env::var_os("SHOAL_SIM_TRACE").is_some() {
+                    if self.trace.state {
                         self.trace_cluster(cluster);
                     }
                 }

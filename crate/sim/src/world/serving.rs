@@ -685,7 +685,7 @@ impl World {
                     q.ask_keys.iter().map(|(_, to, _)| *to).collect::<Vec<_>>(),
                     view.iter().filter_map(|id| self.by_id.get(id)).collect::<Vec<_>>()
                 );
-                if std::env::var_os("SHOAL_SIM_TRACE").is_some() {
+                if self.trace.state {
                     if let Some(node) = self.hosts[q.asker as usize].node.as_ref() {
                         eprintln!(
                             "  asker host {}: {}; {:?}",
