@@ -130,9 +130,30 @@ impl Node {
         f: impl FnOnce(&mut Serve<NodeId>, &Env<'_, NodeId>) -> R,
     ) -> R {
         let view = self.headers.clone();
-        with_env(view.as_deref(), &self.role, &self.placer, |env| {
-            f(&mut self.serve.serve, env)
-        })
+        let archives = self.archives_to_ask();
+        with_env(
+            view.as_deref(),
+            &self.role,
+            &self.placer,
+            &archives,
+            |env| f(&mut self.serve.serve, env),
+        )
+    }
+
+    /// The connected archives, by id, if this node's queries ask them (none otherwise: the
+    /// list is not built for nothing).
+    fn archives_to_ask(&self) -> Vec<NodeId> {
+        if !self.config.serve.query.ask_archives {
+            return Vec::new();
+        }
+        let mut archives: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected && p.record.as_ref().is_some_and(|r| r.archive))
+            .map(|(id, _)| *id)
+            .collect();
+        archives.sort(); // the peer table's order is not deterministic
+        archives
     }
 
     /// [`Input::TxQuery`]: a query from the front end.
@@ -147,6 +168,7 @@ impl Node {
                 query_id,
                 txid,
                 result: crate::serve::query::QueryResult::Unavailable,
+                answered_by: None,
             }),
         }
         self.pump_serve();
@@ -435,7 +457,7 @@ impl Node {
         }
         // The new view decides holders and heights of what joined.
         let new_view = new.clone();
-        with_env(Some(&*new_view), &self.role, &self.placer, |env| {
+        with_env(Some(&*new_view), &self.role, &self.placer, &[], |env| {
             self.serve.serve.handle_chain_change(&change, env)
         });
         self.pump_serve();
@@ -556,12 +578,14 @@ impl Node {
                 query,
                 txid,
                 result,
+                answered_by,
             } => {
                 if let Some(query_id) = self.serve.queries.remove(&query) {
                     self.event(Event::TxQueryDone {
                         query_id,
                         txid,
                         result,
+                        answered_by,
                     });
                 }
             }
@@ -649,11 +673,13 @@ fn to_wire(message: ServeMessage) -> Message {
 }
 
 /// Runs `f` with the serving layer's view of this node: the header chain `view`, the
-/// cluster's members (none for an ordinary node), and who holds a block by placement.
+/// cluster's members (none for an ordinary node), the archives its queries may ask, and who
+/// holds a block by placement.
 fn with_env<R>(
     view: Option<&dyn HeaderView>,
     role: &Role,
     placer: &crate::placement::Placer,
+    archives: &[NodeId],
     f: impl FnOnce(&Env<'_, NodeId>) -> R,
 ) -> R {
     let chain = ViewChain(view);
@@ -671,6 +697,7 @@ fn with_env<R>(
     f(&Env {
         chain: &chain,
         members: &members,
+        archives,
         holders: &holders,
     })
 }
@@ -922,6 +949,108 @@ mod tests {
         match query_results(&out)[..] {
             [(7, QueryResult::Confirmed { height, .. })] => Some(height),
             _ => None,
+        }
+    }
+
+    /// The messages in `outputs` addressed to `to`.
+    fn sent_to(outputs: &[Output], to: NodeId) -> Vec<crate::wire::Message> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { to: t, message } if *t == to => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A node with `ask_archives` (a browser page outside any cluster) asks the connected
+    /// archive for what it does not hold; the archive's proof is checked against the node's
+    /// own headers and the result names who answered. A node without the setting does not ask.
+    #[test]
+    fn an_ordinary_node_asks_its_archive_when_configured() {
+        let (mut archive, _, list, parsed, mut archive_disk) = running_archive();
+        let archive_id = NodeId::from_seed(1);
+        for ask_archives in [true, false] {
+            let mut config = fast_config();
+            config.serve.query.ask_archives = ask_archives;
+            let light_id = NodeId::from_seed(2);
+            let mut light = Node::new(config, light_id, 2).unwrap();
+            let mut disk = Disk::default();
+            feed(&mut light, &mut disk, 0, Input::Start);
+            feed(&mut light, &mut disk, 0, Input::Headers(list.clone()));
+            feed(
+                &mut light,
+                &mut disk,
+                0,
+                Input::PeerConnected { peer: archive_id },
+            );
+            let hello = crate::wire::Message::Hello {
+                record: crate::wire::NodeRecord {
+                    blocks_served: 0,
+                    capacity_bytes: 0,
+                    segment: 0,
+                    archive: true,
+                },
+                cluster: None,
+                open_slots: 0,
+            };
+            let from = archive_id;
+            feed(
+                &mut light,
+                &mut disk,
+                1,
+                Input::Message {
+                    from,
+                    message: hello,
+                },
+            );
+            let txid = parsed[6].txdata[0].txid();
+            let query = Input::TxQuery {
+                query_id: 5,
+                txid,
+                block_hint: None,
+            };
+            let out = feed(&mut light, &mut disk, 2, query);
+            let asked = sent_to(&out, archive_id);
+            if !ask_archives {
+                assert!(asked.is_empty(), "{out:?}");
+                assert_eq!(query_results(&out), [(5, QueryResult::Unavailable)]);
+                continue;
+            }
+            assert_eq!(asked.len(), 1, "{out:?}");
+            let message = asked[0].clone();
+            let from = light_id;
+            let answered = feed(
+                &mut archive,
+                &mut archive_disk,
+                3,
+                Input::Message { from, message },
+            );
+            let answer = sent_to(&answered, light_id);
+            assert_eq!(answer.len(), 1, "{answered:?}");
+            let message = answer[0].clone();
+            let out = feed(
+                &mut light,
+                &mut disk,
+                4,
+                Input::Message {
+                    from: archive_id,
+                    message,
+                },
+            );
+            let done: Vec<_> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Event(Event::TxQueryDone {
+                        query_id,
+                        result: QueryResult::Confirmed { height, .. },
+                        answered_by,
+                        ..
+                    }) => Some((*query_id, *height, *answered_by)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(done, [(5, 6, Some(archive_id))], "{out:?}");
         }
     }
 

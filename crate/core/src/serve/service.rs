@@ -60,6 +60,9 @@ pub struct Env<'a, P> {
     pub chain: &'a dyn BestChain,
     /// The cluster's members, this node included (empty for an ordinary node).
     pub members: &'a [P],
+    /// Connected archives (asked last by this node's own queries when
+    /// [`QueryConfig::ask_archives`] is set; may be empty otherwise).
+    pub archives: &'a [P],
     /// Placement: the members that must hold a block (hash, height).
     pub holders: &'a dyn Fn(&BlockHash, u32) -> Vec<P>,
 }
@@ -162,6 +165,9 @@ pub enum ServeEvent<P> {
         txid: Txid,
         /// The result.
         result: QueryResult,
+        /// The node whose proof confirmed it (`None`: this node's own blocks, or no
+        /// confirmation).
+        answered_by: Option<P>,
     },
     /// A block is stored here (and indexed).
     BlockStored {
@@ -699,12 +705,14 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                     query,
                     txid,
                     result,
+                    answered_by,
                 } => {
                     self.stats.queries_done += 1;
                     self.event(ServeEvent::QueryDone {
                         query,
                         txid,
                         result,
+                        answered_by,
                     });
                 }
                 QueryOutput::Misbehaved { peer, score } => {
@@ -840,6 +848,7 @@ fn query_cx<'a, P: Copy>(
         index,
         me,
         members: env.members,
+        archives: env.archives,
         holders,
     }
 }
