@@ -613,13 +613,16 @@ fn members_that_join_during_a_query_are_asked_too() {
 
 const ARCHIVE: u8 = 9;
 
+/// A finished local query: its result and who answered.
+type Finished = Option<(QueryResult, Option<u8>)>;
+
 /// Answers every ask in `wave` with `answer`; returns the next wave and the result, if any.
 fn answer_all(
     queries: &mut Queries<u8>,
     wave: &[(u8, u64)],
     answer: &TxAnswer,
     cx: &Context<'_, u8>,
-) -> (Vec<(u8, u64)>, Option<(QueryResult, Option<u8>)>) {
+) -> (Vec<(u8, u64)>, Finished) {
     for (to, request_id) in wave {
         queries.handle_answer(1, *to, *request_id, answer.clone(), cx);
     }
