@@ -3,8 +3,10 @@
 //!
 //! - Front-end queries ([`Input::TxQuery`]) and queries from peers (`Message::TxQuery`) run in
 //!   the serving layer: answered from this member's blocks through its transaction index, else
-//!   forwarded to the block's holders or to all members; the first answer whose Merkle proof
-//!   checks against this node's header view wins ([`Event::TxQueryDone`]).
+//!   forwarded to the block's holders or to all members, and, for front-end queries with
+//!   `serve.query.ask_archives`, last to the connected peers whose `Hello` says archive; the
+//!   first answer whose Merkle proof checks against this node's header view wins
+//!   ([`Event::TxQueryDone`], which names the answering node).
 //! - Jobs on any block ([`Input::RunJob`], [`Node::with_block`]): from the shard or fetched
 //!   from a holder into the bounded, verified cache (S17).
 //! - The transaction index follows the shard: every `StorageCommand::Put` the node issues is
