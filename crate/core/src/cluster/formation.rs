@@ -89,11 +89,16 @@ const RECEIVED_MAX: usize = 32;
 
 impl Node {
     pub(crate) fn on_formation_timer(&mut self) {
-        let next = self.now_ms + self.rng.jitter(self.config.formation_interval_ms);
-        self.set_timer(TimerId::Formation, next);
+        if matches!(self.role, Role::Member(_)) {
+            self.arm_member_formation();
+        }
         match &self.role {
             Role::Ordinary(o) => {
-                if o.round.is_none() && o.committed.is_none() && o.collect_until_ms.is_none() {
+                let idle =
+                    o.round.is_none() && o.committed.is_none() && o.collect_until_ms.is_none();
+                let next = self.now_ms + self.rng.jitter(self.config.formation_interval_ms);
+                self.set_timer(TimerId::Formation, next);
+                if idle {
                     self.start_formation_round();
                 }
             }
@@ -118,6 +123,28 @@ impl Node {
                     self.start_replacement_round(outsiders);
                 }
             }
+        }
+    }
+
+    /// Whether this member has formation work on its tick: recruiting (the coordinator of a
+    /// cluster below its target size, S12) or watching an undersized cluster for dissolution.
+    /// A settled member has none, and keeps no formation tick: at 10,000 nodes that tick was a
+    /// quarter of every event the simulator processed.
+    fn member_has_formation_work(&self) -> bool {
+        let Role::Member(m) = &self.role else {
+            return false;
+        };
+        let len = m.view.members.len();
+        (m.number == 0 && len < self.config.cluster_size_target)
+            || (len < self.config.replicas && self.config.undersized_leave_after_ms.is_some())
+    }
+
+    /// Arms the next formation tick of a member that has formation work (see
+    /// [`Self::member_has_formation_work`]); a pending earlier deadline stands.
+    pub(crate) fn arm_member_formation(&mut self) {
+        if self.member_has_formation_work() {
+            let at = self.now_ms + self.rng.jitter(self.config.formation_interval_ms);
+            self.set_timer_no_later(TimerId::Formation, at);
         }
     }
 
@@ -682,6 +709,7 @@ impl Node {
             self.now_ms + self.config.heartbeat_interval_ms,
         );
         self.set_timer(TimerId::ClusterExpiry, expires_at_ms);
+        self.arm_member_formation();
         self.rescan_shard();
     }
 
@@ -766,8 +794,8 @@ impl Node {
         self.role = Role::Member(Box::new(next));
         self.stats.views_adopted += 1;
         self.event(event);
-        // Peers learn the cluster's new room (for join requests, S13).
-        self.announce();
+        // Ordinary peers learn the cluster's new room (for join requests, S13).
+        self.announce_room();
         if shortened {
             self.set_timer_no_later(TimerId::ClusterExpiry, expires_at_ms);
         }
@@ -776,6 +804,7 @@ impl Node {
             let at = self.now_ms + self.config.invite_timeout_ms;
             self.set_timer_no_later(TimerId::Formation, at);
         }
+        self.arm_member_formation();
         self.rescan_shard();
     }
 

@@ -429,11 +429,22 @@ impl Node {
 
     /// Tells every connected peer whether we are in a cluster now (after joining or leaving).
     pub(crate) fn announce(&mut self) {
+        self.announce_to(|_| true);
+    }
+
+    /// Tells connected ordinary peers how much room our cluster has now (after a view change
+    /// of the same cluster). Only they act on it (S13: which cluster to ask to join); members
+    /// of clusters only need to know *whether* we are in one, which did not change.
+    pub(crate) fn announce_room(&mut self) {
+        self.announce_to(|p| p.cluster.is_none());
+    }
+
+    fn announce_to(&mut self, wants: impl Fn(&Peer) -> bool) {
         let hello = self.hello();
         let mut connected: Vec<NodeId> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.connected)
+            .filter(|(_, p)| p.connected && wants(p))
             .map(|(id, _)| *id)
             .collect();
         connected.sort();
@@ -508,8 +519,10 @@ impl Node {
             }
             Message::Ping { nonce, stamp } => {
                 self.heard_from(from, stamp);
-                let mine = self.stamp();
-                self.send(from, Message::Pong { nonce, stamp: mine });
+                if !self.pings_back(from, stamp) {
+                    let mine = self.stamp();
+                    self.send(from, Message::Pong { nonce, stamp: mine });
+                }
                 self.compare_stamp(from, stamp);
             }
             Message::Pong { nonce, stamp } => {

@@ -185,7 +185,14 @@ impl SimEvent {
     fn kind(&self) -> &'static str {
         match self {
             SimEvent::Deliver { .. } => "deliver",
-            SimEvent::Timer { .. } => "timer",
+            SimEvent::Timer { id, .. } => match id {
+                TimerId::Formation => "timer_formation",
+                TimerId::Invitation => "timer_invitation",
+                TimerId::Heartbeat => "timer_heartbeat",
+                TimerId::ClusterExpiry => "timer_cluster_expiry",
+                TimerId::Repair => "timer_repair",
+                TimerId::Serve => "timer_serve",
+            },
             SimEvent::Storage { .. } => "storage",
             SimEvent::Link { up: true, .. } => "link_up",
             SimEvent::Link { up: false, .. } => "link_down",
