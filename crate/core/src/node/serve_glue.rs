@@ -29,6 +29,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use super::chain_seam::Checked;
 use super::io::{Event, Output, StorageCommand, StorageResult, TimerId};
 use super::{HeaderView, Node, NodeId, Role};
 use crate::chain::{Block, BlockHash, Header, Txid};
@@ -77,6 +78,9 @@ pub(crate) struct ServeGlue {
     listed: Option<Vec<BlockHash>>,
     /// The serving layer may hold index writes not yet turned into storage commands.
     index_dirty: bool,
+    /// The block the node checked last, with its txids: the put that follows the check is
+    /// indexed from them instead of decoding and hashing the block again.
+    pub(crate) checked: Option<Checked>,
 }
 
 impl ServeGlue {
@@ -95,6 +99,7 @@ impl ServeGlue {
             since_start: None,
             listed: None,
             index_dirty: false,
+            checked: None,
         }
     }
 }
@@ -271,8 +276,27 @@ impl Node {
             } => {
                 // Indexed when issued (so a query can find it at once), unindexed if the write
                 // fails. The node only puts blocks it has checked against the header chain.
-                if let Ok(block) = Block::decode(bytes) {
-                    self.serve.serve.block_stored(&block, *height);
+                let checked = self
+                    .serve
+                    .checked
+                    .take()
+                    .filter(|c| c.block_hash == *block_hash);
+                let indexed = match checked {
+                    Some(c) => {
+                        self.serve
+                            .serve
+                            .block_stored_txids(*block_hash, *height, &c.txids);
+                        true
+                    }
+                    None => match Block::decode(bytes) {
+                        Ok(block) => {
+                            self.serve.serve.block_stored(&block, *height);
+                            true
+                        }
+                        Err(_) => false,
+                    },
+                };
+                if indexed {
                     self.serve.puts.insert(*request_id, *block_hash);
                     self.serve.index_dirty = true;
                     if let Some(since) = &mut self.serve.since_start {

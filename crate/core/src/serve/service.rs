@@ -604,6 +604,13 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
         self.index_block(block, height);
     }
 
+    /// [`Serve::block_stored`] for a block whose transaction ids are already known (it was
+    /// just checked), so that they are not hashed again.
+    pub fn block_stored_txids(&mut self, block_hash: BlockHash, height: u32, txids: &[Txid]) {
+        let ops = self.index.add_txids(block_hash, txids);
+        self.indexed(block_hash, height, ops);
+    }
+
     /// The node deleted a block by itself: unindex it and forget any cached copy.
     pub fn block_removed(&mut self, block_hash: &BlockHash) {
         let ops = self.index.remove_block(block_hash);
@@ -656,12 +663,13 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
 
     fn index_block(&mut self, block: &Block, height: u32) {
         let ops = self.index.add_block(block);
+        self.indexed(block.block_hash(), height, ops);
+    }
+
+    fn indexed(&mut self, block_hash: BlockHash, height: u32, ops: Vec<KvOp>) {
         if !ops.is_empty() {
             self.storage(StorageIntent::WriteIndex { ops });
-            self.event(ServeEvent::BlockStored {
-                block_hash: block.block_hash(),
-                height,
-            });
+            self.event(ServeEvent::BlockStored { block_hash, height });
         }
     }
 
