@@ -252,10 +252,10 @@ fn a_settled_cluster_sends_no_pongs_and_keeps_no_formation_tick() {
     }
 }
 
-/// After a view change of the same cluster, only ordinary peers hear the cluster's new room
+/// After a view change of the same cluster, only peers outside it hear the cluster's new room
 /// (S13); fellow members already know it from the view.
 #[test]
-fn a_view_change_announces_room_to_ordinary_peers_only() {
+fn a_view_change_announces_room_to_peers_outside_the_cluster_only() {
     let (mut net, members) = formed(6, fast_config(), 14, 5);
     net.run_until(15_000);
     let hellos = |net: &Net| net.by_kind.get("hello").copied().unwrap_or(0);

@@ -432,11 +432,13 @@ impl Node {
         self.announce_to(|_| true);
     }
 
-    /// Tells connected ordinary peers how much room our cluster has now (after a view change
-    /// of the same cluster). Only they act on it (S13: which cluster to ask to join); members
-    /// of clusters only need to know *whether* we are in one, which did not change.
+    /// Tells connected peers outside our cluster how much room it has now (after a view
+    /// change of the same cluster): ordinary peers choose by it which cluster to ask to join
+    /// (S13), and members of other clusters judge by it whether a cluster with P members is in
+    /// reach before an undersized cluster dissolves. Our own members know the view itself.
     pub(crate) fn announce_room(&mut self) {
-        self.announce_to(|p| p.cluster.is_none());
+        let ours = self.stamp().map(|s| s.cluster);
+        self.announce_to(|p| p.cluster != ours);
     }
 
     fn announce_to(&mut self, wants: impl Fn(&Peer) -> bool) {
