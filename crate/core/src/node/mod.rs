@@ -427,6 +427,19 @@ impl Node {
         }
     }
 
+    /// The connected peers whose hello says archive, in id order (the peer table's own order
+    /// is not deterministic).
+    pub(crate) fn connected_archives(&self) -> Vec<NodeId> {
+        let mut archives: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected && p.record.as_ref().is_some_and(|r| r.archive))
+            .map(|(id, _)| *id)
+            .collect();
+        archives.sort();
+        archives
+    }
+
     /// Tells every connected peer whether we are in a cluster now (after joining or leaving).
     pub(crate) fn announce(&mut self) {
         self.announce_to(|_| true);

@@ -153,14 +153,7 @@ impl Node {
         if !self.config.serve.query.ask_archives {
             return Vec::new();
         }
-        let mut archives: Vec<NodeId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.connected && p.record.as_ref().is_some_and(|r| r.archive))
-            .map(|(id, _)| *id)
-            .collect();
-        archives.sort(); // the peer table's order is not deterministic
-        archives
+        self.connected_archives()
     }
 
     /// [`Input::TxQuery`]: a query from the front end.

@@ -298,13 +298,7 @@ impl Node {
 
     /// Where to fetch `height` from, best first (see the module docs).
     fn sources(&mut self, height: u32, hash: &BlockHash) -> Vec<NodeId> {
-        let mut archives: Vec<NodeId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.connected && p.record.as_ref().is_some_and(|r| r.archive))
-            .map(|(id, _)| *id)
-            .collect();
-        archives.sort();
+        let archives = self.connected_archives();
         let Role::Member(m) = &self.role else {
             return archives;
         };

@@ -638,6 +638,14 @@ fn answer_all(
     (asks(&out), finished)
 }
 
+/// Queries of a node configured to ask archives last (a page's node, S16).
+fn asking_archives() -> Queries<u8> {
+    Queries::new(QueryConfig {
+        ask_archives: true,
+        ..QueryConfig::default()
+    })
+}
+
 #[test]
 fn own_queries_ask_the_archives_last_when_configured() {
     let world = World::new();
@@ -648,11 +656,7 @@ fn own_queries_ask_the_archives_last_when_configured() {
         archives: &[ARCHIVE],
         ..world.cx()
     };
-    let config = QueryConfig {
-        ask_archives: true,
-        ..QueryConfig::default()
-    };
-    let mut queries = Queries::new(config);
+    let mut queries = asking_archives();
     queries
         .start(0, Origin::Local, Scope::Cluster, txid, None, &cx)
         .unwrap();
@@ -681,17 +685,16 @@ fn own_queries_ask_the_archives_last_when_configured() {
     assert_eq!(answered_by, Some(ARCHIVE));
 
     // A query on a peer's behalf never goes to the archives, nor one without the setting.
-    for (config, origin) in [
+    for (mut queries, origin) in [
         (
-            config,
+            asking_archives(),
             Origin::Peer {
                 peer: 7,
                 request_id: 1,
             },
         ),
-        (QueryConfig::default(), Origin::Local),
+        (Queries::new(QueryConfig::default()), Origin::Local),
     ] {
-        let mut queries = Queries::new(config);
         queries
             .start(0, origin, Scope::Cluster, txid, None, &cx)
             .unwrap();
@@ -715,11 +718,7 @@ fn an_ordinary_node_asks_its_archive_and_tells_not_found_from_not_synced() {
         archives: &[ARCHIVE],
         ..world.cx()
     };
-    let config = QueryConfig {
-        ask_archives: true,
-        ..QueryConfig::default()
-    };
-    let mut queries = Queries::new(config);
+    let mut queries = asking_archives();
     let unknown = Txid([0xab; 32]);
     queries
         .start(0, Origin::Local, Scope::Cluster, unknown, None, &cx)
