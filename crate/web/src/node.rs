@@ -1168,3 +1168,70 @@ fn relay_detail(peer: PeerId, connected: bool, transport: Option<Transport>) -> 
 pub fn set(object: &js_sys::Object, key: &str, value: JsValue) {
     let _ = js_sys::Reflect::set(object, &JsValue::from_str(key), &value);
 }
+
+#[cfg(test)]
+mod tests {
+    use shoal_core::chain::Header;
+    use wasm_bindgen_test::*;
+
+    use super::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    /// `n` distinct headers from `first` on (the store does not check linkage).
+    fn numbered(first: u32, n: u32) -> Vec<Header> {
+        (first..first + n)
+            .map(|i| Header {
+                nonce: i,
+                ..Header::default()
+            })
+            .collect()
+    }
+
+    #[wasm_bindgen_test]
+    fn header_writes_that_follow_on_are_merged_and_others_kept_apart() {
+        let put = |first_height, headers| Write::PutHeaders {
+            first_height,
+            headers,
+        };
+        let mut writes = Vec::new();
+        append_write(&mut writes, put(1, numbered(1, 2_000)));
+        append_write(&mut writes, put(2_001, numbered(2_001, 2_000)));
+        // A reorganisation's batch replaces the tail from 3,500 on.
+        append_write(&mut writes, put(3_500, numbered(90_000, 10)));
+        append_write(&mut writes, Write::TruncateHeaders { from_height: 3_000 });
+        append_write(&mut writes, put(3_000, numbered(3_000, 5)));
+        // A gap is not merged.
+        append_write(&mut writes, put(3_100, numbered(3_100, 5)));
+        let mut expected = numbered(1, 3_499);
+        expected.extend(numbered(90_000, 10));
+        assert!(matches!(
+            &writes[..],
+            [
+                Write::PutHeaders { first_height: 1, headers },
+                Write::TruncateHeaders { from_height: 3_000 },
+                Write::PutHeaders { first_height: 3_000, headers: h3000 },
+                Write::PutHeaders { first_height: 3_100, .. },
+            ] if *headers == expected && *h3000 == numbered(3_000, 5)
+        ));
+    }
+
+    #[wasm_bindgen_test]
+    async fn the_header_writer_lands_every_queued_batch_in_order_before_a_flush_returns() {
+        let name = "shoal-test-header-writer";
+        Store::delete_database(name).await.unwrap();
+        let store = Rc::new(Store::open(name).await.unwrap());
+        let writer = HeaderWriter::start(store.clone());
+        for first in (1..10_000).step_by(2_000) {
+            writer.queue(Write::PutHeaders {
+                first_height: first,
+                headers: numbered(first, 2_000),
+            });
+        }
+        writer.queue(Write::TruncateHeaders { from_height: 9_001 });
+        writer.flush().await;
+        assert_eq!(store.headers(1, 20_000).await.unwrap(), numbered(1, 9_000));
+        store.close();
+        Store::delete_database(name).await.unwrap();
+    }
+}
