@@ -1,10 +1,12 @@
 // Three pages form a cluster through the relay (issue #5, "drive the core's Node"): each page's
 // core node finds the others in the relay's directory, reaches them over circuits, forms one
 // cluster, fills its shard from the relay's archive node into IndexedDB, and notices when a
-// member goes away.
+// member goes away. Their transaction queries run in their core nodes: a page answers for a
+// block it holds from its own IndexedDB, for another through the cluster (or the relay).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, openPages, startRelay, teardown, tempDir } from "./harness.mjs";
+import { join } from "node:path";
+import { launchBrowser, openPages, relayCli, startRelay, teardown, tempDir } from "./harness.mjs";
 
 const BLOCKS = 40;
 const PAGES = 3;
@@ -13,9 +15,14 @@ let relay;
 let browser;
 const pages = [];
 const log = [];
+let chainFile;
+let blocks; // inspect report: blocks[i] is height i
 
 before(async () => {
-  relay = await startRelay({ dataDir: tempDir("cluster"), initialBlocks: BLOCKS, log: (l) => log.push(l) });
+  chainFile = join(tempDir("cluster-chain"), "chain.dat");
+  relayCli(["chain", "generate", "--blocks", String(BLOCKS), "--seed", "11", "--txs-per-block", "4", "--out", chainFile]);
+  blocks = relayCli(["block", "inspect", chainFile, "--txids"]).blocks;
+  relay = await startRelay({ dataDir: tempDir("cluster"), importFile: chainFile, log: (l) => log.push(l) });
   browser = await launchBrowser();
   pages.push(...(await openPages(browser, PAGES, log)));
 });
@@ -91,6 +98,43 @@ test("three pages form one cluster and fill their shards from the archive", asyn
   }
   assert.equal(heights.size, chainBlocks, "together the members hold the whole chain");
   for (const [height, copies] of heights) assert.equal(copies, REPLICAS, `copies of height ${height}`);
+});
+
+test("a page answers for a block it holds by itself, for another through other nodes", async (t) => {
+  const page = pages[0];
+  const held = new Set(await page.evaluate(
+    () => window.events.filter((e) => e.type === "block-stored").map((e) => e.detail.blockHash),
+  ));
+  const verify = (txid) => page.evaluate(async (t) => {
+    try {
+      return { ok: true, value: await window.node.verifyTransaction(t) };
+    } catch (err) {
+      return { ok: false, code: err.code, message: String(err.message ?? err) };
+    }
+  }, txid);
+  const heights = [...blocks.keys()].filter((h) => h > 0);
+  for (const [height, source] of [
+    [heights.find((h) => held.has(blocks[h].hash)), "local"],
+    [heights.find((h) => !held.has(blocks[h].hash)), "another node"],
+  ]) {
+    assert.ok(height !== undefined, `a block for the ${source} case (page holds ${held.size})`);
+    const { txids } = blocks[height];
+    const txid = txids[txids.length - 1];
+    const expected = relayCli(["block", "prove", chainFile, txid]);
+    const got = await verify(txid);
+    assert.ok(got.ok, `${txid}: ${got.code} ${got.message}`);
+    assert.equal(got.value.blockHash, expected.block_hash);
+    assert.equal(got.value.height, height);
+    assert.equal(got.value.pos, expected.pos);
+    assert.deepEqual(got.value.merkle, expected.merkle);
+    assert.equal(got.value.confirmations, BLOCKS - height + 1);
+    if (source === "local") {
+      assert.equal(got.value.source, "local", "a held block is answered from IndexedDB");
+    } else {
+      assert.ok(["member", "relay"].includes(got.value.source), got.value.source);
+    }
+    t.diagnostic(`height ${height} (${source}): answered by ${got.value.source}`);
+  }
 });
 
 test("a page that goes away is declared lost and dropped from the view", async () => {

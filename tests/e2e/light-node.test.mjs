@@ -119,6 +119,8 @@ test("50 random transactions verify with proofs identical to `shoal-relay block 
     assert.equal(got.value.pos, expected.pos);
     assert.deepEqual(got.value.merkle, expected.merkle);
     assert.equal(got.value.confirmations, BLOCKS - height + 1);
+    // The page holds no block: its core node's query went to the relay's archive node.
+    assert.equal(got.value.source, "relay");
   }
   t.diagnostic(`verifyTransaction via the relay: ${(pageMillis / picks.length).toFixed(1)} ms per query (mean of ${picks.length}, including the test's page round trip)`);
 });

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::node::chain_seam::{synthetic_chain, BlockHash, HeaderList, HeaderPrefix};
 use crate::node::{
     Candidate, Config, Event, Input, KvOp, Node, NodeId, Output, StorageCommand, StorageResult,
+    TimerId,
 };
 use crate::wire::{encode, Message};
 
@@ -37,6 +38,8 @@ pub(crate) struct Net {
     pub(crate) messages: u64,
     /// Messages delivered, by kind.
     pub(crate) by_kind: BTreeMap<&'static str, u64>,
+    /// Timers each node set, by id.
+    pub(crate) timers_set: Vec<BTreeMap<TimerId, u64>>,
 }
 
 impl Net {
@@ -63,6 +66,7 @@ impl Net {
             count_bytes: true,
             messages: 0,
             by_kind: BTreeMap::new(),
+            timers_set: Vec::new(),
         };
         for config in configs {
             net.add(config, seed);
@@ -81,6 +85,7 @@ impl Net {
         self.stores.push(HashMap::new());
         self.kv.push(BTreeMap::new());
         self.events.push(Vec::new());
+        self.timers_set.push(BTreeMap::new());
         self.down.push(false);
         self.group.push(0);
         let headers = Arc::new(HeaderPrefix::new(self.chain.clone(), u32::MAX));
@@ -203,6 +208,7 @@ impl Net {
                 self.schedule(self.latency_ms, to, Input::PeerConnected { peer: a });
             }
             Output::SetTimer { id, at_ms } => {
+                *self.timers_set[from].entry(id).or_default() += 1;
                 let delay = at_ms.saturating_sub(self.now_ms);
                 self.schedule(delay, from, Input::TimerFired(id));
             }

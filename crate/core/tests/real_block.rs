@@ -45,6 +45,13 @@ fn merkle_root_witness_commitment_and_height() {
         Ok(WitnessCommitment::Valid)
     );
     assert_eq!(block.check(), Ok(WitnessCommitment::Valid));
+    // The one-pass check (txids hashed once, reused for the witness tree's non-witness
+    // transactions) agrees, and hands back the block's txids.
+    assert!(block.txdata.iter().skip(1).any(|tx| !tx.has_witness()));
+    assert_eq!(
+        block.check_with_txids(),
+        Ok((WitnessCommitment::Valid, block.txids()))
+    );
     assert_eq!(block.bip34_height(), Some(HEIGHT));
     let theirs: bitcoin::Block = deserialize(bitcoin_test_data::blocks::mainnet_702861()).unwrap();
     assert_eq!(

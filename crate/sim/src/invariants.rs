@@ -4,8 +4,8 @@
 //! |---|---|---|
 //! | [`Invariant::NoUnverifiedStore`] | every block a node asks its storage to keep is byte-for-byte the true chain's block of that hash | on every storage command |
 //! | [`Invariant::LiveHolder`] | every block a cluster has stored keeps a live holder in it, unless P or more of its holders failed within one repair window (S18) | whenever a holder leaves, fails or drops a block |
-//! | [`Invariant::RepairedToP`] | once churn and faults stop, every block returns to at least P live holders in every cluster within the repair bound (S11) | at the repair deadline |
-//! | [`Invariant::ExactlyP`] | … and to no more than P: no spare copies left behind | at the repair deadline |
+//! | [`Invariant::RepairedToP`] | once churn and faults stop, every block returns to at least P live holders in every cluster within the repair bound (S11) | at the repair deadline (churn stop + bound); for a cluster formed after churn stopped (cluster ids lapse every `cluster_ttl`), at formation + bound |
+//! | [`Invariant::ExactlyP`] | … and to no more than P: no spare copies left behind | as for `RepairedToP` |
 //! | [`Invariant::OneClusterPerNode`] | no live node is counted as a member by two clusters for longer than the membership grace period (S3) | every check interval |
 //! | [`Invariant::MessageRateBounded`] | no node sends more than the configured number of messages per second, averaged over a window | on every message sent |
 //! | [`Invariant::QueryAnswered`] | a query attempt for a confirmed transaction whose block had a live honest holder in the cluster ends with a verified proof, unless excused (see `world::serving`) (S16) | when each attempt ends |

@@ -79,8 +79,11 @@ export interface VerifiedTransaction {
   pos: number;
   /** The Merkle branch from the transaction up to the root (as Electrum's `merkle`). */
   merkle: string[];
-  /** Whether a relay or member answered (`"relay"`) or the node's own blocks did (`"local"`). */
-  source: "local" | "relay";
+  /**
+   * Who supplied the proof the node checked: its own blocks (`"local"`), another member of its
+   * cluster (`"member"`) or a relay's archive node (`"relay"`).
+   */
+  source: "local" | "member" | "relay";
 }
 
 /** A snapshot of the node, from {@link LightNode.status}. */
@@ -149,9 +152,12 @@ export declare class LightNode extends EventTarget {
 
   /**
    * Proves that transaction `txid` (64 hex digits, display order) is in the best chain. The
-   * node answers from its own blocks or asks a relay (S16); either way the Merkle proof is
-   * checked against the node's own verified headers before it resolves.
-   * Rejects with `BAD_INPUT`, `NOT_FOUND`, `NOT_SYNCED`, `UNAVAILABLE` or `INVALID_PROOF`.
+   * node answers from its own blocks, else asks its cluster's members, then the relays (S16);
+   * every Merkle proof is checked against the node's own verified headers before it resolves.
+   * Rejects with `BAD_INPUT`, `NOT_FOUND` (every node asked said no), `NOT_SYNCED` (the
+   * answer's block is above the node's header tip, e.g. before the first sync),
+   * `UNAVAILABLE` (no verifiable answer in time) or `INVALID_PROOF` (the only answers came
+   * with proofs that failed the check).
    */
   verifyTransaction(txid: string, options?: VerifyOptions): Promise<VerifiedTransaction>;
 

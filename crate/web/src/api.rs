@@ -254,10 +254,6 @@ fn verified_to_js(v: &Verified) -> JsValue {
         merkle.push(&JsValue::from_str(&hash.to_string()));
     }
     set(&o, "merkle", merkle.into());
-    set(
-        &o,
-        "source",
-        JsValue::from_str(if v.local { "local" } else { "relay" }),
-    );
+    set(&o, "source", JsValue::from_str(v.source.as_str()));
     o.into()
 }

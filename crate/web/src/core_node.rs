@@ -14,15 +14,20 @@
 //!   handed to the node as a message from the responder;
 //! - peers: connections up and down become `PeerConnected` / `PeerDisconnected`; the relays
 //!   from the options are the directory's candidates;
+//! - transaction queries: `verifyTransaction` becomes `Input::TxQuery`, and its
+//!   `Event::TxQueryDone` the promise's result ([`crate::verify::from_result`]); the node asks
+//!   the relays' archive nodes when its own blocks and its cluster cannot answer
+//!   (`QueryConfig::ask_archives`);
 //! - events: `JoinedCluster` / `ViewChanged` / `LeftCluster` → `cluster`, `MemberOffline` →
 //!   `member-lost`, `BlockStored` → `block-stored`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use futures::channel::oneshot;
 use libp2p::request_response::OutboundRequestId;
 use libp2p::PeerId;
-use shoal_core::chain::BlockHash;
+use shoal_core::chain::{BlockHash, Txid};
 use shoal_core::node::{
     Candidate, Config, ConfigError, Event, Input, Node, NodeId, Output, StorageCommand,
     StorageResult, Timers,
@@ -31,15 +36,23 @@ use shoal_core::wire::Message;
 use shoal_net::node_link::{self, PeerBook, Reply};
 use wasm_bindgen::JsValue;
 
-use crate::node::{set, Driver};
+use crate::error::{ApiError, ErrorCode};
+use crate::node::{set, Driver, MAX_PENDING_REQUESTS};
 use crate::options::Options;
+use crate::verify::{Source, Verified};
+
+/// Where a `verifyTransaction` promise waits for its query's result.
+pub type QueryReply = oneshot::Sender<Result<Verified, ApiError>>;
 
 /// The node's configuration from the page's options: cluster size and replicas as asked, the
-/// page's address through its first relay's circuits (what invitations carry), every other
-/// setting the core's default (scaled down where the core requires it).
+/// page's address through its first relay's circuits (what invitations carry), its own queries
+/// asking the relays' archive nodes last, every other setting the core's default (scaled down
+/// where the core requires it).
 pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
     let cluster_size = options.cluster_size as usize;
     let defaults = Config::default();
+    let mut serve = defaults.serve;
+    serve.query.ask_archives = true;
     let form_with_accepts = defaults
         .form_with_accepts
         .min(cluster_size.saturating_sub(1));
@@ -57,6 +70,7 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
                     .to_string()
             })
             .unwrap_or_default(),
+        serve,
         ..defaults
     };
     config.validate()?;
@@ -78,6 +92,10 @@ pub struct CoreNode {
     hellos: HashMap<PeerId, bool>,
     /// Whether the node has been given the header chain yet.
     has_headers: bool,
+    /// `verifyTransaction` calls waiting for their `TxQueryDone`: query id → (block hint,
+    /// reply).
+    queries: HashMap<u64, (Option<BlockHash>, QueryReply)>,
+    next_query_id: u64,
 }
 
 impl CoreNode {
@@ -96,6 +114,8 @@ impl CoreNode {
             sizes: HashMap::new(),
             hellos: HashMap::new(),
             has_headers: false,
+            queries: HashMap::new(),
+            next_query_id: 1,
         })
     }
 
@@ -117,6 +137,11 @@ impl CoreNode {
     /// Peers whose node greeted us: (peer id, archive).
     pub fn greeted(&self) -> impl Iterator<Item = (&PeerId, &bool)> {
         self.hellos.iter()
+    }
+
+    /// Every reply still waiting for a query's result (the node is stopping).
+    pub fn take_queries(&mut self) -> Vec<QueryReply> {
+        self.queries.drain().map(|(_, (_, reply))| reply).collect()
     }
 
     /// The peer id of node `id` if it was met, else the node id in hex.
@@ -167,6 +192,44 @@ impl Driver {
             .inputs
             .push_back(Input::PeerDisconnected { peer: id });
         self.pump_node().await;
+    }
+
+    /// `verifyTransaction`: a query for the node; `reply` gets its result.
+    pub(crate) async fn node_query(
+        &mut self,
+        txid: Txid,
+        block_hint: Option<BlockHash>,
+        reply: QueryReply,
+    ) {
+        if self.core.queries.len() >= MAX_PENDING_REQUESTS {
+            let _ = reply.send(Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "too many queries are waiting for an answer",
+            )));
+            return;
+        }
+        let query_id = self.core.next_query_id;
+        self.core.next_query_id += 1;
+        self.core.queries.insert(query_id, (block_hint, reply));
+        self.core.inputs.push_back(Input::TxQuery {
+            query_id,
+            txid,
+            block_hint,
+        });
+        self.pump_node().await;
+    }
+
+    /// Who supplied a confirmed query's proof.
+    fn source_of(&self, answered_by: Option<NodeId>) -> Source {
+        let Some(id) = answered_by else {
+            return Source::Local;
+        };
+        match self.core.book.peer(&id) {
+            Some(peer) if self.is_relay(&peer) || self.core.hellos.get(&peer) == Some(&true) => {
+                Source::Relay
+            }
+            _ => Source::Member,
+        }
     }
 
     /// The relays this page knows are the directory's candidates for the node.
@@ -322,6 +385,17 @@ impl Driver {
                 let detail = js_sys::Object::new();
                 set(&detail, "peerId", self.core.name_of(&member).into());
                 self.emit("member-lost", detail.into());
+            }
+            Event::TxQueryDone {
+                query_id,
+                txid,
+                result,
+                answered_by,
+            } => {
+                if let Some((hint, reply)) = self.core.queries.remove(&query_id) {
+                    let source = self.source_of(answered_by);
+                    let _ = reply.send(crate::verify::from_result(txid, hint, result, source));
+                }
             }
             Event::BlockStored { block_hash, height } => {
                 let detail = js_sys::Object::new();

@@ -7,9 +7,10 @@
 //!   tab downloads nothing twice. While catching up, up to [`MAX_HEADER_REQUESTS_AHEAD`]
 //!   `GetHeaders` requests are open at consecutive heights (fewer of them unanswered over
 //!   WebRTC-direct); answers are verified strictly in height order as they arrive.
-//! - Transaction queries (S16): answered from the node's own blocks when it holds the right one,
-//!   otherwise asked of a relay; either way the Merkle proof is verified against the node's own
-//!   headers before the caller sees it.
+//! - Transaction queries (S16) are the core node's (`Input::TxQuery`, [`crate::core_node`]):
+//!   answered from its own blocks, else asked of its cluster's members, then of the relays'
+//!   archive nodes; every Merkle proof is checked against the node's own headers before the
+//!   caller sees it.
 //! - Relays that drop are dialled again with a bounded backoff.
 //! - The core's cluster `Node` runs in the same loop ([`crate::core_node`]): its timers, its
 //!   storage commands, its messages in and out; other pages are reached through the relays'
@@ -28,9 +29,8 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use sha2::{Digest, Sha256};
-use shoal_core::chain::merkle::MerkleProof;
-use shoal_core::chain::{BlockHash, Hash256, HeaderChain, HeaderChainConfig, Txid};
-use shoal_core::wire::{self, Message, TxAnswerBody, MAX_HEADERS_PER_MESSAGE};
+use shoal_core::chain::{BlockHash, HeaderChain, HeaderChainConfig, Txid};
+use shoal_core::wire::{self, Message, MAX_HEADERS_PER_MESSAGE};
 use wasm_bindgen::JsValue;
 
 use crate::circuits::Circuits;
@@ -55,7 +55,8 @@ const RESYNC_INTERVAL_MS: f64 = 5_000.0;
 /// First and largest delay before dialling a lost relay again.
 const REDIAL_MIN_MS: f64 = 500.0;
 const REDIAL_MAX_MS: f64 = 10_000.0;
-/// Most transaction queries and probes waiting for an answer at once.
+/// Most probes waiting for an answer at once (and most transaction queries, which the core
+/// bounds further: `QueryConfig::max_active_queries`).
 pub const MAX_PENDING_REQUESTS: usize = 256;
 /// Capacity of the command queue from the JavaScript API.
 pub const COMMAND_QUEUE: usize = 64;
@@ -108,10 +109,6 @@ pub struct Probed {
 }
 
 enum Pending {
-    Query {
-        txid: Txid,
-        reply: oneshot::Sender<Result<Verified, ApiError>>,
-    },
     Probe {
         digest: [u8; 32],
         bytes: usize,
@@ -438,16 +435,16 @@ impl Driver {
         }
         self.store.close();
         self.lock.release();
+        let stopped = || ApiError::new(ErrorCode::Unavailable, "the node was stopped");
         for (_, pending) in self.pending.drain() {
-            let err = ApiError::new(ErrorCode::Unavailable, "the node was stopped");
             match pending {
-                Pending::Query { reply, .. } => {
-                    let _ = reply.send(Err(err));
-                }
                 Pending::Probe { reply, .. } | Pending::Download { reply, .. } => {
-                    let _ = reply.send(Err(err));
+                    let _ = reply.send(Err(stopped()));
                 }
             }
+        }
+        for reply in self.core.take_queries() {
+            let _ = reply.send(Err(stopped()));
         }
     }
 
@@ -725,34 +722,7 @@ impl Driver {
 
     async fn on_command(&mut self, command: Command) {
         match command {
-            Command::Verify { txid, hint, reply } => {
-                if let Some(answer) = self.verify_locally(txid).await {
-                    let _ = reply.send(answer);
-                    return;
-                }
-                let (peer, _) = match self.relay_for_request("queries") {
-                    Ok(relay) => relay,
-                    Err(err) => {
-                        let _ = reply.send(Err(err));
-                        return;
-                    }
-                };
-                let message = Message::TxQuery {
-                    request_id: self.next_id(),
-                    txid: Hash256(txid.0),
-                    block_hint: hint,
-                };
-                match wire::encode(&message) {
-                    Ok(bytes) => {
-                        let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
-                        self.pending.insert(id, Pending::Query { txid, reply });
-                    }
-                    Err(err) => {
-                        let _ =
-                            reply.send(Err(ApiError::new(ErrorCode::BadInput, err.to_string())));
-                    }
-                }
-            }
+            Command::Verify { txid, hint, reply } => self.node_query(txid, hint, reply).await,
             Command::Probe { bytes, reply } => {
                 let (peer, transport) = match self.relay_for_request("requests") {
                     Ok(relay) => relay,
@@ -807,57 +777,6 @@ impl Driver {
                 }
             }
             Command::Stop { .. } => unreachable!("handled by the loop"),
-        }
-    }
-
-    /// Answers from the node's own blocks, if it holds the one with `txid`.
-    async fn verify_locally(&mut self, txid: Txid) -> Option<Result<Verified, ApiError>> {
-        let location = self.store.tx_location(&txid).await.ok()??;
-        let block = match self.store.block(&location.block).await {
-            Ok(Some(block)) => block,
-            Ok(None) | Err(_) => return None, // dropped or corrupt: ask a relay instead
-        };
-        let height = self.chain.height_of(&location.block)?;
-        let proof =
-            MerkleProof::build(location.block, height, &block.txids(), location.pos).ok()?;
-        Some(self.check_proof(txid, proof, true))
-    }
-
-    fn check_proof(
-        &self,
-        txid: Txid,
-        proof: MerkleProof,
-        local: bool,
-    ) -> Result<Verified, ApiError> {
-        crate::verify::check_proof(&self.chain, txid, proof, local)
-    }
-
-    fn on_tx_answer(&mut self, txid: Txid, answer: TxAnswerBody) -> Result<Verified, ApiError> {
-        match answer {
-            TxAnswerBody::Found {
-                block_hash,
-                height,
-                pos,
-                branch,
-                ..
-            } => self.check_proof(
-                txid,
-                MerkleProof {
-                    block_hash,
-                    height,
-                    pos,
-                    branch,
-                },
-                false,
-            ),
-            TxAnswerBody::NotFound => Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("transaction {txid} is in no block of the chain"),
-            )),
-            TxAnswerBody::Unavailable => Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "the relay could not check this transaction",
-            )),
         }
     }
 
@@ -994,21 +913,6 @@ impl Driver {
                         let millis = now_ms() - started_ms;
                         let _ = reply.send(downloaded(hash, decoded, millis, transport));
                     }
-                    return;
-                }
-                if let Some(Pending::Query { txid, reply }) = self.pending.remove(&request_id) {
-                    let result = match decoded {
-                        Ok(Message::TxAnswer { answer, .. }) => self.on_tx_answer(txid, answer),
-                        Ok(other) => Err(ApiError::new(
-                            ErrorCode::Unavailable,
-                            format!("the relay answered a query with {other:?}"),
-                        )),
-                        Err(err) => Err(ApiError::new(
-                            ErrorCode::Unavailable,
-                            format!("the relay's answer does not decode: {err}"),
-                        )),
-                    };
-                    let _ = reply.send(result);
                 }
             }
             request_response::Event::Message {
@@ -1050,9 +954,6 @@ impl Driver {
                     format!("the relay did not answer: {error}"),
                 );
                 match self.pending.remove(&request_id) {
-                    Some(Pending::Query { reply, .. }) => {
-                        let _ = reply.send(Err(err));
-                    }
                     Some(Pending::Download { reply, .. }) => {
                         let _ = reply.send(Err(err));
                     }

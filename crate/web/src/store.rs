@@ -1,5 +1,6 @@
-//! The browser node's IndexedDB store: identity key, header chain, blocks, transaction index and
-//! node state, in one database per node identity slot (see [`crate::tab_lock`]).
+//! The browser node's IndexedDB store: identity key, header chain, blocks and the core node's
+//! records (its transaction index), in one database per node identity slot (see
+//! [`crate::tab_lock`]).
 //!
 //! Implements the browser side of the product's persistence ("a reloaded tab resumes its
 //! place") and the storage half of S11/S14/S15: the core decides *what* to store; this module
@@ -15,7 +16,6 @@
 //! | `meta`       | name (`identity`, `state`)  | bytes                                    |
 //! | `header_chunks` | chunk number `h / HEADERS_PER_CHUNK` | first height (u32 LE) ‖ consecutive 80-byte headers of that chunk |
 //! | `blocks`     | block hash (display hex)    | raw block                                |
-//! | `txindex`    | txid (display hex)          | block hash (32 bytes, wire order) ‖ position (u32 LE) |
 //! | `node_kv`    | the core's record key (hex) | the core's record value (its transaction index, one record per held block) |
 //!
 //! Headers are stored in chunks of [`HEADERS_PER_CHUNK`] heights (one record per chunk, not
@@ -23,25 +23,29 @@
 //! Schema version 1 kept one record per header in `headers`; opening such a database deletes
 //! that store (the node then downloads its headers once more, nothing else is lost). Version 3
 //! adds `node_kv`; opening a version 2 database creates it and keeps everything else (the core
-//! then rebuilds its index records from the stored blocks once).
+//! then rebuilds its index records from the stored blocks once). Version 4 drops the shell's
+//! own transaction index (`txindex`, txid → block and position): queries go through the core,
+//! whose index lives in `node_kv`; everything else is kept.
 
 use idb::{Database, DatabaseEvent as _, Factory, ObjectStoreParams, Query, TransactionMode};
 use js_sys::Uint8Array;
-use shoal_core::chain::{Block, BlockHash, Header, Txid};
+use shoal_core::chain::{Block, BlockHash, Header};
 use shoal_core::node::{KvRecord, KV_KEY_MAX, KV_VALUE_MAX};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{DomException, IdbTransaction};
 
-const SCHEMA_VERSION: u32 = 3;
+const SCHEMA_VERSION: u32 = 4;
 const META: &str = "meta";
 const HEADERS: &str = "header_chunks";
 /// Schema version 1's one-record-per-header store, dropped on upgrade.
 const OLD_HEADERS: &str = "headers";
 const BLOCKS: &str = "blocks";
-const TXINDEX: &str = "txindex";
+/// Schema versions 1 to 3's transaction index of the shell, dropped on upgrade (the core's
+/// index is in `node_kv`).
+const OLD_TXINDEX: &str = "txindex";
 /// The core's key/value records (schema version 3).
 const NODE_KV: &str = "node_kv";
-const ALL_STORES: [&str; 5] = [META, HEADERS, BLOCKS, TXINDEX, NODE_KV];
+const ALL_STORES: [&str; 4] = [META, HEADERS, BLOCKS, NODE_KV];
 
 /// The largest block this store accepts or returns (Bitcoin's 4 MWU limit bounds a serialised
 /// block at 4,000,000 bytes).
@@ -101,36 +105,6 @@ impl StoreError {
     }
 }
 
-/// Where a transaction sits in a block (the transaction index's value).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TxLocation {
-    pub block: BlockHash,
-    pub pos: u32,
-}
-
-impl TxLocation {
-    fn encode(&self) -> [u8; 36] {
-        let mut out = [0u8; 36];
-        out[..32].copy_from_slice(&self.block.0);
-        out[32..].copy_from_slice(&self.pos.to_le_bytes());
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let bytes: &[u8; 36] = bytes.try_into().map_err(|_| StoreError::Malformed {
-            what: "transaction index entry",
-            detail: format!("{} bytes, expected 36", bytes.len()),
-        })?;
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&bytes[..32]);
-        let pos = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
-        Ok(TxLocation {
-            block: BlockHash(hash),
-            pos,
-        })
-    }
-}
-
 /// One write of a batch. A batch is applied all-or-nothing in one IndexedDB transaction.
 #[derive(Clone, Debug)]
 pub enum Write {
@@ -156,10 +130,6 @@ pub enum Write {
     },
     DeleteBlock {
         hash: BlockHash,
-    },
-    /// Transaction index entries of a stored block.
-    PutTxs {
-        entries: Vec<(Txid, TxLocation)>,
     },
     /// One of the core's key/value records (`StorageCommand::WriteKv`).
     PutKv {
@@ -193,8 +163,10 @@ impl Store {
         request.on_upgrade_needed(|event| {
             let Ok(db) = event.database() else { return };
             let existing = db.store_names();
-            if existing.iter().any(|s| s == OLD_HEADERS) {
-                let _ = db.delete_object_store(OLD_HEADERS);
+            for old in [OLD_HEADERS, OLD_TXINDEX] {
+                if existing.iter().any(|s| s == old) {
+                    let _ = db.delete_object_store(old);
+                }
             }
             for store in ALL_STORES {
                 if !existing.iter().any(|s| s == store) {
@@ -507,18 +479,6 @@ impl Store {
         Ok(())
     }
 
-    /// Where the transaction `txid` sits, if a stored block holds it.
-    pub async fn tx_location(&self, txid: &Txid) -> Result<Option<TxLocation>, StoreError> {
-        let value = self
-            .get(TXINDEX, JsValue::from_str(&txid.to_string()))
-            .await?;
-        value
-            .map(|v| {
-                bytes_of(&v, "transaction index entry", 36).and_then(|b| TxLocation::decode(&b))
-            })
-            .transpose()
-    }
-
     async fn get(&self, store: &str, key: JsValue) -> Result<Option<JsValue>, StoreError> {
         let tx = self
             .db
@@ -612,15 +572,6 @@ fn queue_writes(
                 store(NODE_KV)?
                     .delete(Query::Key(JsValue::from_str(&hex::encode(key))))
                     .map_err(|e| StoreError::idb("delete record", e))?;
-            }
-            Write::PutTxs { entries } => {
-                for (txid, location) in entries {
-                    put(
-                        TXINDEX,
-                        JsValue::from_str(&txid.to_string()),
-                        &location.encode(),
-                    )?;
-                }
             }
         }
     }
@@ -774,7 +725,7 @@ fn bytes_of(value: &JsValue, what: &'static str, limit: usize) -> Result<Vec<u8>
 
 #[cfg(test)]
 mod tests {
-    use shoal_core::chain::{OutPoint, Transaction, TxIn, TxOut};
+    use shoal_core::chain::{OutPoint, Transaction, TxIn, TxOut, Txid};
     use wasm_bindgen_test::*;
 
     use super::*;
@@ -829,7 +780,6 @@ mod tests {
         let store = fresh(name).await;
         let b1 = block(BlockHash::default(), 3, 1);
         let b2 = block(b1.block_hash(), 5, 2);
-        let tx = b2.txdata[4].txid();
         store
             .write(&[
                 Write::PutMeta {
@@ -843,15 +793,6 @@ mod tests {
                 Write::PutBlock {
                     hash: b2.block_hash(),
                     raw: b2.encode(),
-                },
-                Write::PutTxs {
-                    entries: vec![(
-                        tx,
-                        TxLocation {
-                            block: b2.block_hash(),
-                            pos: 4,
-                        },
-                    )],
                 },
             ])
             .await
@@ -873,14 +814,6 @@ mod tests {
         );
         assert_eq!(store.block(&b1.block_hash()).await.unwrap(), None);
         assert_eq!(store.block_hashes().await.unwrap(), vec![b2.block_hash()]);
-        assert_eq!(
-            store.tx_location(&tx).await.unwrap(),
-            Some(TxLocation {
-                block: b2.block_hash(),
-                pos: 4
-            })
-        );
-        assert_eq!(store.tx_location(&Txid([9; 32])).await.unwrap(), None);
 
         store
             .write(&[Write::TruncateHeaders { from_height: 1 }])
@@ -1082,41 +1015,61 @@ mod tests {
         Store::delete_database(name).await.unwrap();
     }
 
-    #[wasm_bindgen_test]
-    async fn a_version_2_database_gains_the_record_store_and_keeps_its_data() {
-        let name = "shoal-test-upgrade-2";
+    /// Opens `name` at an old schema `version` with `stores`, puts `records` (store, key,
+    /// value) in one transaction, and closes it.
+    async fn old_database(
+        name: &str,
+        version: u32,
+        stores: &[&str],
+        records: &[(&str, &str, &[u8])],
+    ) {
         Store::delete_database(name).await.unwrap();
         let factory = Factory::new().unwrap();
-        let mut request = factory.open(name, Some(2)).unwrap();
-        request.on_upgrade_needed(|event| {
+        let mut request = factory.open(name, Some(version)).unwrap();
+        let stores: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
+        request.on_upgrade_needed(move |event| {
             let db = event.database().unwrap();
-            for store in [META, HEADERS, BLOCKS, TXINDEX] {
+            for store in &stores {
                 db.create_object_store(store, ObjectStoreParams::new())
                     .unwrap();
             }
         });
         let db = request.await.unwrap();
-        let old = Store {
-            db,
-            name: name.to_owned(),
-        };
-        let b = block(BlockHash::default(), 2, 8);
-        // A version 2 store has no `node_kv`: write the block alone.
-        let tx = old
-            .db
-            .transaction(&[BLOCKS], TransactionMode::ReadWrite)
-            .unwrap();
-        tx.object_store(BLOCKS)
-            .unwrap()
-            .put(
-                &Uint8Array::from(&b.encode()[..]).into(),
-                Some(&JsValue::from_str(&b.block_hash().to_string())),
-            )
-            .unwrap();
+        let names: Vec<&str> = records.iter().map(|(store, _, _)| *store).collect();
+        let tx = db.transaction(&names, TransactionMode::ReadWrite).unwrap();
+        for (store, key, value) in records {
+            tx.object_store(store)
+                .unwrap()
+                .put(
+                    &Uint8Array::from(*value).into(),
+                    Some(&JsValue::from_str(key)),
+                )
+                .unwrap();
+        }
         tx.await.unwrap();
-        old.close();
+        db.close();
+    }
+
+    /// Versions 2 and 3 kept the shell's own transaction index (`txindex`): opening them drops
+    /// it and keeps everything else; version 2 also gains the core's record store.
+    #[wasm_bindgen_test]
+    async fn older_databases_drop_the_shell_index_and_keep_everything_else() {
+        let b = block(BlockHash::default(), 2, 8);
+        let raw = b.encode();
+        let hash = b.block_hash().to_string();
+        let txid = b.txdata[1].txid().to_string();
+        let location = [[7u8; 32].as_slice(), &1u32.to_le_bytes()].concat();
+        let name = "shoal-test-upgrade-2";
+        old_database(
+            name,
+            2,
+            &[META, HEADERS, BLOCKS, OLD_TXINDEX],
+            &[(BLOCKS, &hash, &raw), (OLD_TXINDEX, &txid, &location)],
+        )
+        .await;
         let store = Store::open(name).await.unwrap();
-        assert_eq!(store.block(&b.block_hash()).await.unwrap(), Some(b));
+        assert!(!store.db.store_names().iter().any(|s| s == OLD_TXINDEX));
+        assert_eq!(store.block(&b.block_hash()).await.unwrap(), Some(b.clone()));
         assert!(store.kv_records().await.unwrap().is_empty());
         store
             .write(&[Write::PutKv {
@@ -1126,6 +1079,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.kv_records().await.unwrap().len(), 1);
+        store.close();
+        Store::delete_database(name).await.unwrap();
+
+        let name = "shoal-test-upgrade-3";
+        let record_key = hex::encode(b"txi/k");
+        old_database(
+            name,
+            3,
+            &[META, HEADERS, BLOCKS, OLD_TXINDEX, NODE_KV],
+            &[
+                (META, "identity", &[5; 68]),
+                (BLOCKS, &hash, &raw),
+                (OLD_TXINDEX, &txid, &location),
+                (NODE_KV, &record_key, &[9, 9]),
+            ],
+        )
+        .await;
+        let store = Store::open(name).await.unwrap();
+        let mut names = store.db.store_names();
+        names.sort();
+        assert_eq!(names, ["blocks", "header_chunks", "meta", "node_kv"]);
+        assert_eq!(store.meta("identity").await.unwrap(), Some(vec![5; 68]));
+        assert_eq!(store.block(&b.block_hash()).await.unwrap(), Some(b));
+        assert_eq!(
+            store.kv_records().await.unwrap(),
+            vec![(b"txi/k".to_vec(), vec![9, 9])]
+        );
         store.close();
         Store::delete_database(name).await.unwrap();
     }
@@ -1138,7 +1118,7 @@ mod tests {
         let mut request = factory.open(name, Some(1)).unwrap();
         request.on_upgrade_needed(|event| {
             let db = event.database().unwrap();
-            for store in [META, OLD_HEADERS, BLOCKS, TXINDEX] {
+            for store in [META, OLD_HEADERS, BLOCKS, OLD_TXINDEX] {
                 db.create_object_store(store, ObjectStoreParams::new())
                     .unwrap();
             }

@@ -1,12 +1,35 @@
-//! Checking an answer to a transaction query (S16) against the node's own header chain: the
-//! proof's block must be the block of the node's best chain at that height, and the Merkle
-//! branch must lead from the txid to that header's Merkle root. Nothing a relay or member says
-//! is taken on trust.
+//! A transaction query's outcome as the JavaScript API gives it. The core node runs the query
+//! (S16: its own blocks, then its cluster's members, then the relays' archive nodes) and checks
+//! every proof against the node's own header chain (`shoal_core::serve::query`); this module
+//! only turns its `QueryResult` into the verified result or an error with a documented code.
 
 use shoal_core::chain::merkle::MerkleProof;
-use shoal_core::chain::{HeaderChain, Txid};
+use shoal_core::chain::{BlockHash, Txid};
+use shoal_core::serve::query::QueryResult;
 
 use crate::error::{ApiError, ErrorCode};
+
+/// Who supplied the proof the node verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The node's own blocks.
+    Local,
+    /// Another member of its cluster.
+    Member,
+    /// A relay (its archive node).
+    Relay,
+}
+
+impl Source {
+    /// The name JavaScript sees (`source`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Local => "local",
+            Source::Member => "member",
+            Source::Relay => "relay",
+        }
+    }
+}
 
 /// A transaction proven against the node's own headers.
 #[derive(Debug, Clone)]
@@ -14,115 +37,94 @@ pub struct Verified {
     pub txid: Txid,
     pub proof: MerkleProof,
     pub confirmations: u32,
-    /// Answered from the node's own blocks rather than by a relay.
-    pub local: bool,
+    pub source: Source,
 }
 
-/// Checks `proof` for `txid` against `chain`'s best chain.
-///
-/// `NOT_SYNCED` when the proof's height is above the tip; `INVALID_PROOF` when the block at
-/// that height is another one or the branch does not lead to its Merkle root.
-pub fn check_proof(
-    chain: &HeaderChain,
+/// The API's answer for the core's `result` of a query for `txid` (with `hint`, if any).
+pub fn from_result(
     txid: Txid,
-    proof: MerkleProof,
-    local: bool,
+    hint: Option<BlockHash>,
+    result: QueryResult,
+    source: Source,
 ) -> Result<Verified, ApiError> {
-    let tip = chain.tip_height();
-    if proof.height > tip {
-        return Err(ApiError::new(
+    match result {
+        QueryResult::Confirmed { confirmations, .. } => {
+            let proof = result.proof().expect("a confirmation carries its proof");
+            Ok(Verified {
+                txid,
+                proof,
+                confirmations,
+                source,
+            })
+        }
+        QueryResult::NotFound => Err(ApiError::new(
+            ErrorCode::NotFound,
+            match hint {
+                Some(hint) => format!("transaction {txid} is not in block {hint}"),
+                None => format!("transaction {txid} is in no block of the chain"),
+            },
+        )),
+        QueryResult::NotSynced => Err(ApiError::new(
             ErrorCode::NotSynced,
+            format!("the answer for {txid} is in a block above this node's header tip"),
+        )),
+        QueryResult::InvalidProof => Err(ApiError::new(
+            ErrorCode::InvalidProof,
             format!(
-                "the answer is in block {} at height {}, above this node's tip {tip}",
-                proof.block_hash, proof.height
+                "the only proofs for {txid} did not verify against this node's headers \
+                 (their senders were scored)"
             ),
-        ));
+        )),
+        QueryResult::Unavailable => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("no member or relay gave a verifiable answer for {txid} in time"),
+        )),
     }
-    let header = chain
-        .header_at(proof.height)
-        .ok_or_else(|| ApiError::new(ErrorCode::NotSynced, "no header at the answer's height"))?;
-    proof
-        .verify_against_header(txid, header)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidProof, e.to_string()))?;
-    Ok(Verified {
-        txid,
-        confirmations: tip - proof.height + 1,
-        proof,
-        local,
-    })
 }
 
 #[cfg(test)]
 mod tests {
-    use shoal_core::chain::generate::{generate_chain, GenerateConfig};
-    use shoal_core::chain::{Block, Hash256, Network};
+    use shoal_core::chain::Hash256;
     use wasm_bindgen_test::*;
 
     use super::*;
 
     wasm_bindgen_test_configure!(run_in_browser);
 
-    fn chain_of(blocks: &[Block]) -> HeaderChain {
-        let mut chain = HeaderChain::new(Network::Regtest.params());
-        let headers: Vec<_> = blocks.iter().map(|b| b.header).collect();
-        chain.accept_batch(&headers, u64::from(u32::MAX)).unwrap();
-        chain
-    }
-
-    fn proof(blocks: &[Block], height: u32, pos: u32) -> (Txid, MerkleProof) {
-        let block = &blocks[height as usize - 1];
-        let txids = block.txids();
-        let proof = MerkleProof::build(block.block_hash(), height, &txids, pos).unwrap();
-        (txids[pos as usize], proof)
-    }
-
     #[wasm_bindgen_test]
-    fn proofs_verify_only_against_the_nodes_own_headers() {
-        let blocks = generate_chain(&GenerateConfig {
-            blocks: 12,
-            txs_per_block: 5,
-            seed: 3,
-            ..GenerateConfig::default()
-        })
-        .unwrap();
-        let chain = chain_of(&blocks);
-        assert_eq!(chain.tip_height(), 12);
-
-        let (txid, good) = proof(&blocks, 7, 3);
-        let verified = check_proof(&chain, txid, good.clone(), false).unwrap();
-        assert_eq!(verified.confirmations, 6);
-
-        let mut branch = good.clone();
-        branch.branch[0] = Hash256([0x55; 32]);
-        let err = check_proof(&chain, txid, branch, false).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidProof, "{err}");
-
-        let mut position = good.clone();
-        position.pos ^= 1;
+    fn every_query_result_maps_to_its_code() {
+        let txid = Txid([3; 32]);
+        let block_hash = BlockHash([4; 32]);
+        let merkle = vec![Hash256([5; 32]), Hash256([6; 32])];
+        let confirmed = QueryResult::Confirmed {
+            block_hash,
+            height: 7,
+            confirmations: 3,
+            pos: 2,
+            merkle: merkle.clone(),
+        };
+        let v = from_result(txid, None, confirmed, Source::Relay).unwrap();
         assert_eq!(
-            check_proof(&chain, txid, position, false).unwrap_err().code,
-            ErrorCode::InvalidProof
+            (v.txid, v.proof.block_hash, v.proof.height, v.proof.pos),
+            (txid, block_hash, 7, 2)
         );
-
-        let mut height = good.clone();
-        height.height = 8; // claims another block's place in the chain
         assert_eq!(
-            check_proof(&chain, txid, height, false).unwrap_err().code,
-            ErrorCode::InvalidProof
+            (v.confirmations, v.proof.branch, v.source),
+            (3, merkle, Source::Relay)
         );
-
-        let (other_txid, _) = proof(&blocks, 9, 1);
-        assert_eq!(
-            check_proof(&chain, other_txid, good.clone(), false)
+        let code = |result| {
+            from_result(txid, None, result, Source::Local)
                 .unwrap_err()
-                .code,
-            ErrorCode::InvalidProof
-        );
-
-        let short = chain_of(&blocks[..5]);
-        assert_eq!(
-            check_proof(&short, txid, good, false).unwrap_err().code,
-            ErrorCode::NotSynced
-        );
+                .code
+        };
+        assert_eq!(code(QueryResult::NotFound), ErrorCode::NotFound);
+        assert_eq!(code(QueryResult::NotSynced), ErrorCode::NotSynced);
+        assert_eq!(code(QueryResult::InvalidProof), ErrorCode::InvalidProof);
+        assert_eq!(code(QueryResult::Unavailable), ErrorCode::Unavailable);
+        let hinted = from_result(txid, Some(block_hash), QueryResult::NotFound, Source::Local);
+        assert!(hinted
+            .unwrap_err()
+            .message
+            .contains(&block_hash.to_string()));
     }
 }

@@ -164,11 +164,21 @@ impl Block {
 
     /// The Merkle root of the witness transaction ids, the coinbase's counted as zero.
     pub fn witness_root(&self) -> Hash256 {
+        self.witness_root_with(None)
+    }
+
+    /// [`Block::witness_root`]; with the block's txids at hand, a transaction without witness
+    /// data (whose wtxid is its txid) is not hashed again.
+    fn witness_root_with(&self, txids: Option<&[Txid]>) -> Hash256 {
         let leaves: Vec<[u8; 32]> = self
             .txdata
             .iter()
             .enumerate()
-            .map(|(i, tx)| if i == 0 { [0; 32] } else { tx.wtxid().0 })
+            .map(|(i, tx)| match (i, txids) {
+                (0, _) => [0; 32],
+                (_, Some(txids)) if !tx.has_witness() => txids[i].0,
+                _ => tx.wtxid().0,
+            })
             .collect();
         merkle_root(&leaves).0
     }
@@ -192,6 +202,13 @@ impl Block {
 
     /// Checks the segwit witness commitment (BIP141).
     pub fn check_witness_commitment(&self) -> Result<WitnessCommitment, BlockError> {
+        self.check_witness_commitment_with(None)
+    }
+
+    fn check_witness_commitment_with(
+        &self,
+        txids: Option<&[Txid]>,
+    ) -> Result<WitnessCommitment, BlockError> {
         let coinbase = self.txdata.first().ok_or(BlockError::NoTransactions)?;
         match self.witness_commitment() {
             None => {
@@ -212,7 +229,7 @@ impl Block {
                 }
                 let mut reserved = [0u8; 32];
                 reserved.copy_from_slice(&witness[0]);
-                let computed = sha256d_pair(&self.witness_root().0, &reserved);
+                let computed = sha256d_pair(&self.witness_root_with(txids).0, &reserved);
                 if computed == commitment.0 {
                     Ok(WitnessCommitment::Valid)
                 } else {
@@ -249,12 +266,20 @@ impl Block {
     /// first and only first, each transaction's context-free rules (`CheckTransaction`),
     /// then the witness commitment.
     pub fn check(&self) -> Result<WitnessCommitment, BlockError> {
+        self.check_with_txids().map(|(commitment, _)| commitment)
+    }
+
+    /// [`Block::check`], also returning the transaction ids it hashed on the way, in block
+    /// order: a caller that indexes the block needs not hash them again.
+    pub fn check_with_txids(&self) -> Result<(WitnessCommitment, Vec<Txid>), BlockError> {
         // In Core's `CheckBlock` order: the Merkle root first, so that a mutated copy of a
         // valid block is reported as mutated whatever else is wrong with it.
         if self.txdata.is_empty() {
             return Err(BlockError::NoTransactions);
         }
-        let (computed, mutated) = self.compute_merkle_root();
+        let txids = self.txids();
+        let leaves: Vec<[u8; 32]> = txids.iter().map(|t| t.0).collect();
+        let (computed, mutated) = merkle_root(&leaves);
         if computed != self.header.merkle_root {
             return Err(BlockError::MerkleRootMismatch {
                 expected: self.header.merkle_root,
@@ -277,7 +302,8 @@ impl Block {
             tx.check()
                 .map_err(|error| BlockError::BadTransaction { index, error })?;
         }
-        self.check_witness_commitment()
+        let commitment = self.check_witness_commitment_with(Some(&txids))?;
+        Ok((commitment, txids))
     }
 }
 

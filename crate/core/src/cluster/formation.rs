@@ -89,22 +89,28 @@ const RECEIVED_MAX: usize = 32;
 
 impl Node {
     pub(crate) fn on_formation_timer(&mut self) {
-        let next = self.now_ms + self.rng.jitter(self.config.formation_interval_ms);
-        self.set_timer(TimerId::Formation, next);
+        if matches!(self.role, Role::Member(_)) {
+            self.arm_member_formation();
+        }
         match &self.role {
             Role::Ordinary(o) => {
-                if o.round.is_none() && o.committed.is_none() && o.collect_until_ms.is_none() {
+                let idle =
+                    o.round.is_none() && o.committed.is_none() && o.collect_until_ms.is_none();
+                let next = self.now_ms + self.rng.jitter(self.config.formation_interval_ms);
+                self.set_timer(TimerId::Formation, next);
+                if idle {
                     self.start_formation_round();
                 }
             }
             Role::Member(m) => {
                 let len = m.view.members.len();
-                let undersized_for = self.now_ms.saturating_sub(m.view_since_ms);
-                if len < self.config.replicas
-                    && self
-                        .config
-                        .undersized_leave_after_ms
-                        .is_some_and(|after| undersized_for >= after)
+                let undersized_for = m
+                    .undersized_since_ms
+                    .map(|since| self.now_ms.saturating_sub(since));
+                if undersized_for
+                    .zip(self.config.undersized_leave_after_ms)
+                    .is_some_and(|(undersized_for, after)| undersized_for >= after)
+                    && self.chain_kept_elsewhere()
                 {
                     return self.leave_undersized();
                 }
@@ -121,10 +127,55 @@ impl Node {
         }
     }
 
-    /// The cluster has too few members to keep P copies and found no replacement: dissolve
-    /// it (see `Config::undersized_leave_after_ms`) — as if its id lapsed now (S4). A view
-    /// with the next epoch and no time left tells the other members, who lapse with us.
-    /// Blocks stay stored: they are sources for whichever cluster each member joins next.
+    /// Whether this member has formation work on its tick: recruiting (the coordinator of a
+    /// cluster below its target size, S12) or watching an undersized cluster for dissolution.
+    /// A settled member has none, and keeps no formation tick: at 10,000 nodes that tick was a
+    /// quarter of every event the simulator processed.
+    fn member_has_formation_work(&self) -> bool {
+        let Role::Member(m) = &self.role else {
+            return false;
+        };
+        let len = m.view.members.len();
+        (m.number == 0 && len < self.config.cluster_size_target)
+            || (len < self.config.replicas && self.config.undersized_leave_after_ms.is_some())
+    }
+
+    /// Arms the next formation tick of a member that has formation work (see
+    /// [`Self::member_has_formation_work`]); a pending earlier deadline stands.
+    pub(crate) fn arm_member_formation(&mut self) {
+        if self.member_has_formation_work() {
+            let at = self.now_ms + self.rng.jitter(self.config.formation_interval_ms);
+            self.set_timer_no_later(TimerId::Formation, at);
+        }
+    }
+
+    /// Whether a connected peer is a member of another cluster that has at least P members
+    /// (by the room it announced: `cluster_size_max` minus its open slots). Such a cluster
+    /// keeps the whole chain on P members (S18), so an undersized cluster whose members
+    /// dissolve into it loses no block; without one, dissolving could leave blocks with no
+    /// cluster keeping them, and the undersized cluster stays (and keeps recruiting).
+    fn chain_kept_elsewhere(&self) -> bool {
+        let Role::Member(m) = &self.role else {
+            return false;
+        };
+        self.peers.values().any(|p| {
+            p.connected
+                && p.cluster.is_some_and(|c| c != m.view.cluster)
+                && self
+                    .config
+                    .cluster_size_max
+                    .saturating_sub(p.open_slots as usize)
+                    >= self.config.replicas
+        })
+    }
+
+    /// The cluster has had too few members to keep P copies for `undersized_leave_after_ms`
+    /// (measured from when it first fell below P, across later views) and found no
+    /// replacement, and another cluster with P members is reachable: dissolve it — as if its
+    /// id lapsed now (S4). A view with the next epoch and no time left tells the other
+    /// members, who lapse with us, so the whole cluster ends at once rather than side by side
+    /// with a remnant that lacks the blocks its leavers held. Blocks stay stored: they are
+    /// sources for whichever cluster each member joins next.
     fn leave_undersized(&mut self) {
         let Role::Member(m) = &mut self.role else {
             return;
@@ -659,6 +710,8 @@ impl Node {
             self.reply(r.from, r.invite_id, false);
         }
         let mut membership = Membership::new(self.id, view, self.now_ms, expires_at_ms);
+        membership.undersized_since_ms =
+            (membership.slots.len() < self.config.replicas).then_some(self.now_ms);
         membership.reformed = previous.is_some_and(|p| {
             membership
                 .slots
@@ -682,6 +735,7 @@ impl Node {
             self.now_ms + self.config.heartbeat_interval_ms,
         );
         self.set_timer(TimerId::ClusterExpiry, expires_at_ms);
+        self.arm_member_formation();
         self.rescan_shard();
     }
 
@@ -740,6 +794,11 @@ impl Node {
         // Every member starts a fresh liveness period in the new view: numbers changed, so
         // with neighbour heartbeats (S10) each member now watches different members.
         next.reformed = old.reformed;
+        // The undersized clock runs on across views that all stay below P (members leaving
+        // one by one, a newcomer that does not bring the cluster back to P): it measures how
+        // long the cluster has been unable to keep P copies, not how long this view held.
+        next.undersized_since_ms = (next.slots.len() < self.config.replicas)
+            .then(|| old.undersized_since_ms.unwrap_or(self.now_ms));
         next.departed = old
             .departed
             .iter()
@@ -766,8 +825,8 @@ impl Node {
         self.role = Role::Member(Box::new(next));
         self.stats.views_adopted += 1;
         self.event(event);
-        // Peers learn the cluster's new room (for join requests, S13).
-        self.announce();
+        // Peers outside the cluster learn its new room (join requests, S13; dissolving).
+        self.announce_room();
         if shortened {
             self.set_timer_no_later(TimerId::ClusterExpiry, expires_at_ms);
         }
@@ -776,6 +835,7 @@ impl Node {
             let at = self.now_ms + self.config.invite_timeout_ms;
             self.set_timer_no_later(TimerId::Formation, at);
         }
+        self.arm_member_formation();
         self.rescan_shard();
     }
 

@@ -146,6 +146,9 @@ pub(crate) struct Membership {
     pub(crate) departed: Vec<(NodeId, u64)>,
     /// When this view was adopted.
     pub(crate) view_since_ms: u64,
+    /// Since when this member's views have had fewer than P members without a break
+    /// (`Config::undersized_leave_after_ms`); `None` while the cluster has at least P.
+    pub(crate) undersized_since_ms: Option<u64>,
     /// Whether this membership re-formed a previous cluster (S4), for counting what it moves.
     pub(crate) reformed: bool,
 }
@@ -178,6 +181,7 @@ impl Membership {
             round: None,
             departed: Vec::new(),
             view_since_ms: now_ms,
+            undersized_since_ms: None,
             reformed: false,
         }
     }

@@ -284,18 +284,40 @@ fn scale_probe() {
     println!("{:?}", net.by_kind);
 }
 
+/// Two clusters of four (P = 3) from eight nodes and an archive: nobody is left to recruit.
+fn two_clusters(config: Config, seed: u64) -> (Net, Vec<usize>, Vec<usize>) {
+    let config = Config {
+        cluster_size_max: 4,
+        cluster_size_target: 4,
+        ..config
+    };
+    let mut net = network(8, 20, config, seed);
+    net.run_until(10_000);
+    let mut clusters: Vec<Vec<usize>> = net.check_clusters().into_values().collect();
+    for members in clusters.iter_mut() {
+        members.sort();
+    }
+    clusters.sort();
+    let sizes: Vec<usize> = clusters.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [4, 4], "seed {seed}: {clusters:?}");
+    let second = clusters.pop().expect("two");
+    let first = clusters.pop().expect("two");
+    (net, first, second)
+}
+
 /// A cluster left with fewer than P members and nobody to recruit dissolves once it has been
-/// undersized for `undersized_leave_after_ms`: every member becomes ordinary (free to join a
-/// cluster with room) and keeps its stored blocks.
+/// undersized for `undersized_leave_after_ms` while another cluster with P members is
+/// reachable: every member becomes ordinary (free to join a cluster with room) and keeps its
+/// stored blocks; the other cluster is untouched.
 #[test]
 fn an_undersized_cluster_without_recruits_dissolves_and_keeps_its_blocks() {
     let config = Config {
         undersized_leave_after_ms: Some(5_000),
         ..fast_config()
     };
-    let (mut net, members) = crate::liveness::tests::formed(5, config, 51, 20);
+    let (mut net, shrinking, other) = two_clusters(config, 51);
     net.run_until(20_000);
-    let (survivors, victims) = members.split_at(2);
+    let (survivors, victims) = shrinking.split_at(2);
     for v in victims {
         net.crash(*v);
     }
@@ -321,4 +343,71 @@ fn an_undersized_cluster_without_recruits_dissolves_and_keeps_its_blocks() {
         .map(|s| net.nodes[*s].stats().undersized_leaves)
         .sum();
     assert!(leaves >= 1);
+    let (_, _, ids) = net.nodes[other[0]]
+        .cluster()
+        .expect("the other cluster stays");
+    assert_eq!(ids.len(), 4);
+}
+
+/// The undersized clock runs from when the cluster first fell below P, across the views that
+/// follow while it stays below: here the second survivor's link flaps (cut off 3 s of every
+/// 4 s), so it is declared offline and adds itself back again and again, and no view lasts
+/// `undersized_leave_after_ms`. The cluster still dissolves (before, the clock restarted with
+/// every view and it never did).
+#[test]
+fn an_undersized_cluster_dissolves_even_while_its_view_keeps_changing() {
+    let config = Config {
+        undersized_leave_after_ms: Some(5_000),
+        ..fast_config()
+    };
+    let (mut net, shrinking, _) = two_clusters(config, 52);
+    net.run_until(20_000);
+    let (survivors, victims) = shrinking.split_at(2);
+    for v in victims {
+        net.crash(*v);
+    }
+    let flapper = survivors[1];
+    let views_before = net.events[survivors[0]].len();
+    let mut at = 23_000;
+    while at < 43_000 {
+        net.group[flapper] = 1;
+        net.run_until(at + 3_000);
+        net.group[flapper] = 0;
+        net.run_until(at + 4_000);
+        at += 4_000;
+    }
+    let view_changes = net.events[survivors[0]][views_before..]
+        .iter()
+        .filter(|e| matches!(e, Event::ViewChanged { .. }))
+        .count();
+    let leaves: u64 = survivors
+        .iter()
+        .map(|s| net.nodes[*s].stats().undersized_leaves)
+        .sum();
+    assert!(
+        leaves >= 1,
+        "the undersized cluster never dissolved ({view_changes} view changes)"
+    );
+}
+
+/// … but an undersized cluster with no other cluster of P members in reach stays (and keeps
+/// recruiting): dissolving would leave its blocks in no cluster at all.
+#[test]
+fn an_undersized_cluster_with_no_other_cluster_in_reach_stays() {
+    let config = Config {
+        undersized_leave_after_ms: Some(5_000),
+        ..fast_config()
+    };
+    let (mut net, members) = crate::liveness::tests::formed(5, config, 51, 20);
+    net.run_until(20_000);
+    let (survivors, victims) = members.split_at(2);
+    for v in victims {
+        net.crash(*v);
+    }
+    net.run_until(60_000);
+    for s in survivors {
+        let (_, _, ids) = net.nodes[*s].cluster().expect("still a member, undersized");
+        assert_eq!(ids.len(), 2);
+        assert_eq!(net.nodes[*s].stats().undersized_leaves, 0);
+    }
 }

@@ -49,6 +49,24 @@ impl Node {
         }
     }
 
+    /// Whether our own heartbeats already tell `from` we are alive, so its ping needs no pong:
+    /// it sent our exact view's stamp (same cluster, epoch and members, hence the same
+    /// numbering) and is one of the members we ping. Heartbeat targets are symmetric within one
+    /// view, so each of the two hears from the other once per interval either way; answering
+    /// would only double the heartbeat traffic. Everyone else — ordinary nodes measuring the
+    /// round-trip time, members on another view, departed members — gets a pong.
+    pub(crate) fn pings_back(&self, from: NodeId, stamp: Option<ViewStamp>) -> bool {
+        let Role::Member(m) = &self.role else {
+            return false;
+        };
+        if stamp.is_none() || stamp != self.stamp() {
+            return false;
+        }
+        m.number_of(&from).is_some_and(|theirs| {
+            Self::monitored(self.config.heartbeat_mode, m.number, m.slots.len()).contains(&theirs)
+        })
+    }
+
     /// If the peer's view of our cluster is older than ours, send it ours.
     pub(crate) fn compare_stamp(&mut self, from: NodeId, stamp: Option<ViewStamp>) {
         let Role::Member(m) = &mut self.role else {

@@ -1,7 +1,7 @@
 //! Liveness (S9, S10) and view convergence after crashes and partitions.
 
 use crate::cluster::tests::{fast_config, network};
-use crate::node::{Config, Event, HeartbeatMode};
+use crate::node::{Config, Event, HeartbeatMode, TimerId};
 use crate::testnet::Net;
 
 /// Forms one cluster of `n` and returns its member indices.
@@ -206,4 +206,72 @@ fn a_healed_partition_merges_both_sides_into_one_view() {
             .sum();
         assert!(rejoined > 0, "seed {seed}");
     }
+}
+
+/// A settled cluster's heartbeats are pings only: within one view heartbeat targets are
+/// symmetric, so each member already hears every member it watches through that member's own
+/// pings, and a pong would double the traffic. Only the coordinator of a cluster below its
+/// target size (it recruits, S12) keeps a formation tick; the other members keep none.
+#[test]
+fn a_settled_cluster_sends_no_pongs_and_keeps_no_formation_tick() {
+    for mode in [
+        HeartbeatMode::All,
+        HeartbeatMode::Neighbours { per_side: 1 },
+    ] {
+        let config = Config {
+            heartbeat_mode: mode,
+            ..fast_config()
+        };
+        let target = config.cluster_size_target;
+        let (mut net, members) = formed(6, config, 13, 5);
+        net.run_until(20_000);
+        let count = |net: &Net, kind: &str| net.by_kind.get(kind).copied().unwrap_or(0);
+        let ticks = |net: &Net, i: usize| {
+            net.timers_set[i]
+                .get(&TimerId::Formation)
+                .copied()
+                .unwrap_or(0)
+        };
+        let before: Vec<u64> = members.iter().map(|i| ticks(&net, *i)).collect();
+        let (pings, pongs) = (count(&net, "ping"), count(&net, "pong"));
+        net.run_until(40_000);
+        assert!(
+            count(&net, "ping") > pings + 20,
+            "{mode:?}: heartbeats go on"
+        );
+        assert_eq!(
+            count(&net, "pong"),
+            pongs,
+            "{mode:?}: pongs in a settled view"
+        );
+        for (k, i) in members.iter().enumerate() {
+            let recruiting = net.nodes[*i].member_number() == Some(0) && members.len() < target;
+            let set = ticks(&net, *i) - before[k];
+            assert_eq!(set > 0, recruiting, "{mode:?}: member {i} set {set} ticks");
+        }
+    }
+}
+
+/// After a view change of the same cluster, only peers outside it hear the cluster's new room
+/// (S13); fellow members already know it from the view.
+#[test]
+fn a_view_change_announces_room_to_peers_outside_the_cluster_only() {
+    let (mut net, members) = formed(6, fast_config(), 14, 5);
+    net.run_until(15_000);
+    let hellos = |net: &Net| net.by_kind.get("hello").copied().unwrap_or(0);
+    let before = hellos(&net);
+    net.crash(members[1]);
+    net.run_until(25_000);
+    let survivors = net.check_clusters().into_values().next().unwrap();
+    assert_eq!(survivors.len(), members.len() - 1);
+    // Everyone outside the surviving view (the archive, the crashed member, any node left
+    // ordinary) may hear each survivor's hello once; announcing to every connected peer would
+    // also reach the survivors themselves.
+    let outside = net.nodes.len() - survivors.len();
+    let sent = hellos(&net) - before;
+    assert!(
+        sent <= (survivors.len() * outside) as u64,
+        "{sent} hellos for {} survivors and {outside} outside",
+        survivors.len()
+    );
 }

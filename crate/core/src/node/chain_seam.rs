@@ -143,7 +143,7 @@ pub enum BlockCheckError {
 /// Checks raw block bytes against the block hash the header chain expects: decodes them
 /// (bounded, no trailing bytes), compares the header's hash and checks the body against the
 /// header (`Block::check`).
-pub fn check_block(expected: &BlockHash, bytes: &[u8]) -> Result<(), BlockCheckError> {
+pub fn check_block(expected: &BlockHash, bytes: &[u8]) -> Result<Checked, BlockCheckError> {
     let block = Block::decode(bytes)?;
     let found = block.block_hash();
     if &found != expected {
@@ -152,8 +152,19 @@ pub fn check_block(expected: &BlockHash, bytes: &[u8]) -> Result<(), BlockCheckE
             found,
         });
     }
-    block.check()?;
-    Ok(())
+    let (_, txids) = block.check_with_txids()?;
+    Ok(Checked {
+        block_hash: found,
+        txids,
+    })
+}
+
+/// What [`check_block`] learnt on the way: the block's transaction ids, so that indexing the
+/// block when it is stored needs neither decoding nor hashing it again.
+#[derive(Debug)]
+pub struct Checked {
+    pub block_hash: BlockHash,
+    pub txids: Vec<crate::chain::Txid>,
 }
 
 /// A chain of `blocks` small valid blocks (a coinbase each, `payload_bytes` of script, no

@@ -47,9 +47,13 @@ pub struct Config {
     /// S4: how long a cluster id is valid, from formation.
     pub cluster_ttl_ms: u64,
     /// S12, when no replacement can be found: a cluster that has had fewer than `replicas`
-    /// members for this long (it cannot keep P copies) dissolves — its members leave one by
-    /// one and join clusters with room (S13) or form new ones, bringing their blocks along as
-    /// sources. `None` keeps undersized clusters.
+    /// members for this long (it cannot keep P copies; counted from when it first fell below
+    /// P, whatever views followed) dissolves, all members at once, if another cluster with
+    /// at least P members is reachable — its members join clusters with room (S13) or form
+    /// new ones, bringing their blocks along as sources. The default (1 min) keeps a cluster
+    /// below P for less than one repair window: a block whose last holders fail minutes
+    /// apart in a cluster that can no longer re-replicate it would otherwise be lost.
+    /// `None` keeps undersized clusters.
     pub undersized_leave_after_ms: Option<u64>,
     /// S1: mean time between invitation rounds of an ordinary node (jittered ±50 %).
     pub formation_interval_ms: u64,
@@ -109,7 +113,7 @@ impl Default for Config {
             cluster_size_max: 8,
             cluster_size_target: 6,
             cluster_ttl_ms: 6 * 60 * 60 * 1000,
-            undersized_leave_after_ms: Some(300_000),
+            undersized_leave_after_ms: Some(60_000),
             formation_interval_ms: 10_000,
             invite_timeout_ms: 3_000,
             invite_collect_ms: 500,

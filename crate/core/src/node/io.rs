@@ -232,6 +232,9 @@ pub enum Event {
         query_id: u64,
         txid: Txid,
         result: QueryResult,
+        /// The node whose proof confirmed it; `None` when this node's own blocks did (or
+        /// nothing was confirmed).
+        answered_by: Option<NodeId>,
     },
     /// A [`Input::RunJob`]'s block is ready (S17).
     JobReady { job: u64, block_hash: BlockHash },

@@ -427,13 +427,39 @@ impl Node {
         }
     }
 
+    /// The connected peers whose hello says archive, in id order (the peer table's own order
+    /// is not deterministic).
+    pub(crate) fn connected_archives(&self) -> Vec<NodeId> {
+        let mut archives: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected && p.record.as_ref().is_some_and(|r| r.archive))
+            .map(|(id, _)| *id)
+            .collect();
+        archives.sort();
+        archives
+    }
+
     /// Tells every connected peer whether we are in a cluster now (after joining or leaving).
     pub(crate) fn announce(&mut self) {
+        self.announce_to(|_| true);
+    }
+
+    /// Tells connected peers outside our cluster how much room it has now (after a view
+    /// change of the same cluster): ordinary peers choose by it which cluster to ask to join
+    /// (S13), and members of other clusters judge by it whether a cluster with P members is in
+    /// reach before an undersized cluster dissolves. Our own members know the view itself.
+    pub(crate) fn announce_room(&mut self) {
+        let ours = self.stamp().map(|s| s.cluster);
+        self.announce_to(|p| p.cluster != ours);
+    }
+
+    fn announce_to(&mut self, wants: impl Fn(&Peer) -> bool) {
         let hello = self.hello();
         let mut connected: Vec<NodeId> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.connected)
+            .filter(|(_, p)| p.connected && wants(p))
             .map(|(id, _)| *id)
             .collect();
         connected.sort();
@@ -508,8 +534,10 @@ impl Node {
             }
             Message::Ping { nonce, stamp } => {
                 self.heard_from(from, stamp);
-                let mine = self.stamp();
-                self.send(from, Message::Pong { nonce, stamp: mine });
+                if !self.pings_back(from, stamp) {
+                    let mine = self.stamp();
+                    self.send(from, Message::Pong { nonce, stamp: mine });
+                }
                 self.compare_stamp(from, stamp);
             }
             Message::Pong { nonce, stamp } => {

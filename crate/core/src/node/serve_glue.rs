@@ -3,8 +3,10 @@
 //!
 //! - Front-end queries ([`Input::TxQuery`]) and queries from peers (`Message::TxQuery`) run in
 //!   the serving layer: answered from this member's blocks through its transaction index, else
-//!   forwarded to the block's holders or to all members; the first answer whose Merkle proof
-//!   checks against this node's header view wins ([`Event::TxQueryDone`]).
+//!   forwarded to the block's holders or to all members, and, for front-end queries with
+//!   `serve.query.ask_archives`, last to the connected peers whose `Hello` says archive; the
+//!   first answer whose Merkle proof checks against this node's header view wins
+//!   ([`Event::TxQueryDone`], which names the answering node).
 //! - Jobs on any block ([`Input::RunJob`], [`Node::with_block`]): from the shard or fetched
 //!   from a holder into the bounded, verified cache (S17).
 //! - The transaction index follows the shard: every `StorageCommand::Put` the node issues is
@@ -27,6 +29,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use super::chain_seam::Checked;
 use super::io::{Event, Output, StorageCommand, StorageResult, TimerId};
 use super::{HeaderView, Node, NodeId, Role};
 use crate::chain::{Block, BlockHash, Header, Txid};
@@ -75,6 +78,9 @@ pub(crate) struct ServeGlue {
     listed: Option<Vec<BlockHash>>,
     /// The serving layer may hold index writes not yet turned into storage commands.
     index_dirty: bool,
+    /// The block the node checked last, with its txids: the put that follows the check is
+    /// indexed from them instead of decoding and hashing the block again.
+    pub(crate) checked: Option<Checked>,
 }
 
 impl ServeGlue {
@@ -93,6 +99,7 @@ impl ServeGlue {
             since_start: None,
             listed: None,
             index_dirty: false,
+            checked: None,
         }
     }
 }
@@ -130,9 +137,23 @@ impl Node {
         f: impl FnOnce(&mut Serve<NodeId>, &Env<'_, NodeId>) -> R,
     ) -> R {
         let view = self.headers.clone();
-        with_env(view.as_deref(), &self.role, &self.placer, |env| {
-            f(&mut self.serve.serve, env)
-        })
+        let archives = self.archives_to_ask();
+        with_env(
+            view.as_deref(),
+            &self.role,
+            &self.placer,
+            &archives,
+            |env| f(&mut self.serve.serve, env),
+        )
+    }
+
+    /// The connected archives, by id, if this node's queries ask them (none otherwise: the
+    /// list is not built for nothing).
+    fn archives_to_ask(&self) -> Vec<NodeId> {
+        if !self.config.serve.query.ask_archives {
+            return Vec::new();
+        }
+        self.connected_archives()
     }
 
     /// [`Input::TxQuery`]: a query from the front end.
@@ -147,6 +168,7 @@ impl Node {
                 query_id,
                 txid,
                 result: crate::serve::query::QueryResult::Unavailable,
+                answered_by: None,
             }),
         }
         self.pump_serve();
@@ -247,8 +269,27 @@ impl Node {
             } => {
                 // Indexed when issued (so a query can find it at once), unindexed if the write
                 // fails. The node only puts blocks it has checked against the header chain.
-                if let Ok(block) = Block::decode(bytes) {
-                    self.serve.serve.block_stored(&block, *height);
+                let checked = self
+                    .serve
+                    .checked
+                    .take()
+                    .filter(|c| c.block_hash == *block_hash);
+                let indexed = match checked {
+                    Some(c) => {
+                        self.serve
+                            .serve
+                            .block_stored_txids(*block_hash, *height, &c.txids);
+                        true
+                    }
+                    None => match Block::decode(bytes) {
+                        Ok(block) => {
+                            self.serve.serve.block_stored(&block, *height);
+                            true
+                        }
+                        Err(_) => false,
+                    },
+                };
+                if indexed {
                     self.serve.puts.insert(*request_id, *block_hash);
                     self.serve.index_dirty = true;
                     if let Some(since) = &mut self.serve.since_start {
@@ -435,7 +476,7 @@ impl Node {
         }
         // The new view decides holders and heights of what joined.
         let new_view = new.clone();
-        with_env(Some(&*new_view), &self.role, &self.placer, |env| {
+        with_env(Some(&*new_view), &self.role, &self.placer, &[], |env| {
             self.serve.serve.handle_chain_change(&change, env)
         });
         self.pump_serve();
@@ -556,12 +597,14 @@ impl Node {
                 query,
                 txid,
                 result,
+                answered_by,
             } => {
                 if let Some(query_id) = self.serve.queries.remove(&query) {
                     self.event(Event::TxQueryDone {
                         query_id,
                         txid,
                         result,
+                        answered_by,
                     });
                 }
             }
@@ -649,11 +692,13 @@ fn to_wire(message: ServeMessage) -> Message {
 }
 
 /// Runs `f` with the serving layer's view of this node: the header chain `view`, the
-/// cluster's members (none for an ordinary node), and who holds a block by placement.
+/// cluster's members (none for an ordinary node), the archives its queries may ask, and who
+/// holds a block by placement.
 fn with_env<R>(
     view: Option<&dyn HeaderView>,
     role: &Role,
     placer: &crate::placement::Placer,
+    archives: &[NodeId],
     f: impl FnOnce(&Env<'_, NodeId>) -> R,
 ) -> R {
     let chain = ViewChain(view);
@@ -671,6 +716,7 @@ fn with_env<R>(
     f(&Env {
         chain: &chain,
         members: &members,
+        archives,
         holders: &holders,
     })
 }
@@ -922,6 +968,108 @@ mod tests {
         match query_results(&out)[..] {
             [(7, QueryResult::Confirmed { height, .. })] => Some(height),
             _ => None,
+        }
+    }
+
+    /// The messages in `outputs` addressed to `to`.
+    fn sent_to(outputs: &[Output], to: NodeId) -> Vec<crate::wire::Message> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { to: t, message } if *t == to => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A node with `ask_archives` (a browser page outside any cluster) asks the connected
+    /// archive for what it does not hold; the archive's proof is checked against the node's
+    /// own headers and the result names who answered. A node without the setting does not ask.
+    #[test]
+    fn an_ordinary_node_asks_its_archive_when_configured() {
+        let (mut archive, _, list, parsed, mut archive_disk) = running_archive();
+        let archive_id = NodeId::from_seed(1);
+        for ask_archives in [true, false] {
+            let mut config = fast_config();
+            config.serve.query.ask_archives = ask_archives;
+            let light_id = NodeId::from_seed(2);
+            let mut light = Node::new(config, light_id, 2).unwrap();
+            let mut disk = Disk::default();
+            feed(&mut light, &mut disk, 0, Input::Start);
+            feed(&mut light, &mut disk, 0, Input::Headers(list.clone()));
+            feed(
+                &mut light,
+                &mut disk,
+                0,
+                Input::PeerConnected { peer: archive_id },
+            );
+            let hello = crate::wire::Message::Hello {
+                record: crate::wire::NodeRecord {
+                    blocks_served: 0,
+                    capacity_bytes: 0,
+                    segment: 0,
+                    archive: true,
+                },
+                cluster: None,
+                open_slots: 0,
+            };
+            let from = archive_id;
+            feed(
+                &mut light,
+                &mut disk,
+                1,
+                Input::Message {
+                    from,
+                    message: hello,
+                },
+            );
+            let txid = parsed[6].txdata[0].txid();
+            let query = Input::TxQuery {
+                query_id: 5,
+                txid,
+                block_hint: None,
+            };
+            let out = feed(&mut light, &mut disk, 2, query);
+            let asked = sent_to(&out, archive_id);
+            if !ask_archives {
+                assert!(asked.is_empty(), "{out:?}");
+                assert_eq!(query_results(&out), [(5, QueryResult::Unavailable)]);
+                continue;
+            }
+            assert_eq!(asked.len(), 1, "{out:?}");
+            let message = asked[0].clone();
+            let from = light_id;
+            let answered = feed(
+                &mut archive,
+                &mut archive_disk,
+                3,
+                Input::Message { from, message },
+            );
+            let answer = sent_to(&answered, light_id);
+            assert_eq!(answer.len(), 1, "{answered:?}");
+            let message = answer[0].clone();
+            let out = feed(
+                &mut light,
+                &mut disk,
+                4,
+                Input::Message {
+                    from: archive_id,
+                    message,
+                },
+            );
+            let done: Vec<_> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Event(Event::TxQueryDone {
+                        query_id,
+                        result: QueryResult::Confirmed { height, .. },
+                        answered_by,
+                        ..
+                    }) => Some((*query_id, *height, *answered_by)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(done, [(5, 6, Some(archive_id))], "{out:?}");
         }
     }
 

@@ -298,13 +298,7 @@ impl Node {
 
     /// Where to fetch `height` from, best first (see the module docs).
     fn sources(&mut self, height: u32, hash: &BlockHash) -> Vec<NodeId> {
-        let mut archives: Vec<NodeId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.connected && p.record.as_ref().is_some_and(|r| r.archive))
-            .map(|(id, _)| *id)
-            .collect();
-        archives.sort();
+        let archives = self.connected_archives();
         let Role::Member(m) = &self.role else {
             return archives;
         };
@@ -636,7 +630,8 @@ impl Node {
         let height = flight.job.height;
         let expected = self.headers.as_ref().and_then(|h| h.block_hash_at(height));
         match expected.map(|hash| (hash, check_block(&hash, &block))) {
-            Some((block_hash, Ok(()))) => {
+            Some((block_hash, Ok(checked))) => {
+                self.serve.checked = Some(checked);
                 let storage_id = self.fresh_id();
                 self.repair.puts.insert(
                     storage_id,
@@ -686,14 +681,15 @@ impl Node {
             self.stats.blocks_rejected += 1;
             return;
         };
-        if check_block(&hash, &bytes).is_err() {
+        let Ok(checked) = check_block(&hash, &bytes) else {
             self.stats.blocks_rejected += 1;
             return;
-        }
+        };
         let wanted = self.config.archive || self.must_hold(height);
         if !wanted || self.repair.held.contains(height) {
             return;
         }
+        self.serve.checked = Some(checked);
         let storage_id = self.fresh_id();
         self.repair.busy.insert(height);
         self.repair.puts.insert(

@@ -18,7 +18,9 @@
 //!    other member, `fanout` at a time: the next
 //!    wave goes out when the current one has answered without success or after
 //!    `wave_interval_ms`. A query received from another member runs with [`Scope::LocalOnly`],
-//!    so forwarding never cascades.
+//!    so forwarding never cascades. With [`QueryConfig::ask_archives`], this node's own
+//!    queries then ask the connected archives ([`Context::archives`]) in a last wave of their
+//!    own: the fallback of a node whose cluster cannot answer (or that is in none).
 //! 3. **Verify.** An answer counts only if it comes from the peer asked under that request id
 //!    and its proof checks against *this* node's best chain: the block is on the best chain
 //!    at the stated height and the branch leads from the txid, at the stated position, to that
@@ -27,8 +29,10 @@
 //!    its sender ([`QueryOutput::Misbehaved`]); a proof for a block not on our best chain (the
 //!    peer may be on another branch) is dropped without blame.
 //! 4. **Result** ([`QueryResult`]): `Confirmed` for the first verified proof; `NotFound` when
-//!    every member asked answered "not found"; `Unavailable` when the query timed out or some
-//!    member could not (or would not truthfully) say.
+//!    every node asked answered "not found"; otherwise, when no proof verified: `InvalidProof`
+//!    if some answer's proof failed the check, else `NotSynced` if some answer's block lies
+//!    above this node's header tip (it cannot be checked yet), else `Unavailable` (the query
+//!    timed out, or some node could not say).
 //!
 //! Reorgs: a proof counts only while its block is on the best chain; [`QueryResult::recheck`]
 //! re-validates a stored result against a newer chain.
@@ -79,6 +83,10 @@ pub struct QueryConfig {
     pub max_scored_peers: usize,
     /// Most outputs queued before the node drains them.
     pub max_queued_outputs: usize,
+    /// Whether this node's own queries ([`Origin::Local`]) ask the connected archives after
+    /// the members, in a last wave (a browser node, whose relay is an archive). Off by
+    /// default: a member's queries stay inside its cluster.
+    pub ask_archives: bool,
 }
 
 impl Default for QueryConfig {
@@ -99,6 +107,7 @@ impl Default for QueryConfig {
             invalid_answer_points: 20,
             max_scored_peers: 256,
             max_queued_outputs: 1024,
+            ask_archives: false,
         }
     }
 }
@@ -153,8 +162,14 @@ pub enum QueryResult {
         /// The Merkle branch, leaf level first.
         merkle: Vec<Hash256>,
     },
-    /// Every member asked said it is not in their blocks.
+    /// Every node asked said it is not in their blocks.
     NotFound,
+    /// No verified answer, and an answer proved the transaction in a block above this node's
+    /// header tip: it can be checked once the headers catch up.
+    NotSynced,
+    /// No verified answer, and an answer came with a proof that failed the check against this
+    /// node's headers (its sender was scored, [`QueryOutput::Misbehaved`]).
+    InvalidProof,
     /// No verified answer in time.
     Unavailable,
 }
@@ -222,6 +237,10 @@ pub enum AnswerError {
     /// The branch does not prove the txid against the header.
     #[error("invalid Merkle proof: {0}")]
     Proof(#[from] ProofError),
+    /// The proof's block is not in this node's chain and its height is above the tip: it
+    /// cannot be checked yet (not counted as misbehaviour).
+    #[error("the proof's height {0} is above this node's header tip")]
+    AboveTip(u32),
 }
 
 /// Checks an answer's proof for `txid` against `chain`: the block is on the best chain at the
@@ -231,9 +250,12 @@ pub fn verify_answer(
     txid: &Txid,
     chain: &dyn BestChain,
 ) -> Result<(), AnswerError> {
-    let height = chain
-        .height_of(&proof.block_hash)
-        .ok_or(AnswerError::NotInBestChain(proof.block_hash))?;
+    let Some(height) = chain.height_of(&proof.block_hash) else {
+        return Err(match chain.tip_height() {
+            Some(tip) if proof.height <= tip => AnswerError::NotInBestChain(proof.block_hash),
+            _ => AnswerError::AboveTip(proof.height),
+        });
+    };
     if height != proof.height {
         return Err(AnswerError::WrongHeight {
             claimed: proof.height,
@@ -297,6 +319,9 @@ pub enum QueryOutput<P> {
         txid: Txid,
         /// The result.
         result: QueryResult,
+        /// The node whose proof confirmed it; `None` when this node's own blocks did, or when
+        /// nothing was confirmed.
+        answered_by: Option<P>,
     },
     /// `peer` sent an answer whose proof failed; `score` is its misbehaviour total.
     Misbehaved {
@@ -322,6 +347,9 @@ pub struct Context<'a, P> {
     pub me: P,
     /// The cluster's members (empty for an ordinary node).
     pub members: &'a [P],
+    /// Connected archives, asked last by this node's own queries when
+    /// [`QueryConfig::ask_archives`] is set.
+    pub archives: &'a [P],
     /// Placement: who holds a block.
     pub holders: &'a dyn Fn(&BlockHash) -> Vec<P>,
 }
@@ -329,6 +357,10 @@ pub struct Context<'a, P> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Response {
     NotFound,
+    /// A proof for a block above our header tip (cannot be checked yet).
+    AboveTip,
+    /// A proof that failed the check (scored).
+    Invalid,
     /// Unavailable, a failed proof, or a proof for a block off our chain.
     NoAnswer,
 }
@@ -344,9 +376,14 @@ struct Query<P> {
     local: VecDeque<(BlockHash, u32)>,
     /// Whether this node holds the hinted block.
     hint_held: bool,
-    /// Members to ask, in order; `targets[..next_target]` have been asked.
+    /// Nodes to ask, in order; `targets[..next_target]` have been asked.
     targets: Vec<P>,
     next_target: usize,
+    /// `targets[first_archive..]` are archives, asked in a wave of their own after the
+    /// members.
+    first_archive: usize,
+    /// The node whose proof confirmed the query.
+    answered_by: Option<P>,
     next_wave_ms: u64,
     responses: BTreeMap<P, Response>,
 }
@@ -426,6 +463,8 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
                 hint_held,
                 targets: Vec::new(),
                 next_target: 0,
+                first_archive: 0,
+                answered_by: None,
                 next_wave_ms: u64::MAX,
                 responses: BTreeMap::new(),
             },
@@ -501,15 +540,17 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         let response = match answer {
             TxAnswer::Found(proof) => match verify_answer(&proof, &txid, cx.chain) {
                 Ok(()) => {
+                    q.answered_by = Some(from);
                     let result = QueryResult::confirmed(proof, cx.chain);
                     self.finish(query, result);
                     return;
                 }
                 Err(AnswerError::NotInBestChain(_)) => Response::NoAnswer,
+                Err(AnswerError::AboveTip(_)) => Response::AboveTip,
                 Err(_) => {
                     let score = self.scores.add(from, self.config.invalid_answer_points);
                     self.push(QueryOutput::Misbehaved { peer: from, score });
-                    Response::NoAnswer
+                    Response::Invalid
                 }
             },
             TxAnswer::NotFound => Response::NotFound,
@@ -525,7 +566,13 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
                     break;
                 }
                 if *member != cx.me && !q.targets.contains(member) {
-                    q.targets.push(*member);
+                    // Before the archives, unless their wave went out already.
+                    if q.next_target <= q.first_archive {
+                        q.targets.insert(q.first_archive, *member);
+                        q.first_archive += 1;
+                    } else {
+                        q.targets.push(*member);
+                    }
                 }
             }
         }
@@ -538,7 +585,8 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         for id in ids {
             let q = &self.queries[&id];
             if q.deadline_ms <= now_ms {
-                self.finish(id, QueryResult::Unavailable);
+                let result = q.unanswered();
+                self.finish(id, result);
             } else if q.next_wave_ms <= now_ms {
                 self.send_wave(now_ms, id);
             }
@@ -607,6 +655,16 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
                 .filter(|p| **p != cx.me && seen.insert(**p)),
         );
         targets.truncate(self.config.max_targets);
+        q.first_archive = targets.len();
+        if self.config.ask_archives && q.origin == Origin::Local {
+            targets.extend(
+                cx.archives
+                    .iter()
+                    .filter(|p| **p != cx.me && seen.insert(**p)),
+            );
+            // At least one archive even when the members filled `max_targets`.
+            targets.truncate(self.config.max_targets.max(q.first_archive + 1));
+        }
         if targets.is_empty() {
             self.finish(id, QueryResult::Unavailable);
             return;
@@ -617,7 +675,10 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
 
     fn send_wave(&mut self, now_ms: u64, id: QueryId) {
         let q = self.queries.get_mut(&id).expect("active query");
-        let end = (q.next_target + self.config.fanout.max(1)).min(q.targets.len());
+        let mut end = (q.next_target + self.config.fanout.max(1)).min(q.targets.len());
+        if q.next_target < q.first_archive {
+            end = end.min(q.first_archive); // the archives' wave comes after the members'
+        }
         let wave: Vec<P> = q.targets[q.next_target..end].to_vec();
         q.next_target = end;
         q.next_wave_ms = if end < q.targets.len() {
@@ -657,7 +718,7 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         let result = if all_not_found {
             QueryResult::NotFound
         } else {
-            QueryResult::Unavailable
+            q.unanswered()
         };
         self.finish(id, result);
     }
@@ -672,6 +733,7 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
                 query: id,
                 txid: q.txid,
                 result,
+                answered_by: q.answered_by,
             }),
             Origin::Peer { peer, request_id } => {
                 let answer = match result {
@@ -679,7 +741,9 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
                         TxAnswer::Found(result.proof().expect("confirmed has a proof"))
                     }
                     QueryResult::NotFound => TxAnswer::NotFound,
-                    QueryResult::Unavailable => TxAnswer::Unavailable,
+                    QueryResult::NotSynced
+                    | QueryResult::InvalidProof
+                    | QueryResult::Unavailable => TxAnswer::Unavailable,
                 };
                 self.push(QueryOutput::Reply {
                     to: peer,
@@ -701,6 +765,20 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             self.outputs.pop_front();
         }
         self.outputs.push_back(output);
+    }
+}
+
+impl<P> Query<P> {
+    /// The result of a query that got no verified answer and not only "not found".
+    fn unanswered(&self) -> QueryResult {
+        let any = |kind| self.responses.values().any(|r| *r == kind);
+        if any(Response::Invalid) {
+            QueryResult::InvalidProof
+        } else if any(Response::AboveTip) {
+            QueryResult::NotSynced
+        } else {
+            QueryResult::Unavailable
+        }
     }
 }
 

@@ -60,6 +60,9 @@ pub struct Env<'a, P> {
     pub chain: &'a dyn BestChain,
     /// The cluster's members, this node included (empty for an ordinary node).
     pub members: &'a [P],
+    /// Connected archives (asked last by this node's own queries when
+    /// [`QueryConfig::ask_archives`] is set; may be empty otherwise).
+    pub archives: &'a [P],
     /// Placement: the members that must hold a block (hash, height).
     pub holders: &'a dyn Fn(&BlockHash, u32) -> Vec<P>,
 }
@@ -162,6 +165,9 @@ pub enum ServeEvent<P> {
         txid: Txid,
         /// The result.
         result: QueryResult,
+        /// The node whose proof confirmed it (`None`: this node's own blocks, or no
+        /// confirmation).
+        answered_by: Option<P>,
     },
     /// A block is stored here (and indexed).
     BlockStored {
@@ -598,6 +604,13 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
         self.index_block(block, height);
     }
 
+    /// [`Serve::block_stored`] for a block whose transaction ids are already known (it was
+    /// just checked), so that they are not hashed again.
+    pub fn block_stored_txids(&mut self, block_hash: BlockHash, height: u32, txids: &[Txid]) {
+        let ops = self.index.add_txids(block_hash, txids);
+        self.indexed(block_hash, height, ops);
+    }
+
     /// The node deleted a block by itself: unindex it and forget any cached copy.
     pub fn block_removed(&mut self, block_hash: &BlockHash) {
         let ops = self.index.remove_block(block_hash);
@@ -650,12 +663,13 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
 
     fn index_block(&mut self, block: &Block, height: u32) {
         let ops = self.index.add_block(block);
+        self.indexed(block.block_hash(), height, ops);
+    }
+
+    fn indexed(&mut self, block_hash: BlockHash, height: u32, ops: Vec<KvOp>) {
         if !ops.is_empty() {
             self.storage(StorageIntent::WriteIndex { ops });
-            self.event(ServeEvent::BlockStored {
-                block_hash: block.block_hash(),
-                height,
-            });
+            self.event(ServeEvent::BlockStored { block_hash, height });
         }
     }
 
@@ -699,12 +713,14 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                     query,
                     txid,
                     result,
+                    answered_by,
                 } => {
                     self.stats.queries_done += 1;
                     self.event(ServeEvent::QueryDone {
                         query,
                         txid,
                         result,
+                        answered_by,
                     });
                 }
                 QueryOutput::Misbehaved { peer, score } => {
@@ -840,6 +856,7 @@ fn query_cx<'a, P: Copy>(
         index,
         me,
         members: env.members,
+        archives: env.archives,
         holders,
     }
 }

@@ -173,11 +173,16 @@ impl TxIndex {
         if self.by_hash.contains_key(&hash) {
             return Vec::new();
         }
-        let keys: Box<[u64]> = block
-            .txdata
-            .iter()
-            .map(|tx| self.short_key(&tx.txid()))
-            .collect();
+        self.add_txids(hash, &block.txids())
+    }
+
+    /// [`TxIndex::add_block`] for a block whose transaction ids (in block order) are already
+    /// known, e.g. from [`Block::check_with_txids`].
+    pub fn add_txids(&mut self, hash: BlockHash, txids: &[Txid]) -> Vec<KvOp> {
+        if self.by_hash.contains_key(&hash) {
+            return Vec::new();
+        }
+        let keys: Box<[u64]> = txids.iter().map(|txid| self.short_key(txid)).collect();
         let record = vec![KvOp::Put {
             key: record_key(&hash),
             value: encode_record(&hash, &keys),

@@ -138,7 +138,8 @@ pub enum Message {
         nonce: u64,
         stamp: Option<ViewStamp>,
     },
-    /// Answer to [`Message::Ping`], echoing the nonce.
+    /// Answer to [`Message::Ping`], echoing the nonce. Members on the same view do not answer
+    /// each other's heartbeat pings: their own pings are the heartbeat (see `liveness`).
     Pong {
         nonce: u64,
         stamp: Option<ViewStamp>,

@@ -185,7 +185,14 @@ impl SimEvent {
     fn kind(&self) -> &'static str {
         match self {
             SimEvent::Deliver { .. } => "deliver",
-            SimEvent::Timer { .. } => "timer",
+            SimEvent::Timer { id, .. } => match id {
+                TimerId::Formation => "timer_formation",
+                TimerId::Invitation => "timer_invitation",
+                TimerId::Heartbeat => "timer_heartbeat",
+                TimerId::ClusterExpiry => "timer_cluster_expiry",
+                TimerId::Repair => "timer_repair",
+                TimerId::Serve => "timer_serve",
+            },
             SimEvent::Storage { .. } => "storage",
             SimEvent::Link { up: true, .. } => "link_up",
             SimEvent::Link { up: false, .. } => "link_down",
@@ -260,6 +267,10 @@ struct Counters {
     dissolved_losses: u64,
     blocks_below_p_at_deadline: u64,
     blocks_above_p_at_deadline: u64,
+    /// Clusters whose repair (exactly P) was checked at their deadline.
+    clusters_repair_checked: u64,
+    /// Clusters formed after churn stopped whose deadline fell after the end of the run.
+    clusters_repair_unchecked: u64,
     node_stats: NodeStatTotals,
 }
 
@@ -327,8 +338,12 @@ pub struct World {
     cluster_index: BTreeMap<ClusterId, ClusterIdx>,
     log: InvariantLog,
     rate: RateLimitCheck,
-    /// When each cluster index was first seen.
+    /// When each cluster index was first seen (non-decreasing: indices are handed out in
+    /// order of first sight).
     cluster_first_seen_ms: Vec<u64>,
+    /// After the repair deadline: the next cluster index whose own deadline (formed after
+    /// churn stopped: formation + repair bound) is still to come.
+    next_late_repair_check: Option<ClusterIdx>,
     /// Blocks whose last live holder in a cluster went, waiting for judgement.
     pending_losses: Vec<PendingLoss>,
     /// Per node id counted in two clusters: when that was first seen.
@@ -346,7 +361,8 @@ pub struct World {
 struct Trace {
     /// `SHOAL_SIM_TRACE`: print the members of a cluster that breaks a repair or query check.
     state: bool,
-    /// `SHOAL_SIM_TRACE_EVENTS`: print every node event (but query results and jobs).
+    /// `SHOAL_SIM_TRACE_EVENTS`: print every node event (but query results and jobs), and
+    /// when each partition starts and ends.
     events: bool,
 }
 
@@ -452,6 +468,7 @@ impl World {
                 config.max_messages_per_node_per_s,
             ),
             cluster_first_seen_ms: Vec::new(),
+            next_late_repair_check: None,
             pending_losses: Vec::new(),
             two_cluster_since: BTreeMap::new(),
             quiet: false,
@@ -676,6 +693,9 @@ impl World {
             SimEvent::Mine => self.mine()?,
             SimEvent::PartitionStart(partition) => {
                 if !self.quiet {
+                    if self.trace.events {
+                        eprintln!("{} ms partition starts: {partition:?}", self.queue.now_ms());
+                    }
                     self.counters.partitions += 1;
                     self.network.set_partition(Some(partition));
                     self.queue
@@ -683,6 +703,9 @@ impl World {
                 }
             }
             SimEvent::PartitionEnd => {
+                if self.trace.events {
+                    eprintln!("{} ms partition ends", self.queue.now_ms());
+                }
                 self.network.set_partition(None);
                 if !self.quiet {
                     let now_ms = self.queue.now_ms();

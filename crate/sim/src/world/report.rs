@@ -49,6 +49,13 @@ pub struct Report {
     pub blocks_below_p_at_deadline: u64,
     /// (cluster, block) pairs above P live holders at the repair deadline (spare copies).
     pub blocks_above_p_at_deadline: u64,
+    /// Clusters whose blocks were checked against exactly P at their repair deadline: the
+    /// run's deadline (churn stop + bound) for clusters formed before churn stopped,
+    /// formation + bound for those formed after.
+    pub clusters_repair_checked: u64,
+    /// Clusters formed after churn stopped whose own deadline fell after the end of the run
+    /// (not checked).
+    pub clusters_repair_unchecked: u64,
     /// Member departures from clusters.
     pub cluster_leaves: u64,
     /// Messages sent by light nodes per online second.
@@ -129,6 +136,7 @@ impl World {
         let now_ms = self.queue.now_ms().max(self.config.duration_ms());
         // Losses younger than the grace period stay unjudged (reported as such).
         self.judge_losses();
+        self.finish_repair_checks();
         self.pending_losses.extend(self.replicas.take_pending());
         for record in &self.hosts {
             if let Some(node) = &record.node {
@@ -168,6 +176,8 @@ impl World {
             bytes_moved_per_leave_optimal: per_leave(counters.cluster_leave_optimal_bytes),
             blocks_below_p_at_deadline: counters.blocks_below_p_at_deadline,
             blocks_above_p_at_deadline: counters.blocks_above_p_at_deadline,
+            clusters_repair_checked: counters.clusters_repair_checked,
+            clusters_repair_unchecked: counters.clusters_repair_unchecked,
             cluster_leaves: counters.cluster_leaves,
             messages_per_node_per_s: if counters.light_online_ms > 0 {
                 counters.light_messages_sent as f64 * 1_000.0 / counters.light_online_ms as f64

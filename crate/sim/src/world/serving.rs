@@ -859,6 +859,7 @@ impl World {
                 query_id,
                 txid,
                 result,
+                ..
             } => {
                 let Some(q) = self.serving.open.get(query_id) else {
                     return Ok(());
@@ -876,7 +877,11 @@ impl World {
                         }
                     }
                     QueryResult::NotFound => Outcome::NotFound,
-                    QueryResult::Unavailable => Outcome::Unavailable,
+                    // No verified answer: none came, one was forged (scored apart), or one was
+                    // above the asker's header tip.
+                    QueryResult::NotSynced
+                    | QueryResult::InvalidProof
+                    | QueryResult::Unavailable => Outcome::Unavailable,
                 };
                 self.end_attempt(*query_id, outcome)?;
             }

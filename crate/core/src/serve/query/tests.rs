@@ -40,6 +40,7 @@ impl World {
             index: &self.index,
             me: ME,
             members: &MEMBERS,
+            archives: &[],
             holders: &holders,
         }
     }
@@ -555,8 +556,11 @@ proptest! {
                     prop_assert_eq!(answers.get(m), Some(&TxAnswer::NotFound), "member {} did not say no", m);
                 }
             }
-            QueryResult::Unavailable => {
+            QueryResult::Unavailable | QueryResult::InvalidProof => {
                 prop_assert!(!honest_finder, "an honest holder answered but the query gave up");
+            }
+            QueryResult::NotSynced => {
+                prop_assert!(false, "every answer here names a block of the asker's chain");
             }
         }
         if honest_finder {
@@ -582,6 +586,7 @@ fn members_that_join_during_a_query_are_asked_too() {
     let small = [1u8, 2];
     let cx_small = Context {
         members: &small,
+        archives: &[],
         ..world.cx()
     };
     queries
@@ -604,4 +609,151 @@ fn members_that_join_during_a_query_are_asked_too() {
     let mut asked: Vec<u8> = asks(&out).iter().map(|(to, _)| *to).collect();
     asked.sort_unstable();
     assert_eq!(asked, vec![3, 4, 5]);
+}
+
+const ARCHIVE: u8 = 9;
+
+/// A finished local query: its result and who answered.
+type Finished = Option<(QueryResult, Option<u8>)>;
+
+/// Answers every ask in `wave` with `answer`; returns the next wave and the result, if any.
+fn answer_all(
+    queries: &mut Queries<u8>,
+    wave: &[(u8, u64)],
+    answer: &TxAnswer,
+    cx: &Context<'_, u8>,
+) -> (Vec<(u8, u64)>, Finished) {
+    for (to, request_id) in wave {
+        queries.handle_answer(1, *to, *request_id, answer.clone(), cx);
+    }
+    let out = drain(queries);
+    let finished = out.iter().find_map(|o| match o {
+        QueryOutput::Done {
+            result,
+            answered_by,
+            ..
+        } => Some((result.clone(), *answered_by)),
+        _ => None,
+    });
+    (asks(&out), finished)
+}
+
+/// Queries of a node configured to ask archives last (a page's node, S16).
+fn asking_archives() -> Queries<u8> {
+    Queries::new(QueryConfig {
+        ask_archives: true,
+        ..QueryConfig::default()
+    })
+}
+
+#[test]
+fn own_queries_ask_the_archives_last_when_configured() {
+    let world = World::new();
+    let b = &world.blocks[4];
+    let txid = b.txdata[3].txid();
+    let proof = b.merkle_proof(4, 3).unwrap();
+    let cx = Context {
+        archives: &[ARCHIVE],
+        ..world.cx()
+    };
+    let mut queries = asking_archives();
+    queries
+        .start(0, Origin::Local, Scope::Cluster, txid, None, &cx)
+        .unwrap();
+    // The members in waves of `fanout`; the archive only after every member said no.
+    let mut wave = asks(&drain(&mut queries));
+    let mut asked = Vec::new();
+    while !wave.iter().any(|(to, _)| *to == ARCHIVE) {
+        asked.extend(wave.iter().map(|(to, _)| *to));
+        let (next, finished) = answer_all(&mut queries, &wave, &TxAnswer::NotFound, &cx);
+        assert_eq!(finished, None);
+        wave = next;
+    }
+    asked.sort_unstable();
+    assert_eq!(asked, MEMBERS.to_vec());
+    assert_eq!(wave.len(), 1, "the archives' wave is their own");
+    let (_, finished) = answer_all(&mut queries, &wave, &TxAnswer::Found(proof), &cx);
+    let (result, answered_by) = finished.expect("answered");
+    assert!(matches!(
+        result,
+        QueryResult::Confirmed {
+            height: 4,
+            pos: 3,
+            ..
+        }
+    ));
+    assert_eq!(answered_by, Some(ARCHIVE));
+
+    // A query on a peer's behalf never goes to the archives, nor one without the setting.
+    for (mut queries, origin) in [
+        (
+            asking_archives(),
+            Origin::Peer {
+                peer: 7,
+                request_id: 1,
+            },
+        ),
+        (Queries::new(QueryConfig::default()), Origin::Local),
+    ] {
+        queries
+            .start(0, origin, Scope::Cluster, txid, None, &cx)
+            .unwrap();
+        let mut wave = asks(&drain(&mut queries));
+        let mut finished = None;
+        while finished.is_none() {
+            assert!(wave.iter().all(|(to, _)| *to != ARCHIVE), "{origin:?}");
+            (wave, finished) = answer_all(&mut queries, &wave, &TxAnswer::NotFound, &cx);
+            if wave.is_empty() && finished.is_none() {
+                break; // a peer's query ends in a Reply
+            }
+        }
+    }
+}
+
+#[test]
+fn an_ordinary_node_asks_its_archive_and_tells_not_found_from_not_synced() {
+    let world = World::new();
+    let cx = Context {
+        members: &[],
+        archives: &[ARCHIVE],
+        ..world.cx()
+    };
+    let mut queries = asking_archives();
+    let unknown = Txid([0xab; 32]);
+    queries
+        .start(0, Origin::Local, Scope::Cluster, unknown, None, &cx)
+        .unwrap();
+    let wave = asks(&drain(&mut queries));
+    assert_eq!(
+        wave.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
+        [ARCHIVE]
+    );
+    let (_, finished) = answer_all(&mut queries, &wave, &TxAnswer::NotFound, &cx);
+    assert_eq!(finished, Some((QueryResult::NotFound, None)));
+
+    // A proof in a block above this node's tip cannot be checked yet: NotSynced, no blame.
+    let longer = chain_of(9, 5, 1);
+    assert_eq!(longer[5].block_hash(), world.blocks[5].block_hash());
+    let ahead = &longer[8];
+    let txid = ahead.txdata[1].txid();
+    queries
+        .start(0, Origin::Local, Scope::Cluster, txid, None, &cx)
+        .unwrap();
+    let wave = asks(&drain(&mut queries));
+    let found = TxAnswer::Found(ahead.merkle_proof(8, 1).unwrap());
+    let (_, finished) = answer_all(&mut queries, &wave, &found, &cx);
+    assert_eq!(finished, Some((QueryResult::NotSynced, None)));
+    assert_eq!(queries.misbehaviour(&ARCHIVE), 0);
+    // A node with no header chain at all is not synced either.
+    let empty = TestChain::new(&[]);
+    let bare = Context {
+        chain: &empty,
+        ..cx
+    };
+    queries
+        .start(0, Origin::Local, Scope::Cluster, txid, None, &bare)
+        .unwrap();
+    let wave = asks(&drain(&mut queries));
+    let (_, finished) = answer_all(&mut queries, &wave, &found, &bare);
+    assert_eq!(finished, Some((QueryResult::NotSynced, None)));
 }

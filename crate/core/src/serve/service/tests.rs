@@ -69,6 +69,7 @@ impl Cluster {
                 let env = Env {
                     chain: &self.chain,
                     members: &MEMBERS,
+                    archives: &[],
                     holders: &holders,
                 };
                 self.nodes[usize::from(to)].handle_message(self.now_ms, from, message, &env);
@@ -112,6 +113,7 @@ impl Cluster {
                 let env = Env {
                     chain: &self.chain,
                     members: &MEMBERS,
+                    archives: &[],
                     holders: &holders,
                 };
                 self.nodes[n].handle_get_result(self.now_ms, request_id, bytes.as_deref(), &env);
@@ -183,6 +185,7 @@ fn cluster_with(blocks: &[Block]) -> Cluster {
         let env = Env {
             chain: &cluster.chain,
             members: &MEMBERS,
+            archives: &[],
             holders: &holders,
         };
         cluster.nodes[0]
@@ -238,6 +241,7 @@ fn s16_any_member_answers_by_forwarding_with_a_verified_proof() {
         let env = Env {
             chain: &cluster.chain,
             members: &MEMBERS,
+            archives: &[],
             holders: &holders,
         };
         cluster.nodes[usize::from(asker)]
@@ -267,6 +271,7 @@ fn s16_any_member_answers_by_forwarding_with_a_verified_proof() {
     let env = Env {
         chain: &cluster.chain,
         members: &MEMBERS,
+        archives: &[],
         holders: &holders,
     };
     cluster.nodes[usize::from(asker)]
@@ -323,6 +328,7 @@ fn s16_a_forging_member_is_outvoted_by_the_proof_check_and_scored() {
     let env = Env {
         chain: &cluster.chain,
         members: &MEMBERS,
+        archives: &[],
         holders: &holders,
     };
     cluster.nodes[usize::from(asker)]
@@ -363,6 +369,7 @@ fn s17_a_member_runs_code_on_a_block_it_does_not_hold() {
         let env = Env {
             chain: &cluster.chain,
             members: &MEMBERS,
+            archives: &[],
             holders: &holders,
         };
         cluster.nodes[usize::from(runner)]
@@ -404,6 +411,7 @@ fn reorg_drops_blocks_from_shard_and_index_and_proofs_stop_confirming() {
         let env = Env {
             chain: &cluster.chain,
             members: &MEMBERS,
+            archives: &[],
             holders: &holders,
         };
         cluster.nodes[n].handle_chain_change(&change, &env);
@@ -431,6 +439,7 @@ fn reorg_drops_blocks_from_shard_and_index_and_proofs_stop_confirming() {
     let env = Env {
         chain: &cluster.chain,
         members: &MEMBERS,
+        archives: &[],
         holders: &holders,
     };
     cluster.nodes[0]
@@ -467,6 +476,7 @@ fn a_corrupt_local_copy_is_reported_kept_and_the_query_asks_the_other_holder() {
     let env = Env {
         chain: &cluster.chain,
         members: &MEMBERS,
+        archives: &[],
         holders: &holders,
     };
     cluster.nodes[n]
