@@ -96,7 +96,10 @@ async function benchHeaderSync(browser, work) {
     nativeMs = Math.min(nativeMs, performance.now() - t);
   }
 
-  const relay = await startRelay({ dataDir: tempDir("bench-sync"), importFile: chainFile, log: keepLog });
+  // Importing 20,001 blocks took 58 s at load average 8: give it more than the tests' 60 s.
+  const relay = await startRelay({
+    dataDir: tempDir("bench-sync"), importFile: chainFile, log: keepLog, upWithinS: 300,
+  });
   // Each round syncs a fresh database in a fresh context; the page's console is watched for
   // failed header requests (node.rs says them) and transport resets ("overloaded"). The same
   // rounds run over WebRTC-direct and over WebSocket, against the same relay.

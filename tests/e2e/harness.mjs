@@ -25,7 +25,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts `shoal-relay serve` (importing `importFile`, or generating `initialBlocks` regtest
  * blocks, then one every `blockIntervalSecs` if not 0); resolves once /relay-addrs.json answers. */
-export async function startRelay({ dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, log }) {
+export async function startRelay({ dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, log, upWithinS = 60 }) {
   const args = [
     "serve",
     "--data-dir", dataDir,
@@ -43,7 +43,7 @@ export async function startRelay({ dataDir, importFile, initialBlocks = 0, block
   });
   child.stderr.on("data", (d) => log?.(d.toString()));
   const exited = new Promise((resolve) => child.once("exit", resolve));
-  for (let i = 0; i < 300; i++) {
+  for (let i = 0; i < upWithinS * 5; i++) {
     if (child.exitCode !== null) throw new Error(`relay exited with ${child.exitCode}`);
     try {
       const res = await fetch(`${ORIGIN}/relay-addrs.json`);
@@ -67,7 +67,7 @@ export async function startRelay({ dataDir, importFile, initialBlocks = 0, block
     await sleep(200);
   }
   child.kill("SIGKILL");
-  throw new Error("the relay did not come up within 60 s");
+  throw new Error(`the relay did not come up within ${upWithinS} s`);
 }
 
 /** Launches Debian's Chromium with the flags known to work here (TOOLCHAIN.md). */

@@ -3,9 +3,10 @@
 //!
 //! - Header sync from relays with full verification (the core's `HeaderChain`: proof of work,
 //!   linkage, retargeting, median time past, most-work tip and reorgs); every accepted batch is
-//!   written to IndexedDB in one transaction, so a reloaded tab downloads nothing twice. While
-//!   catching up, up to [`MAX_HEADER_REQUESTS_IN_FLIGHT`] `GetHeaders` requests are open at
-//!   consecutive heights; answers are verified strictly in height order as they arrive.
+//!   written to IndexedDB ([`HeaderWriter`], while the next batch is verified), so a reloaded
+//!   tab downloads nothing twice. While catching up, up to [`MAX_HEADER_REQUESTS_AHEAD`]
+//!   `GetHeaders` requests are open at consecutive heights (fewer of them unanswered over
+//!   WebRTC-direct); answers are verified strictly in height order as they arrive.
 //! - Transaction queries (S16) are the core node's (`Input::TxQuery`, [`crate::core_node`]):
 //!   answered from its own blocks, else asked of its cluster's members, then of the relays'
 //!   archive nodes; every Merkle proof is checked against the node's own headers before the
@@ -59,9 +60,23 @@ const REDIAL_MAX_MS: f64 = 10_000.0;
 pub const MAX_PENDING_REQUESTS: usize = 256;
 /// Capacity of the command queue from the JavaScript API.
 pub const COMMAND_QUEUE: usize = 64;
-/// Most `GetHeaders` requests open at once while catching up (each asks for
-/// `MAX_HEADERS_PER_MESSAGE` headers at consecutive heights); once synced, only one.
-pub const MAX_HEADER_REQUESTS_IN_FLIGHT: usize = 6;
+/// Most `GetHeaders` requests open at once while catching up, plus answers waiting to be
+/// verified (each asks for `MAX_HEADERS_PER_MESSAGE` headers at consecutive heights, ~160 KB);
+/// once synced, only one.
+pub const MAX_HEADER_REQUESTS_AHEAD: usize = 6;
+/// Of those, most whose answer has not arrived yet, by transport. Over WebRTC-direct every
+/// unanswered request lets the relay send ~160 KB at once, and Chromium's UDP socket (212,992 B
+/// receive buffer on Linux, which a page cannot raise) drops datagrams when its network thread
+/// waits for a CPU; a lost tail then waits for the relay's SCTP retransmission timeout (≥ 1 s).
+/// Two requests on their way kept the worst rounds at 21k instead of 12k headers/s and the
+/// median higher than six (BENCHMARKS.md, issue 5); fewer or smaller ones left the page waiting
+/// for the next answer. TCP recovers such loss in milliseconds: WebSocket keeps all six.
+pub fn max_unanswered_header_requests(transport: Transport) -> usize {
+    match transport {
+        Transport::WebRtcDirect => 2,
+        Transport::WebSocket => MAX_HEADER_REQUESTS_AHEAD,
+    }
+}
 
 /// What the JavaScript API asks of the loop.
 pub enum Command {
@@ -123,7 +138,6 @@ struct RelayState {
 /// `tip + 1` and follow each other without gaps; batches are verified strictly in height order.
 /// Whenever that can no longer hold (a short or invalid batch, a failure, a lost relay, a
 /// reorganisation) the pipeline is reset and answers still on their way are ignored.
-#[derive(Default)]
 struct Sync {
     /// Open header requests, oldest first: (relay, request, first height asked for, when).
     in_flight: Vec<(PeerId, OutboundRequestId, u32, f64)>,
@@ -133,8 +147,24 @@ struct Sync {
     arrived: BTreeMap<u32, Vec<shoal_core::chain::Header>>,
     /// The first height the next request asks for.
     next_start_height: u32,
+    /// Most requests without an answer in the current pipeline (set when it starts).
+    max_unanswered: usize,
     synced: bool,
     last_request_ms: f64,
+}
+
+impl Default for Sync {
+    fn default() -> Sync {
+        Sync {
+            in_flight: Vec::new(),
+            reasked: None,
+            arrived: BTreeMap::new(),
+            next_start_height: 0,
+            max_unanswered: MAX_HEADER_REQUESTS_AHEAD,
+            synced: false,
+            last_request_ms: 0.0,
+        }
+    }
 }
 
 impl Sync {
@@ -156,10 +186,91 @@ impl Sync {
     }
 }
 
+/// Writes verified headers to IndexedDB in a task of its own, so that the loop verifies (and
+/// asks for) the next batch while the last one is written. Awaited in the loop, the writes
+/// took 50-430 ms of a 20,000-header sync against 40-70 ms for verifying (one transaction per
+/// batch, each first reading the chunk it starts in; BENCHMARKS.md, issue 5). Writes land in the order they were queued, each transaction holding everything queued
+/// while the previous one ran, so the store always holds a prefix of the verified chain and
+/// nothing unverified.
+struct HeaderWriter {
+    jobs: mpsc::UnboundedSender<WriterJob>,
+}
+
+enum WriterJob {
+    Write(Write),
+    /// Answered once every write queued before it has landed (or failed).
+    Flush(oneshot::Sender<()>),
+}
+
+impl HeaderWriter {
+    fn start(store: Rc<Store>) -> HeaderWriter {
+        let (jobs, mut queued) = mpsc::unbounded::<WriterJob>();
+        wasm_bindgen_futures::spawn_local(async move {
+            while let Some(first) = queued.next().await {
+                let mut writes: Vec<Write> = Vec::new();
+                let mut flushed = Vec::new();
+                let mut next = Some(first);
+                while let Some(job) = next {
+                    match job {
+                        WriterJob::Write(write) => append_write(&mut writes, write),
+                        WriterJob::Flush(done) => flushed.push(done),
+                    }
+                    next = queued.try_recv().ok();
+                }
+                if let Err(err) = store.write(&writes).await {
+                    web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {err}")));
+                }
+                for done in flushed {
+                    let _ = done.send(());
+                }
+            }
+        });
+        HeaderWriter { jobs }
+    }
+
+    fn queue(&self, write: Write) {
+        let _ = self.jobs.unbounded_send(WriterJob::Write(write));
+    }
+
+    /// Waits until every write queued so far has landed.
+    async fn flush(&self) {
+        let (done, landed) = oneshot::channel();
+        if self.jobs.unbounded_send(WriterJob::Flush(done)).is_ok() {
+            let _ = landed.await;
+        }
+    }
+}
+
+/// Appends `write` to `writes`, merging headers that follow on (or replace the tail of) the
+/// last `PutHeaders` into it: one chunk plan and one put per chunk instead of one per batch.
+fn append_write(writes: &mut Vec<Write>, write: Write) {
+    if let (
+        Some(Write::PutHeaders {
+            first_height,
+            headers,
+        }),
+        Write::PutHeaders {
+            first_height: next_first,
+            headers: next_headers,
+        },
+    ) = (writes.last_mut(), &write)
+    {
+        let end = *first_height as u64 + headers.len() as u64;
+        if *next_first >= *first_height && u64::from(*next_first) <= end {
+            headers.truncate((*next_first - *first_height) as usize);
+            headers.extend_from_slice(next_headers);
+            return;
+        }
+    }
+    writes.push(write);
+}
+
 /// The loop's state.
 pub struct Driver {
     pub(crate) swarm: Swarm<Behaviour>,
-    pub(crate) store: Store,
+    pub(crate) store: Rc<Store>,
+    /// Verified headers on their way to `store` (off the verification path).
+    header_writes: HeaderWriter,
     pub(crate) chain: HeaderChain,
     relays: Vec<RelayState>,
     sync: Sync,
@@ -236,8 +347,10 @@ impl Driver {
                 backoff_ms: REDIAL_MIN_MS,
             })
             .collect();
+        let store = Rc::new(store);
         let driver = Driver {
             swarm,
+            header_writes: HeaderWriter::start(store.clone()),
             store,
             chain,
             relays,
@@ -283,12 +396,14 @@ impl Driver {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 command = commands.next() => match command {
                     Some(Command::Stop { reply }) => {
+                        self.header_writes.flush().await;
                         self.shutdown();
                         let _ = reply.send(());
                         return;
                     }
                     Some(command) => self.on_command(command).await,
                     None => {
+                        self.header_writes.flush().await;
                         self.shutdown();
                         return;
                     }
@@ -452,21 +567,25 @@ impl Driver {
         self.sync.reasked = Some(next);
     }
 
-    /// Fills the request pipeline: up to [`MAX_HEADER_REQUESTS_IN_FLIGHT`] while catching up,
-    /// one when synced (a poll for new headers).
+    /// Fills the request pipeline while catching up: up to [`MAX_HEADER_REQUESTS_AHEAD`], of
+    /// them at most [`max_unanswered_header_requests`] without an answer; one request when
+    /// synced (a poll for new headers).
     fn request_headers(&mut self) {
-        let Some((peer, _)) = self.connected_relay() else {
+        let Some((peer, transport)) = self.connected_relay() else {
             return;
-        };
-        let depth = if self.sync.synced {
-            1
-        } else {
-            MAX_HEADER_REQUESTS_IN_FLIGHT
         };
         if self.sync.is_idle() {
             self.sync.next_start_height = self.chain.tip_height() + 1;
+            self.sync.max_unanswered = max_unanswered_header_requests(transport);
         }
-        while self.sync.in_flight.len() + self.sync.arrived.len() < depth {
+        let (max_unanswered, max_ahead) = if self.sync.synced {
+            (1, 1)
+        } else {
+            (self.sync.max_unanswered, MAX_HEADER_REQUESTS_AHEAD)
+        };
+        while self.sync.in_flight.len() < max_unanswered
+            && self.sync.in_flight.len() + self.sync.arrived.len() < max_ahead
+        {
             let start_height = self.sync.next_start_height;
             let message = Message::GetHeaders {
                 request_id: self.next_id(),
@@ -575,8 +694,13 @@ impl Driver {
                 headers,
             });
         }
-        if let Err(err) = self.store.write(&batch).await {
-            web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {err}")));
+        for write in batch {
+            self.header_writes.queue(write);
+        }
+        if !full {
+            // Synced: everything verified is on disk before the node says so (a reload then
+            // downloads nothing again).
+            self.header_writes.flush().await;
         }
         self.sync.synced = !full;
         self.publish_tip();
@@ -944,4 +1068,71 @@ fn relay_detail(peer: PeerId, connected: bool, transport: Option<Transport>) -> 
 /// Sets a property on a plain object we created (cannot fail).
 pub fn set(object: &js_sys::Object, key: &str, value: JsValue) {
     let _ = js_sys::Reflect::set(object, &JsValue::from_str(key), &value);
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_core::chain::Header;
+    use wasm_bindgen_test::*;
+
+    use super::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    /// `n` distinct headers from `first` on (the store does not check linkage).
+    fn numbered(first: u32, n: u32) -> Vec<Header> {
+        (first..first + n)
+            .map(|i| Header {
+                nonce: i,
+                ..Header::default()
+            })
+            .collect()
+    }
+
+    #[wasm_bindgen_test]
+    fn header_writes_that_follow_on_are_merged_and_others_kept_apart() {
+        let put = |first_height, headers| Write::PutHeaders {
+            first_height,
+            headers,
+        };
+        let mut writes = Vec::new();
+        append_write(&mut writes, put(1, numbered(1, 2_000)));
+        append_write(&mut writes, put(2_001, numbered(2_001, 2_000)));
+        // A reorganisation's batch replaces the tail from 3,500 on.
+        append_write(&mut writes, put(3_500, numbered(90_000, 10)));
+        append_write(&mut writes, Write::TruncateHeaders { from_height: 3_000 });
+        append_write(&mut writes, put(3_000, numbered(3_000, 5)));
+        // A gap is not merged.
+        append_write(&mut writes, put(3_100, numbered(3_100, 5)));
+        let mut expected = numbered(1, 3_499);
+        expected.extend(numbered(90_000, 10));
+        assert!(matches!(
+            &writes[..],
+            [
+                Write::PutHeaders { first_height: 1, headers },
+                Write::TruncateHeaders { from_height: 3_000 },
+                Write::PutHeaders { first_height: 3_000, headers: h3000 },
+                Write::PutHeaders { first_height: 3_100, .. },
+            ] if *headers == expected && *h3000 == numbered(3_000, 5)
+        ));
+    }
+
+    #[wasm_bindgen_test]
+    async fn the_header_writer_lands_every_queued_batch_in_order_before_a_flush_returns() {
+        let name = "shoal-test-header-writer";
+        Store::delete_database(name).await.unwrap();
+        let store = Rc::new(Store::open(name).await.unwrap());
+        let writer = HeaderWriter::start(store.clone());
+        for first in (1..10_000).step_by(2_000) {
+            writer.queue(Write::PutHeaders {
+                first_height: first,
+                headers: numbered(first, 2_000),
+            });
+        }
+        writer.queue(Write::TruncateHeaders { from_height: 9_001 });
+        writer.flush().await;
+        assert_eq!(store.headers(1, 20_000).await.unwrap(), numbered(1, 9_000));
+        store.close();
+        Store::delete_database(name).await.unwrap();
+    }
 }
