@@ -46,10 +46,14 @@ pub use crate::verify::Verified;
 /// How often the loop wakes up without any event (redials, periodic re-sync, late answers).
 const TICK: Duration = Duration::from_millis(100);
 /// A header request whose answer is the next to verify and has not come after this long is
-/// asked again on a new stream, once. Over WebRTC-direct a datagram lost at the tail of an
-/// answer is resent by the relay's SCTP only after its retransmission timeout (≥ 1 s in
-/// webrtc-sctp), while a new stream is not held up by it (BENCHMARKS.md, issue 5).
+/// asked again on a new stream. Over WebRTC-direct a datagram lost at the tail of an answer is
+/// resent by the relay's SCTP only after its retransmission timeout (≥ 1 s in webrtc-sctp),
+/// while a new stream is not held up by it (BENCHMARKS.md, issue 5).
 const LATE_ANSWER_MS: f64 = 150.0;
+/// How often one batch is asked again, each time after twice the previous wait (150, 300,
+/// 600 ms): a re-ask can be lost too (the bench once saw a first batch wait for the 10 s
+/// request timeout after its one re-ask).
+const MAX_REASKS: u32 = 3;
 /// How long after being synced the node asks again for new headers.
 const RESYNC_INTERVAL_MS: f64 = 5_000.0;
 /// First and largest delay before dialling a lost relay again.
@@ -141,8 +145,8 @@ struct RelayState {
 struct Sync {
     /// Open header requests, oldest first: (relay, request, first height asked for, when).
     in_flight: Vec<(PeerId, OutboundRequestId, u32, f64)>,
-    /// The height whose late request was asked a second time (once per height).
-    reasked: Option<u32>,
+    /// The height whose late request was asked again, and how many times.
+    reasked: Option<(u32, u32)>,
     /// Answers that came before an earlier one, by first height (at most one per request).
     arrived: BTreeMap<u32, Vec<shoal_core::chain::Header>>,
     /// The first height the next request asks for.
@@ -539,19 +543,29 @@ impl Driver {
         self.reask_late_batch(now);
     }
 
-    /// Asks a second time for the batch that is next to verify if its answer is late
-    /// ([`LATE_ANSWER_MS`]); whichever answer comes first is used, the other is ignored.
+    /// Asks again for the batch that is next to verify if its answer is late
+    /// ([`LATE_ANSWER_MS`], doubling, at most [`MAX_REASKS`] times); whichever answer comes
+    /// first is used, the others are ignored.
     fn reask_late_batch(&mut self, now: f64) {
         let next = self.chain.tip_height() + 1;
-        if self.sync.synced || self.sync.reasked == Some(next) {
+        let times = match self.sync.reasked {
+            Some((height, times)) if height == next => times,
+            _ => 0,
+        };
+        if self.sync.synced || times >= MAX_REASKS {
             return;
         }
-        let Some(&(peer, _, _, asked_ms)) =
-            self.sync.in_flight.iter().find(|(_, _, h, _)| *h == next)
+        // The latest ask for that batch (the first one, or the last re-ask).
+        let Some(&(peer, _, _, asked_ms)) = self
+            .sync
+            .in_flight
+            .iter()
+            .filter(|(_, _, h, _)| *h == next)
+            .max_by(|a, b| a.3.total_cmp(&b.3))
         else {
             return;
         };
-        if now - asked_ms < LATE_ANSWER_MS {
+        if now - asked_ms < LATE_ANSWER_MS * f64::from(1u32 << times) {
             return;
         }
         let message = Message::GetHeaders {
@@ -564,7 +578,7 @@ impl Driver {
         };
         let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
         self.sync.in_flight.push((peer, id, next, now));
-        self.sync.reasked = Some(next);
+        self.sync.reasked = Some((next, times + 1));
     }
 
     /// Fills the request pipeline while catching up: up to [`MAX_HEADER_REQUESTS_AHEAD`], of
