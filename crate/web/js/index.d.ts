@@ -121,7 +121,11 @@ export interface NodeStatus {
 /** Detail of the `sync-progress` event. */
 export interface SyncProgress {
   height: number;
-  /** The height sync is heading for: `null` while more headers are coming, `height` once synced. */
+  /**
+   * The height sync is heading for: the relay's best height as its header answers claim it
+   * (never below `height`; `null` before its first answer), `height` once synced. A claim for a
+   * progress bar only: every header is verified, whatever the relay says its tip is.
+   */
   target: number | null;
   synced: boolean;
 }

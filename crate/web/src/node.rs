@@ -155,6 +155,9 @@ struct Sync {
     max_unanswered: usize,
     synced: bool,
     last_request_ms: f64,
+    /// The relay's best height, as its latest header answer claimed (the `sync-progress`
+    /// target while catching up; the headers themselves are what is verified).
+    relay_tip: Option<u32>,
 }
 
 impl Default for Sync {
@@ -167,6 +170,7 @@ impl Default for Sync {
             max_unanswered: MAX_HEADER_REQUESTS_AHEAD,
             synced: false,
             last_request_ms: 0.0,
+            relay_tip: None,
         }
     }
 }
@@ -721,10 +725,16 @@ impl Driver {
         let detail = js_sys::Object::new();
         let tip = self.chain.tip_height();
         set(&detail, "height", tip.into());
+        // While catching up, the relay's claimed tip (never below what is verified); once
+        // synced, the tip itself.
+        let target = match (full, self.sync.relay_tip) {
+            (false, _) => Some(tip),
+            (true, claimed) => claimed.map(|c| c.max(tip)),
+        };
         set(
             &detail,
             "target",
-            if full { JsValue::NULL } else { tip.into() },
+            target.map_or(JsValue::NULL, JsValue::from),
         );
         set(&detail, "synced", (!full).into());
         self.emit("sync-progress", detail.into());
@@ -908,9 +918,13 @@ impl Driver {
                     let answer = match decoded {
                         Ok(Message::Headers {
                             start_height,
+                            tip_height,
                             headers,
                             ..
-                        }) => Some((start_height, headers)),
+                        }) => {
+                            self.sync.relay_tip = Some(tip_height);
+                            Some((start_height, headers))
+                        }
                         _ => None,
                     };
                     self.on_headers_answer(asked_height, answer).await;

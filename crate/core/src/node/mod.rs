@@ -602,6 +602,11 @@ impl Node {
 
     fn on_get_headers(&mut self, from: NodeId, request_id: u64, start_height: u32, max_count: u32) {
         let mut headers = Vec::new();
+        let tip_height = self
+            .headers
+            .as_ref()
+            .and_then(|view| view.tip_height())
+            .unwrap_or(0);
         if let Some(view) = &self.headers {
             let count = (max_count as usize).min(crate::wire::MAX_HEADERS_PER_MESSAGE);
             for height in start_height..start_height.saturating_add(count as u32) {
@@ -616,6 +621,7 @@ impl Node {
             Message::Headers {
                 request_id,
                 start_height,
+                tip_height,
                 headers,
             },
         );

@@ -244,11 +244,13 @@ impl Writer {
             Message::Headers {
                 request_id,
                 start_height,
+                tip_height,
                 headers,
             } => {
                 self.u8(TAG_HEADERS);
                 self.varint(*request_id);
                 self.varint(*start_height as u64);
+                self.varint(*tip_height as u64);
                 check_len("headers", headers.len(), MAX_HEADERS_PER_MESSAGE)?;
                 self.varint(headers.len() as u64);
                 for header in headers {
@@ -541,6 +543,7 @@ impl<'a> Reader<'a> {
             TAG_HEADERS => {
                 let request_id = self.varint("request_id")?;
                 let start_height = self.u32("start_height")?;
+                let tip_height = self.u32("tip_height")?;
                 let n = self.count("headers", MAX_HEADERS_PER_MESSAGE)?;
                 let mut headers = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -549,6 +552,7 @@ impl<'a> Reader<'a> {
                 Message::Headers {
                     request_id,
                     start_height,
+                    tip_height,
                     headers,
                 }
             }

@@ -31,7 +31,7 @@ pub use crate::node::NodeId;
 pub use codec::{decode, encode, encoded_len};
 
 /// The codec's version: the first byte of every encoded message.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// Largest encoded message, in bytes (a maximal block plus framing fits).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Largest raw block carried in [`Message::BlockData`] (Bitcoin's 4 MWU bound on serialized size).
@@ -178,10 +178,13 @@ pub enum Message {
         start_height: u32,
         max_count: u32,
     },
-    /// Headers from `start_height` on (at most [`MAX_HEADERS_PER_MESSAGE`]).
+    /// Headers from `start_height` on (at most [`MAX_HEADERS_PER_MESSAGE`]), and the height
+    /// of the sender's best chain when it answered: how far the asker has to go (a page's
+    /// `sync-progress` target). A claim, not a proof: only the headers themselves are checked.
     Headers {
         request_id: u64,
         start_height: u32,
+        tip_height: u32,
         headers: Vec<Header>,
     },
     /// Ask for a block's raw bytes.

@@ -155,13 +155,20 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
                 max_count,
             }
         ),
-        (any::<u64>(), any::<u32>(), vec(header(), 0..20)).prop_map(
-            |(request_id, start_height, headers)| Message::Headers {
-                request_id,
-                start_height,
-                headers,
-            }
-        ),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            any::<u32>(),
+            vec(header(), 0..20)
+        )
+            .prop_map(
+                |(request_id, start_height, tip_height, headers)| Message::Headers {
+                    request_id,
+                    start_height,
+                    tip_height,
+                    headers,
+                }
+            ),
         (any::<u64>(), any::<[u8; 32]>()).prop_map(|(request_id, h)| Message::GetBlock {
             request_id,
             block_hash: BlockHash(h),
@@ -260,8 +267,8 @@ fn wrong_version_and_unknown_tag_are_typed_errors() {
 
 #[test]
 fn a_huge_declared_count_is_refused_without_allocating() {
-    // Headers message claiming u64::MAX headers.
-    let mut bytes = vec![WIRE_VERSION, 11, 0, 0];
+    // Headers message (request 0, start 0, tip 0) claiming u64::MAX headers.
+    let mut bytes = vec![WIRE_VERSION, 11, 0, 0, 0];
     bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
     assert!(matches!(
         decode(&bytes),
@@ -284,6 +291,7 @@ fn over_limit_messages_do_not_encode() {
     let too_many = Message::Headers {
         request_id: 1,
         start_height: 0,
+        tip_height: 0,
         headers: vec![Header::default(); MAX_HEADERS_PER_MESSAGE + 1],
     };
     assert!(matches!(

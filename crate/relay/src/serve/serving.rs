@@ -34,6 +34,7 @@ pub fn answer(store: &ChainStore, request: &Message) -> Result<Message, ServingE
             Ok(Message::Headers {
                 request_id: *request_id,
                 start_height: *start_height,
+                tip_height: store.tip()?.map_or(0, |tip| tip.height),
                 headers: store
                     .headers(*start_height, max_count)?
                     .iter()
