@@ -97,7 +97,8 @@ pub struct InvariantLog {
 }
 
 impl InvariantLog {
-    /// A log that keeps the first `keep_at_most` violations in full.
+    /// A log that keeps the first `keep_at_most` violations of each invariant in full (so that
+    /// a flood of one kind, e.g. the message budget at start, does not hide the others).
     pub fn new(keep_at_most: usize) -> Self {
         Self {
             kept: Vec::new(),
@@ -115,8 +116,9 @@ impl InvariantLog {
 
     /// Records a violation.
     pub fn violate(&mut self, at_ms: u64, invariant: Invariant, detail: String) {
-        *self.violations.entry(invariant).or_default() += 1;
-        if self.kept.len() < self.keep_at_most {
+        let count = self.violations.entry(invariant).or_default();
+        *count += 1;
+        if *count <= self.keep_at_most as u64 {
             self.kept.push(Violation {
                 at_ms,
                 invariant,
@@ -243,6 +245,10 @@ mod tests {
         assert_eq!(log.total(), 5);
         assert_eq!(log.kept().len(), 2);
         assert_eq!(log.kept()[1].detail, "v1");
+        // Another invariant still gets its first ones kept, after the flood of the first.
+        log.violate(9, Invariant::OneClusterPerNode, "other".into());
+        assert_eq!(log.kept().len(), 3);
+        assert_eq!(log.kept()[2].detail, "other");
     }
 
     #[test]

@@ -67,7 +67,7 @@ const DIRECTORY_INTERVAL_MS: u64 = 60_000;
 const DIRECTORY_CANDIDATES: usize = 8;
 /// Archives (relays) per directory answer.
 const ARCHIVES_PER_ANSWER: usize = 2;
-/// Violations kept in full in the report.
+/// Violations of each invariant kept in full in the report.
 const VIOLATIONS_KEPT: usize = 20;
 
 /// Why a run could not be carried out.

@@ -68,7 +68,7 @@ pub struct Report {
     pub invariant_violations: u64,
     /// Every invariant: checks, violations, or why it was not checked.
     pub invariants: Vec<InvariantStatus>,
-    /// The first violations in full.
+    /// The first violations of each invariant in full, in time order.
     pub violations: Vec<Violation>,
 
     /// Events processed.
