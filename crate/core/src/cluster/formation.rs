@@ -135,9 +135,8 @@ impl Node {
         let Role::Member(m) = &self.role else {
             return false;
         };
-        let len = m.view.members.len();
-        (m.number == 0 && len < self.config.cluster_size_target)
-            || (len < self.config.replicas && self.config.undersized_leave_after_ms.is_some())
+        (m.number == 0 && m.view.members.len() < self.config.cluster_size_target)
+            || (m.undersized_since_ms.is_some() && self.config.undersized_leave_after_ms.is_some())
     }
 
     /// Arms the next formation tick of a member that has formation work (see

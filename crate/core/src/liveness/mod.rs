@@ -63,8 +63,25 @@ impl Node {
             return false;
         }
         m.number_of(&from).is_some_and(|theirs| {
-            Self::monitored(self.config.heartbeat_mode, m.number, m.slots.len()).contains(&theirs)
+            Self::watches(self.config.heartbeat_mode, m.number, m.slots.len(), theirs)
         })
+    }
+
+    /// Whether `other` is among [`Self::monitored`]`(mode, number, k)`, without building the
+    /// list: this runs for every heartbeat received.
+    pub(crate) fn watches(mode: HeartbeatMode, number: usize, k: usize, other: usize) -> bool {
+        if other == number || other >= k {
+            return false;
+        }
+        match mode {
+            HeartbeatMode::All => true,
+            HeartbeatMode::Neighbours { per_side } => {
+                let reach = per_side.min(k / 2 + 1);
+                let forward = (other + k - number) % k;
+                let backward = (number + k - other) % k;
+                forward <= reach || backward <= reach
+            }
+        }
     }
 
     /// If the peer's view of our cluster is older than ours, send it ours.

@@ -275,3 +275,24 @@ fn a_view_change_announces_room_to_peers_outside_the_cluster_only() {
         survivors.len()
     );
 }
+
+/// The allocation-free membership test answers exactly like the list of watched members.
+#[test]
+fn watches_agrees_with_monitored() {
+    for k in 1..12 {
+        for per_side in 0..7 {
+            for mode in [HeartbeatMode::All, HeartbeatMode::Neighbours { per_side }] {
+                for number in 0..k {
+                    let list = crate::node::Node::monitored(mode, number, k);
+                    for other in 0..k + 1 {
+                        assert_eq!(
+                            crate::node::Node::watches(mode, number, k, other),
+                            list.contains(&other),
+                            "{mode:?} k {k} number {number} other {other}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
