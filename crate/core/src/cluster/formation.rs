@@ -790,8 +790,20 @@ impl Node {
             .min(self.now_ms.saturating_add(view.expires_in_ms));
         let shortened = expires_at_ms < old.expires_at_ms;
         let mut next = Membership::new(self.id, view, self.now_ms, expires_at_ms);
-        // Every member starts a fresh liveness period in the new view: numbers changed, so
-        // with neighbour heartbeats (S10) each member now watches different members.
+        // A member we already watched keeps its liveness clock: one that fell silent just
+        // before the view changed is declared offline `offline_after_ms` after its last sign
+        // of life, not that long after the change. (Repair may well have picked it as a new
+        // holder meanwhile, so every second counts.) A member we start watching only now has
+        // not been sending us heartbeats (S10: numbers near a join or leave change
+        // neighbours) and starts a fresh period.
+        let mode = self.config.heartbeat_mode;
+        for (slot, heard) in next.slots.iter().zip(next.last_heard_ms.iter_mut()) {
+            if let Some(before) = old.number_of(&slot.id) {
+                if Self::watches(mode, old.number, old.slots.len(), before) {
+                    *heard = old.last_heard_ms[before];
+                }
+            }
+        }
         next.reformed = old.reformed;
         // The undersized clock runs on across views that all stay below P (members leaving
         // one by one, a newcomer that does not bring the cluster back to P): it measures how
@@ -835,6 +847,7 @@ impl Node {
             self.set_timer_no_later(TimerId::Formation, at);
         }
         self.arm_member_formation();
+        self.arm_silence_check();
         self.rescan_shard();
     }
 

@@ -132,13 +132,7 @@ impl Node {
         let Role::Member(m) = &self.role else { return };
         let targets = Self::monitored(self.config.heartbeat_mode, m.number, m.slots.len());
         let stamp = self.stamp();
-        let mut dead = Vec::new();
-        for &i in &targets {
-            let id = m.slots[i].id;
-            if self.now_ms.saturating_sub(m.last_heard_ms[i]) > self.config.offline_after_ms {
-                dead.push(id);
-            }
-        }
+        let dead = self.silent_members();
         let mut ids: Vec<NodeId> = targets.iter().map(|&i| m.slots[i].id).collect();
         // Departed members are pinged for a while too (see `Membership::departed`), backing
         // off: on the heartbeats 0, 1, 2, 4, 8, … intervals after they left. Most departed
@@ -172,6 +166,52 @@ impl Node {
         if !dead.is_empty() {
             self.declare_offline(&dead);
         }
+        self.arm_silence_check();
+    }
+
+    /// The watched members not heard from for more than `offline_after_ms`.
+    fn silent_members(&self) -> Vec<NodeId> {
+        let Role::Member(m) = &self.role else {
+            return Vec::new();
+        };
+        let (mode, k) = (self.config.heartbeat_mode, m.slots.len());
+        (0..k)
+            .filter(|&i| Self::watches(mode, m.number, k, i))
+            .filter(|&i| {
+                self.now_ms.saturating_sub(m.last_heard_ms[i]) > self.config.offline_after_ms
+            })
+            .map(|i| m.slots[i].id)
+            .collect()
+    }
+
+    /// If a watched member's silence will pass `offline_after_ms` before the next heartbeat
+    /// tick checks it, wakes up at that moment too. While every watched member keeps
+    /// pinging, its deadline lies beyond the next tick and this sets nothing.
+    pub(crate) fn arm_silence_check(&mut self) {
+        let Role::Member(m) = &self.role else { return };
+        let (mode, k) = (self.config.heartbeat_mode, m.slots.len());
+        let Some(deadline) = (0..k)
+            .filter(|&i| Self::watches(mode, m.number, k, i))
+            .map(|i| m.last_heard_ms[i] + self.config.offline_after_ms + 1)
+            // One already past it that is still listed (its view is being proposed) is the
+            // heartbeat tick's again: this timer never fires twice at the same moment.
+            .filter(|&deadline| deadline > self.now_ms)
+            .min()
+        else {
+            return;
+        };
+        let next_tick = self.timers[TimerId::Heartbeat as usize].unwrap_or(u64::MAX);
+        if deadline < next_tick {
+            self.set_timer(TimerId::Silence, deadline);
+        }
+    }
+
+    pub(crate) fn on_silence_timer(&mut self) {
+        let dead = self.silent_members();
+        if !dead.is_empty() {
+            self.declare_offline(&dead);
+        }
+        self.arm_silence_check();
     }
 
     /// S9/S10 → S11/S12: drop `dead` from the view; repair and replacement follow from it.

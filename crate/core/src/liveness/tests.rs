@@ -296,3 +296,71 @@ fn watches_agrees_with_monitored() {
         }
     }
 }
+
+/// Whether the survivors (every member but `gone`) have all declared `victim` offline.
+fn all_declared(net: &Net, members: &[usize], gone: &[usize], victim: usize) -> bool {
+    let id = net.id(victim);
+    members
+        .iter()
+        .filter(|i| !gone.contains(i))
+        .all(|i| net.nodes[*i].cluster().is_some_and(|c| !c.2.contains(&id)))
+}
+
+/// A member that falls silent just before the view changes for another reason is declared
+/// offline `offline_after_ms` after its last heartbeat: the view change does not restart the
+/// clock of members that were already watched (repair may have made it a new holder meanwhile).
+#[test]
+fn a_view_change_does_not_restart_the_silence_of_a_watched_member() {
+    for mode in [
+        HeartbeatMode::All,
+        HeartbeatMode::Neighbours { per_side: 2 },
+    ] {
+        let config = Config {
+            heartbeat_mode: mode,
+            ..fast_config()
+        };
+        let (mut net, members) = formed(6, config.clone(), 21, 5);
+        let (first, second) = (members[1], members[3]);
+        net.crash(first);
+        net.run_until(11_000);
+        // `first` is declared offline by 12 s; `second`, silent since 11 s, by 13 s, not before
+        // 12.5 s (its last heartbeat may have left half an interval before it crashed).
+        net.crash(second);
+        net.run_until(12_400);
+        assert!(
+            all_declared(&net, &members, &[first, second], first),
+            "{mode:?}"
+        );
+        assert!(
+            !all_declared(&net, &members, &[first, second], second),
+            "{mode:?}: too early"
+        );
+        // Its last heartbeat reached the others by 11 s: offline by 13 s plus the latency, not
+        // 2 s after the view change that dropped `first`.
+        net.run_until(11_000 + config.offline_after_ms + 100);
+        assert!(
+            all_declared(&net, &members, &[first, second], second),
+            "{mode:?}"
+        );
+    }
+}
+
+/// Detection does not wait for the heartbeat tick: a silent member is declared offline when
+/// its silence passes `offline_after_ms`, whatever the tick's phase.
+#[test]
+fn a_silent_member_is_declared_offline_on_time() {
+    for seed in 30..36 {
+        let config = Config {
+            heartbeat_mode: HeartbeatMode::Neighbours { per_side: 1 },
+            ..fast_config()
+        };
+        let (mut net, members) = formed(5, config.clone(), seed, 5);
+        let victim = members[2];
+        net.crash(victim);
+        net.run_until(10_000 + config.offline_after_ms + 60);
+        assert!(
+            all_declared(&net, &members, &[victim], victim),
+            "seed {seed}: not yet declared"
+        );
+    }
+}

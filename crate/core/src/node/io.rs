@@ -20,6 +20,9 @@ pub enum TimerId {
     Invitation,
     /// Member: send heartbeats and check who fell silent (S9, S10).
     Heartbeat,
+    /// Member: a watched member's silence reaches `offline_after_ms` before the next
+    /// heartbeat is due (S9, S10): detection does not wait for the heartbeat's tick.
+    Silence,
     /// Member: the cluster id lapses (S4).
     ClusterExpiry,
     /// Repair pacing and fetch timeouts (S11).
@@ -32,14 +35,15 @@ pub enum TimerId {
 /// one deadline per [`TimerId`] (setting one replaces it), in milliseconds of the shell's clock.
 #[derive(Clone, Debug, Default)]
 pub struct Timers {
-    at_ms: [Option<u64>; 6],
+    at_ms: [Option<u64>; TimerId::COUNT],
 }
 
 impl Timers {
-    const ALL: [TimerId; 6] = [
+    const ALL: [TimerId; TimerId::COUNT] = [
         TimerId::Formation,
         TimerId::Invitation,
         TimerId::Heartbeat,
+        TimerId::Silence,
         TimerId::ClusterExpiry,
         TimerId::Repair,
         TimerId::Serve,
@@ -70,6 +74,11 @@ impl Timers {
             })
             .collect()
     }
+}
+
+impl TimerId {
+    /// How many timer ids there are.
+    pub const COUNT: usize = 7;
 }
 
 /// A peer the directory says we could dial.

@@ -139,7 +139,7 @@ pub struct Node {
     pub(crate) started: bool,
     pub(crate) outputs: VecDeque<Output>,
     /// Pending deadline per timer, as last set.
-    pub(crate) timers: [Option<u64>; 6],
+    pub(crate) timers: [Option<u64>; TimerId::COUNT],
     pub(crate) headers: Option<SharedHeaders>,
     pub(crate) peers: HashMap<NodeId, Peer>,
     /// Candidates from the directory not yet dialled (bounded by `peer_table_max`).
@@ -167,7 +167,7 @@ impl Node {
             now_ms: 0,
             started: false,
             outputs: VecDeque::new(),
-            timers: [None; 6],
+            timers: [None; TimerId::COUNT],
             headers: None,
             peers: HashMap::new(),
             candidates: VecDeque::new(),
@@ -360,6 +360,7 @@ impl Node {
             TimerId::Formation => self.on_formation_timer(),
             TimerId::Invitation => self.on_invitation_timer(),
             TimerId::Heartbeat => self.on_heartbeat_timer(),
+            TimerId::Silence => self.on_silence_timer(),
             TimerId::ClusterExpiry => self.on_expiry_timer(),
             TimerId::Repair => self.on_repair_timer(),
             TimerId::Serve => self.on_serve_timer(),

@@ -189,6 +189,7 @@ impl SimEvent {
                 TimerId::Formation => "timer_formation",
                 TimerId::Invitation => "timer_invitation",
                 TimerId::Heartbeat => "timer_heartbeat",
+                TimerId::Silence => "timer_silence",
                 TimerId::ClusterExpiry => "timer_cluster_expiry",
                 TimerId::Repair => "timer_repair",
                 TimerId::Serve => "timer_serve",
