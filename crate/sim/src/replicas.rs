@@ -105,6 +105,11 @@ impl ReplicaCounts {
         }
     }
 
+    /// How long a holder failure counts toward excusing a loss.
+    pub fn repair_window_ms(&self) -> u64 {
+        self.repair_window_ms
+    }
+
     fn cluster(&mut self, cluster: ClusterIdx) -> &mut ClusterState {
         let index = cluster as usize;
         if self.clusters.len() <= index {

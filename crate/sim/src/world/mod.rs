@@ -339,12 +339,12 @@ pub struct World {
     cluster_index: BTreeMap<ClusterId, ClusterIdx>,
     log: InvariantLog,
     rate: RateLimitCheck,
-    /// When each cluster index was first seen (non-decreasing: indices are handed out in
-    /// order of first sight).
-    cluster_first_seen_ms: Vec<u64>,
-    /// After the repair deadline: the next cluster index whose own deadline (formed after
-    /// churn stopped: formation + repair bound) is still to come.
-    next_late_repair_check: Option<ClusterIdx>,
+    /// Per cluster index: when its membership last changed (it formed, or a member adopted a
+    /// new view). Its repair deadline counts from then or from when churn stopped, whichever
+    /// is later.
+    cluster_changed_ms: Vec<u64>,
+    /// After the run's repair deadline: the clusters whose own deadline is still to come.
+    repair_pending: Option<Vec<ClusterIdx>>,
     /// Blocks whose last live holder in a cluster went, waiting for judgement.
     pending_losses: Vec<PendingLoss>,
     /// Per node id counted in two clusters: when that was first seen.
@@ -468,8 +468,8 @@ impl World {
                 config.rate_window_s.max(1) * 1_000,
                 config.max_messages_per_node_per_s,
             ),
-            cluster_first_seen_ms: Vec::new(),
-            next_late_repair_check: None,
+            cluster_changed_ms: Vec::new(),
+            repair_pending: None,
             pending_losses: Vec::new(),
             two_cluster_since: BTreeMap::new(),
             quiet: false,
@@ -595,7 +595,12 @@ impl World {
 
     /// Runs to the end and returns the report.
     pub fn run(mut self) -> Result<Report, WorldError> {
-        let end_ms = self.config.duration_ms();
+        self.run_until(self.config.duration_ms())?;
+        Ok(self.finish())
+    }
+
+    /// Carries out every event due by `end_ms`.
+    fn run_until(&mut self, end_ms: u64) -> Result<(), WorldError> {
         while let Some(at_ms) = self.queue.peek_ms() {
             if at_ms > end_ms {
                 break;
@@ -604,7 +609,7 @@ impl World {
             self.counters.events += 1;
             self.step(event)?;
         }
-        Ok(self.finish())
+        Ok(())
     }
 
     /// Carries out one event.

@@ -355,6 +355,7 @@ impl World {
         match event {
             Event::JoinedCluster { cluster, .. } | Event::ViewChanged { cluster, .. } => {
                 let idx = self.cluster_idx(cluster);
+                self.cluster_changed_ms[idx as usize] = self.queue.now_ms();
                 if self.hosts[host as usize].cluster != Some(idx) {
                     self.leave_cluster(host, Cause::SwitchedCluster);
                     self.join_cluster(host, idx);
@@ -387,8 +388,8 @@ impl World {
         let next = self.cluster_index.len() as ClusterIdx;
         let now_ms = self.queue.now_ms();
         let idx = *self.cluster_index.entry(cluster).or_insert(next);
-        if idx == next && self.cluster_first_seen_ms.len() == next as usize {
-            self.cluster_first_seen_ms.push(now_ms);
+        if idx == next && self.cluster_changed_ms.len() == next as usize {
+            self.cluster_changed_ms.push(now_ms);
         }
         idx
     }
@@ -478,7 +479,7 @@ impl World {
                     loss.at_ms,
                     loss.cause,
                     self.config.replicas,
-                    self.config.repair_window_s,
+                    self.replicas.repair_window_ms() / 1_000,
                     loss.recent_failures_ms
                 );
                 self.log.violate(now_ms, Invariant::LiveHolder, detail);
@@ -535,60 +536,66 @@ impl World {
         self.log.checked(Invariant::OneClusterPerNode, examined);
     }
 
-    /// The repair deadline: every cluster that existed when churn stopped and still has live
-    /// members must hold every published block on exactly P live members — no fewer
-    /// ([`Invariant::RepairedToP`]) and no more ([`Invariant::ExactlyP`]). Clusters formed
-    /// after churn stopped (a cluster id lapses every `cluster_ttl`, so in a long run most
-    /// clusters alive at the end re-formed late) are held to the same rule at their own
-    /// deadline, formation + repair bound (see [`World::check_late_clusters`]).
+    /// The repair deadline: every cluster whose membership has not changed since churn stopped
+    /// and that still has live members must hold every published block on exactly P live
+    /// members — no fewer ([`Invariant::RepairedToP`]) and no more ([`Invariant::ExactlyP`]).
+    ///
+    /// After churn stops, membership still changes, by the protocol's own doing: a cluster id
+    /// lapses every `cluster_ttl` and its members form again, clusters below their target size
+    /// take in nodes, an undersized cluster dissolves into others. Each such change moves
+    /// blocks (a newcomer fetches its share, old holders keep spares for the core's
+    /// `evict_spares_after_ms` and then delete them), so a cluster is held to the rule at its
+    /// own deadline: its last membership change (or churn stopping, if later) + repair bound
+    /// (see [`World::check_late_clusters`]). A cluster whose membership never settles is never
+    /// checked, and the report counts it (`clusters_repair_unchecked`).
     pub(super) fn check_repaired(&mut self) {
-        self.assert_counts_consistent();
-        let quiet_at_ms = self.config.quiet_at_ms();
-        let mut checked = Vec::new();
-        let mut next_late = self.replicas.cluster_count() as ClusterIdx;
-        for cluster in 0..self.replicas.cluster_count() as ClusterIdx {
-            let formed_ms = self
-                .cluster_first_seen_ms
-                .get(cluster as usize)
-                .copied()
-                .unwrap_or(u64::MAX);
-            if formed_ms > quiet_at_ms {
-                next_late = next_late.min(cluster);
-                continue;
-            }
-            if self.check_cluster_at_p(cluster, "churn stopped", self.published) {
-                checked.push(cluster);
-            }
-        }
-        self.next_late_repair_check = Some(next_late);
+        self.repair_pending = Some((0..self.replicas.cluster_count() as ClusterIdx).collect());
+        let checked = self.check_late_clusters();
         self.serving_check_new_blocks(&checked);
     }
 
-    /// After the run's repair deadline, on every periodic check: each cluster formed after
-    /// churn stopped is checked once its own deadline (formation + repair bound) has come.
-    /// Blocks mined less than one repair window before the check are left out (they are
-    /// still being stored; [`Invariant::NewBlockReachesP`] covers new blocks).
-    fn check_late_clusters(&mut self) {
-        let Some(mut next) = self.next_late_repair_check else {
-            return;
+    /// After the run's repair deadline, on every periodic check: each pending cluster is
+    /// checked once its own deadline has come. Blocks mined less than one repair window
+    /// before the check are left out (they are still being stored;
+    /// [`Invariant::NewBlockReachesP`] covers new blocks). Returns the clusters it checked.
+    fn check_late_clusters(&mut self) -> Vec<ClusterIdx> {
+        let Some(mut pending) = self.repair_pending.take() else {
+            return Vec::new();
         };
         let now_ms = self.queue.now_ms();
+        let quiet_at_ms = self.config.quiet_at_ms();
         let bound_ms = self.config.repair_bound_s * 1_000;
         let settled_ms = now_ms.saturating_sub(self.config.repair_window_s * 1_000);
         let published = self.published_by(settled_ms);
-        let mut any = false;
-        while let Some(&formed_ms) = self.cluster_first_seen_ms.get(next as usize) {
-            if formed_ms + bound_ms > now_ms {
-                break;
+        let mut due = Vec::new();
+        pending.retain(|&cluster| {
+            if self.replicas.live_members(cluster) == 0 {
+                // Dissolved: nothing of it is left to hold blocks.
+                return false;
             }
-            if !any {
-                self.assert_counts_consistent();
-                any = true;
+            let changed_ms = self.cluster_changed_ms[cluster as usize];
+            if changed_ms.max(quiet_at_ms) + bound_ms > now_ms {
+                return true;
             }
-            self.check_cluster_at_p(next, "it formed", published);
-            next += 1;
+            due.push((cluster, changed_ms > quiet_at_ms));
+            false
+        });
+        if !due.is_empty() {
+            self.assert_counts_consistent();
         }
-        self.next_late_repair_check = Some(next);
+        let mut checked = Vec::new();
+        for (cluster, changed_late) in due {
+            let since = if changed_late {
+                "its membership last changed"
+            } else {
+                "churn stopped"
+            };
+            if self.check_cluster_at_p(cluster, since, published) {
+                checked.push(cluster);
+            }
+        }
+        self.repair_pending = Some(pending);
+        checked
     }
 
     /// How many blocks had been published by `at_ms` (initial blocks at 0, then one every
@@ -644,14 +651,14 @@ impl World {
         true
     }
 
-    /// At the end of the run: counts the clusters formed after churn stopped whose deadline
-    /// had not come, and marks the repair invariants not checked if no cluster was.
+    /// At the end of the run: counts the clusters still waiting for their deadline, and marks
+    /// the repair invariants not checked if no cluster was.
     pub(super) fn finish_repair_checks(&mut self) {
-        let Some(next) = self.next_late_repair_check else {
+        let Some(pending) = self.repair_pending.take() else {
             // The run ended before its repair deadline (reported as not checked at start).
             return;
         };
-        for cluster in next..self.replicas.cluster_count() as ClusterIdx {
+        for cluster in pending {
             if self.replicas.live_members(cluster) > 0 {
                 self.counters.clusters_repair_unchecked += 1;
             }
@@ -660,7 +667,7 @@ impl World {
             for invariant in [Invariant::RepairedToP, Invariant::ExactlyP] {
                 self.log.not_checkable(
                     invariant,
-                    "no cluster had a live member at its repair deadline (churn stop + bound, or formation + bound for clusters formed after churn stopped)",
+                    "no cluster had a live member at its repair deadline (its last membership change or churn stopping, whichever is later, + bound)",
                 );
             }
         }

@@ -94,8 +94,8 @@ fn calm_world_forms_clusters_that_hold_the_chain_on_p_members() {
 /// A cluster id lapses after the core's `cluster_ttl_ms` (6 h) and its members re-form under
 /// a new id. Here churn stops at 5.9 h, so at the run's repair deadline every cluster alive
 /// re-formed after churn stopped (in a 24 h run that is most of them). Each is held to
-/// exactly P at its own deadline, formation + repair bound, so the repair invariants are
-/// still checked; before, this run reported them "not checked".
+/// exactly P at its own deadline, its last membership change + repair bound, so the repair
+/// invariants are still checked; before, this run reported them "not checked".
 #[test]
 fn clusters_re_formed_after_churn_stopped_are_checked_at_their_own_deadline() {
     let config = SimConfig {
@@ -114,6 +114,43 @@ fn clusters_re_formed_after_churn_stopped_are_checked_at_their_own_deadline() {
         );
         assert_eq!(status.violations, 0, "{:?}", report.violations);
     }
+}
+
+/// A cluster whose membership changed after churn stopped (a newcomer, a member leaving) is
+/// held to exactly P only once the repair bound has passed since that change: a newcomer
+/// fetches its share and the old holders keep spares for `evict_spares_after_ms` first.
+#[test]
+fn a_cluster_is_checked_a_repair_bound_after_its_last_membership_change() {
+    let config = calm(3);
+    let quiet_at_ms = config.quiet_at_ms();
+    let bound_ms = config.repair_bound_s * 1_000;
+    let check_ms = config.check_interval_s * 1_000;
+    let mut world = World::new(config).unwrap();
+    world.run_until(quiet_at_ms + 60_000).unwrap();
+    let live: Vec<ClusterIdx> = (0..world.replicas.cluster_count() as ClusterIdx)
+        .filter(|c| world.replicas.live_members(*c) > 0)
+        .collect();
+    assert!(live.len() >= 2, "{live:?}");
+    // As if a member of the first had just adopted a new view.
+    let late = live[0];
+    let changed_ms = world.queue.now_ms();
+    world.cluster_changed_ms[late as usize] = changed_ms;
+
+    world.run_until(quiet_at_ms + bound_ms + check_ms).unwrap();
+    let pending = world.repair_pending.clone().unwrap();
+    assert!(pending.contains(&late), "{pending:?}");
+    assert!(
+        live[1..].iter().all(|c| !pending.contains(c)),
+        "{pending:?}"
+    );
+    let checked = world.counters.clusters_repair_checked;
+    assert_eq!(checked, live.len() as u64 - 1);
+
+    world.run_until(changed_ms + bound_ms + check_ms).unwrap();
+    assert!(!world.repair_pending.as_ref().unwrap().contains(&late));
+    assert_eq!(world.counters.clusters_repair_checked, live.len() as u64);
+    assert_eq!(world.log.count(Invariant::ExactlyP), 0);
+    assert_eq!(world.log.count(Invariant::RepairedToP), 0);
 }
 
 #[test]
