@@ -38,6 +38,8 @@ pub(crate) struct Net {
     pub(crate) messages: u64,
     /// Messages delivered, by kind.
     pub(crate) by_kind: BTreeMap<&'static str, u64>,
+    /// Hellos sent to each node.
+    pub(crate) hellos_to: Vec<u64>,
     /// Timers each node set, by id.
     pub(crate) timers_set: Vec<BTreeMap<TimerId, u64>>,
 }
@@ -66,6 +68,7 @@ impl Net {
             count_bytes: true,
             messages: 0,
             by_kind: BTreeMap::new(),
+            hellos_to: Vec::new(),
             timers_set: Vec::new(),
         };
         for config in configs {
@@ -86,6 +89,7 @@ impl Net {
         self.kv.push(BTreeMap::new());
         self.events.push(Vec::new());
         self.timers_set.push(BTreeMap::new());
+        self.hellos_to.push(0);
         self.down.push(false);
         self.group.push(0);
         let headers = Arc::new(HeaderPrefix::new(self.chain.clone(), u32::MAX));
@@ -193,6 +197,9 @@ impl Net {
                 }
                 self.messages += 1;
                 *self.by_kind.entry(message.kind()).or_default() += 1;
+                if matches!(message, Message::Hello { .. }) {
+                    self.hellos_to[to] += 1;
+                }
                 let id = self.id(from);
                 self.schedule(self.latency_ms, to, Input::Message { from: id, message });
             }

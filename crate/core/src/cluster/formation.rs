@@ -805,6 +805,7 @@ impl Node {
             }
         }
         next.reformed = old.reformed;
+        next.announced_room = old.announced_room;
         // The undersized clock runs on across views that all stay below P (members leaving
         // one by one, a newcomer that does not bring the cluster back to P): it measures how
         // long the cluster has been unable to keep P copies, not how long this view held.

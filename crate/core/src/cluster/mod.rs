@@ -141,8 +141,10 @@ pub(crate) struct Membership {
     pub(crate) last_heard_ms: Vec<u64>,
     /// A replacement round in progress (S12, S13).
     pub(crate) round: Option<formation::Round>,
-    /// Members dropped from earlier views, with when: still pinged for a while so that after a
-    /// partition heals the two sides see each other's stamps and converge.
+    /// Members dropped from earlier views, with when (the `cluster_size_max` latest): still
+    /// pinged, backing off, while the cluster id lives, so that after a partition heals the two
+    /// sides see each other's stamps and converge. One that answers as a non-member is
+    /// dropped from the list.
     pub(crate) departed: Vec<(NodeId, u64)>,
     /// When this view was adopted.
     pub(crate) view_since_ms: u64,
@@ -151,6 +153,18 @@ pub(crate) struct Membership {
     pub(crate) undersized_since_ms: Option<u64>,
     /// Whether this membership re-formed a previous cluster (S4), for counting what it moves.
     pub(crate) reformed: bool,
+    /// The room last announced to peers outside the cluster (see
+    /// [`crate::node::Node::announce_room`]).
+    pub(crate) announced_room: Option<Room>,
+}
+
+/// What peers outside a cluster read from the room it announces: ordinary nodes whether it
+/// takes join requests (S13), members of other clusters whether it keeps P copies (an
+/// undersized cluster dissolves only with such a cluster in reach).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Room {
+    pub(crate) has_room: bool,
+    pub(crate) keeps_p: bool,
 }
 
 impl Membership {
@@ -183,6 +197,7 @@ impl Membership {
             view_since_ms: now_ms,
             undersized_since_ms: None,
             reformed: false,
+            announced_room: None,
         }
     }
 

@@ -134,20 +134,20 @@ impl Node {
         let stamp = self.stamp();
         let dead = self.silent_members();
         let mut ids: Vec<NodeId> = targets.iter().map(|&i| m.slots[i].id).collect();
-        // Departed members are pinged for a while too (see `Membership::departed`), backing
-        // off: on the heartbeats 0, 1, 2, 4, 8, … intervals after they left. Most departed
-        // members crashed or left for good, and at one ping per interval for the whole
-        // window they drew a third of all heartbeat traffic at 10,000 nodes; one that a
-        // partition cut off is still found within twice the time it was away.
-        let keep_ms = 10 * self.config.offline_after_ms;
+        // Departed members are pinged too, backing off: on the heartbeats 0, 1, 2, 4, 8, …
+        // intervals after they left, for as long as the cluster id lives (the list keeps the
+        // `cluster_size_max` latest). Most departed members crashed or left for good, and at
+        // one ping per interval they drew a third of all heartbeat traffic at 10,000 nodes; at
+        // this back-off one costs a dozen pings over a six-hour id. But the two sides of a
+        // partition know each other only from this list: however long they were cut off,
+        // they find each other again within twice that time and merge.
         let interval = self.config.heartbeat_interval_ms.max(1);
         ids.extend(
             m.departed
                 .iter()
                 .filter(|(_, since)| {
-                    let away_ms = self.now_ms.saturating_sub(*since);
-                    let beats = away_ms / interval;
-                    away_ms <= keep_ms && (beats == 0 || beats.is_power_of_two())
+                    let beats = self.now_ms.saturating_sub(*since) / interval;
+                    beats == 0 || beats.is_power_of_two()
                 })
                 .map(|(id, _)| *id),
         );
@@ -155,11 +155,6 @@ impl Node {
             let nonce = self.rng.next_u64();
             self.send(id, Message::Ping { nonce, stamp });
             self.stats.pings_sent += 1;
-        }
-        let now = self.now_ms;
-        if let Role::Member(m) = &mut self.role {
-            m.departed
-                .retain(|(_, since)| now.saturating_sub(*since) <= keep_ms);
         }
         let next = self.now_ms + self.config.heartbeat_interval_ms;
         self.set_timer(TimerId::Heartbeat, next);

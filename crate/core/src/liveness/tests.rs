@@ -208,6 +208,43 @@ fn a_healed_partition_merges_both_sides_into_one_view() {
     }
 }
 
+/// The two sides of a partition find each other again however long it lasted while the
+/// cluster id lives: departed members are pinged on a back-off until the id lapses, not only
+/// for a fixed window after they left.
+#[test]
+fn a_long_partition_still_heals_into_one_view() {
+    for seed in 20..23 {
+        let config = Config {
+            cluster_size_target: 2,
+            ..fast_config()
+        };
+        let keep_ms = 10 * config.offline_after_ms;
+        let (mut net, members) = formed(6, config, seed, 10);
+        let (cluster, _, _) = net.nodes[members[0]].cluster().unwrap();
+        for (k, i) in members.iter().enumerate() {
+            net.group[*i] = (k % 2) as u8;
+        }
+        net.group[0] = 0;
+        let healed_ms = 10_000 + 20 * keep_ms;
+        net.run_until(healed_ms);
+        let split = members
+            .iter()
+            .filter(|i| net.nodes[**i].cluster().unwrap().2.len() < members.len())
+            .count();
+        assert_eq!(split, members.len(), "seed {seed}: both sides shrank");
+        for g in net.group.iter_mut() {
+            *g = 0;
+        }
+        net.run_until(healed_ms + 20 * keep_ms);
+        let clusters = net.check_clusters();
+        assert_eq!(
+            clusters.get(&cluster).map(Vec::len),
+            Some(members.len()),
+            "seed {seed}: {clusters:?}"
+        );
+    }
+}
+
 /// A settled cluster's heartbeats are pings only: within one view heartbeat targets are
 /// symmetric, so each member already hears every member it watches through that member's own
 /// pings, and a pong would double the traffic. Only the coordinator of a cluster below its
@@ -252,27 +289,53 @@ fn a_settled_cluster_sends_no_pongs_and_keeps_no_formation_tick() {
     }
 }
 
-/// After a view change of the same cluster, only peers outside it hear the cluster's new room
-/// (S13); fellow members already know it from the view.
+/// A view change tells peers outside the cluster of its room only when what they read from it
+/// changes (room for a join request; at least P members), and never tells the members
+/// themselves: a member lost from a cluster that still has room and P members sends no hello
+/// at all, and the loss that takes it below P is told to the peers outside, not to the
+/// survivors.
 #[test]
-fn a_view_change_announces_room_to_peers_outside_the_cluster_only() {
-    let (mut net, members) = formed(6, fast_config(), 14, 5);
+fn a_view_change_announces_room_only_when_outsiders_read_it_differently() {
+    let config = Config {
+        cluster_size_target: 2,
+        undersized_leave_after_ms: None,
+        ..fast_config()
+    };
+    let replicas = config.replicas;
+    let (mut net, members) = formed(6, config, 14, 5);
     net.run_until(15_000);
-    let hellos = |net: &Net| net.by_kind.get("hello").copied().unwrap_or(0);
-    let before = hellos(&net);
-    net.crash(members[1]);
-    net.run_until(25_000);
+    assert!(members.len() > replicas, "{members:?}");
+    let hellos = |net: &Net| net.hellos_to.iter().sum::<u64>();
+    let mut alive = members.clone();
+    while alive.len() > replicas {
+        let before = hellos(&net);
+        net.crash(alive.remove(1));
+        let until = net.now_ms + 10_000;
+        net.run_until(until);
+        let survivors = net.check_clusters().into_values().next().unwrap();
+        assert_eq!(survivors.len(), alive.len());
+        assert_eq!(
+            hellos(&net),
+            before,
+            "room and P unchanged: nobody needs a hello"
+        );
+    }
+    let before = net.hellos_to.clone();
+    net.crash(alive.remove(1));
+    let until = net.now_ms + 10_000;
+    net.run_until(until);
     let survivors = net.check_clusters().into_values().next().unwrap();
-    assert_eq!(survivors.len(), members.len() - 1);
-    // Everyone outside the surviving view (the archive, the crashed member, any node left
-    // ordinary) may hear each survivor's hello once; announcing to every connected peer would
-    // also reach the survivors themselves.
-    let outside = net.nodes.len() - survivors.len();
-    let sent = hellos(&net) - before;
+    assert_eq!(survivors.len(), replicas - 1);
+    let told: Vec<usize> = (0..net.nodes.len())
+        .filter(|i| net.hellos_to[*i] > before[*i])
+        .collect();
     assert!(
-        sent <= (survivors.len() * outside) as u64,
-        "{sent} hellos for {} survivors and {outside} outside",
-        survivors.len()
+        !told.is_empty(),
+        "the peers outside hear that P is no longer kept"
+    );
+    assert!(
+        told.iter().all(|i| !survivors.contains(i)),
+        "{told:?} {survivors:?}"
     );
 }
 
