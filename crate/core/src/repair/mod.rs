@@ -11,7 +11,11 @@
 //! Sources for a block are tried in order: its current holders, nearest member number first
 //! (so a newcomer is filled by its numbered neighbours, S12/S13); then connected archive peers
 //! (the relays, which hold the whole chain); then the other members, who may still keep it
-//! from an earlier placement. A block nobody has waits `repair_retry_ms`, doubling per failed
+//! from an earlier placement. A holder that already answered one of our fetches with
+//! `BlockNotFound` or silence moves behind the archives until our fetching is done: in a
+//! cluster that has just formed every holder is still filling itself, and asking each of them
+//! first cost two wasted round trips per block (a third of all block requests at 2,000
+//! nodes). A block nobody has waits `repair_retry_ms`, doubling per failed
 //! pass up to 64 ×; an archive saying hello ends the wait. A source that
 //! does not answer within `repair_request_timeout_ms`, answers `BlockNotFound`, or sends bytes
 //! that fail the check against the header chain is skipped and the next one asked; when all
@@ -151,6 +155,11 @@ pub(crate) struct Repair {
     pub(crate) evicted_for: Option<(crate::cluster::ClusterId, u64)>,
     /// The queue overflowed: rescan once it drains.
     rescan_needed: bool,
+    /// Members of the cluster `misses_for` that answered a fetch with `BlockNotFound` or not
+    /// at all since our fetching last went idle: asked after the archives (see the module
+    /// docs). At most one entry per member.
+    misses: Vec<NodeId>,
+    misses_for: Option<crate::cluster::ClusterId>,
     scratch: Vec<usize>,
 }
 
@@ -316,12 +325,39 @@ impl Node {
             .collect();
         others.sort_by_key(|n| distance(*n));
         self.repair.scratch = holders;
-        // Current holders first (numbered neighbours first), then archives, then members that
-        // may keep the block from an earlier placement.
-        let mut out: Vec<NodeId> = current.into_iter().map(|n| m.slots[n].id).collect();
+        let cluster = m.view.cluster;
+        let missed = |id: &NodeId| {
+            self.repair.misses_for == Some(cluster) && self.repair.misses.contains(id)
+        };
+        // Current holders first (numbered neighbours first) unless they missed already, then
+        // archives, then the holders that missed, then members that may keep the block from
+        // an earlier placement.
+        let (mut out, missing): (Vec<NodeId>, Vec<NodeId>) = current
+            .into_iter()
+            .map(|n| m.slots[n].id)
+            .partition(|id| !missed(id));
         out.extend(archives);
+        out.extend(missing);
         out.extend(others.into_iter().map(|n| m.slots[n].id));
         out
+    }
+
+    /// A fetch from `peer` came back without the block (not found, or no answer in time):
+    /// until our fetching is done it is asked after the archives. The job starts over on the
+    /// new order of sources when this reordered them (at most once per member, so a job
+    /// still runs out of sources and parks): its count of attempts indexes that order.
+    fn note_miss(&mut self, peer: NodeId, job: &mut Job) {
+        let Role::Member(m) = &self.role else { return };
+        let cluster = Some(m.view.cluster);
+        if self.repair.misses_for != cluster {
+            self.repair.misses_for = cluster;
+            self.repair.misses.clear();
+        }
+        let is_member = m.number_of(&peer).is_some();
+        if is_member && !self.repair.misses.contains(&peer) {
+            self.repair.misses.push(peer);
+            job.attempts = 0;
+        }
     }
 
     /// Sends fetches while the bounds allow.
@@ -388,6 +424,10 @@ impl Node {
             self.repair.rescan_needed = false;
             // The queue overflowed earlier; pick up the rest now that it drained.
             return self.rescan_shard();
+        }
+        if self.repair.missing_count() == 0 {
+            // Filled: what the members lacked then says nothing of the next repair.
+            self.repair.misses.clear();
         }
         self.evict_spares();
         self.rearm_repair_timer();
@@ -477,8 +517,9 @@ impl Node {
         // The map's order is random per process: sort, so outputs are reproducible.
         expired.sort_unstable();
         for id in expired {
-            if let Some(flight) = self.repair.in_flight.remove(&id) {
+            if let Some(mut flight) = self.repair.in_flight.remove(&id) {
                 self.stats.fetch_failures += 1;
+                self.note_miss(flight.peer, &mut flight.job);
                 self.repair.queue.push_back(flight.job);
             }
         }
@@ -661,10 +702,11 @@ impl Node {
     }
 
     pub(crate) fn on_block_not_found(&mut self, from: NodeId, request_id: u64) {
-        let Some(flight) = self.take_flight(from, request_id) else {
+        let Some(mut flight) = self.take_flight(from, request_id) else {
             return;
         };
         self.stats.fetch_failures += 1;
+        self.note_miss(from, &mut flight.job);
         self.repair.queue.push_front(flight.job);
         self.pump_repair();
     }
