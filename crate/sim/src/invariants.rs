@@ -175,6 +175,8 @@ pub struct RateLimitCheck {
     max_per_window: u64,
     /// Per host: (window index, messages sent in it).
     counts: Vec<(u64, u64)>,
+    /// Per host: messages sent in its current window, by kind (for the violation's detail).
+    kinds: Vec<Vec<(&'static str, u32)>>,
     peak_per_window: u64,
 }
 
@@ -186,21 +188,39 @@ impl RateLimitCheck {
             window_ms,
             max_per_window: (max_per_s * window_ms as f64 / 1_000.0).ceil() as u64,
             counts: vec![(0, 0); hosts],
+            kinds: vec![Vec::new(); hosts],
             peak_per_window: 0,
         }
     }
 
-    /// Records one message from `host` at `now_ms`. Returns the count in the current window
-    /// when this message is the first to exceed the budget.
-    pub fn record(&mut self, host: usize, now_ms: u64) -> Option<u64> {
+    /// Records one message of `kind` from `host` at `now_ms`. Returns the count in the
+    /// current window when this message is the first to exceed the budget.
+    pub fn record(&mut self, host: usize, now_ms: u64, kind: &'static str) -> Option<u64> {
         let window = now_ms / self.window_ms;
         let slot = &mut self.counts[host];
+        let kinds = &mut self.kinds[host];
         if slot.0 != window {
             *slot = (window, 0);
+            kinds.clear();
         }
         slot.1 += 1;
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, count)) => *count += 1,
+            None => kinds.push((kind, 1)),
+        }
         self.peak_per_window = self.peak_per_window.max(slot.1);
         (slot.1 == self.max_per_window + 1).then_some(slot.1)
+    }
+
+    /// What `host` sent in its current window, by kind, most first: `"hello 300, ping 100"`.
+    pub fn kinds_in_window(&self, host: usize) -> String {
+        let mut kinds = self.kinds[host].clone();
+        kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        kinds
+            .iter()
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The budget per window.
@@ -256,13 +276,14 @@ mod tests {
         let mut rate = RateLimitCheck::new(2, 1_000, 3.0);
         assert_eq!(rate.max_per_window(), 3);
         for _ in 0..3 {
-            assert_eq!(rate.record(0, 10), None);
+            assert_eq!(rate.record(0, 10, "ping"), None);
         }
-        assert_eq!(rate.record(0, 20), Some(4));
-        assert_eq!(rate.record(0, 30), None);
+        assert_eq!(rate.record(0, 20, "hello"), Some(4));
+        assert_eq!(rate.record(0, 30, "ping"), None);
+        assert_eq!(rate.kinds_in_window(0), "ping 4, hello 1");
         // A new window starts afresh; other hosts are independent.
-        assert_eq!(rate.record(0, 1_000), None);
-        assert_eq!(rate.record(1, 30), None);
+        assert_eq!(rate.record(0, 1_000, "ping"), None);
+        assert_eq!(rate.record(1, 30, "ping"), None);
         assert_eq!(rate.peak_per_s(), 5.0);
     }
 }

@@ -352,6 +352,8 @@ pub struct World {
     quiet: bool,
     /// `SHOAL_SIM_TRACE` / `SHOAL_SIM_TRACE_EVENTS`, read once: diagnostics on stderr.
     trace: Trace,
+    /// The world is booting its hosts: directory answers wait until all are online.
+    starting: bool,
     counters: Counters,
     serving: serving::Serving,
     started: Instant,
@@ -474,6 +476,7 @@ impl World {
             two_cluster_since: BTreeMap::new(),
             quiet: false,
             trace: Trace::from_env(),
+            starting: false,
             counters: Counters::default(),
             started: Instant::now(),
             node_config,
@@ -497,9 +500,18 @@ impl World {
             });
             world.by_id.insert(id, host);
         }
-        // Archives first, so that light nodes find a source when they start.
+        // Archives first, so that light nodes find a source when they start. The directory
+        // answers once every host is online: answering each host as it booted offered the
+        // first hosts to everyone after them, and at 10,000 nodes those few were dialled by
+        // hundreds of peers at once (a node is told of at most `DIRECTORY_CANDIDATES` peers,
+        // but nothing bounds how many are told of it).
+        world.starting = true;
         for index in (world.config.nodes..host_count).chain(0..world.config.nodes) {
             world.boot(index as HostIdx)?;
+        }
+        world.starting = false;
+        for index in 0..world.config.nodes {
+            world.directory(index as HostIdx)?;
         }
         if world.published < world.config.blocks {
             let at_ms = world.config.block_interval_s * 1_000;
@@ -583,7 +595,9 @@ impl World {
                 self.feed(host, Input::NewBlock { bytes })?;
             }
         }
-        self.directory(host)?;
+        if !self.starting {
+            self.directory(host)?;
+        }
         if !archive {
             if let Some(session_ms) = self.churn.session_ms() {
                 self.queue

@@ -102,12 +102,13 @@ impl World {
         if !self.hosts[index].archive {
             self.counters.light_messages_sent += 1;
             self.log.checked(Invariant::MessageRateBounded, 1);
-            if let Some(count) = self.rate.record(index, now_ms) {
+            if let Some(count) = self.rate.record(index, now_ms, message.kind()) {
                 let detail = format!(
-                    "node {:?} (host {host}) sent {count} messages in one {} s window, more than {} messages/s allow",
+                    "node {:?} (host {host}) sent {count} messages in one {} s window, more than {} messages/s allow ({})",
                     self.hosts[index].id,
                     self.config.rate_window_s,
-                    self.config.max_messages_per_node_per_s
+                    self.config.max_messages_per_node_per_s,
+                    self.rate.kinds_in_window(index)
                 );
                 self.log
                     .violate(now_ms, Invariant::MessageRateBounded, detail);
@@ -448,7 +449,8 @@ impl World {
     pub(super) fn periodic_checks(&mut self) {
         self.judge_losses();
         self.check_membership();
-        self.check_late_clusters();
+        let (checked, published) = self.check_late_clusters();
+        self.serving_check_new_blocks(&checked, published);
     }
 
     /// Judges the losses older than the grace period: a cluster that still has live members
@@ -550,17 +552,18 @@ impl World {
     /// checked, and the report counts it (`clusters_repair_unchecked`).
     pub(super) fn check_repaired(&mut self) {
         self.repair_pending = Some((0..self.replicas.cluster_count() as ClusterIdx).collect());
-        let checked = self.check_late_clusters();
-        self.serving_check_new_blocks(&checked);
+        let (checked, published) = self.check_late_clusters();
+        self.serving_check_new_blocks(&checked, published);
     }
 
     /// After the run's repair deadline, on every periodic check: each pending cluster is
     /// checked once its own deadline has come. Blocks mined less than one repair window
     /// before the check are left out (they are still being stored;
-    /// [`Invariant::NewBlockReachesP`] covers new blocks). Returns the clusters it checked.
-    fn check_late_clusters(&mut self) -> Vec<ClusterIdx> {
+    /// [`Invariant::NewBlockReachesP`] covers new blocks). Returns the clusters it checked,
+    /// and the blocks `0..published` it held them to.
+    fn check_late_clusters(&mut self) -> (Vec<ClusterIdx>, u32) {
         let Some(mut pending) = self.repair_pending.take() else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
         let now_ms = self.queue.now_ms();
         let quiet_at_ms = self.config.quiet_at_ms();
@@ -595,7 +598,7 @@ impl World {
             }
         }
         self.repair_pending = Some(pending);
-        checked
+        (checked, published)
     }
 
     /// How many blocks had been published by `at_ms` (initial blocks at 0, then one every
