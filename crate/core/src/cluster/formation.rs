@@ -790,6 +790,9 @@ impl Node {
             .min(self.now_ms.saturating_add(view.expires_in_ms));
         let shortened = expires_at_ms < old.expires_at_ms;
         let mut next = Membership::new(self.id, view, self.now_ms, expires_at_ms);
+        // A member that was not in our last view (a newcomer, or the other side of a healed
+        // partition) may bring blocks nobody we could ask had.
+        let gained = next.slots.iter().any(|s| old.number_of(&s.id).is_none());
         // A member we already watched keeps its liveness clock: one that fell silent just
         // before the view changed is declared offline `offline_after_ms` after its last sign
         // of life, not that long after the change. (Repair may well have picked it as a new
@@ -850,6 +853,9 @@ impl Node {
         self.arm_member_formation();
         self.arm_silence_check();
         self.rescan_shard();
+        if gained {
+            self.unpark_all();
+        }
     }
 
     pub(crate) fn on_expiry_timer(&mut self) {

@@ -15,8 +15,9 @@
 //! `BlockNotFound` or silence moves behind the archives until our fetching is done: in a
 //! cluster that has just formed every holder is still filling itself, and asking each of them
 //! first cost two wasted round trips per block (a third of all block requests at 2,000
-//! nodes). A block nobody has waits `repair_retry_ms`, doubling per failed
-//! pass up to 64 ×; an archive saying hello ends the wait. A source that
+//! nodes). A block nobody has waits `repair_retry_ms`, doubling per failed pass up to 64 ×;
+//! an archive saying hello ends the wait, and so does a view that adds a member (a newcomer,
+//! or the other side of a healed partition, may bring the block). A source that
 //! does not answer within `repair_request_timeout_ms`, answers `BlockNotFound`, or sends bytes
 //! that fail the check against the header chain is skipped and the next one asked; when all
 //! are exhausted the block waits `repair_retry_ms` and starts over.

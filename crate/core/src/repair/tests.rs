@@ -172,6 +172,55 @@ fn a_late_node_asks_to_join() {
     assert_eq!(net.nodes[0].stats().blocks_served, archive_served);
 }
 
+/// A block that nobody reachable had waits for its retry (`repair_retry_ms`, doubling), but a
+/// view that adds a member ends the wait, since the newcomer may bring it: here every holder
+/// of a block crashes while the archive is cut off, and one of them comes back with its store
+/// and joins again.
+#[test]
+fn a_parked_block_is_retried_when_a_member_joins() {
+    let config = Config {
+        cluster_size_target: 2,
+        repair_retry_ms: 600_000,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(6, config.clone(), 41, 30);
+    net.run_until(30_000);
+    all_replicated(&net, &members, 3);
+    net.group[0] = 1;
+    let height = 5;
+    let holders: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|i| net.nodes[*i].holds(height))
+        .collect();
+    for i in &holders {
+        net.crash(*i);
+    }
+    net.run_until(60_000);
+    let survivors: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|i| !holders.contains(i))
+        .collect();
+    assert_eq!(net.copies(&survivors)[height as usize], 0);
+    assert!(survivors.iter().any(|i| net.nodes[*i].missing_count() > 0));
+
+    let back = holders[0];
+    net.restart(back, config, 77);
+    net.introduce_all();
+    net.run_until(90_000);
+    let clusters = net.check_clusters();
+    let now = clusters
+        .values()
+        .find(|m| m.contains(&back))
+        .expect("the holder joined again");
+    let copies = net.copies(now)[height as usize];
+    assert!(
+        copies >= 3.min(now.len()),
+        "block {height}: {copies} copies in {now:?}, long before its retry"
+    );
+}
+
 /// S11 bounds: never more than repair_parallel_max fetches in flight.
 #[test]
 fn fetches_are_bounded_in_parallel() {
