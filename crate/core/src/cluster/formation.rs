@@ -21,7 +21,7 @@
 
 use super::{check_view, cluster_id, view_digest, ClusterId, Membership};
 use crate::node::{Event, Node, NodeId, ReplacementChoice, Role, TimerId};
-use crate::wire::{ClusterGenesis, MemberInfo, Message, NodeRecord, View};
+use crate::wire::{ClusterGenesis, MemberInfo, Message, NodeRecord, View, ViewStamp};
 
 /// An invitation round: forming (no cluster) or replacing (S12, S13).
 #[derive(Debug, Clone)]
@@ -104,6 +104,7 @@ impl Node {
             }
             Role::Member(m) => {
                 let len = m.view.members.len();
+                let recruits = m.number == 0 && m.round.is_none();
                 let undersized_for = m
                     .undersized_since_ms
                     .map(|since| self.now_ms.saturating_sub(since));
@@ -112,9 +113,12 @@ impl Node {
                     .is_some_and(|(undersized_for, after)| undersized_for >= after)
                     && self.chain_kept_elsewhere()
                 {
-                    return self.leave_undersized();
+                    if self.reach_confirmed() {
+                        return self.leave_undersized();
+                    }
+                    self.probe_reach();
                 }
-                if m.number == 0 && m.round.is_none() && len < self.config.cluster_size_target {
+                if recruits && len < self.config.cluster_size_target {
                     let want = self
                         .config
                         .cluster_size_target
@@ -166,6 +170,61 @@ impl Node {
                     .saturating_sub(p.open_slots as usize)
                     >= self.config.replicas
         })
+    }
+
+    /// Whether a member of another cluster with at least P members answered a ping since the
+    /// last [`Self::probe_reach`].
+    fn reach_confirmed(&self) -> bool {
+        let Role::Member(m) = &self.role else {
+            return false;
+        };
+        m.dissolve_probe_ms
+            .zip(m.reach_heard_ms)
+            .is_some_and(|(probe, heard)| heard >= probe)
+    }
+
+    /// Before an undersized cluster dissolves, it makes sure the cluster it would leave its
+    /// blocks to is really there: a peer table says *connected* long after a partition cut
+    /// the link, and a remnant cut off with the only copies of some blocks must keep them
+    /// (S18). So it pings the members of other clusters with P members and waits for a pong
+    /// (a later formation tick dissolves). It also pings its departed members: the rest of its
+    /// own cluster, cut off by the same partition, answers with our cluster's stamp, and the
+    /// two sides merge instead.
+    fn probe_reach(&mut self) {
+        let Role::Member(m) = &mut self.role else {
+            return;
+        };
+        m.dissolve_probe_ms = Some(self.now_ms);
+        let ours = m.view.cluster;
+        let mut targets: Vec<NodeId> = m.departed.iter().map(|(id, _)| *id).collect();
+        targets.extend(self.peers.iter().filter_map(|(id, p)| {
+            (p.connected
+                && p.cluster.is_some_and(|c| c != ours)
+                && self
+                    .config
+                    .cluster_size_max
+                    .saturating_sub(p.open_slots as usize)
+                    >= self.config.replicas)
+                .then_some(*id)
+        }));
+        targets.sort();
+        targets.dedup();
+        let stamp = self.stamp();
+        for id in targets {
+            let nonce = self.rng.next_u64();
+            self.send(id, Message::Ping { nonce, stamp });
+        }
+    }
+
+    /// A pong's stamp: a member of another cluster with at least P members is in reach (see
+    /// [`Self::probe_reach`]).
+    pub(crate) fn heard_from_other_cluster(&mut self, stamp: Option<ViewStamp>) {
+        let replicas = self.config.replicas;
+        if let (Role::Member(m), Some(stamp)) = (&mut self.role, stamp) {
+            if stamp.cluster != m.view.cluster && stamp.members as usize >= replicas {
+                m.reach_heard_ms = Some(self.now_ms);
+            }
+        }
     }
 
     /// The cluster has had too few members to keep P copies for `undersized_leave_after_ms`
@@ -809,6 +868,8 @@ impl Node {
         }
         next.reformed = old.reformed;
         next.announced_room = old.announced_room;
+        next.dissolve_probe_ms = old.dissolve_probe_ms;
+        next.reach_heard_ms = old.reach_heard_ms;
         // The undersized clock runs on across views that all stay below P (members leaving
         // one by one, a newcomer that does not bring the cluster back to P): it measures how
         // long the cluster has been unable to keep P copies, not how long this view held.

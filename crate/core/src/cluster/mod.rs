@@ -153,6 +153,11 @@ pub(crate) struct Membership {
     pub(crate) undersized_since_ms: Option<u64>,
     /// Whether this membership re-formed a previous cluster (S4), for counting what it moves.
     pub(crate) reformed: bool,
+    /// When this undersized member last pinged the peers it would dissolve into, and when a
+    /// member of another cluster with P members last answered a ping (see
+    /// `Node::probe_reach`).
+    pub(crate) dissolve_probe_ms: Option<u64>,
+    pub(crate) reach_heard_ms: Option<u64>,
     /// The room last announced to peers outside the cluster (see
     /// [`crate::node::Node::announce_room`]).
     pub(crate) announced_room: Option<Room>,
@@ -198,6 +203,8 @@ impl Membership {
             undersized_since_ms: None,
             reformed: false,
             announced_room: None,
+            dissolve_probe_ms: None,
+            reach_heard_ms: None,
         }
     }
 

@@ -349,6 +349,42 @@ fn an_undersized_cluster_without_recruits_dissolves_and_keeps_its_blocks() {
     assert_eq!(ids.len(), 4);
 }
 
+/// An undersized remnant cut off by a partition keeps its blocks — they may be the only
+/// copies — however long the partition lasts, although its peer table still lists the other
+/// cluster as connected: it dissolves only once a member of that cluster answers its ping,
+/// after the partition heals.
+#[test]
+fn an_undersized_cluster_cut_off_from_the_others_dissolves_only_once_it_reaches_one() {
+    let config = Config {
+        undersized_leave_after_ms: Some(5_000),
+        ..fast_config()
+    };
+    let (mut net, shrinking, _) = two_clusters(config, 51);
+    net.run_until(20_000);
+    let (survivors, victims) = shrinking.split_at(2);
+    for v in victims {
+        net.crash(*v);
+    }
+    for s in survivors {
+        net.group[*s] = 1;
+    }
+    net.run_until(60_000);
+    for s in survivors {
+        let (_, _, ids) = net.nodes[*s].cluster().expect("still a member, undersized");
+        assert_eq!(ids.len(), 2);
+        assert_eq!(net.nodes[*s].stats().undersized_leaves, 0);
+    }
+    for s in survivors {
+        net.group[*s] = 0;
+    }
+    net.run_until(90_000);
+    let leaves: u64 = survivors
+        .iter()
+        .map(|s| net.nodes[*s].stats().undersized_leaves)
+        .sum();
+    assert!(leaves >= 1, "it dissolved once the other cluster answered");
+}
+
 /// The undersized clock runs from when the cluster first fell below P, across the views that
 /// follow while it stays below: here the second survivor's link flaps (cut off 3 s of every
 /// 4 s), so it is declared offline and adds itself back again and again, and no view lasts

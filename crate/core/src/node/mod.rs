@@ -571,6 +571,7 @@ impl Node {
             }
             Message::Pong { nonce, stamp } => {
                 self.heard_from(from, stamp);
+                self.heard_from_other_cluster(stamp);
                 if let Some(p) = self.peers.get_mut(&from) {
                     if let Some((sent_nonce, sent_ms)) = p.ping {
                         if sent_nonce == nonce {
