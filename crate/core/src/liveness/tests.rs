@@ -168,32 +168,44 @@ proptest::proptest! {
     }
 }
 
+/// Forms one cluster of six (seed `seed`), splits its members in two halves (the archive with
+/// the first) from 10 s to `heal_ms`, checks that each side dropped the other, heals, and runs
+/// `after_ms` more. Returns the network, the members and the cluster's id.
+fn split_then_heal(
+    seed: u64,
+    heal_ms: u64,
+    after_ms: u64,
+) -> (Net, Vec<usize>, crate::cluster::ClusterId) {
+    let config = Config {
+        cluster_size_target: 2,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(6, config, seed, 10);
+    let (cluster, _, _) = net.nodes[members[0]].cluster().unwrap();
+    for (k, i) in members.iter().enumerate() {
+        net.group[*i] = (k % 2) as u8;
+    }
+    net.group[0] = 0;
+    net.run_until(heal_ms);
+    let split = members
+        .iter()
+        .filter(|i| net.nodes[**i].cluster().unwrap().2.len() < members.len())
+        .count();
+    assert_eq!(split, members.len(), "seed {seed}: both sides shrank");
+    for g in net.group.iter_mut() {
+        *g = 0;
+    }
+    net.run_until(heal_ms + after_ms);
+    (net, members, cluster)
+}
+
 /// A partition splits a cluster and each side declares the other offline; once it heals, the
 /// members left out of the greater view add themselves back, so the cluster ends whole — one
 /// view listing every member — instead of one side dropping the other.
 #[test]
 fn a_healed_partition_merges_both_sides_into_one_view() {
     for seed in 20..24 {
-        let config = Config {
-            cluster_size_target: 2,
-            ..fast_config()
-        };
-        let (mut net, members) = formed(6, config, seed, 10);
-        let (cluster, _, _) = net.nodes[members[0]].cluster().unwrap();
-        for (k, i) in members.iter().enumerate() {
-            net.group[*i] = (k % 2) as u8;
-        }
-        net.group[0] = 0;
-        net.run_until(20_000);
-        let split = members
-            .iter()
-            .filter(|i| net.nodes[**i].cluster().unwrap().2.len() < members.len())
-            .count();
-        assert_eq!(split, members.len(), "seed {seed}: both sides shrank");
-        for g in net.group.iter_mut() {
-            *g = 0;
-        }
-        net.run_until(40_000);
+        let (net, members, cluster) = split_then_heal(seed, 20_000, 20_000);
         let clusters = net.check_clusters();
         assert_eq!(
             clusters.get(&cluster).map(Vec::len),
@@ -210,32 +222,13 @@ fn a_healed_partition_merges_both_sides_into_one_view() {
 
 /// The two sides of a partition find each other again however long it lasted while the
 /// cluster id lives: departed members are pinged on a back-off until the id lapses, not only
-/// for a fixed window after they left.
+/// for a fixed window after they left (here the partition lasts 20 times that window).
 #[test]
 fn a_long_partition_still_heals_into_one_view() {
+    let window_ms = 10 * fast_config().offline_after_ms;
     for seed in 20..23 {
-        let config = Config {
-            cluster_size_target: 2,
-            ..fast_config()
-        };
-        let keep_ms = 10 * config.offline_after_ms;
-        let (mut net, members) = formed(6, config, seed, 10);
-        let (cluster, _, _) = net.nodes[members[0]].cluster().unwrap();
-        for (k, i) in members.iter().enumerate() {
-            net.group[*i] = (k % 2) as u8;
-        }
-        net.group[0] = 0;
-        let healed_ms = 10_000 + 20 * keep_ms;
-        net.run_until(healed_ms);
-        let split = members
-            .iter()
-            .filter(|i| net.nodes[**i].cluster().unwrap().2.len() < members.len())
-            .count();
-        assert_eq!(split, members.len(), "seed {seed}: both sides shrank");
-        for g in net.group.iter_mut() {
-            *g = 0;
-        }
-        net.run_until(healed_ms + 20 * keep_ms);
+        let (net, members, cluster) =
+            split_then_heal(seed, 10_000 + 20 * window_ms, 20 * window_ms);
         let clusters = net.check_clusters();
         assert_eq!(
             clusters.get(&cluster).map(Vec::len),
