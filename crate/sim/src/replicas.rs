@@ -135,6 +135,29 @@ impl ReplicaCounts {
             .map_or(0, |state| state.live_members.len())
     }
 
+    /// The live members of `cluster` (host indices), in order.
+    pub fn members(&self, cluster: ClusterIdx) -> Vec<u32> {
+        self.clusters
+            .get(cluster as usize)
+            .map_or_else(Vec::new, |state| {
+                state.live_members.iter().copied().collect()
+            })
+    }
+
+    /// How many holder failures of block `height` in `cluster` still count at `now_ms`.
+    pub fn failures_counting(&self, cluster: ClusterIdx, height: u32, now_ms: u64) -> usize {
+        self.clusters
+            .get(cluster as usize)
+            .and_then(|state| state.blocks.get(&height))
+            .map_or(0, |block| {
+                block
+                    .failures_ms
+                    .iter()
+                    .filter(|(_, until)| now_ms <= *until)
+                    .count()
+            })
+    }
+
     /// A live member of `cluster` now holds a verified copy of block `height`.
     pub fn add_holder(&mut self, cluster: ClusterIdx, height: u32, now_ms: u64) {
         let replicas = self.replicas;

@@ -718,6 +718,7 @@ impl World {
                     }
                     self.counters.partitions += 1;
                     self.network.set_partition(Some(partition));
+                    self.note_partition_failures(partition);
                     self.queue
                         .schedule(partition.end_ms, SimEvent::PartitionEnd)?;
                 }

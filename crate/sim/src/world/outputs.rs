@@ -6,7 +6,7 @@ use shoal_core::wire::{encoded_len, BlockHash, Message};
 
 use super::{HostIdx, SimEvent, World, WorldError, STORAGE_LATENCY_MS};
 use crate::invariants::Invariant;
-use crate::network::Delivery;
+use crate::network::{Delivery, Partition};
 use crate::replicas::{Cause, ClusterIdx, PendingLoss};
 use crate::storage::{flip_bit, BlockCheck, ReadFate, Stored, WriteFate};
 
@@ -432,7 +432,44 @@ impl World {
         }
     }
 
-    fn held_heights(&self, host: HostIdx) -> Vec<u32> {
+    /// A partition starts: the members it cuts off from the larger part of their cluster (the
+    /// side of the cut with fewer of its live members; the cut-off segment on a tie) have, for
+    /// that cluster, failed as holders of each block they hold — the rest cannot fetch from
+    /// them, and will declare them offline — until the partition ends plus the repair window
+    /// (as a lost write counts until its holder must have noticed it). A loss is still excused
+    /// only by P failures together: one member cut off with one copy while the other holders
+    /// crash is the case the invariant allows for; the members on the larger side fail
+    /// nothing by it.
+    pub(super) fn note_partition_failures(&mut self, partition: Partition) {
+        let now_ms = self.queue.now_ms();
+        let counts_for_ms =
+            partition.end_ms.saturating_sub(now_ms) + self.replicas.repair_window_ms();
+        for cluster in 0..self.replicas.cluster_count() as ClusterIdx {
+            let (inside, outside): (Vec<HostIdx>, Vec<HostIdx>) = self
+                .replicas
+                .members(cluster)
+                .into_iter()
+                .partition(|host| self.network.segment_of(*host) == partition.segment);
+            if inside.is_empty() || outside.is_empty() {
+                continue;
+            }
+            let cut_off = if inside.len() <= outside.len() {
+                inside
+            } else {
+                outside
+            };
+            for host in cut_off {
+                for height in self.held_heights(host) {
+                    if self.replicas.live(cluster, height) > 0 {
+                        self.replicas
+                            .note_silent_failure(cluster, height, now_ms, counts_for_ms);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn held_heights(&self, host: HostIdx) -> Vec<u32> {
         self.hosts[host as usize]
             .store
             .iter()

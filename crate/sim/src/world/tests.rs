@@ -234,3 +234,68 @@ fn placement_names_parse() {
     assert!(parse_placement("bogus").is_err());
     assert!(parse_placement("even:x").is_err());
 }
+
+/// A partition that cuts members off from the larger part of their cluster counts, for that
+/// cluster, as the failure of those members as holders (until it heals plus the repair
+/// window); the members on the larger side fail nothing by it.
+#[test]
+fn a_partition_fails_the_holders_it_cuts_off_from_their_cluster() {
+    let mut world = World::new(calm(4)).unwrap();
+    world.run_until(300_000).unwrap();
+    let now_ms = world.queue.now_ms();
+    // A cluster with members in more than one segment; cut off the segment of its first one.
+    let (cluster, members) = (0..world.replicas.cluster_count() as ClusterIdx)
+        .map(|c| (c, world.replicas.members(c)))
+        .find(|(_, members)| {
+            members.len() >= 3
+                && members
+                    .iter()
+                    .any(|m| world.network.segment_of(*m) != world.network.segment_of(members[0]))
+        })
+        .expect("a cluster spread over segments");
+    let segment = world.network.segment_of(members[0]);
+    let (inside, outside): (Vec<HostIdx>, Vec<HostIdx>) = members
+        .iter()
+        .partition(|m| world.network.segment_of(**m) == segment);
+    let (cut_off, rest) = if inside.len() <= outside.len() {
+        (inside, outside)
+    } else {
+        (outside, inside)
+    };
+    let counting = |world: &World, host: HostIdx| -> Vec<usize> {
+        world
+            .held_heights(host)
+            .into_iter()
+            .filter(|h| world.replicas.live(cluster, *h) > 0)
+            .map(|h| world.replicas.failures_counting(cluster, h, now_ms))
+            .collect()
+    };
+    let before: Vec<Vec<usize>> = members.iter().map(|m| counting(&world, *m)).collect();
+    world.note_partition_failures(Partition {
+        segment,
+        start_ms: now_ms,
+        end_ms: now_ms + 60_000,
+    });
+    let cut_blocks: std::collections::BTreeSet<u32> = cut_off
+        .iter()
+        .flat_map(|m| world.held_heights(*m))
+        .collect();
+    for (k, member) in members.iter().enumerate() {
+        let after = counting(&world, *member);
+        for ((height, was), now) in world
+            .held_heights(*member)
+            .into_iter()
+            .filter(|h| world.replicas.live(cluster, *h) > 0)
+            .zip(&before[k])
+            .zip(&after)
+        {
+            let cut_copies = cut_off
+                .iter()
+                .filter(|m| world.held_heights(**m).contains(&height))
+                .count();
+            assert_eq!(*now, was + cut_copies, "block {height} of host {member}");
+        }
+    }
+    assert!(!cut_blocks.is_empty(), "the cut-off members hold blocks");
+    assert!(!rest.is_empty());
+}
