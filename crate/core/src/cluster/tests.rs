@@ -305,25 +305,33 @@ fn two_clusters(config: Config, seed: u64) -> (Net, Vec<usize>, Vec<usize>) {
     (net, first, second)
 }
 
+/// Two clusters of four (seed `seed`, undersized clusters dissolve after 5 s); at 20 s two
+/// members of the first crash, leaving it below P. Returns the network, the two survivors and
+/// the other cluster's members.
+fn one_cluster_below_p(seed: u64) -> (Net, Vec<usize>, Vec<usize>) {
+    let config = Config {
+        undersized_leave_after_ms: Some(5_000),
+        ..fast_config()
+    };
+    let (mut net, shrinking, other) = two_clusters(config, seed);
+    net.run_until(20_000);
+    let (survivors, victims) = shrinking.split_at(2);
+    for v in victims {
+        net.crash(*v);
+    }
+    (net, survivors.to_vec(), other)
+}
+
 /// A cluster left with fewer than P members and nobody to recruit dissolves once it has been
 /// undersized for `undersized_leave_after_ms` while another cluster with P members is
 /// reachable: every member becomes ordinary (free to join a cluster with room) and keeps its
 /// stored blocks; the other cluster is untouched.
 #[test]
 fn an_undersized_cluster_without_recruits_dissolves_and_keeps_its_blocks() {
-    let config = Config {
-        undersized_leave_after_ms: Some(5_000),
-        ..fast_config()
-    };
-    let (mut net, shrinking, other) = two_clusters(config, 51);
-    net.run_until(20_000);
-    let (survivors, victims) = shrinking.split_at(2);
-    for v in victims {
-        net.crash(*v);
-    }
+    let (mut net, survivors, other) = one_cluster_below_p(51);
     let stored: Vec<usize> = survivors.iter().map(|s| net.stores[*s].len()).collect();
     net.run_until(25_000);
-    for s in survivors {
+    for s in &survivors {
         let (_, _, ids) = net.nodes[*s].cluster().expect("still a member, undersized");
         assert_eq!(ids.len(), 2);
     }
@@ -355,26 +363,17 @@ fn an_undersized_cluster_without_recruits_dissolves_and_keeps_its_blocks() {
 /// after the partition heals.
 #[test]
 fn an_undersized_cluster_cut_off_from_the_others_dissolves_only_once_it_reaches_one() {
-    let config = Config {
-        undersized_leave_after_ms: Some(5_000),
-        ..fast_config()
-    };
-    let (mut net, shrinking, _) = two_clusters(config, 51);
-    net.run_until(20_000);
-    let (survivors, victims) = shrinking.split_at(2);
-    for v in victims {
-        net.crash(*v);
-    }
-    for s in survivors {
+    let (mut net, survivors, _) = one_cluster_below_p(51);
+    for s in &survivors {
         net.group[*s] = 1;
     }
     net.run_until(60_000);
-    for s in survivors {
+    for s in &survivors {
         let (_, _, ids) = net.nodes[*s].cluster().expect("still a member, undersized");
         assert_eq!(ids.len(), 2);
         assert_eq!(net.nodes[*s].stats().undersized_leaves, 0);
     }
-    for s in survivors {
+    for s in &survivors {
         net.group[*s] = 0;
     }
     net.run_until(90_000);
@@ -392,16 +391,7 @@ fn an_undersized_cluster_cut_off_from_the_others_dissolves_only_once_it_reaches_
 /// every view and it never did).
 #[test]
 fn an_undersized_cluster_dissolves_even_while_its_view_keeps_changing() {
-    let config = Config {
-        undersized_leave_after_ms: Some(5_000),
-        ..fast_config()
-    };
-    let (mut net, shrinking, _) = two_clusters(config, 52);
-    net.run_until(20_000);
-    let (survivors, victims) = shrinking.split_at(2);
-    for v in victims {
-        net.crash(*v);
-    }
+    let (mut net, survivors, _) = one_cluster_below_p(52);
     let flapper = survivors[1];
     let views_before = net.events[survivors[0]].len();
     let mut at = 23_000;
