@@ -161,15 +161,20 @@ impl Node {
         let Role::Member(m) = &self.role else {
             return false;
         };
-        self.peers.values().any(|p| {
-            p.connected
-                && p.cluster.is_some_and(|c| c != m.view.cluster)
-                && self
-                    .config
-                    .cluster_size_max
-                    .saturating_sub(p.open_slots as usize)
-                    >= self.config.replicas
-        })
+        let ours = m.view.cluster;
+        self.peers.values().any(|p| self.keeps_p_elsewhere(p, ours))
+    }
+
+    /// Whether `p`, by the room it announced (`cluster_size_max` minus its open slots), is a
+    /// connected member of a cluster other than `ours` with at least P members.
+    fn keeps_p_elsewhere(&self, p: &crate::node::Peer, ours: ClusterId) -> bool {
+        p.connected
+            && p.cluster.is_some_and(|c| c != ours)
+            && self
+                .config
+                .cluster_size_max
+                .saturating_sub(p.open_slots as usize)
+                >= self.config.replicas
     }
 
     /// Whether a member of another cluster with at least P members answered a ping since the
@@ -197,16 +202,12 @@ impl Node {
         m.dissolve_probe_ms = Some(self.now_ms);
         let ours = m.view.cluster;
         let mut targets: Vec<NodeId> = m.departed.iter().map(|(id, _)| *id).collect();
-        targets.extend(self.peers.iter().filter_map(|(id, p)| {
-            (p.connected
-                && p.cluster.is_some_and(|c| c != ours)
-                && self
-                    .config
-                    .cluster_size_max
-                    .saturating_sub(p.open_slots as usize)
-                    >= self.config.replicas)
-                .then_some(*id)
-        }));
+        targets.extend(
+            self.peers
+                .iter()
+                .filter(|(_, p)| self.keeps_p_elsewhere(p, ours))
+                .map(|(id, _)| *id),
+        );
         targets.sort();
         targets.dedup();
         let stamp = self.stamp();
