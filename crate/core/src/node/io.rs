@@ -54,6 +54,11 @@ impl Timers {
         self.at_ms[id as usize] = Some(at_ms);
     }
 
+    /// The pending deadline of `id`.
+    pub fn get(&self, id: TimerId) -> Option<u64> {
+        self.at_ms[id as usize]
+    }
+
     /// The earliest pending deadline.
     pub fn next_ms(&self) -> Option<u64> {
         self.at_ms.iter().flatten().min().copied()
