@@ -24,14 +24,15 @@ export function relayCli(args) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts `shoal-relay serve` (importing `importFile`, or generating `initialBlocks` regtest
- * blocks, then one every `blockIntervalSecs` if not 0); resolves once /relay-addrs.json answers. */
-export async function startRelay({ dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, log, upWithinS = 60 }) {
+ * blocks, then one every `blockIntervalSecs` if not 0), serving the pages of `www` and the
+ * package at /dist; resolves once /relay-addrs.json answers. */
+export async function startRelay({ dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, log, upWithinS = 60, www = "www" }) {
   const args = [
     "serve",
     "--data-dir", dataDir,
     "--listen", `${HOST}:${P2P_PORT}`,
     "--http", `${HOST}:${HTTP_PORT}`,
-    "--www", "www",
+    "--www", www,
     "--dist", "dist",
     "--initial-blocks", String(initialBlocks),
     "--block-interval-secs", String(blockIntervalSecs),

@@ -8,6 +8,7 @@
 #   tests/e2e/run.sh            builds what is missing (relay, dist/), then runs node --test
 #   tests/e2e/run.sh FILE...    the same, only the given test files
 #   tests/e2e/run.sh --bench    the same with a release relay, then runs bench.mjs instead
+#   tests/e2e/run.sh --bench-sync-ab   a release relay, then bench-sync-ab.mjs (see there)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,7 +16,7 @@ if [[ "${SHOAL_E2E_IN_NETNS:-}" != 1 ]]; then
   target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
     node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
   profile=debug
-  if [[ "${1:-}" == --bench ]]; then
+  if [[ "${1:-}" == --bench || "${1:-}" == --bench-sync-ab ]]; then
     profile=release
     cargo build -p shoal-relay --release --locked >&2
   else
@@ -37,5 +38,8 @@ export SHOAL_E2E_HOST=10.77.0.1
 mkdir -p test-artifacts
 if [[ "${1:-}" == --bench ]]; then
   exec node tests/e2e/bench.mjs
+fi
+if [[ "${1:-}" == --bench-sync-ab ]]; then
+  exec node tests/e2e/bench-sync-ab.mjs
 fi
 exec node --test --test-concurrency=1 --test-reporter=spec "${@:-tests/e2e/}"

@@ -88,10 +88,11 @@ impl WasmNode {
             status.held_blocks = held_blocks as u32;
         }
         let local = key.public().to_peer_id();
+        let store = std::rc::Rc::new(store);
         let core = match crate::core_node::config(&options, local).and_then(|config| {
             // The seed only breaks ties and jitters timers; it need not be secret.
             let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
-            CoreNode::new(config, &local, seed)
+            CoreNode::new(config, &local, seed, store.clone())
         }) {
             Ok(core) => core,
             Err(err) => {

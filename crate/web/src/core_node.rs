@@ -2,12 +2,13 @@
 //! formation, membership, placement, heartbeats, repair — is the core's; this module only
 //! moves things in and out:
 //!
-//! - time: milliseconds since the node started (`performance.now()`-like, from `Date.now()`);
-//!   timers are kept here and fired from the event loop (`futures-timer`);
+//! - the node runs in the one host (`shoal_host::Host`): its input queue, its pump and its
+//!   single next deadline, which the event loop waits for (`futures-timer`); time is
+//!   milliseconds since the node started (from `Date.now()`);
 //! - headers: the verified [`HeaderChain`](shoal_core::chain::HeaderChain) is handed to the node
 //!   (`Input::Headers`) once the header sync has caught up and after every later change;
-//! - storage commands: carried out in IndexedDB by [`crate::storage::execute`], all commands of
-//!   one drain in one batch;
+//! - storage commands: carried out by the host in IndexedDB ([`crate::storage::PageBlocks`]),
+//!   the commands of each round of the pump in one batch;
 //! - messages: over Shoal's request-response protocol by the convention of
 //!   [`shoal_net::node_link`]: every incoming request is acknowledged at once and handed to the
 //!   node; the node's messages go out as requests, and a non-empty response to one of them is
@@ -21,24 +22,27 @@
 //! - events: `JoinedCluster` / `ViewChanged` / `LeftCluster` → `cluster`, `MemberOffline` →
 //!   `member-lost`, `BlockStored` → `block-stored`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::channel::oneshot;
 use libp2p::request_response::OutboundRequestId;
 use libp2p::PeerId;
+use libp2p::Swarm;
 use shoal_core::chain::{BlockHash, Txid};
-use shoal_core::node::{
-    Candidate, Config, ConfigError, Event, Input, Node, NodeId, Output, StorageCommand,
-    StorageResult, Timers,
-};
+use shoal_core::node::{Candidate, Config, ConfigError, Event, Input, Node, NodeId, Output};
 use shoal_core::wire::Message;
+use shoal_host::{Host, Inputs, Io};
 use shoal_net::node_link::{self, PeerBook, Reply};
 use wasm_bindgen::JsValue;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::node::{set, Driver, MAX_PENDING_REQUESTS};
 use crate::options::Options;
+use crate::storage::PageBlocks;
+use crate::store::Store;
+use crate::swarm::Behaviour;
 use crate::verify::{Source, Verified};
 
 /// Where a `verifyTransaction` promise waits for its query's result.
@@ -77,17 +81,16 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// What the shell keeps beside the core node.
+/// The core node in its host, and what the shell keeps beside it.
 pub struct CoreNode {
-    pub node: Node,
+    host: Host,
+    /// The node's blocks and records in IndexedDB, with their sizes (for `storedBytes` and
+    /// `block-stored`).
+    blocks: PageBlocks,
     book: PeerBook,
     started_ms: f64,
-    timers: Timers,
-    inputs: VecDeque<Input>,
     /// The node's own requests still waiting for their response.
     requests: HashSet<OutboundRequestId>,
-    /// Sizes of the blocks stored, by hash (for `storedBytes` and `block-stored`).
-    sizes: HashMap<BlockHash, u64>,
     /// Peers whose node said hello, and whether it is an archive (shown in `status()`).
     hellos: HashMap<PeerId, bool>,
     /// Whether the node has been given the header chain yet.
@@ -99,19 +102,24 @@ pub struct CoreNode {
 }
 
 impl CoreNode {
-    /// A node for the local peer `local`, not yet started.
-    pub fn new(config: Config, local: &PeerId, seed: u64) -> Result<CoreNode, ConfigError> {
+    /// A node for the local peer `local` over the page's `store`, not yet started.
+    pub fn new(
+        config: Config,
+        local: &PeerId,
+        seed: u64,
+        store: Rc<Store>,
+    ) -> Result<CoreNode, ConfigError> {
         let node = Node::new(config, node_link::node_id(local), seed)?;
         let mut book = PeerBook::default();
         book.learn(*local); // so that this page names itself among the members
+        let mut host = Host::new(node);
+        host.push(Input::Start);
         Ok(CoreNode {
-            node,
+            host,
+            blocks: PageBlocks::new(store),
             book,
             started_ms: js_sys::Date::now(),
-            timers: Timers::default(),
-            inputs: VecDeque::from([Input::Start]),
             requests: HashSet::new(),
-            sizes: HashMap::new(),
             hellos: HashMap::new(),
             has_headers: false,
             queries: HashMap::new(),
@@ -123,9 +131,14 @@ impl CoreNode {
         (js_sys::Date::now() - self.started_ms).max(0.0) as u64
     }
 
-    /// Milliseconds until the earliest timer is due (0 if overdue), `None` if none is set.
+    /// The core node.
+    pub fn node(&self) -> &Node {
+        self.host.node()
+    }
+
+    /// Milliseconds until the node's next deadline (0 if overdue), `None` if it has none.
     pub fn next_timer_in_ms(&self) -> Option<u64> {
-        let at = self.timers.next_ms()?;
+        let at = self.host.poll_timeout()?;
         Some(at.saturating_sub(self.now_ms()))
     }
 
@@ -157,9 +170,7 @@ impl Driver {
     /// Queues the due timers of the core node and runs them.
     pub(crate) async fn on_node_timers(&mut self) {
         let now = self.core.now_ms();
-        for id in self.core.timers.take_due(now) {
-            self.core.inputs.push_back(Input::TimerFired(id));
-        }
+        self.core.host.handle_timeout(now);
         self.pump_node().await;
     }
 
@@ -170,17 +181,15 @@ impl Driver {
         }
         self.core.has_headers = true;
         self.core
-            .inputs
-            .push_back(Input::Headers(Arc::new(self.chain.clone())));
+            .host
+            .push(Input::Headers(Arc::new(self.chain.clone())));
         self.pump_node().await;
     }
 
     /// A first connection to `peer` is up.
     pub(crate) async fn node_peer_connected(&mut self, peer: PeerId) {
         let id = self.core.book.learn(peer);
-        self.core
-            .inputs
-            .push_back(Input::PeerConnected { peer: id });
+        self.core.host.push(Input::PeerConnected { peer: id });
         self.pump_node().await;
     }
 
@@ -188,9 +197,7 @@ impl Driver {
     pub(crate) async fn node_peer_gone(&mut self, peer: PeerId) {
         let id = self.core.book.learn(peer);
         self.core.hellos.remove(&peer);
-        self.core
-            .inputs
-            .push_back(Input::PeerDisconnected { peer: id });
+        self.core.host.push(Input::PeerDisconnected { peer: id });
         self.pump_node().await;
     }
 
@@ -211,7 +218,7 @@ impl Driver {
         let query_id = self.core.next_query_id;
         self.core.next_query_id += 1;
         self.core.queries.insert(query_id, (block_hint, reply));
-        self.core.inputs.push_back(Input::TxQuery {
+        self.core.host.push(Input::TxQuery {
             query_id,
             txid,
             block_hint,
@@ -241,9 +248,7 @@ impl Driver {
                 node_link::candidate(*peer, addr)
             })
             .collect();
-        self.core
-            .inputs
-            .push_back(Input::CandidatePeers(candidates));
+        self.core.host.push(Input::CandidatePeers(candidates));
         self.pump_node().await;
     }
 
@@ -253,7 +258,7 @@ impl Driver {
             self.core.hellos.insert(peer, record.archive);
         }
         let from = self.core.book.learn(peer);
-        self.core.inputs.push_back(Input::Message { from, message });
+        self.core.host.push(Input::Message { from, message });
         self.pump_node().await;
     }
 
@@ -280,95 +285,32 @@ impl Driver {
         self.core.requests.remove(id);
     }
 
-    /// Feeds every queued input, draining the node's outputs after each; the storage commands
-    /// of one drain run in one IndexedDB batch and their results are fed back in order.
+    /// Runs the host until the node is quiet: messages and dials go out as the node asks,
+    /// the storage commands of each round run in one IndexedDB batch, and the node's events
+    /// reach the page once the round is over.
     pub(crate) async fn pump_node(&mut self) {
-        let mut guard = 0u32;
-        while let Some(input) = self.core.inputs.pop_front() {
-            guard += 1;
-            debug_assert!(guard < 1_000_000, "the node keeps asking for more");
-            let now = self.core.now_ms();
-            self.core.node.handle_input(now, input);
-            let mut commands = Vec::new();
-            while let Some(output) = self.core.node.poll_output() {
-                match output {
-                    Output::Storage(command) => commands.push(command),
-                    other => self.carry_out(other),
-                }
-            }
-            for chunk in commands.chunks(crate::storage::MAX_COMMANDS_PER_BATCH) {
-                self.run_storage(chunk).await;
-            }
-        }
-        self.publish_node();
-    }
-
-    async fn run_storage(&mut self, commands: &[StorageCommand]) {
-        let (results, error) = crate::storage::execute(&self.store, commands).await;
+        let now = self.core.now_ms();
+        let relays: Vec<PeerId> = self.relays().collect();
+        let mut io = PageIo {
+            swarm: &mut self.swarm,
+            book: &mut self.core.book,
+            requests: &mut self.core.requests,
+            relays: &relays,
+            events: Vec::new(),
+        };
+        let error = self
+            .core
+            .host
+            .run(now, &mut self.core.blocks, &mut io)
+            .await;
+        let events = std::mem::take(&mut io.events);
         if let Some(error) = error {
             web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {error}")));
         }
-        for (command, result) in commands.iter().zip(&results) {
-            match (command, result) {
-                (
-                    StorageCommand::Put {
-                        block_hash, bytes, ..
-                    },
-                    StorageResult::Put { ok: true, .. },
-                ) => {
-                    self.core.sizes.insert(*block_hash, bytes.len() as u64);
-                }
-                (StorageCommand::Delete { block_hash, .. }, _) => {
-                    self.core.sizes.remove(block_hash);
-                }
-                (_, StorageResult::Listed { blocks, .. }) => {
-                    for hash in blocks {
-                        if let Ok(Some(block)) = self.store.block(hash).await {
-                            self.core.sizes.insert(*hash, block.encode().len() as u64);
-                        }
-                    }
-                }
-                _ => {}
-            }
+        for event in events {
+            self.node_event(event);
         }
-        self.core
-            .inputs
-            .extend(results.into_iter().map(Input::Storage));
-    }
-
-    fn carry_out(&mut self, output: Output) {
-        match output {
-            Output::Send { to, message } => {
-                let Some(peer) = self.core.book.peer(&to) else {
-                    return; // never met: dropped, the core's timeouts cover it
-                };
-                if let Ok(bytes) = node_link::encode_request(&message) {
-                    let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
-                    self.core.requests.insert(id);
-                }
-            }
-            Output::Connect { peer, address } => {
-                let parsed = node_link::parse_address(&address);
-                match parsed {
-                    Some((peer_id, _)) if self.swarm.is_connected(&peer_id) => {
-                        self.core.inputs.push_back(Input::PeerConnected { peer });
-                    }
-                    // A relay of the options: the loop dials it already (with its backoff);
-                    // its connection will be reported as usual.
-                    Some((peer_id, _)) if self.is_relay(&peer_id) => {}
-                    Some((peer_id, addr)) => {
-                        self.core.book.learn(peer_id);
-                        if self.swarm.dial(addr).is_err() {
-                            self.core.inputs.push_back(Input::PeerDisconnected { peer });
-                        }
-                    }
-                    None => self.core.inputs.push_back(Input::PeerDisconnected { peer }),
-                }
-            }
-            Output::SetTimer { id, at_ms } => self.core.timers.set(id, at_ms),
-            Output::Storage(_) => unreachable!("storage commands are batched by pump_node"),
-            Output::Event(event) => self.node_event(event),
-        }
+        self.publish_node();
     }
 
     fn node_event(&mut self, event: Event) {
@@ -401,7 +343,7 @@ impl Driver {
                 let detail = js_sys::Object::new();
                 set(&detail, "blockHash", block_hash.to_string().into());
                 set(&detail, "height", height.into());
-                let bytes = self.core.sizes.get(&block_hash).copied().unwrap_or(0);
+                let bytes = self.core.blocks.size_of(&block_hash).unwrap_or(0);
                 set(&detail, "bytes", (bytes as f64).into());
                 self.emit("block-stored", detail.into());
             }
@@ -412,14 +354,14 @@ impl Driver {
     /// (clusterId, memberNumber, members) as JavaScript values.
     fn cluster_js(&self) -> (JsValue, JsValue, JsValue) {
         let members = js_sys::Array::new();
-        match self.core.node.cluster() {
+        match self.core.node().cluster() {
             Some((cluster, _epoch, ids)) => {
                 for id in &ids {
                     members.push(&self.core.name_of(id).into());
                 }
                 let number = self
                     .core
-                    .node
+                    .node()
                     .member_number()
                     .map_or(JsValue::NULL, |n| (n as u32).into());
                 (hex::encode(cluster.0).into(), number, members.into())
@@ -431,10 +373,10 @@ impl Driver {
     /// Copies the node's state into the status snapshot.
     fn publish_node(&self) {
         let mut status = self.shared.status.borrow_mut();
-        match self.core.node.cluster() {
+        match self.core.node().cluster() {
             Some((cluster, _epoch, ids)) => {
                 status.cluster_id = Some(hex::encode(cluster.0));
-                status.member_number = self.core.node.member_number().map(|n| n as u32);
+                status.member_number = self.core.node().member_number().map(|n| n as u32);
                 status.members = ids.iter().map(|id| self.core.name_of(id)).collect();
             }
             None => {
@@ -443,13 +385,58 @@ impl Driver {
                 status.members.clear();
             }
         }
-        status.held_blocks = self.core.node.held_count() as u32;
-        status.stored_bytes = self.core.sizes.values().sum();
+        status.held_blocks = self.core.node().held_count() as u32;
+        status.stored_bytes = self.core.blocks.stored_bytes();
         status.node_peers = self
             .core
             .greeted()
             .map(|(peer, archive)| (peer.to_string(), *archive))
             .collect();
         status.node_has_headers = self.core.has_headers;
+    }
+}
+
+/// The page's I/O for the host: the node's messages go out over the swarm as requests, its
+/// dials are made (a relay of the options is dialled by the loop already), its events are
+/// kept for the page.
+struct PageIo<'a> {
+    swarm: &'a mut Swarm<Behaviour>,
+    book: &'a mut PeerBook,
+    requests: &'a mut HashSet<OutboundRequestId>,
+    relays: &'a [PeerId],
+    events: Vec<Event>,
+}
+
+impl Io for PageIo<'_> {
+    fn carry_out(&mut self, output: Output, inputs: &mut Inputs) {
+        match output {
+            Output::Send { to, message } => {
+                let Some(peer) = self.book.peer(&to) else {
+                    return; // never met: dropped, the core's timeouts cover it
+                };
+                if let Ok(bytes) = node_link::encode_request(&message) {
+                    let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
+                    self.requests.insert(id);
+                }
+            }
+            Output::Connect { peer, address } => match node_link::parse_address(&address) {
+                Some((peer_id, _)) if self.swarm.is_connected(&peer_id) => {
+                    inputs.push(Input::PeerConnected { peer });
+                }
+                // A relay of the options: the loop dials it already (with its backoff); its
+                // connection will be reported as usual.
+                Some((peer_id, _)) if self.relays.contains(&peer_id) => {}
+                Some((peer_id, addr)) => {
+                    self.book.learn(peer_id);
+                    if self.swarm.dial(addr).is_err() {
+                        inputs.push(Input::PeerDisconnected { peer });
+                    }
+                }
+                None => inputs.push(Input::PeerDisconnected { peer }),
+            },
+            Output::Event(event) => self.events.push(event),
+            // Timers are the host's; storage runs in the host's batches.
+            Output::SetTimer { .. } | Output::Storage(_) => {}
+        }
     }
 }

@@ -316,7 +316,7 @@ impl Driver {
     pub async fn new(
         options: &Options,
         swarm: Swarm<Behaviour>,
-        store: Store,
+        store: Rc<Store>,
         emit: js_sys::Function,
         shared: Rc<Shared>,
         lock: SlotLock,
@@ -355,7 +355,6 @@ impl Driver {
                 backoff_ms: REDIAL_MIN_MS,
             })
             .collect();
-        let store = Rc::new(store);
         let driver = Driver {
             swarm,
             header_writes: HeaderWriter::start(store.clone()),
@@ -487,6 +486,11 @@ impl Driver {
                 status.relays.push((peer, transport));
             }
         }
+    }
+
+    /// The peer ids of the relays from the options.
+    pub(crate) fn relays(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.relays.iter().map(|r| r.target.peer)
     }
 
     /// Whether `peer` is one of the relays from the options.

@@ -1,113 +1,120 @@
-//! Carries out the core's storage commands (`shoal_core::node::StorageCommand`) in IndexedDB
-//! and gives back their results, in the order the commands came.
+//! The page's [`BlockStore`]: the core's storage commands, carried out by the one host
+//! (`shoal_host::execute`), land in IndexedDB ([`Store`]).
 //!
-//! All writes (`Put`, `Delete`, `WriteKv`) of one drain of the core's outputs go into **one** IndexedDB
-//! transaction: a stored block and the core's index record for it land together, so that the
-//! core can answer a query for any of its transactions locally (S16). Reads are
-//! checked by the store (hash and Merkle root): a corrupt block is dropped and reported to the
-//! core as absent, so it is fetched again from a replica and never served (S11).
+//! All writes (`Put`, `Delete`, `WriteKv`) of one batch go into **one** IndexedDB transaction:
+//! a stored block and the core's index record for it land together, so that the core can
+//! answer a query for any of its transactions locally (S16). Reads are checked by the store
+//! (hash and Merkle root): a corrupt block is dropped and read as absent, so it is fetched again
+//! from a replica and never served (S11). Beside the store it keeps the size of every stored
+//! block, for `status().storedBytes` and the `block-stored` event.
 
-use shoal_core::chain::Block;
-use shoal_core::node::{KvOp, StorageCommand, StorageResult};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use shoal_core::chain::BlockHash;
+use shoal_core::node::{KvOp, KvRecord};
+use shoal_host::{BlockStore, Write as HostWrite};
 
 use crate::store::{Store, StoreError, Write};
 
-/// Most commands carried out in one call (the core drains a bounded output queue).
-pub const MAX_COMMANDS_PER_BATCH: usize = 1024;
+/// The node's blocks and records in the page's IndexedDB database.
+#[derive(Debug)]
+pub struct PageBlocks {
+    store: Rc<Store>,
+    /// Bytes of each stored block, by hash.
+    sizes: HashMap<BlockHash, u64>,
+}
 
-/// Executes `commands` against `store`.
-///
-/// A write batch that fails (quota, IndexedDB error) fails every `Put` in it (`ok: false`);
-/// the error is returned alongside so that the shell can surface it as `STORAGE`.
-pub async fn execute(
-    store: &Store,
-    commands: &[StorageCommand],
-) -> (Vec<StorageResult>, Option<StoreError>) {
-    debug_assert!(
-        commands.len() <= MAX_COMMANDS_PER_BATCH,
-        "the core's output queue is bounded"
-    );
-    let mut writes = Vec::new();
-    for command in commands {
-        match command {
-            StorageCommand::Put {
-                block_hash, bytes, ..
-            } => {
-                // The core verified the block before asking; bytes that do not even decode are
-                // not stored (and the put reports failure).
-                if Block::decode(bytes).is_ok() {
-                    writes.push(Write::PutBlock {
-                        hash: *block_hash,
-                        raw: bytes.clone(),
-                    });
-                }
-            }
-            StorageCommand::Delete { block_hash, .. } => {
-                writes.push(Write::DeleteBlock { hash: *block_hash });
-            }
-            // The core's index records go into the same transaction as the blocks.
-            StorageCommand::WriteKv { ops, .. } => {
-                writes.extend(ops.iter().map(|op| match op {
-                    KvOp::Put { key, value } => Write::PutKv {
-                        key: key.clone(),
-                        value: value.clone(),
-                    },
-                    KvOp::Delete { key } => Write::DeleteKv { key: key.clone() },
-                }));
-            }
-            StorageCommand::Get { .. }
-            | StorageCommand::List { .. }
-            | StorageCommand::ListKv { .. } => {}
+impl PageBlocks {
+    /// The blocks of `store` (sizes are learnt as the node lists and writes them).
+    pub fn new(store: Rc<Store>) -> PageBlocks {
+        PageBlocks {
+            store,
+            sizes: HashMap::new(),
         }
     }
-    let write_error = store.write(&writes).await.err();
-    let mut results = Vec::with_capacity(commands.len());
-    for command in commands {
-        results.push(match command {
-            StorageCommand::Put {
-                request_id, bytes, ..
-            } => StorageResult::Put {
-                request_id: *request_id,
-                ok: write_error.is_none() && Block::decode(bytes).is_ok(),
-            },
-            StorageCommand::Delete { request_id, .. } => StorageResult::Deleted {
-                request_id: *request_id,
-            },
-            StorageCommand::Get {
-                request_id,
-                block_hash,
-            } => StorageResult::Got {
-                request_id: *request_id,
-                // Absent, unreadable and corrupt (now deleted) all read as "not stored".
-                bytes: store
-                    .block(block_hash)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|block| block.encode()),
-            },
-            StorageCommand::List { request_id } => StorageResult::Listed {
-                request_id: *request_id,
-                blocks: store.block_hashes().await.unwrap_or_default(),
-            },
-            StorageCommand::WriteKv { request_id, .. } => StorageResult::KvWritten {
-                request_id: *request_id,
-                ok: write_error.is_none(),
-            },
-            // Unreadable records read as none: the core re-indexes from the blocks.
-            StorageCommand::ListKv { request_id } => StorageResult::KvListed {
-                request_id: *request_id,
-                records: store.kv_records().await.unwrap_or_default(),
-            },
-        });
+
+    /// The size of stored block `hash`, if known.
+    pub fn size_of(&self, hash: &BlockHash) -> Option<u64> {
+        self.sizes.get(hash).copied()
     }
-    (results, write_error)
+
+    /// Bytes of every stored block.
+    pub fn stored_bytes(&self) -> u64 {
+        self.sizes.values().sum()
+    }
+}
+
+impl BlockStore for PageBlocks {
+    type Error = StoreError;
+
+    async fn write(&mut self, writes: &[HostWrite<'_>]) -> Result<(), StoreError> {
+        let batch: Vec<Write> = writes
+            .iter()
+            .map(|write| match write {
+                HostWrite::PutBlock { hash, bytes, .. } => Write::PutBlock {
+                    hash: *hash,
+                    raw: bytes.to_vec(),
+                },
+                HostWrite::DeleteBlock { hash } => Write::DeleteBlock { hash: *hash },
+                HostWrite::Kv(KvOp::Put { key, value }) => Write::PutKv {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+                HostWrite::Kv(KvOp::Delete { key }) => Write::DeleteKv { key: key.clone() },
+            })
+            .collect();
+        self.store.write(&batch).await?;
+        for write in writes {
+            match write {
+                HostWrite::PutBlock { hash, bytes, .. } => {
+                    self.sizes.insert(*hash, bytes.len() as u64);
+                }
+                HostWrite::DeleteBlock { hash } => {
+                    self.sizes.remove(hash);
+                }
+                HostWrite::Kv(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn block(&mut self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.store.block(hash).await {
+            Ok(block) => Ok(block.map(|block| block.encode())),
+            // Dropped by the store: read as absent, fetched again from a replica.
+            Err(StoreError::Corrupt { .. }) => {
+                self.sizes.remove(hash);
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn block_hashes(&mut self) -> Result<Vec<BlockHash>, StoreError> {
+        let hashes = self.store.block_hashes().await?;
+        for hash in &hashes {
+            if !self.sizes.contains_key(hash) {
+                if let Ok(Some(block)) = self.store.block(hash).await {
+                    self.sizes.insert(*hash, block.encode().len() as u64);
+                }
+            }
+        }
+        Ok(hashes)
+    }
+
+    async fn kv_records(&mut self) -> Result<Vec<KvRecord>, StoreError> {
+        self.store.kv_records().await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use shoal_core::chain::generate::{generate_chain, GenerateConfig};
     use wasm_bindgen_test::*;
+
+    use shoal_core::node::{StorageCommand, StorageResult};
+    use shoal_host::execute;
 
     use super::*;
 
@@ -117,7 +124,8 @@ mod tests {
     async fn core_commands_are_carried_out_and_corrupt_blocks_read_as_absent() {
         let name = "shoal-test-commands";
         Store::delete_database(name).await.unwrap();
-        let store = Store::open(name).await.unwrap();
+        let store = Rc::new(Store::open(name).await.unwrap());
+        let mut blocks_store = PageBlocks::new(store.clone());
         let blocks = generate_chain(&GenerateConfig {
             blocks: 4,
             txs_per_block: 3,
@@ -132,7 +140,7 @@ mod tests {
             bytes: blocks[i].encode(),
         };
         let (results, error) = execute(
-            &store,
+            &mut blocks_store,
             &[
                 put(1, 1),
                 put(2, 3),
@@ -197,7 +205,7 @@ mod tests {
             .await
             .unwrap();
         let (results, _) = execute(
-            &store,
+            &mut blocks_store,
             &[
                 StorageCommand::Get {
                     request_id: 6,
@@ -234,9 +242,10 @@ mod tests {
     async fn core_records_are_written_and_listed() {
         let name = "shoal-test-kv-commands";
         Store::delete_database(name).await.unwrap();
-        let store = Store::open(name).await.unwrap();
+        let store = Rc::new(Store::open(name).await.unwrap());
+        let mut blocks_store = PageBlocks::new(store.clone());
         let (results, error) = execute(
-            &store,
+            &mut blocks_store,
             &[
                 StorageCommand::WriteKv {
                     request_id: 1,
@@ -275,9 +284,10 @@ mod tests {
             ]
         );
         store.close();
-        let store = Store::open(name).await.unwrap();
+        let store = Rc::new(Store::open(name).await.unwrap());
+        let mut blocks_store = PageBlocks::new(store.clone());
         let (results, _) = execute(
-            &store,
+            &mut blocks_store,
             &[
                 StorageCommand::WriteKv {
                     request_id: 3,
