@@ -487,7 +487,8 @@ impl<S: Copy + Eq + Debug> HeaderSync<S> {
         &self.config
     }
 
-    /// Whether the tip has reached the best tip a source claims.
+    /// Whether the tip has reached the best tip a source claims (false until a source has
+    /// answered; kept while no source in standing is left).
     pub fn is_synced(&self) -> bool {
         self.synced
     }
@@ -1102,11 +1103,13 @@ impl<S: Copy + Eq + Debug> HeaderSync<S> {
         self.open.retain(|o| o.purpose != Purpose::Batch);
     }
 
-    /// Whether the sync is synced, after any change.
+    /// Whether the sync is synced, after any change. Without a claim (no source has answered,
+    /// or none is left in standing) nothing is known and nothing changes.
     fn update_synced(&mut self, chain: &HeaderChain) {
-        let synced = self
-            .best_claim()
-            .is_some_and(|claim| claim <= chain.tip_height());
+        let Some(claim) = self.best_claim() else {
+            return;
+        };
+        let synced = claim <= chain.tip_height();
         if synced && !self.synced {
             self.reset_window();
             self.next_poll_ms = Some(self.now_ms.saturating_add(self.config.resync_interval_ms));

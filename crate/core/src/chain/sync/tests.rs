@@ -855,6 +855,34 @@ fn a_failed_batch_is_asked_of_another_source_without_dropping_the_window() {
 }
 
 #[test]
+fn a_removed_sources_batches_go_to_the_others_and_synced_outlives_every_source() {
+    let chain = headers(&blocks(300, 22));
+    let mut h = Harness::new(
+        small(50),
+        vec![
+            (Peer::honest(chain.clone()), 3),
+            (Peer::honest(chain.clone()), 3),
+        ],
+    );
+    assert_eq!(h.asked(0), vec![1, 101, 201]);
+    h.sync.handle_source_removed(h.now_ms, &h.chain, 0);
+    h.pending.retain(|r| r.source != 0);
+    h.pump();
+    // Its batches are asked of the other source as it has room, lowest first.
+    h.sync_to(chain[299].block_hash(), 1_000);
+    assert_eq!(h.asked(1)[..4], [51, 151, 251, 1]);
+    assert_eq!(h.sync.stats().headers_used, 300);
+    // With no source left nothing is known: still synced, and polled once one comes back.
+    h.sync.handle_source_removed(h.now_ms, &h.chain, 1);
+    assert!(h.sync.is_synced());
+    assert_eq!(h.sync.sources().count(), 0);
+    h.log.clear();
+    h.sync.handle_source_added(h.now_ms, 1, 3).unwrap();
+    h.pump();
+    assert_eq!(h.asked(1), vec![301]);
+}
+
+#[test]
 fn sources_and_configuration_are_bounded() {
     let mut sync: HeaderSync<u32> = HeaderSync::new(SyncConfig {
         max_sources: 2,
