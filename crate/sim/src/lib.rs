@@ -20,7 +20,9 @@
 //! - [`replicas`] and [`invariants`]: ground-truth replica counts and the invariants checked
 //!   after every step (see the table in [`invariants`]);
 //! - [`world`]: the hosts, the event loop and the run report; [`config`]: a run's settings;
-//! - [`movement`]: bytes moved per member leave and join under each placement rule (S6–S8).
+//! - [`movement`]: bytes moved per member leave and join under each placement rule (S6–S8);
+//! - [`header_sync`]: one node's header sync (the core's `chain::sync`) against honest, silent
+//!   and lying sources over the seeded network.
 //!
 //! Requirements exercised: S1–S5 (formation, ids, numbering) through the nodes' own protocol,
 //! S6–S8 (placement, measured in [`movement`]), S9–S13 (liveness, repair, replacement: the
@@ -36,6 +38,7 @@
 pub mod chain;
 pub mod churn;
 pub mod config;
+pub mod header_sync;
 pub mod invariants;
 pub mod movement;
 pub mod network;

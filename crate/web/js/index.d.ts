@@ -122,9 +122,10 @@ export interface NodeStatus {
 export interface SyncProgress {
   height: number;
   /**
-   * The height sync is heading for: the relay's best height as its header answers claim it
-   * (never below `height`; `null` before its first answer), `height` once synced. A claim for a
-   * progress bar only: every header is verified, whatever the relay says its tip is.
+   * The height sync is heading for: the best height the relays' header answers claim (a relay
+   * demoted for lying or stalling does not count; never below `height`; `null` before the first
+   * answer), `height` once synced. A claim for a progress bar only: every header is verified,
+   * whatever a relay says its tip is.
    */
   target: number | null;
   synced: boolean;

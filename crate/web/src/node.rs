@@ -1,12 +1,13 @@
 //! The browser node's event loop: one task (`spawn_local`) that owns the swarm, the store and
 //! the verified header chain, and serves the JavaScript API's commands.
 //!
-//! - Header sync from relays with full verification (the core's `HeaderChain`: proof of work,
-//!   linkage, retargeting, median time past, most-work tip and reorgs); every accepted batch is
-//!   written to IndexedDB ([`HeaderWriter`], while the next batch is verified), so a reloaded
-//!   tab downloads nothing twice. While catching up, up to [`MAX_HEADER_REQUESTS_AHEAD`]
-//!   `GetHeaders` requests are open at consecutive heights (fewer of them unanswered over
-//!   WebRTC-direct); answers are verified strictly in height order as they arrive.
+//! - Header sync from every connected relay with full verification: the core's [`HeaderSync`]
+//!   decides what to ask whom (a window of batches at consecutive heights, late batches asked
+//!   again, lying or stalling relays demoted) and verifies into the core's `HeaderChain` (proof
+//!   of work, linkage, retargeting, median time past, most-work tip and reorgs); this shell
+//!   sends its requests, feeds back answers and failures, and writes every change to IndexedDB
+//!   ([`HeaderWriter`], while the next batch is verified), so a reloaded tab downloads nothing
+//!   twice. Each relay may have [`max_unanswered_header_requests`] requests unanswered.
 //! - Transaction queries (S16) are the core node's (`Input::TxQuery`, [`crate::core_node`]):
 //!   answered from its own blocks, else asked of its cluster's members, then of the relays'
 //!   archive nodes; every Merkle proof is checked against the node's own headers before the
@@ -16,7 +17,7 @@
 //!   storage commands, its messages in and out; other pages are reached through the relays'
 //!   circuits and directories ([`crate::circuits`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -29,8 +30,11 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use sha2::{Digest, Sha256};
+use shoal_core::chain::sync::{
+    HeaderSync, Progress, RequestFailure, RequestId, SyncConfig, SyncEvent,
+};
 use shoal_core::chain::{BlockHash, HeaderChain, HeaderChainConfig, Txid};
-use shoal_core::wire::{self, Message, MAX_HEADERS_PER_MESSAGE};
+use shoal_core::wire::{self, Message};
 use wasm_bindgen::JsValue;
 
 use crate::circuits::Circuits;
@@ -43,19 +47,8 @@ use crate::swarm::{Behaviour, BehaviourEvent};
 use crate::tab_lock::SlotLock;
 pub use crate::verify::Verified;
 
-/// How often the loop wakes up without any event (redials, periodic re-sync, late answers).
+/// How often the loop wakes up without any event (redials, circuits).
 const TICK: Duration = Duration::from_millis(100);
-/// A header request whose answer is the next to verify and has not come after this long is
-/// asked again on a new stream. Over WebRTC-direct a datagram lost at the tail of an answer is
-/// resent by the relay's SCTP only after its retransmission timeout (≥ 1 s in webrtc-sctp),
-/// while a new stream is not held up by it (BENCHMARKS.md, issue 5).
-const LATE_ANSWER_MS: f64 = 150.0;
-/// How often one batch is asked again, each time after twice the previous wait (150, 300,
-/// 600 ms): a re-ask can be lost too (the bench once saw a first batch wait for the 10 s
-/// request timeout after its one re-ask).
-const MAX_REASKS: u32 = 3;
-/// How long after being synced the node asks again for new headers.
-const RESYNC_INTERVAL_MS: f64 = 5_000.0;
 /// First and largest delay before dialling a lost relay again.
 const REDIAL_MIN_MS: f64 = 500.0;
 const REDIAL_MAX_MS: f64 = 10_000.0;
@@ -64,21 +57,19 @@ const REDIAL_MAX_MS: f64 = 10_000.0;
 pub const MAX_PENDING_REQUESTS: usize = 256;
 /// Capacity of the command queue from the JavaScript API.
 pub const COMMAND_QUEUE: usize = 64;
-/// Most `GetHeaders` requests open at once while catching up, plus answers waiting to be
-/// verified (each asks for `MAX_HEADERS_PER_MESSAGE` headers at consecutive heights, ~160 KB);
-/// once synced, only one.
-pub const MAX_HEADER_REQUESTS_AHEAD: usize = 6;
-/// Of those, most whose answer has not arrived yet, by transport. Over WebRTC-direct every
-/// unanswered request lets the relay send ~160 KB at once, and Chromium's UDP socket (212,992 B
-/// receive buffer on Linux, which a page cannot raise) drops datagrams when its network thread
-/// waits for a CPU; a lost tail then waits for the relay's SCTP retransmission timeout (≥ 1 s).
-/// Two requests on their way kept the worst rounds at 21k instead of 12k headers/s and the
-/// median higher than six (BENCHMARKS.md, issue 5); fewer or smaller ones left the page waiting
-/// for the next answer. TCP recovers such loss in milliseconds: WebSocket keeps all six.
+/// The header sync's requests a relay may have unanswered at once, by transport (each asks
+/// for 2,000 headers, ~160 KB; the sync keeps at most `SyncConfig::max_batches_ahead`, 6,
+/// batches ahead in all). Over WebRTC-direct every unanswered request lets the relay send
+/// ~160 KB at once, and Chromium's UDP socket (212,992 B receive buffer on Linux, which a page
+/// cannot raise) drops datagrams when its network thread waits for a CPU; a lost tail then
+/// waits for the relay's SCTP retransmission timeout (≥ 1 s). Two requests on their way kept
+/// the worst rounds at 21k instead of 12k headers/s and the median higher than six
+/// (BENCHMARKS.md, issue 5); fewer or smaller ones left the page waiting for the next answer.
+/// TCP recovers such loss in milliseconds: WebSocket keeps all six.
 pub fn max_unanswered_header_requests(transport: Transport) -> usize {
     match transport {
         Transport::WebRtcDirect => 2,
-        Transport::WebSocket => MAX_HEADER_REQUESTS_AHEAD,
+        Transport::WebSocket => 6,
     }
 }
 
@@ -134,64 +125,6 @@ struct RelayState {
     dialling: bool,
     next_dial_ms: f64,
     backoff_ms: f64,
-}
-
-/// Header sync state: a pipeline of `GetHeaders` requests at consecutive heights.
-///
-/// Invariant: the requests in `in_flight` and the batches in `arrived` together start at
-/// `tip + 1` and follow each other without gaps; batches are verified strictly in height order.
-/// Whenever that can no longer hold (a short or invalid batch, a failure, a lost relay, a
-/// reorganisation) the pipeline is reset and answers still on their way are ignored.
-struct Sync {
-    /// Open header requests, oldest first: (relay, request, first height asked for, when).
-    in_flight: Vec<(PeerId, OutboundRequestId, u32, f64)>,
-    /// The height whose late request was asked again, and how many times.
-    reasked: Option<(u32, u32)>,
-    /// Answers that came before an earlier one, by first height (at most one per request).
-    arrived: BTreeMap<u32, Vec<shoal_core::chain::Header>>,
-    /// The first height the next request asks for.
-    next_start_height: u32,
-    /// Most requests without an answer in the current pipeline (set when it starts).
-    max_unanswered: usize,
-    synced: bool,
-    last_request_ms: f64,
-    /// The relay's best height, as its latest header answer claimed (the `sync-progress`
-    /// target while catching up; the headers themselves are what is verified).
-    relay_tip: Option<u32>,
-}
-
-impl Default for Sync {
-    fn default() -> Sync {
-        Sync {
-            in_flight: Vec::new(),
-            reasked: None,
-            arrived: BTreeMap::new(),
-            next_start_height: 0,
-            max_unanswered: MAX_HEADER_REQUESTS_AHEAD,
-            synced: false,
-            last_request_ms: 0.0,
-            relay_tip: None,
-        }
-    }
-}
-
-impl Sync {
-    fn is_idle(&self) -> bool {
-        self.in_flight.is_empty() && self.arrived.is_empty()
-    }
-
-    fn reset(&mut self) {
-        self.in_flight.clear();
-        self.arrived.clear();
-        self.reasked = None;
-        self.next_start_height = 0;
-    }
-
-    /// Removes and returns the header request `id`'s first height, if it is one.
-    fn take(&mut self, id: OutboundRequestId) -> Option<u32> {
-        let index = self.in_flight.iter().position(|(_, r, _, _)| *r == id)?;
-        Some(self.in_flight.remove(index).2)
-    }
 }
 
 /// Writes verified headers to IndexedDB in a task of its own, so that the loop verifies (and
@@ -281,7 +214,11 @@ pub struct Driver {
     header_writes: HeaderWriter,
     pub(crate) chain: HeaderChain,
     relays: Vec<RelayState>,
-    sync: Sync,
+    /// Header sync from every connected relay (the core's state machine; this shell does its
+    /// I/O).
+    sync: HeaderSync<PeerId>,
+    /// The header sync's requests on their way, by the swarm's id for them.
+    header_requests: HashMap<OutboundRequestId, RequestId>,
     pending: HashMap<OutboundRequestId, Pending>,
     next_request_id: u64,
     emit: js_sys::Function,
@@ -299,6 +236,11 @@ fn now_ms() -> f64 {
 
 fn now_s() -> u64 {
     (now_ms() / 1000.0) as u64
+}
+
+/// The header sync's clock: milliseconds since the Unix epoch.
+fn sync_now_ms() -> u64 {
+    now_ms() as u64
 }
 
 /// The transport a connection's address names.
@@ -361,7 +303,9 @@ impl Driver {
             store,
             chain,
             relays,
-            sync: Sync::default(),
+            sync: HeaderSync::new(SyncConfig::default())
+                .expect("the default header sync configuration is valid"),
+            header_requests: HashMap::new(),
             pending: HashMap::new(),
             next_request_id: 1,
             emit,
@@ -398,8 +342,13 @@ impl Driver {
                 .next_timer_in_ms()
                 .map_or(TICK, |ms| Duration::from_millis(ms).min(TICK));
             let mut node_wake = Delay::new(node_wait).fuse();
+            let sync_wait = self.sync.poll_timeout().map_or(TICK, |at_ms| {
+                Duration::from_millis(at_ms.saturating_sub(sync_now_ms()))
+            });
+            let mut sync_wake = Delay::new(sync_wait).fuse();
             futures::select! {
                 _ = node_wake => self.on_node_timers().await,
+                _ = sync_wake => self.on_sync_timeout().await,
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 command = commands.next() => match command {
                     Some(Command::Stop { reply }) => {
@@ -463,14 +412,14 @@ impl Driver {
 
     /// Whether header sync has caught up with the relays (the node then gets the chain).
     pub(crate) fn sync_caught_up(&self) -> bool {
-        self.sync.synced
+        self.sync.is_synced()
     }
 
     fn publish_tip(&self) {
         let mut status = self.shared.status.borrow_mut();
         status.tip_height = i64::from(self.chain.tip_height());
         status.tip_hash = self.chain.tip_hash().to_string();
-        status.synced = self.sync.synced;
+        status.synced = self.sync.is_synced();
     }
 
     fn publish_relays(&self) {
@@ -544,208 +493,98 @@ impl Driver {
             }
         }
         self.circuits_tick();
-        let due = !self.sync.synced || now - self.sync.last_request_ms >= RESYNC_INTERVAL_MS;
-        if self.sync.is_idle() && due {
-            self.request_headers();
-        }
-        self.reask_late_batch(now);
     }
 
-    /// Asks again for the batch that is next to verify if its answer is late
-    /// ([`LATE_ANSWER_MS`], doubling, at most [`MAX_REASKS`] times); whichever answer comes
-    /// first is used, the others are ignored.
-    fn reask_late_batch(&mut self, now: f64) {
-        let next = self.chain.tip_height() + 1;
-        let times = match self.sync.reasked {
-            Some((height, times)) if height == next => times,
-            _ => 0,
-        };
-        if self.sync.synced || times >= MAX_REASKS {
-            return;
-        }
-        // The latest ask for that batch (the first one, or the last re-ask).
-        let Some(&(peer, _, _, asked_ms)) = self
-            .sync
-            .in_flight
-            .iter()
-            .filter(|(_, _, h, _)| *h == next)
-            .max_by(|a, b| a.3.total_cmp(&b.3))
-        else {
-            return;
-        };
-        if now - asked_ms < LATE_ANSWER_MS * f64::from(1u32 << times) {
-            return;
-        }
-        let message = Message::GetHeaders {
-            request_id: self.next_id(),
-            start_height: next,
-            max_count: MAX_HEADERS_PER_MESSAGE as u32,
-        };
-        let Ok(bytes) = wire::encode(&message) else {
-            return;
-        };
-        let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
-        self.sync.in_flight.push((peer, id, next, now));
-        self.sync.reasked = Some((next, times + 1));
+    /// The header sync's deadline passed (late batches, timeouts, the next poll).
+    async fn on_sync_timeout(&mut self) {
+        self.sync.handle_timeout(sync_now_ms(), &self.chain);
+        self.drive_sync().await;
     }
 
-    /// Fills the request pipeline while catching up: up to [`MAX_HEADER_REQUESTS_AHEAD`], of
-    /// them at most [`max_unanswered_header_requests`] without an answer; one request when
-    /// synced (a poll for new headers).
-    fn request_headers(&mut self) {
-        let Some((peer, transport)) = self.connected_relay() else {
-            return;
-        };
-        if self.sync.is_idle() {
-            self.sync.next_start_height = self.chain.tip_height() + 1;
-            self.sync.max_unanswered = max_unanswered_header_requests(transport);
-        }
-        let (max_unanswered, max_ahead) = if self.sync.synced {
-            (1, 1)
-        } else {
-            (self.sync.max_unanswered, MAX_HEADER_REQUESTS_AHEAD)
-        };
-        while self.sync.in_flight.len() < max_unanswered
-            && self.sync.in_flight.len() + self.sync.arrived.len() < max_ahead
-        {
-            let start_height = self.sync.next_start_height;
-            let message = Message::GetHeaders {
-                request_id: self.next_id(),
-                start_height,
-                max_count: MAX_HEADERS_PER_MESSAGE as u32,
-            };
-            let Ok(bytes) = wire::encode(&message) else {
-                return;
-            };
-            let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
-            self.sync.in_flight.push((peer, id, start_height, now_ms()));
-            self.sync.next_start_height = start_height + MAX_HEADERS_PER_MESSAGE as u32;
-            self.sync.last_request_ms = now_ms();
-        }
-    }
-
-    /// Takes the answer to the header request that started at `start_height`, then verifies
-    /// every buffered batch that is next in height order.
-    async fn on_headers_answer(
-        &mut self,
-        start_height: u32,
-        answer: Option<(u32, Vec<shoal_core::chain::Header>)>,
-    ) {
-        match answer {
-            Some((answered_height, headers)) if answered_height == start_height => {
-                // The second answer to a re-asked height changes nothing and is not counted:
-                // `headerBytesDownloaded` is what the chain was built from.
-                let fresh = start_height > self.chain.tip_height()
-                    && !self.sync.arrived.contains_key(&start_height);
-                if fresh {
-                    self.shared.status.borrow_mut().header_bytes_downloaded +=
-                        80 * headers.len() as u64;
-                    self.sync.arrived.insert(start_height, headers);
+    /// Sends the header sync's requests and carries out its events; after every input to it.
+    /// Every change of the best chain is queued for IndexedDB (from the lowest changed height
+    /// to the tip, once per round); a `synced` progress is reported only once those writes have
+    /// landed, so that a reload downloads nothing again.
+    async fn drive_sync(&mut self) {
+        while let Some(request) = self.sync.poll_request(&self.chain) {
+            match wire::encode(&request.message()) {
+                Ok(bytes) => {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .msg
+                        .send_request(&request.source, bytes);
+                    self.header_requests.insert(id, request.id);
+                }
+                Err(_) => {
+                    // A `GetHeaders` always encodes; should it not, the relay is not asked.
+                    let failure = RequestFailure::Transport;
+                    self.sync
+                        .handle_failure(sync_now_ms(), &self.chain, request.id, failure);
                 }
             }
-            _ => {
-                // Not a headers answer for what was asked: start again from the tip.
-                self.sync.reset();
-                return;
+        }
+        let mut lowest_changed: Option<u32> = None;
+        let mut disconnected = false;
+        let mut progress: Vec<Progress> = Vec::new();
+        while let Some(event) = self.sync.poll_event() {
+            match event {
+                SyncEvent::HeadersChanged(change) => {
+                    disconnected |= !change.disconnected.is_empty();
+                    if let Some(height) = change.lowest_height() {
+                        lowest_changed = Some(lowest_changed.map_or(height, |h| h.min(height)));
+                    }
+                }
+                SyncEvent::Progress(p) => progress.push(p),
+                SyncEvent::SourceDemoted { source, reason, .. } => {
+                    web_sys::console::warn_1(&JsValue::from_str(&format!(
+                        "shoal: relay {source} is not asked for headers for a while: {reason}"
+                    )));
+                }
             }
         }
-        while let Some(headers) = self.sync.arrived.remove(&(self.chain.tip_height() + 1)) {
-            let start_height = self.chain.tip_height() + 1;
-            let full = self.on_headers(start_height, headers).await;
-            if !full {
-                // Synced (or the batch was bad): later answers cannot follow on.
-                self.sync.reset();
-                break;
-            }
-        }
-        let next = self.chain.tip_height() + 1;
-        // The twin of a re-asked request that has been answered is no longer waited for.
-        self.sync.in_flight.retain(|(_, _, h, _)| *h >= next);
-        let lowest_outstanding = self
-            .sync
-            .in_flight
-            .iter()
-            .map(|(_, _, h, _)| *h)
-            .chain(self.sync.arrived.keys().copied())
-            .min();
-        if lowest_outstanding.is_some_and(|h| h != next) {
-            // A reorganisation moved the tip: the outstanding heights no longer follow on.
-            self.sync.reset();
-        }
-        if !self.sync.synced {
-            self.request_headers();
-        }
-    }
-
-    /// Verifies and stores one batch that starts at the tip; returns whether it was a full,
-    /// valid batch (so more headers follow).
-    async fn on_headers(
-        &mut self,
-        start_height: u32,
-        headers: Vec<shoal_core::chain::Header>,
-    ) -> bool {
-        assert_eq!(start_height, self.chain.tip_height() + 1);
-        let mut full = headers.len() >= MAX_HEADERS_PER_MESSAGE;
-        let outcome = match self.chain.accept_batch(&headers, now_s()) {
-            Ok(outcome) => outcome,
-            Err(err) => {
-                full = false;
-                web_sys::console::warn_1(&JsValue::from_str(&format!(
-                    "shoal: a relay sent an invalid header at index {}: {}",
-                    err.index, err.error
-                )));
-                err.partial
-            }
-        };
-        let mut batch = Vec::new();
-        let lowest_changed = outcome
-            .disconnected
-            .iter()
-            .map(|(h, _)| *h)
-            .chain(outcome.connected.iter().map(|(h, _)| *h))
-            .min();
         if let Some(from_height) = lowest_changed {
-            if !outcome.disconnected.is_empty() {
-                batch.push(Write::TruncateHeaders { from_height });
+            if disconnected {
+                self.header_writes
+                    .queue(Write::TruncateHeaders { from_height });
             }
             let headers = (from_height..=self.chain.tip_height())
                 .filter_map(|h| self.chain.header_at(h).copied())
                 .collect();
-            batch.push(Write::PutHeaders {
+            self.header_writes.queue(Write::PutHeaders {
                 first_height: from_height,
                 headers,
             });
         }
-        for write in batch {
-            self.header_writes.queue(write);
-        }
-        if !full {
-            // Synced: everything verified is on disk before the node says so (a reload then
+        // `headerBytesDownloaded` is what the chain was built from: answers outrun by a
+        // re-ask elsewhere are not counted.
+        self.shared.status.borrow_mut().header_bytes_downloaded =
+            80 * self.sync.stats().headers_used;
+        let reports_synced = progress.iter().any(|p| p.synced);
+        if reports_synced {
+            // Everything verified is on disk before the node says so (a reload then
             // downloads nothing again).
             self.header_writes.flush().await;
         }
-        self.sync.synced = !full;
-        self.publish_tip();
-        let detail = js_sys::Object::new();
-        let tip = self.chain.tip_height();
-        set(&detail, "height", tip.into());
-        // While catching up, the relay's claimed tip (never below what is verified); once
-        // synced, the tip itself.
-        let target = match (full, self.sync.relay_tip) {
-            (false, _) => Some(tip),
-            (true, claimed) => claimed.map(|c| c.max(tip)),
-        };
-        set(
-            &detail,
-            "target",
-            target.map_or(JsValue::NULL, JsValue::from),
-        );
-        set(&detail, "synced", (!full).into());
-        self.emit("sync-progress", detail.into());
-        if lowest_changed.is_some() || !full {
+        if lowest_changed.is_some() || !progress.is_empty() {
+            self.publish_tip();
+        }
+        for p in progress {
+            let detail = js_sys::Object::new();
+            set(&detail, "height", p.height.into());
+            // While catching up, the best tip a relay claims (never below what is verified);
+            // once synced, the tip itself.
+            set(
+                &detail,
+                "target",
+                p.target.map_or(JsValue::NULL, JsValue::from),
+            );
+            set(&detail, "synced", p.synced.into());
+            self.emit("sync-progress", detail.into());
+        }
+        if lowest_changed.is_some() || reports_synced {
             self.node_headers_changed().await;
         }
-        full
     }
 
     async fn on_command(&mut self, command: Command) {
@@ -841,8 +680,14 @@ impl Driver {
                 if changed {
                     self.publish_relays();
                     self.emit("relay", relay_detail(peer_id, true, Some(transport)));
-                    if self.sync.is_idle() {
-                        self.request_headers();
+                    let window = max_unanswered_header_requests(transport);
+                    // Already a source when the relay is reached at a second address.
+                    if self
+                        .sync
+                        .handle_source_added(sync_now_ms(), peer_id, window)
+                        .is_ok()
+                    {
+                        self.drive_sync().await;
                     }
                 }
             }
@@ -862,8 +707,11 @@ impl Driver {
                     self.publish_relays();
                     self.emit("relay", relay_detail(peer_id, false, None));
                 }
-                if self.sync.in_flight.iter().any(|(p, _, _, _)| *p == peer_id) {
-                    self.sync.reset();
+                if changed {
+                    // Its requests go to the other relays.
+                    self.sync
+                        .handle_source_removed(sync_now_ms(), &self.chain, peer_id);
+                    self.drive_sync().await;
                 }
                 self.circuits_relay_lost(&peer_id);
                 self.node_peer_gone(peer_id).await;
@@ -918,20 +766,16 @@ impl Driver {
                     return;
                 }
                 let decoded = wire::decode(&response);
-                if let Some(asked_height) = self.sync.take(request_id) {
-                    let answer = match decoded {
-                        Ok(Message::Headers {
-                            start_height,
-                            tip_height,
-                            headers,
-                            ..
-                        }) => {
-                            self.sync.relay_tip = Some(tip_height);
-                            Some((start_height, headers))
+                if let Some(id) = self.header_requests.remove(&request_id) {
+                    let now = sync_now_ms();
+                    match decoded {
+                        Ok(answer) => self.sync.handle_answer(now, &mut self.chain, id, answer),
+                        Err(_) => {
+                            let failure = RequestFailure::Malformed;
+                            self.sync.handle_failure(now, &self.chain, id, failure);
                         }
-                        _ => None,
-                    };
-                    self.on_headers_answer(asked_height, answer).await;
+                    }
+                    self.drive_sync().await;
                     return;
                 }
                 if let Some(Pending::Download { .. }) = self.pending.get(&request_id) {
@@ -973,13 +817,20 @@ impl Driver {
                     self.node_request_failed(&request_id);
                     return;
                 }
-                if self.sync.take(request_id).is_some() {
-                    // Said on the console so that stalls can be told apart (bench.mjs counts
-                    // transport resets from these lines).
-                    web_sys::console::warn_1(&JsValue::from_str(&format!(
-                        "shoal: a header request failed: {error}"
-                    )));
-                    self.sync.reset(); // the next tick asks again from the tip
+                if let Some(id) = self.header_requests.remove(&request_id) {
+                    let failure = RequestFailure::Transport;
+                    if self
+                        .sync
+                        .handle_failure(sync_now_ms(), &self.chain, id, failure)
+                    {
+                        // Said on the console so that stalls can be told apart (bench.mjs
+                        // counts transport resets from these lines).
+                        web_sys::console::warn_1(&JsValue::from_str(&format!(
+                            "shoal: a header request failed: {error}"
+                        )));
+                    }
+                    self.drive_sync().await;
+                    return;
                 }
                 let err = ApiError::new(
                     ErrorCode::Unavailable,

@@ -14,6 +14,7 @@ pub mod headers;
 pub mod merkle;
 pub mod params;
 pub mod pow;
+pub mod sync;
 pub mod transaction;
 
 pub use block::{Block, BlockError, WitnessCommitment};
