@@ -7,6 +7,14 @@
 //! written; a block and all its index entries are written in one transaction, so a crash or a
 //! signal never leaves a block half indexed. Blocks are re-hashed when read; a stored block
 //! that no longer matches its key is reported as corrupt, never served.
+//!
+//! # The store as the archive node's `BlockStore`
+//!
+//! The store **is** the chain: only the block source and imports write blocks
+//! ([`ChainStore::append`]). To the node it is an archive's store: a `Put` is accepted when the
+//! store already holds that block (the source appended it before the node was told), a
+//! `Delete` changes nothing (an archive keeps every block), records go to `node_kv`, and the
+//! block listing is every stored block.
 
 use std::path::Path;
 
@@ -15,6 +23,7 @@ use shoal_core::chain::{
     Block, BlockError, BlockHash, Header, MerkleProof, PowError, ProofError, Target, Txid,
 };
 use shoal_core::node::{KvOp, KvRecord, KV_KEY_MAX, KV_VALUE_MAX};
+use shoal_host::{BlockStore, Write};
 
 /// height (big-endian u32) → 80-byte header.
 const HEADERS: TableDefinition<'static, u32, &'static [u8]> = TableDefinition::new("headers");
@@ -200,8 +209,9 @@ impl ChainStore {
 
     /// Applies a batch of the node's key/value writes in one transaction (all or none). A
     /// record larger than the node ever writes is refused.
-    pub fn write_kv(&self, ops: &[KvOp]) -> Result<(), StoreError> {
-        for op in ops {
+    pub fn write_kv<'a>(&self, ops: impl IntoIterator<Item = &'a KvOp>) -> Result<(), StoreError> {
+        let ops: Vec<&KvOp> = ops.into_iter().collect();
+        for op in &ops {
             let (key, value) = match op {
                 KvOp::Put { key, value } => (key.len(), value.len()),
                 KvOp::Delete { key } => (key.len(), 0),
@@ -213,7 +223,7 @@ impl ChainStore {
         let tx = self.db.begin_write().map_err(db)?;
         {
             let mut table = tx.open_table(NODE_KV).map_err(db)?;
-            for op in ops {
+            for op in &ops {
                 match op {
                     KvOp::Put { key, value } => {
                         table.insert(key.as_slice(), value.as_slice()).map_err(db)?;
@@ -334,6 +344,63 @@ impl ChainStore {
                 source,
             })
     }
+
+    /// The hash of every stored block (in hash order).
+    pub fn block_hashes(&self) -> Result<Vec<BlockHash>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let heights = tx.open_table(HEIGHTS).map_err(db)?;
+        let mut hashes = Vec::with_capacity(heights.len().map_err(db)? as usize);
+        for entry in heights.iter().map_err(db)? {
+            let (hash, _) = entry.map_err(db)?;
+            hashes.push(BlockHash(*hash.value()));
+        }
+        Ok(hashes)
+    }
+}
+
+/// The archive node's view of the store (see the module docs): the chain is written only by
+/// the block source and imports.
+impl BlockStore for ChainStore {
+    type Error = StoreError;
+
+    /// A block is "stored" when the chain already holds it; anything else is refused.
+    fn accepts(&mut self, hash: &BlockHash, _bytes: &[u8]) -> bool {
+        match self.height_of(hash) {
+            Ok(height) => height.is_some(),
+            Err(error) => {
+                tracing::warn!(%error, %hash, "cannot tell whether a block is stored");
+                false
+            }
+        }
+    }
+
+    /// Only the records are written, in one transaction: an accepted put is a block the chain
+    /// holds already, and an archive deletes nothing.
+    async fn write(&mut self, writes: &[Write<'_>]) -> Result<(), StoreError> {
+        let records: Vec<&KvOp> = writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::Kv(op) => Some(*op),
+                Write::PutBlock { .. } | Write::DeleteBlock { .. } => None,
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write_kv(records)
+    }
+
+    async fn block(&mut self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        self.block_bytes(hash)
+    }
+
+    async fn block_hashes(&mut self) -> Result<Vec<BlockHash>, StoreError> {
+        ChainStore::block_hashes(self)
+    }
+
+    async fn kv_records(&mut self) -> Result<Vec<KvRecord>, StoreError> {
+        ChainStore::kv_records(self)
+    }
 }
 
 fn decode_header(bytes: &[u8], height: u32) -> Result<Header, StoreError> {
@@ -384,6 +451,86 @@ mod tests {
             proof.verify_against_header(txid, &block.header).unwrap();
         }
         assert_eq!(store.tx_proof(&Txid([9; 32])).unwrap(), None);
+    }
+
+    /// The store as the archive node's `BlockStore`, through the one executor: a put is
+    /// accepted only for a block the chain holds, a delete removes nothing, records are
+    /// written with the batch, and a block is read back re-hashed.
+    #[test]
+    fn as_an_archive_store_it_keeps_the_chain_and_writes_only_records() {
+        use shoal_core::node::{StorageCommand, StorageResult};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
+        let block = mainnet_702861();
+        let hash = block.block_hash();
+        store.append(&block).unwrap();
+        let bytes = block.encode();
+        let other = BlockHash([7; 32]);
+        let commands = [
+            StorageCommand::Put {
+                request_id: 1,
+                block_hash: hash,
+                height: 702_861,
+                bytes: bytes.clone(),
+            },
+            StorageCommand::Put {
+                request_id: 2,
+                block_hash: other,
+                height: 5,
+                bytes: bytes.clone(),
+            },
+            StorageCommand::Delete {
+                request_id: 3,
+                block_hash: hash,
+            },
+            StorageCommand::WriteKv {
+                request_id: 4,
+                ops: vec![KvOp::Put {
+                    key: b"txi/x".to_vec(),
+                    value: vec![1],
+                }],
+            },
+            StorageCommand::Get {
+                request_id: 5,
+                block_hash: hash,
+            },
+            StorageCommand::List { request_id: 6 },
+        ];
+        let (results, error) =
+            futures::executor::block_on(shoal_host::execute(&mut store, &commands));
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(
+            results,
+            vec![
+                StorageResult::Put {
+                    request_id: 1,
+                    ok: true
+                },
+                StorageResult::Put {
+                    request_id: 2,
+                    ok: false
+                },
+                StorageResult::Deleted { request_id: 3 },
+                StorageResult::KvWritten {
+                    request_id: 4,
+                    ok: true
+                },
+                StorageResult::Got {
+                    request_id: 5,
+                    bytes: Some(bytes)
+                },
+                StorageResult::Listed {
+                    request_id: 6,
+                    blocks: vec![hash]
+                },
+            ]
+        );
+        assert_eq!(store.block_hashes().unwrap(), vec![hash], "nothing deleted");
+        assert_eq!(store.height_of(&other).unwrap(), None, "nothing put");
+        assert_eq!(
+            store.kv_records().unwrap(),
+            vec![(b"txi/x".to_vec(), vec![1])]
+        );
     }
 
     #[test]
