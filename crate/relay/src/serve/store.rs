@@ -1,12 +1,15 @@
-//! The relay's chain on disk (redb): headers by height, blocks by hash, a txid index.
+//! The relay's chain on disk (redb): headers by height, blocks by hash, and the archive node's
+//! key/value records.
 //!
-//! The relay holds the whole chain and serves it (S14–S16): header ranges, whole blocks, and
-//! transaction queries answered with a Merkle proof `{block_hash, height, pos, branch}` built
-//! from the stored block. Every block is checked against its header (Merkle root, coinbase,
-//! weight, witness commitment, proof of work) and must extend the stored tip before it is
-//! written; a block and all its index entries are written in one transaction, so a crash or a
-//! signal never leaves a block half indexed. Blocks are re-hashed when read; a stored block
-//! that no longer matches its key is reported as corrupt, never served.
+//! The relay holds the whole chain and serves it (S14–S16) through its archive node
+//! ([`super::archive`]), which reads this store through [`shoal_host::BlockStore`]: header
+//! ranges from the node's header view, whole blocks by hash, and transaction queries answered
+//! from the node's own transaction index (its records in the `node_kv` table) with a Merkle
+//! proof built from the stored block. Every block is checked against its header (Merkle root,
+//! coinbase, weight, witness commitment, proof of work) and must extend the stored tip before
+//! it is written, in one transaction with its header and height, so a crash or a signal never
+//! leaves a block half written. Blocks are re-hashed when read; a stored block that no longer
+//! matches its key is reported as corrupt, never served.
 //!
 //! # The store as the archive node's `BlockStore`
 //!
@@ -15,13 +18,17 @@
 //! store already holds that block (the source appended it before the node was told), a
 //! `Delete` changes nothing (an archive keeps every block), records go to `node_kv`, and the
 //! block listing is every stored block.
+//!
+//! # Older databases
+//!
+//! A database written before the relay answered through its archive node also has a `txids`
+//! table (txid → height and position), which the relay's own proof builder read. Nothing reads
+//! it now: it is dropped when such a database is opened; every other table is kept as it is.
 
 use std::path::Path;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
-use shoal_core::chain::{
-    Block, BlockError, BlockHash, Header, MerkleProof, PowError, ProofError, Target, Txid,
-};
+use shoal_core::chain::{Block, BlockError, BlockHash, Header, PowError, Target};
 use shoal_core::node::{KvOp, KvRecord, KV_KEY_MAX, KV_VALUE_MAX};
 use shoal_host::{BlockStore, Write};
 
@@ -32,8 +39,8 @@ const HEIGHTS: TableDefinition<'static, &'static [u8; 32], u32> = TableDefinitio
 /// block hash → raw block bytes.
 const BLOCKS: TableDefinition<'static, &'static [u8; 32], &'static [u8]> =
     TableDefinition::new("blocks");
-/// txid → (height, position in block).
-const TXIDS: TableDefinition<'static, &'static [u8; 32], (u32, u32)> =
+/// Of older databases only: txid → (height, position in block). Dropped on open.
+const LEGACY_TXIDS: TableDefinition<'static, &'static [u8; 32], (u32, u32)> =
     TableDefinition::new("txids");
 
 /// The archive node's key/value records (its transaction index, see
@@ -66,8 +73,6 @@ pub enum StoreError {
     InvalidBlock { hash: BlockHash, source: BlockError },
     #[error("block {hash} fails proof of work: {source}")]
     BadProofOfWork { hash: BlockHash, source: PowError },
-    #[error("cannot build the proof for {txid}: {source}")]
-    Proof { txid: Txid, source: ProofError },
     #[error("stored data for {what} is corrupt")]
     Corrupt { what: String },
     #[error("key/value record of {key} and {value} bytes exceeds {KV_KEY_MAX} and {KV_VALUE_MAX}")]
@@ -98,9 +103,11 @@ impl ChainStore {
         tx.open_table(HEADERS).map_err(db)?;
         tx.open_table(HEIGHTS).map_err(db)?;
         tx.open_table(BLOCKS).map_err(db)?;
-        tx.open_table(TXIDS).map_err(db)?;
         // Added later: created in an older database on first open, the rest kept.
         tx.open_table(NODE_KV).map_err(db)?;
+        if tx.delete_table(LEGACY_TXIDS).map_err(db)? {
+            tracing::info!("dropped the txid table of an older database (the archive node indexes transactions itself)");
+        }
         tx.commit().map_err(db)?;
         Ok(Self { db: database })
     }
@@ -180,13 +187,6 @@ impl ChainStore {
             heights.insert(&hash.0, height).map_err(db)?;
             let mut blocks = tx.open_table(BLOCKS).map_err(db)?;
             blocks.insert(&hash.0, &block.encode()[..]).map_err(db)?;
-            let mut txids = tx.open_table(TXIDS).map_err(db)?;
-            for (pos, txid) in block.txids().iter().enumerate() {
-                let pos = u32::try_from(pos).map_err(|_| StoreError::Corrupt {
-                    what: format!("position of {txid}"),
-                })?;
-                txids.insert(&txid.0, (height, pos)).map_err(db)?;
-            }
         }
         tx.commit().map_err(db)?;
         Ok(height)
@@ -317,34 +317,6 @@ impl ChainStore {
         Ok(Some(block))
     }
 
-    /// The Merkle proof `{block_hash, height, pos, branch}` of `txid`, if the chain holds it.
-    pub fn tx_proof(&self, txid: &Txid) -> Result<Option<MerkleProof>, StoreError> {
-        let (height, pos) = {
-            let tx = self.db.begin_read().map_err(db)?;
-            let txids = tx.open_table(TXIDS).map_err(db)?;
-            match txids.get(&txid.0).map_err(db)? {
-                Some(location) => location.value(),
-                None => return Ok(None),
-            }
-        };
-        let corrupt = || StoreError::Corrupt {
-            what: format!("index entry of {txid}"),
-        };
-        let header = self.headers(height, 1)?.pop().ok_or_else(corrupt)?;
-        let block_hash = header.block_hash();
-        let block = self.block(&block_hash)?.ok_or_else(corrupt)?;
-        let txids = block.txids();
-        if txids.get(pos as usize) != Some(txid) {
-            return Err(corrupt());
-        }
-        MerkleProof::build(block_hash, height, &txids, pos)
-            .map(Some)
-            .map_err(|source| StoreError::Proof {
-                txid: *txid,
-                source,
-            })
-    }
-
     /// The hash of every stored block (in hash order).
     pub fn block_hashes(&self) -> Result<Vec<BlockHash>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
@@ -418,7 +390,7 @@ mod tests {
     }
 
     #[test]
-    fn real_block_is_stored_indexed_and_proven() {
+    fn real_block_is_stored_and_read_back_after_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let block = mainnet_702861();
         let hash = block.block_hash();
@@ -441,16 +413,8 @@ mod tests {
             store.block_bytes(&hash).unwrap().unwrap(),
             bitcoin_test_data::blocks::mainnet_702861()
         );
-        for pos in [0usize, 1, 1234, block.txdata.len() - 1] {
-            let txid = block.txdata[pos].txid();
-            let proof = store.tx_proof(&txid).unwrap().expect("indexed");
-            assert_eq!(
-                (proof.block_hash, proof.height, proof.pos),
-                (hash, 702_861, pos as u32)
-            );
-            proof.verify_against_header(txid, &block.header).unwrap();
-        }
-        assert_eq!(store.tx_proof(&Txid([9; 32])).unwrap(), None);
+        assert_eq!(store.block_hashes().unwrap(), vec![hash]);
+        assert_eq!(store.height_of(&hash).unwrap(), Some(702_861));
     }
 
     /// The store as the archive node's `BlockStore`, through the one executor: a put is
