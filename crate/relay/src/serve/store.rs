@@ -555,6 +555,44 @@ mod tests {
         assert_eq!(table.len().unwrap(), 1, "and deleted");
     }
 
+    /// An older database's `txids` table is dropped on open; the chain and the records stay.
+    #[test]
+    fn an_older_databases_txid_table_is_dropped_and_the_rest_kept() {
+        use redb::TableHandle;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let block = mainnet_702861();
+        {
+            let store = ChainStore::open(&path).unwrap();
+            store.append(&block).unwrap();
+            store
+                .write_kv(&[KvOp::Put {
+                    key: b"txi/a".to_vec(),
+                    value: vec![1],
+                }])
+                .unwrap();
+            // What the older relay wrote beside every block.
+            let tx = store.db.begin_write().unwrap();
+            tx.open_table(LEGACY_TXIDS)
+                .unwrap()
+                .insert(&block.txdata[0].txid().0, (702_861, 0))
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = ChainStore::open(&path).unwrap();
+        let tables: Vec<String> = {
+            let tx = store.db.begin_read().unwrap();
+            tx.list_tables()
+                .unwrap()
+                .map(|t| t.name().to_string())
+                .collect()
+        };
+        assert!(!tables.contains(&"txids".to_string()), "{tables:?}");
+        assert_eq!(store.block_hashes().unwrap(), vec![block.block_hash()]);
+        assert_eq!(store.headers(702_861, 1).unwrap(), vec![block.header]);
+        assert_eq!(store.kv_records().unwrap().len(), 1);
+    }
+
     #[test]
     fn bad_blocks_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
