@@ -10,9 +10,9 @@
 //! - **The response is either empty — an acknowledgement, "handed to the node" — or one
 //!   encoded `Message`**, a direct answer. A direct answer is also a message from the responder:
 //!   whoever asked on behalf of its node feeds it to that node exactly like a one-way message.
-//!   Only shell-level queries that a responder can answer at once from its store get a direct
-//!   answer (a relay answers `GetHeaders` and `TxQuery` that way, which is how the browser's
-//!   header sync and `verifyTransaction` work); everything else is acknowledged and travels
+//!   A responder may hold a request open until its node answers it (a relay does so for
+//!   `GetHeaders`, `TxQuery` and `GetBlock`, which is how the browser's header sync,
+//!   `verifyTransaction` and block downloads work); everything else is acknowledged and travels
 //!   back, if at all, as a new request in the other direction.
 //! - **Identities:** a node's [`NodeId`] is `sha256d` of its libp2p peer id's bytes
 //!   ([`node_id`]). The hash cannot be reversed, so each shell keeps a bounded [`PeerBook`] of

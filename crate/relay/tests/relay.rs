@@ -1,8 +1,8 @@
 //! End-to-end test of `shoal-relay serve` on 127.0.0.1: a native libp2p client syncs headers,
-//! fetches a block, queries a transaction and checks its Merkle proof, uploads 1 MiB through
-//! the probe protocol over WebSocket and WebRTC-direct, and the relay keeps its peer id,
-//! certificate hash and chain across a restart. The relay runs as a child process stopped by
-//! its own pid.
+//! fetches a block, queries a transaction and checks its Merkle proof (all answered by the
+//! relay's archive node on its own thread), uploads 1 MiB through the probe protocol over
+//! WebSocket and WebRTC-direct, and the relay keeps its peer id, certificate hash and chain
+//! across a restart. The relay runs as a child process stopped by its own pid.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -364,7 +364,7 @@ async fn relay_serves_chain_proofs_and_large_messages_and_keeps_identity() {
         height: h,
         pos: p,
         branch,
-        ..
+        header: with_header,
     } = answer
     else {
         panic!("transaction not found")
@@ -373,6 +373,7 @@ async fn relay_serves_chain_proofs_and_large_messages_and_keeps_identity() {
         (block_hash, h, p as usize),
         (header.block_hash(), height as u32, pos)
     );
+    assert_eq!(with_header, Some(header), "the block's header rides along");
     let proof = MerkleProof {
         block_hash: chain::BlockHash(block_hash.0),
         height: h,

@@ -87,6 +87,10 @@ pub struct QueryConfig {
     /// the members, in a last wave (a browser node, whose relay is an archive). Off by
     /// default: a member's queries stay inside its cluster.
     pub ask_archives: bool,
+    /// This node holds every block of its best chain (an archive): a query its own blocks do
+    /// not answer and that it has nobody to forward to is answered [`QueryResult::NotFound`]
+    /// — the transaction is not in the chain — instead of `Unavailable`. Off by default.
+    pub holds_every_block: bool,
 }
 
 impl Default for QueryConfig {
@@ -108,6 +112,7 @@ impl Default for QueryConfig {
             max_scored_peers: 256,
             max_queued_outputs: 1024,
             ask_archives: false,
+            holds_every_block: false,
         }
     }
 }
@@ -666,7 +671,12 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             targets.truncate(self.config.max_targets.max(q.first_archive + 1));
         }
         if targets.is_empty() {
-            self.finish(id, QueryResult::Unavailable);
+            let result = if self.config.holds_every_block {
+                QueryResult::NotFound
+            } else {
+                QueryResult::Unavailable
+            };
+            self.finish(id, result);
             return;
         }
         q.targets = targets;

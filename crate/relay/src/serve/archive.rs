@@ -1,45 +1,102 @@
-//! The relay's core [`Node`], configured as an archive: it holds the whole chain (the redb
-//! [`ChainStore`]), says hello as an archive, answers `GetBlock` from the store and takes part
-//! in the cluster protocol as the core expects of an archive (S11 repair source, S14–S15 new
-//! blocks). All protocol decisions are the core's; this module only carries the node's inputs
-//! and outputs:
+//! The relay's core [`Node`], configured as an archive, on a thread of its own.
 //!
-//! - time: milliseconds since the relay started (a monotonic clock);
-//! - headers: a [`StoreHeaders`] view of the stored chain, renewed after each new block;
-//! - storage commands: carried out on the redb store at once (see [`ArchiveNode::execute`]);
-//!   the node's transaction index records go to the store's `node_kv` table, so a restarted
-//!   relay loads its index instead of reading the whole chain back;
-//! - messages: over Shoal's request-response protocol by the convention of
-//!   [`shoal_net::node_link`]. A `GetBlock` request is held open until the node's
-//!   `BlockData`/`BlockNotFound` with the same `request_id` comes out, which then becomes the
-//!   response; every other message is acknowledged at once, and the node's messages to a peer
-//!   go out as new requests.
+//! The node holds the whole chain (the redb [`ChainStore`]), says hello as an archive, answers
+//! every serving request — header ranges (`GetHeaders`), transaction queries (`TxQuery`, from
+//! its own transaction index, with the core's per-peer rate limit and peer scoring) and blocks
+//! (`GetBlock`) — and takes part in the cluster protocol as the core expects of an archive
+//! (S11 repair source, S14–S15 new blocks). All protocol decisions are the core's, and the
+//! input queue, the drain-until-quiet pump, the node's next deadline and the execution of its
+//! storage commands are [`shoal_host::Host`]'s. What this module adds is the relay's I/O:
+//!
+//! - **store:** the chain store is the node's [`shoal_host::BlockStore`] (see
+//!   [`super::store`]): the chain itself, written only by the block source and imports; the
+//!   node's transaction index records go to its `node_kv` table, so a restarted relay loads its
+//!   index instead of reading the whole chain back;
+//! - **clock:** milliseconds since the node started (a monotonic clock);
+//! - **headers:** a [`StoreHeaders`] view of the stored chain, renewed after each new block;
+//! - **block source:** the regtest generator, if the relay generates, appends its blocks on
+//!   this thread and tells the node ([`ArchiveNode::on_new_block`]);
+//! - **transport:** [`ToNode`] in from the swarm task, [`FromNode`] out to it, both over bounded
+//!   channels ([`spawn`]); the swarm task holds a peer's request open until the node's answer
+//!   with the same request id comes out ([`super::link`]). Node ids are turned back into peer
+//!   ids through a bounded [`PeerBook`]. A proof the node gives carries no header; the relay
+//!   adds the block's header to a `TxAnswer`, as it always has, for a client that lacks it.
+//!
+//! The thread ends when the swarm task drops its end of either channel (shutdown), or with the
+//! block source's error; the store is closed when the thread ends.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use libp2p::request_response::ResponseChannel;
-use libp2p::{PeerId, Swarm};
+use libp2p::{Multiaddr, PeerId};
 use shoal_core::chain::{Block, BlockHash, Header};
 use shoal_core::node::{
     Config, ConfigError, Event, HeaderView, Input, Node, Output, StorageCommand, StorageResult,
-    Timers,
 };
-use shoal_core::wire::Message;
-use shoal_net::node_link::{self, PeerBook, Reply};
+use shoal_core::serve::ratelimit::RateLimitConfig;
+use shoal_core::wire::{Message, TxAnswerBody};
+use shoal_host::{Host, Inputs, Io};
+use shoal_net::node_link::{self, PeerBook, Reply, PEER_BOOK_MAX};
+use tokio::sync::mpsc;
 
-use super::network::Behaviour;
+use super::link::Key;
+use super::source::{BlockSource, SourceError};
 use super::store::{ChainStore, StoreError};
 
-/// How long a `GetBlock` request is held open for the node's answer before it is merely
-/// acknowledged (the answer, if it still comes, then goes out as a request of its own).
-pub const HELD_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most `GetBlock` requests held open at once; beyond this they are acknowledged at once.
-pub const HELD_REQUESTS_MAX: usize = 1024;
+/// Room in each of the channels between the swarm task and the node's thread.
+pub const CHANNEL_CAPACITY: usize = 256;
 
-/// A `GetBlock` request held open for the node's answer, and since when.
-type HeldRequest = (ResponseChannel<Vec<u8>>, Instant);
+/// Queries one outside node (a page) may send the archive: a burst of 256, then 64 a second.
+/// The core's default for outsiders (20, then 5 a second) is sized for a cluster member
+/// answering strangers; a page verifies through its relay, 50 proofs in a row in the e2e
+/// tests and 200 in the benchmark. An outsider over its rate gets no answer.
+pub const ARCHIVE_PEER_QUERY_RATE: RateLimitConfig = RateLimitConfig {
+    burst: 256,
+    per_second: 64,
+    max_peers: PEER_BOOK_MAX,
+};
+
+/// The archive's configuration: the core's defaults, except that it is an archive, its
+/// queries end at its own blocks with `NotFound` (it holds every block of its chain), and
+/// pages may ask it [`ARCHIVE_PEER_QUERY_RATE`].
+pub fn archive_config(address: String) -> Config {
+    let mut config = Config {
+        archive: true,
+        address,
+        ..Config::default()
+    };
+    config.serve.query.holds_every_block = true;
+    config.serve.query.peer_rate = ARCHIVE_PEER_QUERY_RATE;
+    config
+}
+
+/// What the swarm task hands the node.
+#[derive(Debug)]
+pub enum ToNode {
+    /// A first connection to the peer is up.
+    Connected(PeerId),
+    /// The last connection to the peer closed, or a dial to it failed.
+    Disconnected(PeerId),
+    /// A message the peer sent as a request.
+    Message { peer: PeerId, message: Message },
+    /// The peer's response to one of the node's requests (undecoded).
+    Reply { peer: PeerId, bytes: Vec<u8> },
+}
+
+/// What the node asks of the swarm task.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FromNode {
+    /// Send one encoded message to `peer`: as the response to the held request it answers
+    /// (`answers`), or as a request of its own if none is held.
+    Send {
+        peer: PeerId,
+        answers: Option<Key>,
+        bytes: Vec<u8>,
+    },
+    /// Dial `peer` at `addr`.
+    Dial { peer: PeerId, addr: Multiaddr },
+}
 
 /// The stored chain as the node reads it: every header from the store's base height up.
 #[derive(Debug, Clone, Default)]
@@ -79,11 +136,6 @@ impl StoreHeaders {
         self.hashes.push(hash);
         self.index.insert(hash, height);
     }
-
-    /// Every stored block's hash.
-    pub fn hashes(&self) -> &[BlockHash] {
-        &self.hashes
-    }
 }
 
 impl HeaderView for StoreHeaders {
@@ -103,286 +155,194 @@ impl HeaderView for StoreHeaders {
     }
 }
 
-/// The archive node and what the relay keeps to drive it.
+/// The archive node with its host and the relay's I/O for it. Driven by [`spawn`]'s thread;
+/// tests drive it directly.
 pub struct ArchiveNode {
-    node: Node,
-    started: Instant,
+    host: Host,
+    store: ChainStore,
     headers: StoreHeaders,
     book: PeerBook,
-    timers: Timers,
-    /// `GetBlock` requests waiting for the node's answer: (peer, request id) → channel.
-    held: HashMap<(PeerId, u64), HeldRequest>,
-    inputs: VecDeque<Input>,
+    started: Instant,
+    blocks_read: u64,
 }
 
 impl ArchiveNode {
-    /// An archive node with id `node_link::node_id(peer_id)` over `store`, started.
+    /// An archive node with id `node_link::node_id(peer_id)` over `store`, told the stored
+    /// chain and started (the start runs with the first [`ArchiveNode::run`]).
     pub fn start(
-        store: &ChainStore,
+        store: ChainStore,
         peer_id: PeerId,
         address: String,
         seed: u64,
     ) -> Result<ArchiveNode, ArchiveError> {
-        let config = Config {
-            archive: true,
-            address,
-            ..Config::default()
-        };
-        let node = Node::new(config, node_link::node_id(&peer_id), seed)?;
-        let headers = StoreHeaders::load(store)?;
-        let mut archive = ArchiveNode {
-            node,
-            started: Instant::now(),
-            headers: headers.clone(),
+        let node = Node::new(archive_config(address), node_link::node_id(&peer_id), seed)?;
+        let headers = StoreHeaders::load(&store)?;
+        let mut host = Host::new(node);
+        host.push(Input::Headers(Arc::new(headers.clone())));
+        host.push(Input::Start);
+        Ok(ArchiveNode {
+            host,
+            store,
+            headers,
             book: PeerBook::default(),
-            timers: Timers::default(),
-            held: HashMap::new(),
-            inputs: VecDeque::new(),
-        };
-        archive.inputs.push_back(Input::Headers(Arc::new(headers)));
-        archive.inputs.push_back(Input::Start);
-        Ok(archive)
+            started: Instant::now(),
+            blocks_read: 0,
+        })
     }
 
     /// The core node (for status and tests).
     pub fn node(&self) -> &Node {
-        &self.node
+        self.host.node()
     }
 
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+    /// The chain store.
+    pub fn store(&self) -> &ChainStore {
+        &self.store
     }
 
-    /// When the earliest timer is due.
+    /// Blocks the node has read from the store (to answer, or to rebuild its index).
+    pub fn blocks_read(&self) -> u64 {
+        self.blocks_read
+    }
+
+    /// When the node must next be run for its own sake (its next timer).
     pub fn next_deadline(&self) -> Option<Instant> {
-        let at_ms = self.timers.next_ms()?;
+        let at_ms = self.host.poll_timeout()?;
         Some(self.started + Duration::from_millis(at_ms))
     }
 
-    /// Fires every due timer, acknowledges `GetBlock` requests held too long.
-    pub fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>, store: &ChainStore) {
-        let now = self.now_ms();
-        for id in self.timers.take_due(now) {
-            self.inputs.push_back(Input::TimerFired(id));
-        }
-        let expired: Vec<(PeerId, u64)> = self
-            .held
-            .iter()
-            .filter(|(_, (_, since))| since.elapsed() >= HELD_REQUEST_TIMEOUT)
-            .map(|(key, _)| *key)
-            .collect();
-        for key in expired {
-            if let Some((channel, _)) = self.held.remove(&key) {
-                let _ = swarm
-                    .behaviour_mut()
-                    .messages
-                    .send_response(channel, node_link::ack());
-            }
-        }
-        self.pump(swarm, store);
+    /// Queues what the swarm task handed over.
+    pub fn push(&mut self, input: ToNode) {
+        let (peer, input) = match input {
+            ToNode::Connected(peer) => (
+                peer,
+                Input::PeerConnected {
+                    peer: node_id(peer),
+                },
+            ),
+            ToNode::Disconnected(peer) => (
+                peer,
+                Input::PeerDisconnected {
+                    peer: node_id(peer),
+                },
+            ),
+            ToNode::Message { peer, message } => (
+                peer,
+                Input::Message {
+                    from: node_id(peer),
+                    message,
+                },
+            ),
+            ToNode::Reply { peer, bytes } => match node_link::decode_reply(&bytes) {
+                Ok(Reply::Ack) => return,
+                Ok(Reply::Message(message)) => (
+                    peer,
+                    Input::Message {
+                        from: node_id(peer),
+                        message,
+                    },
+                ),
+                Err(error) => return tracing::debug!(%peer, %error, "undecodable reply"),
+            },
+        };
+        self.book.learn(peer);
+        self.host.push(input);
     }
 
-    /// A connection to `peer` is up (its first).
-    pub fn on_connected(&mut self, swarm: &mut Swarm<Behaviour>, store: &ChainStore, peer: PeerId) {
-        let id = self.book.learn(peer);
-        self.inputs.push_back(Input::PeerConnected { peer: id });
-        self.pump(swarm, store);
-    }
-
-    /// The last connection to `peer` closed.
-    pub fn on_disconnected(
-        &mut self,
-        swarm: &mut Swarm<Behaviour>,
-        store: &ChainStore,
-        peer: PeerId,
-    ) {
-        let id = self.book.learn(peer);
-        self.held.retain(|(p, _), _| *p != peer);
-        self.inputs.push_back(Input::PeerDisconnected { peer: id });
-        self.pump(swarm, store);
-    }
-
-    /// A request on the message protocol that is not a store query: hand it to the node.
-    pub fn on_request(
-        &mut self,
-        swarm: &mut Swarm<Behaviour>,
-        store: &ChainStore,
-        peer: PeerId,
-        message: Message,
-        channel: ResponseChannel<Vec<u8>>,
-    ) {
-        let from = self.book.learn(peer);
-        match &message {
-            Message::GetBlock { request_id, .. } if self.held.len() < HELD_REQUESTS_MAX => {
-                if let Some((old, _)) = self
-                    .held
-                    .insert((peer, *request_id), (channel, Instant::now()))
-                {
-                    // The peer reused a request id: the older request gets the acknowledgement.
-                    let _ = swarm
-                        .behaviour_mut()
-                        .messages
-                        .send_response(old, node_link::ack());
-                }
-            }
-            _ => {
-                let _ = swarm
-                    .behaviour_mut()
-                    .messages
-                    .send_response(channel, node_link::ack());
-            }
-        }
-        self.inputs.push_back(Input::Message { from, message });
-        self.pump(swarm, store);
-    }
-
-    /// The response to one of the node's own requests.
-    pub fn on_response(
-        &mut self,
-        swarm: &mut Swarm<Behaviour>,
-        store: &ChainStore,
-        peer: PeerId,
-        response: &[u8],
-    ) {
-        match node_link::decode_reply(response) {
-            Ok(Reply::Ack) => {}
-            Ok(Reply::Message(message)) => {
-                let from = self.book.learn(peer);
-                self.inputs.push_back(Input::Message { from, message });
-                self.pump(swarm, store);
-            }
-            Err(error) => tracing::debug!(%peer, %error, "undecodable reply"),
-        }
-    }
-
-    /// A block was just appended to the store (by the block source).
-    pub fn on_new_block(
-        &mut self,
-        swarm: &mut Swarm<Behaviour>,
-        store: &ChainStore,
-        block: &Block,
-    ) {
+    /// A block was just appended to the store (by the block source): the node gets the longer
+    /// header view and the block.
+    pub fn on_new_block(&mut self, block: &Block) {
         self.headers.push(block.header);
-        self.inputs
-            .push_back(Input::Headers(Arc::new(self.headers.clone())));
-        self.inputs.push_back(Input::NewBlock {
+        self.host
+            .push(Input::Headers(Arc::new(self.headers.clone())));
+        self.host.push(Input::NewBlock {
             bytes: block.encode(),
         });
-        self.pump(swarm, store);
     }
 
-    /// Feeds every queued input, draining the node's outputs after each (the drain contract).
-    fn pump(&mut self, swarm: &mut Swarm<Behaviour>, store: &ChainStore) {
-        while let Some(input) = self.inputs.pop_front() {
-            let now = self.now_ms();
-            self.node.handle_input(now, input);
-            while let Some(output) = self.node.poll_output() {
-                self.carry_out(swarm, store, output);
-            }
+    /// Fires the timers that are due and runs the node until it is quiet, its storage
+    /// commands on the chain store; returns what the swarm task must carry out.
+    pub async fn run(&mut self) -> Vec<FromNode> {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        self.host.handle_timeout(now_ms);
+        let mut io = Carrier {
+            book: &mut self.book,
+            headers: &self.headers,
+            blocks_read: &mut self.blocks_read,
+            out: Vec::new(),
+        };
+        if let Some(error) = self.host.run(now_ms, &mut self.store, &mut io).await {
+            tracing::warn!(%error, "archive node's storage command failed");
         }
+        io.out
     }
+}
 
-    fn carry_out(&mut self, swarm: &mut Swarm<Behaviour>, store: &ChainStore, output: Output) {
+fn node_id(peer: PeerId) -> shoal_core::node::NodeId {
+    node_link::node_id(&peer)
+}
+
+/// The node's outputs that are not the host's: messages and dials for the swarm task, events
+/// for the log.
+struct Carrier<'a> {
+    book: &'a mut PeerBook,
+    headers: &'a StoreHeaders,
+    blocks_read: &'a mut u64,
+    out: Vec<FromNode>,
+}
+
+impl Io for Carrier<'_> {
+    fn carry_out(&mut self, output: Output, _inputs: &mut Inputs) {
         match output {
-            Output::Send { to, message } => {
+            Output::Send { to, mut message } => {
                 let Some(peer) = self.book.peer(&to) else {
-                    tracing::debug!(?to, "message to a peer never met: dropped");
-                    return;
+                    return tracing::debug!(?to, "message to a peer never met: dropped");
                 };
-                let answers = match &message {
-                    Message::BlockData { request_id, .. }
-                    | Message::BlockNotFound { request_id } => Some(*request_id),
-                    _ => None,
-                };
-                let bytes = match node_link::encode_request(&message) {
-                    Ok(bytes) => bytes,
-                    Err(error) => return tracing::warn!(%error, "node message does not encode"),
-                };
-                if let Some((channel, _)) = answers.and_then(|id| self.held.remove(&(peer, id))) {
-                    let _ = swarm.behaviour_mut().messages.send_response(channel, bytes);
-                } else {
-                    swarm.behaviour_mut().messages.send_request(&peer, bytes);
+                add_header(&mut message, self.headers);
+                match node_link::encode_request(&message) {
+                    Ok(bytes) => self.out.push(FromNode::Send {
+                        peer,
+                        answers: Key::of_answer(peer, &message),
+                        bytes,
+                    }),
+                    Err(error) => tracing::warn!(%error, "node message does not encode"),
                 }
             }
             Output::Connect { address, .. } => match node_link::parse_address(&address) {
                 Some((peer, addr)) => {
                     self.book.learn(peer);
-                    if let Err(error) = swarm.dial(addr) {
-                        tracing::debug!(%peer, %error, "dial failed");
-                        self.inputs.push_back(Input::PeerDisconnected {
-                            peer: node_link::node_id(&peer),
-                        });
-                    }
+                    self.out.push(FromNode::Dial { peer, addr });
                 }
                 None => tracing::debug!(%address, "node asked to dial an address without /p2p"),
             },
-            Output::SetTimer { id, at_ms } => self.timers.set(id, at_ms),
-            Output::Storage(command) => {
-                let result = Self::execute(store, &self.headers, command);
-                self.inputs.push_back(Input::Storage(result));
-            }
             Output::Event(event) => log_event(&event),
+            // The host's own: it keeps the timers and runs the storage commands.
+            Output::SetTimer { .. } | Output::Storage(_) => {}
         }
     }
 
-    /// Carries out one storage command on the chain store. The store is the chain itself,
-    /// written only by the block source and imports: a `Put` succeeds when the store already
-    /// holds that block (it was appended before the node was told), and a `Delete` is refused
-    /// by doing nothing (an archive keeps every block).
-    pub fn execute(
-        store: &ChainStore,
-        headers: &StoreHeaders,
-        command: StorageCommand,
-    ) -> StorageResult {
-        match command {
-            StorageCommand::Put {
-                request_id,
+    fn stored(&mut self, command: &StorageCommand, _result: &StorageResult) {
+        if matches!(command, StorageCommand::Get { .. }) {
+            *self.blocks_read += 1;
+        }
+    }
+}
+
+/// Adds the header of the proof's block to a `TxAnswer` that found the transaction.
+fn add_header(message: &mut Message, headers: &StoreHeaders) {
+    if let Message::TxAnswer {
+        answer:
+            TxAnswerBody::Found {
                 block_hash,
+                height,
+                header: header @ None,
                 ..
-            } => StorageResult::Put {
-                request_id,
-                ok: matches!(store.height_of(&block_hash), Ok(Some(_))),
             },
-            StorageCommand::Get {
-                request_id,
-                block_hash,
-            } => StorageResult::Got {
-                request_id,
-                bytes: match store.block_bytes(&block_hash) {
-                    Ok(bytes) => bytes,
-                    Err(error) => {
-                        tracing::warn!(%error, "stored block unreadable");
-                        None
-                    }
-                },
-            },
-            StorageCommand::Delete { request_id, .. } => StorageResult::Deleted { request_id },
-            StorageCommand::List { request_id } => StorageResult::Listed {
-                request_id,
-                blocks: headers.hashes().to_vec(),
-            },
-            // The node's transaction index records, in the store's own table.
-            StorageCommand::WriteKv { request_id, ops } => StorageResult::KvWritten {
-                request_id,
-                ok: match store.write_kv(&ops) {
-                    Ok(()) => true,
-                    Err(error) => {
-                        tracing::warn!(%error, "index records not written");
-                        false
-                    }
-                },
-            },
-            StorageCommand::ListKv { request_id } => StorageResult::KvListed {
-                request_id,
-                records: match store.kv_records() {
-                    Ok(records) => records,
-                    Err(error) => {
-                        // The node then reads every block back into its index.
-                        tracing::warn!(%error, "index records unreadable");
-                        Vec::new()
-                    }
-                },
-            },
+        ..
+    } = message
+    {
+        if headers.block_hash_at(*height) == Some(*block_hash) {
+            *header = headers.header_at(*height);
         }
     }
 }
@@ -397,7 +357,104 @@ fn log_event(event: &Event) {
     }
 }
 
-/// Why the archive node could not start.
+/// The relay's regtest generator, run on the node's thread.
+pub struct Generating {
+    pub source: BlockSource,
+    /// Time between blocks.
+    pub interval: Duration,
+}
+
+/// The node's thread and the swarm task's ends of its channels.
+pub struct ArchiveThread {
+    /// Where the swarm task hands the node its inputs.
+    pub inbox: mpsc::Sender<ToNode>,
+    /// What the node asks of the swarm task.
+    pub outbox: mpsc::Receiver<FromNode>,
+    thread: std::thread::JoinHandle<Result<(), ArchiveError>>,
+}
+
+impl ArchiveThread {
+    /// Ends the thread and waits for it: with this end of both channels gone (drop every
+    /// clone of `inbox` first), the node stops at its next input or output.
+    pub fn join(self) -> Result<(), ArchiveError> {
+        let ArchiveThread {
+            inbox,
+            outbox,
+            thread,
+        } = self;
+        drop((inbox, outbox));
+        thread.join().unwrap_or(Err(ArchiveError::Panicked))
+    }
+}
+
+/// Runs `node` on a thread of its own (with `generating`'s blocks, if any), fed and answering
+/// over bounded channels.
+pub fn spawn(
+    node: ArchiveNode,
+    generating: Option<Generating>,
+) -> Result<ArchiveThread, ArchiveError> {
+    let (inbox, inputs) = mpsc::channel(CHANNEL_CAPACITY);
+    let (outputs, outbox) = mpsc::channel(CHANNEL_CAPACITY);
+    let thread = std::thread::Builder::new()
+        .name("archive-node".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map_err(ArchiveError::Thread)?;
+            runtime.block_on(drive(node, generating, inputs, outputs))
+        })
+        .map_err(ArchiveError::Thread)?;
+    Ok(ArchiveThread {
+        inbox,
+        outbox,
+        thread,
+    })
+}
+
+/// The node's thread: run the node, hand its outputs over, wait for the next input, timer or
+/// block; until the swarm task is gone.
+async fn drive(
+    mut node: ArchiveNode,
+    mut generating: Option<Generating>,
+    mut inputs: mpsc::Receiver<ToNode>,
+    outputs: mpsc::Sender<FromNode>,
+) -> Result<(), ArchiveError> {
+    let mut next_block = generating.as_ref().map(|g| Instant::now() + g.interval);
+    loop {
+        for output in node.run().await {
+            if outputs.send(output).await.is_err() {
+                return Ok(());
+            }
+        }
+        let wake = [node.next_deadline(), next_block]
+            .into_iter()
+            .flatten()
+            .min();
+        tokio::select! {
+            input = inputs.recv() => match input {
+                Some(input) => node.push(input),
+                None => return Ok(()),
+            },
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(far_future).into()), if wake.is_some() => {}
+        }
+        if let (Some(at), Some(generating)) = (next_block, generating.as_mut()) {
+            if Instant::now() >= at {
+                let (height, block) = generating.source.next(node.store(), super::now_secs())?;
+                tracing::info!(height, hash = %block.block_hash(), "new block");
+                node.on_new_block(&block);
+                // Behind (a slow store)? The next block is due at once, as a tokio interval bursts.
+                next_block = Some((at + generating.interval).max(Instant::now()));
+            }
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
+
+/// Why the archive node could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArchiveError {
@@ -405,61 +462,13 @@ pub enum ArchiveError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("block source: {0}")]
+    Source(#[from] SourceError),
+    #[error("archive node thread: {0}")]
+    Thread(std::io::Error),
+    #[error("archive node thread panicked")]
+    Panicked,
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use shoal_core::chain::Block;
-    use shoal_core::node::{Config, Input, Node, NodeId, Output, StorageCommand};
-
-    use super::{ArchiveNode, ChainStore, StoreHeaders};
-
-    /// Starts an archive node over `store` and runs its storage commands there until quiet;
-    /// returns how many blocks it read back.
-    fn start(store: &ChainStore) -> usize {
-        let config = Config {
-            archive: true,
-            ..Config::default()
-        };
-        let mut node = Node::new(config, NodeId::from_seed(3), 3).unwrap();
-        let headers = StoreHeaders::load(store).unwrap();
-        let mut inputs = vec![Input::Headers(Arc::new(headers.clone())), Input::Start];
-        let mut gets = 0;
-        while !inputs.is_empty() {
-            let input = inputs.remove(0);
-            node.handle_input(0, input);
-            while let Some(output) = node.poll_output() {
-                if let Output::Storage(command) = output {
-                    gets += usize::from(matches!(command, StorageCommand::Get { .. }));
-                    inputs.push(Input::Storage(ArchiveNode::execute(
-                        store, &headers, command,
-                    )));
-                }
-            }
-        }
-        gets
-    }
-
-    /// The archive's index records go to the store: the first start reads the block back and
-    /// writes its record, a restart loads the record and reads nothing.
-    #[test]
-    fn a_restarted_archive_loads_its_index_instead_of_reading_the_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chain.redb");
-        let block = Block::decode(bitcoin_test_data::blocks::mainnet_702861()).unwrap();
-        {
-            let store = ChainStore::open(&path).unwrap();
-            store.append(&block).unwrap();
-            assert_eq!(start(&store), 1, "no records yet: the block is read back");
-            assert_eq!(
-                store.kv_records().unwrap().len(),
-                1,
-                "its record is written"
-            );
-        }
-        let store = ChainStore::open(&path).unwrap();
-        assert_eq!(start(&store), 0, "the record is loaded");
-    }
-}
+mod tests;

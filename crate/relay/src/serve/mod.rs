@@ -4,21 +4,29 @@
 //!
 //! One process that (a) listens for browsers and native nodes on WebRTC-direct and WebSocket,
 //! relays circuits between them, keeps a per-chain peer directory (rendezvous) and answers
-//! identify and ping ([`network`]); (b) holds the whole chain on disk and answers Shoal's
-//! serving messages — header ranges, blocks, transaction queries with Merkle proofs
-//! ([`store`], [`serving`]; S14–S16); (c) is a block source: it generates a regtest chain
-//! ([`source`]) or imports one ([`import`]); (d) serves the demo page, the package and its
-//! own addresses over HTTP ([`http`]); (e) runs a core `Node` configured as an archive
-//! ([`archive`]): it greets every peer as an archive, answers `GetBlock` from the store and
-//! takes part in the cluster protocol as the core expects of an archive. Header ranges and
-//! transaction queries are answered at once from the store; every other message goes to the
-//! archive node (the convention is `shoal_net::node_link`'s). Peers holding a circuit
-//! reservation are listed in Shoal's directory protocol ([`directory`]) besides rendezvous.
+//! identify and ping ([`network`]); (b) holds the whole chain on disk ([`store`]) and runs a
+//! core `Node` configured as an archive over it ([`archive`]), which answers every one of
+//! Shoal's serving requests — header ranges, blocks, transaction queries with Merkle proofs
+//! (S14–S16) — with the core's rate limits and peer scoring, and takes part in the cluster
+//! protocol as the core expects of an archive; (c) is a block source: it generates a regtest
+//! chain ([`source`]) or imports one ([`import`]); (d) serves the demo page, the package and
+//! its own addresses over HTTP ([`http`]). Peers holding a circuit reservation are listed in
+//! Shoal's directory protocol ([`directory`]) besides rendezvous.
+//!
+//! # Two threads
+//!
+//! The swarm's event loop runs here, on the tokio runtime. The archive node runs on a thread
+//! of its own, with its `shoal_host::Host`, the chain store and the block source
+//! ([`archive::spawn`]): block reads, proof work and block writes never hold up the swarm. The
+//! two talk over bounded channels ([`link`]): every message on Shoal's message protocol goes to
+//! the node (the convention is `shoal_net::node_link`'s); a `GetHeaders`, `TxQuery` or
+//! `GetBlock` is held open until the node's answer with the same request id comes out, which
+//! becomes the response; everything else is acknowledged at once.
 //!
 //! Identity key and WebRTC certificate live in the data directory ([`identity`]), so the
-//! relay's addresses survive restarts. SIGINT/SIGTERM stop it cleanly: every block is written
-//! in its own committed transaction, the HTTP server finishes requests in flight, then the
-//! database is closed.
+//! relay's addresses survive restarts. SIGINT/SIGTERM stop it cleanly: the HTTP server finishes
+//! requests in flight, the node's thread ends (every block was written in its own committed
+//! transaction), then the database is closed.
 
 // Store errors carry the block hashes they are about (a few hundred bytes); they are rare
 // and leave the request path at once, so boxing them buys nothing measurable.
@@ -29,8 +37,8 @@ pub mod directory;
 pub mod http;
 pub mod identity;
 pub mod import;
+pub mod link;
 pub mod network;
-pub mod serving;
 pub mod source;
 pub mod store;
 
@@ -45,11 +53,11 @@ use libp2p::request_response::{self, Message as RrMessage};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use sha2::{Digest, Sha256};
-use shoal_core::wire::Message;
 use shoal_net::node_link;
 
-use self::archive::ArchiveNode;
+use self::archive::{ArchiveNode, Generating};
 use self::http::{HttpDirs, RelayInfo, SharedInfo};
+use self::link::Link;
 use self::network::{Behaviour, BehaviourEvent, CircuitLimits, RequestLimits};
 use self::source::{BlockSource, SourceConfig};
 use self::store::ChainStore;
@@ -121,12 +129,11 @@ fn now_secs() -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
-/// Longest the loop sleeps without looking at the archive node's timers and held requests.
-const ARCHIVE_TICK: Duration = Duration::from_secs(1);
+/// How often the loop looks for requests held too long.
+const HELD_TICK: Duration = Duration::from_secs(1);
 
 /// What the event handler reads besides the swarm and the archive node.
 struct Context<'a> {
-    store: &'a ChainStore,
     info: &'a SharedInfo,
     addr_file: Option<&'a Path>,
 }
@@ -145,7 +152,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         let report = import::import_file(&store, path)?;
         tracing::info!(?report, file = %path.display(), "imported blocks");
     }
-    let mut source = if config.import.is_none() && config.initial_blocks > 0 {
+    let source = if config.import.is_none() && config.initial_blocks > 0 {
         if config.network != "regtest" {
             return Err(ServeError::CannotGenerate(config.network.clone()));
         }
@@ -161,6 +168,12 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     if let Some(tip) = store.tip()? {
         tracing::info!(height = tip.height, hash = %tip.hash, "chain on disk");
     }
+    let generating = source
+        .filter(|_| config.block_interval_secs > 0)
+        .map(|source| Generating {
+            source,
+            interval: Duration::from_secs(config.block_interval_secs),
+        });
 
     let circuits = config.circuits.clone();
     let requests = config.requests.clone();
@@ -192,9 +205,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         .first()
         .map(|a| with_peer(a, peer_id).to_string())
         .unwrap_or_default();
-    let mut archive = ArchiveNode::start(&store, peer_id, node_address, config.seed)?;
+    let archive = ArchiveNode::start(store, peer_id, node_address, config.seed)?;
+    let mut archive = archive::spawn(archive, generating)?;
+    let mut link = Link::new(archive.inbox.clone());
+    let inbox = link.inbox();
     let mut directory = directory::Directory::new(&config.network);
-    archive.on_tick(&mut swarm, &store);
 
     let info: SharedInfo = Arc::new(RwLock::new(RelayInfo {
         peer_id: peer_id.to_string(),
@@ -223,33 +238,26 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ServeError::Signal)?;
-    let block_interval = Duration::from_secs(config.block_interval_secs.max(1));
-    let mut next_block =
-        tokio::time::interval_at(tokio::time::Instant::now() + block_interval, block_interval);
-    let generating = source.is_some() && config.block_interval_secs > 0;
+    let mut held_tick = tokio::time::interval(HELD_TICK);
+    let context = Context {
+        info: &info,
+        addr_file: config.addr_file.as_deref(),
+    };
     let result = loop {
-        // The archive node's next timer, and at least once a second for held requests.
-        let wake = tokio::time::Instant::now() + ARCHIVE_TICK;
-        let wake = archive
-            .next_deadline()
-            .map_or(wake, |at| wake.min(tokio::time::Instant::from_std(at)));
         tokio::select! {
             event = swarm.select_next_some() => {
-                let context = Context { store: &store, info: &info, addr_file: config.addr_file.as_deref() };
-                handle_event(&mut swarm, &mut archive, &mut directory, &context, event);
+                handle_event(&mut swarm, &mut link, &mut directory, &context, event);
             }
-            _ = tokio::time::sleep_until(wake) => archive.on_tick(&mut swarm, &store),
-            _ = next_block.tick(), if generating => {
-                if let Some(source) = source.as_mut() {
-                    match source.next(&store, now_secs()) {
-                        Ok((height, block)) => {
-                            tracing::info!(height, hash = %block.block_hash(), "new block");
-                            archive.on_new_block(&mut swarm, &store, &block);
-                        }
-                        Err(error) => break Err(error.into()),
-                    }
-                }
-            }
+            output = archive.outbox.recv() => match output {
+                Some(output) => link.from_node(&mut swarm, output),
+                // The node's thread ended on its own: its error is the relay's.
+                None => break Ok(()),
+            },
+            permit = inbox.clone().reserve_owned(), if link.has_backlog() => match permit {
+                Ok(permit) => link.flush(permit),
+                Err(_) => break Ok(()),
+            },
+            _ = held_tick.tick() => link.expire(&mut swarm, std::time::Instant::now()),
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break Ok(()); }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()); }
         }
@@ -261,9 +269,14 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         Ok(Ok(())) => {}
     }
     drop(swarm);
-    drop(store);
+    // The swarm task's ends of the node's channels gone, its thread ends and closes the
+    // database.
+    drop((link, inbox));
+    let stopped = tokio::task::spawn_blocking(move || archive.join())
+        .await
+        .unwrap_or(Err(archive::ArchiveError::Panicked));
     tracing::info!("relay stopped; chain database closed");
-    result
+    result.and(stopped.map_err(ServeError::from))
 }
 
 /// The WebRTC-direct (UDP) and WebSocket (TCP) listen addresses for `listen`.
@@ -289,16 +302,12 @@ fn with_peer(addr: &Multiaddr, peer_id: PeerId) -> Multiaddr {
 
 fn handle_event(
     swarm: &mut Swarm<Behaviour>,
-    archive: &mut ArchiveNode,
+    link: &mut Link,
     directory: &mut directory::Directory,
     context: &Context<'_>,
     event: SwarmEvent<BehaviourEvent>,
 ) {
-    let Context {
-        store,
-        info,
-        addr_file,
-    } = *context;
+    let Context { info, addr_file } = *context;
     match event {
         SwarmEvent::NewListenAddr { address, .. } => {
             let full = with_peer(&address, *swarm.local_peer_id());
@@ -335,7 +344,7 @@ fn handle_event(
         } => {
             tracing::debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
             if num_established.get() == 1 {
-                archive.on_connected(swarm, store, peer_id);
+                link.connected(peer_id);
             }
         }
         SwarmEvent::ConnectionClosed {
@@ -347,7 +356,7 @@ fn handle_event(
             tracing::debug!(%peer_id, ?cause, "disconnected");
             if num_established == 0 {
                 directory.on_disconnected(&peer_id);
-                archive.on_disconnected(swarm, store, peer_id);
+                link.disconnected(peer_id);
             }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Messages(request_response::Event::Message {
@@ -357,33 +366,14 @@ fn handle_event(
             },
             ..
         })) => match node_link::decode_request(&request) {
-            // Header ranges and transaction queries are answered at once from the store (the
-            // shells' header sync and verification); everything else is the archive node's.
-            Ok(message @ (Message::GetHeaders { .. } | Message::TxQuery { .. })) => {
-                match serving::answer(store, &message)
-                    .and_then(|answer| Ok(node_link::encode_request(&answer)?))
-                {
-                    Ok(answer) => {
-                        if swarm
-                            .behaviour_mut()
-                            .messages
-                            .send_response(channel, answer)
-                            .is_err()
-                        {
-                            tracing::debug!(%peer, "peer left before the answer");
-                        }
-                    }
-                    Err(error) => tracing::debug!(%peer, %error, "request not answered"),
-                }
-            }
-            Ok(message) => archive.on_request(swarm, store, peer, message, channel),
+            Ok(message) => link.request(swarm, peer, message, channel),
             Err(error) => tracing::debug!(%peer, %error, "undecodable request"),
         },
         SwarmEvent::Behaviour(BehaviourEvent::Messages(request_response::Event::Message {
             peer,
             message: RrMessage::Response { response, .. },
             ..
-        })) => archive.on_response(swarm, store, peer, &response),
+        })) => link.response(peer, response),
         SwarmEvent::Behaviour(BehaviourEvent::Messages(
             request_response::Event::OutboundFailure { peer, error, .. },
         )) => tracing::debug!(%peer, %error, "archive node's message not delivered"),

@@ -1,20 +1,36 @@
-//! The relay's chain on disk (redb): headers by height, blocks by hash, a txid index.
+//! The relay's chain on disk (redb): headers by height, blocks by hash, and the archive node's
+//! key/value records.
 //!
-//! The relay holds the whole chain and serves it (S14–S16): header ranges, whole blocks, and
-//! transaction queries answered with a Merkle proof `{block_hash, height, pos, branch}` built
-//! from the stored block. Every block is checked against its header (Merkle root, coinbase,
-//! weight, witness commitment, proof of work) and must extend the stored tip before it is
-//! written; a block and all its index entries are written in one transaction, so a crash or a
-//! signal never leaves a block half indexed. Blocks are re-hashed when read; a stored block
-//! that no longer matches its key is reported as corrupt, never served.
+//! The relay holds the whole chain and serves it (S14–S16) through its archive node
+//! ([`super::archive`]), which reads this store through [`shoal_host::BlockStore`]: header
+//! ranges from the node's header view, whole blocks by hash, and transaction queries answered
+//! from the node's own transaction index (its records in the `node_kv` table) with a Merkle
+//! proof built from the stored block. Every block is checked against its header (Merkle root,
+//! coinbase, weight, witness commitment, proof of work) and must extend the stored tip before
+//! it is written, in one transaction with its header and height, so a crash or a signal never
+//! leaves a block half written. Blocks are re-hashed when read; a stored block that no longer
+//! matches its key is reported as corrupt, never served.
+//!
+//! # The store as the archive node's `BlockStore`
+//!
+//! The store **is** the chain: only the block source and imports write blocks
+//! ([`ChainStore::append`]). To the node it is an archive's store: a `Put` is accepted when the
+//! store already holds that block (the source appended it before the node was told), a
+//! `Delete` changes nothing (an archive keeps every block), records go to `node_kv`, and the
+//! block listing is every stored block.
+//!
+//! # Older databases
+//!
+//! A database written before the relay answered through its archive node also has a `txids`
+//! table (txid → height and position), which the relay's own proof builder read. Nothing reads
+//! it now: it is dropped when such a database is opened; every other table is kept as it is.
 
 use std::path::Path;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
-use shoal_core::chain::{
-    Block, BlockError, BlockHash, Header, MerkleProof, PowError, ProofError, Target, Txid,
-};
+use shoal_core::chain::{Block, BlockError, BlockHash, Header, PowError, Target};
 use shoal_core::node::{KvOp, KvRecord, KV_KEY_MAX, KV_VALUE_MAX};
+use shoal_host::{BlockStore, Write};
 
 /// height (big-endian u32) → 80-byte header.
 const HEADERS: TableDefinition<'static, u32, &'static [u8]> = TableDefinition::new("headers");
@@ -23,8 +39,8 @@ const HEIGHTS: TableDefinition<'static, &'static [u8; 32], u32> = TableDefinitio
 /// block hash → raw block bytes.
 const BLOCKS: TableDefinition<'static, &'static [u8; 32], &'static [u8]> =
     TableDefinition::new("blocks");
-/// txid → (height, position in block).
-const TXIDS: TableDefinition<'static, &'static [u8; 32], (u32, u32)> =
+/// Of older databases only: txid → (height, position in block). Dropped on open.
+const LEGACY_TXIDS: TableDefinition<'static, &'static [u8; 32], (u32, u32)> =
     TableDefinition::new("txids");
 
 /// The archive node's key/value records (its transaction index, see
@@ -57,8 +73,6 @@ pub enum StoreError {
     InvalidBlock { hash: BlockHash, source: BlockError },
     #[error("block {hash} fails proof of work: {source}")]
     BadProofOfWork { hash: BlockHash, source: PowError },
-    #[error("cannot build the proof for {txid}: {source}")]
-    Proof { txid: Txid, source: ProofError },
     #[error("stored data for {what} is corrupt")]
     Corrupt { what: String },
     #[error("key/value record of {key} and {value} bytes exceeds {KV_KEY_MAX} and {KV_VALUE_MAX}")]
@@ -89,9 +103,11 @@ impl ChainStore {
         tx.open_table(HEADERS).map_err(db)?;
         tx.open_table(HEIGHTS).map_err(db)?;
         tx.open_table(BLOCKS).map_err(db)?;
-        tx.open_table(TXIDS).map_err(db)?;
         // Added later: created in an older database on first open, the rest kept.
         tx.open_table(NODE_KV).map_err(db)?;
+        if tx.delete_table(LEGACY_TXIDS).map_err(db)? {
+            tracing::info!("dropped the txid table of an older database (the archive node indexes transactions itself)");
+        }
         tx.commit().map_err(db)?;
         Ok(Self { db: database })
     }
@@ -171,13 +187,6 @@ impl ChainStore {
             heights.insert(&hash.0, height).map_err(db)?;
             let mut blocks = tx.open_table(BLOCKS).map_err(db)?;
             blocks.insert(&hash.0, &block.encode()[..]).map_err(db)?;
-            let mut txids = tx.open_table(TXIDS).map_err(db)?;
-            for (pos, txid) in block.txids().iter().enumerate() {
-                let pos = u32::try_from(pos).map_err(|_| StoreError::Corrupt {
-                    what: format!("position of {txid}"),
-                })?;
-                txids.insert(&txid.0, (height, pos)).map_err(db)?;
-            }
         }
         tx.commit().map_err(db)?;
         Ok(height)
@@ -200,8 +209,9 @@ impl ChainStore {
 
     /// Applies a batch of the node's key/value writes in one transaction (all or none). A
     /// record larger than the node ever writes is refused.
-    pub fn write_kv(&self, ops: &[KvOp]) -> Result<(), StoreError> {
-        for op in ops {
+    pub fn write_kv<'a>(&self, ops: impl IntoIterator<Item = &'a KvOp>) -> Result<(), StoreError> {
+        let ops: Vec<&KvOp> = ops.into_iter().collect();
+        for op in &ops {
             let (key, value) = match op {
                 KvOp::Put { key, value } => (key.len(), value.len()),
                 KvOp::Delete { key } => (key.len(), 0),
@@ -213,7 +223,7 @@ impl ChainStore {
         let tx = self.db.begin_write().map_err(db)?;
         {
             let mut table = tx.open_table(NODE_KV).map_err(db)?;
-            for op in ops {
+            for op in &ops {
                 match op {
                     KvOp::Put { key, value } => {
                         table.insert(key.as_slice(), value.as_slice()).map_err(db)?;
@@ -307,32 +317,61 @@ impl ChainStore {
         Ok(Some(block))
     }
 
-    /// The Merkle proof `{block_hash, height, pos, branch}` of `txid`, if the chain holds it.
-    pub fn tx_proof(&self, txid: &Txid) -> Result<Option<MerkleProof>, StoreError> {
-        let (height, pos) = {
-            let tx = self.db.begin_read().map_err(db)?;
-            let txids = tx.open_table(TXIDS).map_err(db)?;
-            match txids.get(&txid.0).map_err(db)? {
-                Some(location) => location.value(),
-                None => return Ok(None),
-            }
-        };
-        let corrupt = || StoreError::Corrupt {
-            what: format!("index entry of {txid}"),
-        };
-        let header = self.headers(height, 1)?.pop().ok_or_else(corrupt)?;
-        let block_hash = header.block_hash();
-        let block = self.block(&block_hash)?.ok_or_else(corrupt)?;
-        let txids = block.txids();
-        if txids.get(pos as usize) != Some(txid) {
-            return Err(corrupt());
+    /// The hash of every stored block (in hash order).
+    pub fn block_hashes(&self) -> Result<Vec<BlockHash>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let heights = tx.open_table(HEIGHTS).map_err(db)?;
+        let mut hashes = Vec::with_capacity(heights.len().map_err(db)? as usize);
+        for entry in heights.iter().map_err(db)? {
+            let (hash, _) = entry.map_err(db)?;
+            hashes.push(BlockHash(*hash.value()));
         }
-        MerkleProof::build(block_hash, height, &txids, pos)
-            .map(Some)
-            .map_err(|source| StoreError::Proof {
-                txid: *txid,
-                source,
+        Ok(hashes)
+    }
+}
+
+/// The archive node's view of the store (see the module docs): the chain is written only by
+/// the block source and imports.
+impl BlockStore for ChainStore {
+    type Error = StoreError;
+
+    /// A block is "stored" when the chain already holds it; anything else is refused.
+    fn accepts(&mut self, hash: &BlockHash, _bytes: &[u8]) -> bool {
+        match self.height_of(hash) {
+            Ok(height) => height.is_some(),
+            Err(error) => {
+                tracing::warn!(%error, %hash, "cannot tell whether a block is stored");
+                false
+            }
+        }
+    }
+
+    /// Only the records are written, in one transaction: an accepted put is a block the chain
+    /// holds already, and an archive deletes nothing.
+    async fn write(&mut self, writes: &[Write<'_>]) -> Result<(), StoreError> {
+        let records: Vec<&KvOp> = writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::Kv(op) => Some(*op),
+                Write::PutBlock { .. } | Write::DeleteBlock { .. } => None,
             })
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write_kv(records)
+    }
+
+    async fn block(&mut self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        self.block_bytes(hash)
+    }
+
+    async fn block_hashes(&mut self) -> Result<Vec<BlockHash>, StoreError> {
+        ChainStore::block_hashes(self)
+    }
+
+    async fn kv_records(&mut self) -> Result<Vec<KvRecord>, StoreError> {
+        ChainStore::kv_records(self)
     }
 }
 
@@ -351,7 +390,7 @@ mod tests {
     }
 
     #[test]
-    fn real_block_is_stored_indexed_and_proven() {
+    fn real_block_is_stored_and_read_back_after_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let block = mainnet_702861();
         let hash = block.block_hash();
@@ -374,16 +413,88 @@ mod tests {
             store.block_bytes(&hash).unwrap().unwrap(),
             bitcoin_test_data::blocks::mainnet_702861()
         );
-        for pos in [0usize, 1, 1234, block.txdata.len() - 1] {
-            let txid = block.txdata[pos].txid();
-            let proof = store.tx_proof(&txid).unwrap().expect("indexed");
-            assert_eq!(
-                (proof.block_hash, proof.height, proof.pos),
-                (hash, 702_861, pos as u32)
-            );
-            proof.verify_against_header(txid, &block.header).unwrap();
-        }
-        assert_eq!(store.tx_proof(&Txid([9; 32])).unwrap(), None);
+        assert_eq!(store.block_hashes().unwrap(), vec![hash]);
+        assert_eq!(store.height_of(&hash).unwrap(), Some(702_861));
+    }
+
+    /// The store as the archive node's `BlockStore`, through the one executor: a put is
+    /// accepted only for a block the chain holds, a delete removes nothing, records are
+    /// written with the batch, and a block is read back re-hashed.
+    #[test]
+    fn as_an_archive_store_it_keeps_the_chain_and_writes_only_records() {
+        use shoal_core::node::{StorageCommand, StorageResult};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
+        let block = mainnet_702861();
+        let hash = block.block_hash();
+        store.append(&block).unwrap();
+        let bytes = block.encode();
+        let other = BlockHash([7; 32]);
+        let commands = [
+            StorageCommand::Put {
+                request_id: 1,
+                block_hash: hash,
+                height: 702_861,
+                bytes: bytes.clone(),
+            },
+            StorageCommand::Put {
+                request_id: 2,
+                block_hash: other,
+                height: 5,
+                bytes: bytes.clone(),
+            },
+            StorageCommand::Delete {
+                request_id: 3,
+                block_hash: hash,
+            },
+            StorageCommand::WriteKv {
+                request_id: 4,
+                ops: vec![KvOp::Put {
+                    key: b"txi/x".to_vec(),
+                    value: vec![1],
+                }],
+            },
+            StorageCommand::Get {
+                request_id: 5,
+                block_hash: hash,
+            },
+            StorageCommand::List { request_id: 6 },
+        ];
+        let (results, error) =
+            futures::executor::block_on(shoal_host::execute(&mut store, &commands));
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(
+            results,
+            vec![
+                StorageResult::Put {
+                    request_id: 1,
+                    ok: true
+                },
+                StorageResult::Put {
+                    request_id: 2,
+                    ok: false
+                },
+                StorageResult::Deleted { request_id: 3 },
+                StorageResult::KvWritten {
+                    request_id: 4,
+                    ok: true
+                },
+                StorageResult::Got {
+                    request_id: 5,
+                    bytes: Some(bytes)
+                },
+                StorageResult::Listed {
+                    request_id: 6,
+                    blocks: vec![hash]
+                },
+            ]
+        );
+        assert_eq!(store.block_hashes().unwrap(), vec![hash], "nothing deleted");
+        assert_eq!(store.height_of(&other).unwrap(), None, "nothing put");
+        assert_eq!(
+            store.kv_records().unwrap(),
+            vec![(b"txi/x".to_vec(), vec![1])]
+        );
     }
 
     #[test]
@@ -442,6 +553,44 @@ mod tests {
         let tx = store.db.begin_read().unwrap();
         let table = tx.open_table(NODE_KV).unwrap();
         assert_eq!(table.len().unwrap(), 1, "and deleted");
+    }
+
+    /// An older database's `txids` table is dropped on open; the chain and the records stay.
+    #[test]
+    fn an_older_databases_txid_table_is_dropped_and_the_rest_kept() {
+        use redb::TableHandle;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let block = mainnet_702861();
+        {
+            let store = ChainStore::open(&path).unwrap();
+            store.append(&block).unwrap();
+            store
+                .write_kv(&[KvOp::Put {
+                    key: b"txi/a".to_vec(),
+                    value: vec![1],
+                }])
+                .unwrap();
+            // What the older relay wrote beside every block.
+            let tx = store.db.begin_write().unwrap();
+            tx.open_table(LEGACY_TXIDS)
+                .unwrap()
+                .insert(&block.txdata[0].txid().0, (702_861, 0))
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = ChainStore::open(&path).unwrap();
+        let tables: Vec<String> = {
+            let tx = store.db.begin_read().unwrap();
+            tx.list_tables()
+                .unwrap()
+                .map(|t| t.name().to_string())
+                .collect()
+        };
+        assert!(!tables.contains(&"txids".to_string()), "{tables:?}");
+        assert_eq!(store.block_hashes().unwrap(), vec![block.block_hash()]);
+        assert_eq!(store.headers(702_861, 1).unwrap(), vec![block.header]);
+        assert_eq!(store.kv_records().unwrap().len(), 1);
     }
 
     #[test]

@@ -757,3 +757,48 @@ fn an_ordinary_node_asks_its_archive_and_tells_not_found_from_not_synced() {
     let (_, finished) = answer_all(&mut queries, &wave, &found, &bare);
     assert_eq!(finished, Some((QueryResult::NotSynced, None)));
 }
+
+/// An archive (no cluster, every block of its chain held) answers a peer's query for a
+/// transaction it does not index `NotFound`; a node without the setting and with nobody to ask
+/// can only say `Unavailable`.
+#[test]
+fn a_node_that_holds_every_block_answers_not_found_for_what_it_lacks() {
+    let mut world = World::new();
+    for block in &world.blocks {
+        world.index.add_block(block);
+    }
+    let alone = Context {
+        members: &[],
+        ..world.cx()
+    };
+    let unknown = Txid([0xcd; 32]);
+    let peer = Origin::Peer {
+        peer: 7,
+        request_id: 9,
+    };
+    let reply = |holds_every_block: bool, hint: Option<BlockHash>| {
+        let mut queries = Queries::new(QueryConfig {
+            holds_every_block,
+            ..QueryConfig::default()
+        });
+        queries
+            .start(0, peer, Scope::Cluster, unknown, hint, &alone)
+            .unwrap();
+        let out = drain(&mut queries);
+        assert_eq!(queries.active(), 0, "answered at once");
+        out.into_iter()
+            .find_map(|o| match o {
+                QueryOutput::Reply {
+                    to: 7,
+                    request_id: 9,
+                    answer,
+                } => Some(answer),
+                _ => None,
+            })
+            .expect("a reply")
+    };
+    assert_eq!(reply(true, None), TxAnswer::NotFound);
+    assert_eq!(reply(false, None), TxAnswer::Unavailable);
+    // A hint off the chain is dropped: still "not in the chain".
+    assert_eq!(reply(true, Some(BlockHash([0x77; 32]))), TxAnswer::NotFound);
+}
