@@ -12,9 +12,9 @@ use shoal_core::chain::{BlockHash, Txid};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::core_node::CoreNode;
+use crate::cluster_node::ClusterNode;
 use crate::error::{ApiError, ErrorCode};
-use crate::node::{set, Command, Driver, Probed, Verified, COMMAND_QUEUE};
+use crate::event_loop::{set, Command, EventLoop, Probed, Verified, COMMAND_QUEUE};
 use crate::options::Options;
 use crate::status::Shared;
 use crate::store::{Store, Write};
@@ -89,10 +89,10 @@ impl WasmNode {
         }
         let local = key.public().to_peer_id();
         let store = std::rc::Rc::new(store);
-        let core = match crate::core_node::config(&options, local).and_then(|config| {
+        let core = match crate::cluster_node::config(&options, local).and_then(|config| {
             // The seed only breaks ties and jitters timers; it need not be secret.
             let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
-            CoreNode::new(config, &local, seed, store.clone())
+            ClusterNode::new(config, &local, seed, store.clone())
         }) {
             Ok(core) => core,
             Err(err) => {
@@ -102,7 +102,7 @@ impl WasmNode {
         };
         let swarm = crate::swarm::build(key)
             .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
-        let driver = Driver::new(&options, swarm, store, emit, shared.clone(), lock, core)
+        let driver = EventLoop::new(&options, swarm, store, emit, shared.clone(), lock, core)
             .await
             .map_err(ApiError::from)?;
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);

@@ -20,7 +20,7 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::{relay, Multiaddr, PeerId};
 use shoal_net::{directory, node_link};
 
-use crate::node::Driver;
+use crate::event_loop::EventLoop;
 
 /// How often a page with a reservation asks the relay's directory for other pages.
 pub const DISCOVER_INTERVAL_MS: f64 = 3_000.0;
@@ -53,7 +53,7 @@ pub fn circuit_address(relay_addr: &Multiaddr) -> Multiaddr {
     relay_addr.clone().with(Protocol::P2pCircuit)
 }
 
-impl Driver {
+impl EventLoop {
     /// A relay from the options connected over `addr`: reserve a circuit slot on it.
     pub(crate) fn circuits_relay_connected(&mut self, relay: PeerId, addr: Multiaddr) {
         if self.circuits.listening.contains_key(&relay) {

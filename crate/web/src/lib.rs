@@ -1,9 +1,12 @@
 //! # shoal-web: Shoal's browser node
 //!
-//! The wasm shell around `shoal-core`. It owns everything the core may not: the libp2p swarm
-//! that reaches relays ([`swarm`]), the IndexedDB store ([`store`]), the per-tab identity slot
-//! ([`tab_lock`]), timers and the event loop ([`node`]), and the JavaScript API ([`api`],
-//! wrapped by `js/index.js` as `LightNode`).
+//! The wasm shell around `shoal-core`. It owns everything the core may not, and keeps only
+//! I/O: the libp2p swarm that reaches relays ([`swarm`]) and other pages through their
+//! circuits ([`circuits`]); the event loop that drives the swarm, the header sync (the core's
+//! `chain::sync`) and the API's commands ([`event_loop`]); the core's cluster node in the one
+//! host (`shoal-host`) with its messages and events ([`cluster_node`]); the IndexedDB database
+//! ([`store`]) and the host's block store over it ([`block_store`]); the per-tab identity slot
+//! ([`tab_lock`]); and the JavaScript API ([`api`], wrapped by `js/index.js` as `LightNode`).
 //!
 //! The crate is browser-only: on any other target it compiles to an empty library, so that
 //! `cargo test --workspace` and clippy keep working on native. Build it with `npm run build`
@@ -11,13 +14,13 @@
 #![cfg(target_arch = "wasm32")]
 
 pub mod api;
+pub mod block_store;
 pub mod circuits;
-pub mod core_node;
+pub mod cluster_node;
 pub mod error;
-pub mod node;
+pub mod event_loop;
 pub mod options;
 pub mod status;
-pub mod storage;
 pub mod store;
 pub mod swarm;
 pub mod tab_lock;

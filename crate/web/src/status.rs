@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use wasm_bindgen::JsValue;
 
-use crate::node::set;
+use crate::event_loop::set;
 
 /// The transport of a relay connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

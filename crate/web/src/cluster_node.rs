@@ -7,7 +7,7 @@
 //!   milliseconds since the node started (from `Date.now()`);
 //! - headers: the verified [`HeaderChain`](shoal_core::chain::HeaderChain) is handed to the node
 //!   (`Input::Headers`) once the header sync has caught up and after every later change;
-//! - storage commands: carried out by the host in IndexedDB ([`crate::storage::PageBlocks`]),
+//! - storage commands: carried out by the host in IndexedDB ([`crate::block_store::PageBlocks`]),
 //!   the commands of each round of the pump in one batch;
 //! - messages: over Shoal's request-response protocol by the convention of
 //!   [`shoal_net::node_link`]: every incoming request is acknowledged at once and handed to the
@@ -37,10 +37,10 @@ use shoal_host::{Host, Inputs, Io};
 use shoal_net::node_link::{self, PeerBook, Reply};
 use wasm_bindgen::JsValue;
 
+use crate::block_store::PageBlocks;
 use crate::error::{ApiError, ErrorCode};
-use crate::node::{set, Driver, MAX_PENDING_REQUESTS};
+use crate::event_loop::{set, EventLoop, MAX_PENDING_REQUESTS};
 use crate::options::Options;
-use crate::storage::PageBlocks;
 use crate::store::Store;
 use crate::swarm::Behaviour;
 use crate::verify::{Source, Verified};
@@ -82,7 +82,7 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
 }
 
 /// The core node in its host, and what the shell keeps beside it.
-pub struct CoreNode {
+pub struct ClusterNode {
     host: Host,
     /// The node's blocks and records in IndexedDB, with their sizes (for `storedBytes` and
     /// `block-stored`).
@@ -101,20 +101,20 @@ pub struct CoreNode {
     next_query_id: u64,
 }
 
-impl CoreNode {
+impl ClusterNode {
     /// A node for the local peer `local` over the page's `store`, not yet started.
     pub fn new(
         config: Config,
         local: &PeerId,
         seed: u64,
         store: Rc<Store>,
-    ) -> Result<CoreNode, ConfigError> {
+    ) -> Result<ClusterNode, ConfigError> {
         let node = Node::new(config, node_link::node_id(local), seed)?;
         let mut book = PeerBook::default();
         book.learn(*local); // so that this page names itself among the members
         let mut host = Host::new(node);
         host.push(Input::Start);
-        Ok(CoreNode {
+        Ok(ClusterNode {
             host,
             blocks: PageBlocks::new(store),
             book,
@@ -166,7 +166,7 @@ impl CoreNode {
     }
 }
 
-impl Driver {
+impl EventLoop {
     /// Queues the due timers of the core node and runs them.
     pub(crate) async fn on_node_timers(&mut self) {
         let now = self.core.now_ms();

@@ -8,12 +8,12 @@
 //!   sends its requests, feeds back answers and failures, and writes every change to IndexedDB
 //!   ([`HeaderWriter`], while the next batch is verified), so a reloaded tab downloads nothing
 //!   twice. Each relay may have [`max_unanswered_header_requests`] requests unanswered.
-//! - Transaction queries (S16) are the core node's (`Input::TxQuery`, [`crate::core_node`]):
+//! - Transaction queries (S16) are the core node's (`Input::TxQuery`, [`crate::cluster_node`]):
 //!   answered from its own blocks, else asked of its cluster's members, then of the relays'
 //!   archive nodes; every Merkle proof is checked against the node's own headers before the
 //!   caller sees it.
 //! - Relays that drop are dialled again with a bounded backoff.
-//! - The core's cluster `Node` runs in the same loop ([`crate::core_node`]): its timers, its
+//! - The core's cluster `Node` runs in the same loop ([`crate::cluster_node`]): its timers, its
 //!   storage commands, its messages in and out; other pages are reached through the relays'
 //!   circuits and directories ([`crate::circuits`]).
 
@@ -38,7 +38,7 @@ use shoal_core::wire::{self, Message};
 use wasm_bindgen::JsValue;
 
 use crate::circuits::Circuits;
-use crate::core_node::CoreNode;
+use crate::cluster_node::ClusterNode;
 use crate::error::{ApiError, ErrorCode};
 use crate::options::{Options, RelayAddr};
 use crate::status::{Shared, Transport};
@@ -207,7 +207,7 @@ fn append_write(writes: &mut Vec<Write>, write: Write) {
 }
 
 /// The loop's state.
-pub struct Driver {
+pub struct EventLoop {
     pub(crate) swarm: Swarm<Behaviour>,
     pub(crate) store: Rc<Store>,
     /// Verified headers on their way to `store` (off the verification path).
@@ -224,8 +224,8 @@ pub struct Driver {
     emit: js_sys::Function,
     pub(crate) shared: Rc<Shared>,
     lock: SlotLock,
-    /// The core's cluster node and what the shell keeps to drive it (`core_node`).
-    pub(crate) core: CoreNode,
+    /// The core's cluster node and what the shell keeps to drive it (`cluster_node`).
+    pub(crate) core: ClusterNode,
     /// Circuits through relays and their directories (`circuits`).
     pub(crate) circuits: Circuits,
 }
@@ -252,7 +252,7 @@ pub fn transport_of(addr: &Multiaddr) -> Transport {
     }
 }
 
-impl Driver {
+impl EventLoop {
     /// Loads the header chain from `store` (checking every header again), then sets up the
     /// loop. Stored headers that no longer verify are dropped from the store.
     pub async fn new(
@@ -262,8 +262,8 @@ impl Driver {
         emit: js_sys::Function,
         shared: Rc<Shared>,
         lock: SlotLock,
-        core: CoreNode,
-    ) -> Result<Driver, StoreError> {
+        core: ClusterNode,
+    ) -> Result<EventLoop, StoreError> {
         let params = options.network.params();
         let mut chain = HeaderChain::with_config(params, HeaderChainConfig::default());
         let mut height = 1u32;
@@ -297,7 +297,7 @@ impl Driver {
                 backoff_ms: REDIAL_MIN_MS,
             })
             .collect();
-        let driver = Driver {
+        let driver = EventLoop {
             swarm,
             header_writes: HeaderWriter::start(store.clone()),
             store,
