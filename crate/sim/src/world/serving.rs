@@ -414,9 +414,13 @@ impl World {
         let now_ms = self.queue.now_ms();
         self.log.checked(Invariant::JobOnTrueBlock, 1);
         let txids = self.hosts[host as usize]
-            .node
+            .running
             .as_mut()
-            .and_then(|node| node.with_block(block_hash, |block| block.txids()));
+            .and_then(|running| {
+                running
+                    .node_mut()
+                    .with_block(block_hash, |block| block.txids())
+            });
         let truth = self.serving.truth.txids_at(open.height);
         if txids.as_deref() == Some(truth)
             && self.serving.truth.hash_at(open.height) == Some(*block_hash)
@@ -439,8 +443,7 @@ impl World {
     /// The members `host`'s node lists in its view (empty if it is not a member).
     fn view_of(&self, host: HostIdx) -> Vec<NodeId> {
         self.hosts[host as usize]
-            .node
-            .as_ref()
+            .node()
             .and_then(|n| n.cluster())
             .map(|(_, _, members)| members)
             .unwrap_or_default()
@@ -686,7 +689,7 @@ impl World {
                     view.iter().filter_map(|id| self.by_id.get(id)).collect::<Vec<_>>()
                 );
                 if self.trace.state {
-                    if let Some(node) = self.hosts[q.asker as usize].node.as_ref() {
+                    if let Some(node) = self.hosts[q.asker as usize].node() {
                         eprintln!(
                             "  asker host {}: {}; {:?}",
                             q.asker,

@@ -8,7 +8,7 @@ use crate::churn::ChurnConfig;
 use crate::storage::StorageFaultConfig;
 
 /// A small, short world without churn or faults.
-fn calm(seed: u64) -> SimConfig {
+pub(super) fn calm(seed: u64) -> SimConfig {
     SimConfig {
         seed,
         nodes: 16,
@@ -75,6 +75,43 @@ fn same_seed_same_run() {
     let c = World::new(stormy(12)).unwrap().run().unwrap();
     assert_ne!(json_without_wall_time(&a), json_without_wall_time(&c));
     assert!(a.leaves > 0 && a.events > 0);
+}
+
+/// A node's timers cost its host one wake-up at a time, through churn (a host that returns
+/// starts with no wake-up of its own): no timer is ever left overdue, the wake-up that counts
+/// is never later than the node's next deadline, and asking for one again queues nothing.
+#[test]
+fn every_host_waits_for_one_wake_up_and_no_timer_is_left_overdue() {
+    let mut world = World::new(stormy(3)).unwrap();
+    let mut checked = 0;
+    for minute in 1..=30 {
+        let end_ms = minute * 60_000;
+        world.run_until(end_ms).unwrap();
+        for (index, record) in world.hosts.iter().enumerate() {
+            let Some(next_ms) = record.running.as_ref().and_then(|r| r.poll_timeout()) else {
+                continue;
+            };
+            assert!(
+                next_ms > end_ms,
+                "host {index}: a timer due at {next_ms} ms never fired"
+            );
+            let wake = record
+                .wake
+                .expect("a node with a timer has a wake-up queued");
+            assert!(
+                wake.at_ms <= next_ms,
+                "host {index}: {wake:?}, next timer {next_ms}"
+            );
+            checked += 1;
+        }
+        let queued = world.queue.len();
+        for host in 0..world.hosts.len() {
+            world.arm_wake(host as HostIdx).unwrap();
+        }
+        assert_eq!(world.queue.len(), queued, "a second wake-up was queued");
+    }
+    assert!(checked > 0 && world.counters.returns_with_data + world.counters.returns_fresh > 0);
+    assert!(world.counters.timers_fired["heartbeat"] > 0);
 }
 
 #[test]
