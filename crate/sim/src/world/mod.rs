@@ -56,19 +56,11 @@ use crate::invariants::{Invariant, InvariantLog, RateLimitCheck};
 use crate::network::{HostIdx, Network, Partition};
 use crate::queue::{EventQueue, QueueError};
 use crate::replicas::{Cause, ClusterIdx, PendingLoss, ReplicaCounts};
-use crate::rng::{mix, SimRng};
+use crate::rng::{mix, SimRng, Stream};
 use crate::storage::{HostStore, StorageFaults, TrueChain};
 
 pub use report::Report;
 
-// Independent random streams of one run.
-const STREAM_NETWORK: u64 = 1;
-const STREAM_CHURN: u64 = 2;
-const STREAM_STORAGE: u64 = 3;
-const STREAM_WORLD: u64 = 4;
-/// Faults of the key/value records: a stream of their own, so that adding them left every
-/// other draw as it was.
-const STREAM_KV: u64 = 5;
 const NODE_SEED_SALT: u64 = 0x4E4F_4445;
 
 /// Milliseconds a storage command takes.
@@ -493,11 +485,13 @@ impl World {
         );
         let mut world = World {
             serving,
-            network: Network::new(config.network.clone(), seed, STREAM_NETWORK),
-            churn: Churn::new(config.churn.clone(), seed, STREAM_CHURN),
-            faults: StorageFaults::new(config.storage.clone(), seed, STREAM_STORAGE),
-            kv_faults: StorageFaults::new(config.storage.clone(), seed, STREAM_KV),
-            rng: SimRng::stream(seed, STREAM_WORLD),
+            network: Network::new(config.network.clone(), seed, Stream::Network.number()),
+            churn: Churn::new(config.churn.clone(), seed, Stream::Churn.number()),
+            faults: StorageFaults::new(config.storage.clone(), seed, Stream::Storage.number()),
+            // The key/value records have a stream of their own, so that adding their faults
+            // left every other draw as it was.
+            kv_faults: StorageFaults::new(config.storage.clone(), seed, Stream::Kv.number()),
+            rng: SimRng::stream(seed, Stream::World.number()),
             queue: EventQueue::new(config.max_pending_events),
             hosts: Vec::with_capacity(host_count),
             by_id: HashMap::default(),

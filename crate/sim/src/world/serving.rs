@@ -21,15 +21,13 @@ use shoal_core::wire::{Hash256, Message, TxAnswerBody};
 use super::{HostIdx, SimEvent, World, WorldError};
 use crate::invariants::Invariant;
 use crate::replicas::{quantile, ClusterIdx};
-use crate::rng::SimRng;
+use crate::rng::{SimRng, Stream};
 use crate::serving::{
     adversary, Adversary, NewBlocksMode, Rewrite, ServingConfig, ServingReport, TxTruth,
     OUTSIDER_ATTEMPTS,
 };
 use crate::storage::Stored;
 
-/// The random stream of serving.
-const STREAM_SERVING: u64 = 5;
 /// Request ids of outsider clients (far from the nodes' own counters).
 const OUTSIDER_REQUEST_BIT: u64 = 1 << 62;
 /// An outsider gives up on a member after this long (the core's query timeout is 10 s).
@@ -140,7 +138,7 @@ impl Serving {
         light_hosts: usize,
         host_count: usize,
     ) -> Self {
-        let mut rng = SimRng::stream(seed, STREAM_SERVING);
+        let mut rng = SimRng::stream(seed, Stream::Serving.number());
         let mut order: Vec<usize> = (0..light_hosts).collect();
         rng.shuffle(&mut order);
         let mut adversaries = vec![None; host_count];
