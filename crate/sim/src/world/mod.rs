@@ -386,6 +386,8 @@ pub struct World {
     repair_pending: Option<Vec<ClusterIdx>>,
     /// Blocks whose last live holder in a cluster went, waiting for judgement.
     pending_losses: Vec<PendingLoss>,
+    /// (cluster, member) pairs that have counted as cut off by the partition in force.
+    cut_off: BTreeSet<(ClusterIdx, HostIdx)>,
     /// Per node id counted in two clusters: when that was first seen.
     two_cluster_since: BTreeMap<NodeId, u64>,
     quiet: bool,
@@ -516,6 +518,7 @@ impl World {
             cluster_changed_ms: Vec::new(),
             repair_pending: None,
             pending_losses: Vec::new(),
+            cut_off: BTreeSet::new(),
             two_cluster_since: BTreeMap::new(),
             quiet: false,
             trace: Trace::from_env(),

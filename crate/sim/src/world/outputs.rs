@@ -220,6 +220,9 @@ impl World {
         for height in heights {
             self.replicas.add_holder(cluster, height, now_ms);
         }
+        if let Some(partition) = self.network.active_partition() {
+            self.note_cut_off(cluster, partition);
+        }
     }
 
     /// `host` stops counting in its cluster, for `cause`. A departure (anything but the
@@ -245,6 +248,9 @@ impl World {
             }
             self.drop_holder(cluster, height, cause);
         }
+        if let Some(partition) = self.network.active_partition() {
+            self.note_cut_off(cluster, partition);
+        }
     }
 
     /// A partition starts: the members it cuts off from the larger part of their cluster (the
@@ -255,30 +261,46 @@ impl World {
     /// only by P failures together: one member cut off with one copy while the other holders
     /// crash is the case the invariant allows for; the members on the larger side fail
     /// nothing by it.
+    ///
+    /// Which side is the larger can change while the partition lasts: members crash, leave
+    /// and join on either side. So the cut is judged again whenever a cluster's membership
+    /// changes during the partition ([`World::note_cut_off`]), and a member counts as failed
+    /// at most once a partition.
     pub(super) fn note_partition_failures(&mut self, partition: Partition) {
+        self.cut_off.clear();
+        for cluster in 0..self.replicas.cluster_count() as ClusterIdx {
+            self.note_cut_off(cluster, partition);
+        }
+    }
+
+    /// The members of `cluster` that `partition` now cuts off from the larger part of it, and
+    /// that have not counted as cut off during this partition yet, fail as holders of their
+    /// blocks (see [`World::note_partition_failures`]).
+    pub(super) fn note_cut_off(&mut self, cluster: ClusterIdx, partition: Partition) {
         let now_ms = self.queue.now_ms();
         let counts_for_ms =
             partition.end_ms.saturating_sub(now_ms) + self.replicas.repair_window_ms();
-        for cluster in 0..self.replicas.cluster_count() as ClusterIdx {
-            let (inside, outside): (Vec<HostIdx>, Vec<HostIdx>) = self
-                .replicas
-                .members(cluster)
-                .into_iter()
-                .partition(|host| self.network.segment_of(*host) == partition.segment);
-            if inside.is_empty() || outside.is_empty() {
+        let (inside, outside): (Vec<HostIdx>, Vec<HostIdx>) = self
+            .replicas
+            .members(cluster)
+            .into_iter()
+            .partition(|host| self.network.segment_of(*host) == partition.segment);
+        if inside.is_empty() || outside.is_empty() {
+            return;
+        }
+        let cut_off = if inside.len() <= outside.len() {
+            inside
+        } else {
+            outside
+        };
+        for host in cut_off {
+            if !self.cut_off.insert((cluster, host)) {
                 continue;
             }
-            let cut_off = if inside.len() <= outside.len() {
-                inside
-            } else {
-                outside
-            };
-            for host in cut_off {
-                for height in self.held_heights(host) {
-                    if self.replicas.live(cluster, height) > 0 {
-                        self.replicas
-                            .note_silent_failure(cluster, height, now_ms, counts_for_ms);
-                    }
+            for height in self.held_heights(host) {
+                if self.replicas.live(cluster, height) > 0 {
+                    self.replicas
+                        .note_silent_failure(cluster, height, now_ms, counts_for_ms);
                 }
             }
         }
