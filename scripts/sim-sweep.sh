@@ -20,7 +20,12 @@ first=$1 last=$2
 shift 2
 variant="$*"
 cargo build --release --locked -q -p shoal-sim
-sim="${CARGO_TARGET_DIR:-target}/release/shoal-sim"
+# A private copy: another build in a shared target directory may replace the binary while the
+# sweep runs.
+sim=$(mktemp "${TMPDIR:-/tmp}/shoal-sim.XXXXXX")
+trap 'rm -f "$sim"' EXIT
+cp "${CARGO_TARGET_DIR:-target}/release/shoal-sim" "$sim"
+chmod u+x "$sim"
 # The sweep world's flags; an extra flag of the same name replaces its value.
 declare -A world=([--nodes]=24 [--archives]=1 [--blocks]=24 [--initial-blocks]=20
   [--block-interval-s]=300 [--hours]=1 [--quiet-tail-hours]=0.5 [--repair-bound-s]=1500

@@ -6,13 +6,14 @@
 //!
 //! The simulator plays every part of the world the core does not own:
 //!
-//! - [`queue`]: virtual time, a bounded queue of timers, deliveries and churn events;
+//! - [`queue`]: virtual time, a bounded queue of nodes' wake-ups, deliveries and churn events;
 //! - [`network`]: latency (log-normal per link), jitter, bandwidth, loss and partitions that
 //!   cut one network segment off;
 //! - [`churn`]: sessions of log-normal length, crashes without goodbye, returns with or
 //!   without stored data;
 //! - [`storage`]: each node's block store, with lost writes and corrupted reads, and the check
-//!   that every block a node stores is the true chain's block;
+//!   that every block a node stores is the true chain's block (the world's disk carries the
+//!   node's storage commands out on it through `shoal_host::execute`);
 //! - [`chain`]: the true chain, small valid blocks made from the seed, and tampered copies a
 //!   byzantine block source hands out;
 //! - [`serving`]: new blocks routed or self-selected, queries from members and outsiders,
@@ -30,9 +31,11 @@
 //! stays held: the live-holder invariant). Replay: `SEED=n shoal-sim …` or
 //! `SEED=n cargo test -p shoal-sim --test sweep -- --include-ignored`.
 //!
-//! The core is driven only through its public interface: `handle_input` / `poll_output`,
-//! drained after every input, plus read-only getters. Nothing in the core knows it is being
-//! simulated.
+//! Every node runs in a `shoal_host::Host`, the one host the page and the relay use too: the
+//! host feeds it, drains it after every input and keeps its timers, and the world supplies
+//! only the I/O — the network, the clock (a wake-up at the host's `poll_timeout`) and the
+//! disk. Beside that the core is only read, through its getters. Nothing in the core or the
+//! host knows it is being simulated.
 #![forbid(unsafe_code)]
 
 pub mod chain;

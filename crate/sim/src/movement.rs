@@ -18,7 +18,7 @@ use shoal_core::wire::BlockHash;
 
 use crate::chain;
 use crate::config::SimConfigError;
-use crate::rng::{mix, SimRng};
+use crate::rng::{SimRng, Stream};
 use crate::world::parse_placement;
 
 /// The rules measured by [`measure_all`].
@@ -120,7 +120,7 @@ pub fn measure(
         })
         .collect();
     let total_bytes: u64 = chain.iter().map(|b| b.bytes).sum();
-    let mut rng = SimRng::new(mix(&[seed, 0x4D4F_5645]));
+    let mut rng = SimRng::stream(seed, Stream::Movement.number());
     let mut placer = Placer::new(rule, replicas);
     let (mut leave, mut leave_opt, mut join, mut join_opt) = (0u64, 0u64, 0u64, 0u64);
     for _ in 0..trials {

@@ -12,12 +12,14 @@
 
 use serde::Serialize;
 
-use crate::rng::{mix, SimRng};
+use crate::rng::{mix, SimRng, Stream};
 
 /// A host: an index into the simulator's table of machines (stable across a node's restarts).
 pub type HostIdx = u32;
 
 const SEGMENT_SALT: u64 = 0x5345_474D_454E_5400;
+/// Salt of the per-link hash that picks a link's latency from the table (the table itself is
+/// drawn from [`Stream::LinkTable`]).
 const LINK_SALT: u64 = 0x4C49_4E4B_0000_0000;
 /// Entries of the table of link latencies (quantiles of the log-normal distribution).
 const LATENCY_TABLE_LEN: usize = 4_096;
@@ -95,7 +97,7 @@ impl Network {
     /// The network of the run seeded with `seed`, drawing from stream `stream`.
     pub fn new(config: NetworkConfig, seed: u64, stream: u64) -> Self {
         assert!(config.segments > 0, "a network needs at least one segment");
-        let mut table_rng = SimRng::new(mix(&[seed, LINK_SALT]));
+        let mut table_rng = SimRng::stream(seed, Stream::LinkTable.number());
         let mut latency_table_ms: Vec<u64> = (0..LATENCY_TABLE_LEN)
             .map(|_| {
                 let latency = table_rng.log_normal(config.latency_median_ms, config.latency_sigma);

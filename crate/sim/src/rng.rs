@@ -4,7 +4,8 @@
 //! faults, the seeds handed to the nodes — comes from one `u64` seed through this module, so
 //! that `SEED=n` replays a run exactly. Each subsystem draws from its own [`SimRng`] stream,
 //! derived from the run seed and a fixed stream number ([`SimRng::stream`]); adding a draw in
-//! one subsystem therefore does not shift the draws of another.
+//! one subsystem therefore does not shift the draws of another. Every stream number is in one
+//! list, [`Stream`], where no two can be the same.
 //!
 //! The generator is xoshiro256** (Blackman and Vigna), seeded through SplitMix64. It is small,
 //! fast and has no platform-dependent behaviour; it is not cryptographic and need not be.
@@ -31,6 +32,52 @@ pub fn mix(words: &[u64]) -> u64 {
         state = state.rotate_left(17) ^ out;
     }
     splitmix64(&mut state) ^ out
+}
+
+/// The random streams of a run, each with its own number: every generator the simulator
+/// draws from in a run is [`SimRng::stream`]`(seed, stream.number())` for one of these. Two
+/// streams with one number would draw the same numbers: their draws would be correlated, not
+/// independent (the key/value faults and serving once both had 5). The compiler refuses two
+/// variants with one number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Stream {
+    /// The network: loss, jitter, partitions.
+    Network = 1,
+    /// Churn: session and offline lengths, crashes, returns with or without data.
+    Churn = 2,
+    /// Storage faults of blocks: lost writes, corrupt reads.
+    Storage = 3,
+    /// The world's own choices: directory candidates, which blocks the source tampers with.
+    World = 4,
+    /// Storage faults of the key/value records.
+    Kv = 5,
+    /// Serving: the adversaries, when queries come and what they ask whom, jobs, block hints,
+    /// outsiders' retries, the member each new block is routed to.
+    Serving = 6,
+    /// The network's table of link latencies, drawn once at the start.
+    LinkTable = 0x4C49_4E4B_0000_0000,
+    /// The random clusters of `shoal-sim placement` (data moved per leave and join).
+    Movement = 0x4D4F_5645,
+}
+
+impl Stream {
+    /// Every stream.
+    pub const ALL: [Stream; 8] = [
+        Stream::Network,
+        Stream::Churn,
+        Stream::Storage,
+        Stream::World,
+        Stream::Kv,
+        Stream::Serving,
+        Stream::LinkTable,
+        Stream::Movement,
+    ];
+
+    /// The stream's number, for [`SimRng::stream`].
+    pub const fn number(self) -> u64 {
+        self as u64
+    }
 }
 
 /// A seeded pseudo-random number generator (xoshiro256**).
@@ -152,6 +199,24 @@ mod tests {
         let mut c = SimRng::stream(42, 1);
         let zs: Vec<u64> = (0..100).map(|_| c.next_u64()).collect();
         assert_ne!(xs, zs);
+    }
+
+    /// No two streams share a number, so none draws what another draws.
+    #[test]
+    fn every_stream_has_its_own_number_and_its_own_draws() {
+        let numbers: std::collections::BTreeSet<u64> =
+            Stream::ALL.iter().map(|s| s.number()).collect();
+        assert_eq!(numbers.len(), Stream::ALL.len());
+        for seed in [0, 1, 42] {
+            let draws: std::collections::BTreeSet<Vec<u64>> = Stream::ALL
+                .iter()
+                .map(|stream| {
+                    let mut rng = SimRng::stream(seed, stream.number());
+                    (0..4).map(|_| rng.next_u64()).collect()
+                })
+                .collect();
+            assert_eq!(draws.len(), Stream::ALL.len(), "seed {seed}");
+        }
     }
 
     #[test]

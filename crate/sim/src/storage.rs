@@ -11,6 +11,9 @@
 //! ([`TrueChain`]). The simulator feeds nodes corrupted blocks on purpose, so a node that
 //! skipped verification would be caught here.
 //!
+//! The world carries a node's storage commands out on this store through the one executor of
+//! every shell, `shoal_host::execute` (see the world's `disk` module).
+//!
 //! Blocks equal to the true chain's are kept as a height (four bytes), not as a copy: ten
 //! thousand hosts holding shards of the same chain fit in memory.
 

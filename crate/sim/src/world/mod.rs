@@ -4,11 +4,25 @@
 //!
 //! A [`World`] owns a table of hosts (light nodes and a few archive relays), the true chain,
 //! the network, churn and fault models, and one event queue. [`World::run`] takes events in
-//! virtual-time order; each event is one *step*: it feeds one input to one node (or changes
-//! the world: a host leaves or returns, a partition starts or heals, a block is mined), drains
-//! that node's outputs completely and carries them out — messages go to the network, timers
-//! and storage results back into the queue, storage commands to the host's simulated store.
-//! Invariants are checked inside the step where their state changes (see
+//! virtual-time order; each event is one *step*: it gives one input to one node (or changes
+//! the world: a host leaves or returns, a partition starts or heals, a block is mined) and
+//! carries out everything that follows.
+//!
+//! Every online node runs inside a [`shoal_host::Host`], the same host the page and the relay
+//! use: a step pushes its input and calls [`shoal_host::Host::drain`], which feeds the node
+//! and keeps its timers; the node's other outputs are collected in order and then carried out
+//! by the world — messages go to the network, storage commands to the host's simulated disk
+//! (through [`shoal_host::execute`], see `disk`), with their results back into the queue
+//! `STORAGE_LATENCY_MS` later.
+//!
+//! A node's timers cost the world one wake-up at a time. After every step for a host, the
+//! world reads [`shoal_host::Host::poll_timeout`] and queues a wake-up (`SimEvent::Wake`)
+//! for it unless one at that time or earlier is queued already; a newer wake-up makes the
+//! older one stale (ignored when it comes), and one that comes early — the node moved its
+//! deadline later — finds nothing due and queues the next. A wake-up hands the time to
+//! [`shoal_host::Host::handle_timeout`], which fires every timer then due in one drain, in
+//! [`TimerId`] order; among the other events of its millisecond a wake-up comes in the order
+//! it was queued. Invariants are checked inside the step where their state changes (see
 //! [`crate::invariants`]), and the periodic ones on a timer of their own.
 //!
 //! Nodes are addressed by [`NodeId`]; a host keeps its id when it returns with its data and
@@ -16,6 +30,7 @@
 //! incarnation number, so nothing scheduled for a node that has since crashed reaches its
 //! successor.
 
+mod disk;
 mod outputs;
 mod report;
 mod serving;
@@ -28,7 +43,7 @@ use std::time::Instant;
 use shoal_core::cluster::ClusterId;
 use shoal_core::node::{
     Candidate, Config as NodeConfig, HeaderList, HeaderPrefix, HeartbeatMode, Input, Node, NodeId,
-    SharedHeaders, StorageResult, TimerId,
+    Output, SharedHeaders, StorageResult, TimerId,
 };
 use shoal_core::placement::PlacementRule;
 use shoal_core::serve::newblock::StorageMode;
@@ -41,19 +56,11 @@ use crate::invariants::{Invariant, InvariantLog, RateLimitCheck};
 use crate::network::{HostIdx, Network, Partition};
 use crate::queue::{EventQueue, QueueError};
 use crate::replicas::{Cause, ClusterIdx, PendingLoss, ReplicaCounts};
-use crate::rng::{mix, SimRng};
+use crate::rng::{mix, SimRng, Stream};
 use crate::storage::{HostStore, StorageFaults, TrueChain};
 
 pub use report::Report;
 
-// Independent random streams of one run.
-const STREAM_NETWORK: u64 = 1;
-const STREAM_CHURN: u64 = 2;
-const STREAM_STORAGE: u64 = 3;
-const STREAM_WORLD: u64 = 4;
-/// Faults of the key/value records: a stream of their own, so that adding them left every
-/// other draw as it was.
-const STREAM_KV: u64 = 5;
 const NODE_SEED_SALT: u64 = 0x4E4F_4445;
 
 /// Milliseconds a storage command takes.
@@ -138,12 +145,12 @@ enum SimEvent {
         incarnation: u32,
         message: Box<(NodeId, Message)>,
     },
-    /// A timer a node set is due.
-    Timer {
+    /// A host's node has a timer due: the wake-up numbered `serial` (only the host's latest
+    /// counts; see [`Host::wake`]).
+    Wake {
         host: HostIdx,
         incarnation: u32,
-        id: TimerId,
-        at_ms: u64,
+        serial: u64,
     },
     /// A storage command finished.
     Storage {
@@ -185,15 +192,7 @@ impl SimEvent {
     fn kind(&self) -> &'static str {
         match self {
             SimEvent::Deliver { .. } => "deliver",
-            SimEvent::Timer { id, .. } => match id {
-                TimerId::Formation => "timer_formation",
-                TimerId::Invitation => "timer_invitation",
-                TimerId::Heartbeat => "timer_heartbeat",
-                TimerId::Silence => "timer_silence",
-                TimerId::ClusterExpiry => "timer_cluster_expiry",
-                TimerId::Repair => "timer_repair",
-                TimerId::Serve => "timer_serve",
-            },
+            SimEvent::Wake { .. } => "wake",
             SimEvent::Storage { .. } => "storage",
             SimEvent::Link { up: true, .. } => "link_up",
             SimEvent::Link { up: false, .. } => "link_down",
@@ -211,9 +210,28 @@ impl SimEvent {
     }
 }
 
+/// Every timer id, and its name in the report's `timers_fired`.
+const TIMERS: [(TimerId, &str); TimerId::COUNT] = [
+    (TimerId::Formation, "formation"),
+    (TimerId::Invitation, "invitation"),
+    (TimerId::Heartbeat, "heartbeat"),
+    (TimerId::Silence, "silence"),
+    (TimerId::ClusterExpiry, "cluster_expiry"),
+    (TimerId::Repair, "repair"),
+    (TimerId::Serve, "serve"),
+];
+
+/// The wake-up a host waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wake {
+    at_ms: u64,
+    serial: u64,
+}
+
 /// One machine in the world.
 struct Host {
-    node: Option<Box<Node>>,
+    /// The node in its host while the machine is online.
+    running: Option<Box<shoal_host::Host>>,
     id: NodeId,
     incarnation: u32,
     archive: bool,
@@ -222,11 +240,31 @@ struct Host {
     kv: BTreeMap<Box<[u8]>, Box<[u8]>>,
     /// The cluster the node says it is in (from its events), as a dense index.
     cluster: Option<ClusterIdx>,
-    /// Each timer's latest deadline.
-    timers: BTreeMap<TimerId, u64>,
+    /// The one queued [`SimEvent::Wake`] that counts: any other queued for this host is stale.
+    wake: Option<Wake>,
+    /// Wake-ups queued for this host so far (numbers them).
+    wakes_queued: u64,
     /// Hosts this one has a connection with.
     links: BTreeSet<HostIdx>,
     online_since_ms: u64,
+}
+
+impl Host {
+    /// The node, while the machine is online.
+    fn node(&self) -> Option<&Node> {
+        self.running.as_deref().map(shoal_host::Host::node)
+    }
+}
+
+/// The `Io` the world drains a node's host into: the node's outputs, kept in order to be
+/// carried out once the drain is over (the world cannot be the `Io` itself, since the host
+/// it drains is borrowed from it meanwhile).
+struct Collected(Vec<Output>);
+
+impl shoal_host::Io for Collected {
+    fn carry_out(&mut self, output: Output, _inputs: &mut shoal_host::Inputs) {
+        self.0.push(output);
+    }
 }
 
 /// Counters for the report.
@@ -234,6 +272,7 @@ struct Host {
 struct Counters {
     events: u64,
     events_by_kind: BTreeMap<&'static str, u64>,
+    timers_fired: BTreeMap<&'static str, u64>,
     messages_by_kind: BTreeMap<&'static str, u64>,
     messages_sent: u64,
     message_bytes: u64,
@@ -347,6 +386,8 @@ pub struct World {
     repair_pending: Option<Vec<ClusterIdx>>,
     /// Blocks whose last live holder in a cluster went, waiting for judgement.
     pending_losses: Vec<PendingLoss>,
+    /// (cluster, member) pairs that have counted as cut off by the partition in force.
+    cut_off: BTreeSet<(ClusterIdx, HostIdx)>,
     /// Per node id counted in two clusters: when that was first seen.
     two_cluster_since: BTreeMap<NodeId, u64>,
     quiet: bool,
@@ -356,6 +397,8 @@ pub struct World {
     starting: bool,
     counters: Counters,
     serving: serving::Serving,
+    /// The buffer of [`Collected`] outputs, kept between steps.
+    outputs: Vec<Output>,
     started: Instant,
 }
 
@@ -444,11 +487,13 @@ impl World {
         );
         let mut world = World {
             serving,
-            network: Network::new(config.network.clone(), seed, STREAM_NETWORK),
-            churn: Churn::new(config.churn.clone(), seed, STREAM_CHURN),
-            faults: StorageFaults::new(config.storage.clone(), seed, STREAM_STORAGE),
-            kv_faults: StorageFaults::new(config.storage.clone(), seed, STREAM_KV),
-            rng: SimRng::stream(seed, STREAM_WORLD),
+            network: Network::new(config.network.clone(), seed, Stream::Network.number()),
+            churn: Churn::new(config.churn.clone(), seed, Stream::Churn.number()),
+            faults: StorageFaults::new(config.storage.clone(), seed, Stream::Storage.number()),
+            // The key/value records have a stream of their own, so that adding their faults
+            // left every other draw as it was.
+            kv_faults: StorageFaults::new(config.storage.clone(), seed, Stream::Kv.number()),
+            rng: SimRng::stream(seed, Stream::World.number()),
             queue: EventQueue::new(config.max_pending_events),
             hosts: Vec::with_capacity(host_count),
             by_id: HashMap::default(),
@@ -473,11 +518,13 @@ impl World {
             cluster_changed_ms: Vec::new(),
             repair_pending: None,
             pending_losses: Vec::new(),
+            cut_off: BTreeSet::new(),
             two_cluster_since: BTreeMap::new(),
             quiet: false,
             trace: Trace::from_env(),
             starting: false,
             counters: Counters::default(),
+            outputs: Vec::new(),
             started: Instant::now(),
             node_config,
             config,
@@ -487,14 +534,15 @@ impl World {
             let archive = index >= world.config.nodes;
             let id = world.identity(host, 0);
             world.hosts.push(Host {
-                node: None,
+                running: None,
                 id,
                 incarnation: 0,
                 archive,
                 store: HostStore::default(),
                 kv: BTreeMap::new(),
                 cluster: None,
-                timers: BTreeMap::new(),
+                wake: None,
+                wakes_queued: 0,
                 links: BTreeSet::new(),
                 online_since_ms: 0,
             });
@@ -577,8 +625,8 @@ impl World {
         let archive = self.hosts[index].archive;
         {
             let record = &mut self.hosts[index];
-            record.node = Some(Box::new(node));
-            record.timers.clear();
+            record.running = Some(Box::new(shoal_host::Host::new(node)));
+            record.wake = None;
             record.cluster = None;
             record.online_since_ms = now_ms;
         }
@@ -648,18 +696,18 @@ impl World {
                     self.counters.messages_to_offline += 1;
                 }
             }
-            SimEvent::Timer {
+            SimEvent::Wake {
                 host,
                 incarnation,
-                id,
-                at_ms,
+                serial,
             } => {
-                let index = host as usize;
                 if self.is_current(host, incarnation)
-                    && self.hosts[index].timers.get(&id) == Some(&at_ms)
+                    && self.hosts[host as usize]
+                        .wake
+                        .is_some_and(|wake| wake.serial == serial)
                 {
-                    self.hosts[index].timers.remove(&id);
-                    self.feed(host, Input::TimerFired(id))?;
+                    self.hosts[host as usize].wake = None;
+                    self.wake(host)?;
                 }
             }
             SimEvent::Storage {
@@ -706,7 +754,7 @@ impl World {
             }
             // A return scheduled for after churn stopped already happened at that moment.
             SimEvent::Return { host } => {
-                if self.hosts[host as usize].node.is_none() {
+                if self.hosts[host as usize].running.is_none() {
                     self.come_back(host)?;
                 }
             }
@@ -745,7 +793,7 @@ impl World {
                 // now (refilling clusters that shrank), so that the membership is fixed
                 // from here and the repair bound measures settling, not further churn.
                 for host in 0..self.hosts.len() as HostIdx {
-                    if self.hosts[host as usize].node.is_none() {
+                    if self.hosts[host as usize].running.is_none() {
                         self.come_back(host)?;
                     }
                 }
@@ -763,23 +811,74 @@ impl World {
 
     fn is_current(&self, host: HostIdx, incarnation: u32) -> bool {
         let record = &self.hosts[host as usize];
-        record.node.is_some() && record.incarnation == incarnation
+        record.running.is_some() && record.incarnation == incarnation
     }
 
     /// Feeds one input to the node on `host` and carries out everything it asks for.
     fn feed(&mut self, host: HostIdx, input: Input) -> Result<(), WorldError> {
+        self.pump(host, |running, _| running.push(input))
+    }
+
+    /// `host`'s wake-up is due: every timer of its node due now fires.
+    fn wake(&mut self, host: HostIdx) -> Result<(), WorldError> {
         let now_ms = self.queue.now_ms();
-        let Some(node) = self.hosts[host as usize].node.as_mut() else {
+        self.pump(host, |running, counters| {
+            for (id, name) in TIMERS {
+                if running.timer(id).is_some_and(|at_ms| at_ms <= now_ms) {
+                    *counters.timers_fired.entry(name).or_default() += 1;
+                }
+            }
+            running.handle_timeout(now_ms);
+        })
+    }
+
+    /// If `host` is online: queues inputs for its node with `queue`, drains the node of them
+    /// through its host, carries out the outputs in the order the node gave them, and makes
+    /// sure a wake-up is queued for the node's next timer.
+    fn pump(
+        &mut self,
+        host: HostIdx,
+        queue: impl FnOnce(&mut shoal_host::Host, &mut Counters),
+    ) -> Result<(), WorldError> {
+        let now_ms = self.queue.now_ms();
+        let Some(running) = self.hosts[host as usize].running.as_mut() else {
             return Ok(());
         };
-        node.handle_input(now_ms, input);
-        while let Some(output) = self.hosts[host as usize]
-            .node
-            .as_mut()
-            .and_then(|node| node.poll_output())
-        {
+        queue(running, &mut self.counters);
+        let mut collected = Collected(std::mem::take(&mut self.outputs));
+        running.drain(now_ms, &mut collected);
+        let mut outputs = collected.0;
+        for output in outputs.drain(..) {
             self.apply(host, output)?;
         }
+        self.outputs = outputs;
+        self.arm_wake(host)
+    }
+
+    /// Queues a wake-up for the next timer of the node on `host`, unless one at that time or
+    /// earlier is queued already (an early wake-up finds nothing due and arms the next).
+    fn arm_wake(&mut self, host: HostIdx) -> Result<(), WorldError> {
+        let now_ms = self.queue.now_ms();
+        let record = &mut self.hosts[host as usize];
+        let Some(next_ms) = record.running.as_ref().and_then(|r| r.poll_timeout()) else {
+            return Ok(());
+        };
+        let at_ms = next_ms.max(now_ms);
+        if record.wake.is_some_and(|wake| wake.at_ms <= at_ms) {
+            return Ok(());
+        }
+        record.wakes_queued += 1;
+        let serial = record.wakes_queued;
+        record.wake = Some(Wake { at_ms, serial });
+        let incarnation = record.incarnation;
+        self.queue.schedule(
+            at_ms,
+            SimEvent::Wake {
+                host,
+                incarnation,
+                serial,
+            },
+        )?;
         Ok(())
     }
 
@@ -797,7 +896,7 @@ impl World {
         let archives = self.config.archives;
         let relays: Vec<usize> = (0..ARCHIVES_PER_ANSWER.min(archives))
             .map(|k| self.config.nodes + (index + k) % archives)
-            .filter(|archive| self.hosts[*archive].node.is_some())
+            .filter(|archive| self.hosts[*archive].running.is_some())
             .collect();
         let mut candidates = Vec::with_capacity(DIRECTORY_CANDIDATES + ARCHIVES_PER_ANSWER);
         if let Some(home) = relays.first() {
@@ -841,8 +940,8 @@ impl World {
         let departure = self.churn.departure();
         self.counters.leaves += 1;
         self.leave_cluster(host, Cause::Offline);
-        if let Some(node) = self.hosts[index].node.take() {
-            self.counters.node_stats.add(&node);
+        if let Some(running) = self.hosts[index].running.take() {
+            self.counters.node_stats.add(running.node());
         }
         self.counters.light_online_ms += now_ms - self.hosts[index].online_since_ms;
         if let Some(pos) = self.online_pos[index].take() {
@@ -906,13 +1005,13 @@ impl World {
         // Every node learns the longer header chain first; then the block source hands the
         // block out as the new-block mode says (S14: one member per cluster; S15: all).
         for index in 0..self.hosts.len() {
-            if self.hosts[index].node.is_some() {
+            if self.hosts[index].running.is_some() {
                 self.feed(index as HostIdx, Input::Headers(self.headers.clone()))?;
             }
         }
         let recipients = self.serving_block_recipients();
         for (index, receives) in recipients.into_iter().enumerate() {
-            if self.hosts[index].node.is_none() || !receives {
+            if self.hosts[index].running.is_none() || !receives {
                 continue;
             }
             let host = index as HostIdx;

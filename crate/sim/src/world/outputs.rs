@@ -1,14 +1,14 @@
-//! Carrying out what nodes ask for — messages, dials, timers, storage, events — and the
-//! invariant checks that ride along.
+//! Carrying out what nodes ask for — messages, dials, storage (see `disk`), events — and the
+//! invariant checks that ride along. Timers are not here: the node's host keeps them.
 
-use shoal_core::node::{Event, KvOp, NodeId, Output, StorageCommand, StorageResult};
-use shoal_core::wire::{encoded_len, BlockHash, Message};
+use shoal_core::node::{Event, NodeId, Output};
+use shoal_core::wire::{encoded_len, Message};
 
-use super::{HostIdx, SimEvent, World, WorldError, STORAGE_LATENCY_MS};
+use super::{HostIdx, SimEvent, World, WorldError};
 use crate::invariants::Invariant;
 use crate::network::{Delivery, Partition};
 use crate::replicas::{Cause, ClusterIdx, PendingLoss};
-use crate::storage::{flip_bit, BlockCheck, ReadFate, Stored, WriteFate};
+use crate::storage::Stored;
 
 impl World {
     /// Carries out one output of the node on `host`.
@@ -16,22 +16,7 @@ impl World {
         match output {
             Output::Send { to, message } => self.send(host, to, message),
             Output::Connect { peer, .. } => self.connect(host, peer),
-            Output::SetTimer { id, at_ms } => {
-                let index = host as usize;
-                let at_ms = at_ms.max(self.queue.now_ms());
-                self.hosts[index].timers.insert(id, at_ms);
-                let incarnation = self.hosts[index].incarnation;
-                self.queue.schedule(
-                    at_ms,
-                    SimEvent::Timer {
-                        host,
-                        incarnation,
-                        id,
-                        at_ms,
-                    },
-                )?;
-                Ok(())
-            }
+            Output::SetTimer { .. } => unreachable!("the node's host keeps its timers"),
             Output::Storage(command) => self.storage(host, command),
             Output::Event(event) => self.event(host, event),
         }
@@ -67,7 +52,7 @@ impl World {
         self.by_id
             .get(id)
             .copied()
-            .filter(|host| self.hosts[*host as usize].node.is_some())
+            .filter(|host| self.hosts[*host as usize].running.is_some())
     }
 
     /// A dial. One that cannot succeed (the peer is gone, or across a partition) is silent:
@@ -161,182 +146,12 @@ impl World {
         Ok(())
     }
 
-    /// Carries out a storage command against the host's simulated store, with faults, and
-    /// checks that a block to be stored is the true chain's block.
-    pub(super) fn storage(
-        &mut self,
-        host: HostIdx,
-        command: StorageCommand,
-    ) -> Result<(), WorldError> {
-        let now_ms = self.queue.now_ms();
-        let index = host as usize;
-        let result = match command {
-            StorageCommand::Put {
-                request_id,
-                block_hash,
-                bytes,
-                ..
-            } => {
-                self.put(host, block_hash, bytes);
-                StorageResult::Put {
-                    request_id,
-                    ok: true,
-                }
-            }
-            StorageCommand::Get {
-                request_id,
-                block_hash,
-            } => {
-                let mut bytes = match self.hosts[index].store.get(&block_hash) {
-                    Some(Stored::Block(height)) => self.chain.block(*height).map(<[u8]>::to_vec),
-                    Some(Stored::Bytes(bytes)) => Some(bytes.to_vec()),
-                    None => None,
-                };
-                if let (Some(value), ReadFate::Corrupt { bit_seed }) =
-                    (bytes.as_mut(), self.faults.read())
-                {
-                    self.counters.corrupt_reads += 1;
-                    flip_bit(value, bit_seed);
-                }
-                StorageResult::Got { request_id, bytes }
-            }
-            StorageCommand::Delete {
-                request_id,
-                block_hash,
-            } => {
-                let previous = self.hosts[index].store.delete(&block_hash);
-                if let (Some(Stored::Block(height)), Some(cluster)) =
-                    (previous, self.hosts[index].cluster)
-                {
-                    self.drop_holder(cluster, height, Cause::Deleted);
-                }
-                StorageResult::Deleted { request_id }
-            }
-            StorageCommand::List { request_id } => StorageResult::Listed {
-                request_id,
-                blocks: self.hosts[index]
-                    .store
-                    .iter()
-                    .map(|(hash, _)| *hash)
-                    .collect(),
-            },
-            StorageCommand::WriteKv { request_id, ops } => {
-                self.counters.kv_writes += 1;
-                // Lost as a whole (the batch is atomic), acknowledged all the same.
-                if !self.hosts[index].archive && self.kv_faults.write() == WriteFate::Lose {
-                    self.counters.kv_lost_writes += 1;
-                } else {
-                    let kv = &mut self.hosts[index].kv;
-                    for op in ops {
-                        match op {
-                            KvOp::Put { key, value } => {
-                                kv.insert(key.into(), value.into());
-                            }
-                            KvOp::Delete { key } => {
-                                kv.remove(key.as_slice());
-                            }
-                        }
-                    }
-                }
-                StorageResult::KvWritten {
-                    request_id,
-                    ok: true,
-                }
-            }
-            StorageCommand::ListKv { request_id } => {
-                let mut records = Vec::with_capacity(self.hosts[index].kv.len());
-                for (key, value) in &self.hosts[index].kv {
-                    let mut value = value.to_vec();
-                    if let ReadFate::Corrupt { bit_seed } = self.kv_faults.read() {
-                        self.counters.kv_corrupt_reads += 1;
-                        flip_bit(&mut value, bit_seed);
-                    }
-                    records.push((key.to_vec(), value));
-                }
-                StorageResult::KvListed {
-                    request_id,
-                    records,
-                }
-            }
-        };
-        let incarnation = self.hosts[index].incarnation;
-        self.queue.schedule(
-            now_ms + STORAGE_LATENCY_MS,
-            SimEvent::Storage {
-                host,
-                incarnation,
-                result: Box::new(result),
-            },
-        )?;
-        Ok(())
-    }
-
-    /// A block write: checked against the true chain, maybe lost, counted as a replica.
-    fn put(&mut self, host: HostIdx, block_hash: BlockHash, bytes: Vec<u8>) {
-        let now_ms = self.queue.now_ms();
-        let index = host as usize;
-        self.log.checked(Invariant::NoUnverifiedStore, 1);
-        let value = match self.chain.check(&block_hash, &bytes) {
-            BlockCheck::Valid(height) => Stored::Block(height),
-            verdict => {
-                let detail = match verdict {
-                    BlockCheck::WrongBytes(height) => format!(
-                        "node {:?} (host {host}) stored {} bytes under the hash of block {height} that are not that block",
-                        self.hosts[index].id,
-                        bytes.len()
-                    ),
-                    _ => format!(
-                        "node {:?} (host {host}) stored {} bytes under a hash that is in no block of the chain",
-                        self.hosts[index].id,
-                        bytes.len()
-                    ),
-                };
-                self.log
-                    .violate(now_ms, Invariant::NoUnverifiedStore, detail);
-                Stored::Bytes(bytes.into_boxed_slice())
-            }
-        };
-        let cluster = self.hosts[index].cluster;
-        // Archives stand in for the block source (a relay backed by a full node, which can
-        // always supply a block again): their writes are not lost.
-        if !self.hosts[index].archive && self.faults.write() == WriteFate::Lose {
-            self.counters.lost_writes += 1;
-            if let (Stored::Block(height), Some(cluster)) = (&value, cluster) {
-                self.replicas
-                    .note_silent_failure(cluster, *height, now_ms, self.silent_failure_ms);
-            }
-            return;
-        }
-        let new_height = match &value {
-            Stored::Block(height) => Some(*height),
-            Stored::Bytes(_) => None,
-        };
-        let previous = self.hosts[index].store.put(block_hash, value);
-        let old_height = match previous {
-            Some(Stored::Block(height)) => Some(height),
-            _ => None,
-        };
-        let Some(cluster) = cluster else {
-            return;
-        };
-        match (old_height, new_height) {
-            (None, Some(height)) => {
-                if self.replicas.reached_p(cluster, height) {
-                    self.counters.moved_bytes += self.block_len(height);
-                }
-                self.replicas.add_holder(cluster, height, now_ms);
-            }
-            (Some(height), None) => self.drop_holder(cluster, height, Cause::Overwritten),
-            _ => {}
-        }
-    }
-
-    fn block_len(&self, height: u32) -> u64 {
+    pub(super) fn block_len(&self, height: u32) -> u64 {
         self.chain.block(height).map_or(0, |b| b.len() as u64)
     }
 
     /// One holder of `height` in `cluster` is gone; the live-holder invariant is evaluated.
-    fn drop_holder(&mut self, cluster: ClusterIdx, height: u32, cause: Cause) {
+    pub(super) fn drop_holder(&mut self, cluster: ClusterIdx, height: u32, cause: Cause) {
         let now_ms = self.queue.now_ms();
         self.log.checked(Invariant::LiveHolder, 1);
         self.replicas.remove_holder(cluster, height, now_ms, cause);
@@ -405,6 +220,9 @@ impl World {
         for height in heights {
             self.replicas.add_holder(cluster, height, now_ms);
         }
+        if let Some(partition) = self.network.active_partition() {
+            self.note_cut_off(cluster, partition);
+        }
     }
 
     /// `host` stops counting in its cluster, for `cause`. A departure (anything but the
@@ -430,6 +248,9 @@ impl World {
             }
             self.drop_holder(cluster, height, cause);
         }
+        if let Some(partition) = self.network.active_partition() {
+            self.note_cut_off(cluster, partition);
+        }
     }
 
     /// A partition starts: the members it cuts off from the larger part of their cluster (the
@@ -440,30 +261,46 @@ impl World {
     /// only by P failures together: one member cut off with one copy while the other holders
     /// crash is the case the invariant allows for; the members on the larger side fail
     /// nothing by it.
+    ///
+    /// Which side is the larger can change while the partition lasts: members crash, leave
+    /// and join on either side. So the cut is judged again whenever a cluster's membership
+    /// changes during the partition ([`World::note_cut_off`]), and a member counts as failed
+    /// at most once a partition.
     pub(super) fn note_partition_failures(&mut self, partition: Partition) {
+        self.cut_off.clear();
+        for cluster in 0..self.replicas.cluster_count() as ClusterIdx {
+            self.note_cut_off(cluster, partition);
+        }
+    }
+
+    /// The members of `cluster` that `partition` now cuts off from the larger part of it, and
+    /// that have not counted as cut off during this partition yet, fail as holders of their
+    /// blocks (see [`World::note_partition_failures`]).
+    pub(super) fn note_cut_off(&mut self, cluster: ClusterIdx, partition: Partition) {
         let now_ms = self.queue.now_ms();
         let counts_for_ms =
             partition.end_ms.saturating_sub(now_ms) + self.replicas.repair_window_ms();
-        for cluster in 0..self.replicas.cluster_count() as ClusterIdx {
-            let (inside, outside): (Vec<HostIdx>, Vec<HostIdx>) = self
-                .replicas
-                .members(cluster)
-                .into_iter()
-                .partition(|host| self.network.segment_of(*host) == partition.segment);
-            if inside.is_empty() || outside.is_empty() {
+        let (inside, outside): (Vec<HostIdx>, Vec<HostIdx>) = self
+            .replicas
+            .members(cluster)
+            .into_iter()
+            .partition(|host| self.network.segment_of(*host) == partition.segment);
+        if inside.is_empty() || outside.is_empty() {
+            return;
+        }
+        let cut_off = if inside.len() <= outside.len() {
+            inside
+        } else {
+            outside
+        };
+        for host in cut_off {
+            if !self.cut_off.insert((cluster, host)) {
                 continue;
             }
-            let cut_off = if inside.len() <= outside.len() {
-                inside
-            } else {
-                outside
-            };
-            for host in cut_off {
-                for height in self.held_heights(host) {
-                    if self.replicas.live(cluster, height) > 0 {
-                        self.replicas
-                            .note_silent_failure(cluster, height, now_ms, counts_for_ms);
-                    }
+            for height in self.held_heights(host) {
+                if self.replicas.live(cluster, height) > 0 {
+                    self.replicas
+                        .note_silent_failure(cluster, height, now_ms, counts_for_ms);
                 }
             }
         }
@@ -534,10 +371,8 @@ impl World {
         let mut listed: Vec<Vec<ClusterIdx>> = vec![Vec::new(); self.hosts.len()];
         let mut examined = 0u64;
         for index in 0..self.hosts.len() {
-            let Some((cluster, _epoch, members)) = self.hosts[index]
-                .node
-                .as_ref()
-                .and_then(|node| node.cluster())
+            let Some((cluster, _epoch, members)) =
+                self.hosts[index].node().and_then(|node| node.cluster())
             else {
                 continue;
             };
@@ -716,7 +551,7 @@ impl World {
     /// Prints every live member of `cluster` with what it holds and its repair state.
     fn trace_cluster(&self, cluster: ClusterIdx) {
         for (index, host) in self.hosts.iter().enumerate() {
-            let Some(node) = host.node.as_ref() else {
+            let Some(node) = host.node() else {
                 continue;
             };
             if host.cluster != Some(cluster) {
@@ -739,7 +574,7 @@ impl World {
         let mut fresh: std::collections::BTreeMap<(ClusterIdx, u32), u32> =
             std::collections::BTreeMap::new();
         for index in 0..self.hosts.len() {
-            let Some(node) = self.hosts[index].node.as_ref() else {
+            let Some(node) = self.hosts[index].node() else {
                 continue;
             };
             let believed = node.cluster().map(|(cluster, _, _)| cluster);

@@ -73,8 +73,12 @@ pub struct Report {
 
     /// Events processed.
     pub events: u64,
-    /// Events processed, by kind.
+    /// Events processed, by kind. A node's timers cost `wake` events: one a wake-up, which
+    /// fires every timer of the node then due (a stale wake-up, overtaken by an earlier
+    /// deadline, is counted too).
     pub events_by_kind: std::collections::BTreeMap<&'static str, u64>,
+    /// Timers the nodes' hosts fired, by timer id.
+    pub timers_fired: std::collections::BTreeMap<&'static str, u64>,
     /// Messages sent (all hosts).
     pub messages_sent: u64,
     /// Messages sent, by kind.
@@ -139,7 +143,7 @@ impl World {
         self.finish_repair_checks();
         self.pending_losses.extend(self.replicas.take_pending());
         for record in &self.hosts {
-            if let Some(node) = &record.node {
+            if let Some(node) = record.node() {
                 self.counters.node_stats.add(node);
                 if !record.archive {
                     self.counters.light_online_ms += now_ms - record.online_since_ms;
@@ -191,6 +195,7 @@ impl World {
             violations: self.log.kept().to_vec(),
             events: counters.events,
             events_by_kind: counters.events_by_kind.clone(),
+            timers_fired: counters.timers_fired.clone(),
             messages_sent: counters.messages_sent,
             messages_by_kind: counters.messages_by_kind.clone(),
             message_bytes: counters.message_bytes,

@@ -21,15 +21,13 @@ use shoal_core::wire::{Hash256, Message, TxAnswerBody};
 use super::{HostIdx, SimEvent, World, WorldError};
 use crate::invariants::Invariant;
 use crate::replicas::{quantile, ClusterIdx};
-use crate::rng::SimRng;
+use crate::rng::{SimRng, Stream};
 use crate::serving::{
     adversary, Adversary, NewBlocksMode, Rewrite, ServingConfig, ServingReport, TxTruth,
     OUTSIDER_ATTEMPTS,
 };
 use crate::storage::Stored;
 
-/// The random stream of serving.
-const STREAM_SERVING: u64 = 5;
 /// Request ids of outsider clients (far from the nodes' own counters).
 const OUTSIDER_REQUEST_BIT: u64 = 1 << 62;
 /// An outsider gives up on a member after this long (the core's query timeout is 10 s).
@@ -140,7 +138,7 @@ impl Serving {
         light_hosts: usize,
         host_count: usize,
     ) -> Self {
-        let mut rng = SimRng::stream(seed, STREAM_SERVING);
+        let mut rng = SimRng::stream(seed, Stream::Serving.number());
         let mut order: Vec<usize> = (0..light_hosts).collect();
         rng.shuffle(&mut order);
         let mut adversaries = vec![None; host_count];
@@ -414,9 +412,13 @@ impl World {
         let now_ms = self.queue.now_ms();
         self.log.checked(Invariant::JobOnTrueBlock, 1);
         let txids = self.hosts[host as usize]
-            .node
+            .running
             .as_mut()
-            .and_then(|node| node.with_block(block_hash, |block| block.txids()));
+            .and_then(|running| {
+                running
+                    .node_mut()
+                    .with_block(block_hash, |block| block.txids())
+            });
         let truth = self.serving.truth.txids_at(open.height);
         if txids.as_deref() == Some(truth)
             && self.serving.truth.hash_at(open.height) == Some(*block_hash)
@@ -439,8 +441,7 @@ impl World {
     /// The members `host`'s node lists in its view (empty if it is not a member).
     fn view_of(&self, host: HostIdx) -> Vec<NodeId> {
         self.hosts[host as usize]
-            .node
-            .as_ref()
+            .node()
             .and_then(|n| n.cluster())
             .map(|(_, _, members)| members)
             .unwrap_or_default()
@@ -686,7 +687,7 @@ impl World {
                     view.iter().filter_map(|id| self.by_id.get(id)).collect::<Vec<_>>()
                 );
                 if self.trace.state {
-                    if let Some(node) = self.hosts[q.asker as usize].node.as_ref() {
+                    if let Some(node) = self.hosts[q.asker as usize].node() {
                         eprintln!(
                             "  asker host {}: {}; {:?}",
                             q.asker,
