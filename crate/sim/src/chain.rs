@@ -247,6 +247,19 @@ mod tests {
         }
     }
 
+    /// Golden values: the hashes of both chains the simulator builds, for fixed seeds.
+    #[test]
+    fn chains_are_unchanged() {
+        let digest = |chain: &[SimBlock]| {
+            chain.iter().fold(0u64, |acc, b| {
+                acc.rotate_left(7) ^ u64::from_le_bytes(b.hash[..8].try_into().unwrap())
+            })
+        };
+        assert_eq!(digest(&generate(20, 3, 5)), 18249281092072392587);
+        assert_eq!(digest(&generate(64, 2, 1)), 4319031838352214396);
+        assert_eq!(digest(&generate_regtest(12, 4, 3)), 11583087352839710259);
+    }
+
     #[test]
     fn blocks_are_tiny() {
         let chain = generate(5, 2, 9);

@@ -142,6 +142,31 @@ mod tests {
         assert_eq!(splitmix64(&mut state), 0x06C4_5D18_8009_454F);
     }
 
+    /// Golden values: every seeded result of the simulator follows from these draws.
+    #[test]
+    fn the_streams_are_unchanged() {
+        let mut rng = SimRng::stream(1, 5);
+        let words: Vec<u64> = (0..3).map(|_| rng.next_u64()).collect();
+        let below: Vec<u64> = (0..4).map(|_| rng.below(1_000)).collect();
+        let units: Vec<u64> = (0..2).map(|_| rng.unit().to_bits()).collect();
+        let normal = rng.normal().to_bits();
+        let mut items: Vec<u32> = (0..8).collect();
+        rng.shuffle(&mut items);
+        assert_eq!(
+            words,
+            [
+                3165058619346126029,
+                16199650462702762942,
+                16351480783360959216
+            ]
+        );
+        assert_eq!(below, [50, 52, 979, 429]);
+        assert_eq!(units, [4604881243920211878, 4595665821523143456]);
+        assert_eq!(normal, 4597060229164740265);
+        assert_eq!(items, [3, 5, 4, 1, 0, 2, 6, 7]);
+        assert_eq!(mix(&[1, 2, 3]), 7242028582026875000);
+    }
+
     #[test]
     fn same_seed_same_sequence_and_streams_differ() {
         let mut a = SimRng::new(42);

@@ -408,3 +408,24 @@ fn timer_table_keeps_one_deadline_per_id_and_hands_out_due_ones_once() {
     assert_eq!(timers.take_due(1_000), vec![TimerId::Heartbeat]);
     assert_eq!(timers.next_ms(), None);
 }
+
+/// Golden values of the node's random stream (its seed mixed with its id): heartbeat nonces,
+/// RTT pings and every jittered deadline come from it, and the simulator's seeded results
+/// with them.
+#[test]
+fn the_nodes_random_stream_is_unchanged() {
+    let id = NodeId::from_seed(3);
+    let mut rng = Rng(99 ^ u64::from_le_bytes(id.0[..8].try_into().unwrap()));
+    let draws: Vec<u64> = (0..4).map(|_| rng.next_u64()).collect();
+    let jitters: Vec<u64> = (0..4).map(|_| rng.jitter(10_000)).collect();
+    assert_eq!(
+        draws,
+        [
+            17232830867553386251,
+            4611599449045664984,
+            6992230150852250154,
+            2994597414423267507
+        ]
+    );
+    assert_eq!(jitters, [7548, 12023, 13938, 7381]);
+}

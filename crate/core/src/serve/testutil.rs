@@ -130,3 +130,26 @@ impl BestChain for TestChain {
         self.index.get(hash).copied()
     }
 }
+
+/// Golden values: the hashes of the test chains the serving tests build.
+#[test]
+fn test_chains_are_unchanged() {
+    let digest = |blocks: &[Block]| {
+        blocks.iter().fold(0u64, |acc, b| {
+            acc.rotate_left(7) ^ u64::from_le_bytes(b.block_hash().0[..8].try_into().unwrap())
+        })
+    };
+    let digests: Vec<u64> = [(6, 5, 1), (8, 3, 2), (5, 0, 1), (3, 3, 5)]
+        .into_iter()
+        .map(|(len, txs, tag)| digest(&chain_of(len, txs, tag)))
+        .collect();
+    assert_eq!(
+        digests,
+        [
+            390497767986824421,
+            10959991582324134050,
+            13571311900251388190,
+            11882600873101732377
+        ]
+    );
+}
