@@ -32,6 +32,7 @@
 //! the [`node`] module's docs.
 #![forbid(unsafe_code)]
 
+pub mod base;
 pub mod chain;
 pub mod cluster;
 pub mod liveness;

@@ -43,7 +43,7 @@
 pub mod chain_seam;
 mod config;
 mod io;
-mod serve_glue;
+mod serving;
 
 pub use crate::serve::txindex::KvOp;
 pub use chain_seam::{HeaderList, HeaderPrefix, HeaderView, SharedHeaders};
@@ -56,6 +56,7 @@ pub use io::{
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
+use crate::base::RequestIds;
 use crate::cluster::formation::Ordinary;
 use crate::cluster::Membership;
 use crate::placement::{mix64, Placer};
@@ -147,12 +148,13 @@ pub struct Node {
     pub(crate) role: Role,
     pub(crate) placer: Placer,
     pub(crate) repair: Repair,
-    pub(crate) next_id: u64,
+    /// Every request this node sends, to peers or to its store, is numbered from here.
+    pub(crate) request_ids: RequestIds,
     /// Per-node salt that breaks ties between equally good peers differently on every node.
     pub(crate) tie_salt: u64,
     pub(crate) stats: NodeStats,
     /// Serving: transaction index, queries and the block cache (S16, S17).
-    pub(crate) serve: serve_glue::ServeGlue,
+    pub(crate) serve: serving::Serving,
 }
 
 impl Node {
@@ -161,6 +163,8 @@ impl Node {
         config.validate()?;
         let placer = Placer::new(config.placement, config.replicas);
         let repair = Repair::new(&config);
+        let request_ids = RequestIds::new();
+        let serve = crate::serve::service::Serve::new(config.serve, id, request_ids.clone());
         Ok(Node {
             id,
             rng: Rng(seed ^ u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"))),
@@ -174,10 +178,10 @@ impl Node {
             role: Role::Ordinary(Ordinary::default()),
             placer,
             repair,
-            next_id: 1,
+            request_ids,
             tie_salt: mix64(seed ^ 0x5eed),
             stats: NodeStats::default(),
-            serve: serve_glue::ServeGlue::new(crate::serve::service::Serve::new(config.serve, id)),
+            serve: serving::Serving::new(serve),
             config,
         })
     }
@@ -658,9 +662,14 @@ impl Node {
     }
 
     pub(crate) fn fresh_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+        self.request_ids.next_id()
+    }
+
+    /// A request id from this node's allocator, for a request a shell sends in this node's
+    /// name (the simulator's outside clients): no request of the node itself will ever carry
+    /// it, so the shell can tell the answer apart by its id. The node ignores an answer to it.
+    pub fn request_id(&mut self) -> u64 {
+        self.request_ids.next_id()
     }
 
     pub(crate) fn push(&mut self, output: Output) {

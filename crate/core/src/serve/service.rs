@@ -1,45 +1,43 @@
 //! The serving layer as one piece the node drives (S14–S17): [`Serve`] bundles the transaction
 //! index, queries, new-block storage and the block cache, keeps them in step with each other
 //! (a stored block is indexed; a dropped block leaves index and cache; a reorg drops what left
-//! the best chain) and speaks in three kinds of output: messages to peers, storage intents and
-//! events.
+//! the best chain) and speaks the node's own vocabulary: it takes the node's [`Message`]s and
+//! queues the node's [`Output`]s — messages, [`StorageCommand`]s and [`Event`]s.
 //!
 //! # Usage
 //!
-//! The node owns one `Serve<NodeId>` and, with `now_ms` and an [`Env`] (its header view, the
-//! cluster's members, placement), calls:
+//! The node owns one `Serve` and, with `now_ms` and an [`Env`] (its header view, the cluster's
+//! members, placement), calls:
 //!
-//! - [`Serve::query`] for a front-end query, [`Serve::handle_message`] for every
-//!   [`ServeMessage`] from a peer, [`Serve::handle_new_block`] for a block from the block
-//!   source, [`Serve::handle_chain_change`] when the header chain moved, [`Serve::run_job`]
-//!   to run code on any block (S17);
-//! - [`Serve::handle_put_result`] / [`Serve::handle_get_result`] when a storage intent it
-//!   issued finished;
+//! - [`Serve::query`] for a front-end query, [`Serve::handle_message`] for the serving
+//!   messages from a peer (`TxQuery`, `TxAnswer`, `BlockStored`, `NewBlock`, and the
+//!   `BlockData`/`BlockNotFound` answers to the cache's fetches, [`Serve::awaits_block`]),
+//!   [`Serve::handle_new_block`] for a block from the block source,
+//!   [`Serve::handle_chain_change`] when the header chain moved, [`Serve::run_job`] to run
+//!   code on any block (S17);
+//! - [`Serve::handle_put_result`] / [`Serve::handle_get_result`] when a storage command it
+//!   issued finished ([`Serve::put_height`] / [`Serve::awaits_read`] say which are its own);
 //! - [`Serve::block_stored`] / [`Serve::block_removed`] when the node itself (repair, start-up)
 //!   stored or deleted a block, so that the index follows the shard;
 //! - [`Serve::handle_timeout`] when [`Serve::poll_timeout`] is due;
 //!
-//! and after each call drains [`Serve::poll_output`]. Request ids of blocks fetched by the
-//! cache have the top bit set ([`Serve::owns_request_id`]) so the node can route `BlockData`
-//! answers between its repair and the cache.
+//! and after each call drains [`Serve::poll_output`] into its own outputs. Every request id
+//! (storage commands, queries' asks, the cache's fetches) comes from the node's
+//! [`RequestIds`], so an answer is routed back by looking its id up, never by bits in it.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
 use std::sync::Arc;
 
 use super::cache::{BlockCache, CacheConfig, CacheError, CacheOutput, JobId};
 use super::newblock::{self, NewBlockConfig, NewBlockError, NewBlockOutput, NewBlocks, Source};
-use super::query::{
-    self, Origin, Queries, QueryConfig, QueryError, QueryId, QueryOutput, QueryResult, Scope,
-    TxAnswer,
-};
+use super::query::{self, Origin, Queries, QueryConfig, QueryError, QueryId, QueryOutput, Scope};
 use super::reorg::ChainChange;
 use super::txindex::{KvOp, TxIndex, TxIndexConfig};
 use super::BestChain;
-use crate::chain::{Block, BlockHash, Txid};
-
-/// The top bit marks request ids of blocks the cache fetches.
-pub const CACHE_REQUEST_BIT: u64 = 1 << 63;
+use crate::base::RequestIds;
+use crate::chain::{Block, BlockHash, Hash256, Txid};
+use crate::node::{Event, NodeId, Output, StorageCommand};
+use crate::wire::{Message, TxAnswerBody};
 
 /// Configuration of the serving layer: one section per component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,205 +53,16 @@ pub struct ServeConfig {
 }
 
 /// What the serving layer needs of the node at each call.
-pub struct Env<'a, P> {
+pub struct Env<'a> {
     /// The node's best header chain.
     pub chain: &'a dyn BestChain,
     /// The cluster's members, this node included (empty for an ordinary node).
-    pub members: &'a [P],
+    pub members: &'a [NodeId],
     /// Connected archives (asked last by this node's own queries when
     /// [`QueryConfig::ask_archives`] is set; may be empty otherwise).
-    pub archives: &'a [P],
+    pub archives: &'a [NodeId],
     /// Placement: the members that must hold a block (hash, height).
-    pub holders: &'a dyn Fn(&BlockHash, u32) -> Vec<P>,
-}
-
-/// Serving messages between nodes (the node maps them to its wire messages).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServeMessage {
-    /// Where is this transaction? (S16)
-    TxQuery {
-        /// Echoed in the answer.
-        request_id: u64,
-        /// The transaction.
-        txid: Txid,
-        /// The block it is believed to be in.
-        block_hint: Option<BlockHash>,
-    },
-    /// The answer to a `TxQuery`.
-    TxAnswer {
-        /// The query's request id.
-        request_id: u64,
-        /// The answer.
-        answer: TxAnswer,
-    },
-    /// "I stored this block" (S14, S15).
-    Stored {
-        /// The block.
-        block_hash: BlockHash,
-        /// Its height.
-        height: u32,
-    },
-    /// A new block pushed to a holder (S14).
-    NewBlock {
-        /// Raw consensus bytes.
-        bytes: Arc<[u8]>,
-    },
-    /// Ask for a block (S17 fetch).
-    GetBlock {
-        /// Echoed in the answer.
-        request_id: u64,
-        /// The block.
-        block_hash: BlockHash,
-    },
-    /// A block's bytes.
-    BlockData {
-        /// The request's id.
-        request_id: u64,
-        /// Raw consensus bytes.
-        bytes: Arc<[u8]>,
-    },
-    /// The asked node does not have the block.
-    BlockNotFound {
-        /// The request's id.
-        request_id: u64,
-    },
-}
-
-/// A storage intent: the node carries it out with its own request id scheme and reports back
-/// with the `request_id` given here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageIntent {
-    /// Store a verified block; report with [`Serve::handle_put_result`].
-    PutBlock {
-        /// Comes back with the result.
-        request_id: u64,
-        /// The block.
-        block_hash: BlockHash,
-        /// Its height.
-        height: u32,
-        /// Its bytes.
-        bytes: Arc<[u8]>,
-    },
-    /// Read a block; report with [`Serve::handle_get_result`].
-    GetBlock {
-        /// Comes back with the result.
-        request_id: u64,
-        /// The block.
-        block_hash: BlockHash,
-    },
-    /// Delete a block (no report needed).
-    DeleteBlock {
-        /// The block.
-        block_hash: BlockHash,
-    },
-    /// Write the transaction index's records (no report needed; a lost write is rebuilt from
-    /// the stored block at start).
-    WriteIndex {
-        /// The batch, to apply atomically.
-        ops: Vec<KvOp>,
-    },
-}
-
-/// What the serving layer tells the node and its front end.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServeEvent<P> {
-    /// A local query finished.
-    QueryDone {
-        /// The query.
-        query: QueryId,
-        /// Its transaction.
-        txid: Txid,
-        /// The result.
-        result: QueryResult,
-        /// The node whose proof confirmed it (`None`: this node's own blocks, or no
-        /// confirmation).
-        answered_by: Option<P>,
-    },
-    /// A block is stored here (and indexed).
-    BlockStored {
-        /// The block.
-        block_hash: BlockHash,
-        /// Its height.
-        height: u32,
-    },
-    /// A held block was dropped (it left the best chain).
-    BlockDropped {
-        /// The block.
-        block_hash: BlockHash,
-    },
-    /// A stored block read back corrupt. It is not deleted: the node keeps it as suspect,
-    /// serves none of it, and refetches a verified copy to put over it.
-    BlockCorrupt {
-        /// The block.
-        block_hash: BlockHash,
-    },
-    /// A block reached P announcements.
-    SafelyStored {
-        /// The block.
-        block_hash: BlockHash,
-        /// Its height.
-        height: u32,
-    },
-    /// A block's re-drives ran out: repair must restore its replicas.
-    Underreplicated {
-        /// The block.
-        block_hash: BlockHash,
-        /// Its height.
-        height: u32,
-    },
-    /// A block this member must hold joined the best chain: fetch it (repair's job).
-    MustFetch {
-        /// The block.
-        block_hash: BlockHash,
-        /// Its height.
-        height: u32,
-    },
-    /// A new block was refused.
-    BlockRejected {
-        /// Who sent it (`None`: the block source).
-        from: Option<P>,
-        /// Why.
-        error: NewBlockError,
-    },
-    /// A job's block is ready: run it with [`Serve::with_block`].
-    JobReady {
-        /// The job.
-        job: JobId,
-        /// Its block.
-        block_hash: BlockHash,
-    },
-    /// A job cannot run.
-    JobFailed {
-        /// The job.
-        job: JobId,
-        /// Its block.
-        block_hash: BlockHash,
-        /// Why.
-        error: CacheError,
-    },
-    /// A peer misbehaved (forged proof, invalid block); `score` is its total here.
-    Misbehaved {
-        /// The peer.
-        peer: P,
-        /// Its score.
-        score: u32,
-    },
-}
-
-/// Everything the serving layer asks of the node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServeOutput<P> {
-    /// Send a message to a peer.
-    Send {
-        /// The peer.
-        to: P,
-        /// The message.
-        message: ServeMessage,
-    },
-    /// Carry out a storage intent.
-    Storage(StorageIntent),
-    /// Tell the node / front end.
-    Event(ServeEvent<P>),
+    pub holders: &'a dyn Fn(&BlockHash, u32) -> Vec<NodeId>,
 }
 
 /// Counters of what serving did.
@@ -265,21 +74,18 @@ pub struct ServeStats {
     pub queries_done: u64,
     /// Blocks stored through new-block storage.
     pub new_blocks_stored: u64,
-    /// Blocks served to peers' `GetBlock`.
-    pub blocks_served: u64,
     /// Blocks dropped because they left the best chain.
     pub blocks_dropped: u64,
 }
 
+/// What a storage command of the serving layer is for: its result is routed by this.
 #[derive(Debug, Clone)]
-enum Pending<P> {
+enum Pending {
     /// A query reads a candidate block.
     QueryRead {
         query: QueryId,
         block_hash: BlockHash,
     },
-    /// A peer asked for a block.
-    ServeBlock { to: P, request_id: u64 },
     /// A job needs a held block in the cache.
     JobRead { job: JobId, block_hash: BlockHash },
     /// A new block is being written.
@@ -292,32 +98,39 @@ enum Pending<P> {
 
 /// The serving layer of one node. See the module docs.
 #[derive(Debug)]
-pub struct Serve<P> {
-    me: P,
+pub struct Serve {
+    me: NodeId,
+    request_ids: RequestIds,
     index: TxIndex,
-    queries: Queries<P>,
-    new_blocks: NewBlocks<P>,
-    cache: BlockCache<P>,
-    pending: HashMap<u64, Pending<P>>,
-    next_request_id: u64,
-    outputs: VecDeque<ServeOutput<P>>,
+    queries: Queries<NodeId>,
+    new_blocks: NewBlocks<NodeId>,
+    cache: BlockCache<NodeId>,
+    /// Storage commands in flight, by request id.
+    pending: HashMap<u64, Pending>,
+    /// This node's front-end queries: the queries' own id → the front end's.
+    local_queries: HashMap<QueryId, u64>,
+    outputs: VecDeque<Output>,
+    /// Stored blocks a query read back corrupt, for [`Serve::handle_get_result`] to report.
+    corrupt: Vec<BlockHash>,
     /// The members as of the last call with an [`Env`] (announcement targets).
-    members: Vec<P>,
+    members: Vec<NodeId>,
     stats: ServeStats,
 }
 
-impl<P: Copy + Eq + Hash + Ord> Serve<P> {
-    /// The serving layer of node `me`.
-    pub fn new(config: ServeConfig, me: P) -> Self {
+impl Serve {
+    /// The serving layer of node `me`, numbering its requests with the node's `request_ids`.
+    pub fn new(config: ServeConfig, me: NodeId, request_ids: RequestIds) -> Self {
         Self {
             me,
             index: TxIndex::new(config.index),
-            queries: Queries::new(config.query),
+            queries: Queries::with_request_ids(config.query, request_ids.clone()),
             new_blocks: NewBlocks::new(config.new_blocks),
-            cache: BlockCache::new(config.cache),
+            cache: BlockCache::with_request_ids(config.cache, request_ids.clone()),
+            request_ids,
             pending: HashMap::new(),
-            next_request_id: 1,
+            local_queries: HashMap::new(),
             outputs: VecDeque::new(),
+            corrupt: Vec::new(),
             members: Vec::new(),
             stats: ServeStats::default(),
         }
@@ -333,41 +146,67 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
         &self.stats
     }
 
-    /// Whether `request_id` belongs to a fetch of the cache.
-    pub fn owns_request_id(request_id: u64) -> bool {
-        request_id & CACHE_REQUEST_BIT != 0
+    /// Whether the block cache waits for a `BlockData`/`BlockNotFound` under `request_id`.
+    pub fn awaits_block(&self, request_id: u64) -> bool {
+        self.cache.awaits(request_id)
     }
 
-    /// A query from this node's front end.
+    /// Whether a block read (`StorageCommand::Get`) of the serving layer waits under
+    /// `request_id`.
+    pub fn awaits_read(&self, request_id: u64) -> bool {
+        matches!(
+            self.pending.get(&request_id),
+            Some(Pending::QueryRead { .. } | Pending::JobRead { .. })
+        )
+    }
+
+    /// The height of the new block a `StorageCommand::Put` of the serving layer writes under
+    /// `request_id`, if it is one.
+    pub fn put_height(&self, request_id: u64) -> Option<u32> {
+        match self.pending.get(&request_id) {
+            Some(Pending::Put { height, .. }) => Some(*height),
+            _ => None,
+        }
+    }
+
+    /// A query from this node's front end, answered by [`Event::TxQueryDone`] with
+    /// `query_id`.
     pub fn query(
         &mut self,
         now_ms: u64,
+        query_id: u64,
         txid: Txid,
         block_hint: Option<BlockHash>,
-        env: &Env<'_, P>,
-    ) -> Result<QueryId, QueryError> {
+        env: &Env<'_>,
+    ) -> Result<(), QueryError> {
         self.sync_members(env);
         let holders = |h: &BlockHash| holders_of(env, h);
         let cx = query_cx(env, &self.index, self.me, &holders);
-        let id = self
-            .queries
-            .start(now_ms, Origin::Local, Scope::Cluster, txid, block_hint, &cx);
+        let started =
+            self.queries
+                .start(now_ms, Origin::Local, Scope::Cluster, txid, block_hint, &cx);
+        if let Ok(query) = started {
+            self.local_queries.insert(query, query_id);
+        }
         self.pump();
-        id
+        started.map(|_| ())
     }
 
-    /// A serving message from `from`.
+    /// A serving message from `from`: `TxQuery`, `TxAnswer`, `BlockStored`, `NewBlock`, or a
+    /// `BlockData`/`BlockNotFound` the cache awaits. Other messages are not the serving
+    /// layer's and are ignored. A new block that fails its checks is refused with the error.
     pub fn handle_message(
         &mut self,
         now_ms: u64,
-        from: P,
-        message: ServeMessage,
-        env: &Env<'_, P>,
-    ) {
+        from: NodeId,
+        message: &Message,
+        env: &Env<'_>,
+    ) -> Result<(), NewBlockError> {
         self.sync_members(env);
         let holders = |h: &BlockHash| holders_of(env, h);
+        let mut result = Ok(());
         match message {
-            ServeMessage::TxQuery {
+            Message::TxQuery {
                 request_id,
                 txid,
                 block_hint,
@@ -381,11 +220,11 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                 let cx = query_cx(env, &self.index, self.me, &holders);
                 let origin = Origin::Peer {
                     peer: from,
-                    request_id,
+                    request_id: *request_id,
                 };
                 match self
                     .queries
-                    .start(now_ms, origin, scope, txid, block_hint, &cx)
+                    .start(now_ms, origin, scope, Txid(txid.0), *block_hint, &cx)
                 {
                     Ok(_) => {}
                     // An outsider over its rate is not worth a message; a member is told at
@@ -393,69 +232,39 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                     Err(QueryError::RateLimited) if scope == Scope::Cluster => {}
                     Err(_) => self.send(
                         from,
-                        ServeMessage::TxAnswer {
-                            request_id,
-                            answer: TxAnswer::Unavailable,
+                        Message::TxAnswer {
+                            request_id: *request_id,
+                            answer: TxAnswerBody::Unavailable,
                         },
                     ),
                 }
             }
-            ServeMessage::TxAnswer { request_id, answer } => {
+            Message::TxAnswer { request_id, answer } => {
                 let cx = query_cx(env, &self.index, self.me, &holders);
                 self.queries
-                    .handle_answer(now_ms, from, request_id, answer, &cx);
+                    .handle_answer(now_ms, from, *request_id, answer.clone(), &cx);
             }
-            ServeMessage::Stored { block_hash, .. } => {
-                self.new_blocks.handle_announcement(from, &block_hash);
+            Message::BlockStored { block_hash, .. } => {
+                self.new_blocks.handle_announcement(from, block_hash);
             }
-            ServeMessage::NewBlock { bytes } => {
+            Message::NewBlock { block } => {
                 let cx = new_block_cx(env, self.me);
-                if let Err(error) =
-                    self.new_blocks
-                        .handle_block(now_ms, Source::Member(from), &bytes, &cx)
-                {
-                    self.event(ServeEvent::BlockRejected {
-                        from: Some(from),
-                        error,
-                    });
-                }
+                result = self
+                    .new_blocks
+                    .handle_block(now_ms, Source::Member(from), block, &cx)
+                    .map(|_| ());
             }
-            ServeMessage::GetBlock {
-                request_id,
-                block_hash,
-            } => {
-                if self.index.contains_block(&block_hash) {
-                    let id = self.next_request_id();
-                    self.pending.insert(
-                        id,
-                        Pending::ServeBlock {
-                            to: from,
-                            request_id,
-                        },
-                    );
-                    self.storage(StorageIntent::GetBlock {
-                        request_id: id,
-                        block_hash,
-                    });
-                } else {
-                    self.send(from, ServeMessage::BlockNotFound { request_id });
-                }
-            }
-            ServeMessage::BlockData { request_id, bytes } => {
-                self.cache.handle_block_data(
-                    now_ms,
-                    from,
-                    request_id & !CACHE_REQUEST_BIT,
-                    &bytes,
-                    env.chain,
-                );
-            }
-            ServeMessage::BlockNotFound { request_id } => {
+            Message::BlockData { request_id, block } => {
                 self.cache
-                    .handle_not_found(now_ms, from, request_id & !CACHE_REQUEST_BIT);
+                    .handle_block_data(now_ms, from, *request_id, block, env.chain);
             }
+            Message::BlockNotFound { request_id } => {
+                self.cache.handle_not_found(now_ms, from, *request_id);
+            }
+            _ => {}
         }
         self.pump();
+        result
     }
 
     /// A block from the block source.
@@ -463,30 +272,24 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
         &mut self,
         now_ms: u64,
         bytes: &[u8],
-        env: &Env<'_, P>,
+        env: &Env<'_>,
     ) -> Result<BlockHash, NewBlockError> {
         self.sync_members(env);
         let cx = new_block_cx(env, self.me);
         let result = self
             .new_blocks
             .handle_block(now_ms, Source::BlockSource, bytes, &cx);
-        if let Err(error) = &result {
-            self.event(ServeEvent::BlockRejected {
-                from: None,
-                error: error.clone(),
-            });
-        }
         self.pump();
         result
     }
 
-    /// The best chain changed: drop what left it (shard, index, cache), ask for what joined.
-    pub fn handle_chain_change(&mut self, change: &ChainChange, env: &Env<'_, P>) {
+    /// The best chain changed: drop what left it (shard, index, cache). What joined it is the
+    /// node's repair's to fetch (it rescans the new chain against placement).
+    pub fn handle_chain_change(&mut self, change: &ChainChange, env: &Env<'_>) {
         self.sync_members(env);
         let index = &self.index;
         let held = |h: &BlockHash| index.contains_block(h);
-        let cx = new_block_cx(env, self.me);
-        self.new_blocks.handle_chain_change(change, &held, &cx);
+        self.new_blocks.handle_chain_change(change, &held);
         for (_, block_hash) in &change.disconnected {
             self.cache.remove(block_hash);
         }
@@ -494,25 +297,19 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
     }
 
     /// Runs a job on block `block_hash` (S17): from the cache, from this node's own store, or
-    /// fetched from a holder. [`ServeEvent::JobReady`] says when to call [`Serve::with_block`].
+    /// fetched from a holder. [`Event::JobReady`] says when to call [`Serve::with_block`].
     pub fn run_job(
         &mut self,
         now_ms: u64,
         job: JobId,
         block_hash: BlockHash,
-        env: &Env<'_, P>,
+        env: &Env<'_>,
     ) -> Result<(), CacheError> {
         if !self.cache.contains(&block_hash) && self.index.contains_block(&block_hash) {
-            let id = self.next_request_id();
-            self.pending
-                .insert(id, Pending::JobRead { job, block_hash });
-            self.storage(StorageIntent::GetBlock {
-                request_id: id,
-                block_hash,
-            });
+            self.read(Pending::JobRead { job, block_hash }, block_hash);
             return Ok(());
         }
-        let holders: Vec<P> = holders_of(env, &block_hash)
+        let holders: Vec<NodeId> = holders_of(env, &block_hash)
             .into_iter()
             .filter(|p| *p != self.me)
             .collect();
@@ -532,19 +329,17 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
         self.cache.with_block(block_hash, f)
     }
 
-    /// A [`StorageIntent::PutBlock`] finished.
+    /// A `StorageCommand::Put` of a new block finished.
     pub fn handle_put_result(&mut self, request_id: u64, ok: bool) {
         let Some(Pending::Put {
-            block_hash,
-            height,
-            bytes,
+            block_hash, bytes, ..
         }) = self.pending.remove(&request_id)
         else {
             return;
         };
         if ok {
             if let Ok(block) = Block::decode(&bytes) {
-                self.index_block(&block, height);
+                self.index_block(&block);
                 self.stats.new_blocks_stored += 1;
             }
         }
@@ -552,14 +347,17 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
         self.pump();
     }
 
-    /// A [`StorageIntent::GetBlock`] finished (`None`: not stored).
+    /// A `StorageCommand::Get` of the serving layer finished (`None`: not stored). Returns the
+    /// stored blocks that read back corrupt: the node keeps them as suspect, serves none of
+    /// their bytes and refetches a verified copy to put over them (it has to act on them
+    /// before it drains what this call queued).
     pub fn handle_get_result(
         &mut self,
         now_ms: u64,
         request_id: u64,
         bytes: Option<&[u8]>,
-        env: &Env<'_, P>,
-    ) {
+        env: &Env<'_>,
+    ) -> Vec<BlockHash> {
         match self.pending.remove(&request_id) {
             Some(Pending::QueryRead { query, block_hash }) => {
                 let holders = |h: &BlockHash| holders_of(env, h);
@@ -567,26 +365,13 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                 self.queries
                     .handle_block_read(now_ms, query, block_hash, bytes, &cx);
             }
-            Some(Pending::ServeBlock { to, request_id }) => match bytes {
-                Some(bytes) => {
-                    self.stats.blocks_served += 1;
-                    self.send(
-                        to,
-                        ServeMessage::BlockData {
-                            request_id,
-                            bytes: Arc::from(bytes),
-                        },
-                    );
-                }
-                None => self.send(to, ServeMessage::BlockNotFound { request_id }),
-            },
             Some(Pending::JobRead { job, block_hash }) => {
                 let inserted = bytes
                     .ok_or(CacheError::Unavailable)
                     .and_then(|b| self.cache.insert_verified(b, true, env.chain));
                 match inserted {
-                    Ok(_) => self.event(ServeEvent::JobReady { job, block_hash }),
-                    Err(error) => self.event(ServeEvent::JobFailed {
+                    Ok(_) => self.event(Event::JobReady { job, block_hash }),
+                    Err(error) => self.event(Event::JobFailed {
                         job,
                         block_hash,
                         error,
@@ -596,27 +381,26 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
             Some(Pending::Put { .. }) | None => {}
         }
         self.pump();
+        std::mem::take(&mut self.corrupt)
     }
 
-    /// The node stored a block by itself (repair, hand-over, start-up): index it. `height` is
-    /// only reported in [`ServeEvent::BlockStored`].
-    pub fn block_stored(&mut self, block: &Block, height: u32) {
-        self.index_block(block, height);
+    /// The node stored a block by itself (repair, hand-over, start-up): index it (and queue
+    /// the index record's write).
+    pub fn block_stored(&mut self, block: &Block) {
+        self.index_block(block);
     }
 
     /// [`Serve::block_stored`] for a block whose transaction ids are already known (it was
     /// just checked), so that they are not hashed again.
-    pub fn block_stored_txids(&mut self, block_hash: BlockHash, height: u32, txids: &[Txid]) {
+    pub fn block_stored_txids(&mut self, block_hash: BlockHash, txids: &[Txid]) {
         let ops = self.index.add_txids(block_hash, txids);
-        self.indexed(block_hash, height, ops);
+        self.indexed(ops);
     }
 
     /// The node deleted a block by itself: unindex it and forget any cached copy.
     pub fn block_removed(&mut self, block_hash: &BlockHash) {
         let ops = self.index.remove_block(block_hash);
-        if !ops.is_empty() {
-            self.storage(StorageIntent::WriteIndex { ops });
-        }
+        self.indexed(ops);
         self.cache.remove(block_hash);
     }
 
@@ -650,64 +434,78 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
     }
 
     /// The next output, if any.
-    pub fn poll_output(&mut self) -> Option<ServeOutput<P>> {
+    pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }
 
     /// Keeps the member list for announcements made outside a call that has an [`Env`].
-    fn sync_members(&mut self, env: &Env<'_, P>) {
+    fn sync_members(&mut self, env: &Env<'_>) {
         if self.members != env.members {
             self.members = env.members.to_vec();
         }
     }
 
-    fn index_block(&mut self, block: &Block, height: u32) {
+    fn index_block(&mut self, block: &Block) {
         let ops = self.index.add_block(block);
-        self.indexed(block.block_hash(), height, ops);
+        self.indexed(ops);
     }
 
-    fn indexed(&mut self, block_hash: BlockHash, height: u32, ops: Vec<KvOp>) {
+    /// Queues the write of index records, if there are any.
+    fn indexed(&mut self, ops: Vec<KvOp>) {
         if !ops.is_empty() {
-            self.storage(StorageIntent::WriteIndex { ops });
-            self.event(ServeEvent::BlockStored { block_hash, height });
+            let request_id = self.request_ids.next_id();
+            self.outputs
+                .push_back(Output::Storage(StorageCommand::WriteKv { request_id, ops }));
         }
     }
 
-    /// Moves every component's outputs into the serving layer's own.
+    /// Reads a stored block for `pending`.
+    fn read(&mut self, pending: Pending, block_hash: BlockHash) {
+        let request_id = self.request_ids.next_id();
+        self.pending.insert(request_id, pending);
+        self.outputs.push_back(Output::Storage(StorageCommand::Get {
+            request_id,
+            block_hash,
+        }));
+    }
+
+    /// Deletes a stored block.
+    fn delete(&mut self, block_hash: BlockHash) {
+        let request_id = self.request_ids.next_id();
+        self.outputs
+            .push_back(Output::Storage(StorageCommand::Delete {
+                request_id,
+                block_hash,
+            }));
+    }
+
+    /// Turns every component's outputs into the node's.
     fn pump(&mut self) {
         while let Some(out) = self.queries.poll_output() {
             match out {
                 QueryOutput::ReadBlock { query, block_hash } => {
-                    let id = self.next_request_id();
-                    self.pending
-                        .insert(id, Pending::QueryRead { query, block_hash });
-                    self.storage(StorageIntent::GetBlock {
-                        request_id: id,
-                        block_hash,
-                    });
+                    self.read(Pending::QueryRead { query, block_hash }, block_hash);
                 }
                 QueryOutput::Ask {
                     to,
                     request_id,
                     txid,
                     block_hint,
-                } => {
-                    self.send(
-                        to,
-                        ServeMessage::TxQuery {
-                            request_id,
-                            txid,
-                            block_hint,
-                        },
-                    );
-                }
+                } => self.send(
+                    to,
+                    Message::TxQuery {
+                        request_id,
+                        txid: Hash256(txid.0),
+                        block_hint,
+                    },
+                ),
                 QueryOutput::Reply {
                     to,
                     request_id,
                     answer,
                 } => {
                     self.stats.queries_answered += 1;
-                    self.send(to, ServeMessage::TxAnswer { request_id, answer });
+                    self.send(to, Message::TxAnswer { request_id, answer });
                 }
                 QueryOutput::Done {
                     query,
@@ -716,22 +514,24 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                     answered_by,
                 } => {
                     self.stats.queries_done += 1;
-                    self.event(ServeEvent::QueryDone {
-                        query,
-                        txid,
-                        result,
-                        answered_by,
-                    });
+                    if let Some(query_id) = self.local_queries.remove(&query) {
+                        self.event(Event::TxQueryDone {
+                            query_id,
+                            txid,
+                            result,
+                            answered_by,
+                        });
+                    }
                 }
                 QueryOutput::Misbehaved { peer, score } => {
-                    self.event(ServeEvent::Misbehaved { peer, score })
+                    self.event(Event::PeerMisbehaved { peer, score })
                 }
                 QueryOutput::CorruptBlock { block_hash } => {
                     // Never serve these bytes; never delete them either (the fault may be
                     // transient, the copy the last). It stays indexed — every read is checked
                     // again, so a later query tries it afresh — and the node refetches a
                     // verified copy to put over it.
-                    self.event(ServeEvent::BlockCorrupt { block_hash });
+                    self.corrupt.push(block_hash);
                 }
             }
         }
@@ -742,51 +542,50 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                     height,
                     bytes,
                 } => {
-                    let id = self.next_request_id();
+                    let request_id = self.request_ids.next_id();
                     self.pending.insert(
-                        id,
+                        request_id,
                         Pending::Put {
                             block_hash,
                             height,
                             bytes: bytes.clone(),
                         },
                     );
-                    self.storage(StorageIntent::PutBlock {
-                        request_id: id,
+                    self.outputs.push_back(Output::Storage(StorageCommand::Put {
+                        request_id,
                         block_hash,
                         height,
-                        bytes,
-                    });
+                        bytes: bytes.to_vec(),
+                    }));
                 }
-                NewBlockOutput::SendBlock { to, bytes, .. } => {
-                    self.send(to, ServeMessage::NewBlock { bytes })
-                }
+                NewBlockOutput::SendBlock { to, bytes, .. } => self.send(
+                    to,
+                    Message::NewBlock {
+                        block: bytes.to_vec(),
+                    },
+                ),
                 NewBlockOutput::Announce { block_hash, height } => {
-                    let members: Vec<P> = self
+                    let members: Vec<NodeId> = self
                         .members
                         .iter()
                         .copied()
                         .filter(|m| *m != self.me)
                         .collect();
                     for to in members {
-                        self.send(to, ServeMessage::Stored { block_hash, height });
+                        self.send(to, Message::BlockStored { block_hash, height });
                     }
                 }
                 NewBlockOutput::Drop { block_hash } => {
                     self.stats.blocks_dropped += 1;
                     self.block_removed(&block_hash);
-                    self.storage(StorageIntent::DeleteBlock { block_hash });
-                    self.event(ServeEvent::BlockDropped { block_hash });
-                }
-                NewBlockOutput::Fetch { block_hash, height } => {
-                    self.event(ServeEvent::MustFetch { block_hash, height })
+                    self.delete(block_hash);
                 }
                 NewBlockOutput::SafelyStored {
                     block_hash, height, ..
-                } => self.event(ServeEvent::SafelyStored { block_hash, height }),
+                } => self.event(Event::BlockSafelyStored { block_hash, height }),
                 NewBlockOutput::Underreplicated {
                     block_hash, height, ..
-                } => self.event(ServeEvent::Underreplicated { block_hash, height }),
+                } => self.event(Event::BlockUnderreplicated { block_hash, height }),
             }
         }
         while let Some(out) = self.cache.poll_output() {
@@ -797,60 +596,50 @@ impl<P: Copy + Eq + Hash + Ord> Serve<P> {
                     block_hash,
                 } => self.send(
                     to,
-                    ServeMessage::GetBlock {
-                        request_id: request_id | CACHE_REQUEST_BIT,
+                    Message::GetBlock {
+                        request_id,
                         block_hash,
                     },
                 ),
                 CacheOutput::Ready { job, block_hash } => {
-                    self.event(ServeEvent::JobReady { job, block_hash })
+                    self.event(Event::JobReady { job, block_hash })
                 }
                 CacheOutput::Failed {
                     job,
                     block_hash,
                     error,
-                } => self.event(ServeEvent::JobFailed {
+                } => self.event(Event::JobFailed {
                     job,
                     block_hash,
                     error,
                 }),
                 CacheOutput::EvictedAssigned { block_hash } => {
                     self.block_removed(&block_hash);
-                    self.storage(StorageIntent::DeleteBlock { block_hash });
+                    self.delete(block_hash);
                 }
                 CacheOutput::Misbehaved { peer, score } => {
-                    self.event(ServeEvent::Misbehaved { peer, score })
+                    self.event(Event::PeerMisbehaved { peer, score })
                 }
             }
         }
     }
 
-    fn next_request_id(&mut self) -> u64 {
-        let id = self.next_request_id;
-        self.next_request_id += 1;
-        id
-    }
-
-    fn send(&mut self, to: P, message: ServeMessage) {
+    fn send(&mut self, to: NodeId, message: Message) {
         debug_assert!(to != self.me, "never send to self");
-        self.outputs.push_back(ServeOutput::Send { to, message });
+        self.outputs.push_back(Output::Send { to, message });
     }
 
-    fn storage(&mut self, intent: StorageIntent) {
-        self.outputs.push_back(ServeOutput::Storage(intent));
-    }
-
-    fn event(&mut self, event: ServeEvent<P>) {
-        self.outputs.push_back(ServeOutput::Event(event));
+    fn event(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
     }
 }
 
-fn query_cx<'a, P: Copy>(
-    env: &'a Env<'a, P>,
+fn query_cx<'a>(
+    env: &'a Env<'a>,
     index: &'a TxIndex,
-    me: P,
-    holders: &'a dyn Fn(&BlockHash) -> Vec<P>,
-) -> query::Context<'a, P> {
+    me: NodeId,
+    holders: &'a dyn Fn(&BlockHash) -> Vec<NodeId>,
+) -> query::Context<'a, NodeId> {
     query::Context {
         chain: env.chain,
         index,
@@ -861,7 +650,7 @@ fn query_cx<'a, P: Copy>(
     }
 }
 
-fn new_block_cx<'a, P>(env: &'a Env<'a, P>, me: P) -> newblock::Context<'a, P> {
+fn new_block_cx<'a>(env: &'a Env<'a>, me: NodeId) -> newblock::Context<'a, NodeId> {
     newblock::Context {
         chain: env.chain,
         me,
@@ -870,7 +659,7 @@ fn new_block_cx<'a, P>(env: &'a Env<'a, P>, me: P) -> newblock::Context<'a, P> {
 }
 
 /// Placement by hash alone, for queries: the height comes from the header chain.
-fn holders_of<P>(env: &Env<'_, P>, hash: &BlockHash) -> Vec<P> {
+fn holders_of(env: &Env<'_>, hash: &BlockHash) -> Vec<NodeId> {
     match env.chain.height_of(hash) {
         Some(height) => (env.holders)(hash, height),
         None => Vec::new(),

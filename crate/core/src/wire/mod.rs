@@ -123,6 +123,40 @@ pub enum TxAnswerBody {
     Unavailable,
 }
 
+impl TxAnswerBody {
+    /// A `Found` answer carrying `proof` (without the header: the asker checks the proof
+    /// against its own header chain).
+    pub fn found(proof: crate::chain::MerkleProof) -> TxAnswerBody {
+        TxAnswerBody::Found {
+            block_hash: proof.block_hash,
+            height: proof.height,
+            pos: proof.pos,
+            branch: proof.branch,
+            header: None,
+        }
+    }
+
+    /// The proof of a `Found` answer (the header it may carry is not part of the proof);
+    /// `None` for the other answers.
+    pub fn into_proof(self) -> Option<crate::chain::MerkleProof> {
+        match self {
+            TxAnswerBody::Found {
+                block_hash,
+                height,
+                pos,
+                branch,
+                ..
+            } => Some(crate::chain::MerkleProof {
+                block_hash,
+                height,
+                pos,
+                branch,
+            }),
+            TxAnswerBody::NotFound | TxAnswerBody::Unavailable => None,
+        }
+    }
+}
+
 /// Every message between Shoal nodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
