@@ -259,7 +259,7 @@ impl Node {
                     false,
                     record.blocks_served,
                     p.rtt_ms.unwrap_or(u64::MAX),
-                    crate::placement::mix64(
+                    crate::base::mix64(
                         self.tie_salt ^ u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes")),
                     ),
                     *id,

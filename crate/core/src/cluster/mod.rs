@@ -18,26 +18,13 @@
 
 pub(crate) mod formation;
 
-use crate::node::chain_seam::sha256d;
-use crate::node::NodeId;
+use crate::base::NodeId;
+use crate::chain::sha256d;
 use crate::placement::Slot;
 use crate::wire::{ClusterGenesis, MemberInfo, View};
 use std::cmp::Ordering;
-use std::fmt;
 
-/// A cluster's id: a hash over its founding member set, generation and proposer (S4).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct ClusterId(pub [u8; 32]);
-
-impl fmt::Debug for ClusterId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClusterId(")?;
-        for byte in &self.0[..6] {
-            write!(f, "{byte:02x}")?;
-        }
-        write!(f, ")")
-    }
-}
+pub use crate::base::ClusterId;
 
 /// Computes the cluster id of a genesis (S4). `founders` must be sorted by id.
 pub fn cluster_id(genesis: &ClusterGenesis) -> ClusterId {

@@ -54,42 +54,16 @@ pub use io::{
 };
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 
+use crate::base::mix64;
+use crate::base::rng::SplitMix64;
+pub use crate::base::NodeId;
 use crate::base::RequestIds;
 use crate::cluster::formation::Ordinary;
 use crate::cluster::Membership;
-use crate::placement::{mix64, Placer};
+use crate::placement::Placer;
 use crate::repair::Repair;
 use crate::wire::{Message, NodeRecord};
-
-/// A node's identity: 32 bytes (e.g. the hash of its libp2p public key).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct NodeId(pub [u8; 32]);
-
-impl NodeId {
-    /// An id derived from any bytes (e.g. a libp2p peer id's bytes): `sha256d(bytes)`.
-    pub fn from_bytes_hashed(bytes: &[u8]) -> NodeId {
-        NodeId(chain_seam::sha256d(bytes))
-    }
-
-    /// A deterministic id for tests and simulations.
-    pub fn from_seed(seed: u64) -> NodeId {
-        let mut data = *b"shoal/node-id-seed\0\0\0\0\0\0\0\0";
-        data[18..].copy_from_slice(&seed.to_le_bytes());
-        NodeId::from_bytes_hashed(&data)
-    }
-}
-
-impl fmt::Debug for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeId(")?;
-        for byte in &self.0[..4] {
-            write!(f, "{byte:02x}")?;
-        }
-        write!(f, ")")
-    }
-}
 
 /// What this node knows of one peer.
 #[derive(Debug, Clone)]
@@ -107,21 +81,6 @@ pub(crate) struct Peer {
     pub(crate) ping: Option<(u64, u64)>,
 }
 
-/// Deterministic random numbers from the node's seed (splitmix64).
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix64(self.0)
-    }
-    /// A value in `[base/2, base*3/2]`.
-    pub(crate) fn jitter(&mut self, base: u64) -> u64 {
-        base / 2 + self.next_u64() % (base + 1)
-    }
-}
-
 /// Ordinary node or member.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // Ordinary is the common case; boxing it would allocate per formation.
@@ -135,7 +94,7 @@ pub(crate) enum Role {
 pub struct Node {
     pub(crate) id: NodeId,
     pub(crate) config: Config,
-    pub(crate) rng: Rng,
+    pub(crate) rng: SplitMix64,
     pub(crate) now_ms: u64,
     pub(crate) started: bool,
     pub(crate) outputs: VecDeque<Output>,
@@ -167,7 +126,7 @@ impl Node {
         let serve = crate::serve::service::Serve::new(config.serve, id, request_ids.clone());
         Ok(Node {
             id,
-            rng: Rng(seed ^ u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"))),
+            rng: SplitMix64::new(seed ^ u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"))),
             now_ms: 0,
             started: false,
             outputs: VecDeque::new(),

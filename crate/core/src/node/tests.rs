@@ -415,7 +415,7 @@ fn timer_table_keeps_one_deadline_per_id_and_hands_out_due_ones_once() {
 #[test]
 fn the_nodes_random_stream_is_unchanged() {
     let id = NodeId::from_seed(3);
-    let mut rng = Rng(99 ^ u64::from_le_bytes(id.0[..8].try_into().unwrap()));
+    let mut rng = SplitMix64::new(99 ^ u64::from_le_bytes(id.0[..8].try_into().unwrap()));
     let draws: Vec<u64> = (0..4).map(|_| rng.next_u64()).collect();
     let jitters: Vec<u64> = (0..4).map(|_| rng.jitter(10_000)).collect();
     assert_eq!(

@@ -25,9 +25,8 @@
 
 mod codec;
 
-pub use crate::cluster::ClusterId;
-pub use crate::node::chain_seam::{BlockHash, Hash256, Header};
-pub use crate::node::NodeId;
+pub use crate::base::{ClusterId, NodeId};
+pub use crate::chain::{BlockHash, Hash256, Header};
 pub use codec::{decode, encode, encoded_len};
 
 /// The codec's version: the first byte of every encoded message.

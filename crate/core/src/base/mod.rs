@@ -1,5 +1,7 @@
-//! Basic types every part of the node shares, kept apart so that every module can import them
-//! without importing each other: the node's request-id allocator.
+//! Basic types every part of the core shares, kept apart so that every module can import them
+//! without importing each other: a node's id ([`NodeId`]), a cluster's id ([`ClusterId`]), the
+//! node's request-id allocator ([`RequestIds`]) and the seeded random numbers and hash mixing
+//! of [`rng`]. This module imports nothing of the core but `chain`'s hash function.
 //!
 //! # Request ids (the drain contract's "every request carries an id that returns with its
 //! answer")
@@ -12,8 +14,56 @@
 //! fetches, the queries' asks, the serving layer's reads and writes): no bits of the id say who
 //! sent it.
 
+pub mod rng;
+
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+pub use rng::mix64;
+
+/// A node's identity: 32 bytes (e.g. the hash of its libp2p public key).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NodeId(pub [u8; 32]);
+
+impl NodeId {
+    /// An id derived from any bytes (e.g. a libp2p peer id's bytes): `sha256d(bytes)`.
+    pub fn from_bytes_hashed(bytes: &[u8]) -> NodeId {
+        NodeId(crate::chain::sha256d(bytes))
+    }
+
+    /// A deterministic id for tests and simulations.
+    pub fn from_seed(seed: u64) -> NodeId {
+        let mut data = *b"shoal/node-id-seed\0\0\0\0\0\0\0\0";
+        data[18..].copy_from_slice(&seed.to_le_bytes());
+        NodeId::from_bytes_hashed(&data)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId(")?;
+        for byte in &self.0[..4] {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// A cluster's id: a hash over its founding member set, generation and proposer (S4; computed
+/// by [`crate::cluster::cluster_id`]).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ClusterId(pub [u8; 32]);
+
+impl fmt::Debug for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClusterId(")?;
+        for byte in &self.0[..6] {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
 
 /// The node's one source of request ids (see the module docs). Cloning gives another handle
 /// to the same counter: the serving layer's components keep one each, so that they can
