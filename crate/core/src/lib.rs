@@ -34,7 +34,10 @@
 
 pub mod base;
 pub mod chain;
+pub mod chain_seam;
 pub mod cluster;
+mod config;
+mod io;
 pub mod liveness;
 pub mod node;
 pub mod placement;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::node::chain_seam::{synthetic_chain, BlockHash, HeaderList, HeaderPrefix};
+use crate::chain_seam::{synthetic_chain, BlockHash, HeaderList, HeaderPrefix};
 use crate::node::{
     Candidate, Config, Event, Input, KvOp, Node, NodeId, Output, StorageCommand, StorageResult,
     TimerId,

@@ -40,18 +40,16 @@
 //! while let Some(_output) = node.poll_output() {}
 //! ```
 
-pub mod chain_seam;
-mod config;
-mod io;
+pub use crate::chain_seam;
 mod serving;
 
-pub use crate::serve::txindex::KvOp;
-pub use chain_seam::{HeaderList, HeaderPrefix, HeaderView, SharedHeaders};
-pub use config::{Config, ConfigError, HeartbeatMode, ReplacementChoice};
-pub use io::{
+pub use crate::chain_seam::{HeaderList, HeaderPrefix, HeaderView, SharedHeaders};
+pub use crate::config::{Config, ConfigError, HeartbeatMode, ReplacementChoice};
+pub use crate::io::{
     Candidate, Event, Input, KvRecord, NodeStats, Output, StorageCommand, StorageResult, TimerId,
     Timers, KV_KEY_MAX, KV_VALUE_MAX,
 };
+pub use crate::serve::txindex::KvOp;
 
 use std::collections::{HashMap, VecDeque};
 

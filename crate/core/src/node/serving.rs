@@ -36,10 +36,10 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::chain_seam::Checked;
-use super::io::{Event, Output, StorageCommand, StorageResult, TimerId};
 use super::{HeaderView, Node, NodeId, Role};
 use crate::chain::{Block, BlockHash, Header, Txid};
+use crate::chain_seam::Checked;
+use crate::io::{Event, KvRecord, Output, StorageCommand, StorageResult, TimerId};
 use crate::placement::Slot;
 use crate::serve::reorg::diff;
 use crate::serve::service::{Env, Serve};
@@ -285,7 +285,7 @@ impl Node {
 
     /// The start-up `ListKv` answered: load every record; one that fails to decode is deleted
     /// (its block, if listed, is then read back and re-indexed).
-    fn on_kv_listed(&mut self, records: &[super::io::KvRecord]) {
+    fn on_kv_listed(&mut self, records: &[KvRecord]) {
         let mut bad = Vec::new();
         for (key, value) in records {
             match self.serve.serve.load_index_record(key, value) {

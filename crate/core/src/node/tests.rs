@@ -1,6 +1,7 @@
 //! Single-node tests: the node's choices, fed by hand (S1, S3), and input hygiene.
 
 use super::*;
+use crate::chain_seam;
 use crate::cluster::tests::fast_config;
 use crate::wire::{Header, NodeRecord};
 use std::sync::Arc;

@@ -42,7 +42,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use crate::node::chain_seam::{check_block, sha256d, BlockHash};
+use crate::chain_seam::{check_block, sha256d, BlockHash};
 use crate::node::{
     Config, Event, Node, NodeId, Output, Role, StorageCommand, StorageResult, TimerId,
 };

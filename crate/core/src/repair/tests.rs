@@ -104,7 +104,7 @@ fn corrupt_blocks_are_rejected_and_fetched_elsewhere() {
     assert!(rejected > 0, "the corrupt server was asked at least once");
     for i in &survivors {
         for (hash, bytes) in &net.stores[*i] {
-            assert!(crate::node::chain_seam::check_block(hash, bytes).is_ok());
+            assert!(crate::chain_seam::check_block(hash, bytes).is_ok());
         }
     }
 }
@@ -342,7 +342,7 @@ fn read_for_peer(
     net: &mut crate::testnet::Net,
     a: usize,
     b: usize,
-    block_hash: crate::node::chain_seam::BlockHash,
+    block_hash: crate::chain_seam::BlockHash,
     stored: Vec<u8>,
 ) -> Vec<crate::node::Output> {
     use crate::node::{Input, Output, StorageCommand, StorageResult};
@@ -380,13 +380,7 @@ fn read_for_peer(
 fn held_block(
     net: &crate::testnet::Net,
     members: &[usize],
-) -> (
-    usize,
-    usize,
-    u32,
-    crate::node::chain_seam::BlockHash,
-    Vec<u8>,
-) {
+) -> (usize, usize, u32, crate::chain_seam::BlockHash, Vec<u8>) {
     let a = members[0];
     let b = members[1];
     let (hash, bytes) = net.stores[a]

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::chain::{Block, BlockHash, Header, Txid};
+use crate::chain_seam::synthetic_chain;
 use crate::cluster::tests::{fast_config, network};
-use crate::node::chain_seam::synthetic_chain;
 use crate::node::{
     Config, Event, HeaderList, HeaderView, Input, KvOp, Node, NodeId, Output, StorageCommand,
     StorageResult,
