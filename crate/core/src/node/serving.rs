@@ -34,71 +34,23 @@
 //! [`Input::NewBlock`]: super::Input::NewBlock
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
-use super::{HeaderView, Node, NodeId, Role};
+use super::{HeaderView, Node, NodeId};
 use crate::chain::{Block, BlockHash, Header, Txid};
-use crate::chain_seam::Checked;
 use crate::io::{Event, KvRecord, Output, StorageCommand, StorageResult, TimerId};
 use crate::placement::Slot;
 use crate::serve::reorg::diff;
-use crate::serve::service::{Env, Serve};
 use crate::serve::txindex::KvOp;
 use crate::serve::BestChain;
+use crate::service::{Env, Serve};
+use crate::shared::Role;
 use crate::wire::Message;
 
 /// Blocks read back at once to rebuild the index at start.
 const INDEX_REBUILD_READS_MAX: usize = 8;
 /// Deepest reorg followed block by block (deeper ones are left to the repair rescan).
 const REORG_DEPTH_MAX: u32 = 1_000;
-
-/// The serving layer and the node's bookkeeping around it.
-#[derive(Debug)]
-pub(crate) struct Serving {
-    pub(crate) serve: Serve,
-    /// Puts the node issued → the block, to unindex if the write fails.
-    puts: HashMap<u64, BlockHash>,
-    /// Listed blocks still to read back into the index.
-    rebuild: VecDeque<BlockHash>,
-    /// Reads of the rebuild in flight: request id → block.
-    rebuild_reads: HashMap<u64, BlockHash>,
-    /// A held block was dropped (it left the best chain, or was evicted), or a new block ran
-    /// out of re-drives: the repair rescan must run.
-    rescan: bool,
-    /// The start-up `ListKv` in flight.
-    kv_list_request: Option<u64>,
-    /// Blocks whose stored record loaded at start (checked against the block listing: a
-    /// record without its block is deleted).
-    loaded: HashSet<BlockHash>,
-    /// Until the start-up listings are in: blocks put (`true`) or deleted (`false`) since
-    /// start, which the listings may not show yet.
-    since_start: Option<HashMap<BlockHash, bool>>,
-    /// The start-up block listing, waiting for the records to load.
-    listed: Option<Vec<BlockHash>>,
-    /// The serving layer may hold index writes not yet drained.
-    index_dirty: bool,
-    /// The block the node checked last, with its txids: the put that follows the check is
-    /// indexed from them instead of decoding and hashing the block again.
-    pub(crate) checked: Option<Checked>,
-}
-
-impl Serving {
-    pub(crate) fn new(serve: Serve) -> Self {
-        Self {
-            serve,
-            puts: HashMap::new(),
-            rebuild: VecDeque::new(),
-            rebuild_reads: HashMap::new(),
-            rescan: false,
-            kv_list_request: None,
-            loaded: HashSet::new(),
-            since_start: None,
-            listed: None,
-            index_dirty: false,
-            checked: None,
-        }
-    }
-}
 
 /// The node's header view as the serving layer reads it (an absent view is an empty chain).
 struct ViewChain<'a>(Option<&'a dyn HeaderView>);
@@ -129,34 +81,34 @@ impl Node {
 
     /// [`Node::with_serve`] without draining the outputs yet.
     fn with_serve_quiet<R>(&mut self, f: impl FnOnce(&mut Serve, &Env<'_>) -> R) -> R {
-        let view = self.headers.clone();
+        let view = self.shared.headers.clone();
         let archives = self.archives_to_ask();
         with_env(
             view.as_deref(),
-            &self.role,
-            &self.placer,
+            &self.shared.role,
+            &self.shared.placer,
             &archives,
-            |env| f(&mut self.serve.serve, env),
+            |env| f(&mut self.shared.serving.serve, env),
         )
     }
 
     /// The connected archives, by id, if this node's queries ask them (none otherwise: the
     /// list is not built for nothing).
     fn archives_to_ask(&self) -> Vec<NodeId> {
-        if !self.config.serve.query.ask_archives {
+        if !self.shared.config.serve.query.ask_archives {
             return Vec::new();
         }
-        self.connected_archives()
+        self.shared.connected_archives()
     }
 
     /// [`Input::TxQuery`](super::Input::TxQuery): a query from the front end.
     pub(crate) fn on_tx_query(&mut self, query_id: u64, txid: Txid, hint: Option<BlockHash>) {
-        let now_ms = self.now_ms;
+        let now_ms = self.shared.now_ms;
         if self
             .with_serve_quiet(|s, env| s.query(now_ms, query_id, txid, hint, env))
             .is_err()
         {
-            self.event(Event::TxQueryDone {
+            self.shared.event(Event::TxQueryDone {
                 query_id,
                 txid,
                 result: crate::serve::query::QueryResult::Unavailable,
@@ -168,9 +120,9 @@ impl Node {
 
     /// [`Input::RunJob`](super::Input::RunJob): make a block ready for [`Node::with_block`].
     pub(crate) fn on_run_job(&mut self, job: u64, block_hash: BlockHash) {
-        let now_ms = self.now_ms;
+        let now_ms = self.shared.now_ms;
         if let Err(error) = self.with_serve(|s, env| s.run_job(now_ms, job, block_hash, env)) {
-            self.event(Event::JobFailed {
+            self.shared.event(Event::JobFailed {
                 job,
                 block_hash,
                 error,
@@ -185,7 +137,7 @@ impl Node {
         block_hash: &BlockHash,
         f: impl FnOnce(&Block) -> R,
     ) -> Option<R> {
-        self.serve.serve.with_block(block_hash, f)
+        self.shared.serving.serve.with_block(block_hash, f)
     }
 
     /// A serving message from a peer: `TxQuery`, `TxAnswer`, `BlockStored`, `NewBlock`, and a
@@ -198,78 +150,27 @@ impl Node {
             | Message::BlockStored { .. }
             | Message::NewBlock { .. } => true,
             Message::BlockData { request_id, .. } | Message::BlockNotFound { request_id } => {
-                self.serve.serve.awaits_block(*request_id)
+                self.shared.serving.serve.awaits_block(*request_id)
             }
             _ => false,
         };
         if !serving {
             return false;
         }
-        let now_ms = self.now_ms;
+        let now_ms = self.shared.now_ms;
         if self
             .with_serve(|s, env| s.handle_message(now_ms, from, message, env))
             .is_err()
         {
-            self.stats.blocks_rejected += 1;
+            self.shared.stats.blocks_rejected += 1;
         }
         true
-    }
-
-    /// Watches the storage commands the node issues so that the index follows the shard.
-    pub(crate) fn observe_storage_command(&mut self, command: &StorageCommand) {
-        match command {
-            StorageCommand::Put {
-                request_id,
-                block_hash,
-                bytes,
-                ..
-            } => {
-                // Indexed when issued (so a query can find it at once), unindexed if the write
-                // fails. The node only puts blocks it has checked against the header chain.
-                let checked = self
-                    .serve
-                    .checked
-                    .take()
-                    .filter(|c| c.block_hash == *block_hash);
-                let indexed = match checked {
-                    Some(c) => {
-                        self.serve.serve.block_stored_txids(*block_hash, &c.txids);
-                        true
-                    }
-                    None => match Block::decode(bytes) {
-                        Ok(block) => {
-                            self.serve.serve.block_stored(&block);
-                            true
-                        }
-                        Err(_) => false,
-                    },
-                };
-                if indexed {
-                    self.serve.puts.insert(*request_id, *block_hash);
-                    self.serve.index_dirty = true;
-                    if let Some(since) = &mut self.serve.since_start {
-                        since.insert(*block_hash, true);
-                    }
-                }
-            }
-            StorageCommand::Delete { block_hash, .. } => {
-                self.serve.serve.block_removed(block_hash);
-                self.serve.index_dirty = true;
-                if let Some(since) = &mut self.serve.since_start {
-                    since.insert(*block_hash, false);
-                }
-            }
-            StorageCommand::Get { .. }
-            | StorageCommand::List { .. }
-            | StorageCommand::WriteKv { .. }
-            | StorageCommand::ListKv { .. } => {}
-        }
     }
 
     /// At the end of every input: index writes made while observing storage commands are
     /// drained now, not at the serving layer's next output.
     pub(crate) fn flush_index_writes(&mut self) {
-        if std::mem::take(&mut self.serve.index_dirty) {
+        if std::mem::take(&mut self.shared.serving.index_dirty) {
             self.pump_serve();
         }
     }
@@ -277,10 +178,11 @@ impl Node {
     /// [`Input::Start`](super::Input::Start): ask for the index records before the block
     /// listing.
     pub(crate) fn start_index_load(&mut self) {
-        let request_id = self.fresh_id();
-        self.serve.kv_list_request = Some(request_id);
-        self.serve.since_start = Some(HashMap::new());
-        self.push(Output::Storage(StorageCommand::ListKv { request_id }));
+        let request_id = self.shared.fresh_id();
+        self.shared.serving.kv_list_request = Some(request_id);
+        self.shared.serving.since_start = Some(HashMap::new());
+        self.shared
+            .push(Output::Storage(StorageCommand::ListKv { request_id }));
     }
 
     /// The start-up `ListKv` answered: load every record; one that fails to decode is deleted
@@ -288,21 +190,21 @@ impl Node {
     fn on_kv_listed(&mut self, records: &[KvRecord]) {
         let mut bad = Vec::new();
         for (key, value) in records {
-            match self.serve.serve.load_index_record(key, value) {
+            match self.shared.serving.serve.load_index_record(key, value) {
                 Ok(hash) => {
-                    self.serve.loaded.insert(hash);
+                    self.shared.serving.loaded.insert(hash);
                 }
                 Err(_) => bad.push(KvOp::Delete { key: key.clone() }),
             }
         }
         if !bad.is_empty() {
-            let request_id = self.fresh_id();
-            self.push(Output::Storage(StorageCommand::WriteKv {
+            let request_id = self.shared.fresh_id();
+            self.shared.push(Output::Storage(StorageCommand::WriteKv {
                 request_id,
                 ops: bad,
             }));
         }
-        if let Some(blocks) = self.serve.listed.take() {
+        if let Some(blocks) = self.shared.serving.listed.take() {
             self.index_listed(blocks);
         }
     }
@@ -310,8 +212,8 @@ impl Node {
     /// Records and block listing are both in: delete the records of blocks not stored, and
     /// read back the stored blocks that have no record.
     fn index_listed(&mut self, blocks: Vec<BlockHash>) {
-        let loaded = std::mem::take(&mut self.serve.loaded);
-        let since_start = self.serve.since_start.take().unwrap_or_default();
+        let loaded = std::mem::take(&mut self.shared.serving.loaded);
+        let since_start = self.shared.serving.since_start.take().unwrap_or_default();
         let listed: HashSet<BlockHash> = blocks.iter().copied().collect();
         for hash in loaded {
             let stored = since_start
@@ -320,10 +222,10 @@ impl Node {
                 .unwrap_or_else(|| listed.contains(&hash));
             if !stored {
                 // Unindexes it and deletes its record.
-                self.serve.serve.block_removed(&hash);
+                self.shared.serving.serve.block_removed(&hash);
             }
         }
-        self.serve.rebuild.extend(blocks);
+        self.shared.serving.rebuild.extend(blocks);
         self.pump_index_rebuild();
         self.pump_serve();
     }
@@ -333,35 +235,41 @@ impl Node {
     pub(crate) fn on_serve_storage(&mut self, result: StorageResult) -> Option<StorageResult> {
         match &result {
             StorageResult::Put { request_id, ok } => {
-                if let Some(block_hash) = self.serve.puts.remove(request_id) {
+                if let Some(block_hash) = self.shared.serving.puts.remove(request_id) {
                     if !ok {
-                        self.serve.serve.block_removed(&block_hash);
+                        self.shared.serving.serve.block_removed(&block_hash);
                     }
                 }
-                let Some(height) = self.serve.serve.put_height(*request_id) else {
+                let Some(height) = self.shared.serving.serve.put_height(*request_id) else {
                     return Some(result);
                 };
                 if *ok {
                     self.repair.confirm(height);
-                    self.stats.blocks_from_source += 1;
-                    if let Some(block_hash) =
-                        self.headers.as_ref().and_then(|h| h.block_hash_at(height))
+                    self.shared.stats.blocks_from_source += 1;
+                    if let Some(block_hash) = self
+                        .shared
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.block_hash_at(height))
                     {
-                        self.event(Event::BlockStored { block_hash, height });
+                        self.shared.event(Event::BlockStored { block_hash, height });
                     }
                 }
-                self.serve.serve.handle_put_result(*request_id, *ok);
+                self.shared
+                    .serving
+                    .serve
+                    .handle_put_result(*request_id, *ok);
                 self.pump_serve();
                 None
             }
             StorageResult::Got { request_id, bytes } => {
-                if let Some(block_hash) = self.serve.rebuild_reads.remove(request_id) {
+                if let Some(block_hash) = self.shared.serving.rebuild_reads.remove(request_id) {
                     // Indexed even before the headers arrive: queries only use entries whose
                     // block is on the best chain.
                     if let Some(bytes) = bytes {
                         if let Ok(block) = Block::decode(bytes) {
                             if block.block_hash() == block_hash && block.check().is_ok() {
-                                self.serve.serve.block_stored(&block);
+                                self.shared.serving.serve.block_stored(&block);
                             }
                         }
                     }
@@ -369,14 +277,14 @@ impl Node {
                     self.pump_serve();
                     return None;
                 }
-                if !self.serve.serve.awaits_read(*request_id) {
+                if !self.shared.serving.serve.awaits_read(*request_id) {
                     return Some(result);
                 }
                 // What the serving layer queued before (an audit's index writes) goes out
                 // first, as it always has; then a corrupt copy turns suspect before the
                 // query's next steps are drained.
                 self.drain_serve();
-                let now_ms = self.now_ms;
+                let now_ms = self.shared.now_ms;
                 let request_id = *request_id;
                 let bytes = bytes.clone();
                 let corrupt = self.with_serve_quiet(|s, env| {
@@ -384,10 +292,13 @@ impl Node {
                 });
                 for block_hash in corrupt {
                     // Kept, not served, refetched: a verified copy is put over it (repair).
-                    if let Some(height) =
-                        self.headers.as_ref().and_then(|h| h.height_of(&block_hash))
+                    if let Some(height) = self
+                        .shared
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.height_of(&block_hash))
                     {
-                        self.suspect_block(height);
+                        self.repair.suspect_block(&mut self.shared, height);
                     }
                 }
                 self.pump_serve();
@@ -403,9 +314,9 @@ impl Node {
             StorageResult::Listed { request_id, blocks }
                 if self.repair.list_request == Some(*request_id) =>
             {
-                if self.serve.kv_list_request.is_some() {
+                if self.shared.serving.kv_list_request.is_some() {
                     // The records are still loading.
-                    self.serve.listed = Some(blocks.clone());
+                    self.shared.serving.listed = Some(blocks.clone());
                 } else {
                     self.index_listed(blocks.clone());
                 }
@@ -416,8 +327,8 @@ impl Node {
                 request_id,
                 records,
             } => {
-                if self.serve.kv_list_request == Some(*request_id) {
-                    self.serve.kv_list_request = None;
+                if self.shared.serving.kv_list_request == Some(*request_id) {
+                    self.shared.serving.kv_list_request = None;
                     self.on_kv_listed(records);
                 }
                 None
@@ -428,9 +339,9 @@ impl Node {
         }
     }
 
-    /// [`Input::Headers`]: before the node adopts `new`, drop what left the best chain.
+    /// [`Input::Headers`](super::Input::Headers): before the node adopts `new`, drop what left the best chain.
     pub(crate) fn on_serve_headers(&mut self, new: &super::SharedHeaders) {
-        let Some(old) = self.headers.clone() else {
+        let Some(old) = self.shared.headers.clone() else {
             return;
         };
         let change = diff(
@@ -446,27 +357,31 @@ impl Node {
         }
         // The new view decides holders and heights of what joined.
         let new_view = new.clone();
-        with_env(Some(&*new_view), &self.role, &self.placer, &[], |env| {
-            self.serve.serve.handle_chain_change(&change, env)
-        });
+        with_env(
+            Some(&*new_view),
+            &self.shared.role,
+            &self.shared.placer,
+            &[],
+            |env| self.shared.serving.serve.handle_chain_change(&change, env),
+        );
         self.pump_serve();
         // The node rescans once it has adopted the new view.
-        self.serve.rescan = false;
+        self.shared.serving.rescan = false;
     }
 
-    /// [`Input::NewBlock`] for a member (not an archive): new-block storage, routed (S14) or
+    /// [`Input::NewBlock`](super::Input::NewBlock) for a member (not an archive): new-block storage, routed (S14) or
     /// self-selected (S15) as configured, with announcements. Gives the bytes back when the
     /// node's own path should take the block.
     pub(crate) fn on_serve_new_block(&mut self, bytes: Vec<u8>) -> Option<Vec<u8>> {
-        if self.config.archive || !matches!(self.role, Role::Member(_)) {
+        if self.shared.config.archive || !matches!(self.shared.role, Role::Member(_)) {
             return Some(bytes);
         }
-        let now_ms = self.now_ms;
+        let now_ms = self.shared.now_ms;
         if self
             .with_serve(|s, env| s.handle_new_block(now_ms, &bytes, env))
             .is_err()
         {
-            self.stats.blocks_rejected += 1;
+            self.shared.stats.blocks_rejected += 1;
         }
         self.rescan_if_dropped();
         None
@@ -474,30 +389,39 @@ impl Node {
 
     /// The serving layer's timer fired.
     pub(crate) fn on_serve_timer(&mut self) {
-        let now_ms = self.now_ms;
-        self.serve.serve.handle_timeout(now_ms);
+        let now_ms = self.shared.now_ms;
+        self.shared.serving.serve.handle_timeout(now_ms);
         self.pump_serve();
         self.rescan_if_dropped();
     }
 
     /// A held block was dropped: let repair fetch what placement still assigns here.
     fn rescan_if_dropped(&mut self) {
-        if std::mem::take(&mut self.serve.rescan) {
-            self.rescan_shard();
+        if std::mem::take(&mut self.shared.serving.rescan) {
+            self.repair.rescan_shard(&mut self.shared);
         }
     }
 
     fn pump_index_rebuild(&mut self) {
-        while self.serve.rebuild_reads.len() < INDEX_REBUILD_READS_MAX {
-            let Some(block_hash) = self.serve.rebuild.pop_front() else {
+        while self.shared.serving.rebuild_reads.len() < INDEX_REBUILD_READS_MAX {
+            let Some(block_hash) = self.shared.serving.rebuild.pop_front() else {
                 break;
             };
-            if self.serve.serve.index().contains_block(&block_hash) {
+            if self
+                .shared
+                .serving
+                .serve
+                .index()
+                .contains_block(&block_hash)
+            {
                 continue;
             }
-            let request_id = self.fresh_id();
-            self.serve.rebuild_reads.insert(request_id, block_hash);
-            self.push(Output::Storage(StorageCommand::Get {
+            let request_id = self.shared.fresh_id();
+            self.shared
+                .serving
+                .rebuild_reads
+                .insert(request_id, block_hash);
+            self.shared.push(Output::Storage(StorageCommand::Get {
                 request_id,
                 block_hash,
             }));
@@ -507,9 +431,10 @@ impl Node {
     /// Drains the serving layer's outputs into the node's and re-arms its timer.
     pub(crate) fn pump_serve(&mut self) {
         self.drain_serve();
-        let due = self.serve.serve.poll_timeout();
+        let due = self.shared.serving.serve.poll_timeout();
         if let Some(at_ms) = due {
-            self.set_timer_no_later(TimerId::Serve, at_ms.max(self.now_ms));
+            self.shared
+                .set_timer_no_later(TimerId::Serve, at_ms.max(self.shared.now_ms));
         }
     }
 
@@ -518,20 +443,25 @@ impl Node {
     /// is no longer held, and a new block whose re-drives ran out is repair's to re-replicate
     /// (S11); both make repair rescan placement.
     fn drain_serve(&mut self) {
-        while let Some(output) = self.serve.serve.poll_output() {
+        while let Some(output) = self.shared.serving.serve.poll_output() {
             match &output {
                 Output::Storage(StorageCommand::Delete { block_hash, .. }) => {
-                    if let Some(height) =
-                        self.headers.as_ref().and_then(|h| h.height_of(block_hash))
+                    if let Some(height) = self
+                        .shared
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.height_of(block_hash))
                     {
                         self.repair.forget(height);
-                        self.serve.rescan = true;
+                        self.shared.serving.rescan = true;
                     }
                 }
-                Output::Event(Event::BlockUnderreplicated { .. }) => self.serve.rescan = true,
+                Output::Event(Event::BlockUnderreplicated { .. }) => {
+                    self.shared.serving.rescan = true
+                }
                 _ => {}
             }
-            self.push(output);
+            self.shared.push(output);
         }
     }
 }
@@ -549,7 +479,7 @@ fn with_env<R>(
     let chain = ViewChain(view);
     let slots: &[Slot] = match role {
         Role::Member(m) => &m.slots,
-        Role::Ordinary(_) => &[],
+        Role::Ordinary => &[],
     };
     let members: Vec<NodeId> = slots.iter().map(|s| s.id).collect();
     let placer = RefCell::new(placer.clone());

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use crate::chain::{Block, BlockHash, Header, Txid};
 use crate::chain_seam::synthetic_chain;
-use crate::cluster::tests::{fast_config, network};
 use crate::node::{
     Config, Event, HeaderList, HeaderView, Input, KvOp, Node, NodeId, Output, StorageCommand,
     StorageResult,
 };
 use crate::serve::query::QueryResult;
+use crate::testnet::{fast_config, network};
 
 /// A shell's stores: blocks, index records, and how many block reads it served.
 #[derive(Default)]
@@ -359,7 +359,10 @@ fn the_index_survives_a_restart_without_reading_blocks() {
     assert_eq!(disk.kv.len(), parsed.len(), "one record per block");
     let (mut node, gets) = restart(&config, &list, &mut disk);
     assert_eq!(gets, 0, "no block read back");
-    assert_eq!(node.serve.serve.index().block_count(), parsed.len());
+    assert_eq!(
+        node.shared.serving.serve.index().block_count(),
+        parsed.len()
+    );
     let txid = parsed[4].txdata[0].txid();
     assert_eq!(confirmed_height(&mut node, &mut disk, txid), Some(4));
     // Without records: the old path reads every block, and writes the records again.
@@ -414,8 +417,11 @@ fn a_record_without_its_block_is_removed() {
     let (node, gets) = restart(&config, &list, &mut disk);
     assert_eq!(gets, 0);
     assert!(!disk.kv.contains_key(&key), "orphan record deleted");
-    assert!(!node.serve.serve.index().contains_block(&gone));
-    assert_eq!(node.serve.serve.index().block_count(), parsed.len() - 1);
+    assert!(!node.shared.serving.serve.index().contains_block(&gone));
+    assert_eq!(
+        node.shared.serving.serve.index().block_count(),
+        parsed.len() - 1
+    );
 }
 
 /// S14 and S15 in a running cluster: a block the archive never had arrives at members;

@@ -1,5 +1,6 @@
-//! The serving layer as one piece the node drives (S14–S17): [`Serve`] bundles the transaction
-//! index, queries, new-block storage and the block cache, keeps them in step with each other
+//! The serving layer as one piece the node drives (S14–S17): [`Serve`] bundles the serving
+//! components of [`crate::serve`] — the transaction index, queries, new-block storage and the
+//! block cache — keeps them in step with each other
 //! (a stored block is indexed; a dropped block leaves index and cache; a reorg drops what left
 //! the best chain) and speaks the node's own vocabulary: it takes the node's [`Message`]s and
 //! queues the node's [`Output`]s — messages, [`StorageCommand`]s and [`Event`]s.
@@ -28,29 +29,18 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::cache::{BlockCache, CacheConfig, CacheError, CacheOutput, JobId};
-use super::newblock::{self, NewBlockConfig, NewBlockError, NewBlockOutput, NewBlocks, Source};
-use super::query::{self, Origin, Queries, QueryConfig, QueryError, QueryId, QueryOutput, Scope};
-use super::reorg::ChainChange;
-use super::txindex::{KvOp, TxIndex, TxIndexConfig};
-use super::BestChain;
-use crate::base::RequestIds;
-use crate::chain::{Block, BlockHash, Hash256, Txid};
-use crate::node::{Event, NodeId, Output, StorageCommand};
-use crate::wire::{Message, TxAnswerBody};
+pub(crate) mod upkeep;
 
-/// Configuration of the serving layer: one section per component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ServeConfig {
-    /// The transaction index.
-    pub index: TxIndexConfig,
-    /// Transaction queries (S16).
-    pub query: QueryConfig,
-    /// New-block storage (S14, S15).
-    pub new_blocks: NewBlockConfig,
-    /// The block cache (S17).
-    pub cache: CacheConfig,
-}
+use crate::base::{NodeId, RequestIds};
+use crate::chain::{Block, BlockHash, Hash256, Txid};
+use crate::io::{Event, Output, StorageCommand};
+use crate::serve::cache::{BlockCache, CacheError, CacheOutput, JobId};
+use crate::serve::newblock::{self, NewBlockError, NewBlockOutput, NewBlocks, Source};
+use crate::serve::query::{self, Origin, Queries, QueryError, QueryId, QueryOutput, Scope};
+use crate::serve::reorg::ChainChange;
+use crate::serve::txindex::{KvOp, TxIndex};
+use crate::serve::{BestChain, ServeConfig};
+use crate::wire::{Message, TxAnswerBody};
 
 /// What the serving layer needs of the node at each call.
 pub struct Env<'a> {
@@ -59,7 +49,8 @@ pub struct Env<'a> {
     /// The cluster's members, this node included (empty for an ordinary node).
     pub members: &'a [NodeId],
     /// Connected archives (asked last by this node's own queries when
-    /// [`QueryConfig::ask_archives`] is set; may be empty otherwise).
+    /// [`QueryConfig::ask_archives`](crate::serve::query::QueryConfig::ask_archives) is set;
+    /// may be empty otherwise).
     pub archives: &'a [NodeId],
     /// Placement: the members that must hold a block (hash, height).
     pub holders: &'a dyn Fn(&BlockHash, u32) -> Vec<NodeId>,
@@ -409,7 +400,7 @@ impl Serve {
         &mut self,
         key: &[u8],
         value: &[u8],
-    ) -> Result<BlockHash, super::txindex::TxIndexError> {
+    ) -> Result<BlockHash, crate::serve::txindex::TxIndexError> {
         self.index.load_record(key, value)
     }
 

@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::*;
 use crate::chain::MerkleProof;
+use crate::serve::newblock::NewBlockConfig;
 use crate::serve::query::QueryResult;
 use crate::serve::reorg::diff;
 use crate::serve::testutil::{block, chain_of, TestChain};
@@ -34,6 +35,16 @@ fn outsider() -> NodeId {
 fn holders(hash: &BlockHash, _height: u32) -> Vec<NodeId> {
     let start = usize::from(hash.0[0]);
     (0..2).map(|k| member(((start + k) % 5) as u8)).collect()
+}
+
+/// What a member's serving layer is given: the chain, the members and placement.
+fn env<'a>(chain: &'a TestChain, members: &'a [NodeId]) -> Env<'a> {
+    Env {
+        chain,
+        members,
+        archives: &[],
+        holders: &holders,
+    }
 }
 
 struct Cluster {
@@ -127,12 +138,7 @@ impl Cluster {
             self.queue.push_back((to, from, answer));
             return;
         }
-        let env = Env {
-            chain: &self.chain,
-            members: &self.members,
-            archives: &[],
-            holders: &holders,
-        };
+        let env = env(&self.chain, &self.members);
         let _ = self.nodes[n].handle_message(self.now_ms, from, &message, &env);
     }
 
@@ -155,12 +161,7 @@ impl Cluster {
                 block_hash,
             }) => {
                 let bytes = self.stores[n].get(&block_hash).cloned();
-                let env = Env {
-                    chain: &self.chain,
-                    members: &self.members,
-                    archives: &[],
-                    holders: &holders,
-                };
+                let env = env(&self.chain, &self.members);
                 for corrupt in
                     self.nodes[n].handle_get_result(self.now_ms, request_id, bytes.as_deref(), &env)
                 {
@@ -232,12 +233,7 @@ fn cluster_with(blocks: &[Block]) -> Cluster {
     let mut cluster = Cluster::new(TestChain::new(blocks));
     for b in blocks {
         let bytes = b.encode();
-        let env = Env {
-            chain: &cluster.chain,
-            members: &cluster.members,
-            archives: &[],
-            holders: &holders,
-        };
+        let env = env(&cluster.chain, &cluster.members);
         cluster.nodes[0]
             .handle_new_block(cluster.now_ms, &bytes, &env)
             .unwrap();
@@ -288,12 +284,7 @@ fn s16_any_member_answers_by_forwarding_with_a_verified_proof() {
         .find(|m| !holders(&b.block_hash(), 0).contains(m))
         .unwrap();
     for hint in [None, Some(b.block_hash())] {
-        let env = Env {
-            chain: &cluster.chain,
-            members: &cluster.members,
-            archives: &[],
-            holders: &holders,
-        };
+        let env = env(&cluster.chain, &cluster.members);
         cluster.nodes[index_of(asker)]
             .query(cluster.now_ms, 1, txid, hint, &env)
             .unwrap();
@@ -318,12 +309,7 @@ fn s16_any_member_answers_by_forwarding_with_a_verified_proof() {
         );
     }
     // A transaction in no block: every member says no.
-    let env = Env {
-        chain: &cluster.chain,
-        members: &cluster.members,
-        archives: &[],
-        holders: &holders,
-    };
+    let env = env(&cluster.chain, &cluster.members);
     cluster.nodes[index_of(asker)]
         .query(cluster.now_ms, 1, Txid([3; 32]), None, &env)
         .unwrap();
@@ -376,12 +362,7 @@ fn s16_a_forging_member_is_outvoted_by_the_proof_check_and_scored() {
     cluster.forger = Some(hs[0]);
     let asker = *members().iter().find(|m| !hs.contains(m)).unwrap();
     let txid = b.txdata[3].txid();
-    let env = Env {
-        chain: &cluster.chain,
-        members: &cluster.members,
-        archives: &[],
-        holders: &holders,
-    };
+    let env = env(&cluster.chain, &cluster.members);
     cluster.nodes[index_of(asker)]
         .query(cluster.now_ms, 1, txid, Some(b.block_hash()), &env)
         .unwrap();
@@ -417,12 +398,7 @@ fn s17_a_member_runs_code_on_a_block_it_does_not_hold() {
         .find(|h| holders(h, 0).contains(&runner))
         .unwrap();
     for (job, target) in [(1, hash), (2, held)] {
-        let env = Env {
-            chain: &cluster.chain,
-            members: &cluster.members,
-            archives: &[],
-            holders: &holders,
-        };
+        let env = env(&cluster.chain, &cluster.members);
         cluster.nodes[index_of(runner)]
             .run_job(cluster.now_ms, job, target, &env)
             .unwrap();
@@ -457,12 +433,7 @@ fn reorg_drops_blocks_from_shard_and_index_and_proofs_stop_confirming() {
     }
     let change = diff(&old, &cluster.chain, 100);
     for n in 0..cluster.nodes.len() {
-        let env = Env {
-            chain: &cluster.chain,
-            members: &cluster.members,
-            archives: &[],
-            holders: &holders,
-        };
+        let env = env(&cluster.chain, &cluster.members);
         cluster.nodes[n].handle_chain_change(&change, &env);
     }
     cluster.settle();
@@ -475,12 +446,7 @@ fn reorg_drops_blocks_from_shard_and_index_and_proofs_stop_confirming() {
     }
     // A transaction of a block that left the chain no longer confirms.
     let txid = blocks[5].txdata[1].txid();
-    let env = Env {
-        chain: &cluster.chain,
-        members: &cluster.members,
-        archives: &[],
-        holders: &holders,
-    };
+    let env = env(&cluster.chain, &cluster.members);
     cluster.nodes[0]
         .query(cluster.now_ms, 1, txid, None, &env)
         .unwrap();
@@ -515,12 +481,7 @@ fn a_corrupt_local_copy_is_reported_kept_and_the_query_asks_the_other_holder() {
     let last = stored.len() - 1;
     stored[last] ^= 1;
     let bad = stored.clone();
-    let env = Env {
-        chain: &cluster.chain,
-        members: &cluster.members,
-        archives: &[],
-        holders: &holders,
-    };
+    let env = env(&cluster.chain, &cluster.members);
     cluster.nodes[n]
         .query(cluster.now_ms, 1, txid, Some(hash), &env)
         .unwrap();
