@@ -4,7 +4,8 @@
 //! sequences and these block hashes. Written before the random generators and the chain
 //! builders were merged into one of each, so that the merge provably changes none of them.
 
-use shoal_core::chain::generate::{generate_chain, GenerateConfig, SeededRng};
+use shoal_core::base::rng::Rng;
+use shoal_core::chain::generate::{generate_chain, GenerateConfig};
 use shoal_core::node::chain_seam::synthetic_chain;
 use shoal_core::node::{Config, Input, Node, NodeId, Output, TimerId};
 
@@ -17,7 +18,7 @@ fn fold(hashes: impl IntoIterator<Item = [u8; 32]>) -> u64 {
 
 #[test]
 fn the_seeded_rng_draws_the_same_sequence() {
-    let mut rng = SeededRng::from_seed(42);
+    let mut rng = Rng::new(42);
     let first: Vec<u64> = (0..4).map(|_| rng.next_u64()).collect();
     let below: Vec<u64> = (0..6).map(|_| rng.below(1000)).collect();
     assert_eq!(

@@ -1,7 +1,8 @@
 //! Basic types every part of the core shares, kept apart so that every module can import them
 //! without importing each other: a node's id ([`NodeId`]), a cluster's id ([`ClusterId`]), the
 //! node's request-id allocator ([`RequestIds`]) and the seeded random numbers and hash mixing
-//! of [`rng`]. This module imports nothing of the core but `chain`'s hash function.
+//! of [`rng`]. This module imports nothing of the core (the chain generator draws from its
+//! random numbers, so it hashes with `sha2` itself).
 //!
 //! # Request ids (the drain contract's "every request carries an id that returns with its
 //! answer")
@@ -29,7 +30,8 @@ pub struct NodeId(pub [u8; 32]);
 impl NodeId {
     /// An id derived from any bytes (e.g. a libp2p peer id's bytes): `sha256d(bytes)`.
     pub fn from_bytes_hashed(bytes: &[u8]) -> NodeId {
-        NodeId(crate::chain::sha256d(bytes))
+        use sha2::{Digest, Sha256};
+        NodeId(Sha256::digest(Sha256::digest(bytes)).into())
     }
 
     /// A deterministic id for tests and simulations.
