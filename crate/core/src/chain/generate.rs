@@ -48,10 +48,13 @@ use super::block::{Block, MAX_BLOCK_WEIGHT, WITNESS_COMMITMENT_PREFIX};
 use super::hash::{sha256d_pair, BlockHash, Hash256};
 use super::header::{Header, HEADER_SIZE};
 use super::params::{ChainParams, MEDIAN_TIME_SPAN};
-use super::pow::Target;
 use super::transaction::{OutPoint, Transaction, TxIn, TxOut};
 
 use crate::base::rng::{splitmix64, Rng};
+
+mod build;
+
+pub use build::{build_chain, seal_block, Seal};
 
 /// Regtest's proof-of-work limit and the `nBits` of every regtest block (regtest never
 /// retargets).
@@ -501,8 +504,7 @@ impl Generator {
             reserved,
         );
         debug_assert!(block.txdata[0].total_size() <= MAX_GENERATED_COINBASE_BYTES);
-        block.header.merkle_root = block.compute_merkle_root().0;
-        grind(&mut block.header, height)?;
+        seal_block(&mut block, height, Seal::Target)?;
 
         debug_assert!(block.weight() <= MAX_BLOCK_WEIGHT);
         self.advance(&block);
@@ -711,18 +713,6 @@ fn fake_pubkey(rng: &mut Rng) -> Vec<u8> {
     let mut key = vec![if rng.percent(50) { 0x02 } else { 0x03 }];
     key.extend_from_slice(&rng.bytes::<32>());
     key
-}
-
-/// Grinds the nonce until the header's hash meets its target.
-fn grind(header: &mut Header, height: u32) -> Result<(), GenerateError> {
-    let target = Target::from_compact(header.bits).expect("regtest nBits is a valid target");
-    for nonce in 0..=u32::MAX {
-        header.nonce = nonce;
-        if target.is_met_by(header.block_hash()) {
-            return Ok(());
-        }
-    }
-    Err(GenerateError::NonceSpaceExhausted { height })
 }
 
 #[cfg(test)]
