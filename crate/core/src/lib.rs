@@ -14,31 +14,46 @@
 //!
 //! ## Virtual clusters
 //!
-//! Light nodes group themselves into small *virtual clusters* (S1–S5, [`cluster`]): an
-//! ordinary node connected to enough other ordinary nodes invites the best of them, the
-//! confirming invitees and the inviter form a cluster with a checkable id that lapses after a
-//! while, and every member gets a number that follows from the id. Each member stores only
-//! some blocks: a [`placement`] rule maps every block and the member list to its `P` holders
-//! (S6–S8), so the members together hold the whole chain (S18). Members watch each other with
-//! heartbeats and converge on one membership view ([`liveness`], S9–S10); when a member is
-//! lost, the new holders of its blocks fetch them from surviving copies, and outsiders are
-//! invited or ask to join ([`repair`], S11–S13).
+//! Light nodes group themselves into small *virtual clusters* (S1–S5): an ordinary node
+//! connected to enough other ordinary nodes invites the best of them, the confirming invitees
+//! and the inviter form a cluster ([`formation`]) with a checkable id that lapses after a
+//! while, and every member gets a number that follows from the id ([`cluster`]). Each member
+//! stores only some blocks: a [`placement`] rule maps every block and the member list to its
+//! `P` holders (S6–S8), so the members together hold the whole chain (S18). Members watch each
+//! other with heartbeats and converge on one membership view ([`liveness`], S9–S10); when a
+//! member is lost, the new holders of its blocks fetch them from surviving copies ([`repair`],
+//! S11), and outsiders are invited or ask to join ([`repair::replacement`], S12–S13).
+//!
+//! ## Serving
+//!
+//! Members store new blocks where placement puts them, answer transaction queries with Merkle
+//! proofs, and run code on any block ([`serve`]'s components, S14–S17), bundled into one
+//! serving layer that speaks the node's own messages and outputs ([`service`]).
 //!
 //! ## Driving a node
 //!
 //! [`node::Node`] is a sans-IO state machine: the shell feeds it [`node::Input`]s with the
 //! current time and carries out the [`node::Output`]s it returns (messages, timers, storage
 //! commands, events); [`wire`] gives messages their size-bounded byte form. The contract is in
-//! the [`node`] module's docs.
+//! the [`node`] module's docs. Inside, the node is the state its sub-protocols share and one
+//! struct per sub-protocol, and it routes every input to the one it concerns; the basic types
+//! all of them use ([`base`]: ids, request ids, seeded random numbers) import none of them.
 #![forbid(unsafe_code)]
 
+pub mod base;
 pub mod chain;
+pub mod chain_seam;
 pub mod cluster;
+mod config;
+pub mod formation;
+mod io;
 pub mod liveness;
 pub mod node;
 pub mod placement;
 pub mod repair;
 pub mod serve;
+pub mod service;
+mod shared;
 pub mod wire;
 
 #[cfg(test)]

@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::node::chain_seam::{synthetic_chain, BlockHash, HeaderList, HeaderPrefix};
+use crate::chain_seam::{synthetic_chain, BlockHash, HeaderList, HeaderPrefix};
 use crate::node::{
     Candidate, Config, Event, Input, KvOp, Node, NodeId, Output, StorageCommand, StorageResult,
     TimerId,
 };
-use crate::wire::{encode, Message};
+use crate::wire::{encode, Message, NodeRecord};
 
 pub(crate) struct Net {
     pub(crate) nodes: Vec<Node>,
@@ -376,5 +376,81 @@ impl Net {
                     .count()
             })
             .collect()
+    }
+}
+
+// Shared fixtures of the core's tests.
+
+/// Short timeouts, so that small networks settle in seconds of virtual time.
+pub(crate) fn fast_config() -> Config {
+    Config {
+        formation_interval_ms: 1_000,
+        invite_timeout_ms: 300,
+        invite_collect_ms: 50,
+        accept_timeout_ms: 1_000,
+        heartbeat_interval_ms: 500,
+        offline_after_ms: 2_000,
+        repair_request_timeout_ms: 500,
+        repair_retry_ms: 1_000,
+        repair_interval_ms: 100,
+        ..Config::default()
+    }
+}
+
+/// An archive with [`fast_config`].
+pub(crate) fn archive_config() -> Config {
+    Config {
+        archive: true,
+        ..fast_config()
+    }
+}
+
+/// An archive (node 0, holding `blocks` blocks) and `n` ordinary nodes, all introduced.
+pub(crate) fn network(n: usize, blocks: u32, config: Config, seed: u64) -> Net {
+    let mut configs = vec![archive_config()];
+    configs.extend(std::iter::repeat_n(config, n));
+    let mut net = Net::new(configs, blocks, seed);
+    net.feed_blocks(0);
+    net.introduce_all();
+    net
+}
+
+/// Forms one cluster of `n` and returns its member indices.
+pub(crate) fn formed(n: usize, config: Config, seed: u64, blocks: u32) -> (Net, Vec<usize>) {
+    let mut net = network(n, blocks, config, seed);
+    net.run_until(10_000);
+    let clusters = net.check_clusters();
+    assert_eq!(clusters.len(), 1, "seed {seed}: {clusters:?}");
+    let mut members = clusters.into_values().next().unwrap();
+    members.sort();
+    (net, members)
+}
+
+/// Asserts that every block is on at least `p` of `members`.
+pub(crate) fn all_replicated(net: &Net, members: &[usize], p: usize) {
+    let copies = net.copies(members);
+    for (height, c) in copies.iter().enumerate() {
+        assert!(*c >= p, "block {height} has {c} copies, want {p}");
+    }
+}
+
+/// Every output the node has queued.
+pub(crate) fn drain(node: &mut Node) -> Vec<Output> {
+    std::iter::from_fn(|| node.poll_output()).collect()
+}
+
+/// One input, then the drain the contract requires.
+pub(crate) fn feed(node: &mut Node, now_ms: u64, input: Input) -> Vec<Output> {
+    node.handle_input(now_ms, input);
+    drain(node)
+}
+
+/// An ordinary node's record.
+pub(crate) fn record(blocks_served: u64, capacity_bytes: u64) -> NodeRecord {
+    NodeRecord {
+        blocks_served,
+        capacity_bytes,
+        segment: 0,
+        archive: false,
     }
 }

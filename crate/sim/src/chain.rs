@@ -15,17 +15,15 @@
 //! no longer matches the header's Merkle root — what a byzantine relay or a flipped bit on
 //! disk produces, and what a node must refuse to store.
 
-use sha2::{Digest, Sha256};
+use shoal_core::chain::generate::{build_chain, Seal};
+use shoal_core::chain::{Block, BlockHash, Hash256, Header, OutPoint, Transaction, TxIn, TxOut};
 
 use crate::rng::SimRng;
 
+pub use shoal_core::chain::sha256d;
+
 /// Regtest's compact target.
 pub const REGTEST_BITS: u32 = 0x207f_ffff;
-
-/// Double SHA-256.
-pub fn sha256d(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(Sha256::digest(data)).into()
-}
 
 /// One generated block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,123 +36,78 @@ pub struct SimBlock {
     pub bytes: Vec<u8>,
 }
 
-fn push_varint(out: &mut Vec<u8>, n: u64) {
-    match n {
-        0..=0xfc => out.push(n as u8),
-        0xfd..=0xffff => {
-            out.push(0xfd);
-            out.extend_from_slice(&(n as u16).to_le_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(0xfe);
-            out.extend_from_slice(&(n as u32).to_le_bytes());
-        }
-        _ => {
-            out.push(0xff);
-            out.extend_from_slice(&n.to_le_bytes());
+impl From<Block> for SimBlock {
+    fn from(block: Block) -> SimBlock {
+        SimBlock {
+            hash: block.block_hash().to_byte_array(),
+            header: block.header.encode(),
+            bytes: block.encode(),
         }
     }
 }
 
 /// A legacy-format transaction with one input and one `OP_TRUE` output.
-fn transaction(prevout: [u8; 32], vout: u32, script_sig: &[u8], value: u64) -> Vec<u8> {
-    let mut tx = Vec::with_capacity(64 + script_sig.len());
-    tx.extend_from_slice(&1i32.to_le_bytes());
-    push_varint(&mut tx, 1);
-    tx.extend_from_slice(&prevout);
-    tx.extend_from_slice(&vout.to_le_bytes());
-    push_varint(&mut tx, script_sig.len() as u64);
-    tx.extend_from_slice(script_sig);
-    tx.extend_from_slice(&u32::MAX.to_le_bytes());
-    push_varint(&mut tx, 1);
-    tx.extend_from_slice(&value.to_le_bytes());
-    push_varint(&mut tx, 1);
-    tx.push(0x51); // OP_TRUE
-    tx.extend_from_slice(&0u32.to_le_bytes());
-    tx
-}
-
-/// Bitcoin's Merkle root over transaction ids (the last one duplicated on odd levels).
-pub fn merkle_root(txids: &[[u8; 32]]) -> [u8; 32] {
-    assert!(!txids.is_empty(), "a block has at least a coinbase");
-    let mut level = txids.to_vec();
-    while level.len() > 1 {
-        if level.len() % 2 == 1 {
-            level.push(*level.last().expect("non-empty"));
-        }
-        level = level
-            .chunks(2)
-            .map(|pair| {
-                let mut both = [0u8; 64];
-                both[..32].copy_from_slice(&pair[0]);
-                both[32..].copy_from_slice(&pair[1]);
-                sha256d(&both)
-            })
-            .collect();
+fn transaction(prevout: OutPoint, script_sig: &[u8], value: u64) -> Transaction {
+    Transaction {
+        version: 1,
+        input: vec![TxIn {
+            previous_output: prevout,
+            script_sig: script_sig.to_vec(),
+            sequence: u32::MAX,
+            witness: Vec::new(),
+        }],
+        output: vec![TxOut {
+            value,
+            script_pubkey: vec![0x51], // OP_TRUE
+        }],
+        lock_time: 0,
     }
-    level[0]
 }
 
-fn meets_regtest_target(hash: &[u8; 32]) -> bool {
+fn meets_regtest_target(hash: &BlockHash) -> bool {
     // Target 0x7fffff·256^29: the most significant byte (last, internal order) below 0x7f
     // is sufficient (a little stricter than the exact bound).
-    hash[31] < 0x7f
+    hash.0[31] < 0x7f
 }
 
-/// Generates `blocks` blocks from `seed`, genesis first.
+/// Generates `blocks` blocks from `seed`, genesis first, with the core's chain builder.
 pub fn generate(blocks: u32, txs_per_block: u32, seed: u64) -> Vec<SimBlock> {
     let mut rng = SimRng::new(seed);
-    let mut chain: Vec<SimBlock> = Vec::with_capacity(blocks as usize);
-    let mut prev_hash = [0u8; 32];
-    let mut prev_coinbase = [0u8; 32];
-    for height in 0..blocks {
+    let mut prev_coinbase = OutPoint::NULL.txid;
+    let chain = build_chain(blocks, Seal::Until(meets_regtest_target), |height| {
         let mut script_sig = Vec::with_capacity(13);
         script_sig.push(4);
         script_sig.extend_from_slice(&height.to_le_bytes());
         script_sig.push(8);
         script_sig.extend_from_slice(&rng.next_u64().to_le_bytes());
-        let coinbase = transaction([0; 32], u32::MAX, &script_sig, 50 * 100_000_000);
-        let mut txs = vec![coinbase];
+        let coinbase = transaction(OutPoint::NULL, &script_sig, 50 * 100_000_000);
+        let mut txdata = vec![coinbase];
         for i in 0..txs_per_block {
             if height == 0 {
                 break;
             }
             let salt = rng.next_u64().to_le_bytes();
-            txs.push(transaction(prev_coinbase, i, &salt, 1_000 + u64::from(i)));
+            let prevout = OutPoint {
+                txid: prev_coinbase,
+                vout: i,
+            };
+            txdata.push(transaction(prevout, &salt, 1_000 + u64::from(i)));
         }
-        let txids: Vec<[u8; 32]> = txs.iter().map(|tx| sha256d(tx)).collect();
-        prev_coinbase = txids[0];
-        let root = merkle_root(&txids);
-
-        let mut header = [0u8; 80];
-        header[0..4].copy_from_slice(&0x2000_0000i32.to_le_bytes());
-        header[4..36].copy_from_slice(&prev_hash);
-        header[36..68].copy_from_slice(&root);
-        header[68..72].copy_from_slice(&(1_700_000_000 + height * 600).to_le_bytes());
-        header[72..76].copy_from_slice(&REGTEST_BITS.to_le_bytes());
-        let mut nonce = 0u32;
-        let hash = loop {
-            header[76..80].copy_from_slice(&nonce.to_le_bytes());
-            let hash = sha256d(&header);
-            if meets_regtest_target(&hash) {
-                break hash;
-            }
-            nonce += 1;
-        };
-
-        let mut bytes = header.to_vec();
-        push_varint(&mut bytes, txs.len() as u64);
-        for tx in &txs {
-            bytes.extend_from_slice(tx);
+        prev_coinbase = txdata[0].txid();
+        Block {
+            header: Header {
+                version: 0x2000_0000,
+                prev_blockhash: BlockHash::default(),
+                merkle_root: Hash256::default(),
+                time: 1_700_000_000 + height * 600,
+                bits: REGTEST_BITS,
+                nonce: 0,
+            },
+            txdata,
         }
-        chain.push(SimBlock {
-            hash,
-            header,
-            bytes,
-        });
-        prev_hash = hash;
-    }
-    chain
+    })
+    .expect("a nonce below the simulator's target exists for every block");
+    chain.into_iter().map(SimBlock::from).collect()
 }
 
 /// The chain of a run from the core's own regtest generator: the regtest genesis block and
@@ -171,11 +124,7 @@ pub fn generate_regtest(blocks: u32, txs_per_block: u32, seed: u64) -> Vec<SimBl
     std::iter::once(regtest_genesis_block())
         .chain(generated)
         .take(blocks as usize)
-        .map(|block| SimBlock {
-            hash: block.block_hash().to_byte_array(),
-            header: block.header.encode(),
-            bytes: block.encode(),
-        })
+        .map(SimBlock::from)
         .collect()
 }
 
@@ -203,7 +152,7 @@ mod tests {
         for block in &chain {
             assert_eq!(&block.header[4..36], &prev);
             assert_eq!(sha256d(&block.header), block.hash);
-            assert!(meets_regtest_target(&block.hash));
+            assert!(meets_regtest_target(&BlockHash(block.hash)));
             assert_eq!(&block.bytes[..80], &block.header);
             prev = block.hash;
         }
@@ -216,6 +165,7 @@ mod tests {
         let a = [1u8; 32];
         let b = [2u8; 32];
         let c = [3u8; 32];
+        let merkle_root = |leaves: &[[u8; 32]]| shoal_core::chain::merkle::merkle_root(leaves).0 .0;
         assert_eq!(merkle_root(&[a]), a);
         assert_eq!(merkle_root(&[a, b, c]), merkle_root(&[a, b, c, c]));
     }
@@ -245,6 +195,19 @@ mod tests {
             assert!(broken.map_or(true, |b| !b.check_merkle_root()
                 || b.encode() != block.bytes));
         }
+    }
+
+    /// Golden values: the hashes of both chains the simulator builds, for fixed seeds.
+    #[test]
+    fn chains_are_unchanged() {
+        let digest = |chain: &[SimBlock]| {
+            chain.iter().fold(0u64, |acc, b| {
+                acc.rotate_left(7) ^ u64::from_le_bytes(b.hash[..8].try_into().unwrap())
+            })
+        };
+        assert_eq!(digest(&generate(20, 3, 5)), 18249281092072392587);
+        assert_eq!(digest(&generate(64, 2, 1)), 4319031838352214396);
+        assert_eq!(digest(&generate_regtest(12, 4, 3)), 11583087352839710259);
     }
 
     #[test]

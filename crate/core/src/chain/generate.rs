@@ -42,18 +42,19 @@
 //! assert_eq!(next.bip34_height(), Some(4));
 //! ```
 
-mod rng;
-
 use std::collections::{HashMap, VecDeque};
 
 use super::block::{Block, MAX_BLOCK_WEIGHT, WITNESS_COMMITMENT_PREFIX};
 use super::hash::{sha256d_pair, BlockHash, Hash256};
 use super::header::{Header, HEADER_SIZE};
 use super::params::{ChainParams, MEDIAN_TIME_SPAN};
-use super::pow::Target;
 use super::transaction::{OutPoint, Transaction, TxIn, TxOut};
 
-pub use rng::{splitmix64, SeededRng};
+use crate::base::rng::{splitmix64, Rng};
+
+mod build;
+
+pub use build::{build_chain, seal_block, Seal};
 
 /// Regtest's proof-of-work limit and the `nBits` of every regtest block (regtest never
 /// retargets).
@@ -273,7 +274,7 @@ impl Spend {
     }
 
     /// A fresh output script of this kind with a random 20-byte hash.
-    fn script(self, rng: &mut SeededRng) -> Vec<u8> {
+    fn script(self, rng: &mut Rng) -> Vec<u8> {
         let hash: [u8; 20] = rng.bytes();
         match self {
             Self::P2wpkh => [&[0x00, 0x14][..], &hash].concat(),
@@ -454,7 +455,7 @@ impl Generator {
                 .ok_or(GenerateError::TimeOverflow { height })?,
         );
         let mut seed_state = self.seed;
-        let mut rng = SeededRng::from_seed(splitmix64(&mut seed_state) ^ u64::from(height));
+        let mut rng = Rng::new(splitmix64(&mut seed_state) ^ u64::from(height));
 
         let (max_txs, max_size) = match self.target_block_size_bytes {
             Some(bytes) => (usize::MAX, bytes),
@@ -503,8 +504,7 @@ impl Generator {
             reserved,
         );
         debug_assert!(block.txdata[0].total_size() <= MAX_GENERATED_COINBASE_BYTES);
-        block.header.merkle_root = block.compute_merkle_root().0;
-        grind(&mut block.header, height)?;
+        seal_block(&mut block, height, Seal::Target)?;
 
         debug_assert!(block.weight() <= MAX_BLOCK_WEIGHT);
         self.advance(&block);
@@ -528,7 +528,7 @@ impl Generator {
 
     /// A transaction spending one to three coins from the pool into one to three new
     /// outputs (sometimes with an `OP_RETURN` note), and the fee it pays.
-    fn spending_transaction(&mut self, rng: &mut SeededRng, height: u32) -> (Transaction, u64) {
+    fn spending_transaction(&mut self, rng: &mut Rng, height: u32) -> (Transaction, u64) {
         let wanted_inputs = match rng.below(10) {
             0..=5 => 1,
             6..=8 => 2,
@@ -622,7 +622,7 @@ impl Generator {
 /// The coinbase of the block at `height`: BIP34 height and an extra nonce in the script,
 /// the reward to one or two outputs, and the witness commitment with its reserved value.
 fn coinbase(
-    rng: &mut SeededRng,
+    rng: &mut Rng,
     height: u32,
     reward_sat: u64,
     commitment: [u8; 32],
@@ -696,7 +696,7 @@ fn push_data(script: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// 71 random bytes shaped as a DER ECDSA signature with `SIGHASH_ALL`.
-fn fake_signature(rng: &mut SeededRng) -> Vec<u8> {
+fn fake_signature(rng: &mut Rng) -> Vec<u8> {
     let r: [u8; 32] = rng.bytes();
     let s: [u8; 32] = rng.bytes();
     let mut sig = Vec::with_capacity(71);
@@ -709,22 +709,10 @@ fn fake_signature(rng: &mut SeededRng) -> Vec<u8> {
 }
 
 /// 33 random bytes shaped as a compressed public key.
-fn fake_pubkey(rng: &mut SeededRng) -> Vec<u8> {
+fn fake_pubkey(rng: &mut Rng) -> Vec<u8> {
     let mut key = vec![if rng.percent(50) { 0x02 } else { 0x03 }];
     key.extend_from_slice(&rng.bytes::<32>());
     key
-}
-
-/// Grinds the nonce until the header's hash meets its target.
-fn grind(header: &mut Header, height: u32) -> Result<(), GenerateError> {
-    let target = Target::from_compact(header.bits).expect("regtest nBits is a valid target");
-    for nonce in 0..=u32::MAX {
-        header.nonce = nonce;
-        if target.is_met_by(header.block_hash()) {
-            return Ok(());
-        }
-    }
-    Err(GenerateError::NonceSpaceExhausted { height })
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
-//! Virtual clusters: forming them (S1–S3), their id (S4) and member numbers (S5), and the
-//! membership view that liveness (S9–S10) and replacement (S12–S13) change.
+//! Virtual clusters: their id (S4), member numbers (S5), and the membership view that formation
+//! (S1–S3, [`crate::formation`]) founds and liveness (S9–S10, [`crate::liveness`]) and
+//! replacement (S12–S13, [`crate::repair::replacement`]) change. Pure data and functions: the
+//! protocols that change a view live in those modules, and the node adopts the views they
+//! propose (`node::membership`).
 //!
 //! # Overview
 //!
@@ -16,28 +19,13 @@
 //! Member numbers ([`numbering`]) follow from the cluster id and the member ids: members sorted
 //! by `sha256d(cluster id ‖ member id)`; a member's number is its place in that order.
 
-pub(crate) mod formation;
-
-use crate::node::chain_seam::sha256d;
-use crate::node::NodeId;
+use crate::base::NodeId;
+use crate::chain::sha256d;
 use crate::placement::Slot;
 use crate::wire::{ClusterGenesis, MemberInfo, View};
 use std::cmp::Ordering;
-use std::fmt;
 
-/// A cluster's id: a hash over its founding member set, generation and proposer (S4).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct ClusterId(pub [u8; 32]);
-
-impl fmt::Debug for ClusterId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClusterId(")?;
-        for byte in &self.0[..6] {
-            write!(f, "{byte:02x}")?;
-        }
-        write!(f, ")")
-    }
-}
+pub use crate::base::ClusterId;
 
 /// Computes the cluster id of a genesis (S4). `founders` must be sorted by id.
 pub fn cluster_id(genesis: &ClusterGenesis) -> ClusterId {
@@ -127,7 +115,8 @@ pub fn numbering(cluster: &ClusterId, members: &[NodeId]) -> Vec<usize> {
     keyed.into_iter().map(|(_, i)| i).collect()
 }
 
-/// A member's state: its view, the members in number order and when each was last heard.
+/// A member's state: its view and the members in number order. What the sub-protocols keep
+/// per view (liveness's clocks, formation's undersized clock, a replacement round) is theirs.
 #[derive(Debug, Clone)]
 pub(crate) struct Membership {
     pub(crate) view: View,
@@ -137,29 +126,12 @@ pub(crate) struct Membership {
     pub(crate) number: usize,
     pub(crate) digest: u64,
     pub(crate) expires_at_ms: u64,
-    /// Per slot (number order): when we last heard from that member.
-    pub(crate) last_heard_ms: Vec<u64>,
-    /// A replacement round in progress (S12, S13).
-    pub(crate) round: Option<formation::Round>,
-    /// Members dropped from earlier views, with when (the `cluster_size_max` latest): still
-    /// pinged, backing off, while the cluster id lives, so that after a partition heals the two
-    /// sides see each other's stamps and converge. One that answers as a non-member is
-    /// dropped from the list.
-    pub(crate) departed: Vec<(NodeId, u64)>,
     /// When this view was adopted.
     pub(crate) view_since_ms: u64,
-    /// Since when this member's views have had fewer than P members without a break
-    /// (`Config::undersized_leave_after_ms`); `None` while the cluster has at least P.
-    pub(crate) undersized_since_ms: Option<u64>,
     /// Whether this membership re-formed a previous cluster (S4), for counting what it moves.
     pub(crate) reformed: bool,
-    /// When this undersized member last pinged the peers it would dissolve into, and when a
-    /// member of another cluster with P members last answered a ping (see
-    /// `Node::probe_reach`).
-    pub(crate) dissolve_probe_ms: Option<u64>,
-    pub(crate) reach_heard_ms: Option<u64>,
     /// The room last announced to peers outside the cluster (see
-    /// [`crate::node::Node::announce_room`]).
+    /// `Shared::announce_room`).
     pub(crate) announced_room: Option<Room>,
 }
 
@@ -189,22 +161,15 @@ impl Membership {
             .position(|s| s.id == me)
             .expect("a membership is only built from a view that lists this node");
         let digest = view_digest(&view.members);
-        let last_heard_ms = vec![now_ms; slots.len()];
         Membership {
             view,
             slots,
             number,
             digest,
             expires_at_ms,
-            last_heard_ms,
-            round: None,
-            departed: Vec::new(),
             view_since_ms: now_ms,
-            undersized_since_ms: None,
             reformed: false,
             announced_room: None,
-            dissolve_probe_ms: None,
-            reach_heard_ms: None,
         }
     }
 

@@ -15,37 +15,84 @@
 //! failures and partitions every member that can reach another ends on the same view — no two
 //! members keep repairing against each other's views. A member that adopts a view which leaves
 //! it out becomes an ordinary node (and may ask to join again, S13).
+//!
+//! `Liveness` keeps the clocks and the departed members of the current view; the node routes
+//! heartbeats and its heartbeat and silence timers to it, and turns the members it finds silent
+//! into the next view (`node::membership`).
 
-use crate::cluster::view_order;
-use crate::node::{Event, HeartbeatMode, Node, NodeId, Role, TimerId};
+use std::cmp::Ordering;
+
+use crate::base::NodeId;
+use crate::cluster::{view_order, Membership};
+use crate::config::HeartbeatMode;
+use crate::io::TimerId;
+use crate::shared::{Role, Shared};
 use crate::wire::{Message, ViewStamp};
 
-impl Node {
-    /// Our view's stamp, if we are a member.
-    pub(crate) fn stamp(&self) -> Option<ViewStamp> {
-        match &self.role {
-            Role::Member(m) => Some(ViewStamp {
-                cluster: m.view.cluster,
-                epoch: m.view.epoch,
-                members: m.view.members.len() as u32,
-                digest: m.digest,
-            }),
-            Role::Ordinary(_) => None,
+/// Liveness state of the current view. See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Liveness {
+    /// Per slot of the current view (member-number order): when we last heard from that
+    /// member.
+    last_heard_ms: Vec<u64>,
+    /// Members dropped from earlier views, with when (the `cluster_size_max` latest): still
+    /// pinged, backing off, while the cluster id lives, so that after a partition heals the two
+    /// sides see each other's stamps and converge. One that answers as a non-member is
+    /// dropped from the list.
+    pub(crate) departed: Vec<(NodeId, u64)>,
+}
+
+impl Liveness {
+    /// This node became a member of a view with `members` members: every member counts as
+    /// heard from now, and nobody has departed yet.
+    pub(crate) fn joined(&mut self, members: usize, now_ms: u64) {
+        self.last_heard_ms = vec![now_ms; members];
+        self.departed.clear();
+    }
+
+    /// The view of our cluster changes from `old` to `next`. A member we already watched keeps
+    /// its liveness clock: one that fell silent just before the view changed is declared
+    /// offline `offline_after_ms` after its last sign of life, not that long after the change.
+    /// (Repair may well have picked it as a new holder meanwhile, so every second counts.) A
+    /// member we start watching only now has not been sending us heartbeats (S10: numbers near
+    /// a join or leave change neighbours) and starts a fresh period. The members `old` had and
+    /// `next` lacks join the departed.
+    pub(crate) fn view_changed(&mut self, old: &Membership, next: &Membership, cx: &Shared) {
+        let now_ms = cx.now_ms;
+        let mode = cx.config.heartbeat_mode;
+        let mut last_heard_ms = vec![now_ms; next.slots.len()];
+        for (slot, heard) in next.slots.iter().zip(last_heard_ms.iter_mut()) {
+            if let Some(before) = old.number_of(&slot.id) {
+                if Self::watches(mode, old.number, old.slots.len(), before) {
+                    *heard = self.last_heard_ms[before];
+                }
+            }
         }
+        self.last_heard_ms = last_heard_ms;
+        let mut departed: Vec<(NodeId, u64)> = self
+            .departed
+            .iter()
+            .copied()
+            .chain(old.slots.iter().map(|s| (s.id, now_ms)))
+            .filter(|(id, _)| next.number_of(id).is_none())
+            .collect();
+        departed.sort_by_key(|(id, since)| (*id, std::cmp::Reverse(*since)));
+        departed.dedup_by_key(|(id, _)| *id);
+        departed.sort_by_key(|(_, since)| std::cmp::Reverse(*since));
+        departed.truncate(cx.config.cluster_size_max);
+        self.departed = departed;
     }
 
     /// A heartbeat (ping or pong) from a member that carries our cluster's stamp is a sign of
     /// life. A node that answers with another cluster's stamp (it joined elsewhere) is not
     /// alive *for us*, and will be declared offline.
-    pub(crate) fn heard_from(&mut self, from: NodeId, stamp: Option<ViewStamp>) {
-        let now = self.now_ms;
-        if let Role::Member(m) = &mut self.role {
-            if stamp.is_none_or(|s| s.cluster != m.view.cluster) {
-                return;
-            }
-            if let Some(i) = m.number_of(&from) {
-                m.last_heard_ms[i] = now;
-            }
+    pub(crate) fn heard_from(&mut self, cx: &Shared, from: NodeId, stamp: Option<ViewStamp>) {
+        let Role::Member(m) = &cx.role else { return };
+        if stamp.is_none_or(|s| s.cluster != m.view.cluster) {
+            return;
+        }
+        if let Some(i) = m.number_of(&from) {
+            self.last_heard_ms[i] = cx.now_ms;
         }
     }
 
@@ -55,15 +102,15 @@ impl Node {
     /// view, so each of the two hears from the other once per interval either way; answering
     /// would only double the heartbeat traffic. Everyone else — ordinary nodes measuring the
     /// round-trip time, members on another view, departed members — gets a pong.
-    pub(crate) fn pings_back(&self, from: NodeId, stamp: Option<ViewStamp>) -> bool {
-        let Role::Member(m) = &self.role else {
+    pub(crate) fn pings_back(cx: &Shared, from: NodeId, stamp: Option<ViewStamp>) -> bool {
+        let Role::Member(m) = &cx.role else {
             return false;
         };
-        if stamp.is_none() || stamp != self.stamp() {
+        if stamp.is_none() || stamp != cx.stamp() {
             return false;
         }
         m.number_of(&from).is_some_and(|theirs| {
-            Self::watches(self.config.heartbeat_mode, m.number, m.slots.len(), theirs)
+            Self::watches(cx.config.heartbeat_mode, m.number, m.slots.len(), theirs)
         })
     }
 
@@ -84,30 +131,33 @@ impl Node {
         }
     }
 
-    /// If the peer's view of our cluster is older than ours, send it ours.
-    pub(crate) fn compare_stamp(&mut self, from: NodeId, stamp: Option<ViewStamp>) {
-        let Role::Member(m) = &mut self.role else {
-            return;
+    /// If the peer's view of our cluster is older than ours, send it ours. Returns a member of
+    /// our settled view that answered as a non-member (it restarted, or joined elsewhere): it
+    /// has left us, and the node drops it now rather than after a timeout, so that no node
+    /// stays listed by a cluster it is not in.
+    pub(crate) fn compare_stamp(
+        &mut self,
+        cx: &mut Shared,
+        from: NodeId,
+        stamp: Option<ViewStamp>,
+    ) -> Option<NodeId> {
+        let Role::Member(m) = &cx.role else {
+            return None;
         };
         let Some(theirs) = stamp.filter(|s| s.cluster == m.view.cluster) else {
             // A departed member that is no longer in our cluster needs no more pings.
-            m.departed.retain(|(id, _)| *id != from);
-            // A member of our settled view that answers as a non-member (it restarted, or
-            // joined elsewhere) has left us: drop it now rather than after a timeout, so that
-            // no node stays listed by a cluster it is not in.
+            self.departed.retain(|(id, _)| *id != from);
             let settled =
-                self.now_ms.saturating_sub(m.view_since_ms) >= self.config.offline_after_ms / 2;
-            let lapsing = m.expires_at_ms <= self.now_ms + self.config.accept_timeout_ms;
-            if m.number_of(&from).is_some() && settled && !lapsing {
-                self.declare_offline(&[from]);
-            }
-            return;
+                cx.now_ms.saturating_sub(m.view_since_ms) >= cx.config.offline_after_ms / 2;
+            let lapsing = m.expires_at_ms <= cx.now_ms + cx.config.accept_timeout_ms;
+            return (m.number_of(&from).is_some() && settled && !lapsing).then_some(from);
         };
         let their_key = (theirs.epoch, theirs.members as usize, theirs.digest);
-        if view_order(m.order_key(), their_key) == std::cmp::Ordering::Greater {
+        if view_order(m.order_key(), their_key) == Ordering::Greater {
             let view = m.view.clone();
-            self.send(from, Message::View(view));
+            cx.send(from, Message::View(view));
         }
+        None
     }
 
     /// Member numbers this member checks (and expects checks from).
@@ -128,11 +178,17 @@ impl Node {
         }
     }
 
-    pub(crate) fn on_heartbeat_timer(&mut self) {
-        let Role::Member(m) = &self.role else { return };
-        let targets = Self::monitored(self.config.heartbeat_mode, m.number, m.slots.len());
-        let stamp = self.stamp();
-        let dead = self.silent_members();
+    /// The heartbeat tick of a member: pings the watched members (and, backing off, the
+    /// departed ones) and sets the next tick. Returns the watched members that fell silent
+    /// (the node drops them from the view, then calls [`Self::arm_silence_check`]); `None` for
+    /// an ordinary node, which has no heartbeats.
+    pub(crate) fn on_heartbeat_timer(&mut self, cx: &mut Shared) -> Option<Vec<NodeId>> {
+        let Role::Member(m) = &cx.role else {
+            return None;
+        };
+        let targets = Self::monitored(cx.config.heartbeat_mode, m.number, m.slots.len());
+        let stamp = cx.stamp();
+        let dead = self.silent_members(cx);
         let mut ids: Vec<NodeId> = targets.iter().map(|&i| m.slots[i].id).collect();
         // Departed members are pinged too, backing off: on the heartbeats 0, 1, 2, 4, 8, …
         // intervals after they left, for as long as the cluster id lives (the list keeps the
@@ -141,92 +197,62 @@ impl Node {
         // this back-off one costs a dozen pings over a six-hour id. But the two sides of a
         // partition know each other only from this list: however long they were cut off,
         // they find each other again within twice that time and merge.
-        let interval = self.config.heartbeat_interval_ms.max(1);
+        let interval = cx.config.heartbeat_interval_ms.max(1);
         ids.extend(
-            m.departed
+            self.departed
                 .iter()
                 .filter(|(_, since)| {
-                    let beats = self.now_ms.saturating_sub(*since) / interval;
+                    let beats = cx.now_ms.saturating_sub(*since) / interval;
                     beats == 0 || beats.is_power_of_two()
                 })
                 .map(|(id, _)| *id),
         );
         for id in ids {
-            let nonce = self.rng.next_u64();
-            self.send(id, Message::Ping { nonce, stamp });
-            self.stats.pings_sent += 1;
+            let nonce = cx.rng.next_u64();
+            cx.send(id, Message::Ping { nonce, stamp });
+            cx.stats.pings_sent += 1;
         }
-        let next = self.now_ms + self.config.heartbeat_interval_ms;
-        self.set_timer(TimerId::Heartbeat, next);
-        if !dead.is_empty() {
-            self.declare_offline(&dead);
-        }
-        self.arm_silence_check();
+        let next = cx.now_ms + cx.config.heartbeat_interval_ms;
+        cx.set_timer(TimerId::Heartbeat, next);
+        Some(dead)
     }
 
     /// The watched members not heard from for more than `offline_after_ms`.
-    fn silent_members(&self) -> Vec<NodeId> {
-        let Role::Member(m) = &self.role else {
+    pub(crate) fn silent_members(&self, cx: &Shared) -> Vec<NodeId> {
+        let Role::Member(m) = &cx.role else {
             return Vec::new();
         };
-        let (mode, k) = (self.config.heartbeat_mode, m.slots.len());
+        let (mode, k) = (cx.config.heartbeat_mode, m.slots.len());
         (0..k)
             .filter(|&i| Self::watches(mode, m.number, k, i))
             .filter(|&i| {
-                self.now_ms.saturating_sub(m.last_heard_ms[i]) > self.config.offline_after_ms
+                cx.now_ms.saturating_sub(self.last_heard_ms[i]) > cx.config.offline_after_ms
             })
             .map(|i| m.slots[i].id)
             .collect()
     }
 
     /// If a watched member's silence will pass `offline_after_ms` before the next heartbeat
-    /// tick checks it, wakes up at that moment too. While every watched member keeps
-    /// pinging, its deadline lies beyond the next tick and this sets nothing.
-    pub(crate) fn arm_silence_check(&mut self) {
-        let Role::Member(m) = &self.role else { return };
-        let (mode, k) = (self.config.heartbeat_mode, m.slots.len());
+    /// tick checks it, wakes up at that moment too (the node's silence timer). While every
+    /// watched member keeps pinging, its deadline lies beyond the next tick and this sets
+    /// nothing.
+    pub(crate) fn arm_silence_check(&self, cx: &mut Shared) {
+        let Role::Member(m) = &cx.role else { return };
+        let (mode, k) = (cx.config.heartbeat_mode, m.slots.len());
         let Some(deadline) = (0..k)
             .filter(|&i| Self::watches(mode, m.number, k, i))
-            .map(|i| m.last_heard_ms[i] + self.config.offline_after_ms + 1)
+            .map(|i| self.last_heard_ms[i] + cx.config.offline_after_ms + 1)
             // One already past it that is still listed (its view is being proposed) is the
             // heartbeat tick's again: this timer never fires twice at the same moment.
-            .filter(|&deadline| deadline > self.now_ms)
+            .filter(|&deadline| deadline > cx.now_ms)
             .min()
         else {
             return;
         };
-        let next_tick = self.timers[TimerId::Heartbeat as usize].unwrap_or(u64::MAX);
+        let next_tick = cx.timers[TimerId::Heartbeat as usize].unwrap_or(u64::MAX);
         if deadline < next_tick {
-            self.set_timer(TimerId::Silence, deadline);
+            cx.set_timer(TimerId::Silence, deadline);
         }
-    }
-
-    pub(crate) fn on_silence_timer(&mut self) {
-        let dead = self.silent_members();
-        if !dead.is_empty() {
-            self.declare_offline(&dead);
-        }
-        self.arm_silence_check();
-    }
-
-    /// S9/S10 → S11/S12: drop `dead` from the view; repair and replacement follow from it.
-    pub(crate) fn declare_offline(&mut self, dead: &[NodeId]) {
-        let Role::Member(m) = &self.role else { return };
-        let members = m
-            .view
-            .members
-            .iter()
-            .filter(|info| !dead.contains(&info.id))
-            .cloned()
-            .collect();
-        for member in dead {
-            self.stats.members_declared_offline += 1;
-            self.event(Event::MemberOffline { member: *member });
-        }
-        self.propose_view(members);
-        // S12: look for a replacement soon rather than at the next formation round.
-        let at = self.now_ms + self.config.invite_timeout_ms;
-        self.set_timer_no_later(TimerId::Formation, at);
     }
 }
 

@@ -1,19 +1,8 @@
 //! Liveness (S9, S10) and view convergence after crashes and partitions.
 
-use crate::cluster::tests::{fast_config, network};
 use crate::node::{Config, Event, HeartbeatMode, TimerId};
 use crate::testnet::Net;
-
-/// Forms one cluster of `n` and returns its member indices.
-pub(crate) fn formed(n: usize, config: Config, seed: u64, blocks: u32) -> (Net, Vec<usize>) {
-    let mut net = network(n, blocks, config, seed);
-    net.run_until(10_000);
-    let clusters = net.check_clusters();
-    assert_eq!(clusters.len(), 1, "seed {seed}: {clusters:?}");
-    let mut members = clusters.into_values().next().unwrap();
-    members.sort();
-    (net, members)
-}
+use crate::testnet::{fast_config, formed};
 
 fn crashed_member_is_dropped(mode: HeartbeatMode) {
     let config = Config {
@@ -339,10 +328,10 @@ fn watches_agrees_with_monitored() {
         for per_side in 0..7 {
             for mode in [HeartbeatMode::All, HeartbeatMode::Neighbours { per_side }] {
                 for number in 0..k {
-                    let list = crate::node::Node::monitored(mode, number, k);
+                    let list = crate::liveness::Liveness::monitored(mode, number, k);
                     for other in 0..k + 1 {
                         assert_eq!(
-                            crate::node::Node::watches(mode, number, k, other),
+                            crate::liveness::Liveness::watches(mode, number, k, other),
                             list.contains(&other),
                             "{mode:?} k {k} number {number} other {other}"
                         );

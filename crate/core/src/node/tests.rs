@@ -1,213 +1,12 @@
-//! Single-node tests: the node's choices, fed by hand (S1, S3), and input hygiene.
+//! Single-node tests: the node's inputs fed by hand — views it must refuse, reorgs, blocks
+//! off the header chain, configurations, peers — and its random stream. Invitations (S1, S3)
+//! are tested in `formation::tests`.
 
 use super::*;
-use crate::cluster::tests::fast_config;
-use crate::wire::{Header, NodeRecord};
+use crate::chain_seam;
+use crate::testnet::{fast_config, feed};
+use crate::wire::Header;
 use std::sync::Arc;
-
-fn drain(node: &mut Node) -> Vec<Output> {
-    std::iter::from_fn(|| node.poll_output()).collect()
-}
-
-/// One input, then the drain the contract requires.
-fn feed(node: &mut Node, now_ms: u64, input: Input) -> Vec<Output> {
-    node.handle_input(now_ms, input);
-    drain(node)
-}
-
-fn record(blocks_served: u64, capacity_bytes: u64) -> NodeRecord {
-    NodeRecord {
-        blocks_served,
-        capacity_bytes,
-        segment: 0,
-        archive: false,
-    }
-}
-
-fn sent_invites(outputs: &[Output]) -> Vec<NodeId> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Send {
-                to,
-                message: Message::Invite { .. },
-            } => Some(*to),
-            _ => None,
-        })
-        .collect()
-}
-
-/// A node connected to `peers` ordinary peers with the given records and round-trip times.
-fn connected_node(config: Config, peers: &[(u64, u64, u64)]) -> (Node, Vec<NodeId>, u64) {
-    let mut node = Node::new(config, NodeId::from_seed(1000), 5).unwrap();
-    let mut now = 0;
-    node.handle_input(now, Input::Start);
-    drain(&mut node);
-    let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId::from_seed).collect();
-    for (id, (served, capacity, rtt)) in ids.iter().zip(peers) {
-        let nonce = feed(&mut node, now, Input::PeerConnected { peer: *id })
-            .into_iter()
-            .find_map(|o| match o {
-                Output::Send {
-                    message: Message::Ping { nonce, .. },
-                    ..
-                } => Some(nonce),
-                _ => None,
-            })
-            .expect("a ping measures the round trip");
-        let hello = Message::Hello {
-            record: record(*served, *capacity),
-            cluster: None,
-            open_slots: 0,
-        };
-        feed(
-            &mut node,
-            now,
-            Input::Message {
-                from: *id,
-                message: hello,
-            },
-        );
-        feed(
-            &mut node,
-            now + rtt,
-            Input::Message {
-                from: *id,
-                message: Message::Pong { nonce, stamp: None },
-            },
-        );
-        now += 1;
-    }
-    (node, ids, now)
-}
-
-/// Fires the formation timer at its deadline.
-fn fire_formation(node: &mut Node, now: u64) -> Vec<Output> {
-    let at = node.timers[TimerId::Formation as usize].expect("formation timer set");
-    feed(node, at.max(now), Input::TimerFired(TimerId::Formation))
-}
-
-/// S1: an ordinary node invites only once it has invite_after_peers ordinary peers, and
-/// picks by node condition: blocks served first, then round-trip time. The invitation carries
-/// its address, record and capacity.
-#[test]
-fn invitations_go_to_the_best_peers() {
-    let config = Config {
-        cluster_size_max: 3,
-        invite_after_peers: 3,
-        address: "/ip4/127.0.0.1/tcp/1".into(),
-        capacity_bytes: 777,
-        ..fast_config()
-    };
-    // Two peers only: no invitation.
-    let (mut node, _, now) = connected_node(config.clone(), &[(5, 0, 10), (5, 0, 10)]);
-    let outputs = fire_formation(&mut node, now);
-    assert!(sent_invites(&outputs).is_empty());
-    // Four peers: (served, capacity, rtt). Best: 9 served; then 4 served with 5 ms beats 4
-    // served with 50 ms; 1 served is last.
-    let (mut node, ids, now) =
-        connected_node(config, &[(4, 0, 50), (9, 0, 80), (1, 0, 1), (4, 0, 5)]);
-    let outputs = fire_formation(&mut node, now);
-    assert_eq!(sent_invites(&outputs), vec![ids[1], ids[3]]);
-    let invite = outputs
-        .iter()
-        .find_map(|o| match o {
-            Output::Send {
-                message: m @ Message::Invite { .. },
-                ..
-            } => Some(m.clone()),
-            _ => None,
-        })
-        .unwrap();
-    let Message::Invite {
-        address,
-        record,
-        cluster,
-        ..
-    } = invite
-    else {
-        unreachable!()
-    };
-    assert_eq!(address, "/ip4/127.0.0.1/tcp/1");
-    assert_eq!(record.capacity_bytes, 777);
-    assert_eq!(cluster, None);
-}
-
-/// S3: an invitee confirms the best invitation by its content and declines the others; once
-/// it has confirmed it declines every later invitation.
-#[test]
-fn an_invitee_accepts_one_invitation_and_declines_the_rest() {
-    let mut node = Node::new(fast_config(), NodeId::from_seed(1000), 5).unwrap();
-    feed(&mut node, 0, Input::Start);
-    let inviters: Vec<NodeId> = (0..4).map(NodeId::from_seed).collect();
-    for (k, from) in inviters.iter().enumerate().take(3) {
-        let message = Message::Invite {
-            invite_id: 10 + k as u64,
-            address: String::new(),
-            record: record([3, 8, 8][k], [0, 1, 5][k]),
-            cluster: None,
-        };
-        assert!(
-            feed(
-                &mut node,
-                1,
-                Input::Message {
-                    from: *from,
-                    message
-                }
-            )
-            .iter()
-            .all(|o| !matches!(
-                o,
-                Output::Send {
-                    message: Message::InviteReply { .. },
-                    ..
-                }
-            )),
-            "collects before answering"
-        );
-    }
-    let mut outputs = Vec::new();
-    outputs.extend(feed(
-        &mut node,
-        1_000,
-        Input::TimerFired(TimerId::Invitation),
-    ));
-    let replies: Vec<(NodeId, bool)> = outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Send {
-                to,
-                message: Message::InviteReply { accept, .. },
-            } => Some((*to, *accept)),
-            _ => None,
-        })
-        .collect();
-    // Most blocks served wins; capacity breaks the tie between the two 8s.
-    assert_eq!(replies.len(), 3);
-    assert!(replies.contains(&(inviters[2], true)));
-    assert!(replies.contains(&(inviters[0], false)));
-    assert!(replies.contains(&(inviters[1], false)));
-    // Committed: a later invitation is declined at once.
-    let late = Message::Invite {
-        invite_id: 99,
-        address: String::new(),
-        record: record(1_000, 1_000),
-        cluster: None,
-    };
-    let outputs = feed(
-        &mut node,
-        1_001,
-        Input::Message {
-            from: inviters[3],
-            message: late,
-        },
-    );
-    assert!(outputs.iter().any(|o| matches!(
-        o,
-        Output::Send { to, message: Message::InviteReply { accept: false, .. } } if *to == inviters[3]
-    )));
-}
 
 /// A view from someone we did not confirm, or a forged one, does not make us a member.
 #[test]
@@ -407,4 +206,25 @@ fn timer_table_keeps_one_deadline_per_id_and_hands_out_due_ones_once() {
     assert_eq!(timers.next_ms(), Some(300));
     assert_eq!(timers.take_due(1_000), vec![TimerId::Heartbeat]);
     assert_eq!(timers.next_ms(), None);
+}
+
+/// Golden values of the node's random stream (its seed mixed with its id): heartbeat nonces,
+/// RTT pings and every jittered deadline come from it, and the simulator's seeded results
+/// with them.
+#[test]
+fn the_nodes_random_stream_is_unchanged() {
+    let id = NodeId::from_seed(3);
+    let mut rng = SplitMix64::new(99 ^ u64::from_le_bytes(id.0[..8].try_into().unwrap()));
+    let draws: Vec<u64> = (0..4).map(|_| rng.next_u64()).collect();
+    let jitters: Vec<u64> = (0..4).map(|_| rng.jitter(10_000)).collect();
+    assert_eq!(
+        draws,
+        [
+            17232830867553386251,
+            4611599449045664984,
+            6992230150852250154,
+            2994597414423267507
+        ]
+    );
+    assert_eq!(jitters, [7548, 12023, 13938, 7381]);
 }

@@ -23,8 +23,8 @@
 //! `movement` measures what a membership change moves under a rule; the
 //! `placement_movement` example prints it against the optimum for every rule.
 
-use crate::node::chain_seam::BlockHash;
-use crate::node::NodeId;
+use crate::base::{mix64, NodeId};
+use crate::chain::BlockHash;
 
 /// A placement rule (S6–S8). See the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,14 +183,6 @@ pub fn hash_mod(hash: &BlockHash, m: u64) -> u64 {
 fn rendezvous_weight(block_key: u64, member: &NodeId) -> u64 {
     let member_key = u64::from_le_bytes(member.0[..8].try_into().expect("8 bytes"));
     mix64(block_key ^ mix64(member_key))
-}
-
-/// splitmix64's finaliser.
-pub(crate) fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// What a membership change moved under one rule.

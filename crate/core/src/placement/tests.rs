@@ -15,7 +15,7 @@ fn slots(seeds: &[u64], segments: u32) -> Vec<Slot> {
 }
 
 fn block(seed: u64) -> (BlockHash, u32) {
-    let hash = crate::node::chain_seam::sha256d(&seed.to_le_bytes());
+    let hash = crate::chain::sha256d(&seed.to_le_bytes());
     (BlockHash(hash), seed as u32)
 }
 

@@ -40,12 +40,14 @@
 //! and deleted once the view has held for `evict_spares_after_ms` and this member's own
 //! fetching is done.
 
+pub mod replacement;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use crate::node::chain_seam::{check_block, sha256d, BlockHash};
-use crate::node::{
-    Config, Event, Node, NodeId, Output, Role, StorageCommand, StorageResult, TimerId,
-};
+use crate::base::{ClusterId, NodeId};
+use crate::chain_seam::{check_block, sha256d, BlockHash, SharedHeaders};
+use crate::io::{Event, Output, StorageCommand, StorageResult, TimerId};
+use crate::shared::{Role, Shared};
 use crate::wire::Message;
 
 /// A set of heights.
@@ -153,22 +155,17 @@ pub(crate) struct Repair {
     /// Size of the last block received: what each request in flight is assumed to bring.
     block_bytes_estimate: u64,
     /// The view (cluster, epoch) whose spare blocks were evicted already.
-    pub(crate) evicted_for: Option<(crate::cluster::ClusterId, u64)>,
+    pub(crate) evicted_for: Option<(ClusterId, u64)>,
     /// The queue overflowed: rescan once it drains.
     rescan_needed: bool,
     /// Members of the cluster `misses_for` that answered a fetch with `BlockNotFound` or not
     /// at all since our fetching last went idle: asked after the archives (see the module
     /// docs). At most one entry per member.
     misses: Vec<NodeId>,
-    misses_for: Option<crate::cluster::ClusterId>,
-    scratch: Vec<usize>,
+    misses_for: Option<ClusterId>,
 }
 
 impl Repair {
-    pub(crate) fn new(_config: &Config) -> Repair {
-        Repair::default()
-    }
-
     pub(crate) fn missing_count(&self) -> usize {
         self.queue.len() + self.in_flight.len() + self.parked.len()
     }
@@ -211,27 +208,11 @@ impl Repair {
 /// Most storage reads for serving in progress at once.
 const SERVE_READS_MAX: usize = 64;
 
-impl Node {
-    /// Whether this node must hold the block at `height` under its current view.
-    pub fn must_hold(&mut self, height: u32) -> bool {
-        let Role::Member(m) = &self.role else {
-            return false;
-        };
-        let Some(hash) = self.headers.as_ref().and_then(|h| h.block_hash_at(height)) else {
-            return false;
-        };
-        let mut scratch = std::mem::take(&mut self.repair.scratch);
-        let held = self
-            .placer
-            .is_holder(&hash, height, &m.slots, m.number, &mut scratch);
-        self.repair.scratch = scratch;
-        held
-    }
-
+impl Repair {
     /// Before switching to a new header view: heights whose block changed (a reorganisation)
     /// are no longer held — the stored block is not on the best chain any more.
-    pub(crate) fn forget_reorganised(&mut self, next: &crate::node::SharedHeaders) {
-        let Some(old) = &self.headers else { return };
+    pub(crate) fn forget_reorganised(&mut self, cx: &mut Shared, next: &SharedHeaders) {
+        let Some(old) = &cx.headers else { return };
         let (Some(old_tip), Some(new_tip)) = (old.tip_height(), next.tip_height()) else {
             return;
         };
@@ -240,66 +221,65 @@ impl Node {
             if old.block_hash_at(height) == next.block_hash_at(height) {
                 break;
             }
-            self.repair.forget(height);
+            self.forget(height);
             if height == 0 {
                 break;
             }
             height -= 1;
         }
         for stale in new_tip.saturating_add(1)..=old_tip {
-            self.repair.forget(stale);
+            self.forget(stale);
         }
     }
 
     /// Recomputes what this member must fetch and starts fetching.
-    pub(crate) fn rescan_shard(&mut self) {
-        self.resolve_listed();
-        if !matches!(self.role, Role::Member(_)) {
+    pub(crate) fn rescan_shard(&mut self, cx: &mut Shared) {
+        self.resolve_listed(cx);
+        if !matches!(cx.role, Role::Member(_)) {
             // An ordinary node holds what it has and fetches nothing.
-            for (_, flight) in self.repair.in_flight.drain() {
-                self.repair.busy.remove(flight.job.height);
+            for (_, flight) in self.in_flight.drain() {
+                self.busy.remove(flight.job.height);
             }
-            for job in self.repair.queue.drain(..) {
-                self.repair.busy.remove(job.height);
+            for job in self.queue.drain(..) {
+                self.busy.remove(job.height);
             }
-            for (_, height, _) in std::mem::take(&mut self.repair.parked) {
-                self.repair.busy.remove(height);
+            for (_, height, _) in std::mem::take(&mut self.parked) {
+                self.busy.remove(height);
             }
             return;
         }
-        let Some(tip) = self.headers.as_ref().and_then(|h| h.tip_height()) else {
+        let Some(tip) = cx.headers.as_ref().and_then(|h| h.tip_height()) else {
             return;
         };
-        self.repair.rescan_needed = false;
+        self.rescan_needed = false;
         for height in 0..=tip {
-            if self.repair.held_good(height) || self.repair.busy.contains(height) {
+            if self.held_good(height) || self.busy.contains(height) {
                 continue;
             }
-            if !self.must_hold(height) {
+            if !cx.must_hold(height) {
                 continue;
             }
-            if self.repair.queue.len() >= self.config.repair_queue_max {
-                self.repair.rescan_needed = true;
+            if self.queue.len() >= cx.config.repair_queue_max {
+                self.rescan_needed = true;
                 break;
             }
-            self.repair.busy.insert(height);
-            self.repair.queue.push_back(Job {
+            self.busy.insert(height);
+            self.queue.push_back(Job {
                 height,
                 attempts: 0,
                 rounds: 0,
             });
         }
-        self.pump_repair();
+        self.pump_repair(cx);
     }
 
-    fn resolve_listed(&mut self) {
-        let Some(headers) = &self.headers else { return };
+    fn resolve_listed(&mut self, cx: &mut Shared) {
+        let Some(headers) = &cx.headers else { return };
         let headers = headers.clone();
-        self.repair
-            .unresolved
+        self.unresolved
             .retain(|hash| match headers.height_of(hash) {
                 Some(height) => {
-                    self.repair.held.insert(height);
+                    self.held.insert(height);
                     false
                 }
                 None => true,
@@ -307,9 +287,9 @@ impl Node {
     }
 
     /// Where to fetch `height` from, best first (see the module docs).
-    fn sources(&mut self, height: u32, hash: &BlockHash) -> Vec<NodeId> {
-        let archives = self.connected_archives();
-        let Role::Member(m) = &self.role else {
+    fn sources(&mut self, cx: &mut Shared, height: u32, hash: &BlockHash) -> Vec<NodeId> {
+        let archives = cx.connected_archives();
+        let Role::Member(m) = &cx.role else {
             return archives;
         };
         let k = m.slots.len();
@@ -317,19 +297,17 @@ impl Node {
             let d = (n + k - m.number) % k;
             d.min(k - d)
         };
-        let mut holders = std::mem::take(&mut self.repair.scratch);
-        self.placer.holders(hash, height, &m.slots, &mut holders);
+        let mut holders = std::mem::take(&mut cx.scratch);
+        cx.placer.holders(hash, height, &m.slots, &mut holders);
         let mut current: Vec<usize> = holders.iter().copied().filter(|n| *n != m.number).collect();
         current.sort_by_key(|n| distance(*n));
         let mut others: Vec<usize> = (0..k)
             .filter(|n| *n != m.number && !holders.contains(n))
             .collect();
         others.sort_by_key(|n| distance(*n));
-        self.repair.scratch = holders;
+        cx.scratch = holders;
         let cluster = m.view.cluster;
-        let missed = |id: &NodeId| {
-            self.repair.misses_for == Some(cluster) && self.repair.misses.contains(id)
-        };
+        let missed = |id: &NodeId| self.misses_for == Some(cluster) && self.misses.contains(id);
         // Current holders first (numbered neighbours first) unless they missed already, then
         // archives, then the holders that missed, then members that may keep the block from
         // an earlier placement.
@@ -347,59 +325,57 @@ impl Node {
     /// until our fetching is done it is asked after the archives. The job starts over on the
     /// new order of sources when this reordered them (at most once per member, so a job
     /// still runs out of sources and parks): its count of attempts indexes that order.
-    fn note_miss(&mut self, peer: NodeId, job: &mut Job) {
-        let Role::Member(m) = &self.role else { return };
+    fn note_miss(&mut self, cx: &mut Shared, peer: NodeId, job: &mut Job) {
+        let Role::Member(m) = &cx.role else { return };
         let cluster = Some(m.view.cluster);
-        if self.repair.misses_for != cluster {
-            self.repair.misses_for = cluster;
-            self.repair.misses.clear();
+        if self.misses_for != cluster {
+            self.misses_for = cluster;
+            self.misses.clear();
         }
         let is_member = m.number_of(&peer).is_some();
-        if is_member && !self.repair.misses.contains(&peer) {
-            self.repair.misses.push(peer);
+        if is_member && !self.misses.contains(&peer) {
+            self.misses.push(peer);
             job.attempts = 0;
         }
     }
 
     /// Sends fetches while the bounds allow.
-    fn pump_repair(&mut self) {
-        if self.now_ms >= self.repair.window_start_ms + self.config.repair_interval_ms {
-            self.repair.window_start_ms = self.now_ms;
-            self.repair.window_bytes = 0;
+    fn pump_repair(&mut self, cx: &mut Shared) {
+        if cx.now_ms >= self.window_start_ms + cx.config.repair_interval_ms {
+            self.window_start_ms = cx.now_ms;
+            self.window_bytes = 0;
         }
-        while self.repair.in_flight.len() < self.config.repair_parallel_max
-            && self.repair.window_bytes
-                + (self.repair.in_flight.len() as u64 + 1) * self.repair.block_bytes_estimate
-                <= self.config.repair_bytes_per_interval
+        while self.in_flight.len() < cx.config.repair_parallel_max
+            && self.window_bytes + (self.in_flight.len() as u64 + 1) * self.block_bytes_estimate
+                <= cx.config.repair_bytes_per_interval
         {
-            let Some(mut job) = self.repair.queue.pop_front() else {
+            let Some(mut job) = self.queue.pop_front() else {
                 break;
             };
-            let hash = self
+            let hash = cx
                 .headers
                 .as_ref()
                 .and_then(|h| h.block_hash_at(job.height));
-            let Some(hash) = hash.filter(|_| !self.repair.held_good(job.height)) else {
-                self.repair.busy.remove(job.height);
+            let Some(hash) = hash.filter(|_| !self.held_good(job.height)) else {
+                self.busy.remove(job.height);
                 continue;
             };
-            if !self.must_hold(job.height) {
-                self.repair.busy.remove(job.height);
+            if !cx.must_hold(job.height) {
+                self.busy.remove(job.height);
                 continue;
             }
-            let sources = self.sources(job.height, &hash);
+            let sources = self.sources(cx, job.height, &hash);
             let Some(peer) = sources.get(job.attempts as usize).copied() else {
                 // Nobody had it: back off, doubling up to 64 × repair_retry_ms.
-                let at = self.now_ms + (self.config.repair_retry_ms << job.rounds.min(6));
-                self.repair
-                    .parked
+                let at = cx.now_ms + (cx.config.repair_retry_ms << job.rounds.min(6));
+                self.parked
                     .insert((at, job.height, job.rounds.saturating_add(1)));
                 continue;
             };
             job.attempts += 1;
-            let request_id = self.fresh_id();
-            let deadline_ms = self.now_ms + self.config.repair_request_timeout_ms;
-            self.repair.in_flight.insert(
+            let request_id = cx.fresh_id();
+            let deadline_ms = cx.now_ms + cx.config.repair_request_timeout_ms;
+            self.in_flight.insert(
                 request_id,
                 Flight {
                     job,
@@ -407,109 +383,102 @@ impl Node {
                     deadline_ms,
                 },
             );
-            self.send(
+            cx.send(
                 peer,
                 Message::GetBlock {
                     request_id,
                     block_hash: hash,
                 },
             );
-            let in_flight = self.repair.in_flight.len() as u64;
-            debug_assert!(in_flight <= self.config.repair_parallel_max as u64);
-            self.stats.fetches_in_flight_peak = self.stats.fetches_in_flight_peak.max(in_flight);
+            let in_flight = self.in_flight.len() as u64;
+            debug_assert!(in_flight <= cx.config.repair_parallel_max as u64);
+            cx.stats.fetches_in_flight_peak = cx.stats.fetches_in_flight_peak.max(in_flight);
         }
-        if self.repair.queue.is_empty()
-            && self.repair.in_flight.is_empty()
-            && self.repair.rescan_needed
-        {
-            self.repair.rescan_needed = false;
+        if self.queue.is_empty() && self.in_flight.is_empty() && self.rescan_needed {
+            self.rescan_needed = false;
             // The queue overflowed earlier; pick up the rest now that it drained.
-            return self.rescan_shard();
+            return self.rescan_shard(cx);
         }
-        if self.repair.missing_count() == 0 {
+        if self.missing_count() == 0 {
             // Filled: what the members lacked then says nothing of the next repair.
-            self.repair.misses.clear();
+            self.misses.clear();
         }
-        self.evict_spares();
-        self.rearm_repair_timer();
+        self.evict_spares(cx);
+        self.rearm_repair_timer(cx);
     }
 
     /// When spare blocks may be evicted under the current view, if that is still to come.
-    fn eviction_due(&self) -> Option<u64> {
-        let Role::Member(m) = &self.role else {
+    fn eviction_due(&self, cx: &Shared) -> Option<u64> {
+        let Role::Member(m) = &cx.role else {
             return None;
         };
-        let after = self.config.evict_spares_after_ms?;
-        if self.repair.evicted_for == Some((m.view.cluster, m.view.epoch)) {
+        let after = cx.config.evict_spares_after_ms?;
+        if self.evicted_for == Some((m.view.cluster, m.view.epoch)) {
             return None;
         }
         Some(m.view_since_ms.saturating_add(after))
     }
 
     /// S12, third rule: delete the blocks this member no longer must hold.
-    fn evict_spares(&mut self) {
-        let Some(due) = self.eviction_due() else {
+    fn evict_spares(&mut self, cx: &mut Shared) {
+        let Some(due) = self.eviction_due(cx) else {
             return;
         };
-        let idle = self.repair.queue.is_empty()
-            && self.repair.in_flight.is_empty()
-            && self.repair.parked.is_empty();
-        if due > self.now_ms || !idle {
+        let idle = self.queue.is_empty() && self.in_flight.is_empty() && self.parked.is_empty();
+        if due > cx.now_ms || !idle {
             return;
         }
-        let Role::Member(m) = &self.role else { return };
-        self.repair.evicted_for = Some((m.view.cluster, m.view.epoch));
-        let Some(tip) = self.headers.as_ref().and_then(|h| h.tip_height()) else {
+        let Role::Member(m) = &cx.role else { return };
+        self.evicted_for = Some((m.view.cluster, m.view.epoch));
+        let Some(tip) = cx.headers.as_ref().and_then(|h| h.tip_height()) else {
             return;
         };
         for height in 0..=tip {
-            if !self.repair.held.contains(height) || self.must_hold(height) {
+            if !self.held.contains(height) || cx.must_hold(height) {
                 continue;
             }
-            let Some(block_hash) = self.headers.as_ref().and_then(|h| h.block_hash_at(height))
-            else {
+            let Some(block_hash) = cx.headers.as_ref().and_then(|h| h.block_hash_at(height)) else {
                 continue;
             };
-            self.repair.forget(height);
-            self.stats.spares_evicted += 1;
-            let request_id = self.fresh_id();
-            self.push(Output::Storage(StorageCommand::Delete {
+            self.forget(height);
+            cx.stats.spares_evicted += 1;
+            let request_id = cx.fresh_id();
+            cx.push(Output::Storage(StorageCommand::Delete {
                 request_id,
                 block_hash,
             }));
         }
     }
 
-    fn rearm_repair_timer(&mut self) {
-        let mut next = self.repair.in_flight.values().map(|f| f.deadline_ms).min();
-        if let Some(&(at, _, _)) = self.repair.parked.first() {
+    fn rearm_repair_timer(&mut self, cx: &mut Shared) {
+        let mut next = self.in_flight.values().map(|f| f.deadline_ms).min();
+        if let Some(&(at, _, _)) = self.parked.first() {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
-        let throttled = !self.repair.queue.is_empty()
-            && self.repair.in_flight.len() < self.config.repair_parallel_max;
+        let throttled =
+            !self.queue.is_empty() && self.in_flight.len() < cx.config.repair_parallel_max;
         if throttled {
-            let at = self.repair.window_start_ms + self.config.repair_interval_ms;
+            let at = self.window_start_ms + cx.config.repair_interval_ms;
             next = Some(next.map_or(at, |n| n.min(at)));
         }
-        if let Some(at) = self.repair.next_audit_ms {
+        if let Some(at) = self.next_audit_ms {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         // Past due but still fetching: the pump evicts when the fetching is done.
-        if let Some(at) = self.eviction_due().filter(|at| *at > self.now_ms) {
+        if let Some(at) = self.eviction_due(cx).filter(|at| *at > cx.now_ms) {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         if let Some(at) = next {
-            self.set_timer_no_later(TimerId::Repair, at.max(self.now_ms));
+            cx.set_timer_no_later(TimerId::Repair, at.max(cx.now_ms));
         }
     }
 
-    pub(crate) fn on_repair_timer(&mut self) {
-        let now = self.now_ms;
-        if self.repair.next_audit_ms.is_some_and(|at| at <= now) {
-            self.start_audit();
+    pub(crate) fn on_repair_timer(&mut self, cx: &mut Shared) {
+        let now = cx.now_ms;
+        if self.next_audit_ms.is_some_and(|at| at <= now) {
+            self.start_audit(cx);
         }
         let mut expired: Vec<u64> = self
-            .repair
             .in_flight
             .iter()
             .filter(|(_, f)| f.deadline_ms <= now)
@@ -518,51 +487,51 @@ impl Node {
         // The map's order is random per process: sort, so outputs are reproducible.
         expired.sort_unstable();
         for id in expired {
-            if let Some(mut flight) = self.repair.in_flight.remove(&id) {
-                self.stats.fetch_failures += 1;
-                self.note_miss(flight.peer, &mut flight.job);
-                self.repair.queue.push_back(flight.job);
+            if let Some(mut flight) = self.in_flight.remove(&id) {
+                cx.stats.fetch_failures += 1;
+                self.note_miss(cx, flight.peer, &mut flight.job);
+                self.queue.push_back(flight.job);
             }
         }
-        while let Some(&(at, height, rounds)) = self.repair.parked.first() {
+        while let Some(&(at, height, rounds)) = self.parked.first() {
             if at > now {
                 break;
             }
-            self.repair.parked.pop_first();
-            self.repair.queue.push_back(Job {
+            self.parked.pop_first();
+            self.queue.push_back(Job {
                 height,
                 attempts: 0,
                 rounds,
             });
         }
-        self.pump_repair();
+        self.pump_repair(cx);
     }
 
     /// Schedules the next storage audit, if audits are on.
-    fn schedule_audit(&mut self) {
-        self.repair.next_audit_ms = self
+    fn schedule_audit(&mut self, cx: &mut Shared) {
+        self.next_audit_ms = cx
             .config
             .storage_audit_interval_ms
-            .map(|interval| self.now_ms + self.rng.jitter(interval));
+            .map(|interval| cx.now_ms + cx.rng.jitter(interval));
     }
 
     /// Lists the storage to compare it with the held set (see `on_audit_listed`).
-    fn start_audit(&mut self) {
-        self.schedule_audit();
-        if self.repair.audit_request.is_some() || self.repair.list_request.is_some() {
+    fn start_audit(&mut self, cx: &mut Shared) {
+        self.schedule_audit(cx);
+        if self.audit_request.is_some() || self.list_request.is_some() {
             return;
         }
-        let request_id = self.fresh_id();
-        self.repair.audit_request = Some(request_id);
-        self.repair.audit_held = self.repair.held.clone();
-        self.push(Output::Storage(StorageCommand::List { request_id }));
+        let request_id = cx.fresh_id();
+        self.audit_request = Some(request_id);
+        self.audit_held = self.held.clone();
+        cx.push(Output::Storage(StorageCommand::List { request_id }));
     }
 
     /// The audit's listing: a held block the storage does not list was lost after its write
     /// was acknowledged. It is no longer held (nor indexed), and repair fetches it again if
     /// placement assigns it here. Only blocks held when the listing was asked for are judged.
-    fn on_audit_listed(&mut self, blocks: Vec<BlockHash>) {
-        let Some(headers) = self.headers.clone() else {
+    fn on_audit_listed(&mut self, cx: &mut Shared, blocks: Vec<BlockHash>) {
+        let Some(headers) = cx.headers.clone() else {
             return;
         };
         let mut listed = HeightSet::default();
@@ -571,51 +540,54 @@ impl Node {
                 listed.insert(height);
             }
         }
-        let audit_held = std::mem::take(&mut self.repair.audit_held);
+        let audit_held = std::mem::take(&mut self.audit_held);
         let mut lost = false;
         for height in 0..=headers.tip_height().unwrap_or(0) {
-            if !(self.repair.held.contains(height) && audit_held.contains(height))
+            if !(self.held.contains(height) && audit_held.contains(height))
                 || listed.contains(height)
             {
                 continue;
             }
-            self.repair.forget(height);
-            self.stats.lost_writes_found += 1;
+            self.forget(height);
+            cx.stats.lost_writes_found += 1;
             if let Some(block_hash) = headers.block_hash_at(height) {
-                self.serve.serve.block_removed(&block_hash);
+                cx.serving.serve.block_removed(&block_hash);
             }
             lost = true;
         }
         if lost {
-            self.rescan_shard();
+            self.rescan_shard(cx);
         }
     }
 
     /// A new source appeared (an archive said hello): retry every parked block now.
-    pub(crate) fn unpark_all(&mut self) {
-        if self.repair.parked.is_empty() {
+    pub(crate) fn unpark_all(&mut self, cx: &mut Shared) {
+        if self.parked.is_empty() {
             return;
         }
-        for (_, height, _) in std::mem::take(&mut self.repair.parked) {
-            self.repair.queue.push_back(Job {
+        for (_, height, _) in std::mem::take(&mut self.parked) {
+            self.queue.push_back(Job {
                 height,
                 attempts: 0,
                 rounds: 0,
             });
         }
-        self.pump_repair();
+        self.pump_repair(cx);
     }
 
     /// Another node asks for a block: read it if we hold it.
-    pub(crate) fn on_get_block(&mut self, from: NodeId, request_id: u64, block_hash: BlockHash) {
-        let height = self.headers.as_ref().and_then(|h| h.height_of(&block_hash));
+    pub(crate) fn on_get_block(
+        &mut self,
+        cx: &mut Shared,
+        from: NodeId,
+        request_id: u64,
+        block_hash: BlockHash,
+    ) {
+        let height = cx.headers.as_ref().and_then(|h| h.height_of(&block_hash));
         match height {
-            Some(height)
-                if self.repair.held.contains(height)
-                    && self.repair.gets.len() < SERVE_READS_MAX =>
-            {
-                let storage_id = self.fresh_id();
-                self.repair.gets.insert(
+            Some(height) if self.held.contains(height) && self.gets.len() < SERVE_READS_MAX => {
+                let storage_id = cx.fresh_id();
+                self.gets.insert(
                     storage_id,
                     PendingGet {
                         peer: from,
@@ -624,58 +596,64 @@ impl Node {
                         height,
                     },
                 );
-                self.push(Output::Storage(StorageCommand::Get {
+                cx.push(Output::Storage(StorageCommand::Get {
                     request_id: storage_id,
                     block_hash,
                 }));
             }
-            _ => self.send(from, Message::BlockNotFound { request_id }),
+            _ => cx.send(from, Message::BlockNotFound { request_id }),
         }
     }
 
     /// A held block read back corrupt: keep the copy (the fault may be transient, and it may
     /// be the cluster's last), stop trusting it, and fetch a verified copy to put over it.
-    pub(crate) fn suspect_block(&mut self, height: u32) {
-        if !self.repair.held.contains(height) {
+    pub(crate) fn suspect_block(&mut self, cx: &mut Shared, height: u32) {
+        if !self.held.contains(height) {
             return;
         }
-        self.stats.blocks_suspect += 1;
-        self.repair.suspect.insert(height);
-        if self.repair.busy.insert(height) {
-            self.repair.queue.push_back(Job {
+        cx.stats.blocks_suspect += 1;
+        self.suspect.insert(height);
+        if self.busy.insert(height) {
+            self.queue.push_back(Job {
                 height,
                 attempts: 0,
                 rounds: 0,
             });
         }
-        self.pump_repair();
+        self.pump_repair(cx);
     }
 
     /// The fetch `request_id` if `from` is the peer it went to; it is no longer in flight.
     /// An answer from anyone else, or to no fetch of ours, is counted and ignored.
-    fn take_flight(&mut self, from: NodeId, request_id: u64) -> Option<Flight> {
-        match self.repair.in_flight.get(&request_id) {
-            Some(flight) if flight.peer == from => self.repair.in_flight.remove(&request_id),
+    fn take_flight(&mut self, cx: &mut Shared, from: NodeId, request_id: u64) -> Option<Flight> {
+        match self.in_flight.get(&request_id) {
+            Some(flight) if flight.peer == from => self.in_flight.remove(&request_id),
             _ => {
-                self.stats.messages_ignored += 1;
+                cx.stats.messages_ignored += 1;
                 None
             }
         }
     }
 
-    pub(crate) fn on_block_data(&mut self, from: NodeId, request_id: u64, block: Vec<u8>) {
-        let Some(flight) = self.take_flight(from, request_id) else {
+    pub(crate) fn on_block_data(
+        &mut self,
+        cx: &mut Shared,
+        from: NodeId,
+        request_id: u64,
+        block: Vec<u8>,
+    ) {
+        let Some(flight) = self.take_flight(cx, from, request_id) else {
             return;
         };
-        self.repair.window_bytes += block.len() as u64;
-        self.repair.block_bytes_estimate = block.len() as u64;
+        self.window_bytes += block.len() as u64;
+        self.block_bytes_estimate = block.len() as u64;
         let height = flight.job.height;
-        let expected = self.headers.as_ref().and_then(|h| h.block_hash_at(height));
+        let expected = cx.headers.as_ref().and_then(|h| h.block_hash_at(height));
         match expected.map(|hash| (hash, check_block(&hash, &block))) {
             Some((block_hash, Ok(checked))) => {
-                self.serve.checked = Some(checked);
-                let storage_id = self.fresh_id();
-                self.repair.puts.insert(
+                cx.serving.checked = Some(checked);
+                let storage_id = cx.fresh_id();
+                self.puts.insert(
                     storage_id,
                     PendingPut {
                         height,
@@ -683,7 +661,7 @@ impl Node {
                         origin: PutOrigin::Fetched,
                     },
                 );
-                self.push(Output::Storage(StorageCommand::Put {
+                cx.push(Output::Storage(StorageCommand::Put {
                     request_id: storage_id,
                     block_hash,
                     height,
@@ -691,51 +669,51 @@ impl Node {
                 }));
             }
             Some((_, Err(_))) => {
-                self.stats.blocks_rejected += 1;
-                self.stats.fetch_failures += 1;
-                self.event(Event::BlockRejected { from, height });
-                self.repair.queue.push_back(flight.job);
+                cx.stats.blocks_rejected += 1;
+                cx.stats.fetch_failures += 1;
+                cx.event(Event::BlockRejected { from, height });
+                self.queue.push_back(flight.job);
             }
             // The header chain moved under us: drop it, the next rescan decides.
-            None => self.repair.busy.remove(height),
+            None => self.busy.remove(height),
         }
-        self.pump_repair();
+        self.pump_repair(cx);
     }
 
-    pub(crate) fn on_block_not_found(&mut self, from: NodeId, request_id: u64) {
-        let Some(mut flight) = self.take_flight(from, request_id) else {
+    pub(crate) fn on_block_not_found(&mut self, cx: &mut Shared, from: NodeId, request_id: u64) {
+        let Some(mut flight) = self.take_flight(cx, from, request_id) else {
             return;
         };
-        self.stats.fetch_failures += 1;
-        self.note_miss(from, &mut flight.job);
-        self.repair.queue.push_front(flight.job);
-        self.pump_repair();
+        cx.stats.fetch_failures += 1;
+        self.note_miss(cx, from, &mut flight.job);
+        self.queue.push_front(flight.job);
+        self.pump_repair(cx);
     }
 
     /// A block from the block source: store it if we must hold it (or are an archive).
-    pub(crate) fn on_new_block(&mut self, bytes: Vec<u8>) {
+    pub(crate) fn on_new_block(&mut self, cx: &mut Shared, bytes: Vec<u8>) {
         let Some(header) = bytes.get(..80) else {
-            self.stats.blocks_rejected += 1;
+            cx.stats.blocks_rejected += 1;
             return;
         };
         let hash = BlockHash(sha256d(header));
-        let Some(height) = self.headers.as_ref().and_then(|h| h.height_of(&hash)) else {
+        let Some(height) = cx.headers.as_ref().and_then(|h| h.height_of(&hash)) else {
             // Not (yet) on our header chain: refuse rather than store unchecked bytes.
-            self.stats.blocks_rejected += 1;
+            cx.stats.blocks_rejected += 1;
             return;
         };
         let Ok(checked) = check_block(&hash, &bytes) else {
-            self.stats.blocks_rejected += 1;
+            cx.stats.blocks_rejected += 1;
             return;
         };
-        let wanted = self.config.archive || self.must_hold(height);
-        if !wanted || self.repair.held.contains(height) {
+        let wanted = cx.config.archive || cx.must_hold(height);
+        if !wanted || self.held.contains(height) {
             return;
         }
-        self.serve.checked = Some(checked);
-        let storage_id = self.fresh_id();
-        self.repair.busy.insert(height);
-        self.repair.puts.insert(
+        cx.serving.checked = Some(checked);
+        let storage_id = cx.fresh_id();
+        self.busy.insert(height);
+        self.puts.insert(
             storage_id,
             PendingPut {
                 height,
@@ -743,7 +721,7 @@ impl Node {
                 origin: PutOrigin::Source,
             },
         );
-        self.push(Output::Storage(StorageCommand::Put {
+        cx.push(Output::Storage(StorageCommand::Put {
             request_id: storage_id,
             block_hash: hash,
             height,
@@ -751,45 +729,45 @@ impl Node {
         }));
     }
 
-    pub(crate) fn on_storage(&mut self, result: StorageResult) {
+    pub(crate) fn on_storage(&mut self, cx: &mut Shared, result: StorageResult) {
         match result {
             StorageResult::Put { request_id, ok } => {
-                let Some(put) = self.repair.puts.remove(&request_id) else {
+                let Some(put) = self.puts.remove(&request_id) else {
                     return;
                 };
                 // A repair job for the same height may still be queued; it is dropped when
                 // popped because the height is held.
                 if !ok {
-                    self.repair.busy.remove(put.height);
+                    self.busy.remove(put.height);
                     return;
                 }
                 // A verified copy; it overwrote a suspect entry, if there was one.
-                self.repair.confirm(put.height);
-                self.repair.busy.remove(put.height);
+                self.confirm(put.height);
+                self.busy.remove(put.height);
                 match put.origin {
                     PutOrigin::Fetched => {
-                        self.stats.blocks_fetched += 1;
-                        self.stats.bytes_fetched += put.bytes;
-                        if matches!(&self.role, Role::Member(m) if m.reformed) {
-                            self.stats.blocks_fetched_after_reform += 1;
-                            self.stats.bytes_fetched_after_reform += put.bytes;
+                        cx.stats.blocks_fetched += 1;
+                        cx.stats.bytes_fetched += put.bytes;
+                        if matches!(&cx.role, Role::Member(m) if m.reformed) {
+                            cx.stats.blocks_fetched_after_reform += 1;
+                            cx.stats.bytes_fetched_after_reform += put.bytes;
                         }
                     }
-                    PutOrigin::Source => self.stats.blocks_from_source += 1,
+                    PutOrigin::Source => cx.stats.blocks_from_source += 1,
                 }
-                if let Some(block_hash) = self
+                if let Some(block_hash) = cx
                     .headers
                     .as_ref()
                     .and_then(|h| h.block_hash_at(put.height))
                 {
-                    self.event(Event::BlockStored {
+                    cx.event(Event::BlockStored {
                         block_hash,
                         height: put.height,
                     });
                 }
             }
             StorageResult::Got { request_id, bytes } => {
-                let Some(get) = self.repair.gets.remove(&request_id) else {
+                let Some(get) = self.gets.remove(&request_id) else {
                     return;
                 };
                 // Every stored block is re-checked on read. A corrupt one is never served and
@@ -797,12 +775,12 @@ impl Node {
                 match bytes {
                     Some(bytes) if check_block(&get.block_hash, &bytes).is_ok() => {
                         // A transient fault, if it was suspect: the copy is good again.
-                        if self.repair.held.contains(get.height) {
-                            self.repair.confirm(get.height);
+                        if self.held.contains(get.height) {
+                            self.confirm(get.height);
                         }
-                        self.stats.blocks_served += 1;
-                        self.stats.bytes_served += bytes.len() as u64;
-                        self.send(
+                        cx.stats.blocks_served += 1;
+                        cx.stats.bytes_served += bytes.len() as u64;
+                        cx.send(
                             get.peer,
                             Message::BlockData {
                                 request_id: get.peer_request_id,
@@ -811,24 +789,24 @@ impl Node {
                         );
                     }
                     Some(_) => {
-                        self.send(
+                        cx.send(
                             get.peer,
                             Message::BlockNotFound {
                                 request_id: get.peer_request_id,
                             },
                         );
-                        self.suspect_block(get.height);
+                        self.suspect_block(cx, get.height);
                     }
                     None => {
                         // Storage no longer has it: fetch it again.
-                        self.repair.forget(get.height);
-                        self.send(
+                        self.forget(get.height);
+                        cx.send(
                             get.peer,
                             Message::BlockNotFound {
                                 request_id: get.peer_request_id,
                             },
                         );
-                        self.rescan_shard();
+                        self.rescan_shard(cx);
                     }
                 }
             }
@@ -837,17 +815,17 @@ impl Node {
             | StorageResult::KvWritten { .. }
             | StorageResult::KvListed { .. } => {}
             StorageResult::Listed { request_id, blocks } => {
-                if self.repair.audit_request == Some(request_id) {
-                    self.repair.audit_request = None;
-                    return self.on_audit_listed(blocks);
+                if self.audit_request == Some(request_id) {
+                    self.audit_request = None;
+                    return self.on_audit_listed(cx, blocks);
                 }
-                if self.repair.list_request != Some(request_id) {
+                if self.list_request != Some(request_id) {
                     return;
                 }
-                self.repair.list_request = None;
-                self.repair.unresolved = blocks;
-                self.schedule_audit();
-                self.rescan_shard();
+                self.list_request = None;
+                self.unresolved = blocks;
+                self.schedule_audit(cx);
+                self.rescan_shard(cx);
             }
         }
     }

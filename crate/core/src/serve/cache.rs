@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
 
 use super::{BestChain, PeerScores};
+use crate::base::RequestIds;
 use crate::chain::{Block, BlockError, BlockHash, DecodeError};
 
 /// A caller's job id: comes back in [`CacheOutput::Ready`] or [`CacheOutput::Failed`].
@@ -219,14 +220,21 @@ pub struct BlockCache<P> {
     next_tick: u64,
     /// request id → fetch.
     fetches: HashMap<u64, Fetch<P>>,
-    next_request_id: u64,
+    /// Where the fetches' request ids come from (the node's, when the node runs the cache).
+    request_ids: RequestIds,
     scores: PeerScores<P>,
     outputs: VecDeque<CacheOutput<P>>,
 }
 
 impl<P: Copy + Eq + Hash + Ord> BlockCache<P> {
-    /// An empty cache.
+    /// An empty cache whose fetches are numbered by a counter of their own.
     pub fn new(config: CacheConfig) -> Self {
+        Self::with_request_ids(config, RequestIds::new())
+    }
+
+    /// An empty cache whose fetches take their request ids from `request_ids` (the node's
+    /// allocator).
+    pub fn with_request_ids(config: CacheConfig, request_ids: RequestIds) -> Self {
         Self {
             config,
             entries: HashMap::new(),
@@ -234,7 +242,7 @@ impl<P: Copy + Eq + Hash + Ord> BlockCache<P> {
             bytes: 0,
             next_tick: 0,
             fetches: HashMap::new(),
-            next_request_id: 1,
+            request_ids,
             scores: PeerScores::new(config.max_scored_peers),
             outputs: VecDeque::new(),
         }
@@ -277,7 +285,7 @@ impl<P: Copy + Eq + Hash + Ord> BlockCache<P> {
         let Some(first) = remaining.pop_front() else {
             return Err(CacheError::NoHolders);
         };
-        let request_id = self.next_request_id();
+        let request_id = self.request_ids.next_id();
         self.fetches.insert(
             request_id,
             Fetch {
@@ -433,6 +441,11 @@ impl<P: Copy + Eq + Hash + Ord> BlockCache<P> {
         self.entries.is_empty()
     }
 
+    /// Whether a fetch in flight waits for an answer under `request_id`.
+    pub fn awaits(&self, request_id: u64) -> bool {
+        self.fetches.contains_key(&request_id)
+    }
+
     /// Fetches in flight.
     pub fn pending_fetches(&self) -> usize {
         self.fetches.len()
@@ -507,7 +520,7 @@ impl<P: Copy + Eq + Hash + Ord> BlockCache<P> {
             self.fail(fetch.waiters, fetch.block_hash, CacheError::Unavailable);
             return;
         };
-        let request_id = self.next_request_id();
+        let request_id = self.request_ids.next_id();
         fetch.asked = next;
         fetch.request_id = request_id;
         fetch.deadline_ms = now_ms.saturating_add(self.config.fetch_timeout_ms);
@@ -542,12 +555,6 @@ impl<P: Copy + Eq + Hash + Ord> BlockCache<P> {
     fn tick(&mut self) -> u64 {
         self.next_tick += 1;
         self.next_tick
-    }
-
-    fn next_request_id(&mut self) -> u64 {
-        let id = self.next_request_id;
-        self.next_request_id += 1;
-        id
     }
 
     /// Queues an output. The queue is bounded: if the node does not drain it, the oldest

@@ -18,8 +18,9 @@
 //! # Usage
 //!
 //! Every component takes inputs through `handle_*` methods and queues its requests as outputs
-//! that the node drains with `poll_output` (or receives directly as return values), turning
-//! them into messages, storage commands and events. Components never read a clock: deadlines
+//! that [`crate::service::Serve`] drains with `poll_output` (or receives directly as return
+//! values), turning them into the node's messages, storage commands and events; request ids
+//! come from the node's allocator ([`crate::base::RequestIds`]). Components never read a clock: deadlines
 //! are compared with the `now_ms` the node passes in, and `poll_timeout` says when the node
 //! should call `handle_timeout` next.
 //!
@@ -31,7 +32,6 @@ pub mod newblock;
 pub mod query;
 pub mod ratelimit;
 pub mod reorg;
-pub mod service;
 pub mod txindex;
 
 #[cfg(test)]
@@ -42,6 +42,23 @@ use std::hash::Hash;
 
 use crate::chain::headers::Reorg;
 use crate::chain::{BlockHash, Header, HeaderChain};
+use cache::CacheConfig;
+use newblock::NewBlockConfig;
+use query::QueryConfig;
+use txindex::TxIndexConfig;
+
+/// Configuration of the serving layer: one section per component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServeConfig {
+    /// The transaction index.
+    pub index: TxIndexConfig,
+    /// Transaction queries (S16).
+    pub query: QueryConfig,
+    /// New-block storage (S14, S15).
+    pub new_blocks: NewBlockConfig,
+    /// The block cache (S17).
+    pub cache: CacheConfig,
+}
 
 /// A read-only view of this node's verified best header chain: what serving needs to check
 /// blocks and proofs against. The node's header view implements it.

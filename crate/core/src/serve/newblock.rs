@@ -26,9 +26,9 @@
 //! height.
 //!
 //! Reorgs ([`NewBlocks::handle_chain_change`]): held blocks that left the best chain are
-//! dropped ([`NewBlockOutput::Drop`]: the node deletes them from shard, index and cache);
-//! blocks that joined and that this member must hold are fetched
-//! ([`NewBlockOutput::Fetch`]).
+//! dropped ([`NewBlockOutput::Drop`]: the node deletes them from shard, index and cache).
+//! Blocks that joined are not this component's business: the node's repair rescans the new
+//! chain against placement and fetches what this member must hold (S11).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
@@ -126,13 +126,6 @@ pub enum NewBlockOutput<P> {
     Drop {
         /// The block.
         block_hash: BlockHash,
-    },
-    /// A block joined the best chain and this member must hold it: fetch it.
-    Fetch {
-        /// The block.
-        block_hash: BlockHash,
-        /// Its height.
-        height: u32,
     },
     /// `holders` holders announced the block: it is safely stored.
     SafelyStored {
@@ -417,14 +410,9 @@ impl<P: Copy + Eq + Hash + Ord> NewBlocks<P> {
         }
     }
 
-    /// The best chain changed: drop held blocks that left it, fetch blocks that joined it and
-    /// that this member must hold. `held` says whether this node's shard has a block.
-    pub fn handle_chain_change(
-        &mut self,
-        change: &ChainChange,
-        held: &dyn Fn(&BlockHash) -> bool,
-        cx: &Context<'_, P>,
-    ) {
+    /// The best chain changed: drop held blocks that left it (and stop tracking them). `held`
+    /// says whether this node's shard has a block.
+    pub fn handle_chain_change(&mut self, change: &ChainChange, held: &dyn Fn(&BlockHash) -> bool) {
         for (_, block_hash) in &change.disconnected {
             if let Some(t) = self.tracked.remove(block_hash) {
                 self.release(&t);
@@ -432,17 +420,6 @@ impl<P: Copy + Eq + Hash + Ord> NewBlocks<P> {
             if held(block_hash) {
                 self.push(NewBlockOutput::Drop {
                     block_hash: *block_hash,
-                });
-            }
-        }
-        for (height, block_hash) in &change.connected {
-            if self.tracked.contains_key(block_hash) || held(block_hash) {
-                continue;
-            }
-            if (cx.holders)(block_hash, *height).contains(&cx.me) {
-                self.push(NewBlockOutput::Fetch {
-                    block_hash: *block_hash,
-                    height: *height,
                 });
             }
         }

@@ -51,8 +51,10 @@ use std::hash::Hash;
 use super::ratelimit::{RateLimitConfig, RateLimiter};
 use super::txindex::TxIndex;
 use super::{BestChain, PeerScores};
+use crate::base::RequestIds;
 use crate::chain::merkle::{MerkleProof, ProofError};
 use crate::chain::{Block, BlockHash, Hash256, Txid};
+use crate::wire::TxAnswerBody;
 
 /// A query's id, local to this node.
 pub type QueryId = u64;
@@ -138,17 +140,6 @@ pub enum Scope {
     Cluster,
     /// Answer from this node's own blocks only (queries forwarded by another member).
     LocalOnly,
-}
-
-/// An answer as it travels between nodes (`TxAnswer` on the wire).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TxAnswer {
-    /// The transaction is in a block, with the proof.
-    Found(MerkleProof),
-    /// Not in the blocks the answering node holds (or not in the hinted block, which it holds).
-    NotFound,
-    /// The answering node cannot say.
-    Unavailable,
 }
 
 /// The outcome of a query.
@@ -314,7 +305,7 @@ pub enum QueryOutput<P> {
         /// Its request id.
         request_id: u64,
         /// The answer.
-        answer: TxAnswer,
+        answer: TxAnswerBody,
     },
     /// A local query finished: tell the front end.
     Done {
@@ -400,7 +391,10 @@ pub struct Queries<P> {
     queries: BTreeMap<QueryId, Query<P>>,
     /// Request id of an `Ask` → (query, member asked).
     asks: HashMap<u64, (QueryId, P)>,
+    /// The next query id (local to this table).
     next_id: u64,
+    /// Where the asks' request ids come from (the node's, when the node runs the queries).
+    request_ids: RequestIds,
     limiter: RateLimiter<P>,
     member_limiter: RateLimiter<P>,
     scores: PeerScores<P>,
@@ -408,13 +402,19 @@ pub struct Queries<P> {
 }
 
 impl<P: Copy + Eq + Hash + Ord> Queries<P> {
-    /// No queries yet.
+    /// No queries yet; asks are numbered by a counter of their own.
     pub fn new(config: QueryConfig) -> Self {
+        Self::with_request_ids(config, RequestIds::new())
+    }
+
+    /// No queries yet; asks take their request ids from `request_ids` (the node's allocator).
+    pub fn with_request_ids(config: QueryConfig, request_ids: RequestIds) -> Self {
         Self {
             config,
             queries: BTreeMap::new(),
             asks: HashMap::new(),
             next_id: 1,
+            request_ids,
             limiter: RateLimiter::new(config.peer_rate),
             member_limiter: RateLimiter::new(config.member_rate),
             scores: PeerScores::new(config.max_scored_peers),
@@ -530,7 +530,7 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         now_ms: u64,
         from: P,
         request_id: u64,
-        answer: TxAnswer,
+        answer: TxAnswerBody,
         cx: &Context<'_, P>,
     ) {
         match self.asks.get(&request_id) {
@@ -542,8 +542,9 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             return;
         };
         let txid = q.txid;
-        let response = match answer {
-            TxAnswer::Found(proof) => match verify_answer(&proof, &txid, cx.chain) {
+        let not_found = answer == TxAnswerBody::NotFound;
+        let response = match answer.into_proof() {
+            Some(proof) => match verify_answer(&proof, &txid, cx.chain) {
                 Ok(()) => {
                     q.answered_by = Some(from);
                     let result = QueryResult::confirmed(proof, cx.chain);
@@ -558,8 +559,8 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
                     Response::Invalid
                 }
             },
-            TxAnswer::NotFound => Response::NotFound,
-            TxAnswer::Unavailable => Response::NoAnswer,
+            None if not_found => Response::NotFound,
+            None => Response::NoAnswer,
         };
         let q = self.queries.get_mut(&query).expect("still active");
         q.responses.insert(from, response);
@@ -698,7 +699,7 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         };
         let (txid, hint) = (q.txid, q.hint);
         for to in wave {
-            let request_id = self.next_id();
+            let request_id = self.request_ids.next_id();
             self.asks.insert(request_id, (id, to));
             self.push(QueryOutput::Ask {
                 to,
@@ -748,12 +749,12 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             Origin::Peer { peer, request_id } => {
                 let answer = match result {
                     QueryResult::Confirmed { .. } => {
-                        TxAnswer::Found(result.proof().expect("confirmed has a proof"))
+                        TxAnswerBody::found(result.proof().expect("confirmed has a proof"))
                     }
-                    QueryResult::NotFound => TxAnswer::NotFound,
+                    QueryResult::NotFound => TxAnswerBody::NotFound,
                     QueryResult::NotSynced
                     | QueryResult::InvalidProof
-                    | QueryResult::Unavailable => TxAnswer::Unavailable,
+                    | QueryResult::Unavailable => TxAnswerBody::Unavailable,
                 };
                 self.push(QueryOutput::Reply {
                     to: peer,

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::BestChain;
+use crate::chain::generate::{build_chain, seal_block, Seal};
 use crate::chain::{Block, BlockHash, Header, OutPoint, Transaction, TxIn, TxOut, Txid};
 
 /// A coinbase for `height` (BIP34 push) whose output carries `tag`, so that blocks on
@@ -54,36 +55,39 @@ pub(crate) fn spend(seed: u64) -> Transaction {
 /// A valid block on top of `prev` at `height` with `txs` extra transactions; `tag` varies the
 /// coinbase and the spends so that sibling blocks differ.
 pub(crate) fn block(prev: BlockHash, height: u32, txs: usize, tag: u64) -> Block {
+    let mut block = unsealed(height, txs, tag);
+    block.header.prev_blockhash = prev;
+    seal_block(&mut block, height, Seal::Nonce).expect("no proof of work to do");
+    assert!(block.check().is_ok());
+    block
+}
+
+/// The block [`block`] makes, before it is linked and sealed.
+fn unsealed(height: u32, txs: usize, tag: u64) -> Block {
     let mut txdata = vec![coinbase(height, tag)];
     for i in 0..txs {
         txdata.push(spend(
             tag.wrapping_mul(1_000_003) ^ ((height as u64) << 20) ^ i as u64,
         ));
     }
-    let mut block = Block {
+    Block {
         header: Header {
             version: 4,
-            prev_blockhash: prev,
+            prev_blockhash: BlockHash::default(),
             merkle_root: Default::default(),
             time: 1_600_000_000 + height,
             bits: 0x207f_ffff,
             nonce: tag as u32,
         },
         txdata,
-    };
-    block.header.merkle_root = block.compute_merkle_root().0;
-    assert!(block.check().is_ok());
-    block
+    }
 }
 
-/// A chain of `len` blocks (height 0 first) with `txs` extra transactions each.
+/// A chain of `len` blocks (height 0 first) with `txs` extra transactions each, built by the
+/// one chain builder.
 pub(crate) fn chain_of(len: u32, txs: usize, tag: u64) -> Vec<Block> {
-    let mut blocks: Vec<Block> = Vec::new();
-    for height in 0..len {
-        let prev = blocks.last().map(Block::block_hash).unwrap_or_default();
-        blocks.push(block(prev, height, txs, tag));
-    }
-    blocks
+    build_chain(len, Seal::Nonce, |height| unsealed(height, txs, tag))
+        .expect("no proof of work to do")
 }
 
 /// An in-memory best chain.
@@ -129,4 +133,27 @@ impl BestChain for TestChain {
     fn height_of(&self, hash: &BlockHash) -> Option<u32> {
         self.index.get(hash).copied()
     }
+}
+
+/// Golden values: the hashes of the test chains the serving tests build.
+#[test]
+fn test_chains_are_unchanged() {
+    let digest = |blocks: &[Block]| {
+        blocks.iter().fold(0u64, |acc, b| {
+            acc.rotate_left(7) ^ u64::from_le_bytes(b.block_hash().0[..8].try_into().unwrap())
+        })
+    };
+    let digests: Vec<u64> = [(6, 5, 1), (8, 3, 2), (5, 0, 1), (3, 3, 5)]
+        .into_iter()
+        .map(|(len, txs, tag)| digest(&chain_of(len, txs, tag)))
+        .collect();
+    assert_eq!(
+        digests,
+        [
+            390497767986824421,
+            10959991582324134050,
+            13571311900251388190,
+            11882600873101732377
+        ]
+    );
 }

@@ -25,9 +25,8 @@
 
 mod codec;
 
-pub use crate::cluster::ClusterId;
-pub use crate::node::chain_seam::{BlockHash, Hash256, Header};
-pub use crate::node::NodeId;
+pub use crate::base::{ClusterId, NodeId};
+pub use crate::chain::{BlockHash, Hash256, Header};
 pub use codec::{decode, encode, encoded_len};
 
 /// The codec's version: the first byte of every encoded message.
@@ -121,6 +120,40 @@ pub enum TxAnswerBody {
     NotFound,
     /// The answering node could not check (it does not hold the block and no member answered).
     Unavailable,
+}
+
+impl TxAnswerBody {
+    /// A `Found` answer carrying `proof` (without the header: the asker checks the proof
+    /// against its own header chain).
+    pub fn found(proof: crate::chain::MerkleProof) -> TxAnswerBody {
+        TxAnswerBody::Found {
+            block_hash: proof.block_hash,
+            height: proof.height,
+            pos: proof.pos,
+            branch: proof.branch,
+            header: None,
+        }
+    }
+
+    /// The proof of a `Found` answer (the header it may carry is not part of the proof);
+    /// `None` for the other answers.
+    pub fn into_proof(self) -> Option<crate::chain::MerkleProof> {
+        match self {
+            TxAnswerBody::Found {
+                block_hash,
+                height,
+                pos,
+                branch,
+                ..
+            } => Some(crate::chain::MerkleProof {
+                block_hash,
+                height,
+                pos,
+                branch,
+            }),
+            TxAnswerBody::NotFound | TxAnswerBody::Unavailable => None,
+        }
+    }
 }
 
 /// Every message between Shoal nodes.

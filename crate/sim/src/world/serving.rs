@@ -28,8 +28,6 @@ use crate::serving::{
 };
 use crate::storage::Stored;
 
-/// Request ids of outsider clients (far from the nodes' own counters).
-const OUTSIDER_REQUEST_BIT: u64 = 1 << 62;
 /// An outsider gives up on a member after this long (the core's query timeout is 10 s).
 const OUTSIDER_TIMEOUT_MS: u64 = 12_000;
 /// A member query with no `TxQueryDone` by then is a violation (if its asker is still there).
@@ -490,9 +488,16 @@ impl World {
         let expiry_ms;
         if let Some(outsider) = q.outsider.as_mut() {
             outsider.tried.push(asker);
-            let request_id = OUTSIDER_REQUEST_BIT | (query << 2) | u64::from(attempt & 3);
-            outsider.request_id = request_id;
             let location = outsider.location;
+            // The client sends in the name of the node it sits at (online: an attempt starts
+            // only at a current location): its request id comes from that node's allocator,
+            // so no request of the node carries it.
+            let request_id = self.hosts[location as usize]
+                .node
+                .as_mut()
+                .expect("an outsider's location is online")
+                .request_id();
+            outsider.request_id = request_id;
             q.hops += 1;
             q.messages += 1;
             self.serving

@@ -4,7 +4,7 @@ use bitcoin::consensus::deserialize;
 
 use super::*;
 use crate::chain::block::WitnessCommitment;
-use crate::chain::{ChainParams, HeaderChain, HeaderChainConfig, Txid};
+use crate::chain::{ChainParams, HeaderChain, HeaderChainConfig, Target, Txid};
 
 fn config(blocks: u32, txs_per_block: u32, seed: u64) -> GenerateConfig {
     GenerateConfig {

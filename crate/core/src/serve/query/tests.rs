@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::serve::testutil::{block, chain_of, TestChain};
 use crate::serve::txindex::TxIndexConfig;
+use crate::wire::TxAnswerBody;
 
 const MEMBERS: [u8; 6] = [1, 2, 3, 4, 5, 6];
 const ME: u8 = 0;
@@ -167,7 +168,7 @@ fn hint_asks_the_blocks_holders_first_then_the_other_members() {
     for _ in 0..MEMBERS.len() {
         for (to, request_id) in std::mem::take(&mut wave) {
             asked.push(to);
-            queries.handle_answer(1, to, request_id, TxAnswer::NotFound, &world.cx());
+            queries.handle_answer(1, to, request_id, TxAnswerBody::NotFound, &world.cx());
         }
         let out = drain(&mut queries);
         result = result.or(done(&out));
@@ -199,7 +200,7 @@ fn forged_answer_is_scored_and_an_honest_one_after_it_wins() {
     let (honest, honest_req) = sent[1];
     // The liar proves a different transaction of the same block as ours.
     let forged = b.merkle_proof(2, 3).unwrap();
-    queries.handle_answer(1, liar, liar_req, TxAnswer::Found(forged), &world.cx());
+    queries.handle_answer(1, liar, liar_req, TxAnswerBody::found(forged), &world.cx());
     let out = drain(&mut queries);
     assert_eq!(
         out,
@@ -214,11 +215,17 @@ fn forged_answer_is_scored_and_an_honest_one_after_it_wins() {
         2,
         99,
         honest_req,
-        TxAnswer::Found(real.clone()),
+        TxAnswerBody::found(real.clone()),
         &world.cx(),
     );
     assert!(drain(&mut queries).is_empty());
-    queries.handle_answer(3, honest, honest_req, TxAnswer::Found(real), &world.cx());
+    queries.handle_answer(
+        3,
+        honest,
+        honest_req,
+        TxAnswerBody::found(real),
+        &world.cx(),
+    );
     let result = done(&drain(&mut queries)).expect("answered");
     assert!(matches!(
         result,
@@ -247,7 +254,7 @@ fn not_found_only_after_every_member_said_no() {
     let mut pending = asks(&drain(&mut queries));
     let mut answered = 0;
     while let Some((to, req)) = pending.pop() {
-        queries.handle_answer(answered, to, req, TxAnswer::NotFound, &world.cx());
+        queries.handle_answer(answered, to, req, TxAnswerBody::NotFound, &world.cx());
         answered += 1;
         let out = drain(&mut queries);
         if answered < MEMBERS.len() as u64 {
@@ -322,7 +329,7 @@ fn proofs_for_blocks_that_left_the_best_chain_do_not_count() {
         .unwrap();
     let sent = asks(&drain(&mut queries));
     let (to, req) = sent[0];
-    queries.handle_answer(1, to, req, TxAnswer::Found(proof), &world.cx());
+    queries.handle_answer(1, to, req, TxAnswerBody::found(proof), &world.cx());
     let out = drain(&mut queries);
     assert_eq!(done(&out), None, "a stale proof confirms nothing");
     assert_eq!(
@@ -370,7 +377,7 @@ fn peers_are_rate_limited_and_local_only_queries_do_not_forward() {
             vec![QueryOutput::Reply {
                 to: 7,
                 request_id,
-                answer: TxAnswer::NotFound
+                answer: TxAnswerBody::NotFound
             }],
             "local only: answered from own blocks, nothing forwarded"
         );
@@ -477,40 +484,40 @@ proptest! {
         let config = QueryConfig { fanout: 2, ..QueryConfig::default() };
         let mut queries = Queries::new(config);
         queries.start(0, Origin::Local, Scope::Cluster, txid, hint, &world.cx()).unwrap();
-        let answer_of = |member: u8| -> Option<TxAnswer> {
+        let answer_of = |member: u8| -> Option<TxAnswerBody> {
             let holds = |b: usize| holders(&world.blocks[b].block_hash()).contains(&member);
             let truth = match (hint, located) {
-                (Some(h), _) if !holds(world.blocks.iter().position(|b| b.block_hash() == h).unwrap()) => TxAnswer::Unavailable,
+                (Some(h), _) if !holds(world.blocks.iter().position(|b| b.block_hash() == h).unwrap()) => TxAnswerBody::Unavailable,
                 (Some(h), Some((b, p))) if world.blocks[b].block_hash() == h => {
-                    TxAnswer::Found(world.blocks[b].merkle_proof(b as u32, p).unwrap())
+                    TxAnswerBody::found(world.blocks[b].merkle_proof(b as u32, p).unwrap())
                 }
-                (Some(_), _) => TxAnswer::NotFound,
+                (Some(_), _) => TxAnswerBody::NotFound,
                 (None, Some((b, p))) if holds(b) => {
-                    TxAnswer::Found(world.blocks[b].merkle_proof(b as u32, p).unwrap())
+                    TxAnswerBody::found(world.blocks[b].merkle_proof(b as u32, p).unwrap())
                 }
-                (None, _) => TxAnswer::NotFound,
+                (None, _) => TxAnswerBody::NotFound,
             };
             let (b, p) = located.unwrap_or((1, 1));
             let real = world.blocks[b].merkle_proof(b as u32, p).unwrap();
             Some(match behaviours[&member] {
                 Behaviour::Honest => truth,
                 Behaviour::Silent => return None,
-                Behaviour::SaysNotFound => TxAnswer::NotFound,
+                Behaviour::SaysNotFound => TxAnswerBody::NotFound,
                 Behaviour::ForgeOtherTx => {
-                    TxAnswer::Found(world.blocks[b].merkle_proof(b as u32, (p + 1) % 6).unwrap())
+                    TxAnswerBody::found(world.blocks[b].merkle_proof(b as u32, (p + 1) % 6).unwrap())
                 }
-                Behaviour::ForgeBranch => TxAnswer::Found(MerkleProof {
+                Behaviour::ForgeBranch => TxAnswerBody::found(MerkleProof {
                     branch: real.branch.iter().map(|h| Hash256([h.0[0] ^ 0x55; 32])).collect(),
                     ..real
                 }),
-                Behaviour::ForgeHeight => TxAnswer::Found(MerkleProof { height: real.height + 1, ..real }),
-                Behaviour::ForgePos => TxAnswer::Found(MerkleProof { pos: real.pos ^ 1, ..real }),
+                Behaviour::ForgeHeight => TxAnswerBody::found(MerkleProof { height: real.height + 1, ..real }),
+                Behaviour::ForgePos => TxAnswerBody::found(MerkleProof { pos: real.pos ^ 1, ..real }),
             })
         };
         let mut now_ms = 0;
         let mut pending: Vec<(u8, u64)> = Vec::new();
         let mut asked: Vec<u8> = Vec::new();
-        let mut answers: BTreeMap<u8, TxAnswer> = BTreeMap::new();
+        let mut answers: BTreeMap<u8, TxAnswerBody> = BTreeMap::new();
         let mut result = None;
         let mut step = 0usize;
         for _ in 0..200 {
@@ -540,7 +547,7 @@ proptest! {
         }
         let result = result.expect("every query ends");
         let honest_finder = asked.iter().any(|m| {
-            behaviours[m] == Behaviour::Honest && matches!(answers.get(m), Some(TxAnswer::Found(_)))
+            behaviours[m] == Behaviour::Honest && matches!(answers.get(m), Some(TxAnswerBody::Found { .. }))
         });
         match &result {
             QueryResult::Confirmed { block_hash, pos, .. } => {
@@ -553,7 +560,7 @@ proptest! {
                 prop_assert!(!honest_finder);
                 prop_assert!(!asked.is_empty());
                 for m in &asked {
-                    prop_assert_eq!(answers.get(m), Some(&TxAnswer::NotFound), "member {} did not say no", m);
+                    prop_assert_eq!(answers.get(m), Some(&TxAnswerBody::NotFound), "member {} did not say no", m);
                 }
             }
             QueryResult::Unavailable | QueryResult::InvalidProof => {
@@ -598,7 +605,7 @@ fn members_that_join_during_a_query_are_asked_too() {
         vec![1, 2]
     );
     for (to, request_id) in first {
-        queries.handle_answer(1, to, request_id, TxAnswer::NotFound, &world.cx());
+        queries.handle_answer(1, to, request_id, TxAnswerBody::NotFound, &world.cx());
     }
     let out = drain(&mut queries);
     assert_eq!(
@@ -620,7 +627,7 @@ type Finished = Option<(QueryResult, Option<u8>)>;
 fn answer_all(
     queries: &mut Queries<u8>,
     wave: &[(u8, u64)],
-    answer: &TxAnswer,
+    answer: &TxAnswerBody,
     cx: &Context<'_, u8>,
 ) -> (Vec<(u8, u64)>, Finished) {
     for (to, request_id) in wave {
@@ -665,14 +672,14 @@ fn own_queries_ask_the_archives_last_when_configured() {
     let mut asked = Vec::new();
     while !wave.iter().any(|(to, _)| *to == ARCHIVE) {
         asked.extend(wave.iter().map(|(to, _)| *to));
-        let (next, finished) = answer_all(&mut queries, &wave, &TxAnswer::NotFound, &cx);
+        let (next, finished) = answer_all(&mut queries, &wave, &TxAnswerBody::NotFound, &cx);
         assert_eq!(finished, None);
         wave = next;
     }
     asked.sort_unstable();
     assert_eq!(asked, MEMBERS.to_vec());
     assert_eq!(wave.len(), 1, "the archives' wave is their own");
-    let (_, finished) = answer_all(&mut queries, &wave, &TxAnswer::Found(proof), &cx);
+    let (_, finished) = answer_all(&mut queries, &wave, &TxAnswerBody::found(proof), &cx);
     let (result, answered_by) = finished.expect("answered");
     assert!(matches!(
         result,
@@ -702,7 +709,7 @@ fn own_queries_ask_the_archives_last_when_configured() {
         let mut finished = None;
         while finished.is_none() {
             assert!(wave.iter().all(|(to, _)| *to != ARCHIVE), "{origin:?}");
-            (wave, finished) = answer_all(&mut queries, &wave, &TxAnswer::NotFound, &cx);
+            (wave, finished) = answer_all(&mut queries, &wave, &TxAnswerBody::NotFound, &cx);
             if wave.is_empty() && finished.is_none() {
                 break; // a peer's query ends in a Reply
             }
@@ -728,7 +735,7 @@ fn an_ordinary_node_asks_its_archive_and_tells_not_found_from_not_synced() {
         wave.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
         [ARCHIVE]
     );
-    let (_, finished) = answer_all(&mut queries, &wave, &TxAnswer::NotFound, &cx);
+    let (_, finished) = answer_all(&mut queries, &wave, &TxAnswerBody::NotFound, &cx);
     assert_eq!(finished, Some((QueryResult::NotFound, None)));
 
     // A proof in a block above this node's tip cannot be checked yet: NotSynced, no blame.
@@ -740,7 +747,7 @@ fn an_ordinary_node_asks_its_archive_and_tells_not_found_from_not_synced() {
         .start(0, Origin::Local, Scope::Cluster, txid, None, &cx)
         .unwrap();
     let wave = asks(&drain(&mut queries));
-    let found = TxAnswer::Found(ahead.merkle_proof(8, 1).unwrap());
+    let found = TxAnswerBody::found(ahead.merkle_proof(8, 1).unwrap());
     let (_, finished) = answer_all(&mut queries, &wave, &found, &cx);
     assert_eq!(finished, Some((QueryResult::NotSynced, None)));
     assert_eq!(queries.misbehaviour(&ARCHIVE), 0);

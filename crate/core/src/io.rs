@@ -1,8 +1,8 @@
 //! What goes into a node and what comes out of it.
 
-use super::chain_seam::{BlockHash, SharedHeaders};
-use super::NodeId;
+use crate::base::NodeId;
 use crate::chain::Txid;
+use crate::chain_seam::{BlockHash, SharedHeaders};
 use crate::cluster::ClusterId;
 use crate::serve::cache::CacheError;
 use crate::serve::query::QueryResult;
@@ -124,7 +124,7 @@ pub enum Input {
         block_hint: Option<BlockHash>,
     },
     /// Make a block ready to run code on (S17): [`Event::JobReady`] then
-    /// [`Node::with_block`](super::Node::with_block), or [`Event::JobFailed`].
+    /// [`Node::with_block`](crate::node::Node::with_block), or [`Event::JobFailed`].
     RunJob { job: u64, block_hash: BlockHash },
 }
 
@@ -266,7 +266,7 @@ pub enum Event {
     BlockUnderreplicated { block_hash: BlockHash, height: u32 },
 }
 
-/// Counters a shell or simulator can read ([`Node::stats`](super::Node::stats)).
+/// Counters a shell or simulator can read ([`Node::stats`](crate::node::Node::stats)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeStats {
     /// Invitation messages sent (S1, S12).

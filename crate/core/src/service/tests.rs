@@ -1,34 +1,65 @@
 //! A five-member cluster of serving layers with in-memory stores and a message queue: the
-//! serving requirements end to end (S14–S17).
+//! serving requirements end to end (S14–S17). The harness plays the rest of each node: it
+//! carries out storage commands, answers `GetBlock` from the store (the node's repair does
+//! that), and delivers messages.
 
 use std::collections::{HashMap, VecDeque};
 
 use super::*;
 use crate::chain::MerkleProof;
+use crate::serve::newblock::NewBlockConfig;
+use crate::serve::query::QueryResult;
 use crate::serve::reorg::diff;
 use crate::serve::testutil::{block, chain_of, TestChain};
 
-const MEMBERS: [u8; 5] = [0, 1, 2, 3, 4];
-const OUTSIDER: u8 = 9;
+/// Member `n`'s id.
+fn member(n: u8) -> NodeId {
+    NodeId([n; 32])
+}
+
+/// The members, in index order.
+fn members() -> [NodeId; 5] {
+    [0, 1, 2, 3, 4].map(member)
+}
+
+/// The index of a member's id.
+fn index_of(id: NodeId) -> usize {
+    usize::from(id.0[0])
+}
+
+fn outsider() -> NodeId {
+    member(9)
+}
 
 /// Two holders per block, by the block hash's first byte.
-fn holders(hash: &BlockHash, _height: u32) -> Vec<u8> {
+fn holders(hash: &BlockHash, _height: u32) -> Vec<NodeId> {
     let start = usize::from(hash.0[0]);
-    (0..2)
-        .map(|k| MEMBERS[(start + k) % MEMBERS.len()])
-        .collect()
+    (0..2).map(|k| member(((start + k) % 5) as u8)).collect()
+}
+
+/// What a member's serving layer is given: the chain, the members and placement.
+fn env<'a>(chain: &'a TestChain, members: &'a [NodeId]) -> Env<'a> {
+    Env {
+        chain,
+        members,
+        archives: &[],
+        holders: &holders,
+    }
 }
 
 struct Cluster {
     chain: TestChain,
-    nodes: Vec<Serve<u8>>,
+    members: [NodeId; 5],
+    nodes: Vec<Serve>,
     stores: Vec<HashMap<BlockHash, Vec<u8>>>,
     kv: Vec<HashMap<Vec<u8>, Vec<u8>>>,
-    queue: VecDeque<(u8, u8, ServeMessage)>,
-    events: Vec<(u8, ServeEvent<u8>)>,
-    outsider_inbox: Vec<ServeMessage>,
+    queue: VecDeque<(NodeId, NodeId, Message)>,
+    events: Vec<(NodeId, Event)>,
+    outsider_inbox: Vec<Message>,
+    /// Stored blocks a member's query read back corrupt.
+    corrupt_reads: Vec<(NodeId, BlockHash)>,
     /// A member whose transaction answers are replaced by forgeries.
-    forger: Option<u8>,
+    forger: Option<NodeId>,
     now_ms: u64,
 }
 
@@ -43,12 +74,17 @@ impl Cluster {
         };
         Self {
             chain,
-            nodes: MEMBERS.iter().map(|m| Serve::new(config, *m)).collect(),
-            stores: vec![HashMap::new(); MEMBERS.len()],
-            kv: vec![HashMap::new(); MEMBERS.len()],
+            members: members(),
+            nodes: members()
+                .iter()
+                .map(|m| Serve::new(config, *m, RequestIds::new()))
+                .collect(),
+            stores: vec![HashMap::new(); 5],
+            kv: vec![HashMap::new(); 5],
             queue: VecDeque::new(),
             events: Vec::new(),
             outsider_inbox: Vec::new(),
+            corrupt_reads: Vec::new(),
             forger: None,
             now_ms: 0,
         }
@@ -58,7 +94,7 @@ impl Cluster {
     fn settle(&mut self) {
         for _ in 0..10_000 {
             let mut progressed = false;
-            for n in 0..MEMBERS.len() {
+            for n in 0..self.nodes.len() {
                 while let Some(out) = self.nodes[n].poll_output() {
                     progressed = true;
                     self.carry_out(n, out);
@@ -66,13 +102,7 @@ impl Cluster {
             }
             if let Some((from, to, message)) = self.queue.pop_front() {
                 let message = self.maybe_forge(from, message);
-                let env = Env {
-                    chain: &self.chain,
-                    members: &MEMBERS,
-                    archives: &[],
-                    holders: &holders,
-                };
-                self.nodes[usize::from(to)].handle_message(self.now_ms, from, message, &env);
+                self.deliver(from, to, message);
                 continue;
             }
             if progressed {
@@ -89,39 +119,59 @@ impl Cluster {
         panic!("the cluster did not settle");
     }
 
-    fn carry_out(&mut self, n: usize, out: ServeOutput<u8>) {
-        let me = MEMBERS[n];
+    /// A message arrives at `to`: a `GetBlock` is answered from the store (the node's repair
+    /// does that in a real node), the rest goes to the serving layer.
+    fn deliver(&mut self, from: NodeId, to: NodeId, message: Message) {
+        let n = index_of(to);
+        if let Message::GetBlock {
+            request_id,
+            block_hash,
+        } = message
+        {
+            let answer = match self.stores[n].get(&block_hash) {
+                Some(bytes) => Message::BlockData {
+                    request_id,
+                    block: bytes.clone(),
+                },
+                None => Message::BlockNotFound { request_id },
+            };
+            self.queue.push_back((to, from, answer));
+            return;
+        }
+        let env = env(&self.chain, &self.members);
+        let _ = self.nodes[n].handle_message(self.now_ms, from, &message, &env);
+    }
+
+    fn carry_out(&mut self, n: usize, out: Output) {
+        let me = self.members[n];
         match out {
-            ServeOutput::Send { to, message } if to == OUTSIDER => {
-                self.outsider_inbox.push(message)
-            }
-            ServeOutput::Send { to, message } => self.queue.push_back((me, to, message)),
-            ServeOutput::Storage(StorageIntent::PutBlock {
+            Output::Send { to, message } if to == outsider() => self.outsider_inbox.push(message),
+            Output::Send { to, message } => self.queue.push_back((me, to, message)),
+            Output::Storage(StorageCommand::Put {
                 request_id,
                 block_hash,
                 bytes,
                 ..
             }) => {
-                self.stores[n].insert(block_hash, bytes.to_vec());
+                self.stores[n].insert(block_hash, bytes);
                 self.nodes[n].handle_put_result(request_id, true);
             }
-            ServeOutput::Storage(StorageIntent::GetBlock {
+            Output::Storage(StorageCommand::Get {
                 request_id,
                 block_hash,
             }) => {
                 let bytes = self.stores[n].get(&block_hash).cloned();
-                let env = Env {
-                    chain: &self.chain,
-                    members: &MEMBERS,
-                    archives: &[],
-                    holders: &holders,
-                };
-                self.nodes[n].handle_get_result(self.now_ms, request_id, bytes.as_deref(), &env);
+                let env = env(&self.chain, &self.members);
+                for corrupt in
+                    self.nodes[n].handle_get_result(self.now_ms, request_id, bytes.as_deref(), &env)
+                {
+                    self.corrupt_reads.push((me, corrupt));
+                }
             }
-            ServeOutput::Storage(StorageIntent::DeleteBlock { block_hash }) => {
+            Output::Storage(StorageCommand::Delete { block_hash, .. }) => {
                 self.stores[n].remove(&block_hash);
             }
-            ServeOutput::Storage(StorageIntent::WriteIndex { ops }) => {
+            Output::Storage(StorageCommand::WriteKv { ops, .. }) => {
                 for op in ops {
                     match op {
                         KvOp::Put { key, value } => {
@@ -133,20 +183,21 @@ impl Cluster {
                     }
                 }
             }
-            ServeOutput::Event(event) => self.events.push((me, event)),
+            Output::Event(event) => self.events.push((me, event)),
+            other => panic!("the serving layer asked for {other:?}"),
         }
     }
 
-    fn maybe_forge(&self, from: u8, message: ServeMessage) -> ServeMessage {
+    fn maybe_forge(&self, from: NodeId, message: Message) -> Message {
         match message {
-            ServeMessage::TxAnswer { request_id, .. } if Some(from) == self.forger => {
+            Message::TxAnswer { request_id, .. } if Some(from) == self.forger => {
                 let b = self.some_block();
                 let forged = b
                     .merkle_proof(self.chain.height_of(&b.block_hash()).unwrap(), 0)
                     .unwrap();
-                ServeMessage::TxAnswer {
+                Message::TxAnswer {
                     request_id,
-                    answer: TxAnswer::Found(forged),
+                    answer: TxAnswerBody::found(forged),
                 }
             }
             other => other,
@@ -165,12 +216,12 @@ impl Cluster {
         Block::decode(bytes).unwrap()
     }
 
-    fn results(&self, node: u8) -> Vec<QueryResult> {
+    fn results(&self, node: NodeId) -> Vec<QueryResult> {
         self.events
             .iter()
             .filter(|(n, _)| *n == node)
             .filter_map(|(_, e)| match e {
-                ServeEvent::QueryDone { result, .. } => Some(result.clone()),
+                Event::TxQueryDone { result, .. } => Some(result.clone()),
                 _ => None,
             })
             .collect()
@@ -182,12 +233,7 @@ fn cluster_with(blocks: &[Block]) -> Cluster {
     let mut cluster = Cluster::new(TestChain::new(blocks));
     for b in blocks {
         let bytes = b.encode();
-        let env = Env {
-            chain: &cluster.chain,
-            members: &MEMBERS,
-            archives: &[],
-            holders: &holders,
-        };
+        let env = env(&cluster.chain, &cluster.members);
         cluster.nodes[0]
             .handle_new_block(cluster.now_ms, &bytes, &env)
             .unwrap();
@@ -203,7 +249,7 @@ fn s14_new_blocks_reach_their_holders_are_indexed_and_safely_stored() {
     for b in &blocks {
         let hash = b.block_hash();
         for (n, store) in cluster.stores.iter().enumerate() {
-            let holder = holders(&hash, 0).contains(&MEMBERS[n]);
+            let holder = holders(&hash, 0).contains(&member(n as u8));
             assert_eq!(
                 store.contains_key(&hash),
                 holder,
@@ -215,9 +261,9 @@ fn s14_new_blocks_reach_their_holders_are_indexed_and_safely_stored() {
                 holder
             );
         }
-        assert!(cluster.events.iter().any(|(n, e)| *n == 0
+        assert!(cluster.events.iter().any(|(n, e)| *n == member(0)
             && *e
-                == ServeEvent::SafelyStored {
+                == Event::BlockSafelyStored {
                     block_hash: hash,
                     height: cluster.chain.height_of(&hash).unwrap()
                 }));
@@ -233,19 +279,14 @@ fn s16_any_member_answers_by_forwarding_with_a_verified_proof() {
     let mut cluster = cluster_with(&blocks);
     let b = &blocks[5];
     let txid = b.txdata[2].txid();
-    let asker = *MEMBERS
+    let asker = *members()
         .iter()
         .find(|m| !holders(&b.block_hash(), 0).contains(m))
         .unwrap();
     for hint in [None, Some(b.block_hash())] {
-        let env = Env {
-            chain: &cluster.chain,
-            members: &MEMBERS,
-            archives: &[],
-            holders: &holders,
-        };
-        cluster.nodes[usize::from(asker)]
-            .query(cluster.now_ms, txid, hint, &env)
+        let env = env(&cluster.chain, &cluster.members);
+        cluster.nodes[index_of(asker)]
+            .query(cluster.now_ms, 1, txid, hint, &env)
             .unwrap();
         cluster.settle();
     }
@@ -268,14 +309,9 @@ fn s16_any_member_answers_by_forwarding_with_a_verified_proof() {
         );
     }
     // A transaction in no block: every member says no.
-    let env = Env {
-        chain: &cluster.chain,
-        members: &MEMBERS,
-        archives: &[],
-        holders: &holders,
-    };
-    cluster.nodes[usize::from(asker)]
-        .query(cluster.now_ms, Txid([3; 32]), None, &env)
+    let env = env(&cluster.chain, &cluster.members);
+    cluster.nodes[index_of(asker)]
+        .query(cluster.now_ms, 1, Txid([3; 32]), None, &env)
         .unwrap();
     cluster.settle();
     assert_eq!(cluster.results(asker).last(), Some(&QueryResult::NotFound));
@@ -287,30 +323,31 @@ fn s16_an_outside_querier_gets_a_proof_it_can_check() {
     let mut cluster = cluster_with(&blocks);
     let b = &blocks[3];
     let txid = b.txdata[1].txid();
-    let entry = *MEMBERS
+    let entry = *members()
         .iter()
         .find(|m| !holders(&b.block_hash(), 0).contains(m))
         .unwrap();
     cluster.queue.push_back((
-        OUTSIDER,
+        outsider(),
         entry,
-        ServeMessage::TxQuery {
+        Message::TxQuery {
             request_id: 77,
-            txid,
+            txid: Hash256(txid.0),
             block_hint: None,
         },
     ));
     cluster.settle();
-    let [ServeMessage::TxAnswer {
+    let [Message::TxAnswer {
         request_id: 77,
-        answer: TxAnswer::Found(proof),
+        answer,
     }] = &cluster.outsider_inbox[..]
     else {
-        panic!(
-            "expected one answer with a proof, got {:?}",
-            cluster.outsider_inbox
-        );
+        panic!("expected one answer, got {:?}", cluster.outsider_inbox);
     };
+    let Some(proof) = answer.clone().into_proof() else {
+        panic!("expected a proof, got {answer:?}");
+    };
+    let proof = &proof;
     // The outsider checks the proof against its own copy of the headers.
     let outsiders_chain = TestChain::new(&blocks);
     assert_eq!(query::verify_answer(proof, &txid, &outsiders_chain), Ok(()));
@@ -323,16 +360,11 @@ fn s16_a_forging_member_is_outvoted_by_the_proof_check_and_scored() {
     let b = &blocks[6];
     let hs = holders(&b.block_hash(), 0);
     cluster.forger = Some(hs[0]);
-    let asker = *MEMBERS.iter().find(|m| !hs.contains(m)).unwrap();
+    let asker = *members().iter().find(|m| !hs.contains(m)).unwrap();
     let txid = b.txdata[3].txid();
-    let env = Env {
-        chain: &cluster.chain,
-        members: &MEMBERS,
-        archives: &[],
-        holders: &holders,
-    };
-    cluster.nodes[usize::from(asker)]
-        .query(cluster.now_ms, txid, Some(b.block_hash()), &env)
+    let env = env(&cluster.chain, &cluster.members);
+    cluster.nodes[index_of(asker)]
+        .query(cluster.now_ms, 1, txid, Some(b.block_hash()), &env)
         .unwrap();
     cluster.settle();
     assert!(matches!(
@@ -347,7 +379,7 @@ fn s16_a_forging_member_is_outvoted_by_the_proof_check_and_scored() {
         .events
         .iter()
         .any(|(n, e)| *n == asker
-            && matches!(e, ServeEvent::Misbehaved { peer, .. } if *peer == hs[0])));
+            && matches!(e, Event::PeerMisbehaved { peer, .. } if *peer == hs[0])));
 }
 
 #[test]
@@ -356,7 +388,7 @@ fn s17_a_member_runs_code_on_a_block_it_does_not_hold() {
     let mut cluster = cluster_with(&blocks);
     let b = &blocks[4];
     let hash = b.block_hash();
-    let runner = *MEMBERS
+    let runner = *members()
         .iter()
         .find(|m| !holders(&hash, 0).contains(m))
         .unwrap();
@@ -366,28 +398,23 @@ fn s17_a_member_runs_code_on_a_block_it_does_not_hold() {
         .find(|h| holders(h, 0).contains(&runner))
         .unwrap();
     for (job, target) in [(1, hash), (2, held)] {
-        let env = Env {
-            chain: &cluster.chain,
-            members: &MEMBERS,
-            archives: &[],
-            holders: &holders,
-        };
-        cluster.nodes[usize::from(runner)]
+        let env = env(&cluster.chain, &cluster.members);
+        cluster.nodes[index_of(runner)]
             .run_job(cluster.now_ms, job, target, &env)
             .unwrap();
         cluster.settle();
         assert!(cluster.events.iter().any(|(n, e)| *n == runner
             && *e
-                == ServeEvent::JobReady {
+                == Event::JobReady {
                     job,
                     block_hash: target
                 }));
     }
-    let node = &mut cluster.nodes[usize::from(runner)];
+    let node = &mut cluster.nodes[index_of(runner)];
     assert_eq!(node.with_block(&hash, |blk| blk.txdata.len()), Some(5));
     assert!(node.with_block(&held, |blk| blk.block_hash()) == Some(held));
     assert!(
-        !cluster.stores[usize::from(runner)].contains_key(&hash),
+        !cluster.stores[index_of(runner)].contains_key(&hash),
         "fetched into the cache, not the shard"
     );
 }
@@ -399,54 +426,35 @@ fn reorg_drops_blocks_from_shard_and_index_and_proofs_stop_confirming() {
     let old = cluster.chain.clone();
     cluster.chain.truncate(4);
     let mut prev = blocks[3].block_hash();
-    let mut joined = Vec::new();
     for (height, tag) in (4..7).zip(90..) {
         let b = block(prev, height, 1, tag);
         prev = b.block_hash();
         cluster.chain.push(b.header);
-        joined.push(b);
     }
     let change = diff(&old, &cluster.chain, 100);
-    for n in 0..MEMBERS.len() {
-        let env = Env {
-            chain: &cluster.chain,
-            members: &MEMBERS,
-            archives: &[],
-            holders: &holders,
-        };
+    for n in 0..cluster.nodes.len() {
+        let env = env(&cluster.chain, &cluster.members);
         cluster.nodes[n].handle_chain_change(&change, &env);
     }
     cluster.settle();
     for gone in &blocks[4..] {
         let hash = gone.block_hash();
-        for n in 0..MEMBERS.len() {
+        for n in 0..cluster.nodes.len() {
             assert!(!cluster.stores[n].contains_key(&hash));
             assert!(!cluster.nodes[n].index().contains_block(&hash));
         }
     }
-    let must_fetch = cluster
-        .events
-        .iter()
-        .filter(|(_, e)| matches!(e, ServeEvent::MustFetch { .. }))
-        .count();
-    assert_eq!(
-        must_fetch,
-        2 * joined.len(),
-        "each joined block's two holders are told to fetch it"
-    );
     // A transaction of a block that left the chain no longer confirms.
     let txid = blocks[5].txdata[1].txid();
-    let env = Env {
-        chain: &cluster.chain,
-        members: &MEMBERS,
-        archives: &[],
-        holders: &holders,
-    };
+    let env = env(&cluster.chain, &cluster.members);
     cluster.nodes[0]
-        .query(cluster.now_ms, txid, None, &env)
+        .query(cluster.now_ms, 1, txid, None, &env)
         .unwrap();
     cluster.settle();
-    assert_eq!(cluster.results(0).last(), Some(&QueryResult::NotFound));
+    assert_eq!(
+        cluster.results(member(0)).last(),
+        Some(&QueryResult::NotFound)
+    );
     let stale = MerkleProof {
         block_hash: blocks[5].block_hash(),
         height: 5,
@@ -468,19 +476,14 @@ fn a_corrupt_local_copy_is_reported_kept_and_the_query_asks_the_other_holder() {
     let hash = b.block_hash();
     let txid = b.txdata[1].txid();
     let holder = holders(&hash, 0)[0];
-    let n = usize::from(holder);
+    let n = index_of(holder);
     let stored = cluster.stores[n].get_mut(&hash).expect("held");
     let last = stored.len() - 1;
     stored[last] ^= 1;
     let bad = stored.clone();
-    let env = Env {
-        chain: &cluster.chain,
-        members: &MEMBERS,
-        archives: &[],
-        holders: &holders,
-    };
+    let env = env(&cluster.chain, &cluster.members);
     cluster.nodes[n]
-        .query(cluster.now_ms, txid, Some(hash), &env)
+        .query(cluster.now_ms, 1, txid, Some(hash), &env)
         .unwrap();
     cluster.settle();
     assert_eq!(
@@ -488,10 +491,7 @@ fn a_corrupt_local_copy_is_reported_kept_and_the_query_asks_the_other_holder() {
         Some(&bad),
         "the copy is kept until a verified one replaces it"
     );
-    assert!(cluster
-        .events
-        .iter()
-        .any(|(m, e)| *m == holder && *e == ServeEvent::BlockCorrupt { block_hash: hash }));
+    assert!(cluster.corrupt_reads.contains(&(holder, hash)));
     assert!(
         cluster.nodes[n].index().contains_block(&hash),
         "the copy stays indexed: every read is checked again, a transient fault may pass"

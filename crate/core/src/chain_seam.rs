@@ -169,12 +169,11 @@ pub struct Checked {
 
 /// A chain of `blocks` small valid blocks (a coinbase each, `payload_bytes` of script, no
 /// proof of work) with its header list: for tests and simulations of the cluster protocol.
+/// Built by the one chain builder, [`crate::chain::generate::build_chain`].
 pub fn synthetic_chain(blocks: u32, payload_bytes: usize) -> (HeaderList, Vec<Vec<u8>>) {
+    use crate::chain::generate::{build_chain, Seal};
     use crate::chain::{OutPoint, Transaction, TxIn, TxOut};
-    let mut headers = Vec::with_capacity(blocks as usize);
-    let mut raw = Vec::with_capacity(blocks as usize);
-    let mut prev = BlockHash::default();
-    for height in 0..blocks {
+    let chain = build_chain(blocks, Seal::Nonce, |height| {
         let mut script_sig = height.to_le_bytes().to_vec();
         script_sig.resize(payload_bytes.max(4), 0x51);
         let coinbase = Transaction {
@@ -191,22 +190,21 @@ pub fn synthetic_chain(blocks: u32, payload_bytes: usize) -> (HeaderList, Vec<Ve
             }],
             lock_time: 0,
         };
-        let mut block = Block {
+        Block {
             header: Header {
                 version: 1,
-                prev_blockhash: prev,
+                prev_blockhash: BlockHash::default(),
                 merkle_root: Hash256::default(),
                 time: 1_600_000_000 + height,
                 bits: 0x207f_ffff,
                 nonce: height,
             },
             txdata: vec![coinbase],
-        };
-        block.header.merkle_root = block.compute_merkle_root().0;
-        prev = block.block_hash();
-        headers.push(block.header);
-        raw.push(block.encode());
-    }
+        }
+    })
+    .expect("blocks without proof of work always build");
+    let headers = chain.iter().map(|b| b.header).collect();
+    let raw = chain.iter().map(Block::encode).collect();
     (HeaderList::new(headers), raw)
 }
 

@@ -96,7 +96,7 @@ pub struct Config {
     /// fetched again. `None` never audits.
     pub storage_audit_interval_ms: Option<u64>,
     /// S14–S17: transaction index, queries, new-block storage and the block cache.
-    pub serve: crate::serve::service::ServeConfig,
+    pub serve: crate::serve::ServeConfig,
 }
 
 impl Default for Config {
@@ -132,7 +132,7 @@ impl Default for Config {
             repair_queue_max: 4_096,
             evict_spares_after_ms: Some(600_000),
             storage_audit_interval_ms: Some(600_000),
-            serve: crate::serve::service::ServeConfig::default(),
+            serve: crate::serve::ServeConfig::default(),
         }
     }
 }

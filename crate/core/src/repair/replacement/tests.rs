@@ -1,0 +1,69 @@
+//! Replacement by invitation and by request (S12, S13), on small networks.
+
+use crate::node::{Config, Event, ReplacementChoice};
+use crate::testnet::{all_replicated, fast_config, formed};
+
+const BLOCKS: u32 = 120;
+
+/// S12: after a member is lost the cluster invites an outsider (the invitation carries the
+/// cluster id), takes it, renumbers, and the newcomer is filled.
+#[test]
+fn an_outsider_replaces_a_lost_member() {
+    for choice in [ReplacementChoice::ReplyOrder, ReplacementChoice::Capacity] {
+        let config = Config {
+            cluster_size_max: 5,
+            cluster_size_target: 5,
+            replacement_choice: choice,
+            ..fast_config()
+        };
+        // Six ordinary nodes: five form, one stays outside.
+        let (mut net, members) = formed(6, config, 34, BLOCKS);
+        assert_eq!(members.len(), 5);
+        net.run_until(30_000);
+        let outsider = (1..7).find(|i| !members.contains(i)).unwrap();
+        assert!(net.nodes[outsider].cluster().is_none());
+        let victim = members[2];
+        net.crash(victim);
+        net.run_until(70_000);
+        let clusters = net.check_clusters();
+        assert_eq!(clusters.len(), 1);
+        let now: Vec<usize> = clusters.into_values().next().unwrap();
+        assert!(now.contains(&outsider), "{choice:?}: the outsider joined");
+        assert_eq!(now.len(), 5);
+        all_replicated(&net, &now, 3);
+        assert!(
+            net.nodes[outsider].held_count() > 0,
+            "the newcomer was filled"
+        );
+        assert!(net.events[outsider]
+            .iter()
+            .any(|e| matches!(e, Event::JoinedCluster { .. })));
+    }
+}
+
+/// S13: a node that arrives later asks to join a cluster with room, is accepted and filled by
+/// its numbered neighbours.
+#[test]
+fn a_late_node_asks_to_join() {
+    let config = Config {
+        cluster_size_max: 6,
+        cluster_size_target: 4,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(4, config.clone(), 35, BLOCKS);
+    net.run_until(30_000);
+    let archive_served = net.nodes[0].stats().blocks_served;
+    let late = net.add(config, 35);
+    net.introduce_all();
+    net.run_until(70_000);
+    let clusters = net.check_clusters();
+    assert_eq!(clusters.len(), 1);
+    let now: Vec<usize> = clusters.into_values().next().unwrap();
+    assert!(now.contains(&late), "the late node joined by request");
+    assert_eq!(now.len(), members.len() + 1);
+    all_replicated(&net, &now, 3);
+    assert!(net.nodes[late].held_count() > 0);
+    assert_eq!(net.nodes[late].missing_count(), 0);
+    // Filled by the members (nearest numbers first), not by the archive (node 0).
+    assert_eq!(net.nodes[0].stats().blocks_served, archive_served);
+}
