@@ -254,6 +254,10 @@ impl Host {
     fn node(&self) -> Option<&Node> {
         self.running.as_deref().map(shoal_host::Host::node)
     }
+
+    fn node_mut(&mut self) -> Option<&mut Node> {
+        self.running.as_deref_mut().map(shoal_host::Host::node_mut)
+    }
 }
 
 /// The `Io` the world drains a node's host into: the node's outputs, kept in order to be

@@ -493,8 +493,7 @@ impl World {
             // only at a current location): its request id comes from that node's allocator,
             // so no request of the node carries it.
             let request_id = self.hosts[location as usize]
-                .node
-                .as_mut()
+                .node_mut()
                 .expect("an outsider's location is online")
                 .request_id();
             outsider.request_id = request_id;

@@ -2,8 +2,9 @@
 //! (`chain::generate`), honestly or not, answered by hand in virtual time.
 
 use super::*;
+use crate::base::rng::Rng;
 use crate::chain::block::Block;
-use crate::chain::generate::{generate_chain, GenerateConfig, Generator, SeededRng};
+use crate::chain::generate::{generate_chain, GenerateConfig, Generator};
 use crate::chain::params::ChainParams;
 
 /// "Now": 2033, after every generated header's time.
@@ -363,7 +364,7 @@ fn the_window_and_every_sources_unanswered_requests_stay_within_bounds() {
                 (Peer::honest(chain.clone()), 1),
             ],
         );
-        let mut rng = SeededRng::from_seed(seed);
+        let mut rng = Rng::new(seed);
         while !h.sync.is_synced() {
             assert!(h.sync.unanswered(0) <= 2);
             assert!(h.sync.unanswered(1) <= 6);

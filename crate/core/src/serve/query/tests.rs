@@ -804,8 +804,11 @@ fn a_node_that_holds_every_block_answers_not_found_for_what_it_lacks() {
             })
             .expect("a reply")
     };
-    assert_eq!(reply(true, None), TxAnswer::NotFound);
-    assert_eq!(reply(false, None), TxAnswer::Unavailable);
+    assert_eq!(reply(true, None), TxAnswerBody::NotFound);
+    assert_eq!(reply(false, None), TxAnswerBody::Unavailable);
     // A hint off the chain is dropped: still "not in the chain".
-    assert_eq!(reply(true, Some(BlockHash([0x77; 32]))), TxAnswer::NotFound);
+    assert_eq!(
+        reply(true, Some(BlockHash([0x77; 32]))),
+        TxAnswerBody::NotFound
+    );
 }
