@@ -21,7 +21,12 @@ step "shoal-web: wasm-bindgen tests in headless Chromium (IndexedDB store)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(cat "$SHOAL_CACHE/wasm-bindgen-bin")/wasm-bindgen-test-runner" \
   CHROMEDRIVER=/usr/bin/chromedriver \
   cargo test -p shoal-web --target wasm32-unknown-unknown --locked
-step "npm run build (wasm-release, wasm-bindgen --target web, dist/)"
+step "shoal-web: clippy for wasm32 with the test build's transfer probes"
+cargo clippy -p shoal-web --target wasm32-unknown-unknown --all-targets --features probes --locked -- -D warnings
+step "the package as shipped (npm run build): no transfer probes in it"
 npm run --silent build
+node -e 'const s=require("fs").readFileSync("dist/wasm/shoal_web.js","utf8"); if (/probeTransfer|probeDownload/.test(s)) { console.error("the shipped package exports a probe"); process.exit(1) }'
+step "the test build (wasm-release with the probes the e2e tests use, dist/)"
+bash scripts/build-web.sh --probes
 step "end to end: Chromium pages against a relay, in a network namespace (tests/e2e)"
 bash tests/e2e/run.sh

@@ -22,7 +22,11 @@ if [[ "${SHOAL_E2E_IN_NETNS:-}" != 1 ]]; then
   else
     cargo build -p shoal-relay --locked >&2
   fi
-  [[ -f dist/index.js ]] || npm run --silent build
+  # The e2e tests and bench.mjs use the transfer probes: a test build (the A/B bench brings
+  # its own dist/).
+  if [[ "${1:-}" != --bench-sync-ab && "$(cat dist/.features 2>/dev/null)" != probes ]]; then
+    bash scripts/build-web.sh --probes
+  fi
   export SHOAL_RELAY_BIN="$target_dir/$profile/shoal-relay"
   exec unshare --net -- env SHOAL_E2E_IN_NETNS=1 bash "$0" "$@"
 fi

@@ -169,22 +169,6 @@ export declare class LightNode extends EventTarget {
   /** A snapshot of the node's state. */
   status(): NodeStatus;
 
-  /**
-   * Diagnostic: sends `bytes` to a connected relay on the transfer-probe protocol and checks
-   * the SHA-256 the relay returns. `transport` picks the connection (default: any).
-   */
-  probeTransfer(
-    bytes: Uint8Array,
-    options?: { transport?: "webrtc-direct" | "websocket" },
-  ): Promise<{ bytes: number; millis: number; transport: string }>;
-
-  /**
-   * Downloads the block `blockHash` (64 hex digits) from the connected relay and checks that its
-   * header hashes to it: measures relay → page transfer. Rejects with NOT_FOUND when the relay
-   * does not hold the block, BAD_INPUT for a malformed hash, UNAVAILABLE without a relay.
-   */
-  probeDownload(blockHash: string): Promise<{ bytes: number; millis: number; transport: string }>;
-
   /** Disconnects, closes the database and releases this tab's identity slot. */
   stop(): Promise<void>;
 

@@ -45,8 +45,9 @@ export class LightNode extends EventTarget {
     return this.#inner.status();
   }
 
-  probeTransfer(bytes, options = {}) {
-    return this.#inner.probeTransfer(bytes, options);
+  // Transfer probes, in test and bench builds only (`scripts/build-web.sh --probes`).
+  probeTransfer(bytes) {
+    return this.#inner.probeTransfer(bytes);
   }
 
   probeDownload(blockHash) {
@@ -56,4 +57,11 @@ export class LightNode extends EventTarget {
   stop() {
     return this.#inner.stop();
   }
+}
+
+// The shipped package's wasm has no transfer probes (they are the cargo feature `probes` of
+// test and bench builds): its LightNode has no such methods.
+if (typeof WasmNode.prototype.probeTransfer !== "function") {
+  delete LightNode.prototype.probeTransfer;
+  delete LightNode.prototype.probeDownload;
 }

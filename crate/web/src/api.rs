@@ -14,8 +14,10 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::cluster_node::ClusterNode;
 use crate::error::{ApiError, ErrorCode};
-use crate::event_loop::{set, Command, EventLoop, Probed, Verified, COMMAND_QUEUE};
+use crate::event_loop::{set, Command, EventLoop, Verified, COMMAND_QUEUE};
 use crate::options::Options;
+#[cfg(feature = "probes")]
+use crate::probes::{ProbeCommand, Probed};
 use crate::status::Shared;
 use crate::store::{Store, Write};
 use crate::tab_lock::SlotLock;
@@ -23,6 +25,7 @@ use crate::tab_lock::SlotLock;
 /// How long `start` waits for a first relay connection.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest probe accepted (the frame limit minus room).
+#[cfg(feature = "probes")]
 const MAX_PROBE_BYTES: usize = 4_000_000;
 
 /// A running browser node (wrapped by `LightNode` in index.js).
@@ -136,7 +139,9 @@ impl WasmNode {
         })
     }
 
-    /// `probeTransfer(bytes)`: sends the bytes on the transfer probe and checks their digest.
+    /// `probeTransfer(bytes)`: sends the bytes on the transfer probe and checks their digest
+    /// (test and bench builds only: cargo feature `probes`).
+    #[cfg(feature = "probes")]
     #[wasm_bindgen(js_name = probeTransfer)]
     pub fn probe_transfer(&self, bytes: JsValue) -> Promise {
         let mut commands = self.commands.clone();
@@ -149,10 +154,10 @@ impl WasmNode {
             }
             let (reply, answer) = oneshot::channel();
             commands
-                .send(Command::Probe {
+                .send(Command::Probe(ProbeCommand::Transfer {
                     bytes: array.to_vec(),
                     reply,
-                })
+                }))
                 .await
                 .map_err(|_| stopped())?;
             let probed: Probed = answer.await.map_err(|_| stopped())??;
@@ -160,7 +165,9 @@ impl WasmNode {
         })
     }
 
-    /// `probeDownload(blockHash)`: downloads one block from the relay and checks its hash.
+    /// `probeDownload(blockHash)`: downloads one block from the relay and checks its hash
+    /// (test and bench builds only: cargo feature `probes`).
+    #[cfg(feature = "probes")]
     #[wasm_bindgen(js_name = probeDownload)]
     pub fn probe_download(&self, block_hash: JsValue) -> Promise {
         let mut commands = self.commands.clone();
@@ -168,7 +175,7 @@ impl WasmNode {
             let hash: BlockHash = parse_hash(&block_hash, "blockHash")?;
             let (reply, answer) = oneshot::channel();
             commands
-                .send(Command::ProbeDownload { hash, reply })
+                .send(Command::Probe(ProbeCommand::Download { hash, reply }))
                 .await
                 .map_err(|_| stopped())?;
             let probed: Probed = answer.await.map_err(|_| stopped())??;
@@ -234,6 +241,7 @@ fn parse_hint(options: &JsValue) -> Result<Option<BlockHash>, JsValue> {
     parse_hash(&hint, "options.blockHint").map(Some)
 }
 
+#[cfg(feature = "probes")]
 fn probed_to_js(probed: &Probed) -> JsValue {
     let o = js_sys::Object::new();
     set(&o, "bytes", (probed.bytes as f64).into());

@@ -29,12 +29,11 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use sha2::{Digest, Sha256};
 use shoal_core::chain::sync::{
     HeaderSync, Progress, RequestFailure, RequestId, SyncConfig, SyncEvent,
 };
 use shoal_core::chain::{BlockHash, HeaderChain, HeaderChainConfig, Txid};
-use shoal_core::wire::{self, Message};
+use shoal_core::wire;
 use wasm_bindgen::JsValue;
 
 use crate::circuits::Circuits;
@@ -80,42 +79,11 @@ pub enum Command {
         hint: Option<BlockHash>,
         reply: oneshot::Sender<Result<Verified, ApiError>>,
     },
-    Probe {
-        bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<Probed, ApiError>>,
-    },
-    /// Downloads one block from the relay (`GetBlock`) and checks its header hashes to `hash`:
-    /// the relay → page direction of the transfer measurement.
-    ProbeDownload {
-        hash: BlockHash,
-        reply: oneshot::Sender<Result<Probed, ApiError>>,
-    },
+    /// A transfer probe (test and bench builds only).
+    #[cfg(feature = "probes")]
+    Probe(crate::probes::ProbeCommand),
     Stop {
         reply: oneshot::Sender<()>,
-    },
-}
-
-/// A probe's outcome.
-#[derive(Debug, Clone)]
-pub struct Probed {
-    pub bytes: usize,
-    pub millis: f64,
-    pub transport: Transport,
-}
-
-enum Pending {
-    Probe {
-        digest: [u8; 32],
-        bytes: usize,
-        started_ms: f64,
-        transport: Transport,
-        reply: oneshot::Sender<Result<Probed, ApiError>>,
-    },
-    Download {
-        hash: BlockHash,
-        started_ms: f64,
-        transport: Transport,
-        reply: oneshot::Sender<Result<Probed, ApiError>>,
     },
 }
 
@@ -219,8 +187,9 @@ pub struct EventLoop {
     sync: HeaderSync<PeerId>,
     /// The header sync's requests on their way, by the swarm's id for them.
     header_requests: HashMap<OutboundRequestId, RequestId>,
-    pending: HashMap<OutboundRequestId, Pending>,
-    next_request_id: u64,
+    /// Transfer probes waiting for their answer (test and bench builds only).
+    #[cfg(feature = "probes")]
+    pub(crate) probes: crate::probes::Probes,
     emit: js_sys::Function,
     pub(crate) shared: Rc<Shared>,
     lock: SlotLock,
@@ -230,7 +199,7 @@ pub struct EventLoop {
     pub(crate) circuits: Circuits,
 }
 
-fn now_ms() -> f64 {
+pub(crate) fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
@@ -306,8 +275,8 @@ impl EventLoop {
             sync: HeaderSync::new(SyncConfig::default())
                 .expect("the default header sync configuration is valid"),
             header_requests: HashMap::new(),
-            pending: HashMap::new(),
-            next_request_id: 1,
+            #[cfg(feature = "probes")]
+            probes: crate::probes::Probes::default(),
             emit,
             shared,
             lock,
@@ -392,13 +361,8 @@ impl EventLoop {
         self.store.close();
         self.lock.release();
         let stopped = || ApiError::new(ErrorCode::Unavailable, "the node was stopped");
-        for (_, pending) in self.pending.drain() {
-            match pending {
-                Pending::Probe { reply, .. } | Pending::Download { reply, .. } => {
-                    let _ = reply.send(Err(stopped()));
-                }
-            }
-        }
+        #[cfg(feature = "probes")]
+        self.probes.stop(stopped);
         for reply in self.core.take_queries() {
             let _ = reply.send(Err(stopped()));
         }
@@ -442,39 +406,16 @@ impl EventLoop {
         self.relays.iter().map(|r| r.target.peer)
     }
 
-    /// Whether `peer` is one of the relays from the options.
-    pub(crate) fn is_relay(&self, peer: &PeerId) -> bool {
-        self.relays.iter().any(|r| r.target.peer == *peer)
-    }
-
-    fn connected_relay(&self) -> Option<(PeerId, Transport)> {
+    /// The first connected relay and its transport (where a probe goes).
+    #[cfg(feature = "probes")]
+    pub(crate) fn connected_relay(&self) -> Option<(PeerId, Transport)> {
         self.relays
             .iter()
             .find_map(|r| r.connected.map(|t| (r.target.peer, t)))
     }
-
-    /// The relay a new request goes to, or why none can be sent now (`what` names the
-    /// requests in the message, e.g. "queries").
-    fn relay_for_request(&self, what: &str) -> Result<(PeerId, Transport), ApiError> {
-        let Some(relay) = self.connected_relay() else {
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "no relay is connected",
-            ));
-        };
-        if self.pending.len() >= MAX_PENDING_REQUESTS {
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
-                format!("too many {what} are waiting for an answer"),
-            ));
-        }
-        Ok(relay)
-    }
-
-    fn next_id(&mut self) -> u64 {
-        let id = self.next_request_id;
-        self.next_request_id += 1;
-        id
+    /// Whether `peer` is one of the relays from the options.
+    pub(crate) fn is_relay(&self, peer: &PeerId) -> bool {
+        self.relays.iter().any(|r| r.target.peer == *peer)
     }
 
     fn on_tick(&mut self) {
@@ -590,59 +531,8 @@ impl EventLoop {
     async fn on_command(&mut self, command: Command) {
         match command {
             Command::Verify { txid, hint, reply } => self.node_query(txid, hint, reply).await,
-            Command::Probe { bytes, reply } => {
-                let (peer, transport) = match self.relay_for_request("requests") {
-                    Ok(relay) => relay,
-                    Err(err) => {
-                        let _ = reply.send(Err(err));
-                        return;
-                    }
-                };
-                let digest: [u8; 32] = Sha256::digest(&bytes).into();
-                let len = bytes.len();
-                let id = self.swarm.behaviour_mut().probe.send_request(&peer, bytes);
-                self.pending.insert(
-                    id,
-                    Pending::Probe {
-                        digest,
-                        bytes: len,
-                        started_ms: now_ms(),
-                        transport,
-                        reply,
-                    },
-                );
-            }
-            Command::ProbeDownload { hash, reply } => {
-                let (peer, transport) = match self.relay_for_request("requests") {
-                    Ok(relay) => relay,
-                    Err(err) => {
-                        let _ = reply.send(Err(err));
-                        return;
-                    }
-                };
-                let message = Message::GetBlock {
-                    request_id: self.next_id(),
-                    block_hash: wire::BlockHash(hash.0),
-                };
-                match wire::encode(&message) {
-                    Ok(bytes) => {
-                        let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
-                        self.pending.insert(
-                            id,
-                            Pending::Download {
-                                hash,
-                                started_ms: now_ms(),
-                                transport,
-                                reply,
-                            },
-                        );
-                    }
-                    Err(err) => {
-                        let _ =
-                            reply.send(Err(ApiError::new(ErrorCode::BadInput, err.to_string())));
-                    }
-                }
-            }
+            #[cfg(feature = "probes")]
+            Command::Probe(probe) => self.on_probe_command(probe),
             Command::Stop { .. } => unreachable!("handled by the loop"),
         }
     }
@@ -732,6 +622,7 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Msg(event)) => self.on_msg_event(event).await,
+            #[cfg(feature = "probes")]
             SwarmEvent::Behaviour(BehaviourEvent::Probe(event)) => self.on_probe_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
                 self.on_relay_client_event(event)
@@ -766,30 +657,20 @@ impl EventLoop {
                     return;
                 }
                 let decoded = wire::decode(&response);
-                if let Some(id) = self.header_requests.remove(&request_id) {
-                    let now = sync_now_ms();
-                    match decoded {
-                        Ok(answer) => self.sync.handle_answer(now, &mut self.chain, id, answer),
-                        Err(_) => {
-                            let failure = RequestFailure::Malformed;
-                            self.sync.handle_failure(now, &self.chain, id, failure);
-                        }
-                    }
-                    self.drive_sync().await;
+                let Some(id) = self.header_requests.remove(&request_id) else {
+                    #[cfg(feature = "probes")]
+                    self.on_download_answer(request_id, decoded);
                     return;
-                }
-                if let Some(Pending::Download { .. }) = self.pending.get(&request_id) {
-                    if let Some(Pending::Download {
-                        hash,
-                        started_ms,
-                        transport,
-                        reply,
-                    }) = self.pending.remove(&request_id)
-                    {
-                        let millis = now_ms() - started_ms;
-                        let _ = reply.send(downloaded(hash, decoded, millis, transport));
+                };
+                let now = sync_now_ms();
+                match decoded {
+                    Ok(answer) => self.sync.handle_answer(now, &mut self.chain, id, answer),
+                    Err(_) => {
+                        let failure = RequestFailure::Malformed;
+                        self.sync.handle_failure(now, &self.chain, id, failure);
                     }
                 }
+                self.drive_sync().await;
             }
             request_response::Event::Message {
                 peer,
@@ -817,124 +698,26 @@ impl EventLoop {
                     self.node_request_failed(&request_id);
                     return;
                 }
-                if let Some(id) = self.header_requests.remove(&request_id) {
-                    let failure = RequestFailure::Transport;
-                    if self
-                        .sync
-                        .handle_failure(sync_now_ms(), &self.chain, id, failure)
-                    {
-                        // Said on the console so that stalls can be told apart (bench.mjs
-                        // counts transport resets from these lines).
-                        web_sys::console::warn_1(&JsValue::from_str(&format!(
-                            "shoal: a header request failed: {error}"
-                        )));
-                    }
-                    self.drive_sync().await;
+                let Some(id) = self.header_requests.remove(&request_id) else {
+                    #[cfg(feature = "probes")]
+                    self.on_download_failure(request_id, &error);
                     return;
+                };
+                let failure = RequestFailure::Transport;
+                if self
+                    .sync
+                    .handle_failure(sync_now_ms(), &self.chain, id, failure)
+                {
+                    // Said on the console so that stalls can be told apart (bench.mjs counts
+                    // transport resets from these lines).
+                    web_sys::console::warn_1(&JsValue::from_str(&format!(
+                        "shoal: a header request failed: {error}"
+                    )));
                 }
-                let err = ApiError::new(
-                    ErrorCode::Unavailable,
-                    format!("the relay did not answer: {error}"),
-                );
-                match self.pending.remove(&request_id) {
-                    Some(Pending::Download { reply, .. }) => {
-                        let _ = reply.send(Err(err));
-                    }
-                    Some(other) => {
-                        self.pending.insert(request_id, other);
-                    }
-                    None => {}
-                }
+                self.drive_sync().await;
             }
             _ => {}
         }
-    }
-
-    fn on_probe_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
-        let (request_id, result) = match event {
-            request_response::Event::Message {
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => (request_id, Ok(response)),
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => (request_id, Err(error.to_string())),
-            _ => return,
-        };
-        let Some(Pending::Probe {
-            digest,
-            bytes,
-            started_ms,
-            transport,
-            reply,
-        }) = self.pending.remove(&request_id)
-        else {
-            return;
-        };
-        let answer = match result {
-            Ok(response) if response == digest => Ok(Probed {
-                bytes,
-                millis: now_ms() - started_ms,
-                transport,
-            }),
-            Ok(_) => Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "the relay's SHA-256 of the probe differs: the bytes did not arrive intact",
-            )),
-            Err(error) => Err(ApiError::new(
-                ErrorCode::Unavailable,
-                format!("the probe failed: {error}"),
-            )),
-        };
-        let _ = reply.send(answer);
-    }
-}
-
-/// Checks a `GetBlock` answer: a block whose header hashes to the requested hash.
-fn downloaded(
-    hash: BlockHash,
-    decoded: Result<Message, wire::WireError>,
-    millis: f64,
-    transport: Transport,
-) -> Result<Probed, ApiError> {
-    let block = match decoded {
-        Ok(Message::BlockData { block, .. }) => block,
-        Ok(Message::BlockNotFound { .. }) => {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("the relay has no block {hash}"),
-            ))
-        }
-        Ok(other) => {
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
-                format!("the relay answered a block request with {other:?}"),
-            ))
-        }
-        Err(err) => {
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
-                format!("the relay's answer does not decode: {err}"),
-            ))
-        }
-    };
-    let header = block
-        .get(..80)
-        .and_then(|bytes| shoal_core::chain::Header::decode(bytes).ok());
-    match header {
-        Some(header) if header.block_hash() == hash => Ok(Probed {
-            bytes: block.len(),
-            millis,
-            transport,
-        }),
-        _ => Err(ApiError::new(
-            ErrorCode::Unavailable,
-            format!("the relay's block does not hash to {hash}"),
-        )),
     }
 }
 

@@ -20,6 +20,8 @@ pub mod cluster_node;
 pub mod error;
 pub mod event_loop;
 pub mod options;
+#[cfg(feature = "probes")]
+pub mod probes;
 pub mod status;
 pub mod store;
 pub mod swarm;
