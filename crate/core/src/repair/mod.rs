@@ -89,8 +89,13 @@ impl HeightSet {
 #[derive(Debug, Clone, Copy)]
 struct Job {
     height: u32,
-    /// Sources already tried in this pass.
+    /// Sources already tried in this pass, counted in the order `order` names.
     attempts: u16,
+    /// A digest of the order of sources `attempts` counts in. When the order changes (a
+    /// holder missed and moved behind the archives, an archive came or went, the view
+    /// changed) the pass starts over on the new order: counting on in the old one skipped
+    /// sources, the archive among them, and parked blocks the archive had.
+    order: u64,
     /// Passes over all sources that found nobody with the block (backs off the retry).
     rounds: u8,
 }
@@ -267,6 +272,7 @@ impl Repair {
             self.queue.push_back(Job {
                 height,
                 attempts: 0,
+                order: 0,
                 rounds: 0,
             });
         }
@@ -322,10 +328,10 @@ impl Repair {
     }
 
     /// A fetch from `peer` came back without the block (not found, or no answer in time):
-    /// until our fetching is done it is asked after the archives. The job starts over on the
-    /// new order of sources when this reordered them (at most once per member, so a job
-    /// still runs out of sources and parks): its count of attempts indexes that order.
-    fn note_miss(&mut self, cx: &mut Shared, peer: NodeId, job: &mut Job) {
+    /// until our fetching is done it is asked after the archives. Each member moves at most
+    /// once per cluster, so a job whose pass starts over on the new order still runs out of
+    /// sources and parks.
+    fn note_miss(&mut self, cx: &mut Shared, peer: NodeId) {
         let Role::Member(m) = &cx.role else { return };
         let cluster = Some(m.view.cluster);
         if self.misses_for != cluster {
@@ -335,7 +341,6 @@ impl Repair {
         let is_member = m.number_of(&peer).is_some();
         if is_member && !self.misses.contains(&peer) {
             self.misses.push(peer);
-            job.attempts = 0;
         }
     }
 
@@ -365,6 +370,11 @@ impl Repair {
                 continue;
             }
             let sources = self.sources(cx, job.height, &hash);
+            let order = order_digest(&sources);
+            if order != job.order {
+                job.order = order;
+                job.attempts = 0;
+            }
             let Some(peer) = sources.get(job.attempts as usize).copied() else {
                 // Nobody had it: back off, doubling up to 64 × repair_retry_ms.
                 let at = cx.now_ms + (cx.config.repair_retry_ms << job.rounds.min(6));
@@ -487,9 +497,9 @@ impl Repair {
         // The map's order is random per process: sort, so outputs are reproducible.
         expired.sort_unstable();
         for id in expired {
-            if let Some(mut flight) = self.in_flight.remove(&id) {
+            if let Some(flight) = self.in_flight.remove(&id) {
                 cx.stats.fetch_failures += 1;
-                self.note_miss(cx, flight.peer, &mut flight.job);
+                self.note_miss(cx, flight.peer);
                 self.queue.push_back(flight.job);
             }
         }
@@ -501,6 +511,7 @@ impl Repair {
             self.queue.push_back(Job {
                 height,
                 attempts: 0,
+                order: 0,
                 rounds,
             });
         }
@@ -569,6 +580,7 @@ impl Repair {
             self.queue.push_back(Job {
                 height,
                 attempts: 0,
+                order: 0,
                 rounds: 0,
             });
         }
@@ -617,6 +629,7 @@ impl Repair {
             self.queue.push_back(Job {
                 height,
                 attempts: 0,
+                order: 0,
                 rounds: 0,
             });
         }
@@ -681,11 +694,11 @@ impl Repair {
     }
 
     pub(crate) fn on_block_not_found(&mut self, cx: &mut Shared, from: NodeId, request_id: u64) {
-        let Some(mut flight) = self.take_flight(cx, from, request_id) else {
+        let Some(flight) = self.take_flight(cx, from, request_id) else {
             return;
         };
         cx.stats.fetch_failures += 1;
-        self.note_miss(cx, from, &mut flight.job);
+        self.note_miss(cx, from);
         self.queue.push_front(flight.job);
         self.pump_repair(cx);
     }
@@ -833,3 +846,12 @@ impl Repair {
 
 #[cfg(test)]
 mod tests;
+
+/// A digest of an order of sources (which, and in what order).
+fn order_digest(sources: &[NodeId]) -> u64 {
+    let words: Vec<u64> = sources
+        .iter()
+        .map(|id| u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes")))
+        .collect();
+    crate::base::rng::mix(&words)
+}
