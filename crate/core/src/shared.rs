@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::base::rng::SplitMix64;
+use crate::base::rng::Rng;
 use crate::base::{ClusterId, NodeId, RequestIds};
 use crate::chain_seam::SharedHeaders;
 use crate::cluster::{Membership, Room};
@@ -69,7 +69,7 @@ pub(crate) enum Role {
 pub(crate) struct Shared {
     pub(crate) id: NodeId,
     pub(crate) config: Config,
-    pub(crate) rng: SplitMix64,
+    pub(crate) rng: Rng,
     pub(crate) now_ms: u64,
     pub(crate) outputs: VecDeque<Output>,
     /// Pending deadline per timer, as last set.

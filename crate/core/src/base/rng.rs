@@ -2,17 +2,14 @@
 //! that needs random-looking choices takes a seed and derives everything from it here, and a
 //! run replays bit for bit from its seed. Not for cryptography.
 //!
-//! - [`Rng`] is the generator: xoshiro256** (Blackman and Vigna), its state filled from a
-//!   `u64` seed by SplitMix64. The regtest chain generator draws every block from one, and the
-//!   simulator every latency, loss, session and fault (each subsystem from its own
-//!   [`Rng::stream`]).
+//! - [`Rng`] is the one generator: xoshiro256** (Blackman and Vigna), its state filled from a
+//!   `u64` seed by SplitMix64. The regtest chain generator draws every block from one, every
+//!   node its nonces and jittered deadlines (its own [`Rng::stream`] of its seed and id), and
+//!   the simulator every latency, loss, session and fault (each subsystem from its own stream).
 //! - [`splitmix64`] (Steele, Lea and Flood's SplitMix64) advances a 64-bit state and returns the
-//!   next output; [`mix64`] is its output function alone, a fast mix of one word (placement's
-//!   rendezvous weights, tie-breaking salts), and [`mix`] a stable mix of several.
-//!   [`SplitMix64`] is the small generator built on them that a node draws its nonces and
-//!   jittered deadlines from. It is not xoshiro because every seeded result of the simulator
-//!   (its sweeps, the message counts in BENCHMARKS.md) follows from the nodes' draws as they
-//!   are; both algorithms are here once.
+//!   next output: it seeds [`Rng`]. [`mix64`] is its output function alone, a fast mix of one
+//!   word (placement's rendezvous weights, tie-breaking salts), and [`mix`] a stable mix of
+//!   several.
 
 /// SplitMix64's increment (the golden ratio's 64-bit fraction).
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -30,34 +27,6 @@ pub fn splitmix64(state: &mut u64) -> u64 {
 /// state. A bijection, so distinct inputs never collide.
 pub fn mix64(z: u64) -> u64 {
     splitmix64(&mut { z })
-}
-
-/// The SplitMix64 generator: the stream a node draws from (its seed mixed with its id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// The generator whose first output is `mix64(seed + γ)`: a node's stream starts one step
-    /// into SplitMix64's sequence from its seed, as it always has (the simulator's seeded
-    /// results depend on it).
-    pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64 {
-            state: seed.wrapping_add(GOLDEN_GAMMA),
-        }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        splitmix64(&mut self.state)
-    }
-
-    /// A value in `[base/2, base*3/2]`: a deadline spread so that nodes started together do
-    /// not act together.
-    pub fn jitter(&mut self, base: u64) -> u64 {
-        base / 2 + self.next_u64() % (base + 1)
-    }
 }
 
 /// A stable 64-bit mix of several words: the same inputs always give the same output. For
@@ -125,6 +94,12 @@ impl Rng {
                 return (product >> 64) as u64;
             }
         }
+    }
+
+    /// A value in `[base/2, base/2 + base]` (`base` ± 50 %): a deadline spread so that nodes
+    /// started together do not act together.
+    pub fn jitter(&mut self, base: u64) -> u64 {
+        base / 2 + self.below(base.saturating_add(1))
     }
 
     /// A uniform index into a collection of `len > 0` items.

@@ -61,7 +61,7 @@ pub use crate::serve::txindex::KvOp;
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::base::rng::SplitMix64;
+use crate::base::rng::Rng;
 use crate::base::{mix64, ClusterId, RequestIds};
 use crate::formation::{Formation, Reply};
 use crate::liveness::Liveness;
@@ -72,6 +72,15 @@ use crate::service::upkeep::Serving;
 use crate::service::Serve;
 use crate::shared::{Peer, Role, Shared};
 use crate::wire::{Message, ViewStamp};
+
+/// A node's random stream: the one generator's stream of its seed and the first word of its
+/// id, so that nodes given one seed still draw apart.
+pub(crate) fn node_rng(seed: u64, id: NodeId) -> Rng {
+    Rng::stream(
+        seed,
+        u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes")),
+    )
+}
 
 /// The sans-IO Shoal node. See the module docs for the drain contract.
 #[derive(Debug)]
@@ -98,9 +107,7 @@ impl Node {
         Ok(Node {
             shared: Shared {
                 id,
-                rng: SplitMix64::new(
-                    seed ^ u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes")),
-                ),
+                rng: node_rng(seed, id),
                 now_ms: 0,
                 outputs: VecDeque::new(),
                 timers: [None; TimerId::COUNT],
