@@ -91,6 +91,7 @@ fn proves_every_transaction(node: &mut ArchiveNode, peer: PeerId, block: &Block,
                     pos: p,
                     branch,
                     header,
+                    tx: raw_tx,
                 },
             ..
         } = answer
@@ -102,6 +103,7 @@ fn proves_every_transaction(node: &mut ArchiveNode, peer: PeerId, block: &Block,
             (block.block_hash(), height, pos)
         );
         assert_eq!(header, Some(block.header));
+        assert_eq!(raw_tx, block.txdata[pos].encode());
         MerkleProof {
             block_hash,
             height: h,

@@ -365,6 +365,7 @@ async fn relay_serves_chain_proofs_and_large_messages_and_keeps_identity() {
         pos: p,
         branch,
         header: with_header,
+        tx: raw_tx,
     } = answer
     else {
         panic!("transaction not found")
@@ -374,6 +375,11 @@ async fn relay_serves_chain_proofs_and_large_messages_and_keeps_identity() {
         (header.block_hash(), height as u32, pos)
     );
     assert_eq!(with_header, Some(header), "the block's header rides along");
+    assert_eq!(
+        raw_tx,
+        block.txdata[pos].encode(),
+        "the transaction rides along"
+    );
     let proof = MerkleProof {
         block_hash: chain::BlockHash(block_hash.0),
         height: h,

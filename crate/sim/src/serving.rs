@@ -343,6 +343,7 @@ impl Adversary {
                         pos: rng.below(1 << depth) as u32,
                         branch,
                         header: None,
+                        tx: Vec::new(),
                     },
                 };
                 (Some(forged), Rewrite::Forged)

@@ -102,6 +102,7 @@ mod tests {
             confirmations: 3,
             pos: 2,
             merkle: merkle.clone(),
+            transaction: vec![1, 2, 3],
         };
         let v = from_result(txid, None, confirmed, Source::Relay).unwrap();
         assert_eq!(

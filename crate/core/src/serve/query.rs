@@ -25,10 +25,14 @@
 //!    and its proof checks against *this* node's best chain: the block is on the best chain
 //!    at the stated height and the branch leads from the txid, at the stated position, to that
 //!    header's Merkle root ([`MerkleProof::verify_against_header`]: bounded branch, position
-//!    bits, CVE-2012-2459 phantom positions). A proof that fails is dropped and scored against
-//!    its sender ([`QueryOutput::Misbehaved`]); a proof for a block not on our best chain (the
-//!    peer may be on another branch) is dropped without blame.
-//! 4. **Result** ([`QueryResult`]): `Confirmed` for the first verified proof; `NotFound` when
+//!    bits, CVE-2012-2459 phantom positions); and the raw transaction it carries decodes, is
+//!    not 64 bytes without witness (the inner-node ambiguity, see `chain::merkle`) and hashes to
+//!    the txid asked for ([`check_transaction`]). A proof or transaction that fails is dropped
+//!    and scored against its sender ([`QueryOutput::Misbehaved`]), and the next answerer is
+//!    waited for; a proof for a block not on our best chain (the peer may be on another
+//!    branch) is dropped without blame.
+//! 4. **Result** ([`QueryResult`]): `Confirmed` (with the raw transaction) for the first
+//!    verified answer; `NotFound` when
 //!    every node asked answered "not found"; otherwise, when no proof verified: `InvalidProof`
 //!    if some answer's proof failed the check, else `NotSynced` if some answer's block lies
 //!    above this node's header tip (it cannot be checked yet), else `Unavailable` (the query
@@ -41,9 +45,9 @@
 //! (token buckets on `now_ms`), misbehaviour table and output queue are all capped by
 //! [`QueryConfig`].
 //!
-//! Known limit: an answer carries the proof, not the transaction, so the 64-byte-transaction
-//! ambiguity (see `chain::merkle`) is closed only by the header check and the cost of mining;
-//! carrying the transaction or a coinbase depth proof would close it fully.
+//! An answer carries the transaction itself, so a wallet gets what it needs (not only its
+//! inclusion), and the 64-byte-transaction ambiguity of a bare proof is closed: a 64-byte
+//! "transaction" is refused.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
@@ -53,7 +57,7 @@ use super::txindex::TxIndex;
 use super::{BestChain, PeerScores};
 use crate::base::RequestIds;
 use crate::chain::merkle::{MerkleProof, ProofError};
-use crate::chain::{Block, BlockHash, Hash256, Txid};
+use crate::chain::{Block, BlockHash, Hash256, Transaction, Txid};
 use crate::wire::TxAnswerBody;
 
 /// A query's id, local to this node.
@@ -157,6 +161,8 @@ pub enum QueryResult {
         pos: u32,
         /// The Merkle branch, leaf level first.
         merkle: Vec<Hash256>,
+        /// The transaction's raw consensus bytes, checked to hash to the txid.
+        transaction: Vec<u8>,
     },
     /// Every node asked said it is not in their blocks.
     NotFound,
@@ -171,7 +177,7 @@ pub enum QueryResult {
 }
 
 impl QueryResult {
-    fn confirmed(proof: MerkleProof, chain: &dyn BestChain) -> Self {
+    fn confirmed(proof: MerkleProof, transaction: Vec<u8>, chain: &dyn BestChain) -> Self {
         let tip = chain.tip_height().unwrap_or(proof.height);
         QueryResult::Confirmed {
             block_hash: proof.block_hash,
@@ -179,6 +185,7 @@ impl QueryResult {
             confirmations: tip.saturating_sub(proof.height) + 1,
             pos: proof.pos,
             merkle: proof.branch,
+            transaction,
         }
     }
 
@@ -206,9 +213,13 @@ impl QueryResult {
     /// chain (query again). Other results are returned unchanged.
     pub fn recheck(&self, txid: &Txid, chain: &dyn BestChain) -> Option<QueryResult> {
         match self.proof() {
-            Some(proof) => verify_answer(&proof, txid, chain)
-                .ok()
-                .map(|()| QueryResult::confirmed(proof, chain)),
+            Some(proof) => verify_answer(&proof, txid, chain).ok().map(|()| {
+                let transaction = match self {
+                    QueryResult::Confirmed { transaction, .. } => transaction.clone(),
+                    _ => Vec::new(),
+                };
+                QueryResult::confirmed(proof, transaction, chain)
+            }),
             None => Some(self.clone()),
         }
     }
@@ -237,6 +248,36 @@ pub enum AnswerError {
     /// cannot be checked yet (not counted as misbehaviour).
     #[error("the proof's height {0} is above this node's header tip")]
     AboveTip(u32),
+    /// The answer's transaction bytes do not decode as one transaction.
+    #[error("the transaction does not decode: {0}")]
+    BadTransaction(String),
+    /// The answer's transaction hashes to another txid than the one asked for.
+    #[error("the transaction's txid is {actual}, not the {asked} asked for")]
+    WrongTransaction {
+        /// The txid asked for.
+        asked: Txid,
+        /// What the transaction hashes to.
+        actual: Txid,
+    },
+}
+
+/// Checks an answer's raw transaction for `txid`: it decodes as exactly one transaction, is not
+/// 64 bytes without witness (such bytes could be an inner node of the Merkle tree, see
+/// `chain::merkle`), and hashes to `txid`.
+pub fn check_transaction(tx: &[u8], txid: &Txid) -> Result<(), AnswerError> {
+    let decoded =
+        Transaction::decode(tx).map_err(|e| AnswerError::BadTransaction(e.to_string()))?;
+    if decoded.base_size() == crate::chain::merkle::AMBIGUOUS_TRANSACTION_SIZE {
+        return Err(AnswerError::Proof(ProofError::AmbiguousTransaction));
+    }
+    let actual = decoded.txid();
+    if actual != *txid {
+        return Err(AnswerError::WrongTransaction {
+            asked: *txid,
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// Checks an answer's proof for `txid` against `chain`: the block is on the best chain at the
@@ -503,8 +544,8 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         if let Some(bytes) = bytes {
             match Block::decode(bytes) {
                 Ok(block) if block.block_hash() == block_hash && block.check().is_ok() => {
-                    if let Some(proof) = local_proof(&block, &txid, pos, cx.chain) {
-                        let result = QueryResult::confirmed(proof, cx.chain);
+                    if let Some((proof, tx)) = local_proof(&block, &txid, pos, cx.chain) {
+                        let result = QueryResult::confirmed(proof, tx, cx.chain);
                         self.finish(query, result);
                         return;
                     }
@@ -544,10 +585,12 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         let txid = q.txid;
         let not_found = answer == TxAnswerBody::NotFound;
         let response = match answer.into_proof() {
-            Some(proof) => match verify_answer(&proof, &txid, cx.chain) {
+            Some((proof, tx)) => match verify_answer(&proof, &txid, cx.chain)
+                .and_then(|()| check_transaction(&tx, &txid))
+            {
                 Ok(()) => {
                     q.answered_by = Some(from);
-                    let result = QueryResult::confirmed(proof, cx.chain);
+                    let result = QueryResult::confirmed(proof, tx, cx.chain);
                     self.finish(query, result);
                     return;
                 }
@@ -748,9 +791,12 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             }),
             Origin::Peer { peer, request_id } => {
                 let answer = match result {
-                    QueryResult::Confirmed { .. } => {
-                        TxAnswerBody::found(result.proof().expect("confirmed has a proof"))
-                    }
+                    QueryResult::Confirmed {
+                        ref transaction, ..
+                    } => TxAnswerBody::found(
+                        result.proof().expect("confirmed has a proof"),
+                        transaction.clone(),
+                    ),
                     QueryResult::NotFound => TxAnswerBody::NotFound,
                     QueryResult::NotSynced
                     | QueryResult::InvalidProof
@@ -793,9 +839,14 @@ impl<P> Query<P> {
     }
 }
 
-/// The proof for `txid` at `pos` of a block this node read from its own store, if the block
-/// has it there and is on the best chain.
-fn local_proof(block: &Block, txid: &Txid, pos: u32, chain: &dyn BestChain) -> Option<MerkleProof> {
+/// The proof for `txid` at `pos` of a block this node read from its own store, and the
+/// transaction's raw bytes, if the block has it there and is on the best chain.
+fn local_proof(
+    block: &Block,
+    txid: &Txid,
+    pos: u32,
+    chain: &dyn BestChain,
+) -> Option<(MerkleProof, Vec<u8>)> {
     if !TxIndex::confirm(block, txid, pos) {
         return None;
     }
@@ -803,7 +854,8 @@ fn local_proof(block: &Block, txid: &Txid, pos: u32, chain: &dyn BestChain) -> O
     let proof = block.merkle_proof(height, pos).ok()?;
     // Our own store is checked like anyone else's answer.
     verify_answer(&proof, txid, chain).ok()?;
-    Some(proof)
+    let tx = block.txdata.get(pos as usize)?.encode();
+    Some((proof, tx))
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ impl Cluster {
                     .unwrap();
                 Message::TxAnswer {
                     request_id,
-                    answer: TxAnswerBody::found(forged),
+                    answer: TxAnswerBody::found(forged, b.txdata[0].encode()),
                 }
             }
             other => other,
@@ -344,13 +344,17 @@ fn s16_an_outside_querier_gets_a_proof_it_can_check() {
     else {
         panic!("expected one answer, got {:?}", cluster.outsider_inbox);
     };
-    let Some(proof) = answer.clone().into_proof() else {
+    let Some((proof, tx)) = answer.clone().into_proof() else {
         panic!("expected a proof, got {answer:?}");
     };
-    let proof = &proof;
-    // The outsider checks the proof against its own copy of the headers.
+    // The outsider checks the proof against its own copy of the headers, and the transaction
+    // against the txid.
     let outsiders_chain = TestChain::new(&blocks);
-    assert_eq!(query::verify_answer(proof, &txid, &outsiders_chain), Ok(()));
+    assert_eq!(
+        query::verify_answer(&proof, &txid, &outsiders_chain),
+        Ok(())
+    );
+    assert_eq!(query::check_transaction(&tx, &txid), Ok(()));
 }
 
 #[test]

@@ -79,6 +79,10 @@ fn encoded_len_hint(message: &Message) -> usize {
     match message {
         Message::BlockData { block, .. } => block.len() + 16,
         Message::Headers { headers, .. } => headers.len() * 80 + 16,
+        Message::TxAnswer {
+            answer: TxAnswerBody::Found { branch, tx, .. },
+            ..
+        } => 64 + branch.len() * 32 + 80 + tx.len() + 8,
         _ => 64,
     }
 }
@@ -300,6 +304,7 @@ impl Writer {
                         pos,
                         branch,
                         header,
+                        tx,
                     } => {
                         self.u8(0);
                         self.bytes32(&block_hash.0);
@@ -317,6 +322,7 @@ impl Writer {
                                 self.header(h);
                             }
                         }
+                        self.len_prefixed("transaction", tx, MAX_TX_BYTES)?;
                     }
                     TxAnswerBody::NotFound => self.u8(1),
                     TxAnswerBody::Unavailable => self.u8(2),
@@ -594,12 +600,14 @@ impl<'a> Reader<'a> {
                         } else {
                             None
                         };
+                        let tx = self.len_prefixed("transaction", MAX_TX_BYTES)?.to_vec();
                         TxAnswerBody::Found {
                             block_hash,
                             height,
                             pos,
                             branch,
                             header,
+                            tx,
                         }
                     }
                     1 => TxAnswerBody::NotFound,

@@ -30,13 +30,16 @@ pub use crate::chain::{BlockHash, Hash256, Header};
 pub use codec::{decode, encode, encoded_len};
 
 /// The codec's version: the first byte of every encoded message.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 /// Largest encoded message, in bytes (a maximal block plus framing fits).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Largest raw block carried in [`Message::BlockData`] (Bitcoin's 4 MWU bound on serialized size).
 pub const MAX_BLOCK_BYTES: usize = 4_000_000;
 /// Most headers in one [`Message::Headers`] (as Bitcoin's `headers` message).
 pub const MAX_HEADERS_PER_MESSAGE: usize = 2_000;
+/// Largest raw transaction carried in a [`TxAnswerBody::Found`] (a transaction fills at most
+/// a whole block).
+pub const MAX_TX_BYTES: usize = MAX_BLOCK_BYTES;
 /// Most hashes in a Merkle branch (a block of 2^32 transactions needs 32).
 pub const MAX_BRANCH_LEN: usize = 32;
 /// Longest address string (a multiaddr), in bytes.
@@ -108,13 +111,16 @@ pub struct ViewStamp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxAnswerBody {
     /// The transaction is in `block_hash` at `height`, position `pos`; `branch` is its Merkle
-    /// branch; `header` is included when the asker may not have it.
+    /// branch; `header` is included when the asker may not have it; `tx` is the transaction's
+    /// raw consensus bytes (at most [`MAX_TX_BYTES`]), taken from the block: the asker checks
+    /// that they hash to the txid it asked for.
     Found {
         block_hash: BlockHash,
         height: u32,
         pos: u32,
         branch: Vec<Hash256>,
         header: Option<Header>,
+        tx: Vec<u8>,
     },
     /// The answering node checked and the transaction is not in the chain it knows.
     NotFound,
@@ -123,34 +129,39 @@ pub enum TxAnswerBody {
 }
 
 impl TxAnswerBody {
-    /// A `Found` answer carrying `proof` (without the header: the asker checks the proof
-    /// against its own header chain).
-    pub fn found(proof: crate::chain::MerkleProof) -> TxAnswerBody {
+    /// A `Found` answer carrying `proof` and the raw transaction `tx` (without the header:
+    /// the asker checks the proof against its own header chain).
+    pub fn found(proof: crate::chain::MerkleProof, tx: Vec<u8>) -> TxAnswerBody {
         TxAnswerBody::Found {
             block_hash: proof.block_hash,
             height: proof.height,
             pos: proof.pos,
             branch: proof.branch,
             header: None,
+            tx,
         }
     }
 
-    /// The proof of a `Found` answer (the header it may carry is not part of the proof);
-    /// `None` for the other answers.
-    pub fn into_proof(self) -> Option<crate::chain::MerkleProof> {
+    /// The proof and raw transaction of a `Found` answer (the header it may carry is not part
+    /// of the proof); `None` for the other answers.
+    pub fn into_proof(self) -> Option<(crate::chain::MerkleProof, Vec<u8>)> {
         match self {
             TxAnswerBody::Found {
                 block_hash,
                 height,
                 pos,
                 branch,
+                tx,
                 ..
-            } => Some(crate::chain::MerkleProof {
-                block_hash,
-                height,
-                pos,
-                branch,
-            }),
+            } => Some((
+                crate::chain::MerkleProof {
+                    block_hash,
+                    height,
+                    pos,
+                    branch,
+                },
+                tx,
+            )),
             TxAnswerBody::NotFound | TxAnswerBody::Unavailable => None,
         }
     }

@@ -97,13 +97,15 @@ fn answer() -> impl Strategy<Value = TxAnswerBody> {
             any::<u32>(),
             vec(any::<[u8; 32]>().prop_map(Hash256), 0..=MAX_BRANCH_LEN),
             proptest::option::of(header()),
+            vec(any::<u8>(), 0..300),
         )
-            .prop_map(|(h, height, pos, branch, header)| TxAnswerBody::Found {
+            .prop_map(|(h, height, pos, branch, header, tx)| TxAnswerBody::Found {
                 block_hash: BlockHash(h),
                 height,
                 pos,
                 branch,
                 header,
+                tx,
             }),
         Just(TxAnswerBody::NotFound),
         Just(TxAnswerBody::Unavailable),
@@ -314,6 +316,56 @@ fn over_limit_messages_do_not_encode() {
     let bytes = encode(&max_block).unwrap();
     assert!(bytes.len() <= MAX_MESSAGE_BYTES);
     assert_eq!(decode(&bytes).unwrap(), max_block);
+}
+
+#[test]
+fn a_transaction_answer_over_its_limit_is_refused() {
+    // TxAnswer (request 0) Found: block hash, height 0, pos 0, empty branch, no header, then a
+    // transaction claiming 5 MB: refused from the length alone.
+    let mut bytes = vec![WIRE_VERSION, 16, 0, 0];
+    bytes.extend_from_slice(&[9; 32]);
+    bytes.extend_from_slice(&[0, 0, 0, 0]);
+    bytes.extend_from_slice(&[0xc0, 0x96, 0xb1, 0x02]);
+    assert_eq!(
+        decode(&bytes),
+        Err(WireError::LimitExceeded {
+            what: "transaction",
+            len: 5_000_000,
+            max: MAX_TX_BYTES
+        })
+    );
+    // A transaction that says it is longer than what follows.
+    let mut short = bytes[..bytes.len() - 4].to_vec();
+    short.extend_from_slice(&[10, 1, 2, 3]);
+    assert!(matches!(
+        decode(&short),
+        Err(WireError::Truncated {
+            what: "transaction"
+        })
+    ));
+    let found = |tx: Vec<u8>| Message::TxAnswer {
+        request_id: u64::MAX,
+        answer: TxAnswerBody::Found {
+            block_hash: BlockHash([1; 32]),
+            height: u32::MAX,
+            pos: u32::MAX,
+            branch: vec![Hash256([2; 32]); MAX_BRANCH_LEN],
+            header: Some(Header::default()),
+            tx,
+        },
+    };
+    assert!(matches!(
+        encode(&found(vec![0; MAX_TX_BYTES + 1])),
+        Err(WireError::LimitExceeded {
+            what: "transaction",
+            ..
+        })
+    ));
+    // The largest answer still fits a message.
+    let largest = found(vec![5; MAX_TX_BYTES]);
+    let bytes = encode(&largest).unwrap();
+    assert!(bytes.len() <= MAX_MESSAGE_BYTES);
+    assert_eq!(decode(&bytes).unwrap(), largest);
 }
 
 #[test]

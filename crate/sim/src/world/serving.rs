@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use shoal_core::chain::{MerkleProof, Txid};
 use shoal_core::node::{Event, Input, NodeId};
-use shoal_core::serve::query::QueryResult;
+use shoal_core::serve::query::{check_transaction, QueryResult};
 use shoal_core::wire::{Hash256, Message, TxAnswerBody};
 
 use super::{HostIdx, SimEvent, World, WorldError};
@@ -825,6 +825,7 @@ impl World {
                 height,
                 pos,
                 branch,
+                tx,
                 ..
             } => {
                 let proof = MerkleProof {
@@ -844,7 +845,9 @@ impl World {
                         self.serving.report.forged_answers_refused += 1;
                         Outcome::Unavailable
                     }
-                } else if self.check_accepted(&txid, &proof, asker) {
+                } else if self.check_accepted(&txid, &proof, asker)
+                    && check_transaction(tx, &txid).is_ok()
+                {
                     Outcome::Verified
                 } else {
                     Outcome::Unavailable
@@ -873,9 +876,11 @@ impl World {
                     return Ok(());
                 }
                 let outcome = match result {
-                    QueryResult::Confirmed { .. } => {
+                    QueryResult::Confirmed { transaction, .. } => {
                         let proof = result.proof().expect("confirmed has a proof");
-                        if self.check_accepted(txid, &proof, host) {
+                        if self.check_accepted(txid, &proof, host)
+                            && check_transaction(transaction, txid).is_ok()
+                        {
                             Outcome::Verified
                         } else {
                             Outcome::Unavailable

@@ -200,7 +200,13 @@ fn forged_answer_is_scored_and_an_honest_one_after_it_wins() {
     let (honest, honest_req) = sent[1];
     // The liar proves a different transaction of the same block as ours.
     let forged = b.merkle_proof(2, 3).unwrap();
-    queries.handle_answer(1, liar, liar_req, TxAnswerBody::found(forged), &world.cx());
+    queries.handle_answer(
+        1,
+        liar,
+        liar_req,
+        TxAnswerBody::found(forged, b.txdata[3].encode()),
+        &world.cx(),
+    );
     let out = drain(&mut queries);
     assert_eq!(
         out,
@@ -215,7 +221,7 @@ fn forged_answer_is_scored_and_an_honest_one_after_it_wins() {
         2,
         99,
         honest_req,
-        TxAnswerBody::found(real.clone()),
+        TxAnswerBody::found(real.clone(), b.txdata[2].encode()),
         &world.cx(),
     );
     assert!(drain(&mut queries).is_empty());
@@ -223,7 +229,7 @@ fn forged_answer_is_scored_and_an_honest_one_after_it_wins() {
         3,
         honest,
         honest_req,
-        TxAnswerBody::found(real),
+        TxAnswerBody::found(real, b.txdata[2].encode()),
         &world.cx(),
     );
     let result = done(&drain(&mut queries)).expect("answered");
@@ -236,6 +242,75 @@ fn forged_answer_is_scored_and_an_honest_one_after_it_wins() {
         }
     ));
     assert_eq!(queries.misbehaviour(&liar), 20);
+    assert_eq!(queries.misbehaviour(&honest), 0);
+}
+
+/// A lying answerer sends a valid proof with another transaction (or bytes that are no
+/// transaction): the answer is refused and scored like a forged proof, and the query waits for
+/// the next answerer, whose transaction is handed out.
+#[test]
+fn a_wrong_transaction_beside_a_valid_proof_is_refused_and_scored() {
+    let world = World::new();
+    let mut queries = Queries::new(QueryConfig::default());
+    let b = &world.blocks[3];
+    let txid = b.txdata[1].txid();
+    queries
+        .start(
+            0,
+            Origin::Local,
+            Scope::Cluster,
+            txid,
+            Some(b.block_hash()),
+            &world.cx(),
+        )
+        .unwrap();
+    let sent = asks(&drain(&mut queries));
+    assert!(sent.len() >= 3);
+    let real = b.merkle_proof(3, 1).unwrap();
+    // Another transaction of the same block, then garbage, then a 64-byte "transaction".
+    let lies = [b.txdata[2].encode(), vec![0xde, 0xad], vec![0x11; 64]];
+    let mut next = Vec::new();
+    for ((liar, request_id), tx) in sent.iter().zip(lies.clone()) {
+        queries.handle_answer(
+            1,
+            *liar,
+            *request_id,
+            TxAnswerBody::found(real.clone(), tx),
+            &world.cx(),
+        );
+        let out = drain(&mut queries);
+        next.extend(asks(&out));
+        assert_eq!(done(&out), None, "a wrong transaction confirms nothing");
+        assert!(out.contains(&QueryOutput::Misbehaved {
+            peer: *liar,
+            score: 20
+        }));
+    }
+    assert!(matches!(
+        check_transaction(&lies[0], &txid),
+        Err(AnswerError::WrongTransaction { actual, .. }) if actual == b.txdata[2].txid()
+    ));
+    assert!(matches!(
+        check_transaction(&lies[1], &txid),
+        Err(AnswerError::BadTransaction(_))
+    ));
+    assert!(check_transaction(&lies[2], &txid).is_err());
+    // The next wave (sent once the liars' wave had answered) has an honest member, whose
+    // answer wins and carries the transaction.
+    let (honest, request_id) = next[0];
+    let tx = b.txdata[1].encode();
+    queries.handle_answer(
+        3,
+        honest,
+        request_id,
+        TxAnswerBody::found(real, tx.clone()),
+        &world.cx(),
+    );
+    let result = done(&drain(&mut queries)).expect("answered");
+    assert!(matches!(
+        &result,
+        QueryResult::Confirmed { height: 3, pos: 1, transaction, .. } if *transaction == tx
+    ));
     assert_eq!(queries.misbehaviour(&honest), 0);
 }
 
@@ -310,7 +385,7 @@ fn proofs_for_blocks_that_left_the_best_chain_do_not_count() {
     let b4 = world.blocks[4].clone();
     let txid = b4.txdata[1].txid();
     let proof = b4.merkle_proof(4, 1).unwrap();
-    let confirmed = QueryResult::confirmed(proof.clone(), &world.chain);
+    let confirmed = QueryResult::confirmed(proof.clone(), b4.txdata[1].encode(), &world.chain);
     assert!(matches!(
         confirmed.recheck(&txid, &world.chain),
         Some(QueryResult::Confirmed {
@@ -329,7 +404,13 @@ fn proofs_for_blocks_that_left_the_best_chain_do_not_count() {
         .unwrap();
     let sent = asks(&drain(&mut queries));
     let (to, req) = sent[0];
-    queries.handle_answer(1, to, req, TxAnswerBody::found(proof), &world.cx());
+    queries.handle_answer(
+        1,
+        to,
+        req,
+        TxAnswerBody::found(proof, b4.txdata[1].encode()),
+        &world.cx(),
+    );
     let out = drain(&mut queries);
     assert_eq!(done(&out), None, "a stale proof confirms nothing");
     assert_eq!(
@@ -440,6 +521,8 @@ enum Behaviour {
     ForgeHeight,
     /// The right branch with the position flipped.
     ForgePos,
+    /// The right proof with another transaction's bytes.
+    ForgeTransaction,
 }
 
 fn behaviour() -> impl Strategy<Value = Behaviour> {
@@ -451,6 +534,7 @@ fn behaviour() -> impl Strategy<Value = Behaviour> {
         Just(Behaviour::ForgeBranch),
         Just(Behaviour::ForgeHeight),
         Just(Behaviour::ForgePos),
+        Just(Behaviour::ForgeTransaction),
     ]
 }
 
@@ -489,29 +573,33 @@ proptest! {
             let truth = match (hint, located) {
                 (Some(h), _) if !holds(world.blocks.iter().position(|b| b.block_hash() == h).unwrap()) => TxAnswerBody::Unavailable,
                 (Some(h), Some((b, p))) if world.blocks[b].block_hash() == h => {
-                    TxAnswerBody::found(world.blocks[b].merkle_proof(b as u32, p).unwrap())
+                    TxAnswerBody::found(world.blocks[b].merkle_proof(b as u32, p).unwrap(), world.blocks[b].txdata[p as usize].encode())
                 }
                 (Some(_), _) => TxAnswerBody::NotFound,
                 (None, Some((b, p))) if holds(b) => {
-                    TxAnswerBody::found(world.blocks[b].merkle_proof(b as u32, p).unwrap())
+                    TxAnswerBody::found(world.blocks[b].merkle_proof(b as u32, p).unwrap(), world.blocks[b].txdata[p as usize].encode())
                 }
                 (None, _) => TxAnswerBody::NotFound,
             };
             let (b, p) = located.unwrap_or((1, 1));
             let real = world.blocks[b].merkle_proof(b as u32, p).unwrap();
+            let real_tx = world.blocks[b].txdata[p as usize].encode();
             Some(match behaviours[&member] {
                 Behaviour::Honest => truth,
                 Behaviour::Silent => return None,
                 Behaviour::SaysNotFound => TxAnswerBody::NotFound,
                 Behaviour::ForgeOtherTx => {
-                    TxAnswerBody::found(world.blocks[b].merkle_proof(b as u32, (p + 1) % 6).unwrap())
+                    TxAnswerBody::found(world.blocks[b].merkle_proof(b as u32, (p + 1) % 6).unwrap(), world.blocks[b].txdata[((p + 1) % 6) as usize].encode())
                 }
                 Behaviour::ForgeBranch => TxAnswerBody::found(MerkleProof {
                     branch: real.branch.iter().map(|h| Hash256([h.0[0] ^ 0x55; 32])).collect(),
                     ..real
-                }),
-                Behaviour::ForgeHeight => TxAnswerBody::found(MerkleProof { height: real.height + 1, ..real }),
-                Behaviour::ForgePos => TxAnswerBody::found(MerkleProof { pos: real.pos ^ 1, ..real }),
+                }, real_tx),
+                Behaviour::ForgeHeight => TxAnswerBody::found(MerkleProof { height: real.height + 1, ..real }, real_tx),
+                Behaviour::ForgePos => TxAnswerBody::found(MerkleProof { pos: real.pos ^ 1, ..real }, real_tx),
+                Behaviour::ForgeTransaction => {
+                    TxAnswerBody::found(real, world.blocks[b].txdata[((p + 1) % 6) as usize].encode())
+                }
             })
         };
         let mut now_ms = 0;
@@ -555,6 +643,8 @@ proptest! {
                 prop_assert_eq!(*block_hash, world.blocks[b].block_hash());
                 prop_assert_eq!(*pos, p);
                 prop_assert!(verify_answer(&result.proof().unwrap(), &txid, &world.chain).is_ok());
+                let QueryResult::Confirmed { transaction, .. } = &result else { unreachable!() };
+                prop_assert_eq!(transaction, &world.blocks[b].txdata[p as usize].encode());
             }
             QueryResult::NotFound => {
                 prop_assert!(!honest_finder);
@@ -679,7 +769,12 @@ fn own_queries_ask_the_archives_last_when_configured() {
     asked.sort_unstable();
     assert_eq!(asked, MEMBERS.to_vec());
     assert_eq!(wave.len(), 1, "the archives' wave is their own");
-    let (_, finished) = answer_all(&mut queries, &wave, &TxAnswerBody::found(proof), &cx);
+    let (_, finished) = answer_all(
+        &mut queries,
+        &wave,
+        &TxAnswerBody::found(proof, b.txdata[3].encode()),
+        &cx,
+    );
     let (result, answered_by) = finished.expect("answered");
     assert!(matches!(
         result,
@@ -747,7 +842,7 @@ fn an_ordinary_node_asks_its_archive_and_tells_not_found_from_not_synced() {
         .start(0, Origin::Local, Scope::Cluster, txid, None, &cx)
         .unwrap();
     let wave = asks(&drain(&mut queries));
-    let found = TxAnswerBody::found(ahead.merkle_proof(8, 1).unwrap());
+    let found = TxAnswerBody::found(ahead.merkle_proof(8, 1).unwrap(), ahead.txdata[1].encode());
     let (_, finished) = answer_all(&mut queries, &wave, &found, &cx);
     assert_eq!(finished, Some((QueryResult::NotSynced, None)));
     assert_eq!(queries.misbehaviour(&ARCHIVE), 0);

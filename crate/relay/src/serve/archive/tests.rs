@@ -129,6 +129,7 @@ fn the_node_answers_every_serving_request_under_its_request_id() {
                             pos: p,
                             branch,
                             header,
+                            tx: raw_tx,
                         },
                 },
             )] = answer.as_slice()
@@ -141,6 +142,11 @@ fn the_node_answers_every_serving_request_under_its_request_id() {
                 (block.block_hash(), height, pos)
             );
             assert_eq!(*header, Some(block.header), "the header rides along");
+            assert_eq!(
+                *raw_tx,
+                block.txdata[pos].encode(),
+                "the transaction rides along"
+            );
             let proof = MerkleProof {
                 block_hash: *block_hash,
                 height: *h,
