@@ -22,8 +22,11 @@ function showStatus(node) {
       : "not in a cluster",
     "node peers": s.nodePeers.map((p) => `${p.peerId.slice(0, 16)}…${p.archive ? " (archive)" : ""}`).join(", ") || "none",
     "chain tip": `${s.tip.height}  ${s.tip.hash}`,
+    connections: s.connections.map((c) => `${c.peerId.slice(0, 16)}… (${c.role}, ${c.transport})`).join(", ") || "none",
     "held blocks": `${s.heldBlocks} (${s.storedBytes} bytes)`,
     "headers downloaded": `${s.headerBytesDownloaded} bytes`,
+    downloaded: `from relays: ${s.downloadedBytes.fromRelays.blocks} block bytes, ${s.downloadedBytes.fromRelays.headers} header bytes; `
+      + `from members: ${s.downloadedBytes.fromMembers.blocks} block bytes`,
   };
   $("status").replaceChildren(
     ...Object.entries(rows).flatMap(([k, v]) => {
@@ -50,7 +53,7 @@ async function main() {
     if (detail.synced) $("sync").value = $("sync").max;
     showStatus(node);
   });
-  for (const type of ["cluster", "member-lost", "block-stored", "relay", "sync-progress"]) {
+  for (const type of ["cluster", "member-lost", "member-joined", "block-stored", "new-block", "relay", "sync-progress"]) {
     node.addEventListener(type, ({ detail }) => log(`${type} ${JSON.stringify(detail)}`));
   }
   setInterval(() => showStatus(node), 500);
@@ -64,7 +67,7 @@ async function main() {
       const proof = await node.verifyTransaction($("txid").value.trim());
       $("result").textContent = JSON.stringify(proof, null, 2);
       showStatus(node);
-      log(`verified ${proof.txid} in block ${proof.height}`);
+      log(`verified ${proof.txid} in block ${proof.height} (${proof.source}${proof.answeredBy ? ` ${proof.answeredBy}` : ""})`);
     } catch (err) {
       $("result").className = "error";
       $("result").textContent = `${err.code ?? "ERROR"}: ${err.message}`;

@@ -2,11 +2,13 @@
 // core node finds the others in the relay's directory, reaches them over circuits, forms one
 // cluster, fills its shard from the relay's archive node into IndexedDB, and notices when a
 // member goes away. Their transaction queries run in their core nodes: a page answers for a
-// block it holds from its own IndexedDB, for another through the cluster (or the relay).
+// block it holds from its own IndexedDB, for another through the cluster (or the relay), with
+// the raw transaction; `shard()`, `status()` and `getBlock()` tell what the page holds, whom it
+// is connected to and what it downloaded, and fetch a block it does not hold.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { launchBrowser, openPages, relayCli, startRelay, teardown, tempDir } from "./harness.mjs";
+import { display, launchBrowser, openPages, relayCli, sha256d, startRelay, teardown, tempDir, txidOf } from "./harness.mjs";
 
 const BLOCKS = 40;
 const PAGES = 3;
@@ -31,12 +33,13 @@ after(() => teardown({ browser, relay, log }));
 
 const status = (page) => page.evaluate(() => window.node.status());
 
+
 test("three pages form one cluster and fill their shards from the archive", async () => {
   await Promise.all(pages.map((page) => page.evaluate(async ({ relays, replicas, size }) => {
     const { LightNode } = await import("/dist/index.js");
     window.events = [];
     window.node = await LightNode.start({ relays, database: "cluster", clusterSize: size, replicas });
-    for (const type of ["cluster", "member-lost", "block-stored"]) {
+    for (const type of ["cluster", "member-lost", "member-joined", "block-stored"]) {
       window.node.addEventListener(type, (e) => window.events.push({ type, detail: e.detail }));
     }
   }, { relays: [relay.ws], replicas: REPLICAS, size: PAGES })));
@@ -100,6 +103,103 @@ test("three pages form one cluster and fill their shards from the archive", asyn
   for (const [height, copies] of heights) assert.equal(copies, REPLICAS, `copies of height ${height}`);
 });
 
+test("shard(), status() and getBlock() tell what a page holds, whom it knows and what it fetched", async () => {
+  const statuses = await Promise.all(pages.map(status));
+  const relayPeer = relay.ws.split("/p2p/")[1];
+  const shards = [];
+  for (const [i, page] of pages.entries()) {
+    // The shard as the API gives it, and the page's IndexedDB read directly (raw IDB API).
+    const { shard, stored } = await page.evaluate(async () => {
+      const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+      const shard = (await window.node.shard()).map((b) => ({
+        height: b.height, blockHash: b.blockHash, isBytes: b.bytes instanceof Uint8Array, hex: hex(b.bytes),
+      }));
+      const s = window.node.status();
+      const db = await new Promise((resolve, reject) => {
+        const req = indexedDB.open(`cluster-regtest-${s.slot}`);
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+      const all = (what) => new Promise((resolve, reject) => {
+        const req = db.transaction("blocks").objectStore("blocks")[what]();
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+      const [keys, values] = [await all("getAllKeys"), await all("getAll")];
+      db.close();
+      return { shard, stored: keys.map((key, j) => ({ key, hex: hex(values[j]) })) };
+    });
+    assert.ok(shard.every((b) => b.isBytes), "bytes are a Uint8Array");
+    const heights = shard.map((b) => b.height);
+    assert.deepEqual(heights, [...heights].sort((a, b) => a - b), "sorted by height");
+    assert.equal(shard.length, statuses[i].heldBlocks, "one entry per held block");
+    const byKey = new Map(stored.map((x) => [x.key, x.hex]));
+    assert.equal(byKey.size, shard.length, "IndexedDB holds exactly the shard");
+    for (const b of shard) {
+      assert.equal(b.blockHash, blocks[b.height].hash, `height ${b.height} is the chain's block`);
+      assert.equal(byKey.get(b.blockHash), b.hex, `height ${b.height}: the bytes IndexedDB holds`);
+      assert.equal(display(sha256d(Buffer.from(b.hex.slice(0, 160), "hex"))), b.blockHash);
+    }
+    shards.push(shard);
+  }
+  const copies = new Map();
+  for (const shard of shards) for (const b of shard) copies.set(b.height, (copies.get(b.height) ?? 0) + 1);
+  assert.equal(copies.size, BLOCKS + 1, "the shards together cover the chain");
+  for (const [height, n] of copies) assert.equal(n, REPLICAS, `copies of height ${height}`);
+
+  const peerIds = statuses.map((s) => s.peerId);
+  for (const [i, s] of statuses.entries()) {
+    assert.equal(s.clusterSize, PAGES);
+    assert.equal(s.replicas, REPLICAS);
+    const { fromRelays, fromMembers } = s.downloadedBytes;
+    assert.ok(fromRelays.headers > 0, `headers came from the relay: ${JSON.stringify(s.downloadedBytes)}`);
+    assert.ok(fromRelays.blocks + fromMembers.blocks >= s.storedBytes, "the shard was downloaded");
+    assert.equal(fromMembers.headers, 0, "header sync asks relays only");
+    const relayConnection = s.connections.find((c) => c.peerId === relayPeer);
+    assert.ok(relayConnection, `the relay is connected: ${JSON.stringify(s.connections)}`);
+    assert.ok(["archive", "relay"].includes(relayConnection.role), relayConnection.role);
+    assert.equal(relayConnection.transport, "websocket");
+    for (const other of peerIds.filter((p) => p !== s.peerId)) {
+      const c = s.connections.find((x) => x.peerId === other);
+      assert.ok(c, `page ${i} is connected to member ${other}: ${JSON.stringify(s.connections)}`);
+      assert.equal(c.role, "member");
+      assert.equal(c.transport, "circuit");
+    }
+    // Every other member entered this page's view.
+    const joined = await pages[i].evaluate(
+      () => window.events.filter((e) => e.type === "member-joined").map((e) => e.detail.peerId),
+    );
+    assert.deepEqual([...new Set(joined)].sort(), peerIds.filter((p) => p !== s.peerId).sort());
+  }
+
+  // getBlock: a block page 0 does not hold comes from a member (checked against its header),
+  // one it holds from its own IndexedDB; bad input and unknown blocks reject with their codes.
+  const page = pages[0];
+  const held = new Set(shards[0].map((b) => b.height));
+  const other = shards.slice(1).flat().find((b) => !held.has(b.height));
+  const own = shards[0][shards[0].length - 1];
+  const getBlock = (hash) => page.evaluate(async (h) => {
+    try {
+      const bytes = await window.node.getBlock(h);
+      return { ok: true, isBytes: bytes instanceof Uint8Array, hex: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
+    } catch (err) {
+      return { ok: false, code: err.code, message: String(err.message ?? err) };
+    }
+  }, hash);
+  for (const want of [other, own]) {
+    const got = await getBlock(want.blockHash);
+    assert.ok(got.ok && got.isBytes, `getBlock ${want.height}: ${got.code} ${got.message}`);
+    assert.equal(display(sha256d(Buffer.from(got.hex.slice(0, 160), "hex"))), want.blockHash);
+    assert.equal(got.hex, want.hex, `height ${want.height}: the block's bytes`);
+  }
+  assert.ok(!(await page.evaluate(() => window.node.shard())).some((b) => b.height === other.height),
+    "a fetched block goes to the cache, not the shard");
+  const after = await status(page);
+  assert.ok(after.downloadedBytes.fromMembers.blocks >= other.hex.length / 2, "the fetched block came from a member");
+  assert.equal((await getBlock("zz")).code, "BAD_INPUT");
+  assert.equal((await getBlock("ab".repeat(32))).code, "NOT_FOUND");
+});
+
 test("a page answers for a block it holds by itself, for another through other nodes", async (t) => {
   const page = pages[0];
   const held = new Set(await page.evaluate(
@@ -128,10 +228,16 @@ test("a page answers for a block it holds by itself, for another through other n
     assert.equal(got.value.pos, expected.pos);
     assert.deepEqual(got.value.merkle, expected.merkle);
     assert.equal(got.value.confirmations, BLOCKS - height + 1);
+    assert.equal(txidOf(Buffer.from(got.value.transaction, "hex")), txid, "the raw transaction is the one asked for");
     if (source === "local") {
       assert.equal(got.value.source, "local", "a held block is answered from IndexedDB");
+      assert.equal(got.value.answeredBy, null);
     } else {
       assert.ok(["member", "relay"].includes(got.value.source), got.value.source);
+      const s = await status(page);
+      assert.ok(got.value.answeredBy && got.value.answeredBy !== s.peerId, `answered by ${got.value.answeredBy}`);
+      if (got.value.source === "member") assert.ok(s.members.includes(got.value.answeredBy));
+      else assert.ok(s.connections.some((c) => c.peerId === got.value.answeredBy && ["archive", "relay"].includes(c.role)));
     }
     t.diagnostic(`height ${height} (${source}): answered by ${got.value.source}`);
   }

@@ -1,6 +1,7 @@
 // Helpers of the end-to-end tests: a relay process and a Chromium, both started here and
 // stopped by their own pid; everything runs inside the network namespace of run.sh.
 import { spawn, execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -123,4 +124,47 @@ export async function teardown({ browser, relay, log }) {
   await browser?.close();
   await relay?.stop();
   if (process.env.SHOAL_E2E_VERBOSE) console.log(log.join(""));
+}
+
+/** Bitcoin's double SHA-256. */
+export const sha256d = (bytes) => createHash("sha256").update(createHash("sha256").update(bytes).digest()).digest();
+/** A hash in Bitcoin's display order (byte-reversed hex). */
+export const display = (hash) => Buffer.from(hash).reverse().toString("hex");
+
+/** A transaction's txid from its raw bytes: the double SHA-256 of its serialization without
+ * the segwit marker, flag and witnesses. */
+export function txidOf(raw) {
+  let at = 0;
+  const take = (n) => raw.subarray(at, (at += n));
+  const varint = () => {
+    const first = raw[at++];
+    if (first < 0xfd) return first;
+    const n = first === 0xfd ? 2 : first === 0xfe ? 4 : 8;
+    return Number(take(n).reduce((v, b, i) => v + BigInt(b) * (1n << BigInt(8 * i)), 0n));
+  };
+  const version = take(4);
+  const segwit = raw[at] === 0 && raw[at + 1] === 1;
+  if (segwit) at += 2;
+  const bodyStart = at;
+  const inputs = varint();
+  for (let i = 0; i < inputs; i++) {
+    take(36);
+    take(varint());
+    take(4);
+  }
+  const outputs = varint();
+  for (let i = 0; i < outputs; i++) {
+    take(8);
+    take(varint());
+  }
+  const body = raw.subarray(bodyStart, at);
+  if (segwit) {
+    for (let i = 0; i < inputs; i++) {
+      const items = varint();
+      for (let j = 0; j < items; j++) take(varint());
+    }
+  }
+  const lockTime = take(4);
+  if (at !== raw.length) throw new Error(`${raw.length - at} bytes after the transaction`);
+  return display(sha256d(Buffer.concat([version, body, lockTime])));
 }

@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  ORIGIN, launchBrowser, relayCli, seeded, startRelay, tempDir,
+  ORIGIN, launchBrowser, relayCli, seeded, startRelay, tempDir, txidOf,
 } from "./harness.mjs";
 
 const BLOCKS = 300;
@@ -119,8 +119,11 @@ test("50 random transactions verify with proofs identical to `shoal-relay block 
     assert.equal(got.value.pos, expected.pos);
     assert.deepEqual(got.value.merkle, expected.merkle);
     assert.equal(got.value.confirmations, BLOCKS - height + 1);
-    // The page holds no block: its core node's query went to the relay's archive node.
+    // The page holds no block: its core node's query went to the relay's archive node, which
+    // sent the transaction itself.
     assert.equal(got.value.source, "relay");
+    assert.equal(got.value.answeredBy, relay.webrtc.split("/p2p/")[1]);
+    assert.equal(txidOf(Buffer.from(got.value.transaction, "hex")), txid);
   }
   t.diagnostic(`verifyTransaction via the relay: ${(pageMillis / picks.length).toFixed(1)} ms per query (mean of ${picks.length}, including the test's page round trip)`);
 });

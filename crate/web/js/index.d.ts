@@ -81,9 +81,52 @@ export interface VerifiedTransaction {
   merkle: string[];
   /**
    * Who supplied the proof the node checked: its own blocks (`"local"`), another member of its
-   * cluster (`"member"`) or a relay's archive node (`"relay"`).
+   * cluster (`"member"`) or a relay's archive node (`"relay"`: one of the options' relays, or a
+   * peer whose node said it is an archive).
    */
   source: "local" | "member" | "relay";
+  /** The peer id of the node whose answer was verified; `null` when `source` is `"local"`. */
+  answeredBy: string | null;
+  /**
+   * The raw transaction (consensus serialization with witness, hex). The node checked that it
+   * hashes to `txid` (an answer with another transaction counts as a forged proof: its sender
+   * is scored and the next one asked), so a wallet can read its outputs without trusting
+   * whoever answered.
+   */
+  transaction: string;
+}
+
+/** A connection of the node to another peer, in {@link NodeStatus.connections}. */
+export interface PeerConnection {
+  peerId: string;
+  /**
+   * How it is connected: directly to a relay (`"webrtc-direct"`, `"websocket"`) or through a
+   * relay's circuit (`"circuit"`, another page).
+   */
+  transport: "webrtc-direct" | "websocket" | "circuit";
+  /**
+   * What the peer is to this node: a relay's archive node (its node greeted as an archive), a
+   * relay of the options not (yet) known as an archive, a member of this node's cluster, or
+   * any other peer.
+   */
+  role: "archive" | "relay" | "member" | "peer";
+}
+
+/** Bytes received from one kind of sender since the node started. */
+export interface ReceivedBytes {
+  /** Blocks (`BlockData` and `NewBlock` messages: the raw blocks' bytes). */
+  blocks: number;
+  /** Header sync answers (whole messages). */
+  headers: number;
+}
+
+/** A block of this node's shard, from {@link LightNode.shard}. */
+export interface ShardBlock {
+  height: number;
+  /** Display hex. */
+  blockHash: string;
+  /** The raw block, as stored in IndexedDB (checked against its hash when read). */
+  bytes: Uint8Array;
 }
 
 /** A snapshot of the node, from {@link LightNode.status}. */
@@ -92,6 +135,10 @@ export interface NodeStatus {
   network: string;
   /** The identity slot (per-tab database) this node uses. */
   slot: number;
+  /** The largest cluster this node forms or joins, as started (`StartOptions.clusterSize`). */
+  clusterSize: number;
+  /** On how many members each block is stored, as started (`StartOptions.replicas`). */
+  replicas: number;
   /** The core node's cluster id (hex); `null` while the node is not in a cluster. */
   clusterId: string | null;
   /** The core node's member number; `null` while not in a cluster. */
@@ -104,6 +151,8 @@ export interface NodeStatus {
   nodeHasHeaders: boolean;
   /** Relays this node is connected to, with the transport in use. */
   relays: { peerId: string; transport: "webrtc-direct" | "websocket" }[];
+  /** Every connected peer (relays and pages), sorted by peer id. */
+  connections: PeerConnection[];
   /** Blocks the core node holds (stored in IndexedDB). */
   heldBlocks: number;
   /** Bytes of those blocks. */
@@ -114,8 +163,15 @@ export interface NodeStatus {
   synced: boolean;
   /** Size of all blocks of the chain up to the tip, as reported by relays (0 if unknown). */
   wholeChainBytes: number;
-  /** Header bytes received from relays since start (80 per header). */
+  /** Header bytes the verified chain was built from since start (80 per header). */
   headerBytesDownloaded: number;
+  /**
+   * Bytes received since start, blocks and headers apart, by sender: `fromRelays` counts the
+   * options' relays and peers whose node greeted as an archive; `fromMembers` everyone else
+   * (other pages, member relays). Counted where each message arrives, answers outrun by
+   * another included.
+   */
+  downloadedBytes: { fromRelays: ReceivedBytes; fromMembers: ReceivedBytes };
 }
 
 /** Detail of the `sync-progress` event. */
@@ -138,6 +194,16 @@ export interface LightNodeEventMap {
   cluster: CustomEvent<{ clusterId: string | null; memberNumber: number | null; members: string[] }>;
   /** This node declared a member offline (its peer id; a node id in hex if never met). */
   "member-lost": CustomEvent<{ peerId: string }>;
+  /**
+   * A member entered this node's view (one event per member; when this node joins a cluster,
+   * one for each other member).
+   */
+  "member-joined": CustomEvent<{ peerId: string }>;
+  /**
+   * The verified header chain's tip grew, once header sync has caught up: one event per new
+   * height (at most 100 for one growth), whether or not this node stores the block.
+   */
+  "new-block": CustomEvent<{ height: number; blockHash: string }>;
   /** The node stored a block of its shard in IndexedDB (after verifying it). */
   "block-stored": CustomEvent<{ blockHash: string; height: number; bytes: number }>;
   /** A relay connected or disconnected. */
@@ -158,7 +224,8 @@ export declare class LightNode extends EventTarget {
   /**
    * Proves that transaction `txid` (64 hex digits, display order) is in the best chain. The
    * node answers from its own blocks, else asks its cluster's members, then the relays (S16);
-   * every Merkle proof is checked against the node's own verified headers before it resolves.
+   * every Merkle proof is checked against the node's own verified headers, and the raw
+   * transaction an answer carries against `txid`, before it resolves.
    * Rejects with `BAD_INPUT`, `NOT_FOUND` (every node asked said no), `NOT_SYNCED` (the
    * answer's block is above the node's header tip, e.g. before the first sync),
    * `UNAVAILABLE` (no verifiable answer in time) or `INVALID_PROOF` (the only answers came
@@ -168,6 +235,25 @@ export declare class LightNode extends EventTarget {
 
   /** A snapshot of the node's state. */
   status(): NodeStatus;
+
+  /**
+   * The blocks this node holds (its shard): those its core node counts as held, read back
+   * from IndexedDB and checked against their hashes, sorted by height. A block the node counts
+   * but IndexedDB no longer has (or has corrupt) is left out.
+   * Rejects with `STORAGE` (IndexedDB failed) or `UNAVAILABLE` (the node is stopped).
+   */
+  shard(): Promise<ShardBlock[]>;
+
+  /**
+   * A block's raw bytes, by hash (64 hex digits, display order), whether this node holds it
+   * or not (S17): a held block is read from IndexedDB; another is fetched from a member that
+   * holds it into the node's bounded block cache (evicting an unused cached block), checked
+   * against its header (hash, Merkle root, witness commitment) before it resolves.
+   * Rejects with `BAD_INPUT` (malformed hash), `NOT_FOUND` (not in the node's best chain),
+   * `NOT_SYNCED` (the node's cluster view has not been given that part of the chain yet) or
+   * `UNAVAILABLE` (no holder delivered a valid block in time, or the cache is busy).
+   */
+  getBlock(blockHash: string): Promise<Uint8Array>;
 
   /** Disconnects, closes the database and releases this tab's identity slot. */
   stop(): Promise<void>;

@@ -45,6 +45,14 @@ export class LightNode extends EventTarget {
     return this.#inner.status();
   }
 
+  shard() {
+    return this.#inner.shard();
+  }
+
+  getBlock(blockHash) {
+    return this.#inner.getBlock(blockHash);
+  }
+
   // Transfer probes, in test and bench builds only (`scripts/build-web.sh --probes`).
   probeTransfer(bytes) {
     return this.#inner.probeTransfer(bytes);

@@ -14,12 +14,14 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::cluster_node::ClusterNode;
 use crate::error::{ApiError, ErrorCode};
-use crate::event_loop::{set, Command, EventLoop, Verified, COMMAND_QUEUE};
+#[cfg(feature = "probes")]
+use crate::event_loop::set;
+use crate::event_loop::{Command, EventLoop, COMMAND_QUEUE};
 use crate::options::Options;
 #[cfg(feature = "probes")]
 use crate::probes::{ProbeCommand, Probed};
-use crate::status::Shared;
-use crate::store::{Store, Write};
+use crate::status::{to_js, Shared};
+use crate::store::{Store, StoreError, Write};
 use crate::tab_lock::SlotLock;
 
 /// How long `start` waits for a first relay connection.
@@ -89,6 +91,8 @@ impl WasmNode {
             status.network = options.network.to_string();
             status.slot = lock.slot;
             status.held_blocks = held_blocks as u32;
+            status.cluster_size = options.cluster_size;
+            status.replicas = options.replicas;
         }
         let local = key.public().to_peer_id();
         let store = std::rc::Rc::new(store);
@@ -135,7 +139,51 @@ impl WasmNode {
                 .await
                 .map_err(|_| stopped())?;
             let verified = answer.await.map_err(|_| stopped())??;
-            Ok(verified_to_js(&verified))
+            to_js(&verified.to_js_shape()).map_err(JsValue::from)
+        })
+    }
+
+    /// `shard()`: the blocks this node holds, read from IndexedDB, by height.
+    pub fn shard(&self) -> Promise {
+        let mut commands = self.commands.clone();
+        future_to_promise(async move {
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::Shard { reply })
+                .await
+                .map_err(|_| stopped())?;
+            let (store, held) = answer.await.map_err(|_| stopped())?;
+            let mut shard = Vec::with_capacity(held.len());
+            for (height, hash) in held {
+                match store.block(&hash).await {
+                    Ok(Some(block)) => shard.push(ShardBlock {
+                        height,
+                        block_hash: hash.to_string(),
+                        bytes: Bytes(block.encode()),
+                    }),
+                    // Not (or no longer) really stored: not part of the shard.
+                    Ok(None) | Err(StoreError::Corrupt { .. }) => {}
+                    Err(error) => return Err(ApiError::from(error).into()),
+                }
+            }
+            to_js(&shard).map_err(JsValue::from)
+        })
+    }
+
+    /// `getBlock(blockHash)`: the block's bytes, from this node's shard or fetched from a
+    /// member into the core's bounded cache and checked against its header (S17).
+    #[wasm_bindgen(js_name = getBlock)]
+    pub fn get_block(&self, block_hash: JsValue) -> Promise {
+        let mut commands = self.commands.clone();
+        future_to_promise(async move {
+            let hash: BlockHash = parse_hash(&block_hash, "blockHash")?;
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::GetBlock { hash, reply })
+                .await
+                .map_err(|_| stopped())?;
+            let bytes = answer.await.map_err(|_| stopped())??;
+            Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
         })
     }
 
@@ -184,8 +232,8 @@ impl WasmNode {
     }
 
     /// `status()`: a snapshot (see `NodeStatus` in index.d.ts).
-    pub fn status(&self) -> JsValue {
-        self.shared.status.borrow().to_js()
+    pub fn status(&self) -> Result<JsValue, JsValue> {
+        Ok(self.shared.status.borrow().to_js()?)
     }
 
     /// `stop()`: disconnects, closes the database and releases the tab's slot.
@@ -250,19 +298,21 @@ fn probed_to_js(probed: &Probed) -> JsValue {
     o.into()
 }
 
-fn verified_to_js(v: &Verified) -> JsValue {
-    let o = js_sys::Object::new();
-    set(&o, "confirmed", true.into());
-    set(&o, "txid", v.txid.to_string().into());
-    set(&o, "blockHash", v.proof.block_hash.to_string().into());
-    set(&o, "height", v.proof.height.into());
-    set(&o, "confirmations", v.confirmations.into());
-    set(&o, "pos", v.proof.pos.into());
-    let merkle = js_sys::Array::new();
-    for hash in &v.proof.branch {
-        merkle.push(&JsValue::from_str(&hash.to_string()));
+/// One block of `shard()`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShardBlock {
+    height: u32,
+    block_hash: String,
+    bytes: Bytes,
+}
+
+/// Bytes that cross to JavaScript as a `Uint8Array` (serde-wasm-bindgen's form of a byte
+/// string).
+struct Bytes(Vec<u8>);
+
+impl serde::Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
     }
-    set(&o, "merkle", merkle.into());
-    set(&o, "source", JsValue::from_str(v.source.as_str()));
-    o.into()
 }

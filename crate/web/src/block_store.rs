@@ -43,6 +43,11 @@ impl PageBlocks {
     pub fn stored_bytes(&self) -> u64 {
         self.sizes.values().sum()
     }
+
+    /// Hashes of the blocks known to be stored.
+    pub fn hashes(&self) -> impl Iterator<Item = &BlockHash> + '_ {
+        self.sizes.keys()
+    }
 }
 
 impl BlockStore for PageBlocks {

@@ -19,8 +19,14 @@
 //!   `Event::TxQueryDone` the promise's result ([`crate::verify::from_result`]); the node asks
 //!   the relays' archive nodes when its own blocks and its cluster cannot answer
 //!   (`QueryConfig::ask_archives`);
-//! - events: `JoinedCluster` / `ViewChanged` / `LeftCluster` → `cluster`, `MemberOffline` →
-//!   `member-lost`, `BlockStored` → `block-stored`.
+//! - blocks on demand (S17): `getBlock` becomes `Input::RunJob`; on `Event::JobReady` the
+//!   block is taken from the core's bounded, verified cache ([`Node::with_block`]) and its bytes
+//!   are the promise's result; `Event::JobFailed` its error;
+//! - events: `JoinedCluster` / `ViewChanged` / `LeftCluster` → `cluster`, and `member-joined`
+//!   for every member that entered the view since the last one; `MemberOffline` →
+//!   `member-lost`, `BlockStored` → `block-stored`;
+//! - `status()`: the view, the greeted peers, every connection with its role, and the bytes
+//!   received by kind of sender ([`crate::status::Downloaded`]).
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -32,6 +38,7 @@ use libp2p::PeerId;
 use libp2p::Swarm;
 use shoal_core::chain::{BlockHash, Txid};
 use shoal_core::node::{Candidate, Config, ConfigError, Event, Input, Node, NodeId, Output};
+use shoal_core::serve::cache::CacheError;
 use shoal_core::wire::Message;
 use shoal_host::{Host, Inputs, Io};
 use shoal_net::node_link::{self, PeerBook, Reply};
@@ -41,12 +48,15 @@ use crate::block_store::PageBlocks;
 use crate::error::{ApiError, ErrorCode};
 use crate::event_loop::{set, EventLoop, MAX_PENDING_REQUESTS};
 use crate::options::Options;
+use crate::status::{Connection, Role, Transport};
 use crate::store::Store;
 use crate::swarm::Behaviour;
 use crate::verify::{Source, Verified};
 
 /// Where a `verifyTransaction` promise waits for its query's result.
 pub type QueryReply = oneshot::Sender<Result<Verified, ApiError>>;
+/// Where a `getBlock` promise waits for the block's bytes.
+pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 
 /// The node's configuration from the page's options: cluster size and replicas as asked, the
 /// page's address through its first relay's circuits (what invitations carry), its own queries
@@ -99,6 +109,13 @@ pub struct ClusterNode {
     /// reply).
     queries: HashMap<u64, (Option<BlockHash>, QueryReply)>,
     next_query_id: u64,
+    /// `getBlock` calls waiting for their job: job id → reply.
+    jobs: HashMap<u64, BlockReply>,
+    next_job_id: u64,
+    /// Every connected peer and the transport of its first connection.
+    connections: HashMap<PeerId, Transport>,
+    /// The members of the view last reported (for `member-joined`).
+    members_seen: HashSet<NodeId>,
 }
 
 impl ClusterNode {
@@ -124,6 +141,10 @@ impl ClusterNode {
             has_headers: false,
             queries: HashMap::new(),
             next_query_id: 1,
+            jobs: HashMap::new(),
+            next_job_id: 1,
+            connections: HashMap::new(),
+            members_seen: HashSet::new(),
         })
     }
 
@@ -155,6 +176,31 @@ impl ClusterNode {
     /// Every reply still waiting for a query's result (the node is stopping).
     pub fn take_queries(&mut self) -> Vec<QueryReply> {
         self.queries.drain().map(|(_, (_, reply))| reply).collect()
+    }
+
+    /// Every reply still waiting for a block (the node is stopping).
+    pub fn take_jobs(&mut self) -> Vec<BlockReply> {
+        self.jobs.drain().map(|(_, reply)| reply).collect()
+    }
+
+    /// A connection to `peer` over `transport` is up (the first one counts).
+    pub fn connection_up(&mut self, peer: PeerId, transport: Transport) {
+        self.connections.entry(peer).or_insert(transport);
+    }
+
+    /// The last connection to `peer` closed.
+    pub fn connection_down(&mut self, peer: &PeerId) {
+        self.connections.remove(peer);
+    }
+
+    /// Hashes of the blocks stored in IndexedDB (as listed at start and written since).
+    pub fn stored_blocks(&self) -> impl Iterator<Item = &BlockHash> + '_ {
+        self.blocks.hashes()
+    }
+
+    /// Whether `peer`'s node greeted this one as an archive.
+    pub fn greeted_as_archive(&self, peer: &PeerId) -> bool {
+        self.hellos.get(peer) == Some(&true)
     }
 
     /// The peer id of node `id` if it was met, else the node id in hex.
@@ -232,11 +278,39 @@ impl EventLoop {
             return Source::Local;
         };
         match self.core.book.peer(&id) {
-            Some(peer) if self.is_relay(&peer) || self.core.hellos.get(&peer) == Some(&true) => {
-                Source::Relay
-            }
+            Some(peer) if self.counts_as_relay(&peer) => Source::Relay,
             _ => Source::Member,
         }
+    }
+
+    /// Whether `peer` is a relay for `source` and `downloadedBytes`: one of the options' relays,
+    /// or a peer whose node greeted as an archive.
+    pub(crate) fn counts_as_relay(&self, peer: &PeerId) -> bool {
+        self.is_relay(peer) || self.core.greeted_as_archive(peer)
+    }
+
+    /// `getBlock`: a job for the node (S17); `reply` gets the block's bytes. A block off this
+    /// node's best chain is `NOT_FOUND` at once.
+    pub(crate) async fn node_get_block(&mut self, block_hash: BlockHash, reply: BlockReply) {
+        if self.chain.height_of(&block_hash).is_none() {
+            let _ = reply.send(Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("block {block_hash} is not in this node's best chain"),
+            )));
+            return;
+        }
+        if self.core.jobs.len() >= MAX_PENDING_REQUESTS {
+            let _ = reply.send(Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "too many blocks are being fetched",
+            )));
+            return;
+        }
+        let job = self.core.next_job_id;
+        self.core.next_job_id += 1;
+        self.core.jobs.insert(job, reply);
+        self.core.host.push(Input::RunJob { job, block_hash });
+        self.pump_node().await;
     }
 
     /// The relays this page knows are the directory's candidates for the node.
@@ -254,8 +328,16 @@ impl EventLoop {
 
     /// A message from `peer` (a request, already acknowledged, or a direct answer).
     pub(crate) async fn node_message(&mut self, peer: PeerId, message: Message) {
-        if let Message::Hello { record, .. } = &message {
-            self.core.hellos.insert(peer, record.archive);
+        match &message {
+            Message::Hello { record, .. } => {
+                self.core.hellos.insert(peer, record.archive);
+            }
+            Message::BlockData { block, .. } | Message::NewBlock { block } => {
+                let relay = self.counts_as_relay(&peer);
+                let mut status = self.shared.status.borrow_mut();
+                status.downloaded_bytes.of(relay).blocks += block.len() as u64;
+            }
+            _ => {}
         }
         let from = self.core.book.learn(peer);
         self.core.host.push(Input::Message { from, message });
@@ -322,6 +404,37 @@ impl EventLoop {
                 set(&detail, "memberNumber", number);
                 set(&detail, "members", members);
                 self.emit("cluster", detail.into());
+                self.members_joined();
+            }
+            Event::JobReady { job, block_hash } => {
+                if let Some(reply) = self.core.jobs.remove(&job) {
+                    let bytes = self
+                        .core
+                        .host
+                        .node_mut()
+                        .with_block(&block_hash, |block| block.encode());
+                    let _ = reply.send(bytes.ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::Unavailable,
+                            format!("block {block_hash} left the cache before it was read"),
+                        )
+                    }));
+                }
+            }
+            Event::JobFailed {
+                job,
+                block_hash,
+                error,
+            } => {
+                if let Some(reply) = self.core.jobs.remove(&job) {
+                    let code = match error {
+                        // The page's chain has it (checked first): the node's view lags.
+                        CacheError::NotInBestChain => ErrorCode::NotSynced,
+                        _ => ErrorCode::Unavailable,
+                    };
+                    let message = format!("block {block_hash}: {error}");
+                    let _ = reply.send(Err(ApiError::new(code, message)));
+                }
             }
             Event::MemberOffline { member } => {
                 let detail = js_sys::Object::new();
@@ -336,7 +449,10 @@ impl EventLoop {
             } => {
                 if let Some((hint, reply)) = self.core.queries.remove(&query_id) {
                     let source = self.source_of(answered_by);
-                    let _ = reply.send(crate::verify::from_result(txid, hint, result, source));
+                    let answerer = answered_by.map(|id| self.core.name_of(&id));
+                    let _ = reply.send(crate::verify::from_result(
+                        txid, hint, result, source, answerer,
+                    ));
                 }
             }
             Event::BlockStored { block_hash, height } => {
@@ -348,6 +464,24 @@ impl EventLoop {
                 self.emit("block-stored", detail.into());
             }
             _ => {}
+        }
+    }
+
+    /// `member-joined` for every member of the view not in the last one (this node itself
+    /// left out).
+    fn members_joined(&mut self) {
+        let me = self.core.node().id();
+        let now: HashSet<NodeId> = match self.core.node().cluster() {
+            Some((_, _, ids)) => ids.into_iter().filter(|id| *id != me).collect(),
+            None => HashSet::new(),
+        };
+        let mut joined: Vec<NodeId> = now.difference(&self.core.members_seen).copied().collect();
+        joined.sort();
+        self.core.members_seen = now;
+        for member in joined {
+            let detail = js_sys::Object::new();
+            set(&detail, "peerId", self.core.name_of(&member).into());
+            self.emit("member-joined", detail.into());
         }
     }
 
@@ -390,9 +524,42 @@ impl EventLoop {
         status.node_peers = self
             .core
             .greeted()
-            .map(|(peer, archive)| (peer.to_string(), *archive))
+            .map(|(peer, archive)| crate::status::NodePeer {
+                peer_id: peer.to_string(),
+                archive: *archive,
+            })
             .collect();
         status.node_has_headers = self.core.has_headers;
+        let members: HashSet<PeerId> = self
+            .core
+            .node()
+            .cluster()
+            .map(|(_, _, ids)| {
+                ids.iter()
+                    .filter_map(|id| self.core.book.peer(id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut connections: Vec<Connection> = self
+            .core
+            .connections
+            .iter()
+            .map(|(peer, transport)| Connection {
+                peer_id: peer.to_string(),
+                transport: *transport,
+                role: if self.core.greeted_as_archive(peer) {
+                    Role::Archive
+                } else if self.is_relay(peer) {
+                    Role::Relay
+                } else if members.contains(peer) {
+                    Role::Member
+                } else {
+                    Role::Peer
+                },
+            })
+            .collect();
+        connections.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        status.connections = connections;
     }
 }
 

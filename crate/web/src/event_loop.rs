@@ -7,7 +7,9 @@
 //!   of work, linkage, retargeting, median time past, most-work tip and reorgs); this shell
 //!   sends its requests, feeds back answers and failures, and writes every change to IndexedDB
 //!   ([`HeaderWriter`], while the next batch is verified), so a reloaded tab downloads nothing
-//!   twice. Each relay may have [`max_unanswered_header_requests`] requests unanswered.
+//!   twice. Each relay may have [`max_unanswered_header_requests`] requests unanswered. Once
+//!   the sync has caught up, every growth of the verified tip is a `new-block` event per new
+//!   height; every header answer's bytes count in `status().downloadedBytes` by its sender.
 //! - Transaction queries (S16) are the core node's (`Input::TxQuery`, [`crate::cluster_node`]):
 //!   answered from its own blocks, else asked of its cluster's members, then of the relays'
 //!   archive nodes; every Merkle proof is checked against the node's own headers before the
@@ -54,6 +56,8 @@ const REDIAL_MAX_MS: f64 = 10_000.0;
 /// Most probes waiting for an answer at once (and most transaction queries, which the core
 /// bounds further: `QueryConfig::max_active_queries`).
 pub const MAX_PENDING_REQUESTS: usize = 256;
+/// Most `new-block` events for one growth of the tip.
+const MAX_NEW_BLOCK_EVENTS: u32 = 100;
 /// Capacity of the command queue from the JavaScript API.
 pub const COMMAND_QUEUE: usize = 64;
 /// The header sync's requests a relay may have unanswered at once, by transport (each asks
@@ -67,10 +71,13 @@ pub const COMMAND_QUEUE: usize = 64;
 /// TCP recovers such loss in milliseconds: WebSocket keeps all six.
 pub fn max_unanswered_header_requests(transport: Transport) -> usize {
     match transport {
-        Transport::WebRtcDirect => 2,
+        Transport::WebRtcDirect | Transport::Circuit => 2,
         Transport::WebSocket => 6,
     }
 }
+
+/// The answer to [`Command::Shard`]: the store, and the held blocks' (height, hash) by height.
+pub type HeldBlocks = (Rc<Store>, Vec<(u32, BlockHash)>);
 
 /// What the JavaScript API asks of the loop.
 pub enum Command {
@@ -78,6 +85,16 @@ pub enum Command {
         txid: Txid,
         hint: Option<BlockHash>,
         reply: oneshot::Sender<Result<Verified, ApiError>>,
+    },
+    /// `shard()`: the blocks the node holds, (height, hash) by height, and the store to read
+    /// them from (read by the API, not the loop).
+    Shard {
+        reply: oneshot::Sender<HeldBlocks>,
+    },
+    /// `getBlock(hash)`: through the core's cache (S17).
+    GetBlock {
+        hash: BlockHash,
+        reply: crate::cluster_node::BlockReply,
     },
     /// A transfer probe (test and bench builds only).
     #[cfg(feature = "probes")]
@@ -197,6 +214,9 @@ pub struct EventLoop {
     pub(crate) core: ClusterNode,
     /// Circuits through relays and their directories (`circuits`).
     pub(crate) circuits: Circuits,
+    /// The highest tip a `new-block` event named (set without events when the sync first
+    /// catches up: the chain it downloaded is not news).
+    announced_tip: Option<u32>,
 }
 
 pub(crate) fn now_ms() -> f64 {
@@ -214,7 +234,9 @@ fn sync_now_ms() -> u64 {
 
 /// The transport a connection's address names.
 pub fn transport_of(addr: &Multiaddr) -> Transport {
-    if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        Transport::Circuit
+    } else if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
         Transport::WebRtcDirect
     } else {
         Transport::WebSocket
@@ -282,6 +304,7 @@ impl EventLoop {
             lock,
             core,
             circuits: Circuits::new(&options.network.to_string()),
+            announced_tip: None,
         };
         driver.publish_tip();
         Ok(driver)
@@ -366,6 +389,9 @@ impl EventLoop {
         for reply in self.core.take_queries() {
             let _ = reply.send(Err(stopped()));
         }
+        for reply in self.core.take_jobs() {
+            let _ = reply.send(Err(stopped()));
+        }
     }
 
     pub(crate) fn emit(&self, event: &str, detail: JsValue) {
@@ -381,8 +407,8 @@ impl EventLoop {
 
     fn publish_tip(&self) {
         let mut status = self.shared.status.borrow_mut();
-        status.tip_height = i64::from(self.chain.tip_height());
-        status.tip_hash = self.chain.tip_hash().to_string();
+        status.tip.height = i64::from(self.chain.tip_height());
+        status.tip.hash = self.chain.tip_hash().to_string();
         status.synced = self.sync.is_synced();
     }
 
@@ -393,10 +419,12 @@ impl EventLoop {
             let Some(transport) = relay.connected else {
                 continue;
             };
-            let peer = relay.target.peer.to_string();
+            let peer_id = relay.target.peer.to_string();
             // Several addresses of one relay share its connection: list the relay once.
-            if !status.relays.iter().any(|(p, _)| *p == peer) {
-                status.relays.push((peer, transport));
+            if !status.relays.iter().any(|r| r.peer_id == peer_id) {
+                status
+                    .relays
+                    .push(crate::status::RelayStatus { peer_id, transport });
             }
         }
     }
@@ -510,6 +538,9 @@ impl EventLoop {
         if lowest_changed.is_some() || !progress.is_empty() {
             self.publish_tip();
         }
+        if self.sync.is_synced() {
+            self.announce_new_blocks();
+        }
         for p in progress {
             let detail = js_sys::Object::new();
             set(&detail, "height", p.height.into());
@@ -528,9 +559,41 @@ impl EventLoop {
         }
     }
 
+    /// `new-block` for every height the verified tip grew by since the last one (at most
+    /// [`MAX_NEW_BLOCK_EVENTS`] at once: a longer jump names only its last heights).
+    fn announce_new_blocks(&mut self) {
+        let tip = self.chain.tip_height();
+        let Some(announced) = self.announced_tip.replace(tip) else {
+            return; // the first catch-up
+        };
+        let first = (announced + 1).max((tip + 1).saturating_sub(MAX_NEW_BLOCK_EVENTS));
+        for height in first..=tip {
+            let Some(hash) = self.chain.hash_at(height) else {
+                continue;
+            };
+            let detail = js_sys::Object::new();
+            set(&detail, "height", height.into());
+            set(&detail, "blockHash", hash.to_string().into());
+            self.emit("new-block", detail.into());
+        }
+    }
+
     async fn on_command(&mut self, command: Command) {
         match command {
             Command::Verify { txid, hint, reply } => self.node_query(txid, hint, reply).await,
+            Command::Shard { reply } => {
+                let mut held: Vec<(u32, BlockHash)> = self
+                    .core
+                    .stored_blocks()
+                    .filter_map(|hash| {
+                        let height = self.chain.height_of(hash)?;
+                        self.core.node().holds(height).then_some((height, *hash))
+                    })
+                    .collect();
+                held.sort_unstable();
+                let _ = reply.send((self.store.clone(), held));
+            }
+            Command::GetBlock { hash, reply } => self.node_get_block(hash, reply).await,
             #[cfg(feature = "probes")]
             Command::Probe(probe) => self.on_probe_command(probe),
             Command::Stop { .. } => unreachable!("handled by the loop"),
@@ -545,14 +608,22 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                let transport = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => transport_of(address),
+                    // A page reached through a circuit listens on its `/p2p-circuit` address;
+                    // the dialler's address may not name the circuit.
+                    ConnectedPoint::Listener {
+                        local_addr,
+                        send_back_addr,
+                    } => match transport_of(local_addr) {
+                        Transport::Circuit => Transport::Circuit,
+                        _ => transport_of(send_back_addr),
+                    },
+                };
+                self.core.connection_up(peer_id, transport);
                 if num_established.get() == 1 {
                     self.node_peer_connected(peer_id).await;
                 }
-                let addr = match &endpoint {
-                    ConnectedPoint::Dialer { address, .. } => address.clone(),
-                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
-                };
-                let transport = transport_of(&addr);
                 if self.relays.iter().any(|r| r.target.peer == peer_id) {
                     if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                         self.circuits_relay_connected(peer_id, address.clone());
@@ -604,6 +675,7 @@ impl EventLoop {
                     self.drive_sync().await;
                 }
                 self.circuits_relay_lost(&peer_id);
+                self.core.connection_down(&peer_id);
                 self.node_peer_gone(peer_id).await;
             }
             SwarmEvent::OutgoingConnectionError { peer_id, .. } => {
@@ -662,6 +734,13 @@ impl EventLoop {
                     self.on_download_answer(request_id, decoded);
                     return;
                 };
+                let relay = self.counts_as_relay(&peer);
+                self.shared
+                    .status
+                    .borrow_mut()
+                    .downloaded_bytes
+                    .of(relay)
+                    .headers += response.len() as u64;
                 let now = sync_now_ms();
                 match decoded {
                     Ok(answer) => self.sync.handle_answer(now, &mut self.chain, id, answer),

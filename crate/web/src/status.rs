@@ -1,17 +1,22 @@
 //! What `node.status()` reports: a snapshot the event loop keeps up to date, read by the API
-//! without waiting for the loop.
+//! without waiting for the loop. It crosses to JavaScript with serde-wasm-bindgen, field names
+//! in camelCase (the `NodeStatus` of index.d.ts).
 
 use std::cell::RefCell;
 
+use serde::Serialize;
 use wasm_bindgen::JsValue;
 
-use crate::event_loop::set;
-
-/// The transport of a relay connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The transport of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Transport {
+    #[serde(rename = "webrtc-direct")]
     WebRtcDirect,
+    #[serde(rename = "websocket")]
     WebSocket,
+    /// Through a relay's circuit (`/p2p-circuit`): another page.
+    #[serde(rename = "circuit")]
+    Circuit,
 }
 
 impl Transport {
@@ -19,32 +24,115 @@ impl Transport {
         match self {
             Transport::WebRtcDirect => "webrtc-direct",
             Transport::WebSocket => "websocket",
+            Transport::Circuit => "circuit",
         }
     }
 }
 
+/// What a connected peer is to this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Its node greeted this one as an archive (a relay's archive node).
+    Archive,
+    /// One of the options' relays whose node has not (yet) said it is an archive.
+    Relay,
+    /// A member of this node's cluster.
+    Member,
+    /// Anyone else (a page met through a directory, not in the cluster).
+    Peer,
+}
+
+/// A relay from the options this node is connected to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayStatus {
+    pub peer_id: String,
+    pub transport: Transport,
+}
+
+/// A peer whose core node greeted this one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePeer {
+    pub peer_id: String,
+    pub archive: bool,
+}
+
+/// A connected peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    pub peer_id: String,
+    pub transport: Transport,
+    pub role: Role,
+}
+
+/// Bytes received from one kind of peer since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Received {
+    /// `BlockData` and `NewBlock` messages' block bytes.
+    pub blocks: u64,
+    /// Header sync answers' bytes.
+    pub headers: u64,
+}
+
+/// Bytes received since start, by who sent them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Downloaded {
+    /// From the options' relays and from peers whose node greeted as an archive.
+    pub from_relays: Received,
+    /// From everyone else (other pages, member relays).
+    pub from_members: Received,
+}
+
+impl Downloaded {
+    /// The counters of a sender (`relay`: see [`Downloaded::from_relays`]).
+    pub fn of(&mut self, relay: bool) -> &mut Received {
+        if relay {
+            &mut self.from_relays
+        } else {
+            &mut self.from_members
+        }
+    }
+}
+
+/// The best verified header chain's tip.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tip {
+    pub height: i64,
+    pub hash: String,
+}
+
 /// The snapshot.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Status {
     pub peer_id: String,
     pub network: String,
     pub slot: u32,
-    pub relays: Vec<(String, Transport)>,
+    /// The cluster size and replica count this node was started with.
+    pub cluster_size: u32,
+    pub replicas: u32,
     /// From the core node: its cluster (hex), member number and members (peer ids).
     pub cluster_id: Option<String>,
     pub member_number: Option<u32>,
     pub members: Vec<String>,
     /// Peers whose core node greeted this one, and whether each is an archive.
-    pub node_peers: Vec<(String, bool)>,
+    pub node_peers: Vec<NodePeer>,
     /// Whether the core node has been given the verified header chain.
     pub node_has_headers: bool,
+    pub relays: Vec<RelayStatus>,
+    /// Every connected peer.
+    pub connections: Vec<Connection>,
     pub held_blocks: u32,
     pub stored_bytes: u64,
-    pub tip_height: i64,
-    pub tip_hash: String,
+    pub tip: Tip,
     pub synced: bool,
     pub whole_chain_bytes: u64,
     pub header_bytes_downloaded: u64,
+    pub downloaded_bytes: Downloaded,
 }
 
 /// Shared between the loop (writer) and the API (reader); both run on the page's one thread.
@@ -53,65 +141,69 @@ pub struct Shared {
     pub status: RefCell<Status>,
 }
 
+/// Turns an API object into its JavaScript form: plain objects (not `Map`s), numbers (every
+/// count here stays far below 2^53), byte strings as `Uint8Array`.
+pub fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, serde_wasm_bindgen::Error> {
+    const SERIALIZER: serde_wasm_bindgen::Serializer =
+        serde_wasm_bindgen::Serializer::json_compatible().serialize_bytes_as_arrays(false);
+    value.serialize(&SERIALIZER)
+}
+
 impl Status {
     /// The `NodeStatus` object of index.d.ts.
-    pub fn to_js(&self) -> JsValue {
-        let o = js_sys::Object::new();
-        set(&o, "peerId", self.peer_id.as_str().into());
-        set(&o, "network", self.network.as_str().into());
-        set(&o, "slot", self.slot.into());
-        // From the core node: null / empty while it is in no cluster.
-        set(
-            &o,
-            "clusterId",
-            self.cluster_id
-                .as_deref()
-                .map_or(JsValue::NULL, JsValue::from_str),
+    pub fn to_js(&self) -> Result<JsValue, serde_wasm_bindgen::Error> {
+        to_js(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen_test::*;
+
+    use super::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    fn get(object: &JsValue, path: &[&str]) -> JsValue {
+        path.iter().fold(object.clone(), |o, key| {
+            js_sys::Reflect::get(&o, &JsValue::from_str(key)).unwrap()
+        })
+    }
+
+    #[wasm_bindgen_test]
+    fn the_status_crosses_in_camel_case_with_plain_objects_and_numbers() {
+        let mut status = Status {
+            peer_id: "12D3".into(),
+            cluster_size: 5,
+            replicas: 2,
+            stored_bytes: 1 << 40,
+            ..Status::default()
+        };
+        status.downloaded_bytes.of(true).headers = 800;
+        status.downloaded_bytes.of(false).blocks = 12_345;
+        status.connections.push(Connection {
+            peer_id: "relay".into(),
+            transport: Transport::WebRtcDirect,
+            role: Role::Archive,
+        });
+        let js = status.to_js().unwrap();
+        assert_eq!(get(&js, &["peerId"]), "12D3");
+        assert_eq!(get(&js, &["clusterSize"]), 5);
+        assert_eq!(get(&js, &["replicas"]), 2);
+        assert!(get(&js, &["clusterId"]).is_null());
+        assert_eq!(
+            get(&js, &["storedBytes"]).as_f64(),
+            Some((1u64 << 40) as f64)
         );
-        set(
-            &o,
-            "memberNumber",
-            self.member_number.map_or(JsValue::NULL, JsValue::from),
+        assert_eq!(get(&js, &["downloadedBytes", "fromRelays", "headers"]), 800);
+        assert_eq!(get(&js, &["downloadedBytes", "fromRelays", "blocks"]), 0);
+        assert_eq!(
+            get(&js, &["downloadedBytes", "fromMembers", "blocks"]),
+            12_345
         );
-        let members = js_sys::Array::new();
-        for member in &self.members {
-            members.push(&member.as_str().into());
-        }
-        set(&o, "members", members.into());
-        let peers = js_sys::Array::new();
-        for (peer, archive) in &self.node_peers {
-            let p = js_sys::Object::new();
-            set(&p, "peerId", peer.as_str().into());
-            set(&p, "archive", (*archive).into());
-            peers.push(&p);
-        }
-        set(&o, "nodePeers", peers.into());
-        set(&o, "nodeHasHeaders", self.node_has_headers.into());
-        let relays = js_sys::Array::new();
-        for (peer, transport) in &self.relays {
-            let r = js_sys::Object::new();
-            set(&r, "peerId", peer.as_str().into());
-            set(&r, "transport", transport.as_str().into());
-            relays.push(&r);
-        }
-        set(&o, "relays", relays.into());
-        set(&o, "heldBlocks", self.held_blocks.into());
-        set(&o, "storedBytes", (self.stored_bytes as f64).into());
-        let tip = js_sys::Object::new();
-        set(&tip, "height", (self.tip_height as f64).into());
-        set(&tip, "hash", self.tip_hash.as_str().into());
-        set(&o, "tip", tip.into());
-        set(&o, "synced", self.synced.into());
-        set(
-            &o,
-            "wholeChainBytes",
-            (self.whole_chain_bytes as f64).into(),
-        );
-        set(
-            &o,
-            "headerBytesDownloaded",
-            (self.header_bytes_downloaded as f64).into(),
-        );
-        o.into()
+        let connection = get(&js, &["connections", "0"]);
+        assert_eq!(get(&connection, &["transport"]), "webrtc-direct");
+        assert_eq!(get(&connection, &["role"]), "archive");
+        assert_eq!(get(&js, &["tip", "height"]), 0);
     }
 }
