@@ -233,6 +233,10 @@ pub enum Event {
     },
     /// A member was declared offline (S9, S10).
     MemberOffline { member: NodeId },
+    /// A member entered this node's view: every other member when this node joins a cluster
+    /// (after [`Event::JoinedCluster`]), a newcomer or the other side of a healed partition
+    /// when a view grows (after [`Event::ViewChanged`]).
+    MemberJoined { member: NodeId },
     /// This node stopped being a member (`expired`: the id lapsed (S4); otherwise it was
     /// dropped from the view by the others).
     LeftCluster { cluster: ClusterId, expired: bool },

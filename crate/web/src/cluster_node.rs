@@ -22,9 +22,8 @@
 //! - blocks on demand (S17): `getBlock` becomes `Input::RunJob`; on `Event::JobReady` the
 //!   block is taken from the core's bounded, verified cache ([`Node::with_block`]) and its bytes
 //!   are the promise's result; `Event::JobFailed` its error;
-//! - events: `JoinedCluster` / `ViewChanged` / `LeftCluster` → `cluster`, and `member-joined`
-//!   for every member that entered the view since the last one; `MemberOffline` →
-//!   `member-lost`, `BlockStored` → `block-stored`;
+//! - events: `JoinedCluster` / `ViewChanged` / `LeftCluster` → `cluster`, `MemberJoined` →
+//!   `member-joined`, `MemberOffline` → `member-lost`, `BlockStored` → `block-stored`;
 //! - `status()`: the view, the greeted peers, every connection with its role, and the bytes
 //!   received by kind of sender ([`crate::status::Downloaded`]).
 
@@ -114,8 +113,6 @@ pub struct ClusterNode {
     next_job_id: u64,
     /// Every connected peer and the transport of its first connection.
     connections: HashMap<PeerId, Transport>,
-    /// The members of the view last reported (for `member-joined`).
-    members_seen: HashSet<NodeId>,
 }
 
 impl ClusterNode {
@@ -144,7 +141,6 @@ impl ClusterNode {
             jobs: HashMap::new(),
             next_job_id: 1,
             connections: HashMap::new(),
-            members_seen: HashSet::new(),
         })
     }
 
@@ -404,7 +400,11 @@ impl EventLoop {
                 set(&detail, "memberNumber", number);
                 set(&detail, "members", members);
                 self.emit("cluster", detail.into());
-                self.members_joined();
+            }
+            Event::MemberJoined { member } => {
+                let detail = js_sys::Object::new();
+                set(&detail, "peerId", self.core.name_of(&member).into());
+                self.emit("member-joined", detail.into());
             }
             Event::JobReady { job, block_hash } => {
                 if let Some(reply) = self.core.jobs.remove(&job) {
@@ -464,24 +464,6 @@ impl EventLoop {
                 self.emit("block-stored", detail.into());
             }
             _ => {}
-        }
-    }
-
-    /// `member-joined` for every member of the view not in the last one (this node itself
-    /// left out).
-    fn members_joined(&mut self) {
-        let me = self.core.node().id();
-        let now: HashSet<NodeId> = match self.core.node().cluster() {
-            Some((_, _, ids)) => ids.into_iter().filter(|id| *id != me).collect(),
-            None => HashSet::new(),
-        };
-        let mut joined: Vec<NodeId> = now.difference(&self.core.members_seen).copied().collect();
-        joined.sort();
-        self.core.members_seen = now;
-        for member in joined {
-            let detail = js_sys::Object::new();
-            set(&detail, "peerId", self.core.name_of(&member).into());
-            self.emit("member-joined", detail.into());
         }
     }
 

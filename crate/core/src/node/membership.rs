@@ -240,6 +240,13 @@ impl Node {
             members: membership.slots.len(),
             number: membership.number,
         };
+        // Every other member enters this node's view.
+        let joined: Vec<NodeId> = membership
+            .slots
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| *id != cx.id)
+            .collect();
         self.connect_members(&membership);
         self.liveness
             .joined(membership.slots.len(), self.shared.now_ms);
@@ -249,6 +256,9 @@ impl Node {
         cx.stats.clusters_joined += 1;
         cx.stats.views_adopted += 1;
         cx.event(event);
+        for member in joined {
+            cx.event(Event::MemberJoined { member });
+        }
         cx.announce();
         cx.set_timer(
             TimerId::Heartbeat,
@@ -303,7 +313,13 @@ impl Node {
         let mut next = Membership::new(cx.id, view, cx.now_ms, expires_at_ms);
         // A member that was not in our last view (a newcomer, or the other side of a healed
         // partition) may bring blocks nobody we could ask had.
-        let gained = next.slots.iter().any(|s| old.number_of(&s.id).is_none());
+        let joined: Vec<NodeId> = next
+            .slots
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| *id != cx.id && old.number_of(id).is_none())
+            .collect();
+        let gained = !joined.is_empty();
         self.liveness.view_changed(old, &next, cx);
         next.reformed = old.reformed;
         next.announced_room = old.announced_room;
@@ -321,6 +337,9 @@ impl Node {
         cx.role = Role::Member(Box::new(next));
         cx.stats.views_adopted += 1;
         cx.event(event);
+        for member in joined {
+            cx.event(Event::MemberJoined { member });
+        }
         // Peers outside the cluster learn its new room (join requests, S13; dissolving).
         cx.announce_room();
         if shortened {

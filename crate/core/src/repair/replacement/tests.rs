@@ -1,6 +1,6 @@
 //! Replacement by invitation and by request (S12, S13), on small networks.
 
-use crate::node::{Config, Event, ReplacementChoice};
+use crate::node::{Config, Event, NodeId, ReplacementChoice};
 use crate::testnet::{all_replicated, fast_config, formed};
 
 const BLOCKS: u32 = 120;
@@ -66,4 +66,26 @@ fn a_late_node_asks_to_join() {
     assert_eq!(net.nodes[late].missing_count(), 0);
     // Filled by the members (nearest numbers first), not by the archive (node 0).
     assert_eq!(net.nodes[0].stats().blocks_served, archive_served);
+    // Each member saw the newcomer enter its view, and the newcomer saw every member.
+    let joined = |at: usize| -> Vec<NodeId> {
+        net.events[at]
+            .iter()
+            .filter_map(|e| match e {
+                Event::MemberJoined { member } => Some(*member),
+                _ => None,
+            })
+            .collect()
+    };
+    let late_id = net.nodes[late].id();
+    for m in &members {
+        assert!(
+            joined(*m).contains(&late_id),
+            "member {m} saw the newcomer join"
+        );
+    }
+    let mut seen = joined(late);
+    seen.sort();
+    let mut expected: Vec<NodeId> = members.iter().map(|m| net.nodes[*m].id()).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "the newcomer saw each member once");
 }
