@@ -95,6 +95,11 @@ pub struct Config {
     /// it believes it holds, so that a write the storage acknowledged but lost is found and
     /// fetched again. `None` never audits.
     pub storage_audit_interval_ms: Option<u64>,
+    /// Whether the node saves its membership in its key/value store at every change and
+    /// becomes a member of the saved view again at start, if that view's id has not lapsed
+    /// (a reloaded browser tab resumes its place; `node::resume`). Needs a shell clock that
+    /// continues across restarts. Off by default: a restarted node starts as an ordinary node.
+    pub resume_membership: bool,
     /// S14–S17: transaction index, queries, new-block storage and the block cache.
     pub serve: crate::serve::ServeConfig,
 }
@@ -132,6 +137,7 @@ impl Default for Config {
             repair_queue_max: 4_096,
             evict_spares_after_ms: Some(600_000),
             storage_audit_interval_ms: Some(600_000),
+            resume_membership: false,
             serve: crate::serve::ServeConfig::default(),
         }
     }

@@ -267,6 +267,7 @@ impl Node {
         cx.set_timer(TimerId::ClusterExpiry, expires_at_ms);
         self.formation.arm_member_formation(cx);
         self.repair.rescan_shard(cx);
+        self.save_membership();
     }
 
     /// Dials members we are not connected to.
@@ -302,6 +303,7 @@ impl Node {
             });
             cx.announce();
             self.repair.rescan_shard(cx);
+            self.save_membership();
             return;
         }
         // A greater view may shorten the id's life (an undersized cluster dissolving), never
@@ -356,6 +358,7 @@ impl Node {
         if gained {
             self.repair.unpark_all(cx);
         }
+        self.save_membership();
     }
 
     pub(crate) fn on_expiry_timer(&mut self) {
@@ -396,6 +399,7 @@ impl Node {
         let at = cx.now_ms + grace + cx.rng.jitter(cx.config.formation_interval_ms);
         cx.set_timer(TimerId::Formation, at);
         self.repair.rescan_shard(cx);
+        self.save_membership();
     }
 
     /// The cluster has had too few members to keep P copies for `undersized_leave_after_ms`

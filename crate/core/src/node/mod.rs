@@ -48,6 +48,7 @@
 
 pub use crate::chain_seam;
 mod membership;
+pub mod resume;
 mod serving;
 
 pub use crate::base::NodeId;

@@ -186,10 +186,16 @@ impl Node {
     }
 
     /// The start-up `ListKv` answered: load every record; one that fails to decode is deleted
-    /// (its block, if listed, is then read back and re-indexed).
+    /// (its block, if listed, is then read back and re-indexed). The membership record, if any, is
+    /// not the index's: it goes to `resume`.
     fn on_kv_listed(&mut self, records: &[KvRecord]) {
         let mut bad = Vec::new();
+        let mut membership = None;
         for (key, value) in records {
+            if key.as_slice() == super::resume::MEMBERSHIP_KEY {
+                membership = Some(value);
+                continue;
+            }
             match self.shared.serving.serve.load_index_record(key, value) {
                 Ok(hash) => {
                     self.shared.serving.loaded.insert(hash);
@@ -206,6 +212,10 @@ impl Node {
         }
         if let Some(blocks) = self.shared.serving.listed.take() {
             self.index_listed(blocks);
+        }
+        if let Some(value) = membership {
+            // Not restored: the record is deleted and the node starts as an ordinary node.
+            let _ = self.resume_membership(value);
         }
     }
 

@@ -253,6 +253,11 @@ impl Repair {
             }
             return;
         }
+        if self.list_request.is_some() {
+            // What this node holds is not known until the start-up listing answers (a member
+            // that resumed its membership at start, `node::resume`): that answer rescans.
+            return;
+        }
         let Some(tip) = cx.headers.as_ref().and_then(|h| h.tip_height()) else {
             return;
         };
