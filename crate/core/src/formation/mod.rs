@@ -155,6 +155,19 @@ impl Formation {
         idle && self.start_formation_round(cx)
     }
 
+    /// S13, as soon as an ordinary node hears of a cluster with room: whether it should ask to
+    /// join now — it has no round, invitation or confirmation of its own under way, and too
+    /// few ordinary peers to form a cluster (what its formation tick would find too).
+    pub(crate) fn would_ask_to_join(&self, cx: &Shared) -> bool {
+        let idle =
+            self.round.is_none() && self.committed.is_none() && self.collect_until_ms.is_none();
+        idle && matches!(cx.role, Role::Ordinary)
+            && ranked_ordinary_peers(cx, usize::MAX, self.previous.as_ref()).len()
+                < cx.config
+                    .invite_after_peers
+                    .max(cx.config.form_with_accepts)
+    }
+
     /// Whether this member has formation work on its tick: recruiting (the coordinator of a
     /// cluster below its target size, S12) or watching an undersized cluster for dissolution.
     /// A settled member has none, and keeps no formation tick: at 10,000 nodes that tick was a

@@ -388,13 +388,23 @@ impl Node {
                 open_slots,
             } => {
                 let archive = record.archive;
+                let mut room_appeared = false;
                 if let Some(p) = cx.peers.get_mut(&from) {
+                    room_appeared = cluster.is_some()
+                        && open_slots > 0
+                        && (p.cluster != cluster || p.open_slots == 0);
                     p.record = Some(record);
                     p.cluster = cluster;
                     p.open_slots = open_slots;
                 }
                 if archive {
                     self.repair.unpark_all(cx);
+                }
+                // S13: a node that cannot form a cluster asks one with room as soon as it
+                // hears of it, not at its next formation tick (a cluster's coordinator would
+                // otherwise often invite it first, S12).
+                if room_appeared && self.formation.would_ask_to_join(cx) {
+                    Replacement::ask_to_join(cx);
                 }
             }
             Message::Ping { nonce, stamp } => {

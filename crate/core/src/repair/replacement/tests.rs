@@ -89,3 +89,30 @@ fn a_late_node_asks_to_join() {
     expected.sort();
     assert_eq!(seen, expected, "the newcomer saw each member once");
 }
+
+/// S13 at once: a node that cannot form a cluster asks a cluster with room to take it as soon
+/// as it hears of the room (a member's `Hello`), before its first formation tick, and is in
+/// the cluster by then.
+#[test]
+fn a_node_asks_to_join_as_soon_as_it_hears_of_room() {
+    let config = Config {
+        cluster_size_max: 6,
+        cluster_size_target: 4,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(4, config.clone(), 35, BLOCKS);
+    net.run_until(30_000);
+    let asked_before = net.by_kind.get("join_request").copied().unwrap_or(0);
+    let late = net.add(config.clone(), 35);
+    net.introduce_all();
+    // Its first formation tick is at least half a formation interval after its start.
+    net.run_until(net.now_ms + config.formation_interval_ms / 2 - 1);
+    let asked = net.by_kind.get("join_request").copied().unwrap_or(0) - asked_before;
+    assert!(
+        asked >= 1,
+        "no join request before the first formation tick"
+    );
+    let clusters = net.check_clusters();
+    let now = clusters.values().find(|m| m.contains(&late));
+    assert_eq!(now.map(Vec::len), Some(members.len() + 1), "{clusters:?}");
+}
