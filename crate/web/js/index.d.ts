@@ -55,6 +55,24 @@ export interface StartOptions {
    * (https, or http on localhost).
    */
   database?: string;
+  /**
+   * Milliseconds between the heartbeats a cluster member sends its fellow members (default
+   * 5000; 100 to 3,600,000).
+   */
+  heartbeatIntervalMs?: number;
+  /**
+   * A member not heard from for this long is declared lost (`member-lost`), and its blocks are
+   * copied again onto the live members (default 20000, or just above `heartbeatIntervalMs` if
+   * that is longer; must exceed `heartbeatIntervalMs`; at most 3,600,000). Shorter detects a
+   * closed or crashed tab sooner, at the price of more heartbeats.
+   */
+  offlineAfterMs?: number;
+  /**
+   * Mean milliseconds (±50 % jitter) between a node's attempts to form a cluster or to ask one
+   * with room to take it in, and between a short cluster's rounds of inviting outside nodes
+   * (default 10000; 100 to 3,600,000).
+   */
+  formationIntervalMs?: number;
 }
 
 /** Options of {@link LightNode.verifyTransaction}. */
@@ -157,6 +175,11 @@ export interface NodeStatus {
   heldBlocks: number;
   /** Bytes of those blocks. */
   storedBytes: number;
+  /**
+   * Blocks this node must hold as a member of its current cluster and does not hold yet (being
+   * fetched, or waiting for a source); 0 once its shard is complete or outside a cluster.
+   */
+  missingBlocks: number;
   /** The best verified header chain's tip (height 0: only the genesis block). */
   tip: { height: number; hash: string };
   /** Whether the last header request to a relay returned everything up to its tip. */

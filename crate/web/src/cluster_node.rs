@@ -3,8 +3,10 @@
 //! moves things in and out:
 //!
 //! - the node runs in the one host (`shoal_host::Host`): its input queue, its pump and its
-//!   single next deadline, which the event loop waits for (`futures-timer`); time is
-//!   milliseconds since the node started (from `Date.now()`);
+//!   single next deadline, which the event loop waits for (`futures-timer`); time is Unix
+//!   milliseconds (`Date.now()`), one clock across reloads;
+//! - membership: the node saves it and a reloaded tab's node resumes it
+//!   (`Config::resume_membership`, in IndexedDB's `node_kv` with the transaction index);
 //! - headers: the verified [`HeaderChain`](shoal_core::chain::HeaderChain) is handed to the node
 //!   (`Input::Headers`) once the header sync has caught up and after every later change;
 //! - storage commands: carried out by the host in IndexedDB ([`crate::block_store::PageBlocks`]),
@@ -57,7 +59,8 @@ pub type QueryReply = oneshot::Sender<Result<Verified, ApiError>>;
 /// Where a `getBlock` promise waits for the block's bytes.
 pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 
-/// The node's configuration from the page's options: cluster size and replicas as asked, the
+/// The node's configuration from the page's options: cluster size, replicas, heartbeat interval,
+/// detection timeout and formation interval as asked, the
 /// page's address through its first relay's circuits (what invitations carry), its own queries
 /// asking the relays' archive nodes last, every other setting the core's default (scaled down
 /// where the core requires it).
@@ -75,6 +78,9 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
         form_with_accepts,
         invite_after_peers: defaults.invite_after_peers.min(form_with_accepts),
         replicas: options.replicas as usize,
+        heartbeat_interval_ms: u64::from(options.heartbeat_interval_ms),
+        offline_after_ms: u64::from(options.offline_after_ms),
+        formation_interval_ms: u64::from(options.formation_interval_ms),
         address: options
             .relays
             .first()
@@ -84,6 +90,8 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
             })
             .unwrap_or_default(),
         serve,
+        // A reloaded tab is the member it was (its clock, Unix milliseconds, goes on).
+        resume_membership: true,
         ..defaults
     };
     config.validate()?;
@@ -97,7 +105,6 @@ pub struct ClusterNode {
     /// `block-stored`).
     blocks: PageBlocks,
     book: PeerBook,
-    started_ms: f64,
     /// The node's own requests still waiting for their response.
     requests: HashSet<OutboundRequestId>,
     /// Peers whose node said hello, and whether it is an archive (shown in `status()`).
@@ -132,7 +139,6 @@ impl ClusterNode {
             host,
             blocks: PageBlocks::new(store),
             book,
-            started_ms: js_sys::Date::now(),
             requests: HashSet::new(),
             hellos: HashMap::new(),
             has_headers: false,
@@ -144,8 +150,10 @@ impl ClusterNode {
         })
     }
 
+    /// The node's clock: Unix milliseconds, so that times the node saved (its membership's
+    /// expiry, `Config::resume_membership`) mean the same after a reload.
     fn now_ms(&self) -> u64 {
-        (js_sys::Date::now() - self.started_ms).max(0.0) as u64
+        js_sys::Date::now().max(0.0) as u64
     }
 
     /// The core node.
@@ -335,6 +343,11 @@ impl EventLoop {
             }
             _ => {}
         }
+        if let Message::JoinRequest { .. } = &message {
+            web_sys::console::debug_1(&JsValue::from_str(&format!(
+                "shoal: {peer} asks to join this node's cluster (S13)"
+            )));
+        }
         let from = self.core.book.learn(peer);
         self.core.host.push(Input::Message { from, message });
         self.pump_node().await;
@@ -502,6 +515,7 @@ impl EventLoop {
             }
         }
         status.held_blocks = self.core.node().held_count() as u32;
+        status.missing_blocks = self.core.node().missing_count() as u32;
         status.stored_bytes = self.core.blocks.stored_bytes();
         status.node_peers = self
             .core
@@ -563,6 +577,11 @@ impl Io for PageIo<'_> {
                 let Some(peer) = self.book.peer(&to) else {
                     return; // never met: dropped, the core's timeouts cover it
                 };
+                if let Message::JoinRequest { .. } = &message {
+                    web_sys::console::debug_1(&JsValue::from_str(&format!(
+                        "shoal: asking {peer} to let this node join its cluster (S13)"
+                    )));
+                }
                 if let Ok(bytes) = node_link::encode_request(&message) {
                     let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
                     self.requests.insert(id);

@@ -28,7 +28,25 @@ pub struct Options {
     pub cluster_size: u32,
     pub replicas: u32,
     pub database: String,
+    /// Time between the core node's heartbeats to its cluster's members (S9, S10).
+    pub heartbeat_interval_ms: u32,
+    /// A member not heard from for this long is declared offline (S9–S12).
+    pub offline_after_ms: u32,
+    /// Mean time between an ordinary node's formation rounds or requests to join (S1, S13),
+    /// and between a short cluster's recruiting rounds (S12).
+    pub formation_interval_ms: u32,
 }
+
+/// Default of `heartbeatIntervalMs` (the core's default).
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u32 = 5_000;
+/// Default of `offlineAfterMs` (the core's default).
+pub const DEFAULT_OFFLINE_AFTER_MS: u32 = 20_000;
+/// Default of `formationIntervalMs` (the core's default).
+pub const DEFAULT_FORMATION_INTERVAL_MS: u32 = 10_000;
+/// Shortest heartbeat interval and formation interval accepted.
+pub const MIN_INTERVAL_MS: u32 = 100;
+/// Longest of any of the three timings accepted (one hour).
+pub const MAX_INTERVAL_MS: u32 = 3_600_000;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadInput, message)
@@ -38,6 +56,27 @@ fn field(object: &JsValue, name: &str) -> Result<Option<JsValue>, ApiError> {
     let value = Reflect::get(object, &JsValue::from_str(name))
         .map_err(|_| bad(format!("options.{name} cannot be read")))?;
     Ok((!value.is_undefined() && !value.is_null()).then_some(value))
+}
+
+/// An integer option from `min` to `max`, or `default` when absent.
+fn integer_in(
+    object: &JsValue,
+    name: &str,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
+    let Some(value) = field(object, name)? else {
+        return Ok(default);
+    };
+    match value.as_f64() {
+        Some(n) if n.fract() == 0.0 && (f64::from(min)..=f64::from(max)).contains(&n) => {
+            Ok(n as u32)
+        }
+        _ => Err(bad(format!(
+            "options.{name} must be an integer from {min} to {max}"
+        ))),
+    }
 }
 
 fn small_integer(object: &JsValue, name: &str, default: u32, max: u32) -> Result<u32, ApiError> {
@@ -130,12 +169,41 @@ impl Options {
                     ))
                 })?,
         };
+        let heartbeat_interval_ms = integer_in(
+            object,
+            "heartbeatIntervalMs",
+            DEFAULT_HEARTBEAT_INTERVAL_MS,
+            MIN_INTERVAL_MS,
+            MAX_INTERVAL_MS,
+        )?;
+        let offline_after_ms = integer_in(
+            object,
+            "offlineAfterMs",
+            DEFAULT_OFFLINE_AFTER_MS.max(heartbeat_interval_ms + 1),
+            MIN_INTERVAL_MS,
+            MAX_INTERVAL_MS,
+        )?;
+        if offline_after_ms <= heartbeat_interval_ms {
+            return Err(bad(format!(
+                "options.offlineAfterMs ({offline_after_ms}) must exceed options.heartbeatIntervalMs ({heartbeat_interval_ms})"
+            )));
+        }
+        let formation_interval_ms = integer_in(
+            object,
+            "formationIntervalMs",
+            DEFAULT_FORMATION_INTERVAL_MS,
+            MIN_INTERVAL_MS,
+            MAX_INTERVAL_MS,
+        )?;
         Ok(Options {
             relays,
             network,
             cluster_size,
             replicas,
             database,
+            heartbeat_interval_ms,
+            offline_after_ms,
+            formation_interval_ms,
         })
     }
 
@@ -193,6 +261,32 @@ mod tests {
             (Network::Regtest, 8, 3)
         );
         assert_eq!(o.prefix(), "shoal-regtest");
+        assert_eq!(
+            (
+                o.heartbeat_interval_ms,
+                o.offline_after_ms,
+                o.formation_interval_ms
+            ),
+            (5_000, 20_000, 10_000)
+        );
+        let o = options(&format!(
+            "{{\"relays\": [{relay}], \"heartbeatIntervalMs\": 500, \"offlineAfterMs\": 2000, \"formationIntervalMs\": 1000}}"
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                o.heartbeat_interval_ms,
+                o.offline_after_ms,
+                o.formation_interval_ms
+            ),
+            (500, 2_000, 1_000)
+        );
+        // A heartbeat interval past the default detection timeout moves that default past it.
+        let o = options(&format!(
+            "{{\"relays\": [{relay}], \"heartbeatIntervalMs\": 30000}}"
+        ))
+        .unwrap();
+        assert!(o.offline_after_ms > o.heartbeat_interval_ms);
         for bad in [
             "{}".to_owned(),
             "{\"relays\": []}".to_owned(),
@@ -200,6 +294,16 @@ mod tests {
             format!("{{\"relays\": [{relay}], \"clusterSize\": 4, \"replicas\": 4}}"),
             format!("{{\"relays\": [{relay}], \"clusterSize\": 2.5}}"),
             format!("{{\"relays\": [{relay}], \"database\": \"a/b\"}}"),
+            format!("{{\"relays\": [{relay}], \"heartbeatIntervalMs\": 50}}"),
+            format!(
+                "{{\"relays\": [{relay}], \"heartbeatIntervalMs\": 1000, \"offlineAfterMs\": 1000}}"
+            ),
+            format!("{{\"relays\": [{relay}], \"offlineAfterMs\": 1.5}}"),
+            format!("{{\"relays\": [{relay}], \"formationIntervalMs\": 4000000}}"),
+            format!("{{\"relays\": [{relay}], \"heartbeatIntervalMs\": 50}}"),
+            format!("{{\"relays\": [{relay}], \"heartbeatIntervalMs\": 1000, \"offlineAfterMs\": 1000}}"),
+            format!("{{\"relays\": [{relay}], \"offlineAfterMs\": 1.5}}"),
+            format!("{{\"relays\": [{relay}], \"formationIntervalMs\": 4000000}}"),
         ] {
             assert_eq!(
                 options(&bad).unwrap_err().code,

@@ -127,6 +127,8 @@ pub struct Status {
     /// Every connected peer.
     pub connections: Vec<Connection>,
     pub held_blocks: u32,
+    /// Blocks the core node must hold under its current view and does not hold yet.
+    pub missing_blocks: u32,
     pub stored_bytes: u64,
     pub tip: Tip,
     pub synced: bool,
