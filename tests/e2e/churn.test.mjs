@@ -235,6 +235,11 @@ test("a reloaded member resumes its identity, membership and shard without downl
   const { page } = tabs.get(name);
   const before = await shard(name);
   const cluster = before.status.clusterId;
+  const others = members.filter((n) => n !== name);
+  const lostCount = () => Promise.all(others.map((n) => tabs.get(n).page.evaluate((id) =>
+    window.events.filter((e) => e.type === "member-lost" && e.detail.peerId === id).length,
+  before.status.peerId)));
+  const lostBefore = await lostCount();
   await page.reload();
   await startNode(page);
   const after = await waitFor(`${name} is back in its cluster`, 60_000, async () => {
@@ -246,7 +251,13 @@ test("a reloaded member resumes its identity, membership and shard without downl
   assert.deepEqual([...after.heights].sort((a, b) => a - b), [...before.heights].sort((a, b) => a - b), "the same shard");
   const { fromRelays, fromMembers } = after.status.downloadedBytes;
   assert.equal(fromRelays.blocks + fromMembers.blocks, 0, "no block downloaded again");
+  // Two detection timeouts: had the others found it outside their view, they would have
+  // declared it lost by now.
+  await sleep(2 * TIMINGS.offlineAfterMs);
   await settledCluster("the cluster keeps its members", SIZE, 30_000);
   assert.deepEqual((await clusterOf()).members, members);
+  // It resumed its place: nobody declared it lost (a page that came back as an outsider is
+  // declared lost for answering heartbeats outside the view, then taken in again).
+  assert.deepEqual(await lostCount(), lostBefore, "no member declared the reloaded tab lost");
   await Promise.all(up().map((n) => tabs.get(n).page.evaluate(() => window.node.stop())));
 });
