@@ -344,6 +344,19 @@ impl Net {
         clusters
     }
 
+    /// Whether the live members of each cluster hold the same view (epoch and members) now;
+    /// [`Net::check_clusters`] asserts it.
+    pub(crate) fn views_agree(&self) -> bool {
+        let mut views: HashMap<crate::cluster::ClusterId, (u64, Vec<NodeId>)> = HashMap::new();
+        (0..self.nodes.len()).all(|i| match self.cluster_of(i) {
+            None => true,
+            Some((cluster, epoch, ids)) => {
+                let first = views.entry(cluster).or_insert_with(|| (epoch, ids.clone()));
+                *first == (epoch, ids)
+            }
+        })
+    }
+
     /// No live node is listed in the view of a cluster it is not a member of (S3: a node is in
     /// at most one cluster, and clusters drop nodes that went elsewhere).
     pub(crate) fn check_exclusive(&self) {
