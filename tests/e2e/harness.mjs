@@ -26,19 +26,31 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts `shoal-relay serve` (importing `importFile`, or generating `initialBlocks` regtest
  * blocks, then one every `blockIntervalSecs` if not 0), serving the pages of `www` and the
- * package at /dist; resolves once /relay-addrs.json answers. */
-export async function startRelay({ dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, log, upWithinS = 60, www = "www" }) {
+ * package at /dist; resolves once /relay-addrs.json answers. `role: "member"` starts a member
+ * relay instead (no block source; `peers` are the relays it follows, `clusterSize` and
+ * `replicas` its cluster's), on ports of its own (`httpPort`, `p2pPort`). The result can
+ * `stop()` the relay (SIGTERM) or `kill()` it (SIGKILL), both by its own process id. */
+export async function startRelay({
+  dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, log, upWithinS = 60, www = "www",
+  role = "archive", peers = [], clusterSize, replicas, httpPort = HTTP_PORT, p2pPort = P2P_PORT,
+}) {
+  const origin = `http://${HOST}:${httpPort}`;
   const args = [
     "serve",
     "--data-dir", dataDir,
-    "--listen", `${HOST}:${P2P_PORT}`,
-    "--http", `${HOST}:${HTTP_PORT}`,
+    "--listen", `${HOST}:${p2pPort}`,
+    "--http", `${HOST}:${httpPort}`,
     "--www", www,
     "--dist", "dist",
-    "--initial-blocks", String(initialBlocks),
-    "--block-interval-secs", String(blockIntervalSecs),
+    "--role", role,
   ];
-  if (importFile) args.push("--import", importFile);
+  if (role === "archive") {
+    args.push("--initial-blocks", String(initialBlocks), "--block-interval-secs", String(blockIntervalSecs));
+    if (importFile) args.push("--import", importFile);
+  }
+  for (const peer of peers) args.push("--peer", peer);
+  if (clusterSize !== undefined) args.push("--cluster-size", String(clusterSize));
+  if (replicas !== undefined) args.push("--replicas", String(replicas));
   const child = spawn(RELAY_BIN, args, {
     env: { ...process.env, RUST_LOG: "info,dtls=error,webrtc=warn" },
     stdio: ["ignore", "ignore", "pipe"],
@@ -48,18 +60,31 @@ export async function startRelay({ dataDir, importFile, initialBlocks = 0, block
   for (let i = 0; i < upWithinS * 5; i++) {
     if (child.exitCode !== null) throw new Error(`relay exited with ${child.exitCode}`);
     try {
-      const res = await fetch(`${ORIGIN}/relay-addrs.json`);
+      const res = await fetch(`${origin}/relay-addrs.json`);
       if (res.ok) {
         const info = await res.json();
         return {
           info,
+          origin,
+          pid: child.pid,
           webrtc: info.addrs.find((a) => a.includes("/webrtc-direct/")),
           ws: info.addrs.find((a) => a.includes("/ws/")),
+          /** What /status.json says of the relay's node. */
+          async status() {
+            return (await fetch(`${origin}/status.json`)).json();
+          },
           async stop() {
+            if (child.exitCode !== null || child.signalCode !== null) return;
             child.kill("SIGTERM");
             const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
             await exited;
             clearTimeout(timer);
+          },
+          /** A crash: SIGKILL, no chance to close anything. */
+          async kill() {
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            child.kill("SIGKILL");
+            await exited;
           },
         };
       }
@@ -118,11 +143,11 @@ export async function openPages(browser, count, log) {
   return pages;
 }
 
-/** Closes the browser and stops the relay (by its own process id); prints `log` when
- * `SHOAL_E2E_VERBOSE` is set. */
-export async function teardown({ browser, relay, log }) {
+/** Closes the browser and stops the relay (or every one of `relays`, by its own process id);
+ * prints `log` when `SHOAL_E2E_VERBOSE` is set. */
+export async function teardown({ browser, relay, relays = [], log }) {
   await browser?.close();
-  await relay?.stop();
+  for (const r of [relay, ...relays]) await r?.stop();
   if (process.env.SHOAL_E2E_VERBOSE) console.log(log.join(""));
 }
 

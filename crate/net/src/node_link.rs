@@ -18,7 +18,11 @@
 //!   ([`node_id`]). The hash cannot be reversed, so each shell keeps a bounded [`PeerBook`] of
 //!   the peers it has met to turn an `Output::Send { to }` back into a peer id.
 //! - **Addresses** in `Candidate`s and in the node's own `Config::address` are full multiaddrs
-//!   ending in `/p2p/<peer id>` ([`candidate`], [`parse_address`]).
+//!   ending in `/p2p/<peer id>` ([`candidate`], [`parse_address`]). A node reachable several
+//!   ways (a page through each of its relays) gives them all, separated by single spaces, as
+//!   many as fit in `shoal_core::wire::MAX_ADDRESS_BYTES` ([`join_addresses`]); whoever dials
+//!   it tries every one ([`parse_addresses`]), so losing one relay does not make it
+//!   unreachable.
 //!
 //! Every decoder here is the core's bounded wire decoder (at most
 //! `shoal_core::wire::MAX_MESSAGE_BYTES`); hostile bytes give an error, never a panic.
@@ -99,6 +103,44 @@ pub fn parse_address(address: &str) -> Option<(PeerId, Multiaddr)> {
     }
 }
 
+/// Several addresses of one peer as one address string for the core: separated by single
+/// spaces, in the order given, as many whole ones as fit in
+/// `shoal_core::wire::MAX_ADDRESS_BYTES` (the rest are left out; an empty string if none fits).
+pub fn join_addresses<'a>(addrs: impl IntoIterator<Item = &'a Multiaddr>) -> String {
+    let mut joined = String::new();
+    for addr in addrs {
+        let text = addr.to_string();
+        let needed = text.len() + usize::from(!joined.is_empty());
+        if joined.len() + needed > wire::MAX_ADDRESS_BYTES {
+            break;
+        }
+        if !joined.is_empty() {
+            joined.push(' ');
+        }
+        joined.push_str(&text);
+    }
+    joined
+}
+
+/// The peer and every multiaddr named by an address string from the core (one address, or
+/// several joined by [`join_addresses`]): `None` unless each parses and ends in
+/// `/p2p/<the same peer id>`. At most `MAX_ADDRESS_BYTES` are read (the core's own bound).
+pub fn parse_addresses(address: &str) -> Option<(PeerId, Vec<Multiaddr>)> {
+    if address.len() > wire::MAX_ADDRESS_BYTES {
+        return None;
+    }
+    let mut peer = None;
+    let mut addrs = Vec::new();
+    for part in address.split(' ') {
+        let (this, addr) = parse_address(part)?;
+        if *peer.get_or_insert(this) != this {
+            return None;
+        }
+        addrs.push(addr);
+    }
+    Some((peer?, addrs))
+}
+
 /// Node id → peer id for the peers a shell has met (connected, dialled or suggested), bounded
 /// by [`PEER_BOOK_MAX`]; the peer heard of least recently is forgotten first.
 #[derive(Debug, Default)]
@@ -169,6 +211,49 @@ mod tests {
         assert_eq!(decode_request(&bytes).unwrap(), hello());
         assert_eq!(decode_reply(&ack()).unwrap(), Reply::Ack);
         assert_eq!(decode_reply(&bytes).unwrap(), Reply::Message(hello()));
+    }
+
+    #[test]
+    fn several_addresses_of_one_peer_round_trip_and_stay_within_the_cores_bound() {
+        let peer = PeerId::random();
+        let relay = PeerId::random();
+        let via = |port: u16| -> Multiaddr {
+            format!("/ip4/10.77.0.1/tcp/{port}/ws/p2p/{relay}/p2p-circuit/p2p/{peer}")
+                .parse()
+                .unwrap()
+        };
+        let addrs: Vec<Multiaddr> = (1..=2).map(via).collect();
+        let joined = join_addresses(&addrs);
+        assert_eq!(parse_addresses(&joined), Some((peer, addrs.clone())));
+        // One address alone is what it always was.
+        assert_eq!(
+            parse_addresses(&addrs[0].to_string()),
+            Some((peer, vec![addrs[0].clone()]))
+        );
+        // Too many: only whole ones that fit are kept, and they still parse.
+        let many: Vec<Multiaddr> = (1..=20).map(via).collect();
+        let joined = join_addresses(&many);
+        assert!(joined.len() <= wire::MAX_ADDRESS_BYTES);
+        let (_, kept) = parse_addresses(&joined).unwrap();
+        assert!(kept.len() > 1 && kept.len() < many.len());
+        assert_eq!(kept[..], many[..kept.len()]);
+    }
+
+    #[test]
+    fn hostile_address_lists_are_refused() {
+        let a = PeerId::random();
+        let b = PeerId::random();
+        let of = |peer: PeerId| format!("/ip4/10.0.0.1/tcp/1/ws/p2p/{peer}");
+        // Two peers in one list, a part without /p2p, empty parts, too long, garbage.
+        assert_eq!(parse_addresses(&format!("{} {}", of(a), of(b))), None);
+        assert_eq!(
+            parse_addresses(&format!("{} /ip4/10.0.0.1/tcp/1", of(a))),
+            None
+        );
+        assert_eq!(parse_addresses(&format!("{}  {}", of(a), of(a))), None);
+        assert_eq!(parse_addresses(""), None);
+        assert_eq!(parse_addresses(&vec![of(a); 10].join(" ")), None);
+        assert_eq!(parse_addresses("\u{0}\u{ff} nonsense"), None);
     }
 
     #[test]

@@ -484,3 +484,106 @@ fn inspect_reports_broken_blocks_and_prove_refuses_them() {
     assert_eq!(b["valid"], false);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// `serve`'s role flags: each combination that cannot work fails before anything is opened,
+/// with a one-line reason naming the flag, and leaves the data directory unmade.
+#[test]
+fn serve_refuses_flags_that_do_not_fit_its_role() {
+    let dir = scratch("serve-roles");
+    let data = dir.join("data");
+    let data_s = data.to_str().unwrap();
+    let archive =
+        "/ip4/127.0.0.1/tcp/9/ws/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    let serve = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["serve", "--data-dir", data_s, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(&["--http", "127.0.0.1:0"]);
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect()
+    };
+    let cases: [(Vec<String>, &str); 9] = [
+        (
+            serve(&["--role", "member"]),
+            "a member relay needs at least one --peer",
+        ),
+        (
+            serve(&["--role", "member", "--peer", archive, "--import", "x.dat"]),
+            "--import is an archive relay's: a member relay has no block source",
+        ),
+        (
+            serve(&[
+                "--role",
+                "member",
+                "--peer",
+                archive,
+                "--initial-blocks",
+                "5",
+            ]),
+            "--initial-blocks is an archive relay's",
+        ),
+        (
+            serve(&[
+                "--role",
+                "member",
+                "--peer",
+                archive,
+                "--block-interval-secs",
+                "1",
+            ]),
+            "--block-interval-secs is an archive relay's",
+        ),
+        (
+            serve(&[
+                "--role",
+                "member",
+                "--peer",
+                archive,
+                "--txs-per-block",
+                "1",
+            ]),
+            "--txs-per-block is an archive relay's",
+        ),
+        (
+            serve(&["--peer", "/ip4/127.0.0.1/tcp/9/ws"]),
+            "must end in /p2p/<peer id>",
+        ),
+        (
+            serve(&["--cluster-size", "4"]),
+            "--cluster-size and --replicas are a member relay's",
+        ),
+        (
+            serve(&[
+                "--role",
+                "member",
+                "--peer",
+                archive,
+                "--cluster-size",
+                "4",
+                "--replicas",
+                "4",
+            ]),
+            "--replicas 4: must be at least 1 and less than --cluster-size (4)",
+        ),
+        (
+            serve(&["--role", "observer"]),
+            "invalid value 'observer' for '--role",
+        ),
+    ];
+    for (args, reason) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails(&args, reason);
+        assert!(!data.exists(), "{args:?} made the data directory");
+    }
+    // The roles are in the help.
+    let help = run(&["serve", "--help"]);
+    assert_eq!(help.code, 0);
+    for word in [
+        "--role",
+        "archive",
+        "member",
+        "--peer <MULTIADDR>",
+        "--cluster-size",
+    ] {
+        assert!(help.stdout.contains(word), "serve --help lacks {word}");
+    }
+    let _ = fs::remove_dir_all(&dir);
+}

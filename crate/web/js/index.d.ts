@@ -39,7 +39,10 @@ export declare const ErrorCode: Readonly<{ [K in ShoalErrorCode]: K }>;
 export interface StartOptions {
   /**
    * Relay multiaddrs, each ending in `/p2p/<peer id>`: `/webrtc-direct/certhash/…` addresses
-   * (no certificate authority needed) or `/ws` / `/wss` WebSocket addresses.
+   * (no certificate authority needed) or `/ws` / `/wss` WebSocket addresses. Every relay is
+   * used: each is a header source, holds a circuit reservation for this node and lists it in
+   * its directory, and the address this node gives its cluster names it through each of them
+   * (as many as fit in 512 bytes), so losing one relay leaves it reachable through the others.
    */
   relays: string[];
   /** The chain: `"regtest"` (default), `"signet"`, `"testnet"` or `"mainnet"`. */
@@ -98,9 +101,10 @@ export interface VerifiedTransaction {
   /** The Merkle branch from the transaction up to the root (as Electrum's `merkle`). */
   merkle: string[];
   /**
-   * Who supplied the proof the node checked: its own blocks (`"local"`), another member of its
-   * cluster (`"member"`) or a relay's archive node (`"relay"`: one of the options' relays, or a
-   * peer whose node said it is an archive).
+   * Who supplied the proof the node checked: its own blocks (`"local"`), another node that is
+   * not an archive (`"member"`: a page, or a relay started with `--role member`, whose node
+   * greets as a non-archive) or a relay's archive node (`"relay"`: a peer whose node said it
+   * is an archive, or one of the options' relays not known to be a member relay).
    */
   source: "local" | "member" | "relay";
   /** The peer id of the node whose answer was verified; `null` when `source` is `"local"`. */

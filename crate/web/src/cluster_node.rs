@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use futures::channel::oneshot;
 use libp2p::request_response::OutboundRequestId;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::PeerId;
 use libp2p::Swarm;
 use shoal_core::chain::{BlockHash, Txid};
@@ -60,8 +61,8 @@ pub type QueryReply = oneshot::Sender<Result<Verified, ApiError>>;
 pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 
 /// The node's configuration from the page's options: cluster size, replicas, heartbeat interval,
-/// detection timeout and formation interval as asked, the
-/// page's address through its first relay's circuits (what invitations carry), its own queries
+/// detection timeout and formation interval as asked, the page's addresses through its relays'
+/// circuits (what invitations carry, [`node_address`]), its own queries
 /// asking the relays' archive nodes last, every other setting the core's default (scaled down
 /// where the core requires it).
 pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
@@ -81,14 +82,7 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
         heartbeat_interval_ms: u64::from(options.heartbeat_interval_ms),
         offline_after_ms: u64::from(options.offline_after_ms),
         formation_interval_ms: u64::from(options.formation_interval_ms),
-        address: options
-            .relays
-            .first()
-            .map(|relay| {
-                node_link::address_of(&crate::circuits::circuit_address(&relay.addr), local)
-                    .to_string()
-            })
-            .unwrap_or_default(),
+        address: node_address(options, local),
         serve,
         // A reloaded tab is the member it was (its clock, Unix milliseconds, goes on).
         resume_membership: true,
@@ -96,6 +90,19 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
     };
     config.validate()?;
     Ok(config)
+}
+
+/// The page's address for invitations: its circuit address through every relay of the
+/// options, in their order, as many as fit (`shoal_net::node_link::join_addresses`). Whoever
+/// dials the page tries them all, so the page stays reachable while any one of its relays
+/// holds its reservation — no relay is a single point of failure.
+pub fn node_address(options: &Options, local: PeerId) -> String {
+    let through: Vec<_> = options
+        .relays
+        .iter()
+        .map(|relay| node_link::address_of(&crate::circuits::circuit_address(&relay.addr), local))
+        .collect();
+    node_link::join_addresses(&through)
 }
 
 /// The core node in its host, and what the shell keeps beside it.
@@ -207,6 +214,11 @@ impl ClusterNode {
         self.hellos.get(peer) == Some(&true)
     }
 
+    /// Whether `peer`'s node greeted us as a node that is not an archive.
+    pub fn greeted_as_member(&self, peer: &PeerId) -> bool {
+        self.hellos.get(peer) == Some(&false)
+    }
+
     /// The peer id of node `id` if it was met, else the node id in hex.
     fn name_of(&self, id: &NodeId) -> String {
         self.book
@@ -287,10 +299,12 @@ impl EventLoop {
         }
     }
 
-    /// Whether `peer` is a relay for `source` and `downloadedBytes`: one of the options' relays,
-    /// or a peer whose node greeted as an archive.
+    /// Whether `peer` is a relay for `source` and `downloadedBytes`: a peer whose node greeted
+    /// as an archive, or one of the options' relays whose node has not greeted as anything
+    /// else (a member relay, `--role member`, holds a shard and answers like a page).
     pub(crate) fn counts_as_relay(&self, peer: &PeerId) -> bool {
-        self.is_relay(peer) || self.core.greeted_as_archive(peer)
+        self.core.greeted_as_archive(peer)
+            || (self.is_relay(peer) && !self.core.greeted_as_member(peer))
     }
 
     /// `getBlock`: a job for the node (S17); `reply` gets the block's bytes. A block off this
@@ -587,16 +601,19 @@ impl Io for PageIo<'_> {
                     self.requests.insert(id);
                 }
             }
-            Output::Connect { peer, address } => match node_link::parse_address(&address) {
+            Output::Connect { peer, address } => match node_link::parse_addresses(&address) {
                 Some((peer_id, _)) if self.swarm.is_connected(&peer_id) => {
                     inputs.push(Input::PeerConnected { peer });
                 }
                 // A relay of the options: the loop dials it already (with its backoff); its
                 // connection will be reported as usual.
                 Some((peer_id, _)) if self.relays.contains(&peer_id) => {}
-                Some((peer_id, addr)) => {
+                Some((peer_id, addrs)) => {
+                    // Every address the peer gave (one per relay it listens through): the
+                    // swarm tries them until one connects.
                     self.book.learn(peer_id);
-                    if self.swarm.dial(addr).is_err() {
+                    let opts = DialOpts::peer_id(peer_id).addresses(addrs).build();
+                    if self.swarm.dial(opts).is_err() {
                         inputs.push(Input::PeerDisconnected { peer });
                     }
                 }

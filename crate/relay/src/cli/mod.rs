@@ -41,7 +41,8 @@ pub enum Command {
     #[command(subcommand)]
     Chain(chain::ChainCommand),
     /// Run the relay: WebRTC-direct and WebSocket listeners, circuit relay, peer directory,
-    /// the chain on disk as a block source, and an HTTP server for the demo.
+    /// and an HTTP server for the demo; as an archive (the default) the whole chain on disk as
+    /// a block source, as a member (--role member --peer ARCHIVE) a shard in a cluster.
     Serve(Box<serve::ServeArgs>),
 }
 

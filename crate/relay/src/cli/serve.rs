@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use shoal_relay::serve::http::HttpDirs;
 use shoal_relay::serve::network::{CircuitLimits, RequestLimits};
@@ -12,6 +13,22 @@ use shoal_relay::serve::{self, ServeConfig};
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// archive: holds the whole chain and is a block source (generates or imports). member:
+    /// holds only its shard, follows its --peer relays' headers and takes part in a cluster
+    /// like a page; both relay circuits and keep a directory.
+    #[arg(long, value_enum, default_value_t = Role::Archive)]
+    role: Role,
+    /// Another relay to dial and keep dialling (with backoff), a full multiaddr ending in
+    /// /p2p/<peer id>; repeatable. A member relay follows their headers; relays given each
+    /// other share their directories, so pages on different relays meet.
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    peers: Vec<Multiaddr>,
+    /// Cluster size a member relay forms and joins clusters with (like a page's clusterSize).
+    #[arg(long)]
+    cluster_size: Option<u32>,
+    /// Copies of each block a member relay's cluster keeps (like a page's replicas).
+    #[arg(long)]
+    replicas: Option<u32>,
     /// Chain: regtest (generated) or any name for an imported chain.
     #[arg(long, default_value = "regtest", value_parser = ["regtest", "signet", "testnet", "mainnet"])]
     network: String,
@@ -36,16 +53,16 @@ pub struct ServeArgs {
     /// Announce this address too (e.g. a public IP); repeatable.
     #[arg(long)]
     external_addr: Vec<Multiaddr>,
-    /// Blocks generated on a fresh regtest chain (0: generate nothing).
-    #[arg(long, default_value_t = 100)]
-    initial_blocks: u32,
-    /// Seconds between generated blocks (0: none after the initial ones).
-    #[arg(long, default_value_t = 30)]
-    block_interval_secs: u64,
-    /// Transactions per generated block besides the coinbase.
-    #[arg(long, default_value_t = 10)]
-    txs_per_block: u32,
-    /// Seed of the regtest generator.
+    /// Blocks generated on a fresh regtest chain (0: generate nothing; archive only) [default: 100].
+    #[arg(long)]
+    initial_blocks: Option<u32>,
+    /// Seconds between generated blocks (0: none after the initial ones; archive only) [default: 30].
+    #[arg(long)]
+    block_interval_secs: Option<u64>,
+    /// Transactions per generated block besides the coinbase (archive only) [default: 10].
+    #[arg(long)]
+    txs_per_block: Option<u32>,
+    /// Seed of the regtest generator and of the relay's node [default: 0].
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Directory with the demo page.
@@ -71,9 +88,80 @@ pub struct ServeArgs {
     idle_connection_timeout_secs: u64,
 }
 
+/// What a relay is (see `--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The whole chain, a block source.
+    Archive,
+    /// Its shard only, a cluster member.
+    Member,
+}
+
+/// The page's defaults (`clusterSize`, `replicas`), which a member relay shares.
+const DEFAULT_CLUSTER_SIZE: u32 = 8;
+const DEFAULT_REPLICAS: u32 = 3;
+/// Most `--peer`s.
+const MAX_PEERS: usize = 16;
+
 impl ServeArgs {
-    fn into_config(self) -> ServeConfig {
-        ServeConfig {
+    /// The relay's configuration, or why the flags do not go together.
+    fn into_config(self) -> anyhow::Result<ServeConfig> {
+        for peer in &self.peers {
+            if !matches!(peer.iter().last(), Some(Protocol::P2p(_))) {
+                anyhow::bail!("--peer {peer}: the address must end in /p2p/<peer id>");
+            }
+        }
+        if self.peers.len() > MAX_PEERS {
+            anyhow::bail!("at most {MAX_PEERS} --peer addresses");
+        }
+        let role = match self.role {
+            Role::Archive => {
+                if self.cluster_size.is_some() || self.replicas.is_some() {
+                    anyhow::bail!(
+                        "--cluster-size and --replicas are a member relay's (add --role member); \
+                         an archive holds every block"
+                    );
+                }
+                serve::Role::Archive
+            }
+            Role::Member => {
+                let archive_only = [
+                    ("--import", self.import.is_some()),
+                    ("--initial-blocks", self.initial_blocks.is_some()),
+                    ("--block-interval-secs", self.block_interval_secs.is_some()),
+                    ("--txs-per-block", self.txs_per_block.is_some()),
+                ];
+                if let Some((flag, _)) = archive_only.iter().find(|(_, given)| *given) {
+                    anyhow::bail!(
+                        "{flag} is an archive relay's: a member relay has no block source; \
+                         it takes its headers from its --peer relays and its blocks from its cluster"
+                    );
+                }
+                if self.peers.is_empty() {
+                    anyhow::bail!(
+                        "a member relay needs at least one --peer (an archive relay to follow)"
+                    );
+                }
+                let cluster_size = self.cluster_size.unwrap_or(DEFAULT_CLUSTER_SIZE);
+                let replicas = self.replicas.unwrap_or(DEFAULT_REPLICAS);
+                if !(2..=64).contains(&cluster_size) {
+                    anyhow::bail!("--cluster-size {cluster_size}: must be between 2 and 64");
+                }
+                if replicas == 0 || replicas >= cluster_size {
+                    anyhow::bail!(
+                        "--replicas {replicas}: must be at least 1 and less than --cluster-size ({cluster_size})"
+                    );
+                }
+                serve::Role::Member(serve::MemberSettings {
+                    cluster_size,
+                    replicas,
+                })
+            }
+        };
+        let generating = matches!(role, serve::Role::Archive);
+        Ok(ServeConfig {
+            role,
+            peers: self.peers,
             network: self.network,
             data_dir: self.data_dir,
             listen: self.listen,
@@ -82,9 +170,13 @@ impl ServeArgs {
             import: self.import,
             addr_file: self.addr_file,
             external_addrs: self.external_addr,
-            initial_blocks: self.initial_blocks,
-            block_interval_secs: self.block_interval_secs,
-            txs_per_block: self.txs_per_block,
+            initial_blocks: if generating {
+                self.initial_blocks.unwrap_or(100)
+            } else {
+                0
+            },
+            block_interval_secs: self.block_interval_secs.unwrap_or(30),
+            txs_per_block: self.txs_per_block.unwrap_or(10),
             seed: self.seed,
             http_dirs: HttpDirs {
                 www: self.www,
@@ -99,7 +191,7 @@ impl ServeArgs {
             },
             requests: RequestLimits::default(),
             idle_connection_timeout_secs: self.idle_connection_timeout_secs,
-        }
+        })
     }
 }
 
@@ -107,6 +199,8 @@ impl ServeArgs {
     /// Runs the relay until SIGINT or SIGTERM. Logs go to standard error through `tracing`
     /// (`RUST_LOG`, default `info,dtls=error`).
     pub fn run(self) -> anyhow::Result<()> {
+        // Bad flags fail before anything is opened or written.
+        let config = self.into_config()?;
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,dtls=error"));
         tracing_subscriber::fmt()
@@ -114,7 +208,7 @@ impl ServeArgs {
             .with_writer(std::io::stderr)
             .init();
         let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-        runtime.block_on(serve::run(self.into_config()))?;
+        runtime.block_on(serve::run(config))?;
         Ok(())
     }
 }

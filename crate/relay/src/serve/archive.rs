@@ -40,6 +40,7 @@ use shoal_host::{Host, Inputs, Io};
 use shoal_net::node_link::{self, PeerBook, Reply, PEER_BOOK_MAX};
 use tokio::sync::mpsc;
 
+use super::http::{NodeStatus, SharedStatus};
 use super::link::Key;
 use super::source::{BlockSource, SourceError};
 use super::store::{ChainStore, StoreError};
@@ -82,6 +83,9 @@ pub enum ToNode {
     Message { peer: PeerId, message: Message },
     /// The peer's response to one of the node's requests (undecoded).
     Reply { peer: PeerId, bytes: Vec<u8> },
+    /// Peers a peer relay's directory named, each with its address through that relay's
+    /// circuits: candidates for a member's cluster.
+    Candidates(Vec<(PeerId, Multiaddr)>),
 }
 
 /// What the node asks of the swarm task.
@@ -94,8 +98,9 @@ pub enum FromNode {
         answers: Option<Key>,
         bytes: Vec<u8>,
     },
-    /// Dial `peer` at `addr`.
-    Dial { peer: PeerId, addr: Multiaddr },
+    /// Dial `peer` at any of `addrs` (a page reachable through several relays gives one
+    /// address per relay); if it is connected already, report it connected.
+    Dial { peer: PeerId, addrs: Vec<Multiaddr> },
 }
 
 /// The stored chain as the node reads it: every header from the store's base height up.
@@ -164,6 +169,7 @@ pub struct ArchiveNode {
     book: PeerBook,
     started: Instant,
     blocks_read: u64,
+    status: Option<SharedStatus>,
 }
 
 impl ArchiveNode {
@@ -187,7 +193,37 @@ impl ArchiveNode {
             book: PeerBook::default(),
             started: Instant::now(),
             blocks_read: 0,
+            status: None,
         })
+    }
+
+    /// Copies the node's state into `status` after each round (for `/status.json`).
+    pub fn with_status(mut self, status: SharedStatus) -> ArchiveNode {
+        self.status = Some(status);
+        self.publish();
+        self
+    }
+
+    fn publish(&self) {
+        let Some(status) = &self.status else {
+            return;
+        };
+        let node = self.host.node();
+        let stats = node.stats();
+        let snapshot = NodeStatus {
+            role: "archive".into(),
+            synced: true,
+            tip_height: self.headers.tip_height().unwrap_or(0),
+            has_headers: true,
+            cluster_id: None,
+            member_number: None,
+            members: Vec::new(),
+            held_blocks: node.held_count(),
+            blocks_fetched: stats.blocks_fetched,
+            bytes_fetched: stats.bytes_fetched,
+            blocks_served: stats.blocks_served,
+        };
+        *status.write().expect("status lock poisoned") = snapshot;
     }
 
     /// The core node (for status and tests).
@@ -244,6 +280,8 @@ impl ArchiveNode {
                 ),
                 Err(error) => return tracing::debug!(%peer, %error, "undecodable reply"),
             },
+            // An archive forms no cluster.
+            ToNode::Candidates(_) => return,
         };
         self.book.learn(peer);
         self.host.push(input);
@@ -274,7 +312,9 @@ impl ArchiveNode {
         if let Some(error) = self.host.run(now_ms, &mut self.store, &mut io).await {
             tracing::warn!(%error, "archive node's storage command failed");
         }
-        io.out
+        let out = io.out;
+        self.publish();
+        out
     }
 }
 
@@ -308,10 +348,10 @@ impl Io for Carrier<'_> {
                     Err(error) => tracing::warn!(%error, "node message does not encode"),
                 }
             }
-            Output::Connect { address, .. } => match node_link::parse_address(&address) {
-                Some((peer, addr)) => {
+            Output::Connect { address, .. } => match node_link::parse_addresses(&address) {
+                Some((peer, addrs)) => {
                     self.book.learn(peer);
-                    self.out.push(FromNode::Dial { peer, addr });
+                    self.out.push(FromNode::Dial { peer, addrs });
                 }
                 None => tracing::debug!(%address, "node asked to dial an address without /p2p"),
             },

@@ -22,6 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::ResponseChannel;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{PeerId, Swarm};
 use shoal_core::wire::Message;
 use shoal_net::node_link;
@@ -245,6 +246,14 @@ impl Link {
         }
     }
 
+    /// Peers a peer relay's directory named (asked again every few seconds: dropped when the
+    /// node is busy).
+    pub fn candidates(&mut self, peers: Vec<(PeerId, libp2p::Multiaddr)>) {
+        if !peers.is_empty() && !self.offer(ToNode::Candidates(peers)) {
+            tracing::debug!("node busy: directory candidates dropped");
+        }
+    }
+
     /// The response to one of the node's own requests (decoded on the node's thread).
     pub fn response(&mut self, peer: PeerId, bytes: Vec<u8>) {
         if !self.offer(ToNode::Reply { peer, bytes }) {
@@ -274,8 +283,14 @@ impl Link {
                     }
                 }
             }
-            FromNode::Dial { peer, addr } => {
-                if let Err(error) = swarm.dial(addr) {
+            FromNode::Dial { peer, addrs } => {
+                if swarm.is_connected(&peer) {
+                    // A page that holds a reservation here is connected already.
+                    self.deliver(ToNode::Connected(peer));
+                    return;
+                }
+                let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+                if let Err(error) = swarm.dial(opts) {
                     tracing::debug!(%peer, %error, "dial failed");
                     self.disconnected(peer);
                 }

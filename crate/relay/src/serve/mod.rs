@@ -23,6 +23,15 @@
 //! `GetBlock` is held open until the node's answer with the same request id comes out, which
 //! becomes the response; everything else is acknowledged at once.
 //!
+//! # Roles and peers
+//!
+//! `--role archive` (the default) is what the above describes. `--role member` runs a core
+//! node that is *not* an archive instead ([`member`]): no block source, only its shard on disk
+//! ([`shard`]), headers followed from its `--peer` relays through the core's header sync, and
+//! a place in a cluster with pages, which reach it directly (it is one of their relays) and
+//! reserve circuits on it like on any relay. Either role dials every `--peer` and keeps
+//! dialling it with backoff ([`PeerDials`]); its status is on `/status.json`.
+//!
 //! Identity key and WebRTC certificate live in the data directory ([`identity`]), so the
 //! relay's addresses survive restarts. SIGINT/SIGTERM stop it cleanly: the HTTP server finishes
 //! requests in flight, the node's thread ends (every block was written in its own committed
@@ -38,7 +47,9 @@ pub mod http;
 pub mod identity;
 pub mod import;
 pub mod link;
+pub mod member;
 pub mod network;
+pub mod shard;
 pub mod source;
 pub mod store;
 
@@ -50,24 +61,46 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, Message as RrMessage};
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use sha2::{Digest, Sha256};
 use shoal_net::node_link;
 
-use self::archive::{ArchiveNode, Generating};
-use self::http::{HttpDirs, RelayInfo, SharedInfo};
+use self::archive::{ArchiveNode, FromNode, Generating, ToNode};
+use self::http::{HttpDirs, NodeStatus, RelayInfo, SharedInfo, SharedStatus};
 use self::link::Link;
+use self::member::MemberNode;
 use self::network::{Behaviour, BehaviourEvent, CircuitLimits, RequestLimits};
+use self::shard::{ShardStore, SHARD_DB_FILE};
 use self::source::{BlockSource, SourceConfig};
 use self::store::ChainStore;
 
 /// File name of the chain database inside the data directory.
 pub const CHAIN_DB_FILE: &str = "chain.redb";
 
+/// What the relay's node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The whole chain on disk, a block source ([`archive`]).
+    Archive,
+    /// A shard on disk and a place in a cluster ([`member`]).
+    Member(MemberSettings),
+}
+
+/// A member relay's cluster settings (a page's `clusterSize` and `replicas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberSettings {
+    pub cluster_size: u32,
+    pub replicas: u32,
+}
+
 /// Everything `serve` needs; the command line fills it.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    pub role: Role,
+    /// Other relays to keep connected to, each ending in `/p2p/<peer id>`.
+    pub peers: Vec<Multiaddr>,
     pub network: String,
     pub data_dir: PathBuf,
     /// WebRTC-direct listens on this address over UDP, WebSocket on it over TCP.
@@ -108,9 +141,15 @@ pub enum ServeError {
     #[error(transparent)]
     Source(#[from] source::SourceError),
     #[error(transparent)]
-    Network(#[from] network::NetworkError),
+    Transport(#[from] network::NetworkError),
     #[error(transparent)]
     Archive(#[from] archive::ArchiveError),
+    #[error(transparent)]
+    Member(#[from] member::MemberError),
+    #[error("unknown network {0}")]
+    Network(String),
+    #[error("--peer {0} does not end in /p2p/<peer id>")]
+    PeerWithoutId(Multiaddr),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
     #[error("HTTP server: {0}")]
@@ -138,16 +177,206 @@ struct Context<'a> {
     addr_file: Option<&'a Path>,
 }
 
+/// The relay's node on its thread: an archive or a member.
+enum NodeThread {
+    Archive(archive::ArchiveThread),
+    Member(member::MemberThread),
+}
+
+impl NodeThread {
+    fn inbox(&self) -> tokio::sync::mpsc::Sender<ToNode> {
+        match self {
+            NodeThread::Archive(thread) => thread.inbox.clone(),
+            NodeThread::Member(thread) => thread.inbox.clone(),
+        }
+    }
+
+    async fn next_output(&mut self) -> Option<FromNode> {
+        match self {
+            NodeThread::Archive(thread) => thread.outbox.recv().await,
+            NodeThread::Member(thread) => thread.outbox.recv().await,
+        }
+    }
+
+    fn join(self) -> Result<(), ServeError> {
+        match self {
+            NodeThread::Archive(thread) => thread.join().map_err(ServeError::from),
+            NodeThread::Member(thread) => thread.join().map_err(ServeError::from),
+        }
+    }
+}
+
+/// How long a member relay waits for its listeners' addresses (what its invitations carry)
+/// before its node starts.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
+
 /// Runs the relay until SIGINT or SIGTERM.
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    let network: shoal_core::chain::Network = config
+        .network
+        .parse()
+        .map_err(|_| ServeError::Network(config.network.clone()))?;
+    let mut dials = PeerDials::new(&config.peers, &config.network)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
     let identity = identity::load_or_create(&config.data_dir)?;
     let peer_id = identity.keypair.public().to_peer_id();
-    let store = ChainStore::open(&config.data_dir.join(CHAIN_DB_FILE))?;
 
+    let circuits = config.circuits.clone();
+    let requests = config.requests.clone();
+    let transport = network::build_transport(&identity.keypair, identity.certificate.clone())?;
+    let Ok(builder) = libp2p::SwarmBuilder::with_existing_identity(identity.keypair)
+        .with_tokio()
+        .with_other_transport(|_| transport);
+    let mut swarm = builder
+        .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .map_err(network::NetworkError::from)?
+        .with_behaviour(|key, relay_client| Behaviour::new(key, relay_client, &circuits, &requests))
+        .expect("the behaviour constructor cannot fail")
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(config.idle_connection_timeout_secs))
+        })
+        .build();
+
+    for addr in listen_addrs(config.listen, config.ws_port) {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|error| ServeError::Listen {
+                addr: addr.to_string(),
+                reason: error.to_string(),
+            })?;
+    }
+    for addr in &config.external_addrs {
+        swarm.add_external_address(addr.clone());
+    }
+    let info: SharedInfo = Arc::new(RwLock::new(RelayInfo {
+        peer_id: peer_id.to_string(),
+        network: config.network.clone(),
+        addrs: config
+            .external_addrs
+            .iter()
+            .map(|a| with_peer(a, peer_id).to_string())
+            .collect(),
+    }));
+    let status: SharedStatus = Arc::new(RwLock::new(NodeStatus::default()));
+    let context = Context {
+        info: &info,
+        addr_file: config.addr_file.as_deref(),
+    };
+
+    let (node_thread, shard) = match config.role {
+        Role::Archive => {
+            let thread = start_archive(&config, peer_id, status.clone())?;
+            (NodeThread::Archive(thread), None)
+        }
+        Role::Member(settings) => {
+            let store = ShardStore::open(&config.data_dir.join(SHARD_DB_FILE))?;
+            // The node's address (what its invitations carry) is every address it listens
+            // on, or the external ones: wait for the listeners.
+            if config.external_addrs.is_empty() {
+                await_listen_addrs(&mut swarm, &context).await;
+            }
+            let addrs: Vec<Multiaddr> = {
+                let info = info.read().expect("relay info lock poisoned");
+                // WebSocket first: the faster transport between a page and a relay.
+                let mut addrs: Vec<Multiaddr> =
+                    info.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                addrs.sort_by_key(|a: &Multiaddr| !a.iter().any(|p| matches!(p, Protocol::Ws(_))));
+                addrs
+            };
+            let address = node_link::join_addresses(&addrs);
+            let node_config = member::member_config(&settings, address)
+                .map_err(|error| ServeError::Member(member::MemberError::Config(error)))?;
+            let node = MemberNode::start(
+                store.clone(),
+                peer_id,
+                node_config,
+                network,
+                config.seed,
+                dials.peer_ids(),
+                status.clone(),
+            )?;
+            (NodeThread::Member(member::spawn(node)?), Some(store))
+        }
+    };
+    let mut node_thread = node_thread;
+    let mut link = Link::new(node_thread.inbox());
+    let inbox = link.inbox();
+    let mut directory = directory::Directory::new(&config.network);
+
+    let http_listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .map_err(ServeError::Http)?;
+    let http_addr = http_listener.local_addr().map_err(ServeError::Http)?;
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        info.clone(),
+        status.clone(),
+        shard,
+        config.http_dirs.clone(),
+        async move {
+            let _ = http_stopped.await;
+        },
+    ));
+    println!("http: http://{http_addr}/");
+    tracing::info!(%peer_id, %http_addr, role = ?config.role, "relay started");
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServeError::Signal)?;
+    let mut held_tick = tokio::time::interval(HELD_TICK);
+    let result = loop {
+        tokio::select! {
+            event = swarm.select_next_some() => {
+                if let Some(candidates) = dials.on_event(&event) {
+                    link.candidates(candidates);
+                }
+                handle_event(&mut swarm, &mut link, &mut directory, &context, event);
+            }
+            output = node_thread.next_output() => match output {
+                Some(output) => link.from_node(&mut swarm, output),
+                // The node's thread ended on its own: its error is the relay's.
+                None => break Ok(()),
+            },
+            permit = inbox.clone().reserve_owned(), if link.has_backlog() => match permit {
+                Ok(permit) => link.flush(permit),
+                Err(_) => break Ok(()),
+            },
+            _ = held_tick.tick() => {
+                let now = std::time::Instant::now();
+                link.expire(&mut swarm, now);
+                dials.tick(&mut swarm, now);
+            }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break Ok(()); }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()); }
+        }
+    };
+    let _ = http_stop.send(());
+    match http_task.await {
+        Ok(Err(error)) => tracing::warn!(%error, "HTTP server ended with an error"),
+        Err(error) => tracing::warn!(%error, "HTTP task failed"),
+        Ok(Ok(())) => {}
+    }
+    drop(swarm);
+    // The swarm task's ends of the node's channels gone, its thread ends and closes the
+    // database.
+    drop((link, inbox));
+    let stopped = tokio::task::spawn_blocking(move || node_thread.join())
+        .await
+        .unwrap_or(Err(ServeError::Archive(archive::ArchiveError::Panicked)));
+    tracing::info!("relay stopped; database closed");
+    result.and(stopped)
+}
+
+/// Opens the chain, imports or generates its blocks and starts the archive node's thread.
+fn start_archive(
+    config: &ServeConfig,
+    peer_id: PeerId,
+    status: SharedStatus,
+) -> Result<archive::ArchiveThread, ServeError> {
+    let store = ChainStore::open(&config.data_dir.join(CHAIN_DB_FILE))?;
     if let Some(path) = &config.import {
         let report = import::import_file(&store, path)?;
         tracing::info!(?report, file = %path.display(), "imported blocks");
@@ -174,109 +403,251 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             source,
             interval: Duration::from_secs(config.block_interval_secs),
         });
-
-    let circuits = config.circuits.clone();
-    let requests = config.requests.clone();
-    let transport = network::build_transport(&identity.keypair, identity.certificate.clone())?;
-    let Ok(builder) = libp2p::SwarmBuilder::with_existing_identity(identity.keypair)
-        .with_tokio()
-        .with_other_transport(|_| transport);
-    let mut swarm = builder
-        .with_behaviour(|key| Behaviour::new(key, &circuits, &requests))
-        .expect("the behaviour constructor cannot fail")
-        .with_swarm_config(|c| {
-            c.with_idle_connection_timeout(Duration::from_secs(config.idle_connection_timeout_secs))
-        })
-        .build();
-
-    for addr in listen_addrs(config.listen, config.ws_port) {
-        swarm
-            .listen_on(addr.clone())
-            .map_err(|error| ServeError::Listen {
-                addr: addr.to_string(),
-                reason: error.to_string(),
-            })?;
-    }
-    for addr in &config.external_addrs {
-        swarm.add_external_address(addr.clone());
-    }
     let node_address = config
         .external_addrs
         .first()
         .map(|a| with_peer(a, peer_id).to_string())
         .unwrap_or_default();
-    let archive = ArchiveNode::start(store, peer_id, node_address, config.seed)?;
-    let mut archive = archive::spawn(archive, generating)?;
-    let mut link = Link::new(archive.inbox.clone());
-    let inbox = link.inbox();
-    let mut directory = directory::Directory::new(&config.network);
+    let archive =
+        ArchiveNode::start(store, peer_id, node_address, config.seed)?.with_status(status);
+    Ok(archive::spawn(archive, generating)?)
+}
 
-    let info: SharedInfo = Arc::new(RwLock::new(RelayInfo {
-        peer_id: peer_id.to_string(),
-        network: config.network.clone(),
-        addrs: config
-            .external_addrs
-            .iter()
-            .map(|a| with_peer(a, peer_id).to_string())
-            .collect(),
-    }));
-    let http_listener = tokio::net::TcpListener::bind(config.http)
-        .await
-        .map_err(ServeError::Http)?;
-    let http_addr = http_listener.local_addr().map_err(ServeError::Http)?;
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(http::serve(
-        http_listener,
-        info.clone(),
-        config.http_dirs.clone(),
-        async move {
-            let _ = http_stopped.await;
-        },
-    ));
-    println!("http: http://{http_addr}/");
-    tracing::info!(%peer_id, %http_addr, "relay started");
-
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ServeError::Signal)?;
-    let mut held_tick = tokio::time::interval(HELD_TICK);
-    let context = Context {
-        info: &info,
-        addr_file: config.addr_file.as_deref(),
-    };
-    let result = loop {
-        tokio::select! {
-            event = swarm.select_next_some() => {
-                handle_event(&mut swarm, &mut link, &mut directory, &context, event);
-            }
-            output = archive.outbox.recv() => match output {
-                Some(output) => link.from_node(&mut swarm, output),
-                // The node's thread ended on its own: its error is the relay's.
-                None => break Ok(()),
-            },
-            permit = inbox.clone().reserve_owned(), if link.has_backlog() => match permit {
-                Ok(permit) => link.flush(permit),
-                Err(_) => break Ok(()),
-            },
-            _ = held_tick.tick() => link.expire(&mut swarm, std::time::Instant::now()),
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break Ok(()); }
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()); }
+/// Handles the swarm's events until a WebRTC-direct and a WebSocket listen address are known
+/// (or [`LISTEN_WAIT`] passed). Nobody can have connected yet: nothing else is expected.
+async fn await_listen_addrs(swarm: &mut Swarm<Behaviour>, context: &Context<'_>) {
+    let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
+    loop {
+        let known = context
+            .info
+            .read()
+            .expect("relay info lock poisoned")
+            .addrs
+            .clone();
+        let has = |needle: &str| known.iter().any(|a| a.contains(needle));
+        if has("/webrtc-direct/") && has("/ws/") {
+            return;
         }
-    };
-    let _ = http_stop.send(());
-    match http_task.await {
-        Ok(Err(error)) => tracing::warn!(%error, "HTTP server ended with an error"),
-        Err(error) => tracing::warn!(%error, "HTTP task failed"),
-        Ok(Ok(())) => {}
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Ok(SwarmEvent::NewListenAddr { address, .. }) => {
+                on_new_listen_addr(swarm, context, address)
+            }
+            Ok(other) => tracing::debug!(?other, "swarm event before the node started"),
+            Err(_) => {
+                tracing::warn!(?known, "not every listener reported its address in time");
+                return;
+            }
+        }
     }
-    drop(swarm);
-    // The swarm task's ends of the node's channels gone, its thread ends and closes the
-    // database.
-    drop((link, inbox));
-    let stopped = tokio::task::spawn_blocking(move || archive.join())
-        .await
-        .unwrap_or(Err(archive::ArchiveError::Panicked));
-    tracing::info!("relay stopped; chain database closed");
-    result.and(stopped.map_err(ServeError::from))
+}
+
+/// Most time between two dials of a `--peer` that is not connected.
+pub const PEER_REDIAL_MAX: Duration = Duration::from_secs(30);
+/// Time before the first redial of a `--peer`; doubled after each failure.
+pub const PEER_REDIAL_MIN: Duration = Duration::from_millis(500);
+/// How often a connected `--peer`'s directory is asked who holds a reservation there.
+pub const PEER_DIRECTORY_INTERVAL: Duration = Duration::from_secs(3);
+
+/// The `--peer` relays. Each is dialled at start and again, with exponential backoff, whenever
+/// it is not connected; once connected, this relay holds a circuit reservation on it (so that
+/// it is listed in the peer's directory: pages there find it) and asks its directory every
+/// [`PEER_DIRECTORY_INTERVAL`] who else is there — the node's candidates, reached through the
+/// peer's circuits.
+#[derive(Debug)]
+pub struct PeerDials {
+    peers: Vec<PeerDial>,
+    /// The directory lookup for this relay's chain.
+    lookup: Option<Vec<u8>>,
+    /// Directory lookups on their way → the peer asked.
+    lookups: std::collections::HashMap<request_response::OutboundRequestId, PeerId>,
+}
+
+#[derive(Debug)]
+struct PeerDial {
+    peer: PeerId,
+    addr: Multiaddr,
+    connected: bool,
+    dialling: bool,
+    next_dial: std::time::Instant,
+    backoff: Duration,
+    /// The listener of our reservation on it, while it lasts.
+    reservation: Option<libp2p::core::transport::ListenerId>,
+    next_lookup: std::time::Instant,
+}
+
+impl PeerDials {
+    /// The peers of `addrs` (each must end in `/p2p/<peer id>`) for the chain called
+    /// `network`; all due at once.
+    pub fn new(addrs: &[Multiaddr], network: &str) -> Result<PeerDials, ServeError> {
+        let now = std::time::Instant::now();
+        let peers = addrs
+            .iter()
+            .map(|addr| match addr.iter().last() {
+                Some(Protocol::P2p(peer)) => Ok(PeerDial {
+                    peer,
+                    addr: addr.clone(),
+                    connected: false,
+                    dialling: false,
+                    next_dial: now,
+                    backoff: PEER_REDIAL_MIN,
+                    reservation: None,
+                    next_lookup: now,
+                }),
+                _ => Err(ServeError::PeerWithoutId(addr.clone())),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(PeerDials {
+            peers,
+            lookup: shoal_net::directory::encode_lookup(network),
+            lookups: std::collections::HashMap::new(),
+        })
+    }
+
+    /// The peers' ids.
+    pub fn peer_ids(&self) -> Vec<PeerId> {
+        self.peers.iter().map(|p| p.peer).collect()
+    }
+
+    /// Dials every peer that is neither connected nor being dialled and whose wait is over;
+    /// reserves a circuit slot on every connected one without a reservation, and asks the
+    /// directory of each whose lookup is due.
+    pub fn tick(&mut self, swarm: &mut Swarm<Behaviour>, now: std::time::Instant) {
+        for dial in &mut self.peers {
+            if !dial.connected && swarm.is_connected(&dial.peer) {
+                dial.connected = true;
+            }
+            if dial.connected {
+                if dial.reservation.is_none() {
+                    match swarm.listen_on(dial.addr.clone().with(Protocol::P2pCircuit)) {
+                        Ok(id) => dial.reservation = Some(id),
+                        Err(error) => {
+                            tracing::debug!(peer = %dial.peer, %error, "cannot reserve on peer relay")
+                        }
+                    }
+                }
+                let asking = self.lookups.values().any(|p| *p == dial.peer);
+                if let (Some(lookup), false, true) = (&self.lookup, asking, now >= dial.next_lookup)
+                {
+                    dial.next_lookup = now + PEER_DIRECTORY_INTERVAL;
+                    let id = swarm
+                        .behaviour_mut()
+                        .directory
+                        .send_request(&dial.peer, lookup.clone());
+                    self.lookups.insert(id, dial.peer);
+                }
+                continue;
+            }
+            if dial.dialling || now < dial.next_dial {
+                continue;
+            }
+            let opts = DialOpts::peer_id(dial.peer)
+                .addresses(vec![dial.addr.clone()])
+                .build();
+            match swarm.dial(opts) {
+                Ok(()) => dial.dialling = true,
+                Err(error) => {
+                    tracing::debug!(peer = %dial.peer, %error, "cannot dial peer relay");
+                    dial.wait_longer(now);
+                }
+            }
+        }
+    }
+
+    /// Follows the swarm's connections to, dials of and reservations on the peers; returns
+    /// the peers a peer's directory named (with their address through its circuits).
+    pub fn on_event(
+        &mut self,
+        event: &SwarmEvent<BehaviourEvent>,
+    ) -> Option<Vec<(PeerId, Multiaddr)>> {
+        let now = std::time::Instant::now();
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                for dial in self.peers.iter_mut().filter(|d| d.peer == *peer_id) {
+                    if !dial.connected {
+                        tracing::info!(peer = %dial.peer, "peer relay connected");
+                    }
+                    dial.connected = true;
+                    dial.dialling = false;
+                    dial.backoff = PEER_REDIAL_MIN;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                for dial in self.peers.iter_mut().filter(|d| d.peer == *peer_id) {
+                    tracing::info!(peer = %dial.peer, "peer relay disconnected");
+                    dial.connected = false;
+                    dial.dialling = false;
+                    dial.next_dial = now + dial.backoff;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => {
+                for dial in self
+                    .peers
+                    .iter_mut()
+                    .filter(|d| d.peer == *peer_id && !d.connected)
+                {
+                    tracing::debug!(peer = %dial.peer, %error, "peer relay not reached");
+                    dial.dialling = false;
+                    dial.wait_longer(now);
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                for dial in self
+                    .peers
+                    .iter_mut()
+                    .filter(|d| d.reservation == Some(*listener_id))
+                {
+                    tracing::debug!(peer = %dial.peer, "reservation on peer relay ended");
+                    dial.reservation = None;
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                libp2p::relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => tracing::info!(peer = %relay_peer_id, "reserved a circuit slot on peer relay"),
+            SwarmEvent::Behaviour(BehaviourEvent::Directory(
+                request_response::Event::OutboundFailure { request_id, .. },
+            )) => {
+                self.lookups.remove(request_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Directory(
+                request_response::Event::Message {
+                    message:
+                        RrMessage::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                },
+            )) => {
+                let asked = self.lookups.remove(request_id)?;
+                let dial = self.peers.iter().find(|d| d.peer == asked)?;
+                let through = dial.addr.clone().with(Protocol::P2pCircuit);
+                let peers = shoal_net::directory::decode_peers(response).ok()?;
+                return Some(
+                    peers
+                        .into_iter()
+                        .map(|peer| (peer, node_link::address_of(&through, peer)))
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+impl PeerDial {
+    fn wait_longer(&mut self, now: std::time::Instant) {
+        self.next_dial = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(PEER_REDIAL_MAX);
+    }
 }
 
 /// The WebRTC-direct (UDP) and WebSocket (TCP) listen addresses for `listen`.
@@ -300,6 +671,33 @@ fn with_peer(addr: &Multiaddr, peer_id: PeerId) -> Multiaddr {
     }
 }
 
+/// A listener is up at `address`: it becomes an external address, `/relay-addrs.json` and the
+/// address file list it.
+fn on_new_listen_addr(swarm: &mut Swarm<Behaviour>, context: &Context<'_>, address: Multiaddr) {
+    if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        // A reservation on a peer relay: how pages on that relay reach this one, not one of
+        // this relay's own addresses.
+        return tracing::info!(%address, "reachable through a peer relay");
+    }
+    let full = with_peer(&address, *swarm.local_peer_id());
+    swarm.add_external_address(address);
+    println!("listening: {full}");
+    let addrs = {
+        let mut info = context.info.write().expect("relay info lock poisoned");
+        if !info.addrs.contains(&full.to_string()) {
+            info.addrs.push(full.to_string());
+        }
+        info.addrs.clone()
+    };
+    if let Some(path) = context.addr_file {
+        let mut text = addrs.join("\n");
+        text.push('\n');
+        if let Err(error) = identity::write_atomically(path, text.as_bytes()) {
+            tracing::warn!(%error, "cannot write the address file");
+        }
+    }
+}
+
 fn handle_event(
     swarm: &mut Swarm<Behaviour>,
     link: &mut Link,
@@ -307,27 +705,9 @@ fn handle_event(
     context: &Context<'_>,
     event: SwarmEvent<BehaviourEvent>,
 ) {
-    let Context { info, addr_file } = *context;
+    let Context { info, .. } = *context;
     match event {
-        SwarmEvent::NewListenAddr { address, .. } => {
-            let full = with_peer(&address, *swarm.local_peer_id());
-            swarm.add_external_address(address);
-            println!("listening: {full}");
-            let addrs = {
-                let mut info = info.write().expect("relay info lock poisoned");
-                if !info.addrs.contains(&full.to_string()) {
-                    info.addrs.push(full.to_string());
-                }
-                info.addrs.clone()
-            };
-            if let Some(path) = addr_file {
-                let mut text = addrs.join("\n");
-                text.push('\n');
-                if let Err(error) = identity::write_atomically(path, text.as_bytes()) {
-                    tracing::warn!(%error, "cannot write the address file");
-                }
-            }
-        }
+        SwarmEvent::NewListenAddr { address, .. } => on_new_listen_addr(swarm, context, address),
         SwarmEvent::ExpiredListenAddr { address, .. } => {
             let full = with_peer(&address, *swarm.local_peer_id()).to_string();
             info.write()

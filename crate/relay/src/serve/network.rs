@@ -6,7 +6,9 @@
 //! around libp2p WebRTC's message-size defect (see that module).
 //!
 //! Behaviours: circuit relay v2 server with limits sized for cluster traffic (browser ↔ browser
-//! transfers of S11–S13 run through circuits when no direct path exists), a rendezvous server
+//! transfers of S11–S13 run through circuits when no direct path exists), a circuit relay
+//! client (the relay's reservations on its `--peer` relays, and its dials through their
+//! circuits; the swarm adds its transport), a rendezvous server
 //! as the per-chain peer directory (S1 discovery), identify, ping, and Shoal's two
 //! request-response protocols (messages, S14–S16 serving; and the transfer probe).
 
@@ -101,6 +103,10 @@ impl Default for RequestLimits {
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub relay: relay::Behaviour,
+    /// The relay's own reservations on its `--peer` relays (so that it is listed in their
+    /// directories) and its dials through their circuits (to pages that hold a reservation
+    /// only there).
+    pub relay_client: relay::client::Behaviour,
     pub rendezvous: rendezvous::server::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -111,10 +117,16 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, circuits: &CircuitLimits, requests: &RequestLimits) -> Self {
+    pub fn new(
+        key: &Keypair,
+        relay_client: relay::client::Behaviour,
+        circuits: &CircuitLimits,
+        requests: &RequestLimits,
+    ) -> Self {
         let peer_id = key.public().to_peer_id();
         Self {
             relay: relay::Behaviour::new(peer_id, circuits.relay_config()),
+            relay_client,
             rendezvous: rendezvous::server::Behaviour::new(rendezvous::server::Config::default()),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())

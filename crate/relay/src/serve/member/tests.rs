@@ -1,0 +1,130 @@
+//! A member node and an archive node wired to each other in memory (no network): the member
+//! follows the archive's headers through the core's header sync, hands them to its node, and
+//! has them again from its disk after a restart.
+
+use std::path::Path;
+
+use shoal_core::chain::generate::{generate_chain, GenerateConfig};
+use shoal_core::chain::BlockHash;
+
+use super::*;
+use crate::serve::archive::ArchiveNode;
+use crate::serve::shard::SHARD_DB_FILE;
+use crate::serve::source::{BlockSource, SourceConfig};
+use crate::serve::store::ChainStore;
+
+const BLOCKS: u32 = 5;
+const SETTINGS: MemberSettings = MemberSettings {
+    cluster_size: 4,
+    replicas: 2,
+};
+
+fn archive(dir: &Path, peer: PeerId) -> ArchiveNode {
+    let store = ChainStore::open(&dir.join("chain.redb")).unwrap();
+    let config = SourceConfig {
+        initial_blocks: BLOCKS,
+        txs_per_block: 2,
+        seed: 5,
+    };
+    BlockSource::open(&store, &config, 1_700_000_000).unwrap();
+    ArchiveNode::start(store, peer, String::new(), 1).unwrap()
+}
+
+fn member(dir: &Path, peer: PeerId, archive: PeerId, status: &SharedStatus) -> MemberNode {
+    let store = ShardStore::open(&dir.join(SHARD_DB_FILE)).unwrap();
+    let config = member_config(&SETTINGS, String::new()).unwrap();
+    MemberNode::start(
+        store,
+        peer,
+        config,
+        Network::Regtest,
+        2,
+        [archive],
+        status.clone(),
+    )
+    .unwrap()
+}
+
+/// What `from` sent, as `to`'s input: a held request's answer comes back as a reply, anything
+/// else as a message.
+fn deliver(from: PeerId, output: FromNode) -> ToNode {
+    match output {
+        FromNode::Send {
+            answers: Some(_),
+            bytes,
+            ..
+        } => ToNode::Reply { peer: from, bytes },
+        FromNode::Send { bytes, .. } => ToNode::Message {
+            peer: from,
+            message: node_link::decode_request(&bytes).unwrap(),
+        },
+        FromNode::Dial { .. } => panic!("nobody else to dial"),
+    }
+}
+
+#[test]
+fn a_member_follows_an_archives_headers_and_keeps_them_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive_id, member_id) = (PeerId::random(), PeerId::random());
+    let status = SharedStatus::default();
+    let mut archive = archive(dir.path(), archive_id);
+    let mut member = member(dir.path(), member_id, archive_id, &status);
+    archive.push(ToNode::Connected(member_id));
+    member.push(ToNode::Connected(archive_id));
+    let mut rounds = 0;
+    loop {
+        let to_member = futures::executor::block_on(archive.run());
+        let to_archive = futures::executor::block_on(member.run());
+        if to_member.is_empty() && to_archive.is_empty() {
+            break;
+        }
+        for output in to_member {
+            member.push(deliver(archive_id, output));
+        }
+        for output in to_archive {
+            archive.push(deliver(member_id, output));
+        }
+        rounds += 1;
+        assert!(rounds < 100, "the two nodes never went quiet");
+    }
+    assert_eq!(member.chain().tip_height(), BLOCKS);
+    assert_eq!(
+        member.chain().tip_hash(),
+        archive.store().tip().unwrap().unwrap().hash
+    );
+    let seen = status.read().unwrap().clone();
+    assert!(seen.synced && seen.has_headers, "{seen:?}");
+    assert_eq!((seen.role.as_str(), seen.tip_height), ("member", BLOCKS));
+    assert_eq!(seen.held_blocks, 0, "no cluster: no shard");
+
+    // A restart with nobody to ask: the headers come from disk, and the node has them.
+    drop(member);
+    let status = SharedStatus::default();
+    let mut member = self::member(dir.path(), member_id, archive_id, &status);
+    assert!(futures::executor::block_on(member.run()).is_empty());
+    assert_eq!(member.chain().tip_height(), BLOCKS);
+    let seen = status.read().unwrap().clone();
+    assert!(seen.has_headers && !seen.synced, "{seen:?}");
+}
+
+/// Headers on disk that no longer verify (a damaged file) are dropped from the first bad one
+/// on when the member starts; the ones below are kept.
+#[test]
+fn stored_headers_that_no_longer_verify_are_dropped_from_the_first_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = generate_chain(&GenerateConfig {
+        blocks: 6,
+        txs_per_block: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut headers: Vec<_> = blocks.iter().map(|b| b.header).collect();
+    headers[3].prev_blockhash = BlockHash([7; 32]); // height 4 no longer links to height 3
+    let store = ShardStore::open(&dir.path().join(SHARD_DB_FILE)).unwrap();
+    store.put_headers(1, &headers, false).unwrap();
+    drop(store);
+    let status = SharedStatus::default();
+    let member = member(dir.path(), PeerId::random(), PeerId::random(), &status);
+    assert_eq!(member.chain().tip_height(), 3);
+    assert_eq!(member.store.headers(1, 100).unwrap(), headers[..3]);
+}
