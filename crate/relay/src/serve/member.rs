@@ -16,7 +16,8 @@
 //! - **store:** the [`ShardStore`] keeps what the node puts and forgets what it deletes (the
 //!   archive's store is the whole chain), every batch in one transaction; a relay killed and
 //!   started again on the same data directory has its identity ([`super::identity`]), its
-//!   headers and every block whose batch committed, and downloads none of them again;
+//!   headers, every block whose batch committed and its membership (`Config::resume_membership`:
+//!   the node's clock is Unix milliseconds), and downloads none of them again;
 //! - **no block source:** blocks come from the cluster and the archives, as in a page.
 //!
 //! The swarm task's side is the archive's ([`super::link`]): the same [`ToNode`] /
@@ -69,13 +70,17 @@ pub fn member_config(settings: &MemberSettings, address: String) -> Result<Confi
         replicas: settings.replicas as usize,
         address,
         serve,
+        // A restarted member relay is the member it was (its node's clock, Unix
+        // milliseconds, goes on across restarts).
+        resume_membership: true,
         ..defaults
     };
     config.validate()?;
     Ok(config)
 }
 
-/// Milliseconds since the Unix epoch: the header sync's clock (it also bounds header times).
+/// Milliseconds since the Unix epoch: the clock of the header sync (it also bounds header
+/// times) and of the node (a saved membership's expiry means the same after a restart).
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -97,7 +102,6 @@ pub struct MemberNode {
     /// Whether the node has been given the header chain.
     has_headers: bool,
     book: PeerBook,
-    started: Instant,
     status: SharedStatus,
 }
 
@@ -136,7 +140,6 @@ impl MemberNode {
             relays: relays.into_iter().collect(),
             has_headers,
             book,
-            started: Instant::now(),
             status,
         })
     }
@@ -156,7 +159,7 @@ impl MemberNode {
         let node = self
             .host
             .poll_timeout()
-            .map(|at_ms| self.started + Duration::from_millis(at_ms));
+            .map(|at_ms| Instant::now() + Duration::from_millis(at_ms.saturating_sub(unix_ms())));
         let sync = self
             .sync
             .poll_timeout()
@@ -264,7 +267,7 @@ impl MemberNode {
         let mut out = Vec::new();
         self.sync.handle_timeout(unix_ms(), &self.chain);
         self.drive_sync(&mut out);
-        let now_ms = self.started.elapsed().as_millis() as u64;
+        let now_ms = unix_ms();
         self.host.handle_timeout(now_ms);
         let mut io = MemberIo {
             book: &mut self.book,
