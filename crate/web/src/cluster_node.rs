@@ -13,6 +13,8 @@
 //!   [`shoal_net::node_link`]: every incoming request is acknowledged at once and handed to the
 //!   node; the node's messages go out as requests, and a non-empty response to one of them is
 //!   handed to the node as a message from the responder;
+//! - new blocks: a relay's `BlockAnnounce` goes to the node (which brings the block in, routed
+//!   or self-selected, `newBlocks`) and to the header sync (which accepts the header at once);
 //! - peers: connections up and down become `PeerConnected` / `PeerDisconnected`; the relays
 //!   from the options are the directory's candidates;
 //! - transaction queries: `verifyTransaction` becomes `Input::TxQuery`, and its
@@ -57,7 +59,8 @@ pub type QueryReply = oneshot::Sender<Result<Verified, ApiError>>;
 /// Where a `getBlock` promise waits for the block's bytes.
 pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 
-/// The node's configuration from the page's options: cluster size and replicas as asked, the
+/// The node's configuration from the page's options: cluster size, replicas and new-block
+/// storage (`newBlocks`) as asked, the
 /// page's address through its first relay's circuits (what invitations carry), its own queries
 /// asking the relays' archive nodes last, every other setting the core's default (scaled down
 /// where the core requires it).
@@ -66,6 +69,7 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
     let defaults = Config::default();
     let mut serve = defaults.serve;
     serve.query.ask_archives = true;
+    serve.new_blocks.mode = options.new_blocks;
     let form_with_accepts = defaults
         .form_with_accepts
         .min(cluster_size.saturating_sub(1));
@@ -335,9 +339,18 @@ impl EventLoop {
             }
             _ => {}
         }
+        let announced = match &message {
+            Message::BlockAnnounce { header } => Some(*header),
+            _ => None,
+        };
         let from = self.core.book.learn(peer);
         self.core.host.push(Input::Message { from, message });
         self.pump_node().await;
+        // The node knows of the announced block first, so that when the header sync hands it
+        // the longer chain it brings the block in by the new-block path (S14, S15).
+        if let Some(header) = announced {
+            self.on_block_announce(peer, header).await;
+        }
     }
 
     /// The response to one of the node's requests.

@@ -4,6 +4,7 @@ use js_sys::Reflect;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use shoal_core::chain::Network;
+use shoal_core::serve::newblock::StorageMode;
 use wasm_bindgen::JsValue;
 
 use crate::error::{ApiError, ErrorCode};
@@ -28,7 +29,19 @@ pub struct Options {
     pub cluster_size: u32,
     pub replicas: u32,
     pub database: String,
+    /// `newBlocks`: how a new block reaches its holders in the cluster (S14, S15).
+    pub new_blocks: StorageMode,
+    /// `headerPollIntervalMs`: once synced, how often every relay is asked for new headers
+    /// (new blocks come at once by the relays' announcements; the poll catches what those
+    /// missed).
+    pub header_poll_interval_ms: u32,
 }
+
+/// The default `headerPollIntervalMs` (the core's `SyncConfig::resync_interval_ms`).
+pub const DEFAULT_HEADER_POLL_INTERVAL_MS: u32 = 5_000;
+/// The shortest and longest `headerPollIntervalMs`.
+pub const HEADER_POLL_INTERVAL_MS_MIN: u32 = 1_000;
+pub const HEADER_POLL_INTERVAL_MS_MAX: u32 = 3_600_000;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadInput, message)
@@ -130,12 +143,44 @@ impl Options {
                     ))
                 })?,
         };
+        let new_blocks = match field(object, "newBlocks")? {
+            None => StorageMode::Routed,
+            Some(v) => match v.as_string().as_deref() {
+                Some("routed") => StorageMode::Routed,
+                Some("self-selected") => StorageMode::SelfSelected,
+                _ => {
+                    return Err(bad(
+                        "options.newBlocks must be \"routed\" or \"self-selected\"",
+                    ))
+                }
+            },
+        };
+        let header_poll_interval_ms = match field(object, "headerPollIntervalMs")? {
+            None => DEFAULT_HEADER_POLL_INTERVAL_MS,
+            Some(v) => match v.as_f64() {
+                Some(n)
+                    if n.fract() == 0.0
+                        && (f64::from(HEADER_POLL_INTERVAL_MS_MIN)
+                            ..=f64::from(HEADER_POLL_INTERVAL_MS_MAX))
+                            .contains(&n) =>
+                {
+                    n as u32
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "options.headerPollIntervalMs must be an integer from {HEADER_POLL_INTERVAL_MS_MIN} to {HEADER_POLL_INTERVAL_MS_MAX}"
+                    )))
+                }
+            },
+        };
         Ok(Options {
             relays,
             network,
             cluster_size,
             replicas,
             database,
+            new_blocks,
+            header_poll_interval_ms,
         })
     }
 

@@ -625,7 +625,8 @@ fn announced_new_blocks_leave_the_source_once_per_cluster_routed_and_once_per_ho
         for i in 0..net.nodes.len() {
             net.input(i, Input::Headers(before.clone()));
         }
-        for bytes in net.blocks[..last].to_vec() {
+        let known = net.blocks[..last].to_vec();
+        for bytes in known {
             net.input(0, Input::NewBlock { bytes });
         }
         net.introduce_all();
@@ -731,7 +732,8 @@ fn announcements_from_non_sources_are_ignored_and_a_failed_fetch_falls_back_to_r
     for i in 0..net.nodes.len() {
         net.input(i, Input::Headers(before.clone()));
     }
-    for bytes in net.blocks[..last].to_vec() {
+    let known = net.blocks[..last].to_vec();
+    for bytes in known {
         net.input(0, Input::NewBlock { bytes });
     }
     net.introduce_all();
