@@ -318,4 +318,11 @@ pub struct NodeStats {
     pub blocks_suspect: u64,
     /// Messages dropped because they made no sense in our state or failed a check.
     pub messages_ignored: u64,
+    /// A block source: new blocks it announced to its light nodes (S14, S15).
+    pub blocks_announced: u64,
+    /// A member: block announcements taken from a block source.
+    pub announcements_received: u64,
+    /// A member: announced blocks it asked the block source for (its cluster's router, S14,
+    /// or a holder, S15).
+    pub new_blocks_requested: u64,
 }

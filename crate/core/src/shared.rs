@@ -189,6 +189,25 @@ impl Shared {
         archives
     }
 
+    /// A block source's announcement of the block at `height` (S14, S15): its header to every
+    /// connected peer that greeted us as a light node (not an archive).
+    pub(crate) fn announce_block(&mut self, height: u32) {
+        let Some(header) = self.headers.as_ref().and_then(|h| h.header_at(height)) else {
+            return;
+        };
+        let mut light: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected && p.record.as_ref().is_some_and(|r| !r.archive))
+            .map(|(id, _)| *id)
+            .collect();
+        light.sort();
+        self.stats.blocks_announced += 1;
+        for peer in light {
+            self.send(peer, Message::BlockAnnounce { header });
+        }
+    }
+
     /// Tells every connected peer whether we are in a cluster now (after joining or leaving).
     pub(crate) fn announce(&mut self) {
         self.announce_to(|_| true);

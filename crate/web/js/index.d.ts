@@ -76,6 +76,23 @@ export interface StartOptions {
    * (default 10000; 100 to 3,600,000).
    */
   formationIntervalMs?: number;
+  /**
+   * How a new block reaches the members that must hold it (default `"routed"`). The relay
+   * announces each new block to every connected node at once, by its 80-byte header; then
+   * - `"routed"` (S14): one member of the cluster, the block's first holder by placement,
+   *   fetches it from the relay and sends it to the other holders: the block leaves the relay
+   *   once per cluster;
+   * - `"self-selected"` (S15): every member that must hold the block fetches it from the relay
+   *   itself: once per holder.
+   * Holders store it, tell the cluster, and it fires `block-stored` on each of them.
+   */
+  newBlocks?: "routed" | "self-selected";
+  /**
+   * Once synced, how often every relay is asked for new headers, in milliseconds (default
+   * 5000; 1000 to 3600000). New blocks arrive at once by the relays' announcements; this poll
+   * only catches what an announcement missed.
+   */
+  headerPollIntervalMs?: number;
 }
 
 /** Options of {@link LightNode.verifyTransaction}. */
@@ -199,6 +216,11 @@ export interface NodeStatus {
    * another included.
    */
   downloadedBytes: { fromRelays: ReceivedBytes; fromMembers: ReceivedBytes };
+  /**
+   * Headers taken at once from a relay's new-block announcement (not waiting for the next
+   * poll), since start.
+   */
+  announcedHeaders: number;
 }
 
 /** Detail of the `sync-progress` event. */

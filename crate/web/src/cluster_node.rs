@@ -15,6 +15,8 @@
 //!   [`shoal_net::node_link`]: every incoming request is acknowledged at once and handed to the
 //!   node; the node's messages go out as requests, and a non-empty response to one of them is
 //!   handed to the node as a message from the responder;
+//! - new blocks: a relay's `BlockAnnounce` goes to the node (which brings the block in, routed
+//!   or self-selected, `newBlocks`) and to the header sync (which accepts the header at once);
 //! - peers: connections up and down become `PeerConnected` / `PeerDisconnected`; the relays
 //!   from the options are the directory's candidates;
 //! - transaction queries: `verifyTransaction` becomes `Input::TxQuery`, and its
@@ -61,8 +63,8 @@ pub type QueryReply = oneshot::Sender<Result<Verified, ApiError>>;
 pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 
 /// The node's configuration from the page's options: cluster size, replicas, heartbeat interval,
-/// detection timeout and formation interval as asked, the page's addresses through its relays'
-/// circuits (what invitations carry, [`node_address`]), its own queries
+/// detection timeout, formation interval and new-block storage (`newBlocks`) as asked, the
+/// page's addresses through its relays' circuits (what invitations carry, [`node_address`]), its own queries
 /// asking the relays' archive nodes last, every other setting the core's default (scaled down
 /// where the core requires it).
 pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
@@ -70,6 +72,7 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
     let defaults = Config::default();
     let mut serve = defaults.serve;
     serve.query.ask_archives = true;
+    serve.new_blocks.mode = options.new_blocks;
     let form_with_accepts = defaults
         .form_with_accepts
         .min(cluster_size.saturating_sub(1));
@@ -362,9 +365,18 @@ impl EventLoop {
                 "shoal: {peer} asks to join this node's cluster (S13)"
             )));
         }
+        let announced = match &message {
+            Message::BlockAnnounce { header } => Some(*header),
+            _ => None,
+        };
         let from = self.core.book.learn(peer);
         self.core.host.push(Input::Message { from, message });
         self.pump_node().await;
+        // The node knows of the announced block first, so that when the header sync hands it
+        // the longer chain it brings the block in by the new-block path (S14, S15).
+        if let Some(header) = announced {
+            self.on_block_announce(peer, header).await;
+        }
     }
 
     /// The response to one of the node's requests.

@@ -10,6 +10,10 @@
 //!   twice. Each relay may have [`max_unanswered_header_requests`] requests unanswered. Once
 //!   the sync has caught up, every growth of the verified tip is a `new-block` event per new
 //!   height; every header answer's bytes count in `status().downloadedBytes` by its sender.
+//! - New blocks are announced by the relays (`Message::BlockAnnounce`, the header alone): the
+//!   header sync accepts an announced header that extends the tip at once, so new blocks do not
+//!   wait for the poll (`headerPollIntervalMs`, 5 s by default), which only catches what the
+//!   announcements missed.
 //! - Transaction queries (S16) are the core node's (`Input::TxQuery`, [`crate::cluster_node`]):
 //!   answered from its own blocks, else asked of its cluster's members, then of the relays'
 //!   archive nodes; every Merkle proof is checked against the node's own headers before the
@@ -294,8 +298,11 @@ impl EventLoop {
             store,
             chain,
             relays,
-            sync: HeaderSync::new(SyncConfig::default())
-                .expect("the default header sync configuration is valid"),
+            sync: HeaderSync::new(SyncConfig {
+                resync_interval_ms: u64::from(options.header_poll_interval_ms),
+                ..SyncConfig::default()
+            })
+            .expect("the options keep the header sync configuration valid"),
             header_requests: HashMap::new(),
             #[cfg(feature = "probes")]
             probes: crate::probes::Probes::default(),
@@ -465,6 +472,24 @@ impl EventLoop {
     }
 
     /// The header sync's deadline passed (late batches, timeouts, the next poll).
+    /// A relay announced a new block by its header: the header sync takes it at once (if it
+    /// extends the tip) or asks that relay what it has above the tip; a header that fails the
+    /// checks counts against the relay like a bad answer.
+    pub(crate) async fn on_block_announce(
+        &mut self,
+        peer: PeerId,
+        header: shoal_core::chain::Header,
+    ) {
+        if !self.is_relay(&peer) {
+            return;
+        }
+        self.sync
+            .handle_announcement(sync_now_ms(), &mut self.chain, peer, header);
+        self.shared.status.borrow_mut().announced_headers =
+            self.sync.stats().announcements_accepted;
+        self.drive_sync().await;
+    }
+
     async fn on_sync_timeout(&mut self) {
         self.sync.handle_timeout(sync_now_ms(), &self.chain);
         self.drive_sync().await;

@@ -4,6 +4,7 @@ use js_sys::Reflect;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use shoal_core::chain::Network;
+use shoal_core::serve::newblock::StorageMode;
 use wasm_bindgen::JsValue;
 
 use crate::error::{ApiError, ErrorCode};
@@ -35,6 +36,12 @@ pub struct Options {
     /// Mean time between an ordinary node's formation rounds or requests to join (S1, S13),
     /// and between a short cluster's recruiting rounds (S12).
     pub formation_interval_ms: u32,
+    /// `newBlocks`: how a new block reaches its holders in the cluster (S14, S15).
+    pub new_blocks: StorageMode,
+    /// `headerPollIntervalMs`: once synced, how often every relay is asked for new headers
+    /// (new blocks come at once by the relays' announcements; the poll catches what those
+    /// missed).
+    pub header_poll_interval_ms: u32,
 }
 
 /// Default of `heartbeatIntervalMs` (the core's default).
@@ -47,6 +54,12 @@ pub const DEFAULT_FORMATION_INTERVAL_MS: u32 = 10_000;
 pub const MIN_INTERVAL_MS: u32 = 100;
 /// Longest of any of the three timings accepted (one hour).
 pub const MAX_INTERVAL_MS: u32 = 3_600_000;
+
+/// The default `headerPollIntervalMs` (the core's `SyncConfig::resync_interval_ms`).
+pub const DEFAULT_HEADER_POLL_INTERVAL_MS: u32 = 5_000;
+/// The shortest and longest `headerPollIntervalMs`.
+pub const HEADER_POLL_INTERVAL_MS_MIN: u32 = 1_000;
+pub const HEADER_POLL_INTERVAL_MS_MAX: u32 = 3_600_000;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadInput, message)
@@ -195,6 +208,25 @@ impl Options {
             MIN_INTERVAL_MS,
             MAX_INTERVAL_MS,
         )?;
+        let new_blocks = match field(object, "newBlocks")? {
+            None => StorageMode::Routed,
+            Some(v) => match v.as_string().as_deref() {
+                Some("routed") => StorageMode::Routed,
+                Some("self-selected") => StorageMode::SelfSelected,
+                _ => {
+                    return Err(bad(
+                        "options.newBlocks must be \"routed\" or \"self-selected\"",
+                    ))
+                }
+            },
+        };
+        let header_poll_interval_ms = integer_in(
+            object,
+            "headerPollIntervalMs",
+            DEFAULT_HEADER_POLL_INTERVAL_MS,
+            HEADER_POLL_INTERVAL_MS_MIN,
+            HEADER_POLL_INTERVAL_MS_MAX,
+        )?;
         Ok(Options {
             relays,
             network,
@@ -204,6 +236,8 @@ impl Options {
             heartbeat_interval_ms,
             offline_after_ms,
             formation_interval_ms,
+            new_blocks,
+            header_poll_interval_ms,
         })
     }
 

@@ -135,6 +135,8 @@ pub struct Status {
     pub whole_chain_bytes: u64,
     pub header_bytes_downloaded: u64,
     pub downloaded_bytes: Downloaded,
+    /// Headers the header sync took at once from a relay's new-block announcement.
+    pub announced_headers: u64,
 }
 
 /// Shared between the loop (writer) and the API (reader); both run on the page's one thread.

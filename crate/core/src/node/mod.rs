@@ -47,6 +47,7 @@
 //! ```
 
 pub use crate::chain_seam;
+mod announced;
 mod membership;
 pub mod resume;
 mod serving;
@@ -96,6 +97,8 @@ pub struct Node {
     pub(crate) repair: Repair,
     /// Taking in outsiders (S12, S13).
     pub(crate) replacement: Replacement,
+    /// New blocks a block source announced (S14, S15).
+    announced: announced::Announced,
 }
 
 impl Node {
@@ -129,6 +132,7 @@ impl Node {
             liveness: Liveness::default(),
             repair: Repair::default(),
             replacement: Replacement::default(),
+            announced: announced::Announced::default(),
         })
     }
 
@@ -264,6 +268,9 @@ impl Node {
                 self.on_serve_headers(&view);
                 self.repair.forget_reorganised(&mut self.shared, &view);
                 self.shared.headers = Some(view);
+                // Announced blocks now on the chain first: the rescan leaves them to the
+                // new-block path.
+                self.take_announced();
                 self.repair.rescan_shard(&mut self.shared);
             }
             Input::NewBlock { bytes } => {
@@ -377,7 +384,7 @@ impl Node {
             self.shared.stats.messages_ignored += 1;
             return;
         }
-        if self.on_serve_message(from, &message) {
+        if self.on_announced_answer(from, &message) || self.on_serve_message(from, &message) {
             return;
         }
         let cx = &mut self.shared;
@@ -469,6 +476,7 @@ impl Node {
                 start_height,
                 max_count,
             } => self.on_get_headers(from, request_id, start_height, max_count),
+            Message::BlockAnnounce { header } => self.on_block_announce(from, header),
             // Headers are the shell's (it keeps the header chain); queries, answers, stored
             // announcements and pushed blocks went to the serving layer above.
             Message::Headers { .. }

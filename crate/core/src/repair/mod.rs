@@ -42,7 +42,7 @@
 
 pub mod replacement;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::base::{ClusterId, NodeId};
 use crate::chain_seam::{check_block, sha256d, BlockHash, SharedHeaders};
@@ -168,7 +168,15 @@ pub(crate) struct Repair {
     /// docs). At most one entry per member.
     misses: Vec<NodeId>,
     misses_for: Option<ClusterId>,
+    /// Heights the new-block path is bringing in (an announced block this member fetches
+    /// from the block source, or waits for from the member routing it): the rescan leaves
+    /// them alone until the given time, so the same block is not downloaded twice at once.
+    /// At most [`DEFERRED_MAX`] entries.
+    deferred: BTreeMap<u32, u64>,
 }
+
+/// Most heights left to the new-block path at once.
+const DEFERRED_MAX: usize = 256;
 
 impl Repair {
     pub(crate) fn missing_count(&self) -> usize {
@@ -262,8 +270,13 @@ impl Repair {
             return;
         };
         self.rescan_needed = false;
+        let now = cx.now_ms;
+        self.deferred.retain(|_, until| *until > now);
         for height in 0..=tip {
             if self.held_good(height) || self.busy.contains(height) {
+                continue;
+            }
+            if self.deferred.contains_key(&height) {
                 continue;
             }
             if !cx.must_hold(height) {
@@ -479,6 +492,9 @@ impl Repair {
         if let Some(at) = self.next_audit_ms {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
+        if let Some(&at) = self.deferred.values().min() {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         // Past due but still fetching: the pump evicts when the fetching is done.
         if let Some(at) = self.eviction_due(cx).filter(|at| *at > cx.now_ms) {
             next = Some(next.map_or(at, |n| n.min(at)));
@@ -508,6 +524,8 @@ impl Repair {
                 self.queue.push_back(flight.job);
             }
         }
+        // Heights the new-block path did not bring in in time are repair's now.
+        let deferred_due = self.deferred.values().any(|until| *until <= now);
         while let Some(&(at, height, rounds)) = self.parked.first() {
             if at > now {
                 break;
@@ -519,6 +537,10 @@ impl Repair {
                 order: 0,
                 rounds,
             });
+        }
+        if deferred_due {
+            // Rescans (and pumps): the heights whose deferral ended are queued if still missing.
+            return self.rescan_shard(cx);
         }
         self.pump_repair(cx);
     }
@@ -708,6 +730,30 @@ impl Repair {
         self.pump_repair(cx);
     }
 
+    /// Whether `height` is held (and trusted), or queued, in flight or being stored: the
+    /// new-block path then leaves it to repair.
+    pub(crate) fn has_or_fetches(&self, height: u32) -> bool {
+        self.held_good(height) || self.busy.contains(height)
+    }
+
+    /// The new-block path brings `height` in (see [`Repair::deferred`]): the rescan leaves it
+    /// until `until_ms`, then fetches it if it is still missing.
+    pub(crate) fn defer(&mut self, cx: &mut Shared, height: u32, until_ms: u64) {
+        if self.deferred.len() >= DEFERRED_MAX && !self.deferred.contains_key(&height) {
+            return;
+        }
+        self.deferred.insert(height, until_ms);
+        self.rearm_repair_timer(cx);
+    }
+
+    /// The new-block path gave up on `height` (the source did not have it, or sent a bad
+    /// block): repair fetches it now.
+    pub(crate) fn undefer(&mut self, cx: &mut Shared, height: u32) {
+        if self.deferred.remove(&height).is_some() {
+            self.rescan_shard(cx);
+        }
+    }
+
     /// A block from the block source: store it if we must hold it (or are an archive).
     pub(crate) fn on_new_block(&mut self, cx: &mut Shared, bytes: Vec<u8>) {
         let Some(header) = bytes.get(..80) else {
@@ -771,7 +817,12 @@ impl Repair {
                             cx.stats.bytes_fetched_after_reform += put.bytes;
                         }
                     }
-                    PutOrigin::Source => cx.stats.blocks_from_source += 1,
+                    PutOrigin::Source => {
+                        cx.stats.blocks_from_source += 1;
+                        if cx.config.archive && cx.config.serve.new_blocks.announce {
+                            cx.announce_block(put.height);
+                        }
+                    }
                 }
                 if let Some(block_hash) = cx
                     .headers

@@ -21,6 +21,21 @@
 //! announced (S15), at most `redrive_budget` times; then [`NewBlockOutput::Underreplicated`]
 //! hands the block to repair.
 //!
+//! # How a new block enters a cluster
+//!
+//! The block source does not send every light node the block: that would cost each node the
+//! whole chain's bytes and defeat sharding. It announces each new block at once by its header
+//! alone (`Message::BlockAnnounce`, 82 bytes on the wire; [`NewBlockConfig::announce`], set by
+//! the relay's archive) to every light node connected to it. The header goes to each node's
+//! header sync (accepted at once if it extends the tip); once it is on a member's best chain,
+//! the member decides by placement who brings the bytes in (`node::announced`): routed, the
+//! block's first holder in placement order — one per cluster, the same on every member —
+//! fetches it from the source (`GetBlock`) and hands it here as [`Source::BlockSource`], which
+//! sends it to the other holders; self-selected, every holder fetches it from the source
+//! itself. So the block's bytes leave the source once per cluster (S14) or once per holder
+//! (S15). The simulator's world hands blocks to members itself (one per cluster, or all), the
+//! same entry point.
+//!
 //! Every block is checked before anything else: it must decode (size-bounded), match its
 //! header ([`Block::check`]) and be on this node's best header chain, which also gives its
 //! height.
@@ -66,6 +81,10 @@ pub struct NewBlockConfig {
     pub max_pending_bytes: usize,
     /// Most outputs queued before the node drains them.
     pub max_queued_outputs: usize,
+    /// A block source (an archive fed new blocks): announce each new block it stores to every
+    /// light node connected to it (`Message::BlockAnnounce`, the header alone). Off by default:
+    /// the relay turns it on; the simulator's world hands blocks out itself.
+    pub announce: bool,
 }
 
 impl Default for NewBlockConfig {
@@ -78,6 +97,7 @@ impl Default for NewBlockConfig {
             max_tracked_blocks: 256,
             max_pending_bytes: 32 * 1024 * 1024,
             max_queued_outputs: 4096,
+            announce: false,
         }
     }
 }

@@ -20,6 +20,7 @@ const TAG_TX_QUERY: u8 = 15;
 const TAG_TX_ANSWER: u8 = 16;
 const TAG_BLOCK_STORED: u8 = 17;
 const TAG_NEW_BLOCK: u8 = 18;
+const TAG_BLOCK_ANNOUNCE: u8 = 19;
 
 /// Encodes a message. Fails only if the message breaks a limit (too many headers, a block or
 /// address too long, a whole message over [`MAX_MESSAGE_BYTES`]): what this returns always
@@ -337,6 +338,10 @@ impl Writer {
                 self.u8(TAG_NEW_BLOCK);
                 self.len_prefixed("block", block, MAX_BLOCK_BYTES)?;
             }
+            Message::BlockAnnounce { header } => {
+                self.u8(TAG_BLOCK_ANNOUNCE);
+                self.header(header);
+            }
         }
         Ok(())
     }
@@ -627,6 +632,9 @@ impl<'a> Reader<'a> {
             },
             TAG_NEW_BLOCK => Message::NewBlock {
                 block: self.len_prefixed("block", MAX_BLOCK_BYTES)?.to_vec(),
+            },
+            TAG_BLOCK_ANNOUNCE => Message::BlockAnnounce {
+                header: self.header()?,
             },
             other => return Err(WireError::UnknownTag(other)),
         })

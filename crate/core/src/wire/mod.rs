@@ -256,6 +256,12 @@ pub enum Message {
     /// A new block pushed to a member that must hold it (S14, routed storage; at most
     /// [`MAX_BLOCK_BYTES`]).
     NewBlock { block: Vec<u8> },
+    /// The block source announces a new block at once, by its header alone (S14, S15): 80
+    /// bytes to every light node connected to it, whether or not it must hold the block. The
+    /// block's bytes then leave the source once per cluster (routed: its router asks for
+    /// them) or once per holder (self-selected), with `GetBlock`; see
+    /// [`crate::serve::newblock`].
+    BlockAnnounce { header: Header },
 }
 
 impl Message {
@@ -280,6 +286,7 @@ impl Message {
             Message::TxAnswer { .. } => "tx_answer",
             Message::BlockStored { .. } => "block_stored",
             Message::NewBlock { .. } => "new_block",
+            Message::BlockAnnounce { .. } => "block_announce",
         }
     }
 }

@@ -183,6 +183,7 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
             height,
         }),
         vec(any::<u8>(), 0..300).prop_map(|block| Message::NewBlock { block }),
+        header().prop_map(|header| Message::BlockAnnounce { header }),
         (
             any::<u64>(),
             any::<[u8; 32]>(),
@@ -227,7 +228,7 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_with_a_valid_prefix_never_panic(tag in 0u8..20, rest in vec(any::<u8>(), 0..600)) {
+    fn random_bytes_with_a_valid_prefix_never_panic(tag in 0u8..22, rest in vec(any::<u8>(), 0..600)) {
         let mut bytes = vec![WIRE_VERSION, tag];
         bytes.extend_from_slice(&rest);
         if let Ok(m) = decode(&bytes) {
@@ -400,4 +401,24 @@ fn ping_is_small() {
         stamp: None,
     };
     assert_eq!(encode(&m).unwrap().len(), 4);
+}
+
+#[test]
+fn a_block_announcement_is_its_header_and_nothing_else() {
+    let header = crate::chain::ChainParams::REGTEST.genesis;
+    let bytes = encode(&Message::BlockAnnounce { header }).unwrap();
+    // Version, tag, the 80 header bytes: what every light node receives per new block.
+    assert_eq!(bytes.len(), 82);
+    assert_eq!(decode(&bytes), Ok(Message::BlockAnnounce { header }));
+    // Hostile: cut short anywhere, or followed by anything, it is refused with a typed error.
+    for len in 0..bytes.len() {
+        assert!(decode(&bytes[..len]).is_err(), "{len} bytes decoded");
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    assert_eq!(decode(&long), Err(WireError::TrailingBytes(1)));
+    // A block's worth of bytes behind the tag is not taken for an announcement.
+    let mut block = vec![WIRE_VERSION, bytes[1]];
+    block.extend(std::iter::repeat_n(0u8, 1_000));
+    assert_eq!(decode(&block), Err(WireError::TrailingBytes(920)));
 }

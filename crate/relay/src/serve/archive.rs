@@ -60,7 +60,8 @@ pub const ARCHIVE_PEER_QUERY_RATE: RateLimitConfig = RateLimitConfig {
 
 /// The archive's configuration: the core's defaults, except that it is an archive, its
 /// queries end at its own blocks with `NotFound` (it holds every block of its chain), and
-/// pages may ask it [`ARCHIVE_PEER_QUERY_RATE`].
+/// pages may ask it [`ARCHIVE_PEER_QUERY_RATE`], and it announces every new block it stores
+/// to the light nodes connected to it (`Message::BlockAnnounce`, S14/S15).
 pub fn archive_config(address: String) -> Config {
     let mut config = Config {
         archive: true,
@@ -69,6 +70,8 @@ pub fn archive_config(address: String) -> Config {
     };
     config.serve.query.holds_every_block = true;
     config.serve.query.peer_rate = ARCHIVE_PEER_QUERY_RATE;
+    // The relay is the block source: each new block is announced to its pages at once.
+    config.serve.new_blocks.announce = true;
     config
 }
 
@@ -339,6 +342,7 @@ impl Io for Carrier<'_> {
                     return tracing::debug!(?to, "message to a peer never met: dropped");
                 };
                 add_header(&mut message, self.headers);
+                log_block_sent(&message, peer, self.headers);
                 match node_link::encode_request(&message) {
                     Ok(bytes) => self.out.push(FromNode::Send {
                         peer,
@@ -364,6 +368,21 @@ impl Io for Carrier<'_> {
     fn stored(&mut self, command: &StorageCommand, _result: &StorageResult) {
         if matches!(command, StorageCommand::Get { .. }) {
             *self.blocks_read += 1;
+        }
+    }
+}
+
+/// Says in the log which block's bytes left the archive for whom (one line per block sent,
+/// at `info`): how often a new block's bytes leave the block source, per cluster or per
+/// holder (S14, S15), is read from these lines (tests/e2e/cluster-growth.test.mjs).
+fn log_block_sent(message: &Message, peer: PeerId, headers: &StoreHeaders) {
+    if let Message::BlockData { block, .. } = message {
+        let height = block
+            .get(..80)
+            .map(|header| BlockHash(shoal_core::chain::sha256d(header)))
+            .and_then(|hash| headers.height_of(&hash));
+        if let Some(height) = height {
+            tracing::info!(height, %peer, bytes = block.len(), "archive node: sent block");
         }
     }
 }

@@ -23,6 +23,10 @@
 //! - **Synced** once the tip reaches the best height a source claims (every `Headers` answer
 //!   carries its sender's tip height); from then on every source is polled every
 //!   [`SyncConfig::resync_interval_ms`] for headers above the tip.
+//! - **Announcements**: a source that is a block source announces each new block by its
+//!   header ([`HeaderSync::handle_announcement`]); once synced, one that extends the tip is
+//!   verified and accepted at once, one that does not makes that source due for a poll at
+//!   once. New blocks then reach the chain in one message, not at the next poll.
 //! - **Forks**: a source whose headers do not connect to the tip has another chain; it is asked
 //!   from lower heights (16, 64, 256, … deeper, up to [`SyncConfig::max_fork_depth`]) until they
 //!   connect, then along its branch until the branch has more work (the best chain switches: a
@@ -369,6 +373,10 @@ pub struct HeaderSyncStats {
     pub demotions: u64,
     /// Times the window of batches was dropped and started again from the tip.
     pub window_resets: u64,
+    /// Block announcements from sources ([`HeaderSync::handle_announcement`]).
+    pub announcements: u64,
+    /// Of those, headers that extended the tip and were accepted at once.
+    pub announcements_accepted: u64,
 }
 
 /// The first depth a fork is looked for at; each further ask goes [`FORK_DEPTH_FACTOR`]
@@ -650,6 +658,48 @@ impl<S: Copy + Eq + Debug> HeaderSync<S> {
         self.update_synced(chain);
         self.push_progress(chain);
         true
+    }
+
+    /// A source announced a new block by its header ([`Message::BlockAnnounce`]), so new
+    /// blocks need not wait for the next poll. Once synced, a header that extends the tip is
+    /// verified and accepted at once, as a one-header answer would be: if it fails the chain's
+    /// checks its source is demoted like a source that lied. A header already known changes
+    /// nothing. Any other (it builds on a header we lack, or we are still catching up) makes
+    /// that source due to be asked what it has above the tip at once (once synced; while
+    /// catching up the window asks anyway).
+    pub fn handle_announcement(
+        &mut self,
+        now_ms: u64,
+        chain: &mut HeaderChain,
+        source: S,
+        header: Header,
+    ) {
+        self.now_ms = now_ms;
+        self.observe(chain);
+        if self.source(source).is_none() {
+            self.stats.answers_ignored += 1;
+            return;
+        }
+        self.stats.announcements += 1;
+        if chain.get(&header.block_hash()).is_some() {
+            return;
+        }
+        let tip_height = chain.tip_height();
+        if self.synced && header.prev_blockhash == chain.tip_hash() {
+            let height = tip_height + 1;
+            let verdict = self.verify(chain, source, height, vec![header], false);
+            if let Verdict::OnBest { .. } = verdict {
+                self.stats.announcements_accepted += 1;
+                if let Some(s) = self.source_mut(source) {
+                    s.claimed_tip = Some(s.claimed_tip.unwrap_or(0).max(height));
+                    s.failures_in_a_row = 0;
+                }
+            }
+        } else if let Some(s) = self.source_mut(source) {
+            s.poll_wanted = true;
+        }
+        self.update_synced(chain);
+        self.push_progress(chain);
     }
 
     /// Time passed: requests time out, demotions end, late batches and polls fall due. Call

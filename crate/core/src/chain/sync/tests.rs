@@ -962,3 +962,121 @@ fn a_non_headers_answer_or_undecodable_bytes_demote_at_once() {
     h.advance_to(T0 + 1_000);
     h.sync_to(chain[99].block_hash(), 1_000);
 }
+
+/// The block after `chain`'s last, as its generator makes it.
+fn next_block(chain: &[Block], seed: u64) -> Block {
+    let config = GenerateConfig {
+        txs_per_block: 0,
+        seed,
+        ..GenerateConfig::default()
+    };
+    let height = chain.len() as u32 + 1;
+    Generator::resume(&config, chain)
+        .unwrap()
+        .next_block(config.block_time(height).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn an_announced_header_that_extends_the_tip_is_accepted_at_once_without_a_request() {
+    let mut chain = blocks(60, 30);
+    let mut h = Harness::new(small(50), vec![(Peer::honest(headers(&chain)), 2)]);
+    h.sync_to(chain[59].block_hash(), 1_000);
+    h.log.clear();
+    h.events.clear();
+    let next = next_block(&chain, 30);
+    chain.push(next.clone());
+    h.sync
+        .handle_announcement(h.now_ms, &mut h.chain, 0, next.header);
+    h.pump();
+    assert!(h.log.is_empty(), "no request: {:?}", h.log);
+    assert_eq!(h.chain.tip_hash(), next.block_hash());
+    assert_eq!(h.changes()[0].connected, vec![(61, next.block_hash())]);
+    assert!(h.sync.is_synced());
+    assert_eq!(h.sync.stats().announcements_accepted, 1);
+    // The same announcement again (another relay, or a repeat) changes nothing.
+    h.events.clear();
+    h.sync
+        .handle_announcement(h.now_ms, &mut h.chain, 0, next.header);
+    h.pump();
+    assert!(h.log.is_empty() && h.changes().is_empty());
+    assert!(h.demotions(0).is_empty());
+}
+
+#[test]
+fn an_announced_header_that_does_not_extend_the_tip_makes_that_source_asked_at_once() {
+    let mut chain = blocks(60, 31);
+    let mut h = Harness::new(
+        small(50),
+        vec![
+            (Peer::honest(headers(&chain)), 2),
+            (Peer::honest(headers(&chain)), 2),
+        ],
+    );
+    h.sync_to(chain[59].block_hash(), 1_000);
+    // Two new blocks; only the second is announced (the first announcement was lost).
+    for _ in 0..2 {
+        let next = next_block(&chain, 31);
+        chain.push(next);
+    }
+    h.peers[1].chain = headers(&chain);
+    h.log.clear();
+    h.sync
+        .handle_announcement(h.now_ms, &mut h.chain, 1, chain[61].header);
+    h.pump();
+    assert_eq!(
+        h.asked(1),
+        vec![61],
+        "the announcing source is asked above the tip"
+    );
+    assert!(h.asked(0).is_empty(), "the other is not");
+    assert_eq!(h.chain.tip_height(), 60, "nothing accepted unconnected");
+    while h.answer_next() {}
+    assert_eq!(h.chain.tip_hash(), chain[61].block_hash());
+    assert!(h.demotions(1).is_empty());
+}
+
+#[test]
+fn an_announced_header_that_fails_the_checks_demotes_its_source() {
+    let mut chain = blocks(60, 32);
+    let mut h = Harness::new(
+        small(50),
+        vec![
+            (Peer::honest(headers(&chain)), 2),
+            (Peer::honest(headers(&chain)), 2),
+        ],
+    );
+    h.sync_to(chain[59].block_hash(), 1_000);
+    let next = next_block(&chain, 32);
+    chain.push(next.clone());
+    // Junk: the right parent, a difficulty this chain does not allow.
+    let mut junk = next.header;
+    junk.bits = 0x207f_fffe;
+    h.sync.handle_announcement(h.now_ms, &mut h.chain, 1, junk);
+    h.pump();
+    assert_eq!(h.chain.tip_height(), 60, "the junk was not accepted");
+    assert!(matches!(
+        h.demotions(1)[..],
+        [Demotion::InvalidHeader { height: 61, .. }]
+    ));
+    assert!(h.demotions(0).is_empty());
+    // The honest source's announcement still goes through.
+    h.sync
+        .handle_announcement(h.now_ms, &mut h.chain, 0, next.header);
+    h.pump();
+    assert_eq!(h.chain.tip_hash(), next.block_hash());
+}
+
+#[test]
+fn an_announcement_from_an_unknown_source_is_ignored() {
+    let chain = blocks(60, 33);
+    let mut h = Harness::new(small(50), vec![(Peer::honest(headers(&chain)), 2)]);
+    h.sync_to(chain[59].block_hash(), 1_000);
+    let next = next_block(&chain, 33);
+    h.log.clear();
+    h.sync
+        .handle_announcement(h.now_ms, &mut h.chain, 9, next.header);
+    h.pump();
+    assert!(h.log.is_empty());
+    assert_eq!(h.chain.tip_height(), 60);
+}

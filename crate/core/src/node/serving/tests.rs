@@ -595,3 +595,209 @@ fn members_answer_queries_and_run_jobs_for_any_block() {
         "cached, not stored"
     );
 }
+
+/// S14 and S15 by announcement, as in the browser: the block source (an archive with
+/// `announce`) stores a new block and announces its header to its light nodes; each member
+/// learns of it before its header chain has it, then gets the longer chain. Routed, only the
+/// block's first holder asks the source for it and sends it to the other holders (the bytes
+/// leave the source once per cluster); self-selected, every holder asks the source itself
+/// (once per holder). Either way exactly P members store it, nobody fetches it twice, and
+/// repair's rescan does not fetch it beside the new-block path.
+#[test]
+fn announced_new_blocks_leave_the_source_once_per_cluster_routed_and_once_per_holder_self_selected()
+{
+    use crate::chain_seam::HeaderPrefix;
+    use crate::serve::newblock::StorageMode;
+    use crate::testnet::Net;
+    for mode in [StorageMode::Routed, StorageMode::SelfSelected] {
+        let mut config = fast_config();
+        config.serve.new_blocks.mode = mode;
+        let mut source = Config {
+            archive: true,
+            ..fast_config()
+        };
+        source.serve.new_blocks.announce = true;
+        let mut configs = vec![source];
+        configs.extend(std::iter::repeat_n(config, 5));
+        let mut net = Net::new(configs, 20, 12);
+        let last = net.blocks.len() - 1;
+        let before = Arc::new(HeaderPrefix::new(net.chain.clone(), last as u32));
+        for i in 0..net.nodes.len() {
+            net.input(i, Input::Headers(before.clone()));
+        }
+        let known = net.blocks[..last].to_vec();
+        for bytes in known {
+            net.input(0, Input::NewBlock { bytes });
+        }
+        net.introduce_all();
+        net.run_until(30_000);
+        let members: Vec<usize> = (1..net.nodes.len())
+            .filter(|i| net.nodes[*i].cluster().is_some())
+            .collect();
+        assert_eq!(members.len(), 5, "{mode:?}: one cluster of five formed");
+        assert!(
+            members.iter().all(|i| net.nodes[*i].missing_count() == 0),
+            "{mode:?}: the shards are full"
+        );
+        let kinds = net.by_kind.clone();
+        let failures: Vec<u64> = members
+            .iter()
+            .map(|i| net.nodes[*i].stats().fetch_failures)
+            .collect();
+        let count = |net: &Net, kind: &str| {
+            net.by_kind.get(kind).copied().unwrap_or(0) - kinds.get(kind).copied().unwrap_or(0)
+        };
+        // The source gets the block and announces it.
+        let full = net.chain.clone();
+        let new_block = net.blocks[last].clone();
+        let hash = Block::decode(&new_block).unwrap().block_hash();
+        net.input(0, Input::Headers(full.clone()));
+        net.input(0, Input::NewBlock { bytes: new_block });
+        let now = net.now_ms;
+        net.run_until(now + 50);
+        assert_eq!(
+            count(&net, "block_announce"),
+            5,
+            "{mode:?}: one per light node"
+        );
+        assert_eq!(
+            count(&net, "get_block"),
+            0,
+            "{mode:?}: nobody asks before it has the header"
+        );
+        // Each member's header sync accepts the header: the node gets the longer chain.
+        for i in &members {
+            net.input(*i, Input::Headers(full.clone()));
+        }
+        let now = net.now_ms;
+        net.run_until(now + 5_000);
+        let holders: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|i| net.stores[*i].contains_key(&hash))
+            .collect();
+        assert_eq!(holders.len(), 3, "{mode:?}: exactly P members store it");
+        let requested: u64 = members
+            .iter()
+            .map(|i| net.nodes[*i].stats().new_blocks_requested)
+            .sum();
+        match mode {
+            StorageMode::Routed => {
+                assert_eq!(requested, 1, "routed: one member asks the source");
+                assert_eq!(count(&net, "get_block"), 1, "routed: no other fetch");
+                assert_eq!(
+                    count(&net, "new_block"),
+                    2,
+                    "routed: sent to the two other holders"
+                );
+            }
+            StorageMode::SelfSelected => {
+                assert_eq!(requested, 3, "self-selected: every holder asks the source");
+                assert_eq!(count(&net, "get_block"), 3, "self-selected: no other fetch");
+                assert_eq!(count(&net, "new_block"), 0, "self-selected: nobody routes");
+            }
+        }
+        assert_eq!(
+            count(&net, "block_data"),
+            count(&net, "get_block"),
+            "{mode:?}: every fetch answered"
+        );
+        for (i, before) in members.iter().zip(failures) {
+            let failed = net.nodes[*i].stats().fetch_failures - before;
+            assert_eq!(failed, 0, "{mode:?}: member {i}");
+            assert_eq!(net.nodes[*i].missing_count(), 0, "{mode:?}: member {i}");
+        }
+        assert!(
+            count(&net, "block_stored") >= 3 * 4,
+            "{mode:?}: each holder told the other members"
+        );
+    }
+}
+
+/// An announcement is a hint from a block source only: from a member (not an archive) it is
+/// ignored; a source that does not have the block (`BlockNotFound`) hands it to repair, which
+/// fetches it elsewhere.
+#[test]
+fn announcements_from_non_sources_are_ignored_and_a_failed_fetch_falls_back_to_repair() {
+    use crate::chain_seam::HeaderPrefix;
+    use crate::serve::newblock::StorageMode;
+    use crate::testnet::Net;
+    let mut config = fast_config();
+    config.serve.new_blocks.mode = StorageMode::SelfSelected;
+    let mut configs = vec![archive_config_announcing()];
+    configs.extend(std::iter::repeat_n(config, 4));
+    let mut net = Net::new(configs, 12, 13);
+    let last = net.blocks.len() - 1;
+    let before = Arc::new(HeaderPrefix::new(net.chain.clone(), last as u32));
+    for i in 0..net.nodes.len() {
+        net.input(i, Input::Headers(before.clone()));
+    }
+    let known = net.blocks[..last].to_vec();
+    for bytes in known {
+        net.input(0, Input::NewBlock { bytes });
+    }
+    net.introduce_all();
+    net.run_until(30_000);
+    let members: Vec<usize> = (1..net.nodes.len())
+        .filter(|i| net.nodes[*i].cluster().is_some())
+        .collect();
+    assert!(members.len() >= 3);
+    let header = net.chain.header_at(last as u32).unwrap();
+    // From a member: ignored.
+    let member_id = net.id(members[0]);
+    let target = members[1];
+    let ignored = net.nodes[target].stats().messages_ignored;
+    net.inject(
+        target,
+        member_id,
+        crate::wire::Message::BlockAnnounce { header },
+    );
+    let now = net.now_ms;
+    net.run_until(now + 20);
+    assert_eq!(net.nodes[target].stats().announcements_received, 0);
+    assert_eq!(net.nodes[target].stats().messages_ignored, ignored + 1);
+    // From the archive, which has not stored the block: every holder asks, is told
+    // `BlockNotFound`, and repair takes over (the block is nowhere yet, so it waits).
+    let archive = net.id(0);
+    let full = net.chain.clone();
+    for i in &members {
+        net.inject(*i, archive, crate::wire::Message::BlockAnnounce { header });
+    }
+    let now = net.now_ms;
+    net.run_until(now + 5);
+    for i in &members {
+        net.input(*i, Input::Headers(full.clone()));
+    }
+    let now = net.now_ms;
+    net.run_until(now + 200);
+    let requested: u64 = members
+        .iter()
+        .map(|i| net.nodes[*i].stats().new_blocks_requested)
+        .sum();
+    assert_eq!(requested, 3, "the holders asked the source");
+    // Now the source gets it: repair's retry brings it to P holders.
+    net.input(0, Input::Headers(full.clone()));
+    net.input(
+        0,
+        Input::NewBlock {
+            bytes: net.blocks[last].clone(),
+        },
+    );
+    let now = net.now_ms;
+    net.run_until(now + 10_000);
+    let hash = net.chain.block_hash_at(last as u32).unwrap();
+    let holders = members
+        .iter()
+        .filter(|i| net.stores[**i].contains_key(&hash))
+        .count();
+    assert_eq!(holders, 3);
+}
+
+fn archive_config_announcing() -> Config {
+    let mut config = Config {
+        archive: true,
+        ..fast_config()
+    };
+    config.serve.new_blocks.announce = true;
+    config
+}
