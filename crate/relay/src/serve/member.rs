@@ -168,7 +168,8 @@ impl MemberNode {
     }
 
     /// Queues what the swarm task handed over: connections of the `--peer` relays also add
-    /// and remove header sources; header answers go to the sync, everything else to the node.
+    /// and remove header sources; header answers go to the sync, block announcements to both,
+    /// everything else to the node.
     pub fn push(&mut self, input: ToNode) {
         let (peer, input) = match input {
             ToNode::Connected(peer) => {
@@ -195,6 +196,15 @@ impl MemberNode {
                 (peer, Input::PeerDisconnected { peer: id })
             }
             ToNode::Message { peer, message } => {
+                // A peer relay announced a new block by its header: the sync takes it at once
+                // (the node, queued first, knows of the block when the longer chain reaches
+                // it, as in a page).
+                if let Message::BlockAnnounce { header } = &message {
+                    if self.relays.contains(&peer) {
+                        self.sync
+                            .handle_announcement(unix_ms(), &mut self.chain, peer, *header);
+                    }
+                }
                 let from = node_link::node_id(&peer);
                 (peer, Input::Message { from, message })
             }

@@ -128,3 +128,61 @@ fn stored_headers_that_no_longer_verify_are_dropped_from_the_first_bad_one() {
     assert_eq!(member.chain().tip_height(), 3);
     assert_eq!(member.store.headers(1, 100).unwrap(), headers[..3]);
 }
+
+/// Runs both nodes, delivering what each sends the other, until neither sends anything.
+fn exchange(archive: &mut ArchiveNode, member: &mut MemberNode, ids: (PeerId, PeerId)) {
+    let (archive_id, member_id) = ids;
+    for _ in 0..100 {
+        let to_member = futures::executor::block_on(archive.run());
+        let to_archive = futures::executor::block_on(member.run());
+        if to_member.is_empty() && to_archive.is_empty() {
+            return;
+        }
+        for output in to_member {
+            member.push(deliver(archive_id, output));
+        }
+        for output in to_archive {
+            archive.push(deliver(member_id, output));
+        }
+    }
+    panic!("the two nodes never went quiet");
+}
+
+/// The archive announces a new block by its header; the member's sync takes the header the
+/// moment the announcement arrives, before it asks anything (S14, S15).
+#[test]
+fn a_block_the_archive_announces_extends_the_members_chain_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive_id, member_id) = (PeerId::random(), PeerId::random());
+    let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
+    let config = SourceConfig {
+        initial_blocks: BLOCKS,
+        txs_per_block: 2,
+        seed: 5,
+    };
+    let mut source = BlockSource::open(&store, &config, 1_700_000_000).unwrap();
+    let mut archive = ArchiveNode::start(store, archive_id, String::new(), 1).unwrap();
+    let status = SharedStatus::default();
+    let mut member = member(dir.path(), member_id, archive_id, &status);
+    archive.push(ToNode::Connected(member_id));
+    member.push(ToNode::Connected(archive_id));
+    exchange(&mut archive, &mut member, (archive_id, member_id));
+    assert_eq!(member.chain().tip_height(), BLOCKS);
+
+    let (height, block) = source
+        .next(archive.store(), crate::serve::now_secs())
+        .unwrap();
+    archive.on_new_block(&block);
+    let to_member = futures::executor::block_on(archive.run());
+    let announced = to_member
+        .into_iter()
+        .map(|o| deliver(archive_id, o))
+        .find(|input| {
+            matches!(input, ToNode::Message { message: Message::BlockAnnounce { header }, .. }
+            if *header == block.header)
+        });
+    member.push(announced.expect("the archive announced the block"));
+    assert_eq!(member.chain().tip_height(), height);
+    assert_eq!(member.chain().tip_hash(), block.block_hash());
+    assert_eq!(member.sync.stats().announcements_accepted, 1);
+}
