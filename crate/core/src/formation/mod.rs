@@ -96,6 +96,10 @@ pub(crate) struct Formation {
     /// [`Formation::undersized_tick`]).
     dissolve_probe_ms: Option<u64>,
     reach_heard_ms: Option<u64>,
+    /// When this ordinary node last asked to join because a hello told it of room (S13 at
+    /// once): at most once per `formation_interval_ms` — under churn rooms open all the time,
+    /// and asking at every one multiplied join requests tenfold in the 2,000-node world.
+    asked_on_room_ms: Option<u64>,
 }
 
 /// Most invitations an invitee keeps while choosing; the rest are declined.
@@ -156,16 +160,27 @@ impl Formation {
     }
 
     /// S13, as soon as an ordinary node hears of a cluster with room: whether it should ask to
-    /// join now — it has no round, invitation or confirmation of its own under way, and too
-    /// few ordinary peers to form a cluster (what its formation tick would find too).
-    pub(crate) fn would_ask_to_join(&self, cx: &Shared) -> bool {
+    /// join now — it has no round, invitation or confirmation of its own under way, too few
+    /// ordinary peers to form a cluster (what its formation tick would find too), and has not
+    /// asked on hearing of room within the last `formation_interval_ms`. A yes is recorded as
+    /// an ask.
+    pub(crate) fn ask_on_room(&mut self, cx: &Shared) -> bool {
         let idle =
             self.round.is_none() && self.committed.is_none() && self.collect_until_ms.is_none();
-        idle && matches!(cx.role, Role::Ordinary)
+        let rested = self
+            .asked_on_room_ms
+            .is_none_or(|at| cx.now_ms >= at.saturating_add(cx.config.formation_interval_ms));
+        let ask = idle
+            && rested
+            && matches!(cx.role, Role::Ordinary)
             && ranked_ordinary_peers(cx, usize::MAX, self.previous.as_ref()).len()
                 < cx.config
                     .invite_after_peers
-                    .max(cx.config.form_with_accepts)
+                    .max(cx.config.form_with_accepts);
+        if ask {
+            self.asked_on_room_ms = Some(cx.now_ms);
+        }
+        ask
     }
 
     /// Whether this member has formation work on its tick: recruiting (the coordinator of a

@@ -409,8 +409,8 @@ impl Node {
                 }
                 // S13: a node that cannot form a cluster asks one with room as soon as it
                 // hears of it, not at its next formation tick (a cluster's coordinator would
-                // otherwise often invite it first, S12).
-                if room_appeared && self.formation.would_ask_to_join(cx) {
+                // otherwise often invite it first, S12); at most once per formation interval.
+                if room_appeared && self.formation.ask_on_room(cx) {
                     Replacement::ask_to_join(cx);
                 }
             }

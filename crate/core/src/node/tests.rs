@@ -231,3 +231,56 @@ fn the_nodes_random_stream_is_unchanged() {
     // Every jitter lies within ±50 % of its base.
     assert!(jitters.iter().all(|j| (5_000..=15_000).contains(j)));
 }
+
+/// S13 at once, but not at every room: an ordinary node asks a cluster with room to take it
+/// the moment a hello tells it of the room, and again on hearing of room only once a
+/// formation interval has passed (under churn rooms open all the time).
+#[test]
+fn an_ordinary_node_asks_to_join_on_hearing_of_room_at_most_once_per_formation_interval() {
+    let config = Config::default();
+    let interval = config.formation_interval_ms;
+    let mut node = Node::new(config, NodeId::from_seed(1), 1).unwrap();
+    feed(&mut node, 0, Input::Start);
+    let join_requests = |outputs: &[Output]| {
+        outputs
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::Send {
+                        message: Message::JoinRequest { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let room_from = |node: &mut Node, now_ms: u64, seed: u64, cluster: u8| {
+        let peer = NodeId::from_seed(seed);
+        let mut outputs = feed(node, now_ms, Input::PeerConnected { peer });
+        outputs.extend(feed(
+            node,
+            now_ms,
+            Input::Message {
+                from: peer,
+                message: Message::Hello {
+                    record: crate::wire::NodeRecord::default(),
+                    cluster: Some(crate::base::ClusterId([cluster; 32])),
+                    open_slots: 2,
+                },
+            },
+        ));
+        join_requests(&outputs)
+    };
+    assert_eq!(room_from(&mut node, 10, 2, 1), 1, "asks at once");
+    assert_eq!(
+        room_from(&mut node, 20, 3, 2),
+        0,
+        "not again within the interval"
+    );
+    assert_eq!(
+        room_from(&mut node, 10 + interval, 4, 3),
+        1,
+        "again after it"
+    );
+}
