@@ -25,13 +25,14 @@ export function relayCli(args) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts `shoal-relay serve` (importing `importFile`, or generating `initialBlocks` regtest
- * blocks, then one every `blockIntervalSecs` if not 0), serving the pages of `www` and the
+ * blocks of `txsPerBlock` transactions besides the coinbase, then one every `blockIntervalSecs`
+ * if not 0), serving the pages of `www` and the
  * package at /dist; resolves once /relay-addrs.json answers. `role: "member"` starts a member
  * relay instead (no block source; `peers` are the relays it follows, `clusterSize` and
  * `replicas` its cluster's), on ports of its own (`httpPort`, `p2pPort`). The result can
  * `stop()` the relay (SIGTERM) or `kill()` it (SIGKILL), both by its own process id. */
 export async function startRelay({
-  dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, log, upWithinS = 60, www = "www",
+  dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, txsPerBlock, log, upWithinS = 60, www = "www",
   role = "archive", peers = [], clusterSize, replicas, httpPort = HTTP_PORT, p2pPort = P2P_PORT,
 }) {
   const origin = `http://${HOST}:${httpPort}`;
@@ -47,6 +48,7 @@ export async function startRelay({
   if (role === "archive") {
     args.push("--initial-blocks", String(initialBlocks), "--block-interval-secs", String(blockIntervalSecs));
     if (importFile) args.push("--import", importFile);
+    if (txsPerBlock !== undefined) args.push("--txs-per-block", String(txsPerBlock));
   }
   for (const peer of peers) args.push("--peer", peer);
   if (clusterSize !== undefined) args.push("--cluster-size", String(clusterSize));

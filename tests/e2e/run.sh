@@ -9,6 +9,8 @@
 #   tests/e2e/run.sh FILE...    the same, only the given test files
 #   tests/e2e/run.sh --bench    the same with a release relay, then runs bench.mjs instead
 #   tests/e2e/run.sh --bench-sync-ab   a release relay, then bench-sync-ab.mjs (see there)
+#   tests/e2e/run.sh --bench-cluster   a release relay, then bench-cluster.mjs: the standard
+#                               scenario of issue 12 (`npm run bench`)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,7 +18,7 @@ if [[ "${SHOAL_E2E_IN_NETNS:-}" != 1 ]]; then
   target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
     node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
   profile=debug
-  if [[ "${1:-}" == --bench || "${1:-}" == --bench-sync-ab ]]; then
+  if [[ "${1:-}" == --bench || "${1:-}" == --bench-sync-ab || "${1:-}" == --bench-cluster ]]; then
     profile=release
     cargo build -p shoal-relay --release --locked >&2
   else
@@ -45,5 +47,8 @@ if [[ "${1:-}" == --bench ]]; then
 fi
 if [[ "${1:-}" == --bench-sync-ab ]]; then
   exec node tests/e2e/bench-sync-ab.mjs
+fi
+if [[ "${1:-}" == --bench-cluster ]]; then
+  exec node tests/e2e/bench-cluster.mjs
 fi
 exec node --test --test-concurrency=1 --test-reporter=spec "${@:-tests/e2e/}"

@@ -1,0 +1,440 @@
+// The standard scenario of issue 12 (item 5): `npm run bench`, i.e.
+// `bash tests/e2e/run.sh --bench-cluster`, run inside the network namespace of run.sh with a
+// release relay. A command, not a test: it asserts no speed. Every figure is printed with its
+// baseline measured in the same run, the ratio, and the issue's target beside it, "met" or
+// "not met".
+//
+// Phase A, a fixed chain (BLOCKS generated blocks of TXS transactions, ~60 KB each) imported
+// into one archive relay:
+//   1. baseline: one page downloads the whole chain from the relay (the `probeDownload` probe,
+//      DOWNLOAD_CONCURRENCY blocks at a time, each checked against its hash), which also gives
+//      the measured relay → page throughput; and the page ↔ relay round trip (a 32-byte
+//      `probeTransfer`);
+//   2. K + 2 pages start with clusterSize K and replicas P: K form a cluster and fill their
+//      shards from the archive, two stay outside. Stored bytes per member / whole chain, and
+//      each member's time from joining the cluster to holding its whole shard;
+//   3. verifyTransaction p50/p99 from one member when the block is local and when another
+//      member holds it, from an outside page (the relay answers), and the naive baseline in
+//      that outside page: fetch the whole block from the relay (`probeDownload`), then build
+//      and check the transaction's Merkle branch in JS (crypto.subtle double SHA-256 over the
+//      block's txids, which the script hands the page: the parse of the block is not timed,
+//      which favours the baseline);
+//   4. a member tab closes: the time until every block is back on P live members, against the
+//      detection timeout; the outside page the cluster recruits, its time to hold its shard
+//      (filled by the members) against the full download.
+// Phase B, a fresh relay generating a block every NEW_BLOCK_SECS and K fresh pages: for each
+// new block, the time from its announcement reaching the cluster (the first member's
+// `new-block` event) to its P-th holder's `block-stored` event.
+//
+// Times across pages are Date.now() in the pages of one browser on one machine (one clock).
+// Polls run every POLL_MS: repair and fill times carry that resolution.
+import { join } from "node:path";
+import {
+  launchBrowser, openPages, relayCli, seeded, startRelay, tempDir,
+} from "./harness.mjs";
+
+const K = 5;
+const P = 2;
+const BLOCKS = 120;
+const TXS = 200; // ~60 KB blocks
+const OUTSIDE = 2;
+const QUERIES = 100;
+const NAIVE_QUERIES = 50;
+const DOWNLOAD_CONCURRENCY = 4;
+const NEW_BLOCK_SECS = 3;
+const NEW_BLOCK_WATCH_MS = 36_000;
+const POLL_MS = 200;
+const TIMINGS = { heartbeatIntervalMs: 500, offlineAfterMs: 2_500, formationIntervalMs: 2_000 };
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const log = (line) => console.log(line);
+const relayLog = [];
+const pageLog = [];
+function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+}
+const median = (xs) => quantile(xs, 0.5);
+
+/** Polls `probe` every POLL_MS until it returns a value with `done` not false, at most `ms`. */
+async function waitFor(what, ms, probe) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (last && last.done !== false) return last;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms / 1000} s; last: ${JSON.stringify(last)}`);
+    await sleep(POLL_MS);
+  }
+}
+
+/** Starts a node in `page`, recording its events with their Date.now(). */
+function startNode(page, options) {
+  return page.evaluate(async (options) => {
+    const { LightNode } = await import("/dist/index.js");
+    window.events = [];
+    window.started = Date.now();
+    window.node = await LightNode.start(options);
+    for (const type of ["cluster", "member-lost", "member-joined", "block-stored", "new-block"]) {
+      window.node.addEventListener(type, (e) => window.events.push({ type, t: Date.now(), detail: e.detail }));
+    }
+    return window.node.status().peerId;
+  }, options);
+}
+
+const status = (page) => page.evaluate(() => window.node.status());
+const events = (page) => page.evaluate(() => window.events);
+
+/** The block hashes in the page's IndexedDB `blocks` store. */
+function storedHashes(page, database) {
+  return page.evaluate(async (database) => {
+    const s = window.node.status();
+    const db = await new Promise((resolve, reject) => {
+      const req = indexedDB.open(`${database}-regtest-${s.slot}`);
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    const keys = await new Promise((resolve, reject) => {
+      const req = db.transaction("blocks").objectStore("blocks").getAllKeys();
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    db.close();
+    return keys;
+  }, database);
+}
+
+/** The tabs' view: one cluster of `size` whose members agree on the view and hold their whole
+ * shards, at a tip of at least `tip`. Resolves with the member tabs. */
+async function settledCluster(what, tabs, size, tip, ms) {
+  const result = await waitFor(what, ms, async () => {
+    const all = await Promise.all(tabs.filter((t) => t.up).map(async (t) => ({ t, s: await status(t.page) })));
+    const members = all.filter((x) => x.s.clusterId);
+    const ids = new Set(members.map((x) => x.s.clusterId));
+    const peerIds = JSON.stringify(members.map((x) => x.s.peerId).sort());
+    const agreed = ids.size === 1 && members.length === size
+      && members.every((x) => JSON.stringify([...x.s.members].sort()) === peerIds);
+    const full = members.every((x) => x.s.missingBlocks === 0 && x.s.tip.height >= tip);
+    return {
+      done: agreed && full,
+      members: members.map((x) => x.t),
+      view: members.map((x) => ({ peerId: x.s.peerId.slice(-6), missing: x.s.missingBlocks, tip: x.s.tip.height })),
+    };
+  });
+  return result.members;
+}
+
+/** Per height, how many of `tabs` store the block. */
+async function copies(tabs, database, heightOf, chain) {
+  const count = new Array(chain).fill(0);
+  for (const t of tabs) for (const hash of await storedHashes(t.page, database)) count[heightOf.get(hash)] += 1;
+  return count;
+}
+
+/** When the page joined a cluster (its first `cluster` event with a cluster id; later ones are
+ * view changes). */
+const joinedAt = (evs) => evs.find((e) => e.type === "cluster" && e.detail.clusterId)?.t;
+/** When the page stored the last block of its shard (its latest `block-stored` event). */
+const filledAt = (evs) => evs.filter((e) => e.type === "block-stored").at(-1)?.t;
+
+/** Runs `verifyTransaction` on each txid in `page`, one at a time: millis and sources. */
+function timeVerify(page, txids) {
+  return page.evaluate(async (txids) => {
+    const out = [];
+    for (const txid of txids) {
+      const t = performance.now();
+      const r = await window.node.verifyTransaction(txid);
+      out.push({ ms: performance.now() - t, source: r.source });
+    }
+    return out;
+  }, txids);
+}
+
+/** The naive baseline per query, in the page: the whole block from the relay (probe), then the
+ * Merkle branch of the transaction built and checked in JS against the block's Merkle root. */
+function timeNaive(page, queries) {
+  return page.evaluate(async (queries) => {
+    const hex = (bytes) => [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const fromDisplay = (h) => Uint8Array.from(h.match(/../g).map((b) => parseInt(b, 16))).reverse();
+    const sha256d = async (bytes) =>
+      new Uint8Array(await crypto.subtle.digest("SHA-256", await crypto.subtle.digest("SHA-256", bytes)));
+    const concat = (a, b) => {
+      const out = new Uint8Array(64);
+      out.set(a);
+      out.set(b, 32);
+      return out;
+    };
+    const out = [];
+    for (const { hash, txids, pos, root } of queries) {
+      const t = performance.now();
+      const got = await window.node.probeDownload(hash);
+      // The page now has the block; the branch is built over its txids (internal byte order).
+      let level = txids.map(fromDisplay);
+      let index = pos;
+      const branch = [];
+      while (level.length > 1) {
+        if (level.length % 2) level.push(level[level.length - 1]);
+        branch.push(level[index ^ 1]);
+        const next = [];
+        for (let i = 0; i < level.length; i += 2) next.push(await sha256d(concat(level[i], level[i + 1])));
+        level = next;
+        index >>= 1;
+      }
+      // Check: fold the branch from the transaction up to the root.
+      let acc = fromDisplay(txids[pos]);
+      index = pos;
+      for (const sibling of branch) {
+        acc = await sha256d(index & 1 ? concat(sibling, acc) : concat(acc, sibling));
+        index >>= 1;
+      }
+      const ok = hex(acc.reverse()) === root && hex(level[0].reverse()) === root;
+      out.push({ ms: performance.now() - t, ok, bytes: got.bytes });
+    }
+    return out;
+  }, queries);
+}
+
+/** A 32-byte probe to the relay and back, `rounds` times: millis each. */
+function timeRoundTrips(page, rounds) {
+  return page.evaluate(async (rounds) => {
+    const bytes = new Uint8Array(32);
+    const out = [];
+    for (let i = 0; i < rounds; i++) out.push((await window.node.probeTransfer(bytes)).millis);
+    return out;
+  }, rounds);
+}
+
+const rows = [];
+/** One row of the table: figure, value, baseline, ratio, target, met. */
+function row(figure, value, baseline, ratio, target, met) {
+  rows.push({ figure, value, baseline, ratio: ratio === null ? "" : ratio.toFixed(2), target, met: met === null ? "" : met ? "met" : "not met" });
+}
+const ms = (x) => `${x.toFixed(1)} ms`;
+const s = (x) => `${(x / 1000).toFixed(2)} s`;
+
+function printTable() {
+  const head = { figure: "figure", value: "value", baseline: "baseline (same run)", ratio: "ratio", target: "target (issue 12)", met: "" };
+  const all = [head, ...rows];
+  const width = (k) => Math.max(...all.map((r) => String(r[k]).length));
+  const keys = Object.keys(head);
+  const widths = Object.fromEntries(keys.map((k) => [k, width(k)]));
+  for (const r of all) log(keys.map((k) => String(r[k]).padEnd(widths[k])).join(" | ").trimEnd());
+}
+
+async function phaseA(browser, work) {
+  const chainFile = join(work, "chain.dat");
+  relayCli(["chain", "generate", "--blocks", String(BLOCKS), "--seed", "12", "--txs-per-block", String(TXS), "--out", chainFile]);
+  const blocks = relayCli(["block", "inspect", chainFile, "--txids"]).blocks;
+  const heightOf = new Map(blocks.map((b, height) => [b.hash, height]));
+  const chainBytes = blocks.reduce((sum, b) => sum + b.size, 0);
+  const sizes = blocks.slice(2).map((b) => b.size);
+  log(`chain: ${blocks.length} blocks (genesis included), ${chainBytes} B; blocks 2.. ${Math.min(...sizes)}–${Math.max(...sizes)} B, ` +
+    `${TXS} transactions besides the coinbase`);
+  const relay = await startRelay({ dataDir: tempDir("bench-cluster"), importFile: chainFile, log: (l) => relayLog.push(l) });
+  const base = { relays: [relay.ws], clusterSize: K, replicas: P, ...TIMINGS };
+
+  // ---- 1. baseline: the whole chain into one page; the page ↔ relay round trip
+  const [dlPage] = await openPages(browser, 1, pageLog);
+  // A cluster size of 64 and formation once an hour: this page stays alone.
+  await startNode(dlPage, { relays: [relay.ws], database: "bench-download", clusterSize: 64, replicas: 2, formationIntervalMs: 3_600_000 });
+  await waitFor("the download page syncs its headers", 60_000, async () => {
+    const st = await status(dlPage);
+    return { done: st.synced && st.tip.height >= BLOCKS, tip: st.tip.height };
+  });
+  const download = await dlPage.evaluate(async ({ hashes, concurrency }) => {
+    const t = performance.now();
+    let next = 0;
+    let bytes = 0;
+    const worker = async () => {
+      while (next < hashes.length) {
+        const hash = hashes[next++];
+        bytes += (await window.node.probeDownload(hash)).bytes;
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    return { ms: performance.now() - t, bytes };
+  }, { hashes: blocks.map((b) => b.hash), concurrency: DOWNLOAD_CONCURRENCY });
+  if (download.bytes !== chainBytes) throw new Error(`downloaded ${download.bytes} B of a ${chainBytes}-byte chain`);
+  const throughput = download.bytes / download.ms; // bytes per ms
+  const rtts = await timeRoundTrips(dlPage, 50);
+  const rtt = median(rtts);
+  log(`baseline: whole chain (${download.bytes} B) into one page from the relay, ${DOWNLOAD_CONCURRENCY} blocks at a time: ` +
+    `${s(download.ms)} (${(throughput / 1000).toFixed(1)} MB/s: the measured link throughput below); ` +
+    `page ↔ relay 32-byte round trip p50 ${ms(rtt)}, p99 ${ms(quantile(rtts, 0.99))}`);
+  await dlPage.evaluate(() => window.node.stop());
+  await dlPage.context().close();
+
+  // ---- 2. K + OUTSIDE pages: K form a cluster and fill their shards
+  const tabs = (await openPages(browser, K + OUTSIDE, pageLog)).map((page, i) => ({ page, name: `tab${i}`, up: true }));
+  const formStart = Date.now();
+  for (const t of tabs) t.peerId = await startNode(t.page, { ...base, database: "bench-cluster" });
+  let members = await settledCluster("a cluster of K with full shards", tabs, K, BLOCKS, 240_000);
+  const formMs = Date.now() - formStart;
+  const outside = tabs.filter((t) => !members.includes(t));
+  const count = await copies(members, "bench-cluster", heightOf, blocks.length);
+  const wrong = count.map((n, h) => [h, n]).filter(([, n]) => n !== P);
+  const fills = [];
+  const stored = [];
+  for (const t of members) {
+    const evs = await events(t.page);
+    fills.push(filledAt(evs) - joinedAt(evs));
+    const st = await status(t.page);
+    stored.push({ name: t.name, bytes: st.storedBytes, blocks: st.heldBlocks, whole: st.wholeChainBytes, ...st.downloadedBytes });
+  }
+  log(`cluster: ${K} of ${K + OUTSIDE} pages formed it and held full shards ${s(formMs)} after starting; ` +
+    `heights not on exactly ${P} members: ${wrong.length ? JSON.stringify(wrong) : "none"}`);
+  for (const [i, x] of stored.entries()) {
+    log(`  ${x.name}: ${x.blocks} blocks, ${x.bytes} B = ${(x.bytes / chainBytes).toFixed(3)} of the chain ` +
+      `(status wholeChainBytes ${x.whole}); from the relay ${x.fromRelays.blocks} B, from members ${x.fromMembers.blocks} B; ` +
+      `joined → shard held ${s(fills[i])}`);
+  }
+  const share = P / K;
+  const maxStored = Math.max(...stored.map((x) => x.bytes)) / chainBytes;
+  row("stored per member / whole chain (max of K)", maxStored.toFixed(3), `P/K = ${share.toFixed(3)}`, maxStored / share,
+    "≤ 1.05 × P/K", maxStored <= 1.05 * share);
+  const fillMax = Math.max(...fills);
+  row("first members: joined → shard held, from the archive (max of K)", s(fillMax),
+    `P/K × full download ${s(share * download.ms)}`, fillMax / (share * download.ms), "≤ 1.2 × P/K of a full download",
+    fillMax <= 1.2 * share * download.ms);
+
+  // ---- 3. verifyTransaction
+  const random = seeded(5);
+  const pick = (heights, n) => Array.from({ length: n }, () => {
+    const h = heights[Math.floor(random() * heights.length)];
+    const list = blocks[h].txids;
+    const pos = Math.floor(random() * list.length);
+    return { h, pos, txid: list[pos] };
+  });
+  const asker = members[0];
+  const held = new Set((await storedHashes(asker.page, "bench-cluster")).map((hash) => heightOf.get(hash)));
+  const all = blocks.map((_, h) => h);
+  const local = await timeVerify(asker.page, pick([...held], QUERIES).map((q) => q.txid));
+  const fromMember = await timeVerify(asker.page, pick(all.filter((h) => !held.has(h)), QUERIES).map((q) => q.txid));
+  const out = outside[0];
+  const fromRelay = await timeVerify(out.page, pick(all, QUERIES).map((q) => q.txid));
+  const naiveQueries = pick(all.filter((h) => h > 1), NAIVE_QUERIES)
+    .map(({ h, pos }) => ({ hash: blocks[h].hash, txids: blocks[h].txids, pos, root: blocks[h].merkle_root }));
+  const naive = await timeNaive(out.page, naiveQueries);
+  if (!naive.every((q) => q.ok)) throw new Error("a naive proof did not check against its block's Merkle root");
+  const sources = (r) => [...new Set(r.map((x) => x.source))].join("/");
+  const p = (r) => ({ p50: median(r.map((x) => x.ms)), p99: quantile(r.map((x) => x.ms), 0.99) });
+  const naiveP = p(naive);
+  for (const [name, r] of [["local", local], ["member", fromMember], ["relay", fromRelay], ["naive", naive]]) {
+    const q = p(r);
+    log(`verify ${name}: ${r.length} queries, p50 ${ms(q.p50)}, p99 ${ms(q.p99)}${r[0].source ? `, sources ${sources(r)}` : ""}`);
+  }
+  for (const [name, r, target, met] of [
+    ["local", local, "", null],
+    ["member", fromMember, `p50 ≤ 2 round trips + 2 ms = ${ms(2 * rtt + 2)} and ≥ 10× faster than naive`, null],
+    ["relay", fromRelay, "", null],
+  ]) {
+    const q = p(r);
+    const ok = name === "member" ? q.p50 <= 2 * rtt + 2 && naiveP.p50 / q.p50 >= 10 : met;
+    row(`verifyTransaction, block ${name === "local" ? "local" : name === "member" ? "held by another member" : "answered by the relay"} ` +
+      `(sources ${sources(r)}): p50 / p99`, `${ms(q.p50)} / ${ms(q.p99)}`, `naive ${ms(naiveP.p50)} / ${ms(naiveP.p99)}`,
+    q.p50 / naiveP.p50, target, ok);
+  }
+
+  // ---- 4. a member closes: repair, and the recruited page's fill
+  const victim = members[members.length - 1];
+  const lost = await status(victim.page);
+  const survivors = members.filter((t) => t !== victim);
+  const closedAt = Date.now();
+  await victim.page.close();
+  victim.up = false;
+  const repaired = await waitFor("every block back on P live members", 120_000, async () => {
+    const live = [];
+    for (const t of tabs.filter((t) => t.up)) if ((await status(t.page)).clusterId) live.push(t);
+    const c = await copies(live, "bench-cluster", heightOf, blocks.length);
+    const short = c.filter((n) => n < P).length;
+    return { done: short === 0, short, at: Date.now() };
+  });
+  const repairMs = repaired.at - closedAt;
+  const lostEvents = (await Promise.all(survivors.map((t) => events(t.page)))).flat()
+    .filter((e) => e.type === "member-lost" && e.detail.peerId === lost.peerId && e.t >= closedAt);
+  const detectedMs = Math.min(...lostEvents.map((e) => e.t)) - closedAt;
+  members = await settledCluster("the cluster takes in an outside page", tabs, K, BLOCKS, 120_000);
+  const recruit = members.find((t) => outside.includes(t));
+  const recruitEvents = await events(recruit.page);
+  const recruitFill = filledAt(recruitEvents) - joinedAt(recruitEvents);
+  const rs = await status(recruit.page);
+  const recruitShare = rs.storedBytes / chainBytes;
+  const repairBound = TIMINGS.offlineAfterMs + 1.5 * lost.storedBytes / throughput;
+  log(`repair: ${victim.name} closed holding ${lost.heldBlocks} blocks, ${lost.storedBytes} B; first member-lost ` +
+    `${s(detectedMs)} after the close (offlineAfterMs ${TIMINGS.offlineAfterMs}); every block on ${P} live members ` +
+    `${s(repairMs)} after the close (polled every ${POLL_MS} ms)`);
+  log(`recruit: ${recruit.name} joined and held its shard (${rs.heldBlocks} blocks, ${rs.storedBytes} B) in ${s(recruitFill)}; ` +
+    `from members ${rs.downloadedBytes.fromMembers.blocks} B, from the relay ${rs.downloadedBytes.fromRelays.blocks} B`);
+  row("repair: a tab closes → every block on P live members", s(repairMs),
+    `detection ${s(TIMINGS.offlineAfterMs)} + 1.5 × ${lost.storedBytes} B / ${(throughput / 1000).toFixed(1)} MB/s = ${s(repairBound)}`,
+    repairMs / repairBound, "≤ detection timeout + 1.5 × lost bytes / link throughput", repairMs <= repairBound);
+  row("recruited member: joined → shard held, from members", s(recruitFill),
+    `${recruitShare.toFixed(3)} × full download ${s(recruitShare * download.ms)}`, recruitFill / (recruitShare * download.ms),
+    "≤ 1.2 × its share of a full download", recruitFill <= 1.2 * recruitShare * download.ms);
+
+  await Promise.all(tabs.filter((t) => t.up).map((t) => t.page.context().close()));
+  await relay.stop();
+  return { throughput, rtt };
+}
+
+async function phaseB(browser, { throughput, rtt }) {
+  const initial = 20;
+  const relay = await startRelay({
+    dataDir: tempDir("bench-cluster-new"), initialBlocks: initial, blockIntervalSecs: NEW_BLOCK_SECS, txsPerBlock: TXS,
+    log: (l) => relayLog.push(l),
+  });
+  const tabs = (await openPages(browser, K, pageLog)).map((page, i) => ({ page, name: `new${i}`, up: true }));
+  for (const t of tabs) {
+    await startNode(t.page, { relays: [relay.ws], database: "bench-new", clusterSize: K, replicas: P, ...TIMINGS });
+  }
+  const members = await settledCluster("a cluster of K on the growing chain", tabs, K, initial, 180_000);
+  const from = Date.now();
+  await sleep(NEW_BLOCK_WATCH_MS);
+  const evs = (await Promise.all(members.map((t) => events(t.page)))).flat().filter((e) => e.t >= from);
+  const byBlock = new Map();
+  for (const e of evs) {
+    if (e.type !== "new-block" && e.type !== "block-stored") continue;
+    const b = byBlock.get(e.detail.blockHash) ?? { height: e.detail.height, announced: [], stored: [], bytes: 0 };
+    if (e.type === "new-block") b.announced.push(e.t);
+    else {
+      b.stored.push(e.t);
+      b.bytes = e.detail.bytes;
+    }
+    byBlock.set(e.detail.blockHash, b);
+  }
+  // Blocks whose announcement reached every member inside the window.
+  const watched = [...byBlock.values()].filter((b) => b.announced.length === K).sort((a, b) => a.height - b.height);
+  const reached = watched.filter((b) => b.stored.length >= P);
+  const delays = reached.map((b) => [...b.stored].sort((x, y) => x - y)[P - 1] - Math.min(...b.announced));
+  const bytes = median(reached.map((b) => b.bytes));
+  log(`new blocks: ${watched.length} announced to all ${K} members in ${NEW_BLOCK_WATCH_MS / 1000} s, ${reached.length} of them ` +
+    `on ${P} holders; announcement → P-th holder stored: ${delays.map((d) => `${d}`).join(", ")} ms`);
+  const bound = rtt + bytes / throughput;
+  const p50 = median(delays);
+  row(`new block: announced → on P holders (p50 / max of ${delays.length})`, `${ms(p50)} / ${ms(Math.max(...delays))}`,
+    `round trip ${ms(rtt)} + ${bytes} B / ${(throughput / 1000).toFixed(1)} MB/s = ${ms(bound)}`, p50 / bound,
+    "≤ one round trip + its transfer", p50 <= bound && reached.length === watched.length);
+  await Promise.all(tabs.map((t) => t.page.context().close()));
+  await relay.stop();
+}
+
+async function main() {
+  log(`bench-cluster: ${new Date().toISOString()}; K ${K}, P ${P}, ${BLOCKS} blocks of ${TXS} transactions; ` +
+    `heartbeat ${TIMINGS.heartbeatIntervalMs} ms, detection timeout (offlineAfterMs) ${TIMINGS.offlineAfterMs} ms`);
+  const work = tempDir("bench-cluster");
+  const browser = await launchBrowser();
+  try {
+    const link = await phaseA(browser, work);
+    await phaseB(browser, link);
+  } catch (err) {
+    console.error(relayLog.join("").slice(-4000));
+    console.error(pageLog.join("").slice(-4000));
+    throw err;
+  } finally {
+    log("");
+    printTable();
+    await browser.close();
+  }
+}
+
+await main();
