@@ -325,7 +325,7 @@ async function phaseA(browser, work) {
   const out = outside[0];
   const outHeld = new Set((await storedHashes(out.page, "bench-cluster")).map((hash) => heightOf.get(hash)));
   const fromRelay = await timeVerify(out.page, pick(all.filter((h) => !outHeld.has(h)), QUERIES).map((q) => q.txid));
-  log(`outside page ${out.name} stores ${outHeld.size} blocks (left from a cluster it was in while the cluster formed)`);
+  log(`outside page ${out.name} stores ${outHeld.size} blocks (kept from formation); it is asked for others only`);
   const naiveQueries = pick(all.filter((h) => h > 1), NAIVE_QUERIES)
     .map(({ h, pos }) => ({ hash: blocks[h].hash, txids: blocks[h].txids, pos, root: blocks[h].merkle_root }));
   const naive = await timeNaive(out.page, naiveQueries);
