@@ -37,8 +37,16 @@
 // Polls run every POLL_MS: repair and fill times carry that resolution.
 import { join } from "node:path";
 import {
-  launchBrowser, openPages, relayCli, seeded, startRelay, tempDir,
+  launchBrowser, openPages, relayCli, seeded, startRelay as startRelayProcess, tempDir,
 } from "./harness.mjs";
+
+/** Every relay this script started: stopped (by its own pid) at the end, also after an error. */
+const relays = [];
+async function startRelay(options) {
+  const relay = await startRelayProcess(options);
+  relays.push(relay);
+  return relay;
+}
 
 const K = 5;
 const P = 2;
@@ -493,6 +501,7 @@ async function main() {
     log("");
     printTable();
     await browser.close();
+    for (const relay of relays) await relay.stop();
   }
 }
 
