@@ -162,6 +162,27 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// A light member's configuration for clusters of at most `cluster_size` members keeping
+    /// `replicas` copies (a page, a member relay): the defaults, with formation's thresholds
+    /// scaled down to what such a cluster can reach, and its own transaction queries asking
+    /// the archives last. Not validated: the caller sets the rest, then validates.
+    pub fn for_cluster(cluster_size: usize, replicas: usize) -> Config {
+        let defaults = Config::default();
+        let form_with_accepts = defaults
+            .form_with_accepts
+            .min(cluster_size.saturating_sub(1));
+        let mut config = Config {
+            cluster_size_max: cluster_size,
+            cluster_size_target: defaults.cluster_size_target.min(cluster_size),
+            form_with_accepts,
+            invite_after_peers: defaults.invite_after_peers.min(form_with_accepts),
+            replicas,
+            ..defaults
+        };
+        config.serve.query.ask_archives = true;
+        config
+    }
+
     /// Checks that the configuration can work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(2..=MAX_VIEW_MEMBERS).contains(&self.cluster_size_max) {

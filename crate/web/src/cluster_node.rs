@@ -68,29 +68,16 @@ pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 /// asking the relays' archive nodes last, every other setting the core's default (scaled down
 /// where the core requires it).
 pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
-    let cluster_size = options.cluster_size as usize;
-    let defaults = Config::default();
-    let mut serve = defaults.serve;
-    serve.query.ask_archives = true;
-    serve.new_blocks.mode = options.new_blocks;
-    let form_with_accepts = defaults
-        .form_with_accepts
-        .min(cluster_size.saturating_sub(1));
-    let config = Config {
-        cluster_size_max: cluster_size,
-        cluster_size_target: defaults.cluster_size_target.min(cluster_size),
-        form_with_accepts,
-        invite_after_peers: defaults.invite_after_peers.min(form_with_accepts),
-        replicas: options.replicas as usize,
+    let mut config = Config {
         heartbeat_interval_ms: u64::from(options.heartbeat_interval_ms),
         offline_after_ms: u64::from(options.offline_after_ms),
         formation_interval_ms: u64::from(options.formation_interval_ms),
         address: node_address(options, local),
-        serve,
         // A reloaded tab is the member it was (its clock, Unix milliseconds, goes on).
         resume_membership: true,
-        ..defaults
+        ..Config::for_cluster(options.cluster_size as usize, options.replicas as usize)
     };
+    config.serve.new_blocks.mode = options.new_blocks;
     config.validate()?;
     Ok(config)
 }

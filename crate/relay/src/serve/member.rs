@@ -55,25 +55,12 @@ const MAX_SYNC_REQUESTS: usize = 256;
 /// for (scaled as a page scales them, so that relays and pages of one setting agree), its
 /// queries asking the archives last, and `address` for invitations.
 pub fn member_config(settings: &MemberSettings, address: String) -> Result<Config, ConfigError> {
-    let cluster_size = settings.cluster_size as usize;
-    let defaults = Config::default();
-    let mut serve = defaults.serve;
-    serve.query.ask_archives = true;
-    let form_with_accepts = defaults
-        .form_with_accepts
-        .min(cluster_size.saturating_sub(1));
     let config = Config {
-        cluster_size_max: cluster_size,
-        cluster_size_target: defaults.cluster_size_target.min(cluster_size),
-        form_with_accepts,
-        invite_after_peers: defaults.invite_after_peers.min(form_with_accepts),
-        replicas: settings.replicas as usize,
         address,
-        serve,
         // A restarted member relay is the member it was (its node's clock, Unix
         // milliseconds, goes on across restarts).
         resume_membership: true,
-        ..defaults
+        ..Config::for_cluster(settings.cluster_size as usize, settings.replicas as usize)
     };
     config.validate()?;
     Ok(config)

@@ -23,7 +23,7 @@ use shoal_core::chain::{Block, BlockHash, Header};
 use shoal_core::node::{KvOp, KvRecord, KV_KEY_MAX, KV_VALUE_MAX};
 use shoal_host::{BlockStore, Write};
 
-use super::store::StoreError;
+use super::store::{check_kv_size, StoreError};
 
 /// File name of a member relay's database inside the data directory.
 pub const SHARD_DB_FILE: &str = "shard.redb";
@@ -158,13 +158,7 @@ impl ShardStore {
     fn apply(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
         for write in writes {
             if let Write::Kv(op) = write {
-                let (key, value) = match op {
-                    KvOp::Put { key, value } => (key.len(), value.len()),
-                    KvOp::Delete { key } => (key.len(), 0),
-                };
-                if key > KV_KEY_MAX || value > KV_VALUE_MAX {
-                    return Err(StoreError::KvTooLarge { key, value });
-                }
+                check_kv_size(op)?;
             }
         }
         let tx = self.db.begin_write().map_err(db)?;

@@ -212,13 +212,7 @@ impl ChainStore {
     pub fn write_kv<'a>(&self, ops: impl IntoIterator<Item = &'a KvOp>) -> Result<(), StoreError> {
         let ops: Vec<&KvOp> = ops.into_iter().collect();
         for op in &ops {
-            let (key, value) = match op {
-                KvOp::Put { key, value } => (key.len(), value.len()),
-                KvOp::Delete { key } => (key.len(), 0),
-            };
-            if key > KV_KEY_MAX || value > KV_VALUE_MAX {
-                return Err(StoreError::KvTooLarge { key, value });
-            }
+            check_kv_size(op)?;
         }
         let tx = self.db.begin_write().map_err(db)?;
         {
@@ -379,6 +373,18 @@ fn decode_header(bytes: &[u8], height: u32) -> Result<Header, StoreError> {
     Header::decode(bytes).map_err(|_| StoreError::Corrupt {
         what: format!("header at height {height}"),
     })
+}
+
+/// Refuses a key/value record larger than the node ever writes.
+pub(crate) fn check_kv_size(op: &KvOp) -> Result<(), StoreError> {
+    let (key, value) = match op {
+        KvOp::Put { key, value } => (key.len(), value.len()),
+        KvOp::Delete { key } => (key.len(), 0),
+    };
+    if key > KV_KEY_MAX || value > KV_VALUE_MAX {
+        return Err(StoreError::KvTooLarge { key, value });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
