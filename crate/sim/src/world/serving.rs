@@ -819,42 +819,29 @@ impl World {
             return Ok(Some(message));
         }
         let (asker, txid) = (q.asker, q.txid);
-        let outcome = match answer {
-            TxAnswerBody::Found {
-                block_hash,
-                height,
-                pos,
-                branch,
-                tx,
-                ..
-            } => {
-                let proof = MerkleProof {
-                    block_hash: *block_hash,
-                    height: *height,
-                    pos: *pos,
-                    branch: branch.clone(),
-                };
-                if self.serving.adversaries[asker as usize].is_some() {
-                    if self
-                        .serving
-                        .truth
-                        .proof_holds(&txid, &proof, self.published)
-                    {
-                        Outcome::Verified
-                    } else {
-                        self.serving.report.forged_answers_refused += 1;
-                        Outcome::Unavailable
-                    }
-                } else if self.check_accepted(&txid, &proof, asker)
-                    && check_transaction(tx, &txid).is_ok()
+        let outcome = if let Some((proof, tx)) = answer.clone().into_proof() {
+            if self.serving.adversaries[asker as usize].is_some() {
+                if self
+                    .serving
+                    .truth
+                    .proof_holds(&txid, &proof, self.published)
                 {
                     Outcome::Verified
                 } else {
+                    self.serving.report.forged_answers_refused += 1;
                     Outcome::Unavailable
                 }
+            } else if self.check_accepted(&txid, &proof, asker)
+                && check_transaction(&tx, &txid).is_ok()
+            {
+                Outcome::Verified
+            } else {
+                Outcome::Unavailable
             }
-            TxAnswerBody::NotFound => Outcome::NotFound,
-            _ => Outcome::Unavailable,
+        } else if *answer == TxAnswerBody::NotFound {
+            Outcome::NotFound
+        } else {
+            Outcome::Unavailable
         };
         self.end_attempt(query, outcome)?;
         Ok(None)
