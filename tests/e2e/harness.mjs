@@ -25,15 +25,18 @@ export function relayCli(args) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts `shoal-relay serve` (importing `importFile`, or generating `initialBlocks` regtest
- * blocks of `txsPerBlock` transactions besides the coinbase, then one every `blockIntervalSecs`
- * if not 0), serving the pages of `www` and the
- * package at /dist; resolves once /relay-addrs.json answers. `role: "member"` starts a member
- * relay instead (no block source; `peers` are the relays it follows, `clusterSize` and
- * `replicas` its cluster's), on ports of its own (`httpPort`, `p2pPort`). The result can
- * `stop()` the relay (SIGTERM) or `kill()` it (SIGKILL), both by its own process id. */
+ * blocks of `txsPerBlock` transactions besides the coinbase, or of `targetBlockSize` bytes
+ * ("MIN-MAX" draws each block's size), then one every `blockIntervalSecs` if not 0, also on an
+ * imported chain), serving the pages of `www` and the package at /dist; resolves once
+ * /relay-addrs.json answers. `role: "member"` starts a member relay instead (no block source;
+ * `peers` are the relays it follows, `clusterSize` and `replicas` its cluster's, `timings`
+ * its `{ heartbeatIntervalMs, offlineAfterMs, formationIntervalMs }` as a page's options), on
+ * ports of its own (`httpPort`, `p2pPort`). The result can `stop()` the relay (SIGTERM) or
+ * `kill()` it (SIGKILL), both by its own process id. */
 export async function startRelay({
-  dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, txsPerBlock, log, upWithinS = 60, www = "www",
-  role = "archive", peers = [], clusterSize, replicas, httpPort = HTTP_PORT, p2pPort = P2P_PORT,
+  dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, txsPerBlock, targetBlockSize, log, upWithinS = 60,
+  www = "www", role = "archive", peers = [], clusterSize, replicas, timings = {}, httpPort = HTTP_PORT,
+  p2pPort = P2P_PORT,
 }) {
   const origin = `http://${HOST}:${httpPort}`;
   const args = [
@@ -49,7 +52,10 @@ export async function startRelay({
     args.push("--initial-blocks", String(initialBlocks), "--block-interval-secs", String(blockIntervalSecs));
     if (importFile) args.push("--import", importFile);
     if (txsPerBlock !== undefined) args.push("--txs-per-block", String(txsPerBlock));
+    if (targetBlockSize !== undefined) args.push("--target-block-size", String(targetBlockSize));
   }
+  const flags = { heartbeatIntervalMs: "--heartbeat-interval-ms", offlineAfterMs: "--offline-after-ms", formationIntervalMs: "--formation-interval-ms" };
+  for (const [option, value] of Object.entries(timings)) args.push(flags[option], String(value));
   for (const peer of peers) args.push("--peer", peer);
   if (clusterSize !== undefined) args.push("--cluster-size", String(clusterSize));
   if (replicas !== undefined) args.push("--replicas", String(replicas));

@@ -500,7 +500,7 @@ fn serve_refuses_flags_that_do_not_fit_its_role() {
         args.extend_from_slice(extra);
         args.into_iter().map(String::from).collect()
     };
-    let cases: [(Vec<String>, &str); 9] = [
+    let cases: [(Vec<String>, &str); 14] = [
         (
             serve(&["--role", "member"]),
             "a member relay needs at least one --peer",
@@ -548,7 +548,50 @@ fn serve_refuses_flags_that_do_not_fit_its_role() {
         ),
         (
             serve(&["--cluster-size", "4"]),
-            "--cluster-size and --replicas are a member relay's",
+            "--cluster-size is a member relay's",
+        ),
+        (
+            serve(&["--heartbeat-interval-ms", "500"]),
+            "--heartbeat-interval-ms is a member relay's",
+        ),
+        (
+            serve(&[
+                "--role",
+                "member",
+                "--peer",
+                archive,
+                "--heartbeat-interval-ms",
+                "500",
+                "--offline-after-ms",
+                "500",
+            ]),
+            "--offline-after-ms 500: must exceed the heartbeat interval (500 ms)",
+        ),
+        (
+            serve(&[
+                "--role",
+                "member",
+                "--peer",
+                archive,
+                "--heartbeat-interval-ms",
+                "5",
+            ]),
+            "invalid value '5' for '--heartbeat-interval-ms",
+        ),
+        (
+            serve(&["--target-block-size", "100-50"]),
+            "100-50: the smaller size comes first",
+        ),
+        (
+            serve(&[
+                "--role",
+                "member",
+                "--peer",
+                archive,
+                "--target-block-size",
+                "1000",
+            ]),
+            "--target-block-size is an archive relay's",
         ),
         (
             serve(&[

@@ -23,6 +23,7 @@ const PEER_ID: &str = "12D3KooWRG5yL28y6DrwrWRWqDWVD2XRBsRY5aNL565RU4eMCE4L";
 const SOURCE: SourceConfig = SourceConfig {
     initial_blocks: 6,
     txs_per_block: 4,
+    target_block_size_bytes: None,
     seed: 11,
 };
 

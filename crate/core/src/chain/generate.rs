@@ -43,6 +43,7 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::RangeInclusive;
 
 use super::block::{Block, MAX_BLOCK_WEIGHT, WITNESS_COMMITMENT_PREFIX};
 use super::hash::{sha256d_pair, BlockHash, Hash256};
@@ -50,7 +51,7 @@ use super::header::{Header, HEADER_SIZE};
 use super::params::{ChainParams, MEDIAN_TIME_SPAN};
 use super::transaction::{OutPoint, Transaction, TxIn, TxOut};
 
-use crate::base::rng::{splitmix64, Rng};
+use crate::base::rng::{mix, splitmix64, Rng};
 
 mod build;
 
@@ -179,9 +180,12 @@ pub struct GenerateConfig {
     pub start_time: Option<u32>,
     /// The spacing of block times in [`GenerateConfig::block_time`], in seconds.
     pub block_interval_s: u32,
-    /// When set, fill each block with transactions until its serialized size would pass this
-    /// many bytes (up to what the 4,000,000 weight limit allows; 1,000,000 makes ~1 MB blocks).
-    pub target_block_size_bytes: Option<usize>,
+    /// When set, fill each block with transactions until its serialized size would pass its
+    /// target (up to what the 4,000,000 weight limit allows; `1_000_000..=1_000_000` makes
+    /// ~1 MB blocks). Each block's target is drawn from this range, uniformly, as a function of
+    /// the seed and the height alone (a resumed generator draws the same ones), so a chain can
+    /// have blocks of varied sizes, as real chains do.
+    pub target_block_size_bytes: Option<RangeInclusive<usize>>,
 }
 
 impl Default for GenerateConfig {
@@ -356,7 +360,7 @@ impl CoinPool {
 pub struct Generator {
     seed: u64,
     txs_per_block: u32,
-    target_block_size_bytes: Option<usize>,
+    target_block_size_bytes: Option<RangeInclusive<usize>>,
     tip: Header,
     height: u32,
     /// The times of the last (up to) eleven blocks, oldest first.
@@ -371,7 +375,7 @@ impl Generator {
         Self {
             seed: config.seed,
             txs_per_block: config.txs_per_block,
-            target_block_size_bytes: config.target_block_size_bytes,
+            target_block_size_bytes: config.target_block_size_bytes.clone(),
             tip: genesis.header,
             height: 0,
             recent_times: VecDeque::from([genesis.header.time]),
@@ -441,6 +445,17 @@ impl Generator {
     pub fn spendable_outputs(&self) -> usize {
         self.pool.len()
     }
+    /// The target size of the block at `height`: uniform over `range`, a function of the seed
+    /// and the height alone (it draws nothing from the block's random stream, so a fixed
+    /// target makes the same blocks as before ranges existed).
+    fn target_size(&self, height: u32, range: &RangeInclusive<usize>) -> usize {
+        let (low, high) = (*range.start(), *range.end());
+        if high <= low {
+            return low;
+        }
+        let span = (high - low) as u64 + 1;
+        low + (mix(&[self.seed, u64::from(height), 0x5349_5a45]) % span) as usize
+    }
 
     /// Makes the block at height `self.height() + 1` on top of the tip, at `time`, raised to
     /// one second above the median time past if it is not already above it.
@@ -457,8 +472,8 @@ impl Generator {
         let mut seed_state = self.seed;
         let mut rng = Rng::new(splitmix64(&mut seed_state) ^ u64::from(height));
 
-        let (max_txs, max_size) = match self.target_block_size_bytes {
-            Some(bytes) => (usize::MAX, bytes),
+        let (max_txs, max_size) = match &self.target_block_size_bytes {
+            Some(range) => (usize::MAX, self.target_size(height, range)),
             None => (self.txs_per_block as usize, usize::MAX),
         };
         let weight_budget =

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::{BufWriter, Write};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -24,6 +25,34 @@ const REGTEST_MAGIC: [u8; 4] = ChainParams::REGTEST.magic;
 /// The largest target block size accepted (the serialized size a 4,000,000-weight block
 /// can reach is below this).
 const MAX_TARGET_BLOCK_BYTES: u64 = 4_000_000;
+
+/// Parses `--target-block-size`: `BYTES` or `MIN-MAX`, each from 1 to
+/// [`MAX_TARGET_BLOCK_BYTES`], MIN not above MAX.
+pub(super) fn parse_block_size(text: &str) -> Result<RangeInclusive<usize>, String> {
+    let bytes = |part: &str| -> Result<usize, String> {
+        let value: u64 = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?} is not a number of bytes"))?;
+        if !(1..=MAX_TARGET_BLOCK_BYTES).contains(&value) {
+            return Err(format!(
+                "{value} bytes: must be 1 to {MAX_TARGET_BLOCK_BYTES}"
+            ));
+        }
+        Ok(value as usize)
+    };
+    let (low, high) = match text.split_once('-') {
+        Some((low, high)) => (bytes(low)?, bytes(high)?),
+        None => {
+            let size = bytes(text)?;
+            (size, size)
+        }
+    };
+    if low > high {
+        return Err(format!("{low}-{high}: the smaller size comes first"));
+    }
+    Ok(low..=high)
+}
 
 /// Chain commands.
 #[derive(Debug, Subcommand)]
@@ -59,9 +88,10 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = DEFAULT_BLOCK_INTERVAL_S)]
     pub interval_s: u32,
     /// Fill every block with transactions up to this serialized size in bytes (e.g.
-    /// 1000000); overrides --txs-per-block.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TARGET_BLOCK_BYTES))]
-    pub target_block_size: Option<u64>,
+    /// 1000000), or up to a size drawn for each block from MIN-MAX (e.g. 10000-100000);
+    /// overrides --txs-per-block.
+    #[arg(long, value_name = "BYTES|MIN-MAX", value_parser = parse_block_size)]
+    pub target_block_size: Option<RangeInclusive<usize>>,
 }
 
 impl ChainCommand {
@@ -142,7 +172,7 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateReport> {
         seed: args.seed,
         start_time: args.start_time,
         block_interval_s: args.interval_s,
-        target_block_size_bytes: args.target_block_size.map(|b| b as usize),
+        target_block_size_bytes: args.target_block_size.clone(),
     };
     let mut out = AtomicFile::create(&args.out)?;
     let mut headers = args
@@ -201,4 +231,29 @@ fn write_chain(
         }
     }
     Ok((bytes, block.block_hash().to_hex()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_block_size;
+
+    #[test]
+    fn a_block_size_is_one_number_or_an_ordered_range_within_the_limit() {
+        assert_eq!(parse_block_size("50000"), Ok(50_000..=50_000));
+        assert_eq!(parse_block_size("10000-100000"), Ok(10_000..=100_000));
+        for bad in [
+            "",
+            "-",
+            "0",
+            "4000001",
+            "100000-10000",
+            "1-2-3",
+            "ten",
+            "10000-",
+            "-5",
+        ] {
+            let error = parse_block_size(bad).expect_err(bad);
+            assert!(!error.is_empty(), "{bad}");
+        }
+    }
 }

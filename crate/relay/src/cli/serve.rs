@@ -29,6 +29,17 @@ pub struct ServeArgs {
     /// Copies of each block a member relay's cluster keeps (like a page's replicas).
     #[arg(long)]
     replicas: Option<u32>,
+    /// A member relay's heartbeat interval, like a page's heartbeatIntervalMs [default: 5000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(MIN_INTERVAL_MS..=MAX_INTERVAL_MS))]
+    heartbeat_interval_ms: Option<u64>,
+    /// A member relay's detection timeout (a member silent this long is offline), like a
+    /// page's offlineAfterMs; more than the heartbeat interval [default: 20000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(MIN_INTERVAL_MS..=MAX_INTERVAL_MS))]
+    offline_after_ms: Option<u64>,
+    /// How often a member relay runs formation and looks for a cluster to join, like a page's
+    /// formationIntervalMs [default: 10000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(MIN_INTERVAL_MS..=MAX_INTERVAL_MS))]
+    formation_interval_ms: Option<u64>,
     /// Chain: regtest (generated) or any name for an imported chain.
     #[arg(long, default_value = "regtest", value_parser = ["regtest", "signet", "testnet", "mainnet"])]
     network: String,
@@ -44,7 +55,8 @@ pub struct ServeArgs {
     /// HTTP address for the demo page, the package and /relay-addrs.json.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
-    /// Import blocks from FILE (raw block, hex text, or blk*.dat) instead of generating.
+    /// Import blocks from FILE (raw block, hex text, or blk*.dat) instead of generating (with
+    /// --block-interval-secs, a regtest chain is then mined on).
     #[arg(long)]
     import: Option<PathBuf>,
     /// Write the relay's full multiaddrs to FILE, one per line.
@@ -56,12 +68,18 @@ pub struct ServeArgs {
     /// Blocks generated on a fresh regtest chain (0: generate nothing; archive only) [default: 100].
     #[arg(long)]
     initial_blocks: Option<u32>,
-    /// Seconds between generated blocks (0: none after the initial ones; archive only) [default: 30].
+    /// Seconds between generated blocks (0: none after the initial ones; archive only)
+    /// [default: 30; with --import: 0, and when given, blocks are mined on top of the imported
+    /// regtest chain].
     #[arg(long)]
     block_interval_secs: Option<u64>,
     /// Transactions per generated block besides the coinbase (archive only) [default: 10].
     #[arg(long)]
     txs_per_block: Option<u32>,
+    /// Fill generated blocks up to this many bytes, or up to a size drawn for each block from
+    /// MIN-MAX (e.g. 10000-100000); overrides --txs-per-block (archive only).
+    #[arg(long, value_name = "BYTES|MIN-MAX", value_parser = super::chain::parse_block_size)]
+    target_block_size: Option<std::ops::RangeInclusive<usize>>,
     /// Seed of the regtest generator and of the relay's node [default: 0].
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -100,6 +118,9 @@ pub enum Role {
 /// The page's defaults (`clusterSize`, `replicas`), which a member relay shares.
 const DEFAULT_CLUSTER_SIZE: u32 = 8;
 const DEFAULT_REPLICAS: u32 = 3;
+/// The range of a member relay's intervals, the same as a page's options allow.
+const MIN_INTERVAL_MS: u64 = 100;
+const MAX_INTERVAL_MS: u64 = 3_600_000;
 /// Most `--peer`s.
 const MAX_PEERS: usize = 16;
 
@@ -116,10 +137,23 @@ impl ServeArgs {
         }
         let role = match self.role {
             Role::Archive => {
-                if self.cluster_size.is_some() || self.replicas.is_some() {
+                let member_only = [
+                    ("--cluster-size", self.cluster_size.is_some()),
+                    ("--replicas", self.replicas.is_some()),
+                    (
+                        "--heartbeat-interval-ms",
+                        self.heartbeat_interval_ms.is_some(),
+                    ),
+                    ("--offline-after-ms", self.offline_after_ms.is_some()),
+                    (
+                        "--formation-interval-ms",
+                        self.formation_interval_ms.is_some(),
+                    ),
+                ];
+                if let Some((flag, _)) = member_only.iter().find(|(_, given)| *given) {
                     anyhow::bail!(
-                        "--cluster-size and --replicas are a member relay's (add --role member); \
-                         an archive holds every block"
+                        "{flag} is a member relay's (add --role member); an archive holds every \
+                         block and is in no cluster"
                     );
                 }
                 serve::Role::Archive
@@ -130,6 +164,7 @@ impl ServeArgs {
                     ("--initial-blocks", self.initial_blocks.is_some()),
                     ("--block-interval-secs", self.block_interval_secs.is_some()),
                     ("--txs-per-block", self.txs_per_block.is_some()),
+                    ("--target-block-size", self.target_block_size.is_some()),
                 ];
                 if let Some((flag, _)) = archive_only.iter().find(|(_, given)| *given) {
                     anyhow::bail!(
@@ -152,13 +187,34 @@ impl ServeArgs {
                         "--replicas {replicas}: must be at least 1 and less than --cluster-size ({cluster_size})"
                     );
                 }
+                let defaults = serve::MemberSettings::with_default_timings(cluster_size, replicas);
+                let heartbeat_interval_ms = self
+                    .heartbeat_interval_ms
+                    .unwrap_or(defaults.heartbeat_interval_ms);
+                let offline_after_ms = self
+                    .offline_after_ms
+                    .unwrap_or(defaults.offline_after_ms.max(heartbeat_interval_ms + 1));
+                if offline_after_ms <= heartbeat_interval_ms {
+                    anyhow::bail!(
+                        "--offline-after-ms {offline_after_ms}: must exceed the heartbeat interval \
+                         ({heartbeat_interval_ms} ms)"
+                    );
+                }
                 serve::Role::Member(serve::MemberSettings {
-                    cluster_size,
-                    replicas,
+                    heartbeat_interval_ms,
+                    offline_after_ms,
+                    formation_interval_ms: self
+                        .formation_interval_ms
+                        .unwrap_or(defaults.formation_interval_ms),
+                    ..defaults
                 })
             }
         };
         let generating = matches!(role, serve::Role::Archive);
+        // An imported chain is mined on only when an interval is asked for.
+        let block_interval_secs = self
+            .block_interval_secs
+            .unwrap_or(if self.import.is_some() { 0 } else { 30 });
         Ok(ServeConfig {
             role,
             peers: self.peers,
@@ -175,8 +231,9 @@ impl ServeArgs {
             } else {
                 0
             },
-            block_interval_secs: self.block_interval_secs.unwrap_or(30),
+            block_interval_secs,
             txs_per_block: self.txs_per_block.unwrap_or(10),
+            target_block_size_bytes: self.target_block_size,
             seed: self.seed,
             http_dirs: HttpDirs {
                 www: self.www,

@@ -60,6 +60,9 @@ pub fn member_config(settings: &MemberSettings, address: String) -> Result<Confi
         // A restarted member relay is the member it was (its node's clock, Unix
         // milliseconds, goes on across restarts).
         resume_membership: true,
+        heartbeat_interval_ms: settings.heartbeat_interval_ms,
+        offline_after_ms: settings.offline_after_ms,
+        formation_interval_ms: settings.formation_interval_ms,
         ..Config::for_cluster(settings.cluster_size as usize, settings.replicas as usize)
     };
     config.validate()?;

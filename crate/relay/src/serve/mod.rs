@@ -93,6 +93,27 @@ pub enum Role {
 pub struct MemberSettings {
     pub cluster_size: u32,
     pub replicas: u32,
+    /// S9/S10: heartbeat interval and detection timeout, as a page's `heartbeatIntervalMs` and
+    /// `offlineAfterMs` (members of one cluster should agree).
+    pub heartbeat_interval_ms: u64,
+    pub offline_after_ms: u64,
+    /// How often formation and the S13 join look run, as a page's `formationIntervalMs`.
+    pub formation_interval_ms: u64,
+}
+
+impl MemberSettings {
+    /// The core's (and a page's) default heartbeat interval, detection timeout and formation
+    /// interval.
+    pub fn with_default_timings(cluster_size: u32, replicas: u32) -> MemberSettings {
+        let defaults = shoal_core::node::Config::default();
+        MemberSettings {
+            cluster_size,
+            replicas,
+            heartbeat_interval_ms: defaults.heartbeat_interval_ms,
+            offline_after_ms: defaults.offline_after_ms,
+            formation_interval_ms: defaults.formation_interval_ms,
+        }
+    }
 }
 
 /// Everything `serve` needs; the command line fills it.
@@ -113,9 +134,13 @@ pub struct ServeConfig {
     pub external_addrs: Vec<Multiaddr>,
     /// 0 disables generation (the relay then only serves what it has or imports).
     pub initial_blocks: u32,
-    /// Seconds between generated blocks; 0: no new blocks after the initial ones.
+    /// Seconds between generated blocks; 0: no new blocks after the initial ones. With
+    /// `import`, blocks are mined on the imported regtest chain when it is not 0.
     pub block_interval_secs: u64,
     pub txs_per_block: u32,
+    /// Generated blocks filled up to a target size drawn from this range (overrides
+    /// `txs_per_block`).
+    pub target_block_size_bytes: Option<std::ops::RangeInclusive<usize>>,
     pub seed: u64,
     pub http_dirs: HttpDirs,
     pub circuits: CircuitLimits,
@@ -381,13 +406,18 @@ fn start_archive(
         let report = import::import_file(&store, path)?;
         tracing::info!(?report, file = %path.display(), "imported blocks");
     }
-    let source = if config.import.is_none() && config.initial_blocks > 0 {
+    // A generated chain, or blocks mined on an imported regtest chain (the generator
+    // resumes on what the store holds).
+    let generated = config.import.is_none() && config.initial_blocks > 0;
+    let mined_on_import = config.import.is_some() && config.block_interval_secs > 0;
+    let source = if generated || mined_on_import {
         if config.network != "regtest" {
             return Err(ServeError::CannotGenerate(config.network.clone()));
         }
         let source_config = SourceConfig {
             initial_blocks: config.initial_blocks,
             txs_per_block: config.txs_per_block,
+            target_block_size_bytes: config.target_block_size_bytes.clone(),
             seed: config.seed,
         };
         Some(BlockSource::open(&store, &source_config, now_secs())?)

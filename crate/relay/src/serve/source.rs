@@ -2,6 +2,8 @@
 //! source): the core's deterministic generator makes an initial chain, then one block every
 //! interval. After a restart the generator resumes on the stored chain.
 
+use std::ops::RangeInclusive;
+
 use shoal_core::chain::generate::{GenerateConfig, GenerateError, Generator};
 use shoal_core::chain::Block;
 
@@ -29,6 +31,8 @@ pub enum SourceError {
 pub struct SourceConfig {
     pub initial_blocks: u32,
     pub txs_per_block: u32,
+    /// Fill each block up to a target size drawn from this range instead (bytes).
+    pub target_block_size_bytes: Option<RangeInclusive<usize>>,
     pub seed: u64,
 }
 
@@ -48,6 +52,7 @@ impl BlockSource {
         let generate = GenerateConfig {
             blocks: 0,
             txs_per_block: config.txs_per_block,
+            target_block_size_bytes: config.target_block_size_bytes.clone(),
             seed: config.seed,
             ..GenerateConfig::default()
         };

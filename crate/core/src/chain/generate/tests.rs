@@ -208,7 +208,7 @@ fn target_size_fills_blocks_to_about_one_megabyte() {
     let config = GenerateConfig {
         blocks: 2,
         seed: 3,
-        target_block_size_bytes: Some(1_000_000),
+        target_block_size_bytes: Some(1_000_000..=1_000_000),
         ..GenerateConfig::default()
     };
     let blocks = generate_chain(&config).unwrap();
@@ -222,6 +222,40 @@ fn target_size_fills_blocks_to_about_one_megabyte() {
     assert!(big.weight() <= MAX_BLOCK_WEIGHT);
     assert!(big.txdata.len() > 1000);
     assert_eq!(big.check(), Ok(WitnessCommitment::Valid));
+}
+
+#[test]
+fn a_target_range_gives_blocks_of_varied_sizes_within_it_again_after_a_resume() {
+    let config = GenerateConfig {
+        blocks: 40,
+        seed: 5,
+        target_block_size_bytes: Some(10_000..=100_000),
+        ..GenerateConfig::default()
+    };
+    let blocks = generate_chain(&config).unwrap();
+    // Block 1 (blocks[0]) holds only its coinbase (nothing to spend yet); the rest fill to
+    // their targets.
+    let sizes: Vec<usize> = blocks[1..].iter().map(|b| b.size()).collect();
+    for &size in &sizes {
+        assert!(size <= 100_000, "{size}");
+        assert!(size > 10_000 - 2 * MAX_GENERATED_TX_BYTES, "{size}");
+    }
+    let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+    assert!(
+        max - min > 50_000,
+        "sizes spread over the range: {min}..{max}"
+    );
+    // Resumed halfway, the generator makes the same blocks.
+    let mut resumed = Generator::resume(&config, &blocks[..20]).unwrap();
+    for (index, expected) in blocks.iter().enumerate().skip(20) {
+        let height = index as u32 + 1;
+        let time = config.block_time(height).unwrap();
+        assert_eq!(
+            &resumed.next_block(time).unwrap(),
+            expected,
+            "height {height}"
+        );
+    }
 }
 
 #[test]

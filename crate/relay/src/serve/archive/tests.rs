@@ -16,6 +16,7 @@ fn chain(dir: &Path) -> (ChainStore, Vec<Block>, BlockSource) {
     let config = SourceConfig {
         initial_blocks: BLOCKS,
         txs_per_block: 3,
+        target_block_size_bytes: None,
         seed: 5,
     };
     let source = BlockSource::open(&store, &config, 1_700_000_000).unwrap();

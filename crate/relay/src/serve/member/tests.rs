@@ -17,6 +17,9 @@ const BLOCKS: u32 = 5;
 const SETTINGS: MemberSettings = MemberSettings {
     cluster_size: 4,
     replicas: 2,
+    heartbeat_interval_ms: 5_000,
+    offline_after_ms: 20_000,
+    formation_interval_ms: 10_000,
 };
 
 fn archive(dir: &Path, peer: PeerId) -> ArchiveNode {
@@ -24,6 +27,7 @@ fn archive(dir: &Path, peer: PeerId) -> ArchiveNode {
     let config = SourceConfig {
         initial_blocks: BLOCKS,
         txs_per_block: 2,
+        target_block_size_bytes: None,
         seed: 5,
     };
     BlockSource::open(&store, &config, 1_700_000_000).unwrap();
@@ -158,6 +162,7 @@ fn a_block_the_archive_announces_extends_the_members_chain_at_once() {
     let config = SourceConfig {
         initial_blocks: BLOCKS,
         txs_per_block: 2,
+        target_block_size_bytes: None,
         seed: 5,
     };
     let mut source = BlockSource::open(&store, &config, 1_700_000_000).unwrap();
