@@ -63,7 +63,9 @@ pub type QueryReply = oneshot::Sender<Result<Verified, ApiError>>;
 pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 
 /// The node's configuration from the page's options: cluster size, replicas, heartbeat interval,
-/// detection timeout, formation interval and new-block storage (`newBlocks`) as asked, the
+/// detection timeout, formation interval, new-block storage (`newBlocks`), placement rule
+/// (`placement`), cluster id lifetime (`clusterTtlMs`) and network segment (`segment`) as
+/// asked, the
 /// page's addresses through its relays' circuits (what invitations carry, [`node_address`]), its own queries
 /// asking the relays' archive nodes last, every other setting the core's default (scaled down
 /// where the core requires it).
@@ -72,6 +74,9 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
         heartbeat_interval_ms: u64::from(options.heartbeat_interval_ms),
         offline_after_ms: u64::from(options.offline_after_ms),
         formation_interval_ms: u64::from(options.formation_interval_ms),
+        placement: options.placement,
+        cluster_ttl_ms: u64::from(options.cluster_ttl_ms),
+        segment: options.segment,
         address: node_address(options, local),
         // A reloaded tab is the member it was (its clock, Unix milliseconds, goes on).
         resume_membership: true,
