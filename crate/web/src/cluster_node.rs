@@ -29,7 +29,10 @@
 //! - events: `JoinedCluster` / `ViewChanged` / `LeftCluster` → `cluster`, `MemberJoined` →
 //!   `member-joined`, `MemberOffline` → `member-lost`, `BlockStored` → `block-stored`;
 //! - `status()`: the view, the greeted peers, every connection with its role, and the bytes
-//!   received by kind of sender ([`crate::status::Downloaded`]).
+//!   received by kind of sender ([`crate::status::Downloaded`]);
+//! - diagnostics: the invitations the node sends, receives, answers and sees withdrawn (S1,
+//!   S3), its join requests (S13) and what a relay's directory lists, as `console.debug` lines
+//!   ([`debug`]).
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -352,10 +355,26 @@ impl EventLoop {
             }
             _ => {}
         }
-        if let Message::JoinRequest { .. } = &message {
-            web_sys::console::debug_1(&JsValue::from_str(&format!(
+        match &message {
+            Message::JoinRequest { .. } => debug(format!(
                 "shoal: {peer} asks to join this node's cluster (S13)"
-            )));
+            )),
+            Message::Invite {
+                invite_id,
+                address,
+                record,
+                cluster,
+            } => debug(format!(
+                "shoal: invitation {invite_id} from {peer}{} (S1): address {address}, blocks served {}, capacity {} bytes, segment {}",
+                cluster.map_or(String::new(), |c| format!(" to join cluster {}", hex::encode(c.0))),
+                record.blocks_served,
+                record.capacity_bytes,
+                record.segment,
+            )),
+            Message::InviteWithdrawn { invite_id } => debug(format!(
+                "shoal: invitation {invite_id} from {peer} withdrawn"
+            )),
+            _ => {}
         }
         let announced = match &message {
             Message::BlockAnnounce { header } => Some(*header),
@@ -595,10 +614,20 @@ impl Io for PageIo<'_> {
                 let Some(peer) = self.book.peer(&to) else {
                     return; // never met: dropped, the core's timeouts cover it
                 };
-                if let Message::JoinRequest { .. } = &message {
-                    web_sys::console::debug_1(&JsValue::from_str(&format!(
+                match &message {
+                    Message::JoinRequest { .. } => debug(format!(
                         "shoal: asking {peer} to let this node join its cluster (S13)"
-                    )));
+                    )),
+                    Message::Invite { invite_id, .. } => debug(format!(
+                        "shoal: inviting {peer} (invitation {invite_id}, S1)"
+                    )),
+                    Message::InviteReply {
+                        invite_id, accept, ..
+                    } => debug(format!(
+                        "shoal: {} invitation {invite_id} from {peer} (S3)",
+                        if *accept { "accepting" } else { "declining" }
+                    )),
+                    _ => {}
                 }
                 if let Ok(bytes) = node_link::encode_request(&message) {
                     let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
@@ -628,4 +657,11 @@ impl Io for PageIo<'_> {
             Output::SetTimer { .. } | Output::Storage(_) => {}
         }
     }
+}
+
+/// A diagnostic line on the page's console (`console.debug`): what the node did that the API
+/// does not report, e.g. the invitations it sends, receives and answers (S1, S3), which the
+/// end-to-end tests read.
+pub(crate) fn debug(line: String) {
+    web_sys::console::debug_1(&JsValue::from_str(&line));
 }
