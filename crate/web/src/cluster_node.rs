@@ -30,9 +30,9 @@
 //!   `member-joined`, `MemberOffline` → `member-lost`, `BlockStored` → `block-stored`;
 //! - `status()`: the view, the greeted peers, every connection with its role, and the bytes
 //!   received by kind of sender ([`crate::status::Downloaded`]);
-//! - diagnostics: the invitations the node sends, receives, answers and sees withdrawn (S1,
-//!   S3), its join requests (S13) and what a relay's directory lists, as `console.debug` lines
-//!   ([`debug`]).
+//! - diagnostics: the invitations the node sends, receives, answers and sees withdrawn, and
+//!   the answers to its own (S1, S3), its join requests (S13) and what a relay's directory
+//!   lists, as `console.debug` lines ([`debug`]).
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -373,6 +373,18 @@ impl EventLoop {
             )),
             Message::InviteWithdrawn { invite_id } => debug(format!(
                 "shoal: invitation {invite_id} from {peer} withdrawn"
+            )),
+            Message::InviteReply {
+                invite_id,
+                accept,
+                address,
+                record,
+            } => debug(format!(
+                "shoal: {peer} {} invitation {invite_id} (S3): address {address}, blocks served {}, capacity {} bytes, segment {}",
+                if *accept { "accepts" } else { "declines" },
+                record.blocks_served,
+                record.capacity_bytes,
+                record.segment,
             )),
             _ => {}
         }
