@@ -32,6 +32,7 @@ const REPLICAS = 2;
 const DATABASE = "formation";
 const TIMINGS = { heartbeatIntervalMs: 500, offlineAfterMs: 2_500, formationIntervalMs: 1_000 };
 const DEFAULT_CAPACITY_BYTES = 2 ** 30; // the core's `Config::capacity_bytes`
+const ACCEPT_TIMEOUT_MS = 10_000; // the core's `Config::accept_timeout_ms`
 let relay;
 let relayPeer;
 let browser;
@@ -157,19 +158,22 @@ function segmentHolders(blockHash, members, p) {
 let nextName = 0;
 /** Opens `count` pages, each in its own browser context (own IndexedDB and identity), and starts
  * a node in each with `options` plus `perPage(i)`; every page's console lines are kept in order
- * in its own `lines`, and its `cluster` events are written there too. */
+ * in its own `lines` (and when the test heard of each, in `times`), and its `cluster` events are
+ * written there too. */
 async function openGroup(count, options, perPage = () => ({})) {
   const group = [];
   for (let i = 0; i < count; i++) {
     const name = `p${nextName++}`;
     const page = await (await browser.newContext()).newPage();
     const lines = [];
+    const times = [];
     page.on("console", (m) => {
       lines.push(m.text());
+      times.push(Date.now());
       log.push(`[${name}] ${m.text()}\n`);
     });
     await page.goto(`${ORIGIN}/relay-addrs.json`);
-    group.push({ name, page, lines, options: { ...options, ...perPage(i) } });
+    group.push({ name, page, lines, times, options: { ...options, ...perPage(i) } });
   }
   await Promise.all(group.map(({ page, options: o }) => page.evaluate(async (o) => {
     const { LightNode } = await import("/dist/index.js");
@@ -295,20 +299,22 @@ async function checkShardApi(st) {
 
 const INVITATION = /^shoal: invitation (\d+) from (\S+)( to join cluster [0-9a-f]+)? \(S1\): address (\S+), blocks served (\d+), capacity (\d+) bytes, segment (\d+)$/;
 const REPLY = /^shoal: (accepting|declining) invitation (\d+) from (\S+) \(S3\)$/;
+const ANSWER = /^shoal: (\S+) (accepts|declines) invitation (\d+) \(S3\): address (\S+), blocks served (\d+), capacity (\d+) bytes, segment (\d+)$/;
 const WITHDRAWN = /^shoal: invitation (\d+) from (\S+) withdrawn$/;
 const INVITING = /^shoal: inviting (\S+) \(invitation (\d+), S1\)$/;
 const DIRECTORY = /^shoal: directory of (\S+) lists \[(.*)\]$/;
 const CLUSTER = /^test: cluster (\S+)$/;
 
 /** S3 over one page's console: it never holds two confirmations at once (a confirmation ends
- * when the page joins a cluster or the inviter withdraws it); with `membersDecline`, every
- * invitation it receives while a member is declined. Returns what it saw. */
+ * when the page joins a cluster, when the inviter withdraws it, or unanswered after the core's
+ * `accept_timeout_ms`); with `membersDecline`, every invitation it receives while a member is
+ * declined. Returns what it saw. */
 function checkAcceptance(tab, { membersDecline }) {
-  let confirmed = null; // { from, id }
+  let confirmed = null; // { from, id, at }
   let member = false;
   const whileMember = new Map(); // `${from} ${id}` of invitations received while a member
   const seen = { accepted: [], declinedAsMember: 0 };
-  for (const line of tab.lines) {
+  for (const [i, line] of tab.lines.entries()) {
     let m;
     if ((m = line.match(CLUSTER))) {
       member = m[1] !== "null";
@@ -318,8 +324,9 @@ function checkAcceptance(tab, { membersDecline }) {
     } else if ((m = line.match(REPLY))) {
       const [, verb, id, from] = m;
       if (verb === "accepting") {
+        if (confirmed && tab.times[i] - confirmed.at > ACCEPT_TIMEOUT_MS) confirmed = null; // lapsed unanswered
         assert.equal(confirmed, null, `${tab.name} confirms invitation ${id} of ${from} while holding ${JSON.stringify(confirmed)}`);
-        confirmed = { from, id };
+        confirmed = { from, id, at: tab.times[i] };
         seen.accepted.push({ from, id });
       }
       if (membersDecline && whileMember.has(`${from} ${id}`)) {
@@ -334,9 +341,10 @@ function checkAcceptance(tab, { membersDecline }) {
 }
 
 /** S1 and S3 for one cluster formed by invitation: the proposer (the inviter, found from the
- * cluster id) invited each other member, having found it in the relay's directory first; each
- * received the invitation with the inviter's circuit address and record, confirmed it, and that
- * was the last invitation it confirmed before joining. */
+ * cluster id) and each other member met through the relay's directory; each received the
+ * invitation with the inviter's circuit address and record, confirmed it — the last invitation
+ * it confirmed before joining — and the confirmation reached the inviter with its own address
+ * and record. `segmentOf(peer)` is the segment a page was started with. */
 function checkInvitations(cluster, proposer, segmentOf) {
   const inviter = cluster.states.find((st) => st.tab.peerId === proposer).tab;
   const joinedAt = (tab) => tab.lines.findIndex((l) => l === `test: cluster ${cluster.id}`);
@@ -370,7 +378,13 @@ function checkInvitations(cluster, proposer, segmentOf) {
     const inviteeFound = lists(tab.lines.slice(0, received), proposer);
     assert.ok(inviterFound || inviteeFound, `${inviter.name} and ${tab.name} met through the relay's directory before the invitation`);
     const how = inviterFound ? `${inviter.name} found ${tab.name}` : `${tab.name} found ${inviter.name}`;
-    seen.push(`${tab.name} ← ${inviter.name}: invitation ${id} (${how} in the directory), blocks served ${served}, capacity ${capacity} B, segment ${segment}`);
+    // The confirmation reached the inviter with the invitee's own address and record.
+    const answer = inviter.lines.map((l) => l.match(ANSWER)).find((m) => m && m[1] === tab.peerId && m[2] === "accepts" && m[3] === id);
+    assert.ok(answer, `${inviter.name} received ${tab.name}'s confirmation of invitation ${id}`);
+    assert.equal(answer[4], `${relay.ws}/p2p-circuit/p2p/${tab.peerId}`, "the invitee's address, through the relay's circuit");
+    assert.equal(Number(answer[6]), DEFAULT_CAPACITY_BYTES, "the invitee's capacity");
+    assert.equal(Number(answer[7]), segmentOf(tab.peerId), "the invitee's segment");
+    seen.push(`${tab.name} ← ${inviter.name}: invitation ${id} (${how} in the directory), blocks served ${served}, capacity ${capacity} B, segment ${segment}; confirmed with segment ${answer[7]}`);
   }
   return seen;
 }
@@ -434,6 +448,10 @@ test("the segment rule: every block on two network segments (S5, S8)", async (t)
   const [cluster] = await settled("one cluster, every block where the segment rule puts it", group, 1,
     (height, numbered) => byNumber(segmentHolders(chain[height].hash, numbered.map((peer) => ({ peer, segment: segmentOf(peer) })), REPLICAS), numbered), 60_000);
   checkNumbering(cluster);
+  const proposer = proposerOf(cluster.id, 0, cluster.states.map((st) => st.tab.peerId));
+  assert.ok(proposer, "the cluster id is its genesis's hash");
+  for (const line of checkInvitations(cluster, proposer, segmentOf)) t.diagnostic(line); // each record carries its page's segment
+  for (const tab of group) checkAcceptance(tab, { membersDecline: true });
   // The rule's promise without any hashing: one segment failing loses no block. With segments
   // 1, 1, 2 and two copies, the page alone on segment 2 holds every block, and each block's
   // other copy is on segment 1.
@@ -455,7 +473,9 @@ test("a cluster id lapses after clusterTtlMs and the same members re-form under 
   const hashMod = (height, numbered) => byNumber(hashModHolders(chain[height].hash, numbered.length, REPLICAS), numbered);
   const [first] = await settled("one cluster, every block where hash-mod puts it", group, 1, hashMod, 60_000);
   const members = first.states.map((st) => st.tab.peerId).sort();
-  assert.ok(proposerOf(first.id, 0, members), "generation 0's id is its genesis's hash");
+  const firstProposer = proposerOf(first.id, 0, members);
+  assert.ok(firstProposer, "generation 0's id is its genesis's hash");
+  checkInvitations(first, firstProposer, () => 0);
   const idsSeen = () => Promise.all(group.map((tab) => tab.page.evaluate(() => window.clusterIds.filter(Boolean))));
   for (const ids of await idsSeen()) assert.deepEqual(ids, [first.id], "the first settled cluster is generation 0");
   const received = (s) => s.downloadedBytes.fromRelays.blocks + s.downloadedBytes.fromMembers.blocks;
@@ -470,7 +490,9 @@ test("a cluster id lapses after clusterTtlMs and the same members re-form under 
     TTL_MS + 60_000);
   assert.notEqual(second.id, first.id);
   assert.deepEqual(second.states.map((st) => st.tab.peerId).sort(), members, "the same members");
-  assert.ok(proposerOf(second.id, 1, members), "the new id is the hash of generation 1's genesis: a re-forming, not a new cluster");
+  const secondProposer = proposerOf(second.id, 1, members);
+  assert.ok(secondProposer, "the new id is the hash of generation 1's genesis: a re-forming, not a new cluster");
+  for (const line of checkInvitations(second, secondProposer, () => 0)) t.diagnostic(`generation 1: ${line}`);
   for (const ids of await idsSeen()) assert.deepEqual(ids, [first.id, second.id], "every member went from the first id to the second");
   const numbered = checkNumbering(second);
   let moved = 0;
