@@ -10,7 +10,7 @@
 //    member numbers are the deterministic order of S5; every block is on exactly the two
 //    members the patent's hash-mod-constants rule names (S6);
 // 2. three pages, `placement: "even", evenRangeBlocks: 4`: ranges of heights on consecutive
-//    member numbers (S7);
+//    member numbers (S7); bad values of the placement options are refused with BAD_INPUT;
 // 3. three pages, `placement: "segment"`, segments 1, 1, 2: every block on two segments (S8);
 // 4. three pages, `placement: "hash-mod", clusterTtlMs: 20000`: the id lapses, the same members
 //    re-form under the next generation's id, and the only blocks downloaded are the ones the
@@ -437,6 +437,24 @@ test("the even rule: ranges of heights on consecutive member numbers (S5, S7)", 
     const ranges = new Set([...st.stored].map((hash) => Math.floor(chain.findIndex((b) => b.hash === hash) / RANGE) % SIZE));
     assert.deepEqual([...ranges].sort(), [n, (n + SIZE - 1) % SIZE].sort(), `${st.tab.name} (number ${n}) holds its ranges`);
     await checkShardApi(st);
+  }
+  // A bad value of the new options is refused at start, naming the option (BAD_INPUT).
+  const refused = await group[0].page.evaluate(async (relays) => {
+    const { LightNode } = await import("/dist/index.js");
+    const out = [];
+    for (const bad of [{ placement: "modulo" }, { placement: "even", evenRangeBlocks: 0 }, { evenRangeBlocks: 4 }, { clusterTtlMs: 10 }, { segment: -1 }]) {
+      try {
+        await LightNode.start({ relays, database: "formation-bad", ...bad });
+        out.push({ bad, code: "started" });
+      } catch (err) {
+        out.push({ bad, code: err.code, message: String(err.message) });
+      }
+    }
+    return out;
+  }, [relay.ws]);
+  for (const { bad, code, message } of refused) {
+    assert.equal(code, "BAD_INPUT", JSON.stringify(bad));
+    assert.match(message, new RegExp(`options\\.${Object.keys(bad).pop()}`), message);
   }
   await closeGroup(group);
 });
