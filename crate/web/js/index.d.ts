@@ -93,6 +93,40 @@ export interface StartOptions {
    * only catches what an announcement missed.
    */
   headerPollIntervalMs?: number;
+  /**
+   * Which members of the cluster store which block, each on `replicas` of them (default
+   * `"rendezvous"`). Every member of a cluster must use the same rule.
+   * - `"rendezvous"`: highest-random-weight hashing of block and member id; a member leaving or
+   *   joining moves only its own share of the blocks.
+   * - `"hash-mod"` (S6, the patent's rule): the block hash modulo the constants K, K−1, …,
+   *   K−replicas+1 (K the cluster's size) gives member numbers; a number already taken moves
+   *   on to the next free one.
+   * - `"even"` (S7): heights cut into ranges of `evenRangeBlocks`; range r is stored on the
+   *   members numbered r, r+1, … (mod K).
+   * - `"segment"` (S8): rendezvous ranking, but a block's copies go to members on distinct
+   *   network segments (`segment`) whenever there are that many.
+   * Member numbers are the members sorted by the double SHA-256 of cluster id and member id
+   * (S5), so `"hash-mod"` and `"even"` move blocks whenever the cluster is re-formed.
+   */
+  placement?: "rendezvous" | "hash-mod" | "even" | "segment";
+  /**
+   * With `placement: "even"` only: heights per range (default 16; 1 to 1,000,000).
+   */
+  evenRangeBlocks?: number;
+  /**
+   * Lifetime of a cluster id in milliseconds (S4; default 21,600,000, six hours; 1,000 to
+   * 2,592,000,000). When it lapses the members become ordinary nodes and re-form, with the same
+   * members when they can, under a new id; blocks they no longer hold stay stored ten minutes
+   * before they are deleted.
+   */
+  clusterTtlMs?: number;
+  /**
+   * This node's network segment for `placement: "segment"` (S8): any number from 0 to
+   * 4,294,967,295 that nodes of one network share, e.g. an autonomous-system number (default 0).
+   * A page cannot find out its own network segment; the application passes what it knows (for
+   * instance from its server). Other rules ignore it.
+   */
+  segment?: number;
 }
 
 /** Options of {@link LightNode.verifyTransaction}. */

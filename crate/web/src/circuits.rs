@@ -117,6 +117,11 @@ impl EventLoop {
             return;
         };
         let me = *self.swarm.local_peer_id();
+        let listed: Vec<String> = peers.iter().map(|peer| peer.to_string()).collect();
+        crate::cluster_node::debug(format!(
+            "shoal: directory of {relay} lists [{}]",
+            listed.join(", ")
+        ));
         let through = circuit_address(&relay_addr);
         let candidates = peers
             .into_iter()

@@ -29,7 +29,10 @@
 //! - events: `JoinedCluster` / `ViewChanged` / `LeftCluster` → `cluster`, `MemberJoined` →
 //!   `member-joined`, `MemberOffline` → `member-lost`, `BlockStored` → `block-stored`;
 //! - `status()`: the view, the greeted peers, every connection with its role, and the bytes
-//!   received by kind of sender ([`crate::status::Downloaded`]).
+//!   received by kind of sender ([`crate::status::Downloaded`]);
+//! - diagnostics: the invitations the node sends, receives, answers and sees withdrawn, and
+//!   the answers to its own (S1, S3), its join requests (S13) and what a relay's directory
+//!   lists, as `console.debug` lines ([`debug`]).
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -63,7 +66,9 @@ pub type QueryReply = oneshot::Sender<Result<Verified, ApiError>>;
 pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 
 /// The node's configuration from the page's options: cluster size, replicas, heartbeat interval,
-/// detection timeout, formation interval and new-block storage (`newBlocks`) as asked, the
+/// detection timeout, formation interval, new-block storage (`newBlocks`), placement rule
+/// (`placement`), cluster id lifetime (`clusterTtlMs`) and network segment (`segment`) as
+/// asked, the
 /// page's addresses through its relays' circuits (what invitations carry, [`node_address`]), its own queries
 /// asking the relays' archive nodes last, every other setting the core's default (scaled down
 /// where the core requires it).
@@ -72,6 +77,9 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
         heartbeat_interval_ms: u64::from(options.heartbeat_interval_ms),
         offline_after_ms: u64::from(options.offline_after_ms),
         formation_interval_ms: u64::from(options.formation_interval_ms),
+        placement: options.placement,
+        cluster_ttl_ms: u64::from(options.cluster_ttl_ms),
+        segment: options.segment,
         address: node_address(options, local),
         // A reloaded tab is the member it was (its clock, Unix milliseconds, goes on).
         resume_membership: true,
@@ -347,10 +355,38 @@ impl EventLoop {
             }
             _ => {}
         }
-        if let Message::JoinRequest { .. } = &message {
-            web_sys::console::debug_1(&JsValue::from_str(&format!(
+        match &message {
+            Message::JoinRequest { .. } => debug(format!(
                 "shoal: {peer} asks to join this node's cluster (S13)"
-            )));
+            )),
+            Message::Invite {
+                invite_id,
+                address,
+                record,
+                cluster,
+            } => debug(format!(
+                "shoal: invitation {invite_id} from {peer}{} (S1): address {address}, blocks served {}, capacity {} bytes, segment {}",
+                cluster.map_or(String::new(), |c| format!(" to join cluster {}", hex::encode(c.0))),
+                record.blocks_served,
+                record.capacity_bytes,
+                record.segment,
+            )),
+            Message::InviteWithdrawn { invite_id } => debug(format!(
+                "shoal: invitation {invite_id} from {peer} withdrawn"
+            )),
+            Message::InviteReply {
+                invite_id,
+                accept,
+                address,
+                record,
+            } => debug(format!(
+                "shoal: {peer} {} invitation {invite_id} (S3): address {address}, blocks served {}, capacity {} bytes, segment {}",
+                if *accept { "accepts" } else { "declines" },
+                record.blocks_served,
+                record.capacity_bytes,
+                record.segment,
+            )),
+            _ => {}
         }
         let announced = match &message {
             Message::BlockAnnounce { header } => Some(*header),
@@ -590,10 +626,20 @@ impl Io for PageIo<'_> {
                 let Some(peer) = self.book.peer(&to) else {
                     return; // never met: dropped, the core's timeouts cover it
                 };
-                if let Message::JoinRequest { .. } = &message {
-                    web_sys::console::debug_1(&JsValue::from_str(&format!(
+                match &message {
+                    Message::JoinRequest { .. } => debug(format!(
                         "shoal: asking {peer} to let this node join its cluster (S13)"
-                    )));
+                    )),
+                    Message::Invite { invite_id, .. } => debug(format!(
+                        "shoal: inviting {peer} (invitation {invite_id}, S1)"
+                    )),
+                    Message::InviteReply {
+                        invite_id, accept, ..
+                    } => debug(format!(
+                        "shoal: {} invitation {invite_id} from {peer} (S3)",
+                        if *accept { "accepting" } else { "declining" }
+                    )),
+                    _ => {}
                 }
                 if let Ok(bytes) = node_link::encode_request(&message) {
                     let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
@@ -623,4 +669,11 @@ impl Io for PageIo<'_> {
             Output::SetTimer { .. } | Output::Storage(_) => {}
         }
     }
+}
+
+/// A diagnostic line on the page's console (`console.debug`): what the node did that the API
+/// does not report, e.g. the invitations it sends, receives and answers (S1, S3), which the
+/// end-to-end tests read.
+pub(crate) fn debug(line: String) {
+    web_sys::console::debug_1(&JsValue::from_str(&line));
 }

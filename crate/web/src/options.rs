@@ -4,6 +4,7 @@ use js_sys::Reflect;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use shoal_core::chain::Network;
+use shoal_core::placement::PlacementRule;
 use shoal_core::serve::newblock::StorageMode;
 use wasm_bindgen::JsValue;
 
@@ -42,6 +43,12 @@ pub struct Options {
     /// (new blocks come at once by the relays' announcements; the poll catches what those
     /// missed).
     pub header_poll_interval_ms: u32,
+    /// `placement` (with `evenRangeBlocks`): which members hold which block (S6–S8).
+    pub placement: PlacementRule,
+    /// `clusterTtlMs`: how long a cluster id lives before the members re-form (S4).
+    pub cluster_ttl_ms: u32,
+    /// `segment`: this node's network segment, as the application knows it (S8).
+    pub segment: u32,
 }
 
 /// Default of `heartbeatIntervalMs` (the core's default).
@@ -60,6 +67,17 @@ pub const DEFAULT_HEADER_POLL_INTERVAL_MS: u32 = 5_000;
 /// The shortest and longest `headerPollIntervalMs`.
 pub const HEADER_POLL_INTERVAL_MS_MIN: u32 = 1_000;
 pub const HEADER_POLL_INTERVAL_MS_MAX: u32 = 3_600_000;
+
+/// Default of `clusterTtlMs` (the core's default, 6 hours).
+pub const DEFAULT_CLUSTER_TTL_MS: u32 = 6 * 60 * 60 * 1000;
+/// Shortest and longest `clusterTtlMs` (one second, thirty days).
+pub const CLUSTER_TTL_MS_MIN: u32 = 1_000;
+pub const CLUSTER_TTL_MS_MAX: u32 = 30 * 24 * 60 * 60 * 1000;
+
+/// Default of `evenRangeBlocks`: consecutive heights in one range of the even rule (S7).
+pub const DEFAULT_EVEN_RANGE_BLOCKS: u32 = 16;
+/// Longest range of the even rule.
+pub const EVEN_RANGE_BLOCKS_MAX: u32 = 1_000_000;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadInput, message)
@@ -227,6 +245,44 @@ impl Options {
             HEADER_POLL_INTERVAL_MS_MIN,
             HEADER_POLL_INTERVAL_MS_MAX,
         )?;
+        let even_range_blocks = integer_in(
+            object,
+            "evenRangeBlocks",
+            DEFAULT_EVEN_RANGE_BLOCKS,
+            1,
+            EVEN_RANGE_BLOCKS_MAX,
+        )?;
+        let placement = match field(object, "placement")? {
+            None => PlacementRule::Rendezvous,
+            Some(v) => match v.as_string().as_deref() {
+                Some("rendezvous") => PlacementRule::Rendezvous,
+                Some("hash-mod") => PlacementRule::HashMod { offset: 0 },
+                Some("even") => PlacementRule::Even {
+                    range_blocks: even_range_blocks,
+                },
+                Some("segment") => PlacementRule::Segment,
+                _ => {
+                    return Err(bad(
+                        "options.placement must be \"rendezvous\", \"hash-mod\", \"even\" or \"segment\"",
+                    ))
+                }
+            },
+        };
+        if field(object, "evenRangeBlocks")?.is_some()
+            && !matches!(placement, PlacementRule::Even { .. })
+        {
+            return Err(bad(
+                "options.evenRangeBlocks applies only to options.placement \"even\"",
+            ));
+        }
+        let cluster_ttl_ms = integer_in(
+            object,
+            "clusterTtlMs",
+            DEFAULT_CLUSTER_TTL_MS,
+            CLUSTER_TTL_MS_MIN,
+            CLUSTER_TTL_MS_MAX,
+        )?;
+        let segment = integer_in(object, "segment", 0, 0, u32::MAX)?;
         Ok(Options {
             relays,
             network,
@@ -238,6 +294,9 @@ impl Options {
             formation_interval_ms,
             new_blocks,
             header_poll_interval_ms,
+            placement,
+            cluster_ttl_ms,
+            segment,
         })
     }
 
@@ -346,5 +405,83 @@ mod tests {
             );
         }
         assert!(Options::from_js(&JsValue::from_str("x")).is_err());
+    }
+
+    #[wasm_bindgen_test]
+    fn placement_cluster_ttl_and_segment() {
+        let relay = format!("\"/ip4/10.0.0.1/tcp/1/ws/p2p/{PEER}\"");
+        let o = options(&format!("{{\"relays\": [{relay}]}}")).unwrap();
+        assert_eq!(
+            (o.placement, o.cluster_ttl_ms, o.segment),
+            (PlacementRule::Rendezvous, 21_600_000, 0)
+        );
+        for (json, rule) in [
+            ("\"placement\": \"rendezvous\"", PlacementRule::Rendezvous),
+            (
+                "\"placement\": \"hash-mod\"",
+                PlacementRule::HashMod { offset: 0 },
+            ),
+            (
+                "\"placement\": \"even\"",
+                PlacementRule::Even { range_blocks: 16 },
+            ),
+            (
+                "\"placement\": \"even\", \"evenRangeBlocks\": 5",
+                PlacementRule::Even { range_blocks: 5 },
+            ),
+            ("\"placement\": \"segment\"", PlacementRule::Segment),
+        ] {
+            let o = options(&format!("{{\"relays\": [{relay}], {json}}}")).unwrap();
+            assert_eq!(o.placement, rule, "{json}");
+        }
+        let o = options(&format!(
+            "{{\"relays\": [{relay}], \"clusterTtlMs\": 15000, \"segment\": 4294967295}}"
+        ))
+        .unwrap();
+        assert_eq!((o.cluster_ttl_ms, o.segment), (15_000, u32::MAX));
+        for (json, says) in [
+            ("\"placement\": \"modulo\"", "options.placement must be"),
+            ("\"placement\": 1", "options.placement must be"),
+            (
+                "\"placement\": \"even\", \"evenRangeBlocks\": 0",
+                "options.evenRangeBlocks must be an integer from 1",
+            ),
+            (
+                "\"placement\": \"even\", \"evenRangeBlocks\": 2.5",
+                "options.evenRangeBlocks must be an integer from 1",
+            ),
+            (
+                "\"evenRangeBlocks\": 4",
+                "options.evenRangeBlocks applies only to",
+            ),
+            (
+                "\"clusterTtlMs\": 999",
+                "options.clusterTtlMs must be an integer from 1000",
+            ),
+            (
+                "\"clusterTtlMs\": 2592000001",
+                "options.clusterTtlMs must be an integer from 1000",
+            ),
+            (
+                "\"clusterTtlMs\": \"1h\"",
+                "options.clusterTtlMs must be an integer",
+            ),
+            (
+                "\"segment\": -1",
+                "options.segment must be an integer from 0 to 4294967295",
+            ),
+            (
+                "\"segment\": 4294967296",
+                "options.segment must be an integer from 0",
+            ),
+            (
+                "\"segment\": \"AS64500\"",
+                "options.segment must be an integer",
+            ),
+        ] {
+            let err = options(&format!("{{\"relays\": [{relay}], {json}}}")).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadInput, "{json}");
+            assert!(err.message.contains(says), "{json}: {}", err.message);
+        }
     }
 }
