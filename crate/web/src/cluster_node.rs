@@ -68,10 +68,9 @@ pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 /// The node's configuration from the page's options: cluster size, replicas, heartbeat interval,
 /// detection timeout, formation interval, new-block storage (`newBlocks`), placement rule
 /// (`placement`), cluster id lifetime (`clusterTtlMs`) and network segment (`segment`) as
-/// asked, the
-/// page's addresses through its relays' circuits (what invitations carry, [`node_address`]), its own queries
-/// asking the relays' archive nodes last, every other setting the core's default (scaled down
-/// where the core requires it).
+/// asked, the page's addresses through its relays' circuits (what invitations carry,
+/// [`node_address`]), its own queries asking the relays' archive nodes last, every other
+/// setting the core's default (scaled down where the core requires it).
 pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
     let mut config = Config {
         heartbeat_interval_ms: u64::from(options.heartbeat_interval_ms),
