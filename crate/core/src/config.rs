@@ -87,9 +87,12 @@ pub struct Config {
     pub repair_retry_ms: u64,
     /// S11: most blocks queued for fetching (the rest are found again on the next pass).
     pub repair_queue_max: usize,
-    /// S12 (third rule): once a view has held this long and this member's own fetching is
-    /// done, it deletes the blocks the view no longer assigns to it. `None` keeps them as
-    /// spare replicas.
+    /// S12 (third rule), the fallback: once a view has held this long and this member's own
+    /// fetching is done, it deletes the blocks the view no longer assigns to it, whether or
+    /// not their holders confirmed they hold them. Spares whose holders all confirmed under
+    /// the view (`Message::ShardHeld`) go before, as soon as they have; the timeout covers
+    /// confirmations that never come (issue 16 is to decide its fate). `None` keeps the
+    /// unconfirmed ones as spare replicas.
     pub evict_spares_after_ms: Option<u64>,
     /// S11: how often (jittered ±50 %) the node lists its storage and compares it with what
     /// it believes it holds, so that a write the storage acknowledged but lost is found and

@@ -306,6 +306,10 @@ pub struct NodeStats {
     pub bytes_served: u64,
     /// Blocks deleted because the view no longer assigns them here (S12).
     pub spares_evicted: u64,
+    /// Of those, the blocks deleted because every holder of them under the view confirmed
+    /// it holds its shard (`Message::ShardHeld`), not because the view had held
+    /// `evict_spares_after_ms`.
+    pub spares_evicted_confirmed: u64,
     /// Blocks from the block source stored here.
     pub blocks_from_source: u64,
     /// Most block fetches ever in flight at once (bounded by `repair_parallel_max`).

@@ -42,6 +42,12 @@ pub(crate) struct Net {
     pub(crate) hellos_to: Vec<u64>,
     /// Timers each node set, by id.
     pub(crate) timers_set: Vec<BTreeMap<TimerId, u64>>,
+    /// Messages of these kinds from these nodes are lost on the way: (node, kind).
+    pub(crate) muted: Vec<(usize, &'static str)>,
+    /// Messages of this kind are kept in `kept` as they are sent (not muted, reachable).
+    pub(crate) keep_kind: Option<&'static str>,
+    /// (sent at, from, to, message) of every message of `keep_kind` sent.
+    pub(crate) kept: Vec<(u64, usize, usize, Message)>,
 }
 
 impl Net {
@@ -70,6 +76,9 @@ impl Net {
             by_kind: BTreeMap::new(),
             hellos_to: Vec::new(),
             timers_set: Vec::new(),
+            muted: Vec::new(),
+            keep_kind: None,
+            kept: Vec::new(),
         };
         for config in configs {
             net.add(config, seed);
@@ -183,8 +192,11 @@ impl Net {
                 let Some(&to) = self.index.get(&to) else {
                     return;
                 };
-                if !self.reachable(from, to) {
+                if !self.reachable(from, to) || self.muted.contains(&(from, message.kind())) {
                     return;
+                }
+                if self.keep_kind == Some(message.kind()) {
+                    self.kept.push((self.now_ms, from, to, message.clone()));
                 }
                 if self.corrupt_server == Some(from) {
                     if let Message::BlockData { block, .. } = &mut message {

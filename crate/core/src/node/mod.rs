@@ -477,6 +477,7 @@ impl Node {
                 max_count,
             } => self.on_get_headers(from, request_id, start_height, max_count),
             Message::BlockAnnounce { header } => self.on_block_announce(from, header),
+            Message::ShardHeld { view } => self.repair.on_shard_held(cx, from, view),
             // Headers are the shell's (it keeps the header chain); queries, answers, stored
             // announcements and pushed blocks went to the serving layer above.
             Message::Headers { .. }

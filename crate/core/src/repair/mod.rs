@@ -36,11 +36,15 @@
 //! suspicion; so does a later read that passes the check (the fault was transient).
 //!
 //! Blocks no longer assigned to this member (after a renumbering, S12's third rule) are kept
-//! as spare replicas while the cluster settles — the new holders may fetch them from here —
-//! and deleted once the view has held for `evict_spares_after_ms` and this member's own
-//! fetching is done.
+//! as spare replicas while the cluster settles — the new holders may fetch them from here.
+//! Each member tells the others of its view once it holds its whole shard under it
+//! (`Message::ShardHeld`), and a spare is deleted as soon as every one of its holders under
+//! the view has said so and this member's own fetching is idle. As a fallback, whatever spares
+//! remain are deleted once the view has held for `evict_spares_after_ms` and this member's
+//! own fetching is idle, confirmed or not (issue 16). See `spares`.
 
 pub mod replacement;
+mod spares;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -159,8 +163,10 @@ pub(crate) struct Repair {
     window_bytes: u64,
     /// Size of the last block received: what each request in flight is assumed to bring.
     block_bytes_estimate: u64,
-    /// The view (cluster, epoch) whose spare blocks were evicted already.
+    /// The view (cluster, epoch) whose spare blocks were evicted by the timeout already.
     pub(crate) evicted_for: Option<(ClusterId, u64)>,
+    /// The members that confirmed they hold their shards under our view (`spares`).
+    confirmations: spares::Confirmations,
     /// The queue overflowed: rescan once it drains.
     rescan_needed: bool,
     /// Members of the cluster `misses_for` that answered a fetch with `BlockNotFound` or not
@@ -431,51 +437,8 @@ impl Repair {
             // Filled: what the members lacked then says nothing of the next repair.
             self.misses.clear();
         }
-        self.evict_spares(cx);
+        self.settle_spares(cx);
         self.rearm_repair_timer(cx);
-    }
-
-    /// When spare blocks may be evicted under the current view, if that is still to come.
-    fn eviction_due(&self, cx: &Shared) -> Option<u64> {
-        let Role::Member(m) = &cx.role else {
-            return None;
-        };
-        let after = cx.config.evict_spares_after_ms?;
-        if self.evicted_for == Some((m.view.cluster, m.view.epoch)) {
-            return None;
-        }
-        Some(m.view_since_ms.saturating_add(after))
-    }
-
-    /// S12, third rule: delete the blocks this member no longer must hold.
-    fn evict_spares(&mut self, cx: &mut Shared) {
-        let Some(due) = self.eviction_due(cx) else {
-            return;
-        };
-        let idle = self.queue.is_empty() && self.in_flight.is_empty() && self.parked.is_empty();
-        if due > cx.now_ms || !idle {
-            return;
-        }
-        let Role::Member(m) = &cx.role else { return };
-        self.evicted_for = Some((m.view.cluster, m.view.epoch));
-        let Some(tip) = cx.headers.as_ref().and_then(|h| h.tip_height()) else {
-            return;
-        };
-        for height in 0..=tip {
-            if !self.held.contains(height) || cx.must_hold(height) {
-                continue;
-            }
-            let Some(block_hash) = cx.headers.as_ref().and_then(|h| h.block_hash_at(height)) else {
-                continue;
-            };
-            self.forget(height);
-            cx.stats.spares_evicted += 1;
-            let request_id = cx.fresh_id();
-            cx.push(Output::Storage(StorageCommand::Delete {
-                request_id,
-                block_hash,
-            }));
-        }
     }
 
     fn rearm_repair_timer(&mut self, cx: &mut Shared) {
@@ -834,6 +797,8 @@ impl Repair {
                         height: put.height,
                     });
                 }
+                // The last block of the shard may be the one just stored.
+                self.settle_spares(cx);
             }
             StorageResult::Got { request_id, bytes } => {
                 let Some(get) = self.gets.remove(&request_id) else {

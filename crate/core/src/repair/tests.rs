@@ -229,7 +229,8 @@ fn an_interrupted_fill_resumes_without_refetching() {
 }
 
 /// S12, third rule: after a newcomer joins and the view settles, members delete the blocks
-/// the new view no longer assigns to them: every block is then on exactly P members.
+/// the new view no longer assigns to them: every block is then on exactly P members. Here no
+/// member's confirmation arrives (`repair::spares`), so the spares go by the timeout.
 #[test]
 fn settled_members_evict_blocks_they_no_longer_hold() {
     let config = Config {
@@ -241,6 +242,9 @@ fn settled_members_evict_blocks_they_no_longer_hold() {
     let (mut net, members) = formed(4, config.clone(), 42, BLOCKS);
     net.run_until(30_000);
     let late = net.add(config, 42);
+    for i in members.iter().chain([&late]) {
+        net.muted.push((*i, "shard_held"));
+    }
     net.introduce_all();
     net.run_until(80_000);
     let clusters = net.check_clusters();
@@ -257,6 +261,11 @@ fn settled_members_evict_blocks_they_no_longer_hold() {
         net.nodes[late].held_count(),
         "what the newcomer took"
     );
+    let confirmed: u64 = members
+        .iter()
+        .map(|i| net.nodes[*i].stats().spares_evicted_confirmed)
+        .sum();
+    assert_eq!(confirmed, 0, "all by the timeout");
     for i in &now {
         assert_eq!(
             net.stores[*i].len(),

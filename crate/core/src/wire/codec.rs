@@ -21,6 +21,7 @@ const TAG_TX_ANSWER: u8 = 16;
 const TAG_BLOCK_STORED: u8 = 17;
 const TAG_NEW_BLOCK: u8 = 18;
 const TAG_BLOCK_ANNOUNCE: u8 = 19;
+const TAG_SHARD_HELD: u8 = 20;
 
 /// Encodes a message. Fails only if the message breaks a limit (too many headers, a block or
 /// address too long, a whole message over [`MAX_MESSAGE_BYTES`]): what this returns always
@@ -140,12 +141,15 @@ impl Writer {
             None => self.u8(0),
             Some(s) => {
                 self.u8(1);
-                self.bytes32(&s.cluster.0);
-                self.varint(s.epoch);
-                self.varint(s.members as u64);
-                self.0.extend_from_slice(&s.digest.to_le_bytes());
+                self.stamp_fields(s);
             }
         }
+    }
+    fn stamp_fields(&mut self, s: &ViewStamp) {
+        self.bytes32(&s.cluster.0);
+        self.varint(s.epoch);
+        self.varint(s.members as u64);
+        self.0.extend_from_slice(&s.digest.to_le_bytes());
     }
     fn header(&mut self, h: &Header) {
         self.0.extend_from_slice(&h.encode());
@@ -342,6 +346,10 @@ impl Writer {
                 self.u8(TAG_BLOCK_ANNOUNCE);
                 self.header(header);
             }
+            Message::ShardHeld { view } => {
+                self.u8(TAG_SHARD_HELD);
+                self.stamp_fields(view);
+            }
         }
         Ok(())
     }
@@ -456,6 +464,9 @@ impl<'a> Reader<'a> {
         if !self.option_flag("stamp flag")? {
             return Ok(None);
         }
+        self.stamp_fields().map(Some)
+    }
+    fn stamp_fields(&mut self) -> Result<ViewStamp, WireError> {
         let cluster = ClusterId(self.bytes32("stamp cluster")?);
         let epoch = self.varint("stamp epoch")?;
         let members = self.u32("stamp members")?;
@@ -463,12 +474,12 @@ impl<'a> Reader<'a> {
             .take(8, "stamp digest")?
             .try_into()
             .expect("take(8) returns 8 bytes");
-        Ok(Some(ViewStamp {
+        Ok(ViewStamp {
             cluster,
             epoch,
             members,
             digest: u64::from_le_bytes(digest_bytes),
-        }))
+        })
     }
     fn header(&mut self) -> Result<Header, WireError> {
         let bytes = self.take(80, "header")?;
@@ -635,6 +646,9 @@ impl<'a> Reader<'a> {
             },
             TAG_BLOCK_ANNOUNCE => Message::BlockAnnounce {
                 header: self.header()?,
+            },
+            TAG_SHARD_HELD => Message::ShardHeld {
+                view: self.stamp_fields()?,
             },
             other => return Err(WireError::UnknownTag(other)),
         })

@@ -30,6 +30,14 @@ pub use crate::chain::{BlockHash, Hash256, Header};
 pub use codec::{decode, encode, encoded_len};
 
 /// The codec's version: the first byte of every encoded message.
+///
+/// It changes when the byte form of a message that exists already changes (a field added,
+/// removed or re-encoded): a node then refuses every message of another version as
+/// [`WireError::UnsupportedVersion`] rather than misread it. A new kind of message takes the
+/// next free tag and keeps the version (as [`Message::BlockAnnounce`], tag 19, and
+/// [`Message::ShardHeld`], tag 20, did): a node that does not know the tag refuses that message
+/// alone as [`WireError::UnknownTag`] and understands all the others, so a new kind must be
+/// one an older node can do without.
 pub const WIRE_VERSION: u8 = 3;
 /// Largest encoded message, in bytes (a maximal block plus framing fits).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -262,6 +270,12 @@ pub enum Message {
     /// them) or once per holder (self-selected), with `GetBlock`; see
     /// [`crate::serve::newblock`].
     BlockAnnounce { header: Header },
+    /// "I hold my whole shard under this view" (S12, third rule): a member says so once per
+    /// view to every other member of it, when its repair has nothing left to fetch. A member
+    /// keeping spare copies from an earlier view deletes one as soon as every holder of the
+    /// block under `view` has said so (see [`crate::repair`]); a member of another view, or
+    /// a node outside it, is not listened to. 44–57 bytes.
+    ShardHeld { view: ViewStamp },
 }
 
 impl Message {
@@ -287,6 +301,7 @@ impl Message {
             Message::BlockStored { .. } => "block_stored",
             Message::NewBlock { .. } => "new_block",
             Message::BlockAnnounce { .. } => "block_announce",
+            Message::ShardHeld { .. } => "shard_held",
         }
     }
 }

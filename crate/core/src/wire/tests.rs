@@ -43,17 +43,19 @@ fn address() -> impl Strategy<Value = String> {
     "[a-z0-9/.]{0,40}"
 }
 
-fn stamp() -> impl Strategy<Value = Option<ViewStamp>> {
-    proptest::option::of(
-        (any::<[u8; 32]>(), any::<u64>(), any::<u32>(), any::<u64>()).prop_map(
-            |(c, epoch, members, digest)| ViewStamp {
-                cluster: ClusterId(c),
-                epoch,
-                members,
-                digest,
-            },
-        ),
+fn view_stamp() -> impl Strategy<Value = ViewStamp> {
+    (any::<[u8; 32]>(), any::<u64>(), any::<u32>(), any::<u64>()).prop_map(
+        |(c, epoch, members, digest)| ViewStamp {
+            cluster: ClusterId(c),
+            epoch,
+            members,
+            digest,
+        },
     )
+}
+
+fn stamp() -> impl Strategy<Value = Option<ViewStamp>> {
+    proptest::option::of(view_stamp())
 }
 
 fn view() -> impl Strategy<Value = View> {
@@ -184,6 +186,7 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
         }),
         vec(any::<u8>(), 0..300).prop_map(|block| Message::NewBlock { block }),
         header().prop_map(|header| Message::BlockAnnounce { header }),
+        view_stamp().prop_map(|view| Message::ShardHeld { view }),
         (
             any::<u64>(),
             any::<[u8; 32]>(),
@@ -421,4 +424,57 @@ fn a_block_announcement_is_its_header_and_nothing_else() {
     let mut block = vec![WIRE_VERSION, bytes[1]];
     block.extend(std::iter::repeat_n(0u8, 1_000));
     assert_eq!(decode(&block), Err(WireError::TrailingBytes(920)));
+}
+
+#[test]
+fn a_shard_held_message_is_a_view_stamp_and_nothing_else() {
+    let view = ViewStamp {
+        cluster: ClusterId([7; 32]),
+        epoch: 5,
+        members: 4,
+        digest: 0x0123_4567_89ab_cdef,
+    };
+    let bytes = encode(&Message::ShardHeld { view }).unwrap();
+    // Version, tag, cluster, epoch, member count, digest: what each member sends each other
+    // member once per view.
+    assert_eq!(bytes.len(), 2 + 32 + 1 + 1 + 8);
+    assert_eq!(decode(&bytes), Ok(Message::ShardHeld { view }));
+    let largest = Message::ShardHeld {
+        view: ViewStamp {
+            epoch: u64::MAX,
+            members: u32::MAX,
+            digest: u64::MAX,
+            ..view
+        },
+    };
+    assert_eq!(encode(&largest).unwrap().len(), 57);
+    assert_eq!(decode(&encode(&largest).unwrap()), Ok(largest));
+    // Hostile: cut short anywhere, or followed by anything, it is refused with a typed error.
+    for len in 0..bytes.len() {
+        assert!(decode(&bytes[..len]).is_err(), "{len} bytes decoded");
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    assert_eq!(decode(&long), Err(WireError::TrailingBytes(1)));
+    // A member count beyond u32 is refused, not wrapped.
+    let mut wide = bytes[..35].to_vec();
+    wide.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x10]);
+    wide.extend_from_slice(&[0; 8]);
+    assert_eq!(
+        decode(&wide),
+        Err(WireError::InvalidValue {
+            what: "stamp members",
+            value: 1 << 32
+        })
+    );
+    // So is a non-minimal epoch (each message has one byte form).
+    let mut padded = bytes[..34].to_vec();
+    padded.extend_from_slice(&[0x85, 0x00]);
+    padded.extend_from_slice(&bytes[35..]);
+    assert!(matches!(
+        decode(&padded),
+        Err(WireError::BadVarint {
+            what: "stamp epoch"
+        })
+    ));
 }
