@@ -417,8 +417,9 @@ impl World {
     /// After churn stops, membership still changes, by the protocol's own doing: a cluster id
     /// lapses every `cluster_ttl` and its members form again, clusters below their target size
     /// take in nodes, an undersized cluster dissolves into others. Each such change moves
-    /// blocks (a newcomer fetches its share, old holders keep spares for the core's
-    /// `evict_spares_after_ms` and then delete them), so a cluster is held to the rule at its
+    /// blocks (a newcomer fetches its share, old holders keep spares until their holders
+    /// confirm they hold their shards, or at most the core's `evict_spares_after_ms`, and
+    /// then delete them), so a cluster is held to the rule at its
     /// own deadline: its last membership change (or churn stopping, if later) + repair bound
     /// (see [`World::check_late_clusters`]). A cluster whose membership never settles is never
     /// checked, and the report counts it (`clusters_repair_unchecked`).
