@@ -166,6 +166,7 @@ impl Repair {
     /// Deletes the spares whose holders under the current view all confirmed, once this
     /// member's own fetching is idle.
     fn evict_confirmed(&mut self, cx: &mut Shared) {
+        debug_assert_eq!(self.confirmations.view, cx.stamp(), "follow_view first");
         let idle = self.queue.is_empty() && self.in_flight.is_empty() && self.parked.is_empty();
         let confirmed = self.confirmations.members;
         let (Role::Member(m), true) = (&cx.role, idle && confirmed != 0) else {

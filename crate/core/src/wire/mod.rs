@@ -3,8 +3,9 @@
 //! # Overview
 //!
 //! [`Message`] is every message one node sends another: cluster forming (S1–S5), heartbeats
-//! and membership views (S9–S10), replacement (S12–S13), block transfer for repair (S11) and
-//! the serving messages browsers and relays exchange (headers, blocks, transaction queries).
+//! and membership views (S9–S10), replacement (S12–S13), block transfer for repair (S11), a
+//! member's word that it holds its shard (S12, so spare copies can go) and the serving
+//! messages browsers and relays exchange (headers, blocks, transaction queries).
 //!
 //! [`encode`] and [`decode`] give a compact, versioned, size-bounded byte form: one version
 //! byte ([`WIRE_VERSION`]), one tag byte, then the fields (unsigned integers as LEB128
