@@ -13,7 +13,8 @@
 //   4. a member tab is closed and another crashes (its renderer dies, no goodbye): each time
 //      an outside tab is recruited (S12) and filled by the members — the relays' archive
 //      serves at most 10 % of its shard — and every block is back on P live members (S11);
-//   5. a reloaded member tab downloads none of its blocks again;
+//   5. a reloaded member tab resumes its identity, its place (nobody declares it lost) and its
+//      shard, and downloads none of its blocks again;
 //   6. the member relay is killed (SIGKILL) and started again on its data directory: it holds
 //      the same blocks and downloads none of them again, and the cluster keeps every block;
 //   7. a member tab closes and two tabs open later: one asks to join the cluster with room
@@ -351,6 +352,10 @@ test("a reloaded member tab resumes its place and downloads none of its blocks a
   const name = members.find((n) => n !== RELAY);
   const { page } = tabs.get(name);
   const before = await tabShard(name, { strict: true });
+  const others = members.filter((n) => n !== name && n !== RELAY);
+  const lostCount = () => Promise.all(others.map((n) => tabs.get(n).page.evaluate((id) =>
+    window.events.filter((e) => e.type === "member-lost" && e.detail.peerId === id).length, before.status.peerId)));
+  const lostBefore = await lostCount();
   const tipBefore = await tip();
   await page.reload();
   await startNode(page);
@@ -372,8 +377,12 @@ test("a reloaded member tab resumes its place and downloads none of its blocks a
   const downloaded = fromRelays.blocks + fromMembers.blocks;
   t.diagnostic(`${name}: ${before.heights.length} blocks before, ${after.heights.length} after; downloaded ${downloaded} B while ${mined} blocks were mined`);
   assert.ok(downloaded <= mined * 100_000, `downloaded ${downloaded} B, ${mined} new blocks of at most 100 KB`);
+  // Two detection timeouts: had the others found it outside their view, they would have
+  // declared it lost by now. It resumed its place: nobody did.
+  await sleep(2 * TIMINGS.offlineAfterMs);
   await settledCluster("the cluster keeps its members", SIZE, 60_000);
   assert.deepEqual((await clusterOf()).members, members);
+  assert.deepEqual(await lostCount(), lostBefore, "no member declared the reloaded tab lost");
 });
 
 test("the member relay killed and started again loses nothing and downloads none of its blocks again", async (t) => {
@@ -386,7 +395,11 @@ test("the member relay killed and started again loses nothing and downloads none
     const s = await member.status();
     return { ...s, held: s.held.length, done: Boolean(s.cluster_id && s.has_headers) };
   });
+  // Two detection timeouts: the tabs noticed its absence or its return by now, and whatever
+  // repair that set off has run.
+  await sleep(2 * TIMINGS.offlineAfterMs);
   members = await settledCluster("the cluster settles with the member relay", SIZE, 120_000);
+  assert.ok(members.includes(RELAY), "the member relay is a member again");
   const after = await member.status();
   const had = new Set(before.map((b) => b.block_hash));
   const added = after.held.filter((b) => !had.has(b.block_hash)).length;
