@@ -498,13 +498,12 @@ test("a cluster id lapses after clusterTtlMs and the same members re-form under 
   for (const ids of await idsSeen()) assert.deepEqual(ids, [first.id], "the first settled cluster is generation 0");
   const received = (s) => s.downloadedBytes.fromRelays.blocks + s.downloadedBytes.fromMembers.blocks;
   const before = new Map(first.states.map((st) => [st.tab.peerId, { stored: st.stored, received: received(st.s) }]));
-  const oldHolders = holdersByHeight(first.states);
 
   // The id lapses; member number 0 invites its former mates at once and they re-form. Blocks a
-  // member no longer holds stay stored as spares (evicted after `evict_spares_after_ms`, 10 min):
-  // each page's IndexedDB is then exactly its old shard and its new one.
-  const [second] = await settled("the same three re-form under a new id, every block where hash-mod puts it", group, 1,
-    (height, numbered, c) => (c.id === first.id ? null : [...new Set([...oldHolders[height], ...hashMod(height, numbered)])].sort()),
+  // member no longer holds are spares until every new holder of them has said it holds its
+  // shard (`ShardHeld`), then deleted: each page's IndexedDB ends up exactly its new shard.
+  const [second] = await settled("the same three re-form under a new id, every block where hash-mod puts it and nowhere else", group, 1,
+    (height, numbered, c) => (c.id === first.id ? null : hashMod(height, numbered)),
     TTL_MS + 60_000);
   assert.notEqual(second.id, first.id);
   assert.deepEqual(second.states.map((st) => st.tab.peerId).sort(), members, "the same members");
