@@ -1,5 +1,5 @@
-// Forming clusters and placing blocks (S1, S3–S8) in real Chromium against one relay with a
-// 40-block chain of small blocks. Pages with `clusterSize: 3, replicas: 2`, one group per
+// Forming clusters, placing blocks and watching members (S1, S3–S8, S10) in real Chromium
+// against one relay with a 40-block chain of small blocks. Pages with `clusterSize: 3, replicas: 2`, one group per
 // placement rule (a page's rule is its own option: pages of different rules never share the
 // relay at the same time):
 //
@@ -14,7 +14,9 @@
 // 3. three pages, `placement: "segment"`, segments 1, 1, 2: every block on two segments (S8);
 // 4. three pages, `placement: "hash-mod", clusterTtlMs: 20000`: the id lapses, the same members
 //    re-form under the next generation's id, and the only blocks downloaded are the ones the
-//    new numbering moves (S4).
+//    new numbering moves (S4);
+// 5. four pages, `clusterSize: 4, heartbeatNeighbours: 1`: a closed member is found by its
+//    numbered neighbours and every view converges without it, its blocks back on P (S10).
 //
 // Expected holders and numbers are computed here, in JavaScript, from SPEC.md's definitions
 // (and the core's documented hash inputs), never by asking the wasm. Holders are read from each
@@ -442,7 +444,7 @@ test("the even rule: ranges of heights on consecutive member numbers (S5, S7)", 
   const refused = await group[0].page.evaluate(async (relays) => {
     const { LightNode } = await import("/dist/index.js");
     const out = [];
-    for (const bad of [{ placement: "modulo" }, { placement: "even", evenRangeBlocks: 0 }, { evenRangeBlocks: 4 }, { clusterTtlMs: 10 }, { segment: -1 }]) {
+    for (const bad of [{ placement: "modulo" }, { placement: "even", evenRangeBlocks: 0 }, { evenRangeBlocks: 4 }, { clusterTtlMs: 10 }, { segment: -1 }, { heartbeatNeighbours: 33 }]) {
       try {
         await LightNode.start({ relays, database: "formation-bad", ...bad });
         out.push({ bad, code: "started" });
@@ -524,4 +526,43 @@ test("a cluster id lapses after clusterTtlMs and the same members re-form under 
   t.diagnostic(`re-formed ${first.id.slice(0, 16)}… → ${second.id.slice(0, 16)}…; ${moved} of ${CHAIN * REPLICAS} copies moved`);
   for (const tab of group) checkAcceptance(tab, { membersDecline: false });
   await closeGroup(group);
+});
+
+test("heartbeats to numbered neighbours: a closed member is found by its neighbours and every view converges without it (S10)", async (t) => {
+  // Four members checking one neighbour on either side: in a ring of four, the member numbered
+  // opposite the closed one does not check it and learns of the loss only by the view.
+  const group = await openGroup(4, { clusterSize: 4, heartbeatNeighbours: 1 });
+  await waitFor("one cluster of four", 60_000, async () => {
+    const states = await Promise.all(group.map(read));
+    const clusters = clustersOf(states);
+    const full = clusters.length === 1 && clusters[0].states.length === 4
+      && states.every((st) => st.stable && st.s.members.length === 4);
+    return { clusters: clusters.map((c) => c.states.length), done: full };
+  });
+  const id = (await read(group[0])).s.clusterId;
+  const numbered = numbering(id, group.map((tab) => tab.peerId));
+  // Each member watches exactly its two numbered neighbours (S10), as computed here.
+  for (const tab of group) {
+    const n = numbered.indexOf(tab.peerId);
+    const neighbours = [numbered[(n + 1) % 4], numbered[(n + 3) % 4]];
+    const { watching } = await tab.page.evaluate(() => window.node.status());
+    assert.deepEqual([...watching].sort(), neighbours.sort(), `${tab.name} (number ${n}) watches its neighbours`);
+  }
+  const [gone] = group;
+  const opposite = numbered[(numbered.indexOf(gone.peerId) + 2) % 4];
+  t.diagnostic(`closing ${gone.name} (number ${numbered.indexOf(gone.peerId)}); number ${numbered.indexOf(opposite)} does not watch it`);
+  await gone.page.context().close();
+  const rest = group.slice(1);
+  const expect = rest.map((tab) => tab.peerId).sort();
+  await waitFor("the three others agree on a view without it", 30_000, async () => {
+    const states = await Promise.all(rest.map(read));
+    const views = states.map((st) => [...st.s.members].sort());
+    return { views, done: states.every((st) => st.s.clusterId === id) && views.every((v) => JSON.stringify(v) === JSON.stringify(expect)) };
+  });
+  // Its blocks are back on P live members (S11 under neighbour heartbeats).
+  await waitFor("every block on P of the three", 30_000, async () => {
+    const short = holdersByHeight(await Promise.all(rest.map(read))).map((h, height) => [height, h.length]).filter(([, n]) => n < REPLICAS);
+    return { short, done: short.length === 0 };
+  });
+  await closeGroup(rest);
 });

@@ -127,6 +127,12 @@ export interface StartOptions {
    * instance from its server). Other rules ignore it.
    */
   segment?: number;
+  /**
+   * Whom each member checks with heartbeats: 0 (the default) every other member (S9); n the n
+   * members numbered on either side of it (S10: fewer pings in large clusters; a member learns
+   * of a loss from the neighbour that detected it, by the view). An integer from 0 to 32.
+   */
+  heartbeatNeighbours?: number;
 }
 
 /** Options of {@link LightNode.verifyTransaction}. */
@@ -218,6 +224,11 @@ export interface NodeStatus {
   memberNumber: number | null;
   /** The cluster's members in member-number order (peer ids; a node id in hex if never met). */
   members: string[];
+  /**
+   * The members this node checks with heartbeats, in member-number order: every other member,
+   * or with {@link StartOptions.heartbeatNeighbours} the n numbered on either side (S9/S10).
+   */
+  watching: string[];
   /** Peers whose core node greeted this one (`Hello`), and whether each is an archive. */
   nodePeers: { peerId: string; archive: boolean }[];
   /** Whether the core node has been handed the verified header chain (after the first sync). */

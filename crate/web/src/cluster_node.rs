@@ -44,7 +44,9 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::PeerId;
 use libp2p::Swarm;
 use shoal_core::chain::{BlockHash, Txid};
-use shoal_core::node::{Candidate, Config, ConfigError, Event, Input, Node, NodeId, Output};
+use shoal_core::node::{
+    Candidate, Config, ConfigError, Event, HeartbeatMode, Input, Node, NodeId, Output,
+};
 use shoal_core::serve::cache::CacheError;
 use shoal_core::wire::Message;
 use shoal_host::{Host, Inputs, Io};
@@ -67,8 +69,8 @@ pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 
 /// The node's configuration from the page's options: cluster size, replicas, heartbeat interval,
 /// detection timeout, formation interval, new-block storage (`newBlocks`), placement rule
-/// (`placement`), cluster id lifetime (`clusterTtlMs`) and network segment (`segment`) as
-/// asked, the page's addresses through its relays' circuits (what invitations carry,
+/// (`placement`), cluster id lifetime (`clusterTtlMs`), network segment (`segment`) and
+/// heartbeats to all members or to numbered neighbours (`heartbeatNeighbours`) as asked, the page's addresses through its relays' circuits (what invitations carry,
 /// [`node_address`]), its own queries asking the relays' archive nodes last, every other
 /// setting the core's default (scaled down where the core requires it).
 pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
@@ -79,6 +81,12 @@ pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
         placement: options.placement,
         cluster_ttl_ms: u64::from(options.cluster_ttl_ms),
         segment: options.segment,
+        heartbeat_mode: match options.heartbeat_neighbours {
+            0 => HeartbeatMode::All,
+            per_side => HeartbeatMode::Neighbours {
+                per_side: per_side as usize,
+            },
+        },
         address: node_address(options, local),
         // A reloaded tab is the member it was (its clock, Unix milliseconds, goes on).
         resume_membership: true,
@@ -555,11 +563,15 @@ impl EventLoop {
                 status.cluster_id = Some(hex::encode(cluster.0));
                 status.member_number = self.core.node().member_number().map(|n| n as u32);
                 status.members = ids.iter().map(|id| self.core.name_of(id)).collect();
+                status.watching = (self.core.node().watched_members().iter())
+                    .map(|id| self.core.name_of(id))
+                    .collect();
             }
             None => {
                 status.cluster_id = None;
                 status.member_number = None;
                 status.members.clear();
+                status.watching.clear();
             }
         }
         status.held_blocks = self.core.node().held_count() as u32;

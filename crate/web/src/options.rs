@@ -49,6 +49,9 @@ pub struct Options {
     pub cluster_ttl_ms: u32,
     /// `segment`: this node's network segment, as the application knows it (S8).
     pub segment: u32,
+    /// `heartbeatNeighbours`: 0 (the default) checks every member (S9); n checks the n members
+    /// numbered on either side (S10).
+    pub heartbeat_neighbours: u32,
 }
 
 /// Default of `heartbeatIntervalMs` (the core's default).
@@ -73,6 +76,8 @@ pub const DEFAULT_CLUSTER_TTL_MS: u32 = 6 * 60 * 60 * 1000;
 /// Shortest and longest `clusterTtlMs` (one second, thirty days).
 pub const CLUSTER_TTL_MS_MIN: u32 = 1_000;
 pub const CLUSTER_TTL_MS_MAX: u32 = 30 * 24 * 60 * 60 * 1000;
+/// Most neighbours on either side a member may check (S10): a cluster has at most 64 members.
+pub const HEARTBEAT_NEIGHBOURS_MAX: u32 = 32;
 
 /// Default of `evenRangeBlocks`: consecutive heights in one range of the even rule (S7).
 pub const DEFAULT_EVEN_RANGE_BLOCKS: u32 = 16;
@@ -283,6 +288,13 @@ impl Options {
             CLUSTER_TTL_MS_MAX,
         )?;
         let segment = integer_in(object, "segment", 0, 0, u32::MAX)?;
+        let heartbeat_neighbours = integer_in(
+            object,
+            "heartbeatNeighbours",
+            0,
+            0,
+            HEARTBEAT_NEIGHBOURS_MAX,
+        )?;
         Ok(Options {
             relays,
             network,
@@ -297,6 +309,7 @@ impl Options {
             placement,
             cluster_ttl_ms,
             segment,
+            heartbeat_neighbours,
         })
     }
 
@@ -439,6 +452,25 @@ mod tests {
         ))
         .unwrap();
         assert_eq!((o.cluster_ttl_ms, o.segment), (15_000, u32::MAX));
+        assert_eq!(
+            o.heartbeat_neighbours, 0,
+            "every member checked by default (S9)"
+        );
+        let o = options(&format!(
+            "{{\"relays\": [{relay}], \"heartbeatNeighbours\": 1}}"
+        ))
+        .unwrap();
+        assert_eq!(o.heartbeat_neighbours, 1);
+        for bad in ["-1", "33", "1.5", "\"one\""] {
+            let got = options(&format!(
+                "{{\"relays\": [{relay}], \"heartbeatNeighbours\": {bad}}}"
+            ));
+            let message = format!("{:?}", got.unwrap_err());
+            assert!(
+                message.contains("options.heartbeatNeighbours must be an integer from 0"),
+                "{bad}: {message}"
+            );
+        }
         for (json, says) in [
             ("\"placement\": \"modulo\"", "options.placement must be"),
             ("\"placement\": 1", "options.placement must be"),

@@ -119,6 +119,9 @@ pub struct Status {
     pub cluster_id: Option<String>,
     pub member_number: Option<u32>,
     pub members: Vec<String>,
+    /// The members this one checks with heartbeats (every other member, or with
+    /// `heartbeatNeighbours` its numbered neighbours: S9/S10), in member-number order.
+    pub watching: Vec<String>,
     /// Peers whose core node greeted this one, and whether each is an archive.
     pub node_peers: Vec<NodePeer>,
     /// Whether the core node has been given the verified header chain.

@@ -73,6 +73,36 @@ fn neighbour_heartbeats_send_fewer_pings() {
     assert!(neighbours * 2 < all, "neighbours {neighbours}, all {all}");
 }
 
+/// S9/S10: `Node::watched_members` names every other member, or the numbered neighbours on
+/// either side, in member-number order.
+#[test]
+fn a_member_watches_every_member_or_its_numbered_neighbours() {
+    for (mode, expected) in [
+        (HeartbeatMode::All, 4),
+        (HeartbeatMode::Neighbours { per_side: 1 }, 2),
+    ] {
+        let config = Config {
+            heartbeat_mode: mode,
+            ..fast_config()
+        };
+        let (net, members) = formed(5, config, 12, 5);
+        for &i in &members {
+            let node = &net.nodes[i];
+            let (_, _, ids) = node.cluster().expect("a member");
+            let number = node.member_number().unwrap();
+            let watched = node.watched_members();
+            assert_eq!(watched.len(), expected, "{mode:?}");
+            assert!(!watched.contains(&node.id()));
+            if expected == 2 {
+                let k = ids.len();
+                let mut neighbours = vec![ids[(number + 1) % k], ids[(number + k - 1) % k]];
+                neighbours.sort_by_key(|id| ids.iter().position(|x| x == id));
+                assert_eq!(watched, neighbours);
+            }
+        }
+    }
+}
+
 /// After a partition heals, every member ends on one view and views stop changing: no two
 /// members keep repairing against each other's views.
 #[test]

@@ -163,6 +163,18 @@ impl Node {
         })
     }
 
+    /// The members this member checks with heartbeats (S9: every other member; S10: its
+    /// numbered neighbours), in member-number order; empty for an ordinary node.
+    pub fn watched_members(&self) -> Vec<NodeId> {
+        let Some(m) = self.shared.membership() else {
+            return Vec::new();
+        };
+        let mut numbers =
+            Liveness::monitored(self.shared.config.heartbeat_mode, m.number, m.slots.len());
+        numbers.sort_unstable();
+        numbers.into_iter().map(|n| m.slots[n].id).collect()
+    }
+
     /// This node's member number, if it is a member.
     pub fn member_number(&self) -> Option<usize> {
         self.shared.membership().map(|m| m.number)
