@@ -277,6 +277,7 @@ impl EventLoop {
         let query_id = self.core.next_query_id;
         self.core.next_query_id += 1;
         self.core.queries.insert(query_id, (block_hint, reply));
+        crate::trace::mark("query-start", query_id);
         self.core.host.push(Input::TxQuery {
             query_id,
             txid,
@@ -391,6 +392,7 @@ impl EventLoop {
             Message::BlockAnnounce { header } => Some(*header),
             _ => None,
         };
+        mark_message(false, &message);
         let from = self.core.book.learn(peer);
         self.core.host.push(Input::Message { from, message });
         self.pump_node().await;
@@ -428,6 +430,7 @@ impl EventLoop {
     /// the storage commands of each round run in one IndexedDB batch, and the node's events
     /// reach the page once the round is over.
     pub(crate) async fn pump_node(&mut self) {
+        crate::trace::mark("pump-start", 0);
         let now = self.core.now_ms();
         let relays: Vec<PeerId> = self.relays().collect();
         let mut io = PageIo {
@@ -446,6 +449,7 @@ impl EventLoop {
         if let Some(error) = error {
             web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {error}")));
         }
+        crate::trace::mark("pump-end", 0);
         for event in events {
             self.node_event(event);
         }
@@ -508,6 +512,7 @@ impl EventLoop {
                 result,
                 answered_by,
             } => {
+                crate::trace::mark("query-done", query_id);
                 if let Some((hint, reply)) = self.core.queries.remove(&query_id) {
                     let source = self.source_of(answered_by);
                     let answerer = answered_by.map(|id| self.core.name_of(&id));
@@ -517,6 +522,7 @@ impl EventLoop {
                 }
             }
             Event::BlockStored { block_hash, height } => {
+                crate::trace::mark("block-stored", block_id(&block_hash.0));
                 let detail = js_sys::Object::new();
                 set(&detail, "blockHash", block_hash.to_string().into());
                 set(&detail, "height", height.into());
@@ -643,6 +649,7 @@ impl Io for PageIo<'_> {
                 if let Ok(bytes) = node_link::encode_request(&message) {
                     let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
                     self.requests.insert(id);
+                    mark_message(true, &message);
                 }
             }
             Output::Connect { peer, address } => match node_link::parse_addresses(&address) {
@@ -667,6 +674,46 @@ impl Io for PageIo<'_> {
             // Timers are the host's; storage runs in the host's batches.
             Output::SetTimer { .. } | Output::Storage(_) => {}
         }
+    }
+}
+
+/// A trace id for a block (its hash's first 8 bytes; `crate::trace`).
+pub(crate) fn block_id(hash: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(hash[..8].try_into().expect("8 of 32 bytes"))
+}
+
+/// The trace id of a block from its raw bytes (its header's hash), 0 if they are too short.
+fn raw_block_id(block: &[u8]) -> u64 {
+    block
+        .get(..80)
+        .and_then(|bytes| shoal_core::chain::Header::decode(bytes).ok())
+        .map_or(0, |header| block_id(&header.block_hash().0))
+}
+
+/// Marks the messages on the paths the benchmarks break down (`crate::trace`; nothing without
+/// the `probes` feature).
+fn mark_message(sent: bool, message: &Message) {
+    use crate::trace::mark;
+    if !cfg!(feature = "probes") {
+        return; // no hashing for marks that are not kept
+    }
+    match (sent, message) {
+        (true, Message::TxQuery { request_id, .. }) => mark("query-sent", *request_id),
+        (false, Message::TxQuery { request_id, .. }) => mark("query-received", *request_id),
+        (true, Message::TxAnswer { request_id, .. }) => mark("answer-sent", *request_id),
+        (false, Message::TxAnswer { request_id, .. }) => mark("answer-received", *request_id),
+        (true, Message::GetBlock { block_hash, .. }) => {
+            mark("get-block-sent", block_id(&block_hash.0))
+        }
+        (false, Message::BlockData { block, .. }) => {
+            mark("block-data-received", raw_block_id(block))
+        }
+        (true, Message::NewBlock { block }) => mark("new-block-sent", raw_block_id(block)),
+        (false, Message::NewBlock { block }) => mark("new-block-received", raw_block_id(block)),
+        (false, Message::BlockAnnounce { header }) => {
+            mark("announce-received", block_id(&header.block_hash().0))
+        }
+        _ => {}
     }
 }
 

@@ -596,6 +596,7 @@ impl EventLoop {
             let Some(hash) = self.chain.hash_at(height) else {
                 continue;
             };
+            crate::trace::mark("new-block-event", crate::cluster_node::block_id(&hash.0));
             let detail = js_sys::Object::new();
             set(&detail, "height", height.into());
             set(&detail, "blockHash", hash.to_string().into());
@@ -750,6 +751,7 @@ impl EventLoop {
                 ..
             } => {
                 if self.core.owns_request(&request_id) {
+                    crate::trace::mark("response-event", response.len() as u64);
                     self.node_response(peer, request_id, &response).await;
                     return;
                 }
@@ -786,6 +788,7 @@ impl EventLoop {
             } => {
                 // One-way messages for the core node (shoal_net::node_link): acknowledge, then
                 // hand over. Undecodable bytes get no answer (the stream closes).
+                crate::trace::mark("request-event", request.len() as u64);
                 if let Ok(message) = shoal_net::node_link::decode_request(&request) {
                     let _ = self
                         .swarm
