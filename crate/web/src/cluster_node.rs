@@ -12,9 +12,11 @@
 //! - storage commands: carried out by the host in IndexedDB ([`crate::block_store::PageBlocks`]),
 //!   the commands of each round of the pump in one batch;
 //! - messages: over Shoal's request-response protocol by the convention of
-//!   [`shoal_net::node_link`]: every incoming request is acknowledged at once and handed to the
-//!   node; the node's messages go out as requests, and a non-empty response to one of them is
-//!   handed to the node as a message from the responder;
+//!   [`shoal_net::node_link`]: every incoming request is handed to the node and acknowledged at
+//!   once, except a `TxQuery`, which is held open ([`HeldQueries`]) until the node's `TxAnswer`
+//!   to it goes back as the response — one crossing of the relay's circuit instead of a new
+//!   stream the other way; the node's messages go out as requests, and a non-empty response
+//!   to one of them is handed to the node as a message from the responder;
 //! - new blocks: a relay's `BlockAnnounce` goes to the node (which brings the block in, routed
 //!   or self-selected, `newBlocks`) and to the header sync (which accepts the header at once);
 //! - peers: connections up and down become `PeerConnected` / `PeerDisconnected`; the relays
@@ -39,7 +41,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::channel::oneshot;
-use libp2p::request_response::OutboundRequestId;
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::PeerId;
 use libp2p::Swarm;
@@ -102,6 +104,63 @@ pub fn node_address(options: &Options, local: PeerId) -> String {
     node_link::join_addresses(&through)
 }
 
+/// Most peers' transaction queries held open at once for the node's answer; beyond this a
+/// query is acknowledged at once and its answer goes back as a request of its own.
+pub const HELD_QUERIES_MAX: usize = 64;
+/// How long a query is held open before it is merely acknowledged (the node answers a
+/// member's query from its own blocks, after one read; the asker's query gives up after
+/// `QueryConfig::query_timeout_ms`, 10 s).
+pub const HELD_QUERY_TIMEOUT_MS: f64 = 10_000.0;
+
+/// Other nodes' `TxQuery` requests held open until this node's `TxAnswer` to them, by (peer,
+/// the query's request id): the answer is then the request's response.
+#[derive(Default)]
+pub struct HeldQueries {
+    /// (peer, request id) → (channel, held since, in milliseconds).
+    held: HashMap<(PeerId, u64), Held>,
+}
+
+/// A held query's channel and since when it is held (milliseconds).
+type Held = (ResponseChannel<Vec<u8>>, f64);
+
+impl HeldQueries {
+    /// Holds `channel` for `peer`'s query `request_id` received at `now_ms`; gives it back when
+    /// [`HELD_QUERIES_MAX`] are held or that query is held already.
+    pub fn hold(
+        &mut self,
+        peer: PeerId,
+        request_id: u64,
+        channel: ResponseChannel<Vec<u8>>,
+        now_ms: f64,
+    ) -> Result<(), ResponseChannel<Vec<u8>>> {
+        if self.held.len() >= HELD_QUERIES_MAX || self.held.contains_key(&(peer, request_id)) {
+            return Err(channel);
+        }
+        self.held.insert((peer, request_id), (channel, now_ms));
+        Ok(())
+    }
+
+    /// The channel held for `peer`'s query `request_id`, if any.
+    pub fn take(&mut self, peer: &PeerId, request_id: u64) -> Option<ResponseChannel<Vec<u8>>> {
+        self.held
+            .remove(&(*peer, request_id))
+            .map(|(channel, _)| channel)
+    }
+
+    /// The channels held since before `now_ms - HELD_QUERY_TIMEOUT_MS` (they are let go).
+    pub fn expired(&mut self, now_ms: f64) -> Vec<ResponseChannel<Vec<u8>>> {
+        let old: Vec<(PeerId, u64)> = self
+            .held
+            .iter()
+            .filter(|(_, (_, since))| now_ms - since >= HELD_QUERY_TIMEOUT_MS)
+            .map(|(key, _)| *key)
+            .collect();
+        old.iter()
+            .filter_map(|key| self.held.remove(key).map(|(channel, _)| channel))
+            .collect()
+    }
+}
+
 /// The core node in its host, and what the shell keeps beside it.
 pub struct ClusterNode {
     host: Host,
@@ -124,6 +183,8 @@ pub struct ClusterNode {
     next_job_id: u64,
     /// Every connected peer and the transport of its first connection.
     connections: HashMap<PeerId, Transport>,
+    /// Other nodes' queries waiting for this node's answer as their response.
+    pub(crate) held_queries: HeldQueries,
 }
 
 impl ClusterNode {
@@ -151,6 +212,7 @@ impl ClusterNode {
             jobs: HashMap::new(),
             next_job_id: 1,
             connections: HashMap::new(),
+            held_queries: HeldQueries::default(),
         })
     }
 
@@ -437,6 +499,7 @@ impl EventLoop {
             swarm: &mut self.swarm,
             book: &mut self.core.book,
             requests: &mut self.core.requests,
+            held_queries: &mut self.core.held_queries,
             relays: &relays,
             events: Vec::new(),
         };
@@ -620,6 +683,7 @@ struct PageIo<'a> {
     swarm: &'a mut Swarm<Behaviour>,
     book: &'a mut PeerBook,
     requests: &'a mut HashSet<OutboundRequestId>,
+    held_queries: &'a mut HeldQueries,
     relays: &'a [PeerId],
     events: Vec<Event>,
 }
@@ -646,11 +710,29 @@ impl Io for PageIo<'_> {
                     )),
                     _ => {}
                 }
-                if let Ok(bytes) = node_link::encode_request(&message) {
-                    let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
-                    self.requests.insert(id);
-                    mark_message(true, &message);
-                }
+                let Ok(bytes) = node_link::encode_request(&message) else {
+                    return;
+                };
+                mark_message(true, &message);
+                // The answer to a query held open is its response (a direct answer); should
+                // the asker have gone, it goes as a request like any message.
+                let held = match &message {
+                    Message::TxAnswer { request_id, .. } => {
+                        self.held_queries.take(&peer, *request_id)
+                    }
+                    _ => None,
+                };
+                let bytes = match held {
+                    Some(channel) => {
+                        match self.swarm.behaviour_mut().msg.send_response(channel, bytes) {
+                            Ok(()) => return,
+                            Err(bytes) => bytes,
+                        }
+                    }
+                    None => bytes,
+                };
+                let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
+                self.requests.insert(id);
             }
             Output::Connect { peer, address } => match node_link::parse_addresses(&address) {
                 Some((peer_id, _)) if self.swarm.is_connected(&peer_id) => {

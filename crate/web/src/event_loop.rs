@@ -39,7 +39,7 @@ use shoal_core::chain::sync::{
     HeaderSync, Progress, RequestFailure, RequestId, SyncConfig, SyncEvent,
 };
 use shoal_core::chain::{BlockHash, HeaderChain, HeaderChainConfig, Txid};
-use shoal_core::wire;
+use shoal_core::wire::{self, Message};
 use wasm_bindgen::JsValue;
 
 use crate::circuits::Circuits;
@@ -455,6 +455,15 @@ impl EventLoop {
 
     fn on_tick(&mut self) {
         let now = now_ms();
+        // Queries the node did not answer in time are acknowledged; a late answer goes as a
+        // request of its own.
+        for channel in self.core.held_queries.expired(now) {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .msg
+                .send_response(channel, shoal_net::node_link::ack());
+        }
         for i in 0..self.relays.len() {
             let relay = &mut self.relays[i];
             if relay.connected.is_none() && !relay.dialling && now >= relay.next_dial_ms {
@@ -787,14 +796,25 @@ impl EventLoop {
                 ..
             } => {
                 // One-way messages for the core node (shoal_net::node_link): acknowledge, then
-                // hand over. Undecodable bytes get no answer (the stream closes).
+                // hand over; a query is held open for the node's answer (`HeldQueries`).
+                // Undecodable bytes get no answer (the stream closes).
                 crate::trace::mark("request-event", request.len() as u64);
                 if let Ok(message) = shoal_net::node_link::decode_request(&request) {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .msg
-                        .send_response(channel, shoal_net::node_link::ack());
+                    let unheld = match &message {
+                        Message::TxQuery { request_id, .. } => self
+                            .core
+                            .held_queries
+                            .hold(peer, *request_id, channel, now_ms())
+                            .err(),
+                        _ => Some(channel),
+                    };
+                    if let Some(channel) = unheld {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .msg
+                            .send_response(channel, shoal_net::node_link::ack());
+                    }
                     self.node_message(peer, message).await;
                 }
             }
