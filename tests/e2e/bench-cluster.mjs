@@ -228,7 +228,7 @@ function timeRoundTrips(page, rounds) {
 }
 
 /** The timing marks of `page` since the last call (`probeTrace`, crate/web/src/trace.rs). */
-const trace = (page) => page.evaluate(() => window.node.probeTrace());
+const trace = (page) => page.evaluate(() => (window.node.probeTrace ? window.node.probeTrace() : []));
 
 /** Where a member's answer spends its time: for each query of `results` (timeVerify's, from
  * `askerMarks`' page), the answering member's marks (`memberMarks`, one list per page) tied to
@@ -245,25 +245,22 @@ function breakdown(what, results, askerMarks, memberMarks) {
   };
   let explained = 0;
   for (const r of results) {
-    const inWindow = (m) => m.t >= r.start - 0.5 && m.t <= r.end + 0.5;
-    const mine = askerMarks.filter(inWindow);
-    const start = mine.find((m) => m.label === "query-start");
-    const done = mine.find((m) => m.label === "query-done");
-    const answers = mine.filter((m) => m.label === "answer-received");
-    if (!start || !done || !answers.length) continue;
+    const start = askerMarks.find((m) => m.label === "query-start" && m.t >= r.start - 0.5);
+    const done = start && askerMarks.find((m) => m.label === "query-done" && m.id === start.id);
+    if (!done) continue;
     // The answer that settled the query: the last one before it was done.
-    const answer = answers.filter((m) => m.t <= done.t).at(-1);
+    const answer = askerMarks.filter((m) => m.label === "answer-received" && m.t >= start.t && m.t <= done.t).at(-1);
     if (!answer) continue;
-    const sent = mine.find((m) => m.label === "query-sent" && m.id === answer.id);
+    const sent = askerMarks.find((m) => m.label === "query-sent" && m.id === answer.id);
     let member = null;
     for (const marks of memberMarks) {
-      const received = marks.find((m) => m.label === "query-received" && m.id === answer.id && inWindow(m));
-      if (received) member = { marks: marks.filter(inWindow), received };
+      const received = marks.find((m) => m.label === "query-received" && m.id === answer.id);
+      if (received) member = { marks: marks.filter((m) => m.t >= received.t && m.t <= answer.t), received };
     }
     if (!sent || !member) continue;
     const m = member.marks;
     const replied = m.find((x) => x.label === "answer-sent" && x.id === answer.id);
-    const readStart = m.find((x) => x.label === "read-start" && x.t >= member.received.t);
+    const readStart = m.find((x) => x.label === "read-start");
     const got = readStart && m.find((x) => x.label === "read-got" && x.t >= readStart.t);
     const checked = readStart && m.find((x) => x.label === "read-checked" && x.t >= readStart.t);
     const encoded = readStart && m.find((x) => x.label === "read-encoded" && x.t >= readStart.t);
@@ -283,6 +280,44 @@ function breakdown(what, results, askerMarks, memberMarks) {
     add("total", r.end - r.start);
   }
   log(`${what}: breakdown of ${explained} of ${results.length} queries (ms, p50 / p90; times from performance.timeOrigin + now() across tabs)`);
+  for (const [name, xs] of stages) log(`  ${name.padEnd(58)} ${median(xs).toFixed(2).padStart(7)} / ${quantile(xs, 0.9).toFixed(2).padStart(7)}`);
+}
+
+/** Where a new block's way to its holders spends its time: per block (the marks' id, from its
+ * hash), from the first member's `new-block` event, the marks of the member that fetched it
+ * from the relay and sent it on, and of the holders that stored it; p50 and p90 per stage. */
+function newBlockBreakdown(marksPerPage) {
+  if (process.env.SHOAL_BENCH_TRACE_DIR) {
+    writeFileSync(join(process.env.SHOAL_BENCH_TRACE_DIR, "new-blocks.json"), JSON.stringify(marksPerPage));
+  }
+  const ids = new Set(marksPerPage.flat().filter((m) => m.label === "new-block-event").map((m) => m.id));
+  const stages = new Map();
+  const add = (name, ms) => {
+    if (!stages.has(name)) stages.set(name, []);
+    stages.get(name).push(ms);
+  };
+  let explained = 0;
+  for (const id of ids) {
+    const first = (label, marks = marksPerPage.flat()) =>
+      marks.filter((m) => m.label === label && m.id === id).sort((a, b) => a.t - b.t)[0];
+    const announced = first("announce-received");
+    const event = first("new-block-event");
+    const asked = first("get-block-sent");
+    const data = first("block-data-received");
+    const forwarded = first("new-block-sent");
+    const received = marksPerPage.map((marks) => first("new-block-received", marks)).filter(Boolean).sort((a, b) => a.t - b.t);
+    const stored = marksPerPage.map((marks) => first("block-stored", marks)).filter(Boolean).sort((a, b) => a.t - b.t);
+    if (!announced || !event || !asked || !data || stored.length < P) continue;
+    explained += 1;
+    add("1 announcement received → first new-block event", event.t - announced.t);
+    add("2 new-block event → block asked of the relay", asked.t - event.t);
+    add("3 asked → block data received (relay)", data.t - asked.t);
+    if (forwarded) add("4 data received → sent on to the holders (router)", forwarded.t - data.t);
+    if (forwarded && received.length) add("5 sent on → first holder receives it (circuit)", received[0].t - forwarded.t);
+    add("6 new-block event → first holder stored it", stored[0].t - event.t);
+    add("7 new-block event → P-th holder stored it", stored[P - 1].t - event.t);
+  }
+  log(`new blocks: breakdown of ${explained} of ${ids.size} blocks (ms, p50 / p90)`);
   for (const [name, xs] of stages) log(`  ${name.padEnd(58)} ${median(xs).toFixed(2).padStart(7)} / ${quantile(xs, 0.9).toFixed(2).padStart(7)}`);
 }
 
@@ -483,9 +518,11 @@ async function phaseB(browser, { throughput, rtt }) {
     await startNode(t.page, { relays: [relay.ws], database: "bench-new", clusterSize: K, replicas: P, ...TIMINGS });
   }
   const members = await settledCluster("a cluster of K on the growing chain", tabs, K, initial, 180_000);
+  for (const t of members) await trace(t.page);
   const from = Date.now();
   await sleep(NEW_BLOCK_WATCH_MS);
   const evs = (await Promise.all(members.map((t) => events(t.page)))).flat().filter((e) => e.t >= from);
+  newBlockBreakdown(await Promise.all(members.map((t) => trace(t.page))));
   const byBlock = new Map();
   for (const e of evs) {
     if (e.type !== "new-block" && e.type !== "block-stored") continue;
