@@ -41,21 +41,25 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::channel::oneshot;
+use futures::future::{self, Either};
+use futures::StreamExt as _;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::PeerId;
 use libp2p::Swarm;
 use shoal_core::chain::{BlockHash, Txid};
-use shoal_core::node::{Candidate, Config, ConfigError, Event, Input, Node, NodeId, Output};
+use shoal_core::node::{
+    Candidate, Config, ConfigError, Event, Input, Node, NodeId, Output, StorageCommand,
+};
 use shoal_core::serve::cache::CacheError;
 use shoal_core::wire::Message;
-use shoal_host::{Host, Inputs, Io};
+use shoal_host::{execute, Host, Inputs, Io, MAX_COMMANDS_PER_BATCH};
 use shoal_net::node_link::{self, PeerBook, Reply};
 use wasm_bindgen::JsValue;
 
 use crate::block_store::PageBlocks;
 use crate::error::{ApiError, ErrorCode};
-use crate::event_loop::{set, EventLoop, MAX_PENDING_REQUESTS};
+use crate::event_loop::{set, EventLoop, DEFERRED_EVENTS_MAX, MAX_PENDING_REQUESTS};
 use crate::options::Options;
 use crate::status::{Connection, Role, Transport};
 use crate::store::Store;
@@ -490,27 +494,50 @@ impl EventLoop {
 
     /// Runs the host until the node is quiet: messages and dials go out as the node asks,
     /// the storage commands of each round run in one IndexedDB batch, and the node's events
-    /// reach the page once the round is over.
+    /// reach the page once the round is over. The host's pump (`Host::run`), with one
+    /// difference: while IndexedDB works, the swarm is polled (its events wait in
+    /// `EventLoop::deferred`), so that the messages the node sent in that round leave at once
+    /// instead of after its writes — a new block on its way to the other holders does not
+    /// wait for the router's own copy to land.
     pub(crate) async fn pump_node(&mut self) {
         crate::trace::mark("pump-start", 0);
         let now = self.core.now_ms();
         let relays: Vec<PeerId> = self.relays().collect();
-        let mut io = PageIo {
-            swarm: &mut self.swarm,
-            book: &mut self.core.book,
-            requests: &mut self.core.requests,
-            held_queries: &mut self.core.held_queries,
-            relays: &relays,
-            events: Vec::new(),
-        };
-        let error = self
-            .core
-            .host
-            .run(now, &mut self.core.blocks, &mut io)
-            .await;
-        let events = std::mem::take(&mut io.events);
-        if let Some(error) = error {
-            web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {error}")));
+        let mut events = Vec::new();
+        loop {
+            let mut io = PageIo {
+                swarm: &mut self.swarm,
+                book: &mut self.core.book,
+                requests: &mut self.core.requests,
+                held_queries: &mut self.core.held_queries,
+                relays: &relays,
+                events: Vec::new(),
+                storage: Vec::new(),
+            };
+            self.core.host.drain(now, &mut io);
+            let commands = std::mem::take(&mut io.storage);
+            events.append(&mut io.events);
+            if commands.is_empty() {
+                break;
+            }
+            for chunk in commands.chunks(MAX_COMMANDS_PER_BATCH) {
+                let mut store = std::pin::pin!(execute(&mut self.core.blocks, chunk));
+                let (results, error) = loop {
+                    if self.deferred.len() >= DEFERRED_EVENTS_MAX {
+                        break store.await;
+                    }
+                    match future::select(store.as_mut(), self.swarm.select_next_some()).await {
+                        Either::Left((done, _)) => break done,
+                        Either::Right((event, _)) => self.deferred.push_back(event),
+                    }
+                };
+                if let Some(error) = error {
+                    web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {error}")));
+                }
+                for result in results {
+                    self.core.host.push(Input::Storage(result));
+                }
+            }
         }
         crate::trace::mark("pump-end", 0);
         for event in events {
@@ -686,6 +713,8 @@ struct PageIo<'a> {
     held_queries: &'a mut HeldQueries,
     relays: &'a [PeerId],
     events: Vec<Event>,
+    /// The round's storage commands, for one IndexedDB batch.
+    storage: Vec<StorageCommand>,
 }
 
 impl Io for PageIo<'_> {
@@ -753,8 +782,9 @@ impl Io for PageIo<'_> {
                 None => inputs.push(Input::PeerDisconnected { peer }),
             },
             Output::Event(event) => self.events.push(event),
-            // Timers are the host's; storage runs in the host's batches.
-            Output::SetTimer { .. } | Output::Storage(_) => {}
+            Output::Storage(command) => self.storage.push(command),
+            // Timers are the host's.
+            Output::SetTimer { .. } => {}
         }
     }
 }

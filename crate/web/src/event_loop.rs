@@ -221,7 +221,15 @@ pub struct EventLoop {
     /// The highest tip a `new-block` event named (set without events when the sync first
     /// catches up: the chain it downloaded is not news).
     announced_tip: Option<u32>,
+    /// Swarm events that arrived while the core node's storage commands ran (the swarm is
+    /// polled meanwhile, so that the node's messages leave at once), handled in order before
+    /// anything else; at most [`DEFERRED_EVENTS_MAX`].
+    pub(crate) deferred: std::collections::VecDeque<SwarmEvent<BehaviourEvent>>,
 }
+
+/// Most swarm events kept while the node's storage commands run; beyond this the swarm is not
+/// polled until they are done.
+pub const DEFERRED_EVENTS_MAX: usize = 256;
 
 pub(crate) fn now_ms() -> f64 {
     js_sys::Date::now()
@@ -312,6 +320,7 @@ impl EventLoop {
             core,
             circuits: Circuits::new(&options.network.to_string()),
             announced_tip: None,
+            deferred: std::collections::VecDeque::new(),
         };
         driver.publish_tip();
         Ok(driver)
@@ -336,6 +345,10 @@ impl EventLoop {
             .collect();
         self.node_candidates(relays).await;
         loop {
+            if let Some(event) = self.deferred.pop_front() {
+                self.on_swarm_event(event).await;
+                continue;
+            }
             let node_wait = self
                 .core
                 .next_timer_in_ms()
