@@ -35,6 +35,11 @@
 //
 // Times across pages are Date.now() in the pages of one browser on one machine (one clock).
 // Polls run every POLL_MS: repair and fill times carry that resolution.
+//
+// SHOAL_BENCH_ONLY runs a part, to iterate faster: `verify` (phase A without the repair step),
+// `new-blocks` (phase B) or `big` (phase C); phase A's baseline runs first whenever its link
+// figures are needed.
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   launchBrowser, openPages, relayCli, seeded, startRelay as startRelayProcess, tempDir,
@@ -161,7 +166,8 @@ function timeVerify(page, txids) {
     for (const txid of txids) {
       const t = performance.now();
       const r = await window.node.verifyTransaction(txid);
-      out.push({ ms: performance.now() - t, source: r.source });
+      const end = performance.now();
+      out.push({ ms: end - t, source: r.source, start: performance.timeOrigin + t, end: performance.timeOrigin + end });
     }
     return out;
   }, txids);
@@ -221,6 +227,100 @@ function timeRoundTrips(page, rounds) {
   }, rounds);
 }
 
+/** The timing marks of `page` since the last call (`probeTrace`, crate/web/src/trace.rs). */
+const trace = (page) => page.evaluate(() => (window.node.probeTrace ? window.node.probeTrace() : []));
+
+/** Where a member's answer spends its time: for each query of `results` (timeVerify's, from
+ * `askerMarks`' page), the answering member's marks (`memberMarks`, one list per page) tied to
+ * the asker's by the wire request id; prints the p50 and p90 of each stage. */
+function breakdown(what, results, askerMarks, memberMarks) {
+  if (process.env.SHOAL_BENCH_TRACE_DIR) {
+    writeFileSync(join(process.env.SHOAL_BENCH_TRACE_DIR, `${what.replace(/[^a-z0-9]+/gi, "-")}.json`),
+      JSON.stringify({ results, askerMarks, memberMarks }));
+  }
+  const stages = new Map();
+  const add = (name, ms) => {
+    if (!stages.has(name)) stages.set(name, []);
+    stages.get(name).push(ms);
+  };
+  let explained = 0;
+  for (const r of results) {
+    const start = askerMarks.find((m) => m.label === "query-start" && m.t >= r.start - 0.5);
+    const done = start && askerMarks.find((m) => m.label === "query-done" && m.id === start.id);
+    if (!done) continue;
+    // The answer that settled the query: the last one before it was done.
+    const answer = askerMarks.filter((m) => m.label === "answer-received" && m.t >= start.t && m.t <= done.t).at(-1);
+    if (!answer) continue;
+    const sent = askerMarks.find((m) => m.label === "query-sent" && m.id === answer.id);
+    let member = null;
+    for (const marks of memberMarks) {
+      const received = marks.find((m) => m.label === "query-received" && m.id === answer.id);
+      if (received) member = { marks: marks.filter((m) => m.t >= received.t && m.t <= answer.t), received };
+    }
+    if (!sent || !member) continue;
+    const m = member.marks;
+    const replied = m.find((x) => x.label === "answer-sent" && x.id === answer.id);
+    const readStart = m.find((x) => x.label === "read-start");
+    const got = readStart && m.find((x) => x.label === "read-got" && x.t >= readStart.t);
+    const checked = readStart && m.find((x) => x.label === "read-checked" && x.t >= readStart.t);
+    const encoded = readStart && m.find((x) => x.label === "read-encoded" && x.t >= readStart.t);
+    if (!replied || !readStart || !got || !checked || !encoded) continue;
+    explained += 1;
+    add("1 asker: verifyTransaction → query handed to the node", start.t - r.start);
+    add("2 asker: node → query sent (swarm)", sent.t - start.t);
+    add("3 query sent → member's loop has it (circuit)", member.received.t - sent.t);
+    add("4 member: query → block read starts", readStart.t - member.received.t);
+    add("5 member: IndexedDB get", got.t - readStart.t);
+    add("6 member: decode + hash + Merkle root check (store)", checked.t - got.t);
+    add("7 member: re-encode for the core", encoded.t - checked.t);
+    add("8 member: core decodes, checks, proves → answer sent", replied.t - encoded.t);
+    add("9 answer sent → asker's loop has it (circuit)", answer.t - replied.t);
+    add("10 asker: answer → query done (proof checked)", done.t - answer.t);
+    add("11 asker: query done → promise resolved", r.end - done.t);
+    add("total", r.end - r.start);
+  }
+  log(`${what}: breakdown of ${explained} of ${results.length} queries (ms, p50 / p90; times from performance.timeOrigin + now() across tabs)`);
+  for (const [name, xs] of stages) log(`  ${name.padEnd(58)} ${median(xs).toFixed(2).padStart(7)} / ${quantile(xs, 0.9).toFixed(2).padStart(7)}`);
+}
+
+/** Where a new block's way to its holders spends its time: per block (the marks' id, from its
+ * hash), from the first member's `new-block` event, the marks of the member that fetched it
+ * from the relay and sent it on, and of the holders that stored it; p50 and p90 per stage. */
+function newBlockBreakdown(marksPerPage) {
+  if (process.env.SHOAL_BENCH_TRACE_DIR) {
+    writeFileSync(join(process.env.SHOAL_BENCH_TRACE_DIR, "new-blocks.json"), JSON.stringify(marksPerPage));
+  }
+  const ids = new Set(marksPerPage.flat().filter((m) => m.label === "new-block-event").map((m) => m.id));
+  const stages = new Map();
+  const add = (name, ms) => {
+    if (!stages.has(name)) stages.set(name, []);
+    stages.get(name).push(ms);
+  };
+  let explained = 0;
+  for (const id of ids) {
+    const first = (label, marks = marksPerPage.flat()) =>
+      marks.filter((m) => m.label === label && m.id === id).sort((a, b) => a.t - b.t)[0];
+    const announced = first("announce-received");
+    const event = first("new-block-event");
+    const asked = first("get-block-sent");
+    const data = first("block-data-received");
+    const forwarded = first("new-block-sent");
+    const received = marksPerPage.map((marks) => first("new-block-received", marks)).filter(Boolean).sort((a, b) => a.t - b.t);
+    const stored = marksPerPage.map((marks) => first("block-stored", marks)).filter(Boolean).sort((a, b) => a.t - b.t);
+    if (!announced || !event || !asked || !data || stored.length < P) continue;
+    explained += 1;
+    add("1 announcement received → first new-block event", event.t - announced.t);
+    add("2 new-block event → block asked of the relay", asked.t - event.t);
+    add("3 asked → block data received (relay)", data.t - asked.t);
+    if (forwarded) add("4 data received → sent on to the holders (router)", forwarded.t - data.t);
+    if (forwarded && received.length) add("5 sent on → first holder receives it (circuit)", received[0].t - forwarded.t);
+    add("6 new-block event → first holder stored it", stored[0].t - event.t);
+    add("7 new-block event → P-th holder stored it", stored[P - 1].t - event.t);
+  }
+  log(`new blocks: breakdown of ${explained} of ${ids.size} blocks (ms, p50 / p90)`);
+  for (const [name, xs] of stages) log(`  ${name.padEnd(58)} ${median(xs).toFixed(2).padStart(7)} / ${quantile(xs, 0.9).toFixed(2).padStart(7)}`);
+}
+
 const rows = [];
 /** One row of the table: figure, value, baseline, ratio, target, met. */
 function row(figure, value, baseline, ratio, target, met) {
@@ -238,7 +338,7 @@ function printTable() {
   for (const r of all) log(keys.map((k) => String(r[k]).padEnd(widths[k])).join(" | ").trimEnd());
 }
 
-async function phaseA(browser, work) {
+async function phaseA(browser, work, { repair = true } = {}) {
   const chainFile = join(work, "chain.dat");
   relayCli(["chain", "generate", "--blocks", String(BLOCKS), "--seed", "12", "--txs-per-block", String(TXS), "--out", chainFile]);
   const blocks = relayCli(["block", "inspect", chainFile, "--txids"]).blocks;
@@ -327,7 +427,9 @@ async function phaseA(browser, work) {
   const held = new Set((await storedHashes(asker.page, "bench-cluster")).map((hash) => heightOf.get(hash)));
   const all = blocks.map((_, h) => h);
   const local = await timeVerify(asker.page, pick([...held], QUERIES).map((q) => q.txid));
+  for (const t of members) await trace(t.page);
   const fromMember = await timeVerify(asker.page, pick(all.filter((h) => !held.has(h)), QUERIES).map((q) => q.txid));
+  breakdown("verify member", fromMember, await trace(asker.page), await Promise.all(members.filter((t) => t !== asker).map((t) => trace(t.page))));
   // An outside page may keep blocks from a cluster it was in while the cluster formed: it is
   // asked only for blocks it does not store.
   const out = outside[0];
@@ -355,6 +457,12 @@ async function phaseA(browser, work) {
     row(`verifyTransaction, block ${name === "local" ? "local" : name === "member" ? "held by another member" : "answered by the relay"} ` +
       `(sources ${sources(r)}): p50 / p99`, `${ms(q.p50)} / ${ms(q.p99)}`, `naive ${ms(naiveP.p50)} / ${ms(naiveP.p99)}`,
     q.p50 / naiveP.p50, target, ok);
+  }
+
+  if (!repair) {
+    await Promise.all(tabs.filter((t) => t.up).map((t) => t.page.context().close()));
+    await relay.stop();
+    return { throughput, rtt };
   }
 
   // ---- 4. a member closes: repair, and the recruited page's fill
@@ -410,9 +518,11 @@ async function phaseB(browser, { throughput, rtt }) {
     await startNode(t.page, { relays: [relay.ws], database: "bench-new", clusterSize: K, replicas: P, ...TIMINGS });
   }
   const members = await settledCluster("a cluster of K on the growing chain", tabs, K, initial, 180_000);
+  for (const t of members) await trace(t.page);
   const from = Date.now();
   await sleep(NEW_BLOCK_WATCH_MS);
   const evs = (await Promise.all(members.map((t) => events(t.page)))).flat().filter((e) => e.t >= from);
+  newBlockBreakdown(await Promise.all(members.map((t) => trace(t.page))));
   const byBlock = new Map();
   for (const e of evs) {
     if (e.type !== "new-block" && e.type !== "block-stored") continue;
@@ -465,7 +575,9 @@ async function phaseC(browser, work) {
     const pos = Math.floor(random() * blocks[h].txids.length);
     return { h, pos };
   });
+  for (const t of members) await trace(t.page);
   const fromMember = await timeVerify(asker.page, pick(QUERIES).map(({ h, pos }) => blocks[h].txids[pos]));
+  breakdown("verify member, 1 MB blocks", fromMember, await trace(asker.page), await Promise.all(members.filter((t) => t !== asker).map((t) => trace(t.page))));
   const naive = await timeNaive(out.page, pick(BIG_NAIVE_QUERIES)
     .map(({ h, pos }) => ({ hash: blocks[h].hash, txids: blocks[h].txids, pos, root: blocks[h].merkle_root })));
   if (!naive.every((q) => q.ok)) throw new Error("a naive proof did not check against its block's Merkle root");
@@ -490,9 +602,13 @@ async function main() {
   const work = tempDir("bench-cluster");
   const browser = await launchBrowser();
   try {
-    const link = await phaseA(browser, work);
-    await phaseB(browser, link);
-    await phaseC(browser, work);
+    const only = process.env.SHOAL_BENCH_ONLY ?? "";
+    if (!["", "verify", "new-blocks", "big"].includes(only)) throw new Error(`SHOAL_BENCH_ONLY=${only}: not verify, new-blocks or big`);
+    if (only !== "big") {
+      const link = await phaseA(browser, work, { repair: only === "" });
+      if (only !== "verify") await phaseB(browser, link);
+    }
+    if (only === "" || only === "big") await phaseC(browser, work);
   } catch (err) {
     console.error(relayLog.join("").slice(-4000));
     console.error(pageLog.join("").slice(-4000));

@@ -12,8 +12,9 @@
 //!   whoever asked on behalf of its node feeds it to that node exactly like a one-way message.
 //!   A responder may hold a request open until its node answers it (a relay does so for
 //!   `GetHeaders`, `TxQuery` and `GetBlock`, which is how the browser's header sync,
-//!   `verifyTransaction` and block downloads work); everything else is acknowledged and travels
-//!   back, if at all, as a new request in the other direction.
+//!   `verifyTransaction` and block downloads work; a page does so for another member's
+//!   `TxQuery`, whose answer then crosses the relay's circuit once); everything else is
+//!   acknowledged and travels back, if at all, as a new request in the other direction.
 //! - **Identities:** a node's [`NodeId`] is `sha256d` of its libp2p peer id's bytes
 //!   ([`node_id`]). The hash cannot be reversed, so each shell keeps a bounded [`PeerBook`] of
 //!   the peers it has met to turn an `Output::Send { to }` back into a peer id.

@@ -62,6 +62,10 @@ export class LightNode extends EventTarget {
     return this.#inner.probeDownload(blockHash);
   }
 
+  probeTrace() {
+    return this.#inner.probeTrace();
+  }
+
   stop() {
     return this.#inner.stop();
   }
@@ -72,4 +76,5 @@ export class LightNode extends EventTarget {
 if (typeof WasmNode.prototype.probeTransfer !== "function") {
   delete LightNode.prototype.probeTransfer;
   delete LightNode.prototype.probeDownload;
+  delete LightNode.prototype.probeTrace;
 }

@@ -231,6 +231,14 @@ impl WasmNode {
         })
     }
 
+    /// `probeTrace()`: the timing marks recorded since the last call, oldest first, as
+    /// `{t, label, id}` (test and bench builds only: cargo feature `probes`; `crate::trace`).
+    #[cfg(feature = "probes")]
+    #[wasm_bindgen(js_name = probeTrace)]
+    pub fn probe_trace(&self) -> Result<JsValue, JsValue> {
+        Ok(serde_wasm_bindgen::to_value(&crate::trace::take())?)
+    }
+
     /// `status()`: a snapshot (see `NodeStatus` in index.d.ts).
     pub fn status(&self) -> Result<JsValue, JsValue> {
         Ok(self.shared.status.borrow().to_js()?)

@@ -69,7 +69,9 @@ impl BlockStore for PageBlocks {
                 HostWrite::Kv(KvOp::Delete { key }) => Write::DeleteKv { key: key.clone() },
             })
             .collect();
+        crate::trace::mark("write-start", batch.len() as u64);
         self.store.write(&batch).await?;
+        crate::trace::mark("write-done", batch.len() as u64);
         for write in writes {
             match write {
                 HostWrite::PutBlock { hash, bytes, .. } => {
@@ -85,8 +87,16 @@ impl BlockStore for PageBlocks {
     }
 
     async fn block(&mut self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.store.block(hash).await {
-            Ok(block) => Ok(block.map(|block| block.encode())),
+        let id = crate::cluster_node::block_id(&hash.0);
+        crate::trace::mark("read-start", id);
+        let read = self.store.block(hash).await;
+        crate::trace::mark("read-checked", id);
+        match read {
+            Ok(block) => Ok(block.map(|block| {
+                let bytes = block.encode();
+                crate::trace::mark("read-encoded", id);
+                bytes
+            })),
             // Dropped by the store: read as absent, fetched again from a replica.
             Err(StoreError::Corrupt { .. }) => {
                 self.sizes.remove(hash);

@@ -12,9 +12,11 @@
 //! - storage commands: carried out by the host in IndexedDB ([`crate::block_store::PageBlocks`]),
 //!   the commands of each round of the pump in one batch;
 //! - messages: over Shoal's request-response protocol by the convention of
-//!   [`shoal_net::node_link`]: every incoming request is acknowledged at once and handed to the
-//!   node; the node's messages go out as requests, and a non-empty response to one of them is
-//!   handed to the node as a message from the responder;
+//!   [`shoal_net::node_link`]: every incoming request is handed to the node and acknowledged at
+//!   once, except a `TxQuery`, which is held open ([`HeldQueries`]) until the node's `TxAnswer`
+//!   to it goes back as the response — one crossing of the relay's circuit instead of a new
+//!   stream the other way; the node's messages go out as requests, and a non-empty response
+//!   to one of them is handed to the node as a message from the responder;
 //! - new blocks: a relay's `BlockAnnounce` goes to the node (which brings the block in, routed
 //!   or self-selected, `newBlocks`) and to the header sync (which accepts the header at once);
 //! - peers: connections up and down become `PeerConnected` / `PeerDisconnected`; the relays
@@ -39,23 +41,26 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::channel::oneshot;
-use libp2p::request_response::OutboundRequestId;
+use futures::future::{self, Either};
+use futures::StreamExt as _;
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::PeerId;
 use libp2p::Swarm;
 use shoal_core::chain::{BlockHash, Txid};
 use shoal_core::node::{
     Candidate, Config, ConfigError, Event, HeartbeatMode, Input, Node, NodeId, Output,
+    StorageCommand,
 };
 use shoal_core::serve::cache::CacheError;
 use shoal_core::wire::Message;
-use shoal_host::{Host, Inputs, Io};
+use shoal_host::{execute, Host, Inputs, Io, MAX_COMMANDS_PER_BATCH};
 use shoal_net::node_link::{self, PeerBook, Reply};
 use wasm_bindgen::JsValue;
 
 use crate::block_store::PageBlocks;
 use crate::error::{ApiError, ErrorCode};
-use crate::event_loop::{set, EventLoop, MAX_PENDING_REQUESTS};
+use crate::event_loop::{set, EventLoop, DEFERRED_EVENTS_MAX, MAX_PENDING_REQUESTS};
 use crate::options::Options;
 use crate::status::{Connection, Role, Transport};
 use crate::store::Store;
@@ -110,6 +115,63 @@ pub fn node_address(options: &Options, local: PeerId) -> String {
     node_link::join_addresses(&through)
 }
 
+/// Most peers' transaction queries held open at once for the node's answer; beyond this a
+/// query is acknowledged at once and its answer goes back as a request of its own.
+pub const HELD_QUERIES_MAX: usize = 64;
+/// How long a query is held open before it is merely acknowledged (the node answers a
+/// member's query from its own blocks, after one read; the asker's query gives up after
+/// `QueryConfig::query_timeout_ms`, 10 s).
+pub const HELD_QUERY_TIMEOUT_MS: f64 = 10_000.0;
+
+/// Other nodes' `TxQuery` requests held open until this node's `TxAnswer` to them, by (peer,
+/// the query's request id): the answer is then the request's response.
+#[derive(Default)]
+pub struct HeldQueries {
+    /// (peer, request id) → (channel, held since, in milliseconds).
+    held: HashMap<(PeerId, u64), Held>,
+}
+
+/// A held query's channel and since when it is held (milliseconds).
+type Held = (ResponseChannel<Vec<u8>>, f64);
+
+impl HeldQueries {
+    /// Holds `channel` for `peer`'s query `request_id` received at `now_ms`; gives it back when
+    /// [`HELD_QUERIES_MAX`] are held or that query is held already.
+    pub fn hold(
+        &mut self,
+        peer: PeerId,
+        request_id: u64,
+        channel: ResponseChannel<Vec<u8>>,
+        now_ms: f64,
+    ) -> Result<(), ResponseChannel<Vec<u8>>> {
+        if self.held.len() >= HELD_QUERIES_MAX || self.held.contains_key(&(peer, request_id)) {
+            return Err(channel);
+        }
+        self.held.insert((peer, request_id), (channel, now_ms));
+        Ok(())
+    }
+
+    /// The channel held for `peer`'s query `request_id`, if any.
+    pub fn take(&mut self, peer: &PeerId, request_id: u64) -> Option<ResponseChannel<Vec<u8>>> {
+        self.held
+            .remove(&(*peer, request_id))
+            .map(|(channel, _)| channel)
+    }
+
+    /// The channels held since before `now_ms - HELD_QUERY_TIMEOUT_MS` (they are let go).
+    pub fn expired(&mut self, now_ms: f64) -> Vec<ResponseChannel<Vec<u8>>> {
+        let old: Vec<(PeerId, u64)> = self
+            .held
+            .iter()
+            .filter(|(_, (_, since))| now_ms - since >= HELD_QUERY_TIMEOUT_MS)
+            .map(|(key, _)| *key)
+            .collect();
+        old.iter()
+            .filter_map(|key| self.held.remove(key).map(|(channel, _)| channel))
+            .collect()
+    }
+}
+
 /// The core node in its host, and what the shell keeps beside it.
 pub struct ClusterNode {
     host: Host,
@@ -132,6 +194,8 @@ pub struct ClusterNode {
     next_job_id: u64,
     /// Every connected peer and the transport of its first connection.
     connections: HashMap<PeerId, Transport>,
+    /// Other nodes' queries waiting for this node's answer as their response.
+    pub(crate) held_queries: HeldQueries,
 }
 
 impl ClusterNode {
@@ -159,6 +223,7 @@ impl ClusterNode {
             jobs: HashMap::new(),
             next_job_id: 1,
             connections: HashMap::new(),
+            held_queries: HeldQueries::default(),
         })
     }
 
@@ -285,6 +350,7 @@ impl EventLoop {
         let query_id = self.core.next_query_id;
         self.core.next_query_id += 1;
         self.core.queries.insert(query_id, (block_hint, reply));
+        crate::trace::mark("query-start", query_id);
         self.core.host.push(Input::TxQuery {
             query_id,
             txid,
@@ -399,6 +465,7 @@ impl EventLoop {
             Message::BlockAnnounce { header } => Some(*header),
             _ => None,
         };
+        mark_message(false, &message);
         let from = self.core.book.learn(peer);
         self.core.host.push(Input::Message { from, message });
         self.pump_node().await;
@@ -434,26 +501,52 @@ impl EventLoop {
 
     /// Runs the host until the node is quiet: messages and dials go out as the node asks,
     /// the storage commands of each round run in one IndexedDB batch, and the node's events
-    /// reach the page once the round is over.
+    /// reach the page once the round is over. The host's pump (`Host::run`), with one
+    /// difference: while IndexedDB works, the swarm is polled (its events wait in
+    /// `EventLoop::deferred`), so that the messages the node sent in that round leave at once
+    /// instead of after its writes — a new block on its way to the other holders does not
+    /// wait for the router's own copy to land.
     pub(crate) async fn pump_node(&mut self) {
+        crate::trace::mark("pump-start", 0);
         let now = self.core.now_ms();
         let relays: Vec<PeerId> = self.relays().collect();
-        let mut io = PageIo {
-            swarm: &mut self.swarm,
-            book: &mut self.core.book,
-            requests: &mut self.core.requests,
-            relays: &relays,
-            events: Vec::new(),
-        };
-        let error = self
-            .core
-            .host
-            .run(now, &mut self.core.blocks, &mut io)
-            .await;
-        let events = std::mem::take(&mut io.events);
-        if let Some(error) = error {
-            web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {error}")));
+        let mut events = Vec::new();
+        loop {
+            let mut io = PageIo {
+                swarm: &mut self.swarm,
+                book: &mut self.core.book,
+                requests: &mut self.core.requests,
+                held_queries: &mut self.core.held_queries,
+                relays: &relays,
+                events: Vec::new(),
+                storage: Vec::new(),
+            };
+            self.core.host.drain(now, &mut io);
+            let commands = std::mem::take(&mut io.storage);
+            events.append(&mut io.events);
+            if commands.is_empty() {
+                break;
+            }
+            for chunk in commands.chunks(MAX_COMMANDS_PER_BATCH) {
+                let mut store = std::pin::pin!(execute(&mut self.core.blocks, chunk));
+                let (results, error) = loop {
+                    if self.deferred.len() >= DEFERRED_EVENTS_MAX {
+                        break store.await;
+                    }
+                    match future::select(store.as_mut(), self.swarm.select_next_some()).await {
+                        Either::Left((done, _)) => break done,
+                        Either::Right((event, _)) => self.deferred.push_back(event),
+                    }
+                };
+                if let Some(error) = error {
+                    web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {error}")));
+                }
+                for result in results {
+                    self.core.host.push(Input::Storage(result));
+                }
+            }
         }
+        crate::trace::mark("pump-end", 0);
         for event in events {
             self.node_event(event);
         }
@@ -516,6 +609,7 @@ impl EventLoop {
                 result,
                 answered_by,
             } => {
+                crate::trace::mark("query-done", query_id);
                 if let Some((hint, reply)) = self.core.queries.remove(&query_id) {
                     let source = self.source_of(answered_by);
                     let answerer = answered_by.map(|id| self.core.name_of(&id));
@@ -525,6 +619,7 @@ impl EventLoop {
                 }
             }
             Event::BlockStored { block_hash, height } => {
+                crate::trace::mark("block-stored", block_id(&block_hash.0));
                 let detail = js_sys::Object::new();
                 set(&detail, "blockHash", block_hash.to_string().into());
                 set(&detail, "height", height.into());
@@ -626,8 +721,11 @@ struct PageIo<'a> {
     swarm: &'a mut Swarm<Behaviour>,
     book: &'a mut PeerBook,
     requests: &'a mut HashSet<OutboundRequestId>,
+    held_queries: &'a mut HeldQueries,
     relays: &'a [PeerId],
     events: Vec<Event>,
+    /// The round's storage commands, for one IndexedDB batch.
+    storage: Vec<StorageCommand>,
 }
 
 impl Io for PageIo<'_> {
@@ -652,10 +750,29 @@ impl Io for PageIo<'_> {
                     )),
                     _ => {}
                 }
-                if let Ok(bytes) = node_link::encode_request(&message) {
-                    let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
-                    self.requests.insert(id);
-                }
+                let Ok(bytes) = node_link::encode_request(&message) else {
+                    return;
+                };
+                mark_message(true, &message);
+                // The answer to a query held open is its response (a direct answer); should
+                // the asker have gone, it goes as a request like any message.
+                let held = match &message {
+                    Message::TxAnswer { request_id, .. } => {
+                        self.held_queries.take(&peer, *request_id)
+                    }
+                    _ => None,
+                };
+                let bytes = match held {
+                    Some(channel) => {
+                        match self.swarm.behaviour_mut().msg.send_response(channel, bytes) {
+                            Ok(()) => return,
+                            Err(bytes) => bytes,
+                        }
+                    }
+                    None => bytes,
+                };
+                let id = self.swarm.behaviour_mut().msg.send_request(&peer, bytes);
+                self.requests.insert(id);
             }
             Output::Connect { peer, address } => match node_link::parse_addresses(&address) {
                 Some((peer_id, _)) if self.swarm.is_connected(&peer_id) => {
@@ -676,9 +793,50 @@ impl Io for PageIo<'_> {
                 None => inputs.push(Input::PeerDisconnected { peer }),
             },
             Output::Event(event) => self.events.push(event),
-            // Timers are the host's; storage runs in the host's batches.
-            Output::SetTimer { .. } | Output::Storage(_) => {}
+            Output::Storage(command) => self.storage.push(command),
+            // Timers are the host's.
+            Output::SetTimer { .. } => {}
         }
+    }
+}
+
+/// A trace id for a block (its hash's first 8 bytes; `crate::trace`).
+pub(crate) fn block_id(hash: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(hash[..8].try_into().expect("8 of 32 bytes"))
+}
+
+/// The trace id of a block from its raw bytes (its header's hash), 0 if they are too short.
+fn raw_block_id(block: &[u8]) -> u64 {
+    block
+        .get(..80)
+        .and_then(|bytes| shoal_core::chain::Header::decode(bytes).ok())
+        .map_or(0, |header| block_id(&header.block_hash().0))
+}
+
+/// Marks the messages on the paths the benchmarks break down (`crate::trace`; nothing without
+/// the `probes` feature).
+fn mark_message(sent: bool, message: &Message) {
+    use crate::trace::mark;
+    if !cfg!(feature = "probes") {
+        return; // no hashing for marks that are not kept
+    }
+    match (sent, message) {
+        (true, Message::TxQuery { request_id, .. }) => mark("query-sent", *request_id),
+        (false, Message::TxQuery { request_id, .. }) => mark("query-received", *request_id),
+        (true, Message::TxAnswer { request_id, .. }) => mark("answer-sent", *request_id),
+        (false, Message::TxAnswer { request_id, .. }) => mark("answer-received", *request_id),
+        (true, Message::GetBlock { block_hash, .. }) => {
+            mark("get-block-sent", block_id(&block_hash.0))
+        }
+        (false, Message::BlockData { block, .. }) => {
+            mark("block-data-received", raw_block_id(block))
+        }
+        (true, Message::NewBlock { block }) => mark("new-block-sent", raw_block_id(block)),
+        (false, Message::NewBlock { block }) => mark("new-block-received", raw_block_id(block)),
+        (false, Message::BlockAnnounce { header }) => {
+            mark("announce-received", block_id(&header.block_hash().0))
+        }
+        _ => {}
     }
 }
 

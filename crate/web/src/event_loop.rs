@@ -39,7 +39,7 @@ use shoal_core::chain::sync::{
     HeaderSync, Progress, RequestFailure, RequestId, SyncConfig, SyncEvent,
 };
 use shoal_core::chain::{BlockHash, HeaderChain, HeaderChainConfig, Txid};
-use shoal_core::wire;
+use shoal_core::wire::{self, Message};
 use wasm_bindgen::JsValue;
 
 use crate::circuits::Circuits;
@@ -221,7 +221,15 @@ pub struct EventLoop {
     /// The highest tip a `new-block` event named (set without events when the sync first
     /// catches up: the chain it downloaded is not news).
     announced_tip: Option<u32>,
+    /// Swarm events that arrived while the core node's storage commands ran (the swarm is
+    /// polled meanwhile, so that the node's messages leave at once), handled in order before
+    /// anything else; at most [`DEFERRED_EVENTS_MAX`].
+    pub(crate) deferred: std::collections::VecDeque<SwarmEvent<BehaviourEvent>>,
 }
+
+/// Most swarm events kept while the node's storage commands run; beyond this the swarm is not
+/// polled until they are done.
+pub const DEFERRED_EVENTS_MAX: usize = 256;
 
 pub(crate) fn now_ms() -> f64 {
     js_sys::Date::now()
@@ -312,6 +320,7 @@ impl EventLoop {
             core,
             circuits: Circuits::new(&options.network.to_string()),
             announced_tip: None,
+            deferred: std::collections::VecDeque::new(),
         };
         driver.publish_tip();
         Ok(driver)
@@ -336,6 +345,10 @@ impl EventLoop {
             .collect();
         self.node_candidates(relays).await;
         loop {
+            if let Some(event) = self.deferred.pop_front() {
+                self.on_swarm_event(event).await;
+                continue;
+            }
             let node_wait = self
                 .core
                 .next_timer_in_ms()
@@ -455,6 +468,15 @@ impl EventLoop {
 
     fn on_tick(&mut self) {
         let now = now_ms();
+        // Queries the node did not answer in time are acknowledged; a late answer goes as a
+        // request of its own.
+        for channel in self.core.held_queries.expired(now) {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .msg
+                .send_response(channel, shoal_net::node_link::ack());
+        }
         for i in 0..self.relays.len() {
             let relay = &mut self.relays[i];
             if relay.connected.is_none() && !relay.dialling && now >= relay.next_dial_ms {
@@ -596,6 +618,7 @@ impl EventLoop {
             let Some(hash) = self.chain.hash_at(height) else {
                 continue;
             };
+            crate::trace::mark("new-block-event", crate::cluster_node::block_id(&hash.0));
             let detail = js_sys::Object::new();
             set(&detail, "height", height.into());
             set(&detail, "blockHash", hash.to_string().into());
@@ -750,6 +773,7 @@ impl EventLoop {
                 ..
             } => {
                 if self.core.owns_request(&request_id) {
+                    crate::trace::mark("response-event", response.len() as u64);
                     self.node_response(peer, request_id, &response).await;
                     return;
                 }
@@ -785,13 +809,25 @@ impl EventLoop {
                 ..
             } => {
                 // One-way messages for the core node (shoal_net::node_link): acknowledge, then
-                // hand over. Undecodable bytes get no answer (the stream closes).
+                // hand over; a query is held open for the node's answer (`HeldQueries`).
+                // Undecodable bytes get no answer (the stream closes).
+                crate::trace::mark("request-event", request.len() as u64);
                 if let Ok(message) = shoal_net::node_link::decode_request(&request) {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .msg
-                        .send_response(channel, shoal_net::node_link::ack());
+                    let unheld = match &message {
+                        Message::TxQuery { request_id, .. } => self
+                            .core
+                            .held_queries
+                            .hold(peer, *request_id, channel, now_ms())
+                            .err(),
+                        _ => Some(channel),
+                    };
+                    if let Some(channel) = unheld {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .msg
+                            .send_response(channel, shoal_net::node_link::ack());
+                    }
                     self.node_message(peer, message).await;
                 }
             }

@@ -26,4 +26,5 @@ pub mod status;
 pub mod store;
 pub mod swarm;
 pub mod tab_lock;
+pub mod trace;
 pub mod verify;

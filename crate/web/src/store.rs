@@ -354,6 +354,7 @@ impl Store {
         else {
             return Ok(None);
         };
+        crate::trace::mark("read-got", crate::cluster_node::block_id(&hash.0));
         let checked = bytes_of(&value, "block", MAX_BLOCK_BYTES)
             .map_err(|_| "not a byte array of allowed size")
             .and_then(|raw| Block::decode(&raw).map_err(|_| "does not decode"))

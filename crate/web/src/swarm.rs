@@ -111,7 +111,15 @@ pub fn build(key: Keypair) -> Result<Swarm<Behaviour>, SwarmError> {
             ),
         })
         .map_err(|e| SwarmError::Build(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .with_swarm_config(|c| {
+            // Every stream this page opens goes to a peer that speaks the one protocol asked
+            // for (Shoal's, ping, circuit relay): the request goes out with the protocol's name
+            // instead of a round trip later (multistream-select's `V1Lazy`). Through a relay's
+            // circuit that round trip crossed the relay twice: it was a third of a member's
+            // answer to a transaction query (BENCHMARKS.md, issue 12).
+            c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT)
+                .with_substream_upgrade_protocol_override(upgrade::Version::V1Lazy)
+        })
         .build();
     Ok(swarm)
 }

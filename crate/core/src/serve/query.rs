@@ -542,15 +542,23 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         q.local.pop_front();
         let txid = q.txid;
         if let Some(bytes) = bytes {
-            match Block::decode(bytes) {
-                Ok(block) if block.block_hash() == block_hash && block.check().is_ok() => {
-                    if let Some((proof, tx)) = local_proof(&block, &txid, pos, cx.chain) {
+            // The checks hash every transaction once; the proof is built from those txids.
+            let checked = Block::decode(bytes).ok().and_then(|block| {
+                if block.block_hash() != block_hash {
+                    return None;
+                }
+                let (_, txids) = block.check_with_txids().ok()?;
+                Some((block, txids))
+            });
+            match checked {
+                Some((block, txids)) => {
+                    if let Some((proof, tx)) = local_proof(&block, &txids, &txid, pos, cx.chain) {
                         let result = QueryResult::confirmed(proof, tx, cx.chain);
                         self.finish(query, result);
                         return;
                     }
                 }
-                _ => {
+                None => {
                     // A corrupt copy proves nothing either way: ask the other holders.
                     if q.hint == Some(block_hash) {
                         q.hint_held = false;
@@ -839,19 +847,22 @@ impl<P> Query<P> {
     }
 }
 
-/// The proof for `txid` at `pos` of a block this node read from its own store, and the
-/// transaction's raw bytes, if the block has it there and is on the best chain.
+/// The proof for `txid` at `pos` of a block this node read from its own store (and checked,
+/// which gave `txids`, the block's transaction ids in order), and the transaction's raw bytes,
+/// if the block has it there and is on the best chain.
 fn local_proof(
     block: &Block,
+    txids: &[Txid],
     txid: &Txid,
     pos: u32,
     chain: &dyn BestChain,
 ) -> Option<(MerkleProof, Vec<u8>)> {
-    if !TxIndex::confirm(block, txid, pos) {
+    if txids.get(pos as usize) != Some(txid) {
         return None;
     }
-    let height = chain.height_of(&block.block_hash())?;
-    let proof = block.merkle_proof(height, pos).ok()?;
+    let block_hash = block.block_hash();
+    let height = chain.height_of(&block_hash)?;
+    let proof = MerkleProof::build(block_hash, height, txids, pos).ok()?;
     // Our own store is checked like anyone else's answer.
     verify_answer(&proof, txid, chain).ok()?;
     let tx = block.txdata.get(pos as usize)?.encode();
