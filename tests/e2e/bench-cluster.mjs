@@ -397,13 +397,13 @@ async function phaseA(browser, work, { repair = true } = {}) {
     const evs = await events(t.page);
     fills.push(filledAt(evs) - joinedAt(evs));
     const st = await status(t.page);
-    stored.push({ name: t.name, bytes: st.storedBytes, blocks: st.heldBlocks, whole: st.wholeChainBytes, ...st.downloadedBytes });
+    stored.push({ name: t.name, bytes: st.storedBytes, blocks: st.heldBlocks, ...st.downloadedBytes });
   }
   log(`cluster: ${K} of ${K + OUTSIDE} pages formed it and held full shards ${s(formMs)} after starting; ` +
     `heights not on exactly ${P} members: ${wrong.length ? JSON.stringify(wrong) : "none"}`);
   for (const [i, x] of stored.entries()) {
-    log(`  ${x.name}: ${x.blocks} blocks, ${x.bytes} B = ${(x.bytes / chainBytes).toFixed(3)} of the chain ` +
-      `(status wholeChainBytes ${x.whole}); from the relay ${x.fromRelays.blocks} B, from members ${x.fromMembers.blocks} B; ` +
+    log(`  ${x.name}: ${x.blocks} blocks, ${x.bytes} B = ${(x.bytes / chainBytes).toFixed(3)} of the chain; ` +
+      `from the relay ${x.fromRelays.blocks} B, from members ${x.fromMembers.blocks} B; ` +
       `joined → shard held ${s(fills[i])}`);
   }
   const share = P / K;

@@ -250,8 +250,6 @@ export interface NodeStatus {
   tip: { height: number; hash: string };
   /** Whether the last header request to a relay returned everything up to its tip. */
   synced: boolean;
-  /** Size of all blocks of the chain up to the tip, as reported by relays (0 if unknown). */
-  wholeChainBytes: number;
   /** Header bytes the verified chain was built from since start (80 per header). */
   headerBytesDownloaded: number;
   /**

@@ -135,7 +135,6 @@ pub struct Status {
     pub stored_bytes: u64,
     pub tip: Tip,
     pub synced: bool,
-    pub whole_chain_bytes: u64,
     pub header_bytes_downloaded: u64,
     pub downloaded_bytes: Downloaded,
     /// Headers the header sync took at once from a relay's new-block announcement.
