@@ -42,7 +42,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  launchBrowser, openPages, relayCli, seeded, startRelay as startRelayProcess, tempDir,
+  launchBrowser, openPages, relayCli, seeded, startRelay as startRelayProcess, storedBlockHashes, tempDir,
 } from "./harness.mjs";
 
 /** Every relay this script started: stopped (by its own pid) at the end, also after an error. */
@@ -107,25 +107,6 @@ function startNode(page, options) {
 const status = (page) => page.evaluate(() => window.node.status());
 const events = (page) => page.evaluate(() => window.events);
 
-/** The block hashes in the page's IndexedDB `blocks` store. */
-function storedHashes(page, database) {
-  return page.evaluate(async (database) => {
-    const s = window.node.status();
-    const db = await new Promise((resolve, reject) => {
-      const req = indexedDB.open(`${database}-regtest-${s.slot}`);
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-    const keys = await new Promise((resolve, reject) => {
-      const req = db.transaction("blocks").objectStore("blocks").getAllKeys();
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-    db.close();
-    return keys;
-  }, database);
-}
-
 /** The tabs' view: one cluster of `size` whose members agree on the view and hold their whole
  * shards, at a tip of at least `tip`. Resolves with the member tabs. */
 async function settledCluster(what, tabs, size, tip, ms) {
@@ -149,7 +130,7 @@ async function settledCluster(what, tabs, size, tip, ms) {
 /** Per height, how many of `tabs` store the block. */
 async function copies(tabs, database, heightOf, chain) {
   const count = new Array(chain).fill(0);
-  for (const t of tabs) for (const hash of await storedHashes(t.page, database)) count[heightOf.get(hash)] += 1;
+  for (const t of tabs) for (const hash of await storedBlockHashes(t.page, database)) count[heightOf.get(hash)] += 1;
   return count;
 }
 
@@ -424,7 +405,7 @@ async function phaseA(browser, work, { repair = true } = {}) {
     return { h, pos, txid: list[pos] };
   });
   const asker = members[0];
-  const held = new Set((await storedHashes(asker.page, "bench-cluster")).map((hash) => heightOf.get(hash)));
+  const held = new Set((await storedBlockHashes(asker.page, "bench-cluster")).map((hash) => heightOf.get(hash)));
   const all = blocks.map((_, h) => h);
   const local = await timeVerify(asker.page, pick([...held], QUERIES).map((q) => q.txid));
   for (const t of members) await trace(t.page);
@@ -433,7 +414,7 @@ async function phaseA(browser, work, { repair = true } = {}) {
   // An outside page may keep blocks from a cluster it was in while the cluster formed: it is
   // asked only for blocks it does not store.
   const out = outside[0];
-  const outHeld = new Set((await storedHashes(out.page, "bench-cluster")).map((hash) => heightOf.get(hash)));
+  const outHeld = new Set((await storedBlockHashes(out.page, "bench-cluster")).map((hash) => heightOf.get(hash)));
   const fromRelay = await timeVerify(out.page, pick(all.filter((h) => !outHeld.has(h)), QUERIES).map((q) => q.txid));
   log(`outside page ${out.name} stores ${outHeld.size} blocks (kept from formation); it is asked for others only`);
   const naiveQueries = pick(all.filter((h) => h > 1), NAIVE_QUERIES)
@@ -568,7 +549,7 @@ async function phaseC(browser, work) {
   const out = tabs.find((t) => !members.includes(t));
   const random = seeded(6);
   const asker = members[0];
-  const held = new Set((await storedHashes(asker.page, "bench-big")).map((hash) => heightOf.get(hash)));
+  const held = new Set((await storedBlockHashes(asker.page, "bench-big")).map((hash) => heightOf.get(hash)));
   const others = blocks.map((_, h) => h).filter((h) => h > 1 && !held.has(h));
   const pick = (n) => Array.from({ length: n }, () => {
     const h = others[Math.floor(random() * others.length)];

@@ -30,7 +30,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  HTTP_PORT, P2P_PORT, launchBrowser, openPages, relayCli, seeded, startRelay, teardown, tempDir, txidOf,
+  HTTP_PORT, P2P_PORT, launchBrowser, openPages, relayCli, seeded, startRelay, storedBlockHashes, teardown, tempDir,
+  txidOf,
 } from "./harness.mjs";
 
 const BLOCKS = 1000; // imported, genesis besides
@@ -135,25 +136,14 @@ const peerIdOf = (name) => (name === RELAY ? relayId() : tabs.get(name).peerId);
 
 /** A tab's IndexedDB block keys and status; with `withShard`, also its `shard()` (height, hash
  * and size of each block; it reads every block, so only when needed). */
-function readTab(name, withShard) {
-  return tabs.get(name).page.evaluate(async ({ database, withShard }) => {
-    const s = window.node.status();
-    const db = await new Promise((resolve, reject) => {
-      const req = indexedDB.open(`${database}-regtest-${s.slot}`);
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-    const keys = await new Promise((resolve, reject) => {
-      const req = db.transaction("blocks").objectStore("blocks").getAllKeys();
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-    db.close();
-    const blocks = withShard
-      ? (await window.node.shard()).map((b) => ({ height: b.height, hash: b.blockHash, size: b.bytes.length }))
-      : null;
-    return { keys, blocks, s };
-  }, { database: DATABASE, withShard });
+async function readTab(name, withShard) {
+  const { page } = tabs.get(name);
+  const s = await page.evaluate(() => window.node.status());
+  const keys = await storedBlockHashes(page, DATABASE);
+  const blocks = withShard
+    ? await page.evaluate(async () => (await window.node.shard()).map((b) => ({ height: b.height, hash: b.blockHash, size: b.bytes.length })))
+    : null;
+  return { keys, blocks, s };
 }
 
 /** A tab's shard, read from its IndexedDB, with its status. `strict`: also read `shard()`,

@@ -8,7 +8,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { display, launchBrowser, openPages, relayCli, sha256d, startRelay, teardown, tempDir, txidOf } from "./harness.mjs";
+import { display, launchBrowser, openPages, relayCli, sha256d, startRelay, storedBlockHashes, teardown, tempDir, txidOf } from "./harness.mjs";
 
 const BLOCKS = 40;
 const PAGES = 3;
@@ -77,22 +77,11 @@ test("three pages form one cluster and fill their shards from the archive", asyn
   }
   const heights = new Map();
   for (const page of pages) {
-    const { stored, events, s } = await page.evaluate(async () => {
-      const s = window.node.status();
-      const db = await new Promise((resolve, reject) => {
-        const req = indexedDB.open(`cluster-regtest-${s.slot}`);
-        req.onsuccess = () => resolve(req.result);
-        req.onerror = () => reject(req.error);
-      });
-      const stored = await new Promise((resolve, reject) => {
-        const req = db.transaction("blocks").objectStore("blocks").count();
-        req.onsuccess = () => resolve(req.result);
-        req.onerror = () => reject(req.error);
-      });
-      db.close();
-      const events = window.events.filter((e) => e.type === "block-stored").map((e) => e.detail);
-      return { stored, events, s };
-    });
+    const stored = (await storedBlockHashes(page, "cluster")).length;
+    const { events, s } = await page.evaluate(() => ({
+      events: window.events.filter((e) => e.type === "block-stored").map((e) => e.detail),
+      s: window.node.status(),
+    }));
     assert.ok(events.length > 0, "block-stored fired");
     assert.equal(stored, s.heldBlocks, "the node's blocks are in IndexedDB");
     assert.equal(events.length, s.heldBlocks, "one block-stored event per held block");

@@ -25,7 +25,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ORIGIN, display, launchBrowser, relayCli, sha256d, startRelay, teardown, tempDir } from "./harness.mjs";
+import {
+  ORIGIN, display, launchBrowser, relayCli, sha256d, startRelay, storedBlockHashes, teardown, tempDir,
+} from "./harness.mjs";
 
 const BLOCKS = 40;
 const CHAIN = BLOCKS + 1; // genesis included
@@ -197,21 +199,10 @@ async function closeGroup(group) {
 /** One page's state: its status before and after reading its IndexedDB's block keys (the two
  * agree on the cluster unless it changed meanwhile). */
 async function read(tab) {
-  const { s, keys, s2 } = await tab.page.evaluate(async (database) => {
-    const s = window.node.status();
-    const db = await new Promise((resolve, reject) => {
-      const req = indexedDB.open(`${database}-regtest-${s.slot}`);
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-    const keys = await new Promise((resolve, reject) => {
-      const req = db.transaction("blocks").objectStore("blocks").getAllKeys();
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-    db.close();
-    return { s, keys, s2: window.node.status() };
-  }, DATABASE);
+  const status = () => tab.page.evaluate(() => window.node.status());
+  const s = await status();
+  const keys = await storedBlockHashes(tab.page, DATABASE);
+  const s2 = await status();
   return { tab, s, stored: new Set(keys), stable: s.clusterId === s2.clusterId && s.memberNumber === s2.memberNumber };
 }
 

@@ -151,6 +151,29 @@ export async function openPages(browser, count, log) {
   return pages;
 }
 
+/** The block hashes in the IndexedDB `blocks` store of the node running in `page` (as
+ * `window.node`, started with `database` on regtest): the raw IDB API, not the node's own
+ * reading of it. */
+export function storedBlockHashes(page, database) {
+  return page.evaluate(async (database) => {
+    const { slot } = window.node.status();
+    const db = await new Promise((resolve, reject) => {
+      const req = indexedDB.open(`${database}-regtest-${slot}`);
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    try {
+      return await new Promise((resolve, reject) => {
+        const req = db.transaction("blocks").objectStore("blocks").getAllKeys();
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+    } finally {
+      db.close();
+    }
+  }, database);
+}
+
 /** Closes the browser and stops the relay (or every one of `relays`, by its own process id);
  * prints `log` when `SHOAL_E2E_VERBOSE` is set. */
 export async function teardown({ browser, relay, relays = [], log }) {
