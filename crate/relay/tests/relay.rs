@@ -520,6 +520,7 @@ async fn relay_runs_an_archive_node() {
         node_link::encode_request(&Message::Ping {
             nonce: 77,
             stamp: None,
+            shard: None,
         })
         .unwrap(),
         false,

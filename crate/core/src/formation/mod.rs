@@ -262,7 +262,14 @@ impl Formation {
         let stamp = cx.stamp();
         for id in targets {
             let nonce = cx.rng.next_u64();
-            cx.send(id, Message::Ping { nonce, stamp });
+            cx.send(
+                id,
+                Message::Ping {
+                    nonce,
+                    stamp,
+                    shard: None,
+                },
+            );
         }
     }
 

@@ -27,7 +27,7 @@ use crate::cluster::{view_order, Membership};
 use crate::config::HeartbeatMode;
 use crate::io::TimerId;
 use crate::shared::{Role, Shared};
-use crate::wire::{Message, ViewStamp};
+use crate::wire::{Message, ShardReport, ViewStamp};
 
 /// Liveness state of the current view. See the module docs.
 #[derive(Debug, Default)]
@@ -35,6 +35,9 @@ pub(crate) struct Liveness {
     /// Per slot of the current view (member-number order): when we last heard from that
     /// member.
     last_heard_ms: Vec<u64>,
+    /// Per slot of the current view: the shard report of that member's latest heartbeat to
+    /// us, if any (for what this member shows of the others; see [`ShardReport`]).
+    reports: Vec<Option<ShardReport>>,
     /// Members dropped from earlier views, with when (the `cluster_size_max` latest): still
     /// pinged, backing off, while the cluster id lives, so that after a partition heals the two
     /// sides see each other's stamps and converge. One that answers as a non-member is
@@ -47,6 +50,7 @@ impl Liveness {
     /// heard from now, and nobody has departed yet.
     pub(crate) fn joined(&mut self, members: usize, now_ms: u64) {
         self.last_heard_ms = vec![now_ms; members];
+        self.reports = vec![None; members];
         self.departed.clear();
     }
 
@@ -69,6 +73,14 @@ impl Liveness {
             }
         }
         self.last_heard_ms = last_heard_ms;
+        self.reports = next
+            .slots
+            .iter()
+            .map(|slot| {
+                old.number_of(&slot.id)
+                    .and_then(|before| self.reports.get(before).copied().flatten())
+            })
+            .collect();
         let mut departed: Vec<(NodeId, u64)> = self
             .departed
             .iter()
@@ -87,13 +99,49 @@ impl Liveness {
     /// life. A node that answers with another cluster's stamp (it joined elsewhere) is not
     /// alive *for us*, and will be declared offline.
     pub(crate) fn heard_from(&mut self, cx: &Shared, from: NodeId, stamp: Option<ViewStamp>) {
+        self.heard_from_with(cx, from, stamp, None);
+    }
+
+    /// [`Self::heard_from`] for a heartbeat that carries the sender's shard report: kept as
+    /// its latest when the sender is a member of our view.
+    pub(crate) fn heard_from_with(
+        &mut self,
+        cx: &Shared,
+        from: NodeId,
+        stamp: Option<ViewStamp>,
+        report: Option<ShardReport>,
+    ) {
         let Role::Member(m) = &cx.role else { return };
         if stamp.is_none_or(|s| s.cluster != m.view.cluster) {
             return;
         }
         if let Some(i) = m.number_of(&from) {
             self.last_heard_ms[i] = cx.now_ms;
+            if report.is_some() {
+                self.reports[i] = report;
+            }
         }
+    }
+
+    /// Per member of the current view (member-number order): when we last heard from it
+    /// (`None` for this member itself and for members it does not watch) and its latest shard
+    /// report. Empty for an ordinary node.
+    pub(crate) fn members_heard(&self, cx: &Shared) -> Vec<(Option<u64>, Option<ShardReport>)> {
+        let Role::Member(m) = &cx.role else {
+            return Vec::new();
+        };
+        let (mode, k) = (cx.config.heartbeat_mode, m.slots.len());
+        (0..k)
+            .map(|i| {
+                let watched = Self::watches(mode, m.number, k, i);
+                (
+                    watched
+                        .then(|| self.last_heard_ms.get(i).copied())
+                        .flatten(),
+                    self.reports.get(i).copied().flatten(),
+                )
+            })
+            .collect()
     }
 
     /// Whether our own heartbeats already tell `from` we are alive, so its ping needs no pong:
@@ -182,7 +230,11 @@ impl Liveness {
     /// departed ones) and sets the next tick. Returns the watched members that fell silent
     /// (the node drops them from the view, then calls [`Self::arm_silence_check`]); `None` for
     /// an ordinary node, which has no heartbeats.
-    pub(crate) fn on_heartbeat_timer(&mut self, cx: &mut Shared) -> Option<Vec<NodeId>> {
+    pub(crate) fn on_heartbeat_timer(
+        &mut self,
+        cx: &mut Shared,
+        report: ShardReport,
+    ) -> Option<Vec<NodeId>> {
         let Role::Member(m) = &cx.role else {
             return None;
         };
@@ -209,7 +261,14 @@ impl Liveness {
         );
         for id in ids {
             let nonce = cx.rng.next_u64();
-            cx.send(id, Message::Ping { nonce, stamp });
+            cx.send(
+                id,
+                Message::Ping {
+                    nonce,
+                    stamp,
+                    shard: Some(report),
+                },
+            );
             cx.stats.pings_sent += 1;
         }
         let next = cx.now_ms + cx.config.heartbeat_interval_ms;

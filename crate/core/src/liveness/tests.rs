@@ -439,3 +439,62 @@ fn a_silent_member_is_declared_offline_on_time() {
         );
     }
 }
+
+/// Every member's heartbeats carry its shard report: once the shards are filled, each member
+/// sees every other's held blocks and stored bytes as that member counts them, that it
+/// confirmed its shard (`ShardHeld`), and when it last heard from it; the placement a member
+/// computes for a height names exactly the members that hold it.
+#[test]
+fn members_see_each_others_shard_reports_confirmations_and_placement() {
+    let config = Config {
+        cluster_size_target: 4,
+        replicas: 2,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(4, config, 21, 40);
+    for &i in &members {
+        let held = net.nodes[i].held_count() as u64;
+        net.nodes[i].set_stored_bytes(1_000 * held + i as u64);
+    }
+    net.run_until(30_000);
+    let now = 30_000;
+    for &i in &members {
+        let details = net.nodes[i].member_details();
+        assert_eq!(details.len(), members.len());
+        for d in &details {
+            let j = *members.iter().find(|&&j| net.id(j) == d.id).unwrap();
+            let report = d.report.expect("every member reports");
+            assert_eq!(report.held_blocks as usize, net.nodes[j].held_count());
+            assert_eq!(report.missing_blocks, 0);
+            assert!(d.shard_held, "member {j} confirmed its shard to {i}");
+            if j == i {
+                assert_eq!(d.last_heard_ms, None);
+                assert_eq!(d.number, net.nodes[i].member_number().unwrap());
+            } else {
+                // The stored bytes set above reached the others by a later heartbeat.
+                assert_eq!(
+                    report.stored_bytes,
+                    1_000 * report.held_blocks as u64 + j as u64
+                );
+                let heard = d.last_heard_ms.expect("a watched member");
+                assert!(now - heard <= 2 * 500, "heard from {j} at {heard}");
+            }
+        }
+        for height in 0..40 {
+            let mut holders = net.nodes[i].placement_holders(height).unwrap();
+            assert_eq!(holders.len(), 2);
+            holders.sort_unstable();
+            let mut actual: Vec<usize> = members
+                .iter()
+                .filter(|&&j| net.nodes[j].holds(height))
+                .map(|&j| net.nodes[j].member_number().unwrap())
+                .collect();
+            actual.sort_unstable();
+            assert_eq!(holders, actual, "height {height} as member {i} places it");
+        }
+        assert_eq!(net.nodes[i].placement_holders(40), None, "above the tip");
+    }
+    // An ordinary node (the archive) has no view: no details, no placement.
+    assert!(net.nodes[0].member_details().is_empty());
+    assert_eq!(net.nodes[0].placement_holders(1), None);
+}

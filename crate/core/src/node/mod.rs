@@ -73,7 +73,7 @@ use crate::repair::Repair;
 use crate::service::upkeep::Serving;
 use crate::service::Serve;
 use crate::shared::{Peer, Role, Shared};
-use crate::wire::{Message, ViewStamp};
+use crate::wire::{Message, ShardReport, ViewStamp};
 
 /// A node's random stream: the one generator's stream of its seed and the first word of its
 /// id, so that nodes given one seed still draw apart.
@@ -99,6 +99,24 @@ pub struct Node {
     pub(crate) replacement: Replacement,
     /// New blocks a block source announced (S14, S15).
     announced: announced::Announced,
+    /// Bytes of the blocks this node holds, as its shell last said ([`Node::set_stored_bytes`]).
+    stored_bytes: u64,
+}
+
+/// One member of this node's view, as this node sees it: from [`Node::member_details`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDetail {
+    pub id: NodeId,
+    /// Its member number (the index in the view).
+    pub number: usize,
+    /// When this node last heard a heartbeat from it (on the shell's clock); `None` for this
+    /// node itself and for members it does not watch (S10).
+    pub last_heard_ms: Option<u64>,
+    /// Whether it said it holds its whole shard under the current view (`ShardHeld`); for
+    /// this node, whether it said so itself.
+    pub shard_held: bool,
+    /// Its latest heartbeat's shard report; for this node, its own figures now.
+    pub report: Option<ShardReport>,
 }
 
 impl Node {
@@ -128,6 +146,7 @@ impl Node {
                 config,
             },
             started: false,
+            stored_bytes: 0,
             formation: Formation::default(),
             liveness: Liveness::default(),
             repair: Repair::default(),
@@ -173,6 +192,66 @@ impl Node {
             Liveness::monitored(self.shared.config.heartbeat_mode, m.number, m.slots.len());
         numbers.sort_unstable();
         numbers.into_iter().map(|n| m.slots[n].id).collect()
+    }
+
+    /// Tells the node how many bytes its held blocks take in its store, for the shard report
+    /// its heartbeats carry (see [`ShardReport`]). The node does not keep block sizes itself.
+    pub fn set_stored_bytes(&mut self, bytes: u64) {
+        self.stored_bytes = bytes;
+    }
+
+    /// What this member's heartbeats say of its shard.
+    fn shard_report(&self) -> ShardReport {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        ShardReport {
+            held_blocks: clamp(self.repair.held.len()),
+            missing_blocks: clamp(self.repair.missing_count()),
+            stored_bytes: self.stored_bytes,
+        }
+    }
+
+    /// The members of this node's view in member-number order, with what it knows of each:
+    /// last heartbeat, whether it confirmed its shard, its latest shard report. Empty for an
+    /// ordinary node.
+    pub fn member_details(&self) -> Vec<MemberDetail> {
+        let Some(m) = self.shared.membership() else {
+            return Vec::new();
+        };
+        let confirmed = self.repair.shard_held_members(&self.shared);
+        let heard = self.liveness.members_heard(&self.shared);
+        m.slots
+            .iter()
+            .enumerate()
+            .map(|(number, slot)| {
+                let (last_heard_ms, report) = heard.get(number).copied().unwrap_or((None, None));
+                let own = number == m.number;
+                MemberDetail {
+                    id: slot.id,
+                    number,
+                    last_heard_ms,
+                    shard_held: number < 64 && confirmed & (1 << number) != 0,
+                    report: if own {
+                        Some(self.shard_report())
+                    } else {
+                        report
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// The member numbers that the placement of this node's current view gives the block at
+    /// `height` (S6–S8), most preferred first; `None` outside a cluster or for a height the
+    /// node's header chain does not reach.
+    pub fn placement_holders(&mut self, height: u32) -> Option<Vec<usize>> {
+        let cx = &mut self.shared;
+        let Role::Member(m) = &cx.role else {
+            return None;
+        };
+        let hash = cx.headers.as_ref()?.block_hash_at(height)?;
+        let mut out = Vec::with_capacity(cx.config.replicas);
+        cx.placer.holders(&hash, height, &m.slots, &mut out);
+        Some(out)
     }
 
     /// This node's member number, if it is a member.
@@ -330,7 +409,8 @@ impl Node {
             TimerId::Formation => self.on_formation_timer(),
             TimerId::Invitation => self.on_invitation_timer(),
             TimerId::Heartbeat => {
-                if let Some(dead) = self.liveness.on_heartbeat_timer(&mut self.shared) {
+                let report = self.shard_report();
+                if let Some(dead) = self.liveness.on_heartbeat_timer(&mut self.shared, report) {
                     if !dead.is_empty() {
                         self.declare_offline(&dead);
                     }
@@ -387,7 +467,14 @@ impl Node {
         let hello = cx.hello();
         cx.send(peer, hello);
         let stamp = cx.stamp();
-        cx.send(peer, Message::Ping { nonce, stamp });
+        cx.send(
+            peer,
+            Message::Ping {
+                nonce,
+                stamp,
+                shard: None,
+            },
+        );
     }
 
     /// Routes a message to the sub-protocol it belongs to.
@@ -426,8 +513,12 @@ impl Node {
                     Replacement::ask_to_join(cx);
                 }
             }
-            Message::Ping { nonce, stamp } => {
-                self.liveness.heard_from(cx, from, stamp);
+            Message::Ping {
+                nonce,
+                stamp,
+                shard,
+            } => {
+                self.liveness.heard_from_with(cx, from, stamp, shard);
                 if !Liveness::pings_back(cx, from, stamp) {
                     let mine = cx.stamp();
                     cx.send(from, Message::Pong { nonce, stamp: mine });

@@ -71,6 +71,19 @@ impl Repair {
         self.evict_spares(cx);
     }
 
+    /// Which members of this member's current view said (`ShardHeld`) they hold their whole
+    /// shard under it, one bit per member number, this member's own bit set once it said so
+    /// itself. 0 outside a cluster or before anyone did.
+    pub(crate) fn shard_held_members(&self, cx: &Shared) -> u64 {
+        let (Some(m), c) = (cx.membership(), &self.confirmations) else {
+            return 0;
+        };
+        if c.view != cx.stamp() {
+            return 0;
+        }
+        c.members | if c.sent { 1 << m.number } else { 0 }
+    }
+
     /// `from` says it holds its whole shard under `view`.
     pub(crate) fn on_shard_held(&mut self, cx: &mut Shared, from: NodeId, view: ViewStamp) {
         self.follow_view(cx);

@@ -167,10 +167,23 @@ impl Writer {
                 self.opt_cluster(cluster);
                 self.varint(*open_slots as u64);
             }
-            Message::Ping { nonce, stamp } => {
+            Message::Ping {
+                nonce,
+                stamp,
+                shard,
+            } => {
                 self.u8(TAG_PING);
                 self.varint(*nonce);
                 self.stamp(stamp);
+                match shard {
+                    None => self.u8(0),
+                    Some(r) => {
+                        self.u8(1);
+                        self.varint(r.held_blocks as u64);
+                        self.varint(r.missing_blocks as u64);
+                        self.varint(r.stored_bytes);
+                    }
+                }
             }
             Message::Pong { nonce, stamp } => {
                 self.u8(TAG_PONG);
@@ -481,6 +494,16 @@ impl<'a> Reader<'a> {
             digest: u64::from_le_bytes(digest_bytes),
         })
     }
+    fn shard_report(&mut self) -> Result<Option<ShardReport>, WireError> {
+        Ok(match self.bool("shard")? {
+            false => None,
+            true => Some(ShardReport {
+                held_blocks: self.u32("held_blocks")?,
+                missing_blocks: self.u32("missing_blocks")?,
+                stored_bytes: self.varint("stored_bytes")?,
+            }),
+        })
+    }
     fn header(&mut self) -> Result<Header, WireError> {
         let bytes = self.take(80, "header")?;
         Ok(Header::decode(bytes).expect("take(80) returns 80 bytes"))
@@ -497,6 +520,7 @@ impl<'a> Reader<'a> {
             TAG_PING => Message::Ping {
                 nonce: self.varint("nonce")?,
                 stamp: self.stamp()?,
+                shard: self.shard_report()?,
             },
             TAG_PONG => Message::Pong {
                 nonce: self.varint("nonce")?,

@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use shoal_core::wire::{decode, encode, Message};
-//! let ping = Message::Ping { nonce: 7, stamp: None };
+//! let ping = Message::Ping { nonce: 7, stamp: None, shard: None };
 //! let bytes = encode(&ping).unwrap();
 //! assert_eq!(decode(&bytes).unwrap(), ping);
 //! assert!(decode(&bytes[..1]).is_err());
@@ -39,7 +39,7 @@ pub use codec::{decode, encode, encoded_len};
 /// [`Message::ShardHeld`], tag 20, did): a node that does not know the tag refuses that message
 /// alone as [`WireError::UnknownTag`] and understands all the others, so a new kind must be
 /// one an older node can do without.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 /// Largest encoded message, in bytes (a maximal block plus framing fits).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Largest raw block carried in [`Message::BlockData`] (Bitcoin's 4 MWU bound on serialized size).
@@ -67,6 +67,19 @@ pub struct NodeRecord {
     pub segment: u32,
     /// Whether it is an archive (holds every block, never joins a cluster).
     pub archive: bool,
+}
+
+/// How a member's shard stands, as its heartbeat says: for what a member shows of the others
+/// (a page's cluster picture and shard map). A claim, not a proof — nothing in the protocol
+/// acts on it. 3–21 bytes on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardReport {
+    /// Blocks it holds (its shard, spare copies included).
+    pub held_blocks: u32,
+    /// Blocks its current view gives it that it does not hold yet.
+    pub missing_blocks: u32,
+    /// Bytes of the blocks it holds, as its store counts them (0: its shell does not say).
+    pub stored_bytes: u64,
 }
 
 /// One member as a view lists it.
@@ -186,10 +199,12 @@ pub enum Message {
         /// Members the sender's cluster would still take (0 when not in one or full).
         open_slots: u32,
     },
-    /// Liveness check (S9–S10), also measures round-trip time to ordinary peers (S1).
+    /// Liveness check (S9–S10), also measures round-trip time to ordinary peers (S1). A
+    /// member's heartbeat also says how its shard stands (`shard`); other pings leave it out.
     Ping {
         nonce: u64,
         stamp: Option<ViewStamp>,
+        shard: Option<ShardReport>,
     },
     /// Answer to [`Message::Ping`], echoing the nonce. Members on the same view do not answer
     /// each other's heartbeat pings: their own pings are the heartbeat (see `liveness`).

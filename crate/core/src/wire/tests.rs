@@ -54,6 +54,16 @@ fn view_stamp() -> impl Strategy<Value = ViewStamp> {
     )
 }
 
+fn shard_report() -> impl Strategy<Value = ShardReport> {
+    (any::<u32>(), any::<u32>(), any::<u64>()).prop_map(
+        |(held_blocks, missing_blocks, stored_bytes)| ShardReport {
+            held_blocks,
+            missing_blocks,
+            stored_bytes,
+        },
+    )
+}
+
 fn stamp() -> impl Strategy<Value = Option<ViewStamp>> {
     proptest::option::of(view_stamp())
 }
@@ -124,7 +134,13 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
                 open_slots,
             }
         }),
-        (any::<u64>(), stamp()).prop_map(|(nonce, stamp)| Message::Ping { nonce, stamp }),
+        (any::<u64>(), stamp(), proptest::option::of(shard_report())).prop_map(
+            |(nonce, stamp, shard)| Message::Ping {
+                nonce,
+                stamp,
+                shard
+            }
+        ),
         (any::<u64>(), stamp()).prop_map(|(nonce, stamp)| Message::Pong { nonce, stamp }),
         (any::<u64>(), address(), record(), cluster).prop_map(
             |(invite_id, address, record, cluster)| Message::Invite {
@@ -402,8 +418,60 @@ fn ping_is_small() {
     let m = Message::Ping {
         nonce: 1,
         stamp: None,
+        shard: None,
     };
-    assert_eq!(encode(&m).unwrap().len(), 4);
+    assert_eq!(encode(&m).unwrap().len(), 5);
+    // A member's heartbeat with its shard report: stamp and report included, still small.
+    let heartbeat = Message::Ping {
+        nonce: u64::MAX,
+        stamp: Some(ViewStamp {
+            cluster: ClusterId([7; 32]),
+            epoch: 12,
+            members: 8,
+            digest: 99,
+        }),
+        shard: Some(ShardReport {
+            held_blocks: 400_000,
+            missing_blocks: 3,
+            stored_bytes: 40_000_000_000,
+        }),
+    };
+    let bytes = encode(&heartbeat).unwrap();
+    assert!(bytes.len() <= 70, "{} bytes", bytes.len());
+    assert_eq!(decode(&bytes), Ok(heartbeat));
+}
+
+#[test]
+fn a_shard_report_with_a_bad_presence_byte_or_an_overlong_count_is_refused() {
+    let mut bytes = encode(&Message::Ping {
+        nonce: 1,
+        stamp: None,
+        shard: None,
+    })
+    .unwrap();
+    *bytes.last_mut().unwrap() = 2;
+    assert!(matches!(
+        decode(&bytes),
+        Err(WireError::InvalidValue { what: "shard", .. })
+    ));
+    // held_blocks one past u32::MAX.
+    let mut bytes = encode(&Message::Ping {
+        nonce: 1,
+        stamp: None,
+        shard: Some(ShardReport::default()),
+    })
+    .unwrap();
+    bytes.truncate(bytes.len() - 3);
+    bytes.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x10, 0, 0]);
+    assert!(decode(&bytes).is_err());
+    // Cut short inside the report.
+    let bytes = encode(&Message::Ping {
+        nonce: 1,
+        stamp: None,
+        shard: Some(ShardReport::default()),
+    })
+    .unwrap();
+    assert!(decode(&bytes[..bytes.len() - 1]).is_err());
 }
 
 #[test]

@@ -222,6 +222,7 @@ impl ArchiveNode {
             member_number: None,
             members: Vec::new(),
             held_blocks: node.held_count(),
+            chain_bytes: self.store.chain_bytes().ok(),
             blocks_fetched: stats.blocks_fetched,
             bytes_fetched: stats.bytes_fetched,
             blocks_served: stats.blocks_served,

@@ -6,8 +6,9 @@
 //! a page served here dials the relay from it (S1: nodes find peers through relays).
 //!
 //! `GET /status.json` answers the relay's node: `{"role": "archive" | "member", "synced",
-//! "tip_height", "cluster_id", "member_number", "members", "held_blocks", "blocks_fetched",
-//! "bytes_fetched", "blocks_served"}` as of its last round, and for a member relay `"held":
+//! "tip_height", "cluster_id", "member_number", "members", "held_blocks", "chain_bytes",
+//! "blocks_fetched", "bytes_fetched", "blocks_served"}` as of its last round (`chain_bytes`:
+//! an archive's whole chain in bytes, `null` for a member), and for a member relay `"held":
 //! [{"height", "block_hash"}]`, its shard as it is on disk at the time of the request.
 
 use std::future::Future;
@@ -45,6 +46,8 @@ pub struct NodeStatus {
     /// Peer ids, in member-number order.
     pub members: Vec<String>,
     pub held_blocks: usize,
+    /// An archive's: bytes of every block of its chain (`None` for a member relay).
+    pub chain_bytes: Option<u64>,
     pub blocks_fetched: u64,
     pub bytes_fetched: u64,
     pub blocks_served: u64,

@@ -395,7 +395,8 @@ mod tests {
                 a,
                 &Message::Ping {
                     nonce: 1,
-                    stamp: None
+                    stamp: None,
+                    shard: None,
                 }
             ),
             None
@@ -428,7 +429,8 @@ mod tests {
                 a,
                 &Message::Ping {
                     nonce: 1,
-                    stamp: None
+                    stamp: None,
+                    shard: None,
                 }
             ),
             None

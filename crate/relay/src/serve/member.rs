@@ -269,6 +269,8 @@ impl MemberNode {
         self.drive_sync(&mut out);
         let now_ms = unix_ms();
         self.host.handle_timeout(now_ms);
+        let stored_bytes = self.store.stored_bytes();
+        self.host.node_mut().set_stored_bytes(stored_bytes);
         let mut io = MemberIo {
             book: &mut self.book,
             out,
@@ -368,6 +370,7 @@ impl MemberNode {
             member_number: node.member_number(),
             members,
             held_blocks: node.held_count(),
+            chain_bytes: None,
             blocks_fetched: stats.blocks_fetched,
             bytes_fetched: stats.bytes_fetched,
             blocks_served: stats.blocks_served,

@@ -16,6 +16,7 @@
 //! fetches it again from its cluster).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
@@ -51,6 +52,9 @@ fn db<E: Into<redb::Error>>(error: E) -> StoreError {
 #[derive(Clone)]
 pub struct ShardStore {
     db: Arc<Database>,
+    /// Bytes of the blocks held: summed once at open, then kept up to date by every batch
+    /// that commits (what the node's heartbeats report, `Node::set_stored_bytes`).
+    stored_bytes: Arc<AtomicU64>,
 }
 
 impl ShardStore {
@@ -63,9 +67,24 @@ impl ShardStore {
         tx.open_table(BLOCKS).map_err(db)?;
         tx.open_table(NODE_KV).map_err(db)?;
         tx.commit().map_err(db)?;
+        let mut stored_bytes = 0;
+        {
+            let tx = database.begin_read().map_err(db)?;
+            let table = tx.open_table(BLOCKS).map_err(db)?;
+            for entry in table.iter().map_err(db)? {
+                let (_, bytes) = entry.map_err(db)?;
+                stored_bytes += bytes.value().len() as u64;
+            }
+        }
         Ok(ShardStore {
             db: Arc::new(database),
+            stored_bytes: Arc::new(AtomicU64::new(stored_bytes)),
         })
+    }
+
+    /// Bytes of the blocks of the shard.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes.load(Ordering::Relaxed)
     }
 
     /// Up to `max_count` (at most [`MAX_HEADERS_PER_READ`]) stored headers from
@@ -162,6 +181,7 @@ impl ShardStore {
             }
         }
         let tx = self.db.begin_write().map_err(db)?;
+        let (mut added, mut removed) = (0u64, 0u64);
         {
             let mut blocks = tx.open_table(BLOCKS).map_err(db)?;
             let mut heights = tx.open_table(HEIGHTS).map_err(db)?;
@@ -173,11 +193,16 @@ impl ShardStore {
                         height,
                         bytes,
                     } => {
-                        blocks.insert(&hash.0, *bytes).map_err(db)?;
+                        if let Some(old) = blocks.insert(&hash.0, *bytes).map_err(db)? {
+                            removed += old.value().len() as u64;
+                        }
+                        added += bytes.len() as u64;
                         heights.insert(&hash.0, *height).map_err(db)?;
                     }
                     Write::DeleteBlock { hash } => {
-                        blocks.remove(&hash.0).map_err(db)?;
+                        if let Some(old) = blocks.remove(&hash.0).map_err(db)? {
+                            removed += old.value().len() as u64;
+                        }
                         heights.remove(&hash.0).map_err(db)?;
                     }
                     Write::Kv(KvOp::Put { key, value }) => {
@@ -190,6 +215,9 @@ impl ShardStore {
             }
         }
         tx.commit().map_err(db)?;
+        // Only batches that committed count; nothing else writes the table.
+        let total = self.stored_bytes.load(Ordering::Relaxed);
+        (self.stored_bytes).store((total + added).saturating_sub(removed), Ordering::Relaxed);
         Ok(())
     }
 }
@@ -291,8 +319,19 @@ mod tests {
                 })
                 .collect();
             assert_eq!(oks, [true, true, true, false, true, true]);
+            let kept = (blocks[0].encode().len() + blocks[2].encode().len()) as u64;
+            assert_eq!(store.stored_bytes(), kept, "puts add, the delete subtracts");
+            // Putting a held block again counts it once.
+            let again = [put(7, 0, blocks[0].block_hash())];
+            futures::executor::block_on(shoal_host::execute(&mut store, &again));
+            assert_eq!(store.stored_bytes(), kept);
         }
         let mut store = ShardStore::open(&path).unwrap();
+        assert_eq!(
+            store.stored_bytes(),
+            (blocks[0].encode().len() + blocks[2].encode().len()) as u64,
+            "summed again at open"
+        );
         assert_eq!(
             store.held().unwrap(),
             vec![(1, blocks[0].block_hash()), (3, blocks[2].block_hash())]

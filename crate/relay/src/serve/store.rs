@@ -48,6 +48,11 @@ const LEGACY_TXIDS: TableDefinition<'static, &'static [u8; 32], (u32, u32)> =
 const NODE_KV: TableDefinition<'static, &'static [u8], &'static [u8]> =
     TableDefinition::new("node_kv");
 
+/// Totals kept beside the chain, each updated in the transaction that changes it.
+const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
+/// [`META`] key: bytes of every stored block.
+const CHAIN_BYTES: &str = "chain_bytes";
+
 /// Most headers returned by one range read.
 pub const MAX_HEADERS_PER_READ: u32 = 2000;
 
@@ -108,6 +113,18 @@ impl ChainStore {
         if tx.delete_table(LEGACY_TXIDS).map_err(db)? {
             tracing::info!("dropped the txid table of an older database (the archive node indexes transactions itself)");
         }
+        {
+            // Added later: an older database's total is summed once, here.
+            let mut meta = tx.open_table(META).map_err(db)?;
+            if meta.get(CHAIN_BYTES).map_err(db)?.is_none() {
+                let blocks = tx.open_table(BLOCKS).map_err(db)?;
+                let mut total = 0u64;
+                for entry in blocks.iter().map_err(db)? {
+                    total += entry.map_err(db)?.1.value().len() as u64;
+                }
+                meta.insert(CHAIN_BYTES, total).map_err(db)?;
+            }
+        }
         tx.commit().map_err(db)?;
         Ok(Self { db: database })
     }
@@ -135,6 +152,14 @@ impl ChainStore {
             .map_err(db)?
             .map(|(height, _)| height.value());
         Ok(base)
+    }
+
+    /// Bytes of every stored block (their consensus encodings).
+    pub fn chain_bytes(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let meta = tx.open_table(META).map_err(db)?;
+        let total = meta.get(CHAIN_BYTES).map_err(db)?.map(|v| v.value());
+        Ok(total.unwrap_or(0))
     }
 
     /// Number of stored blocks.
@@ -186,7 +211,12 @@ impl ChainStore {
             let mut heights = tx.open_table(HEIGHTS).map_err(db)?;
             heights.insert(&hash.0, height).map_err(db)?;
             let mut blocks = tx.open_table(BLOCKS).map_err(db)?;
-            blocks.insert(&hash.0, &block.encode()[..]).map_err(db)?;
+            let bytes = block.encode();
+            blocks.insert(&hash.0, &bytes[..]).map_err(db)?;
+            let mut meta = tx.open_table(META).map_err(db)?;
+            let total = meta.get(CHAIN_BYTES).map_err(db)?.map_or(0, |v| v.value());
+            meta.insert(CHAIN_BYTES, total + bytes.len() as u64)
+                .map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(height)
@@ -402,7 +432,10 @@ mod tests {
         let hash = block.block_hash();
         {
             let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
+            assert_eq!(store.chain_bytes().unwrap(), 0);
             assert_eq!(store.append(&block).unwrap(), 702_861, "height from BIP34");
+            // A refused block adds nothing.
+            assert!(store.append(&block).is_err());
         }
         // Reopened: everything is still there.
         let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
@@ -421,6 +454,8 @@ mod tests {
         );
         assert_eq!(store.block_hashes().unwrap(), vec![hash]);
         assert_eq!(store.height_of(&hash).unwrap(), Some(702_861));
+        let size = bitcoin_test_data::blocks::mainnet_702861().len() as u64;
+        assert_eq!(store.chain_bytes().unwrap(), size, "kept across the reopen");
     }
 
     /// The store as the archive node's `BlockStore`, through the one executor: a put is
