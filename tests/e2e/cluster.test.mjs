@@ -189,6 +189,94 @@ test("shard(), status() and getBlock() tell what a page holds, whom it knows and
   assert.equal((await getBlock("ab".repeat(32))).code, "NOT_FOUND");
 });
 
+test("memberDetails, shardMap and block-stored say who holds what, as the members' heartbeats and the placement tell it", async () => {
+  const relayPeer = relay.ws.split("/p2p/")[1];
+  const peerIds = (await Promise.all(pages.map(status))).map((s) => s.peerId);
+  // Each member's heartbeats carry its shard report: within a few heartbeats every page sees
+  // every other's held blocks and bytes as that page counts them, and that it confirmed its
+  // shard (ShardHeld).
+  const deadline = Date.now() + 60_000;
+  let mismatch;
+  for (;;) {
+    const statuses = await Promise.all(pages.map(status));
+    const byPeer = new Map(statuses.map((s) => [s.peerId, s]));
+    mismatch = null;
+    for (const s of statuses) {
+      assert.equal(s.memberDetails.length, PAGES, "one detail per member");
+      for (const d of s.memberDetails) {
+        const them = byPeer.get(d.peerId);
+        const r = d.report;
+        if (!r || r.heldBlocks !== them.heldBlocks || r.storedBytes !== them.storedBytes || r.missingBlocks !== 0 || !d.shardHeld) {
+          mismatch = { page: s.peerId, member: d.peerId, detail: d, held: them.heldBlocks, bytes: them.storedBytes };
+        }
+      }
+    }
+    if (!mismatch) break;
+    assert.ok(Date.now() < deadline, `reports not in agreement: ${JSON.stringify(mismatch)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  for (const [i, page] of pages.entries()) {
+    const { s, now, map, shard } = await page.evaluate(async (tip) => ({
+      s: window.node.status(),
+      now: Date.now(),
+      map: await window.node.shardMap(0, tip + 100),
+      shard: (await window.node.shard()).map((b) => b.height),
+    }), BLOCKS);
+    assert.equal(s.heartbeatIntervalMs, 5000);
+    assert.equal(s.offlineAfterMs, 20000);
+    for (const d of s.memberDetails) {
+      assert.equal(d.peerId, s.members[d.number], "in member-number order");
+      assert.equal(d.relay, false, "pages, not relays");
+      assert.equal(d.connected, true);
+      if (d.self) {
+        assert.equal(d.number, s.memberNumber);
+        assert.equal(d.lastHeardAt, null);
+      } else {
+        assert.ok(d.lastHeardAt <= now && now - d.lastHeardAt < s.offlineAfterMs, `page ${i} heard from ${d.number} ${now - d.lastHeardAt} ms ago`);
+      }
+    }
+    assert.equal(s.memberDetails.filter((d) => d.self).length, 1);
+    // The placement: clamped to the tip, P members per height, the same on every page, and
+    // (settled) exactly the heights this page holds.
+    assert.equal(map.tipHeight, BLOCKS);
+    assert.equal(map.toHeight, BLOCKS);
+    assert.deepEqual(map.members, s.members);
+    assert.equal(map.holders.length, BLOCKS + 1);
+    for (const h of map.holders) {
+      assert.equal(new Set(h).size, REPLICAS);
+      assert.ok(h.every((n) => n >= 0 && n < PAGES));
+    }
+    assert.deepEqual(map.held, shard, "held = shard()");
+    const mine = map.holders.flatMap((h, height) => (h.includes(s.memberNumber) ? [height] : []));
+    assert.deepEqual(mine, shard, "placement gives this page exactly what it holds");
+    if (i > 0) {
+      const first = await pages[0].evaluate((tip) => window.node.shardMap(0, tip), BLOCKS);
+      assert.deepEqual(map.holders, first.holders, "every member computes the same placement");
+    }
+    // Every block stored came from the relay or a member, and the event says which.
+    const froms = await page.evaluate(() => window.events.filter((e) => e.type === "block-stored").map((e) => e.detail.from));
+    for (const from of froms) assert.ok(from === relayPeer || peerIds.includes(from), `from ${from}`);
+  }
+  // Bad ranges are refused with BAD_INPUT; a range above the tip covers nothing.
+  const shardMap = (from, to) => pages[0].evaluate(async ([f, t]) => {
+    try {
+      return { ok: true, value: await window.node.shardMap(f, t) };
+    } catch (err) {
+      return { ok: false, code: err.code, message: String(err.message ?? err) };
+    }
+  }, [from, to]);
+  for (const [from, to] of [[5, 2], [0, 10_000], [-1, 3], [1.5, 3], ["0", 3]]) {
+    const got = await shardMap(from, to);
+    assert.equal(got.code, "BAD_INPUT", `shardMap(${from}, ${to}): ${JSON.stringify(got)}`);
+  }
+  const above = await shardMap(BLOCKS + 5, BLOCKS + 9);
+  assert.ok(above.ok);
+  assert.deepEqual([above.value.holders, above.value.held, above.value.toHeight], [[], [], BLOCKS + 4]);
+  // The archive's /status.json says how big the whole chain is.
+  const chainBytes = blocks.reduce((sum, b) => sum + b.size, 0);
+  assert.equal((await relay.status()).chain_bytes, chainBytes);
+});
+
 test("a page answers for a block it holds by itself, for another through other nodes", async (t) => {
   const page = pages[0];
   const held = new Set(await page.evaluate(
@@ -218,6 +306,16 @@ test("a page answers for a block it holds by itself, for another through other n
     assert.deepEqual(got.value.merkle, expected.merkle);
     assert.equal(got.value.confirmations, BLOCKS - height + 1);
     assert.equal(txidOf(Buffer.from(got.value.transaction, "hex")), txid, "the raw transaction is the one asked for");
+    // The root the proof was checked against is the page's own header's: hashing the txid up
+    // the branch gives it, and it is the Merkle root of the block's header.
+    const internal = (hex) => Buffer.from(hex, "hex").reverse();
+    let node = internal(txid);
+    got.value.merkle.forEach((sibling, level) => {
+      const right = (got.value.pos >> level) & 1;
+      node = sha256d(Buffer.concat(right ? [internal(sibling), node] : [node, internal(sibling)]));
+    });
+    assert.equal(display(node), got.value.merkleRoot, "the branch leads to merkleRoot");
+    assert.equal(got.value.merkleRoot, blocks[height].merkle_root, "the header's Merkle root");
     if (source === "local") {
       assert.equal(got.value.source, "local", "a held block is answered from IndexedDB");
       assert.equal(got.value.answeredBy, null);

@@ -173,6 +173,12 @@ export interface VerifiedTransaction {
    * whoever answered.
    */
   transaction: string;
+  /**
+   * The Merkle root of this node's own header at `height` (display hex, as `merkle`): what the
+   * proof was checked against. Hashing `txid` up `merkle` (left or right by the bits of `pos`)
+   * gives it.
+   */
+  merkleRoot: string;
 }
 
 /** A connection of the node to another peer, in {@link NodeStatus.connections}. */
@@ -208,6 +214,65 @@ export interface ShardBlock {
   bytes: Uint8Array;
 }
 
+/** What a member's heartbeats say of its shard: its own word, not checked. */
+export interface ShardReport {
+  /** Blocks it holds (spare copies included). */
+  heldBlocks: number;
+  /** Their bytes in its store. */
+  storedBytes: number;
+  /** Blocks its view gives it that it does not hold yet (0: its shard is whole). */
+  missingBlocks: number;
+}
+
+/** A member of this node's cluster, in {@link NodeStatus.memberDetails}. */
+export interface MemberDetail {
+  peerId: string;
+  /** Its member number (its index in `NodeStatus.members`). */
+  number: number;
+  /** This node itself. */
+  self: boolean;
+  /** A member relay (`shoal-relay serve --role member`, connected directly), not a page. */
+  relay: boolean;
+  /** Connected to this node now (always `true` for itself). */
+  connected: boolean;
+  /**
+   * When its last heartbeat reached this node, in Unix milliseconds (compare with
+   * `Date.now()`); `null` for this node and for members it does not watch
+   * (`heartbeatNeighbours`). One silent for `offlineAfterMs` is declared lost.
+   */
+  lastHeardAt: number | null;
+  /**
+   * It said it holds its whole shard under the current view (for this node: it said so
+   * itself). Until then its share may still be filling.
+   */
+  shardHeld: boolean;
+  /** Its latest heartbeat's report (for this node: its own figures now); `null` before one. */
+  report: ShardReport | null;
+}
+
+/** Where the cluster's placement puts each block of a range, from {@link LightNode.shardMap}. */
+export interface ShardMap {
+  /** The node's verified header tip. */
+  tipHeight: number;
+  fromHeight: number;
+  /**
+   * The last height covered: `toHeight` as asked, or the header tip if lower (below
+   * `fromHeight` when the range lies above the tip).
+   */
+  toHeight: number;
+  /** The view's members (peer ids) in member-number order; empty outside a cluster. */
+  members: string[];
+  /**
+   * `holders[i]`: the member numbers (indices into `members`) that placement gives height
+   * `fromHeight + i` under the current view, most preferred first — `replicas` of them; empty
+   * outside a cluster. Where a block *belongs*, computed as every member computes it; whether
+   * a member holds it yet is its `MemberDetail.shardHeld` / `report` (and `held` for this node).
+   */
+  holders: number[][];
+  /** The heights of the range this node holds (spare copies a view change left included). */
+  held: number[];
+}
+
 /** A snapshot of the node, from {@link LightNode.status}. */
 export interface NodeStatus {
   peerId: string;
@@ -229,6 +294,15 @@ export interface NodeStatus {
    * or with {@link StartOptions.heartbeatNeighbours} the n numbered on either side (S9/S10).
    */
   watching: string[];
+  /**
+   * Every member of the view with what this node knows of it, in member-number order (empty
+   * outside a cluster).
+   */
+  memberDetails: MemberDetail[];
+  /** The heartbeat interval this node was started with (`StartOptions.heartbeatIntervalMs`). */
+  heartbeatIntervalMs: number;
+  /** The silence after which it declares a member lost (`StartOptions.offlineAfterMs`). */
+  offlineAfterMs: number;
   /** Peers whose core node greeted this one (`Hello`), and whether each is an archive. */
   nodePeers: { peerId: string; archive: boolean }[];
   /** Whether the core node has been handed the verified header chain (after the first sync). */
@@ -297,7 +371,13 @@ export interface LightNodeEventMap {
    */
   "new-block": CustomEvent<{ height: number; blockHash: string }>;
   /** The node stored a block of its shard in IndexedDB (after verifying it). */
-  "block-stored": CustomEvent<{ blockHash: string; height: number; bytes: number }>;
+  "block-stored": CustomEvent<{
+    blockHash: string;
+    height: number;
+    bytes: number;
+    /** The peer id the block came from (a member, a relay), `null` if not known. */
+    from: string | null;
+  }>;
   /** A relay connected or disconnected. */
   relay: CustomEvent<{ peerId: string; connected: boolean; transport?: string }>;
 }
@@ -346,6 +426,15 @@ export declare class LightNode extends EventTarget {
    * `UNAVAILABLE` (no holder delivered a valid block in time, or the cache is busy).
    */
   getBlock(blockHash: string): Promise<Uint8Array>;
+
+  /**
+   * Where the placement of this node's cluster view puts each block from `fromHeight` to
+   * `toHeight` (at most 10,000 heights; clamped to the header tip), and which of them this
+   * node holds: what a shard map draws.
+   * Rejects with `BAD_INPUT` (not integers, `toHeight < fromHeight`, too many heights) or
+   * `UNAVAILABLE` (the node is stopped).
+   */
+  shardMap(fromHeight: number, toHeight: number): Promise<ShardMap>;
 
   /** Disconnects, closes the database and releases this tab's identity slot. */
   stop(): Promise<void>;

@@ -53,6 +53,10 @@ export class LightNode extends EventTarget {
     return this.#inner.getBlock(blockHash);
   }
 
+  shardMap(fromHeight, toHeight) {
+    return this.#inner.shardMap(fromHeight, toHeight);
+  }
+
   // Transfer probes, in test and bench builds only (`scripts/build-web.sh --probes`).
   probeTransfer(bytes) {
     return this.#inner.probeTransfer(bytes);

@@ -93,6 +93,8 @@ impl WasmNode {
             status.held_blocks = held_blocks as u32;
             status.cluster_size = options.cluster_size;
             status.replicas = options.replicas;
+            status.heartbeat_interval_ms = options.heartbeat_interval_ms;
+            status.offline_after_ms = options.offline_after_ms;
         }
         let local = key.public().to_peer_id();
         let store = std::rc::Rc::new(store);
@@ -167,6 +169,34 @@ impl WasmNode {
                 }
             }
             to_js(&shard).map_err(JsValue::from)
+        })
+    }
+
+    /// `shardMap(fromHeight, toHeight)`: which members the placement of the node's view gives
+    /// each height of the range, and which of them this node holds.
+    #[wasm_bindgen(js_name = shardMap)]
+    pub fn shard_map(&self, from: JsValue, to: JsValue) -> Promise {
+        let mut commands = self.commands.clone();
+        future_to_promise(async move {
+            let from = parse_height(&from, "fromHeight")?;
+            let to = parse_height(&to, "toHeight")?;
+            if to < from {
+                return Err(bad(format!("toHeight {to} is below fromHeight {from}")));
+            }
+            if to - from >= crate::status::SHARD_MAP_MAX_HEIGHTS {
+                return Err(bad(format!(
+                    "at most {} heights per call, asked for {}",
+                    crate::status::SHARD_MAP_MAX_HEIGHTS,
+                    u64::from(to - from) + 1
+                )));
+            }
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::ShardMap { from, to, reply })
+                .await
+                .map_err(|_| stopped())?;
+            let map = answer.await.map_err(|_| stopped())?;
+            to_js(&map).map_err(JsValue::from)
         })
     }
 
@@ -279,6 +309,20 @@ fn parse_hash<T: std::str::FromStr>(value: &JsValue, what: &str) -> Result<T, Js
     }
     text.parse::<T>()
         .map_err(|_| bad(format!("{what} is not a valid hash: {text:?}")))
+}
+
+/// A block height: an integer from 0 to 2^32 − 1.
+fn parse_height(value: &JsValue, what: &str) -> Result<u32, JsValue> {
+    let number = value
+        .as_f64()
+        .ok_or_else(|| bad(format!("{what} must be a number")))?;
+    if number.fract() != 0.0 || !(0.0..=f64::from(u32::MAX)).contains(&number) {
+        return Err(bad(format!(
+            "{what} must be an integer from 0 to {}, got {number}",
+            u32::MAX
+        )));
+    }
+    Ok(number as u32)
 }
 
 fn parse_txid(value: &JsValue) -> Result<Txid, JsValue> {

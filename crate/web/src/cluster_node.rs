@@ -36,7 +36,7 @@
 //!   the answers to its own (S1, S3), its join requests (S13) and what a relay's directory
 //!   lists, as `console.debug` lines ([`debug`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -196,7 +196,14 @@ pub struct ClusterNode {
     connections: HashMap<PeerId, Transport>,
     /// Other nodes' queries waiting for this node's answer as their response.
     pub(crate) held_queries: HeldQueries,
+    /// Who sent the latest blocks that arrived (hash, sender), newest last, at most
+    /// [`BLOCK_SENDERS_MAX`]: the `from` of `block-stored`.
+    block_senders: VecDeque<(BlockHash, PeerId)>,
 }
+
+/// Most block senders remembered for `block-stored` (more than a repair window of blocks in
+/// flight at once).
+const BLOCK_SENDERS_MAX: usize = 256;
 
 impl ClusterNode {
     /// A node for the local peer `local` over the page's `store`, not yet started.
@@ -224,6 +231,7 @@ impl ClusterNode {
             next_job_id: 1,
             connections: HashMap::new(),
             held_queries: HeldQueries::default(),
+            block_senders: VecDeque::new(),
         })
     }
 
@@ -287,6 +295,25 @@ impl ClusterNode {
     /// Whether `peer`'s node greeted us as a node that is not an archive.
     pub fn greeted_as_member(&self, peer: &PeerId) -> bool {
         self.hellos.get(peer) == Some(&false)
+    }
+
+    /// Remembers that `peer` sent the block `bytes` (a `BlockData` or `NewBlock`).
+    fn block_arrived(&mut self, peer: PeerId, bytes: &[u8]) {
+        let Some(header) = bytes.get(..80) else {
+            return;
+        };
+        let hash = BlockHash(shoal_core::chain::hash::sha256d(header));
+        if self.block_senders.len() >= BLOCK_SENDERS_MAX {
+            self.block_senders.pop_front();
+        }
+        self.block_senders.push_back((hash, peer));
+    }
+
+    /// Who sent block `hash` last, if it arrived lately.
+    fn sender_of(&self, hash: &BlockHash) -> Option<PeerId> {
+        (self.block_senders.iter().rev())
+            .find(|(h, _)| h == hash)
+            .map(|(_, peer)| *peer)
     }
 
     /// The peer id of node `id` if it was met, else the node id in hex.
@@ -423,6 +450,7 @@ impl EventLoop {
             }
             Message::BlockData { block, .. } | Message::NewBlock { block } => {
                 let relay = self.counts_as_relay(&peer);
+                self.core.block_arrived(peer, block);
                 let mut status = self.shared.status.borrow_mut();
                 status.downloaded_bytes.of(relay).blocks += block.len() as u64;
             }
@@ -508,6 +536,8 @@ impl EventLoop {
     /// wait for the router's own copy to land.
     pub(crate) async fn pump_node(&mut self) {
         crate::trace::mark("pump-start", 0);
+        let stored_bytes = self.core.blocks.stored_bytes();
+        self.core.host.node_mut().set_stored_bytes(stored_bytes);
         let now = self.core.now_ms();
         let relays: Vec<PeerId> = self.relays().collect();
         let mut events = Vec::new();
@@ -613,9 +643,13 @@ impl EventLoop {
                 if let Some((hint, reply)) = self.core.queries.remove(&query_id) {
                     let source = self.source_of(answered_by);
                     let answerer = answered_by.map(|id| self.core.name_of(&id));
-                    let _ = reply.send(crate::verify::from_result(
-                        txid, hint, result, source, answerer,
-                    ));
+                    let verified = crate::verify::from_result(txid, hint, result, source, answerer)
+                        .map(|mut v| {
+                            v.merkle_root =
+                                self.chain.header_at(v.proof.height).map(|h| h.merkle_root);
+                            v
+                        });
+                    let _ = reply.send(verified);
                 }
             }
             Event::BlockStored { block_hash, height } => {
@@ -625,6 +659,12 @@ impl EventLoop {
                 set(&detail, "height", height.into());
                 let bytes = self.core.blocks.size_of(&block_hash).unwrap_or(0);
                 set(&detail, "bytes", (bytes as f64).into());
+                let from = self.core.sender_of(&block_hash);
+                set(
+                    &detail,
+                    "from",
+                    from.map_or(JsValue::NULL, |p| p.to_string().into()),
+                );
                 self.emit("block-stored", detail.into());
             }
             _ => {}
@@ -650,6 +690,68 @@ impl EventLoop {
         }
     }
 
+    /// `shardMap(from, to)`: the placement of each height under the node's view, and which
+    /// of them it holds. `to - from` is below `SHARD_MAP_MAX_HEIGHTS` (checked by the API).
+    pub(crate) fn shard_map(&mut self, from: u32, to: u32) -> crate::status::ShardMap {
+        let tip = self.chain.tip_height();
+        let last = to.min(tip);
+        let members = match self.core.node().cluster() {
+            Some((_, _, ids)) => ids.iter().map(|id| self.core.name_of(id)).collect(),
+            None => Vec::new(),
+        };
+        let node = self.core.host.node_mut();
+        let mut holders = Vec::new();
+        let mut held = Vec::new();
+        for height in from..=last {
+            let numbers = node.placement_holders(height).unwrap_or_default();
+            holders.push(numbers.into_iter().map(|n| n as u32).collect());
+            if node.holds(height) {
+                held.push(height);
+            }
+        }
+        crate::status::ShardMap {
+            tip_height: tip,
+            from_height: from,
+            to_height: if from > tip {
+                i64::from(from) - 1
+            } else {
+                i64::from(last)
+            },
+            members,
+            holders,
+            held,
+        }
+    }
+
+    /// `status().memberDetails`: the core's view of each member, with how it is connected.
+    fn member_details(&self) -> Vec<crate::status::MemberDetail> {
+        let own = self.core.node().member_number();
+        (self.core.node().member_details().into_iter())
+            .map(|d| {
+                let peer = self.core.book.peer(&d.id);
+                let transport = peer.and_then(|p| self.core.connections.get(&p).copied());
+                let is_self = Some(d.number) == own;
+                crate::status::MemberDetail {
+                    peer_id: self.core.name_of(&d.id),
+                    number: d.number as u32,
+                    is_self,
+                    relay: matches!(
+                        transport,
+                        Some(Transport::WebRtcDirect | Transport::WebSocket)
+                    ),
+                    connected: is_self || transport.is_some(),
+                    last_heard_at: d.last_heard_ms,
+                    shard_held: d.shard_held,
+                    report: d.report.map(|r| crate::status::ShardReport {
+                        held_blocks: r.held_blocks,
+                        stored_bytes: r.stored_bytes,
+                        missing_blocks: r.missing_blocks,
+                    }),
+                }
+            })
+            .collect()
+    }
+
     /// Copies the node's state into the status snapshot.
     fn publish_node(&self) {
         let mut status = self.shared.status.borrow_mut();
@@ -661,12 +763,14 @@ impl EventLoop {
                 status.watching = (self.core.node().watched_members().iter())
                     .map(|id| self.core.name_of(id))
                     .collect();
+                status.member_details = self.member_details();
             }
             None => {
                 status.cluster_id = None;
                 status.member_number = None;
                 status.members.clear();
                 status.watching.clear();
+                status.member_details.clear();
             }
         }
         status.held_blocks = self.core.node().held_count() as u32;

@@ -95,6 +95,12 @@ pub enum Command {
     Shard {
         reply: oneshot::Sender<HeldBlocks>,
     },
+    /// `shardMap(from, to)`: placement under the node's view (range checked by the API).
+    ShardMap {
+        from: u32,
+        to: u32,
+        reply: oneshot::Sender<crate::status::ShardMap>,
+    },
     /// `getBlock(hash)`: through the core's cache (S17).
     GetBlock {
         hash: BlockHash,
@@ -640,6 +646,9 @@ impl EventLoop {
                     .collect();
                 held.sort_unstable();
                 let _ = reply.send((self.store.clone(), held));
+            }
+            Command::ShardMap { from, to, reply } => {
+                let _ = reply.send(self.shard_map(from, to));
             }
             Command::GetBlock { hash, reply } => self.node_get_block(hash, reply).await,
             #[cfg(feature = "probes")]

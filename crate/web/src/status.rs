@@ -98,6 +98,59 @@ impl Downloaded {
     }
 }
 
+/// What a member's latest heartbeat said of its shard (`status().memberDetails[].report`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardReport {
+    pub held_blocks: u32,
+    pub stored_bytes: u64,
+    pub missing_blocks: u32,
+}
+
+/// One member of this node's view as this node sees it (`status().memberDetails`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberDetail {
+    pub peer_id: String,
+    pub number: u32,
+    /// This node itself.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+    /// A member relay (connected directly, not through a circuit).
+    pub relay: bool,
+    /// Connected to this node now (this node itself: `true`).
+    pub connected: bool,
+    /// When its last heartbeat reached this node (Unix milliseconds, as `Date.now()`); `None`
+    /// for this node and for members it does not watch.
+    pub last_heard_at: Option<u64>,
+    /// It said it holds its whole shard under the current view.
+    pub shard_held: bool,
+    /// Its latest heartbeat's shard report (this node: its own figures).
+    pub report: Option<ShardReport>,
+}
+
+/// Most heights one `shardMap` call covers.
+pub const SHARD_MAP_MAX_HEIGHTS: u32 = 10_000;
+
+/// `shardMap(fromHeight, toHeight)`: where the cluster's placement puts each block.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardMap {
+    /// The node's verified header tip.
+    pub tip_height: u32,
+    pub from_height: u32,
+    /// The last height covered: the one asked for, or the header tip if that is lower (then
+    /// below `from_height` when nothing is covered).
+    pub to_height: i64,
+    /// The view's members (peer ids) in member-number order; empty outside a cluster.
+    pub members: Vec<String>,
+    /// Per height from `from_height`: the member numbers that placement gives it, most
+    /// preferred first (empty outside a cluster).
+    pub holders: Vec<Vec<u32>>,
+    /// The heights in the range that this node holds (spare copies included).
+    pub held: Vec<u32>,
+}
+
 /// The best verified header chain's tip.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Tip {
@@ -122,6 +175,12 @@ pub struct Status {
     /// The members this one checks with heartbeats (every other member, or with
     /// `heartbeatNeighbours` its numbered neighbours: S9/S10), in member-number order.
     pub watching: Vec<String>,
+    /// Every member of the view with what this node knows of it, in member-number order.
+    pub member_details: Vec<MemberDetail>,
+    /// The heartbeat interval and the silence after which a member is declared lost, as
+    /// started (milliseconds).
+    pub heartbeat_interval_ms: u32,
+    pub offline_after_ms: u32,
     /// Peers whose core node greeted this one, and whether each is an archive.
     pub node_peers: Vec<NodePeer>,
     /// Whether the core node has been given the verified header chain.

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use shoal_core::chain::merkle::MerkleProof;
-use shoal_core::chain::{BlockHash, Txid};
+use shoal_core::chain::{BlockHash, Hash256, Txid};
 use shoal_core::serve::query::QueryResult;
 
 use crate::error::{ApiError, ErrorCode};
@@ -46,6 +46,9 @@ pub struct Verified {
     pub answered_by: Option<String>,
     /// The transaction's raw bytes (checked to hash to `txid`).
     pub transaction: Vec<u8>,
+    /// The Merkle root of this node's own header at the proof's height (what the proof was
+    /// checked against); set by the caller of [`from_result`].
+    pub merkle_root: Option<Hash256>,
 }
 
 /// The `VerifiedTransaction` of index.d.ts.
@@ -63,6 +66,8 @@ pub struct VerifiedJs {
     pub answered_by: Option<String>,
     /// Raw transaction, hex.
     pub transaction: String,
+    /// The Merkle root of the node's own header the proof reaches (display hex).
+    pub merkle_root: Option<String>,
 }
 
 impl Verified {
@@ -79,6 +84,7 @@ impl Verified {
             source: self.source,
             answered_by: self.answered_by.clone(),
             transaction: hex::encode(&self.transaction),
+            merkle_root: self.merkle_root.map(|r| r.to_string()),
         }
     }
 }
@@ -106,6 +112,7 @@ pub fn from_result(
                 source,
                 answered_by,
                 transaction: transaction.clone(),
+                merkle_root: None,
             })
         }
         QueryResult::NotFound => Err(ApiError::new(
