@@ -1,21 +1,20 @@
 //! The peer directory: nodes of one chain find each other through a relay (S1: discovery of
 //! ordinary peers).
 //!
-//! Two ways, both keyed by [`namespace`] so that nodes of different chains never see each other:
-//!
-//! - libp2p rendezvous: the relay runs a rendezvous server; nodes register under the namespace
-//!   and discover the others registered there (for native nodes).
-//! - Shoal's directory protocol [`PROTOCOL_NAME`] (what browser pages use; it costs the page
-//!   almost no code, as it rides on the request-response codec the page has anyway): a node
-//!   that holds a circuit reservation on the relay is listed; the request is the namespace
-//!   ([`encode_lookup`]), the response up to [`MAX_ENTRIES`] peer ids holding a reservation
-//!   ([`encode_peers`]). The asker reaches each through the same relay at
-//!   `<relay address>/p2p-circuit/p2p/<peer id>`. Both decoders are bounded.
+//! Shoal's directory protocol [`PROTOCOL_NAME`], keyed by [`namespace`] so that nodes of
+//! different chains never see each other (it costs a page almost no code, as it rides on the
+//! request-response codec the page has anyway): a node that holds a circuit reservation on the
+//! relay is listed; the request is the namespace ([`encode_lookup`]), the response up to
+//! [`MAX_ENTRIES`] peer ids holding a reservation ([`encode_peers`]), at most
+//! [`MAX_MESSAGE_BYTES`]. The asker reaches each through the same relay at
+//! `<relay address>/p2p-circuit/p2p/<peer id>`. Both decoders are bounded. (The relay once ran a
+//! libp2p rendezvous server beside it; nothing used it, and its defaults let a stranger park
+//! 10,000 registrations of up to 1 MiB for 72 hours, so it is gone.)
 
-/// Longest network name accepted by [`namespace`]; rendezvous namespaces are limited to 255 bytes.
+/// Longest network name accepted by [`namespace`].
 pub const MAX_NETWORK_NAME_BYTES: usize = 32;
 
-/// The rendezvous namespace for the chain called `network` (`"regtest"`, `"signet"`, …).
+/// The directory namespace for the chain called `network` (`"regtest"`, `"signet"`, …).
 ///
 /// Returns `None` for a name that is empty, too long, or not lowercase ASCII letters and digits,
 /// so a caller cannot build a namespace that two ends would spell differently.
@@ -34,6 +33,9 @@ pub const PROTOCOL_NAME: &str = "/shoal/directory/1.0.0";
 pub const MAX_ENTRIES: usize = 64;
 /// Longest peer id accepted (multihash of an inlined ed25519 key: 38 bytes; room to spare).
 pub const MAX_PEER_ID_BYTES: usize = 64;
+/// Largest directory message, either way (an answer of [`MAX_ENTRIES`] longest ids): what a
+/// directory codec need read.
+pub const MAX_MESSAGE_BYTES: usize = MAX_ENTRIES * (1 + MAX_PEER_ID_BYTES);
 
 /// A directory message that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,6 +126,7 @@ mod tests {
             .map(|_| libp2p::PeerId::random())
             .collect();
         let encoded = encode_peers(&many);
+        assert!(encoded.len() <= MAX_MESSAGE_BYTES);
         assert_eq!(decode_peers(&encoded).unwrap().len(), MAX_ENTRIES);
         let mut over = encoded;
         over.extend(encode_peers(&many[..1]));

@@ -23,8 +23,7 @@
 //!   carries one message, the response is an empty acknowledgement or a direct answer), node
 //!   ids from peer ids, and the bounded book that maps them back.
 //! - [`directory`]: the namespace under which nodes of one chain find each other through a
-//!   relay's peer directory (libp2p rendezvous for native nodes; Shoal's directory protocol,
-//!   bounded, for browser pages).
+//!   relay's peer directory (Shoal's directory protocol, bounded).
 //!
 //! # How a page finds a relay
 //!

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
-use shoal_relay::serve::http::HttpDirs;
+use shoal_relay::serve::http::{HttpDirs, HttpLimits};
+use shoal_relay::serve::limits::ConnectionCaps;
 use shoal_relay::serve::network::{CircuitLimits, RequestLimits};
 use shoal_relay::serve::{self, ServeConfig};
 
@@ -104,6 +105,22 @@ pub struct ServeArgs {
     /// Close connections idle for this many seconds.
     #[arg(long, default_value_t = 600)]
     idle_connection_timeout_secs: u64,
+    /// Most libp2p connections from one IP address (pending and established; one more is
+    /// refused). Tabs behind one NAT share an address: leave room for them.
+    #[arg(long, default_value_t = ConnectionCaps::default().max_per_ip, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections_per_ip: u32,
+    /// Most established inbound libp2p connections, all peers together.
+    #[arg(long, default_value_t = ConnectionCaps::default().max_incoming, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    max_connections: u32,
+    /// Most HTTP connections open at once (one more is closed at once).
+    #[arg(long, default_value_t = HttpLimits::default().max_connections as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    http_max_connections: u32,
+    /// Most HTTP connections open at once from one IP address.
+    #[arg(long, default_value_t = HttpLimits::default().max_connections_per_ip as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    http_max_connections_per_ip: u32,
+    /// Seconds an HTTP client has to send a request's headers (slow clients are closed).
+    #[arg(long, default_value_t = HttpLimits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    http_header_timeout_secs: u64,
 }
 
 /// What a relay is (see `--role`).
@@ -245,6 +262,17 @@ impl ServeArgs {
                 max_circuits: self.max_circuits,
                 max_reservations: self.max_reservations,
                 ..CircuitLimits::default()
+            },
+            http_limits: HttpLimits {
+                max_connections: self.http_max_connections as usize,
+                max_connections_per_ip: self.http_max_connections_per_ip as usize,
+                header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
+                ..HttpLimits::default()
+            },
+            connections: ConnectionCaps {
+                max_per_ip: self.max_connections_per_ip,
+                max_incoming: self.max_connections,
+                ..ConnectionCaps::default()
             },
             requests: RequestLimits::default(),
             idle_connection_timeout_secs: self.idle_connection_timeout_secs,

@@ -11,9 +11,12 @@
 //! an archive's whole chain in bytes, `null` for a member), and for a member relay `"held":
 //! [{"height", "block_hash"}]`, its shard as it is on disk at the time of the request.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -81,13 +84,77 @@ pub struct HttpDirs {
     pub dist: PathBuf,
 }
 
-/// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// The HTTP server's limits: what one client, or all of them, can hold open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections open at once, all clients together; one more is closed at once.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address (so that one client cannot take them all).
+    pub max_connections_per_ip: usize,
+    /// Time a client has to send a request's headers (each request's, on a kept-alive
+    /// connection too): a slow client (slowloris) is closed when it runs out.
+    pub header_timeout: Duration,
+    /// Longest life of a connection, however busy: then it is closed once its request in
+    /// flight is answered.
+    pub max_connection_age: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_connections_per_ip: 32,
+            header_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Connections open per IP address; an entry goes when its last connection does.
+#[derive(Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted in [`PerIp`] until dropped.
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut open = self.0.lock().expect("per-ip lock poisoned");
+        let count = open.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            per_ip: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.0.lock().expect("per-ip lock poisoned");
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight, within `limits`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     info: SharedInfo,
     status: SharedStatus,
     shard: Option<ShardStore>,
     dirs: HttpDirs,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -135,7 +202,244 @@ pub async fn serve(
         )
         .nest_service("/dist", ServeDir::new(dirs.dist))
         .fallback_service(ServeDir::new(dirs.www));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    serve_limited(listener, app, limits, shutdown).await
+}
+
+/// The accept loop: every connection is counted against `limits` (one over a limit is closed
+/// at once, and the log says so once a minute, not per connection), served over HTTP/1.1
+/// with the header timeout and closed at its maximum age; on `shutdown` no new connection is
+/// taken and those open finish their request in flight (at most 5 s).
+async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let total = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(PerIp::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut refused = RefusalLog::default();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!(%error, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok(permit) = total.clone().try_acquire_owned() else {
+            refused.note("all connections in use", limits.max_connections);
+            continue;
+        };
+        let Some(slot) = per_ip.take(remote.ip(), limits.max_connections_per_ip) else {
+            refused.note(
+                "too many connections from one address",
+                limits.max_connections_per_ip,
+            );
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        let (header_timeout, max_age) = (limits.header_timeout, limits.max_connection_age);
+        connections.spawn(async move {
+            let _held = (permit, slot);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let age = tokio::time::sleep(max_age);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = age => {}
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+        });
+    }
+    let _ = stop_tx.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(6), drained)
         .await
+        .is_err()
+    {
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+/// Says in the log that connections are being refused: once per minute at most, with how
+/// many since the last line.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn note(&mut self, why: &str, limit: usize) {
+        self.since += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        tracing::warn!(
+            refused = self.since,
+            limit,
+            "http: connection refused: {why}"
+        );
+        self.last = Some(std::time::Instant::now());
+        self.since = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    use super::*;
+
+    /// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8 is all loopback
+    /// on Linux: each address is another client to the server).
+    async fn connect(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from.into(), 0)).unwrap();
+        socket.connect(to).await.unwrap()
+    }
+
+    /// Whether the server closed `stream` (EOF or reset) within `within`.
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(within, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => true,
+            Ok(Ok(_)) => panic!("the server answered a request it never got whole"),
+            Err(_) => false,
+        }
+    }
+
+    async fn get(from: Ipv4Addr, to: SocketAddr, path: &str) -> String {
+        let mut stream = connect(from, to).await;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+            .await
+            .expect("answered in time")
+            .unwrap();
+        answer
+    }
+
+    /// Slowloris from one address: past the per-address limit its connections are closed at
+    /// once; those let in are closed at the header timeout although they keep sending a byte
+    /// at a time; meanwhile another client is served; afterwards that address can connect
+    /// again (its count went back down).
+    #[tokio::test]
+    async fn slow_clients_are_capped_per_address_and_closed_at_the_header_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let info: SharedInfo = Arc::new(RwLock::new(RelayInfo {
+            peer_id: "12D3KooWtest".into(),
+            network: "regtest".into(),
+            addrs: vec!["/ip4/127.0.0.1/tcp/1/ws".into()],
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = HttpDirs {
+            www: dir.path().into(),
+            dist: dir.path().into(),
+        };
+        let limits = HttpLimits {
+            max_connections: 64,
+            max_connections_per_ip: 8,
+            header_timeout: Duration::from_secs(3),
+            max_connection_age: Duration::from_secs(60),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            info,
+            SharedStatus::default(),
+            None,
+            dirs,
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+
+        let attacker = Ipv4Addr::new(127, 0, 0, 2);
+        let mut slow = Vec::new();
+        for _ in 0..40 {
+            let mut stream = connect(attacker, addr).await;
+            // A request line, and then the headers never end.
+            stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+            slow.push(stream);
+        }
+        let started = Instant::now();
+        // Past the 8th, each is closed at once.
+        let mut open: Vec<TcpStream> = Vec::new();
+        for mut stream in slow {
+            if !closed_within(&mut stream, Duration::from_millis(100)).await {
+                open.push(stream);
+            }
+        }
+        assert_eq!(
+            open.len(),
+            8,
+            "all but the per-address limit closed at once"
+        );
+        // The others keep trickling; another client is served meanwhile.
+        let answer = get(Ipv4Addr::LOCALHOST, addr, "/relay-addrs.json").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("12D3KooWtest"), "{answer}");
+        let mut closed = 0;
+        for _ in 0..20 {
+            for stream in open.iter_mut() {
+                let _ = stream.write_all(b"-Trickle: y\r\n").await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            closed = 0;
+            for stream in open.iter_mut() {
+                if closed_within(stream, Duration::from_millis(10)).await {
+                    closed += 1;
+                }
+            }
+            if closed == open.len() {
+                break;
+            }
+        }
+        assert_eq!(closed, 8, "every slow client closed at the header timeout");
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "not before the timeout"
+        );
+        // Its slots are free again.
+        let answer = get(attacker, addr, "/relay-addrs.json").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
 }

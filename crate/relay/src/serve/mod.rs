@@ -3,15 +3,15 @@
 //! # Overview
 //!
 //! One process that (a) listens for browsers and native nodes on WebRTC-direct and WebSocket,
-//! relays circuits between them, keeps a per-chain peer directory (rendezvous) and answers
-//! identify and ping ([`network`]); (b) holds the whole chain on disk ([`store`]) and runs a
+//! relays circuits between them, keeps a per-chain peer directory and answers identify and
+//! ping ([`network`]), every connection within its limits ([`limits`], [`http::HttpLimits`]); (b) holds the whole chain on disk ([`store`]) and runs a
 //! core `Node` configured as an archive over it ([`archive`]), which answers every one of
 //! Shoal's serving requests — header ranges, blocks, transaction queries with Merkle proofs
 //! (S14–S16) — with the core's rate limits and peer scoring, and takes part in the cluster
 //! protocol as the core expects of an archive; (c) is a block source: it generates a regtest
 //! chain ([`source`]) or imports one ([`import`]); (d) serves the demo page, the package and
 //! its own addresses over HTTP ([`http`]). Peers holding a circuit reservation are listed in
-//! Shoal's directory protocol ([`directory`]) besides rendezvous.
+//! Shoal's directory protocol ([`directory`]).
 //!
 //! # Two threads
 //!
@@ -46,6 +46,7 @@ pub mod directory;
 pub mod http;
 pub mod identity;
 pub mod import;
+pub mod limits;
 pub mod link;
 pub mod member;
 pub mod network;
@@ -68,7 +69,8 @@ use sha2::{Digest, Sha256};
 use shoal_net::node_link;
 
 use self::archive::{ArchiveNode, FromNode, Generating, ToNode};
-use self::http::{HttpDirs, NodeStatus, RelayInfo, SharedInfo, SharedStatus};
+use self::http::{HttpDirs, HttpLimits, NodeStatus, RelayInfo, SharedInfo, SharedStatus};
+use self::limits::ConnectionCaps;
 use self::link::Link;
 use self::member::MemberNode;
 use self::network::{Behaviour, BehaviourEvent, CircuitLimits, RequestLimits};
@@ -143,6 +145,8 @@ pub struct ServeConfig {
     pub target_block_size_bytes: Option<std::ops::RangeInclusive<usize>>,
     pub seed: u64,
     pub http_dirs: HttpDirs,
+    pub http_limits: HttpLimits,
+    pub connections: ConnectionCaps,
     pub circuits: CircuitLimits,
     pub requests: RequestLimits,
     pub idle_connection_timeout_secs: u64,
@@ -251,6 +255,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
 
     let circuits = config.circuits.clone();
     let requests = config.requests.clone();
+    let connections = config.connections.clone();
     let transport = network::build_transport(&identity.keypair, identity.certificate.clone())?;
     let Ok(builder) = libp2p::SwarmBuilder::with_existing_identity(identity.keypair)
         .with_tokio()
@@ -258,7 +263,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let mut swarm = builder
         .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
         .map_err(network::NetworkError::from)?
-        .with_behaviour(|key, relay_client| Behaviour::new(key, relay_client, &circuits, &requests))
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, &circuits, &requests, &connections)
+        })
         .expect("the behaviour constructor cannot fail")
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(Duration::from_secs(config.idle_connection_timeout_secs))
@@ -342,6 +349,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         status.clone(),
         shard,
         config.http_dirs.clone(),
+        config.http_limits.clone(),
         async move {
             let _ = http_stopped.await;
         },
@@ -833,9 +841,6 @@ fn handle_event(
             {
                 tracing::debug!(%peer, "peer left before the directory answer");
             }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => {
-            tracing::debug!(?event, "directory")
         }
         _ => {}
     }

@@ -8,9 +8,11 @@
 //! Behaviours: circuit relay v2 server with limits sized for cluster traffic (browser ↔ browser
 //! transfers of S11–S13 run through circuits when no direct path exists), a circuit relay
 //! client (the relay's reservations on its `--peer` relays, and its dials through their
-//! circuits; the swarm adds its transport), a rendezvous server
-//! as the per-chain peer directory (S1 discovery), identify, ping, and Shoal's two
-//! request-response protocols (messages, S14–S16 serving; and the transfer probe).
+//! circuits; the swarm adds its transport), identify, ping, and Shoal's request-response
+//! protocols (messages, S14–S16 serving; the per-chain peer directory, S1 discovery; and the
+//! transfer probe), behind the connection limits of [`super::limits`]. Each protocol reads
+//! frames up to its own largest honest message: a block for messages and probes, a directory
+//! answer for the directory.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -22,10 +24,12 @@ use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, noise, ping, relay, rendezvous, tcp, websocket, yamux, PeerId};
+use libp2p::{connection_limits, identify, noise, ping, relay, tcp, websocket, yamux, PeerId};
 use libp2p_webrtc::tokio::Certificate;
 use shoal_net::codec::{message_protocol, probe_protocol};
 use shoal_net::{FrameCodec, SmallWrites};
+
+use super::limits::{ConnectionCaps, PerIpLimit};
 
 /// Identify's protocol version string for Shoal nodes.
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "/shoal/0.1.0";
@@ -102,12 +106,14 @@ impl Default for RequestLimits {
 /// Everything the relay speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// First: a connection past a limit is refused before any other behaviour sees it.
+    pub limits: connection_limits::Behaviour,
+    pub per_ip: PerIpLimit,
     pub relay: relay::Behaviour,
     /// The relay's own reservations on its `--peer` relays (so that it is listed in their
     /// directories) and its dials through their circuits (to pages that hold a reservation
     /// only there).
     pub relay_client: relay::client::Behaviour,
-    pub rendezvous: rendezvous::server::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub messages: request_response::Behaviour<FrameCodec>,
@@ -122,12 +128,14 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
         circuits: &CircuitLimits,
         requests: &RequestLimits,
+        connections: &ConnectionCaps,
     ) -> Self {
         let peer_id = key.public().to_peer_id();
         Self {
+            limits: connections.libp2p(),
+            per_ip: PerIpLimit::new(connections.max_per_ip),
             relay: relay::Behaviour::new(peer_id, circuits.relay_config()),
             relay_client,
-            rendezvous: rendezvous::server::Behaviour::new(rendezvous::server::Config::default()),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
                     .with_agent_version(format!("shoal-relay/{}", env!("CARGO_PKG_VERSION"))),
@@ -135,7 +143,13 @@ impl Behaviour {
             ping: ping::Behaviour::default(),
             messages: request_response_behaviour(message_protocol(), requests),
             probe: request_response_behaviour(probe_protocol(), requests),
-            directory: request_response_behaviour(shoal_net::directory::protocol(), requests),
+            directory: request_response::Behaviour::with_codec(
+                FrameCodec {
+                    max_frame_bytes: shoal_net::directory::MAX_MESSAGE_BYTES,
+                },
+                [(shoal_net::directory::protocol(), ProtocolSupport::Full)],
+                request_response_config(requests),
+            ),
         }
     }
 }
@@ -148,10 +162,14 @@ pub fn request_response_behaviour(
     request_response::Behaviour::with_codec(
         FrameCodec::default(),
         [(protocol, ProtocolSupport::Full)],
-        request_response::Config::default()
-            .with_request_timeout(Duration::from_secs(limits.request_timeout_secs))
-            .with_max_concurrent_streams(limits.max_concurrent_streams),
+        request_response_config(limits),
     )
+}
+
+fn request_response_config(limits: &RequestLimits) -> request_response::Config {
+    request_response::Config::default()
+        .with_request_timeout(Duration::from_secs(limits.request_timeout_secs))
+        .with_max_concurrent_streams(limits.max_concurrent_streams)
 }
 
 /// Why the transport could not be built.

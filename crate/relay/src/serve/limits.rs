@@ -1,0 +1,261 @@
+//! Connection limits at the relay's libp2p front door: in total, per peer and per IP address.
+//!
+//! Any page or program can reach a relay, and a fresh libp2p key costs nothing, so limits per
+//! peer alone do not hold back one machine: [`PerIpLimit`] counts the connections (pending and
+//! established, inbound) each remote IP address holds and refuses one more past
+//! [`ConnectionCaps::max_per_ip`]. libp2p's `connection_limits` enforces the totals and the
+//! per-peer bound beside it. Reservations and circuits hang off connections (at most
+//! `CircuitLimits::max_reservations_per_peer` each), so the per-address cap also bounds what
+//! one address can reserve: it cannot take every reservation, nor fill the directory.
+//!
+//! A refusal is logged once a minute at most, with the number refused since, not once per
+//! connection.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use libp2p::connection_limits::{self, ConnectionLimits};
+use libp2p::core::multiaddr::Protocol;
+use libp2p::core::transport::PortUse;
+use libp2p::core::Endpoint;
+use libp2p::swarm::{
+    dummy, ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, ListenFailure,
+    NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
+
+/// The relay's connection caps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// Established inbound connections, all peers together.
+    pub max_incoming: u32,
+    /// Inbound connections still in their handshake, all together.
+    pub max_pending_incoming: u32,
+    /// Connections to one peer (either direction).
+    pub max_per_peer: u32,
+    /// Inbound connections from one IP address, pending and established.
+    pub max_per_ip: u32,
+}
+
+impl Default for ConnectionCaps {
+    fn default() -> Self {
+        Self {
+            max_incoming: 4_096,
+            max_pending_incoming: 256,
+            max_per_peer: 4,
+            // Many tabs behind one NAT are honest: a household or an office.
+            max_per_ip: 64,
+        }
+    }
+}
+
+impl ConnectionCaps {
+    /// libp2p's `connection_limits` for the totals and the per-peer bound.
+    pub fn libp2p(&self) -> connection_limits::Behaviour {
+        connection_limits::Behaviour::new(
+            ConnectionLimits::default()
+                .with_max_established_incoming(Some(self.max_incoming))
+                .with_max_pending_incoming(Some(self.max_pending_incoming))
+                .with_max_established_per_peer(Some(self.max_per_peer)),
+        )
+    }
+}
+
+/// The connection limit per remote IP address (see the module docs).
+pub struct PerIpLimit {
+    max_per_ip: u32,
+    /// Inbound connections by id → their remote IP (pending or established).
+    connections: HashMap<ConnectionId, IpAddr>,
+    /// Connections per IP (the counts of `connections`).
+    per_ip: HashMap<IpAddr, u32>,
+    refused: u64,
+    logged_at: Option<Instant>,
+}
+
+/// The error a refused connection gets.
+#[derive(Debug, thiserror::Error)]
+#[error("{ip} already has {open} connections, the most one address may hold")]
+pub struct TooManyFromAddress {
+    pub ip: IpAddr,
+    pub open: u32,
+}
+
+/// The IP address a multiaddr starts with, if any (a relayed circuit's has none of its own).
+pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    match addr.iter().next()? {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    }
+}
+
+impl PerIpLimit {
+    pub fn new(max_per_ip: u32) -> Self {
+        Self {
+            max_per_ip,
+            connections: HashMap::new(),
+            per_ip: HashMap::new(),
+            refused: 0,
+            logged_at: None,
+        }
+    }
+
+    /// Connections counted for `ip` now.
+    pub fn open_from(&self, ip: &IpAddr) -> u32 {
+        self.per_ip.get(ip).copied().unwrap_or(0)
+    }
+
+    fn forget(&mut self, id: ConnectionId) {
+        let Some(ip) = self.connections.remove(&id) else {
+            return;
+        };
+        if let Some(count) = self.per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    fn refuse(&mut self, ip: IpAddr, open: u32) -> ConnectionDenied {
+        self.refused += 1;
+        if self
+            .logged_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+        {
+            tracing::warn!(%ip, open, refused = self.refused, "connection refused: too many from one address");
+            self.logged_at = Some(Instant::now());
+            self.refused = 0;
+        }
+        ConnectionDenied::new(TooManyFromAddress { ip, open })
+    }
+}
+
+impl NetworkBehaviour for PerIpLimit {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        _local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        let Some(ip) = ip_of(remote) else {
+            return Ok(());
+        };
+        let open = self.open_from(&ip);
+        if open >= self.max_per_ip {
+            return Err(self.refuse(ip, open));
+        }
+        self.connections.insert(connection_id, ip);
+        *self.per_ip.entry(ip).or_insert(0) += 1;
+        Ok(())
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _connection_id: ConnectionId,
+        _peer: PeerId,
+        _local: &Multiaddr,
+        _remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _connection_id: ConnectionId,
+        _peer: PeerId,
+        _addr: &Multiaddr,
+        _role_override: Endpoint,
+        _port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        match event {
+            FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. })
+            | FromSwarm::ListenFailure(ListenFailure { connection_id, .. }) => {
+                self.forget(connection_id)
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        _peer: PeerId,
+        _connection: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> Multiaddr {
+        text.parse().unwrap()
+    }
+
+    /// Past the cap an address is refused, another is not; a closed or failed connection frees
+    /// its place; a circuit (no IP of its own) is not counted.
+    #[test]
+    fn connections_are_counted_per_address_and_freed_when_they_end() {
+        let mut limit = PerIpLimit::new(3);
+        let local = addr("/ip4/10.0.0.1/tcp/9090/ws");
+        let one = addr("/ip4/192.0.2.7/tcp/40000/ws");
+        let ids: Vec<ConnectionId> = (1..=5).map(ConnectionId::new_unchecked).collect();
+        for id in &ids[..3] {
+            limit
+                .handle_pending_inbound_connection(*id, &local, &one)
+                .unwrap();
+        }
+        let refused = limit
+            .handle_pending_inbound_connection(ids[3], &local, &one)
+            .unwrap_err();
+        let why = refused
+            .downcast_ref::<TooManyFromAddress>()
+            .expect("refused for the address");
+        assert_eq!(
+            why.to_string(),
+            "192.0.2.7 already has 3 connections, the most one address may hold"
+        );
+        let other = addr("/ip4/198.51.100.1/udp/5000/webrtc-direct");
+        limit
+            .handle_pending_inbound_connection(ids[4], &local, &other)
+            .unwrap();
+        let circuit = addr("/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA/p2p-circuit");
+        for i in 0..10 {
+            limit
+                .handle_pending_inbound_connection(
+                    ConnectionId::new_unchecked(100 + i),
+                    &local,
+                    &circuit,
+                )
+                .unwrap();
+        }
+        assert_eq!(limit.open_from(&"192.0.2.7".parse().unwrap()), 3);
+        // One ends: there is room again.
+        limit.forget(ids[0]);
+        assert_eq!(limit.open_from(&"192.0.2.7".parse().unwrap()), 2);
+        limit
+            .handle_pending_inbound_connection(ids[3], &local, &one)
+            .unwrap();
+        for id in &ids {
+            limit.forget(*id);
+        }
+        assert!(limit.per_ip.is_empty() && limit.connections.is_empty());
+    }
+}
