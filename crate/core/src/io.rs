@@ -203,6 +203,11 @@ pub enum StorageResult {
         request_id: u64,
         blocks: Vec<BlockHash>,
     },
+    /// A `List` failed: the store could not be read, so nothing is known of what it holds —
+    /// not that it holds nothing. The node keeps what it believes it holds and lists again
+    /// later (a failed audit waits for the next one; a failed start-up listing is retried after
+    /// `Config::repair_retry_ms`), so a read error never makes it fetch its shard again.
+    ListFailed { request_id: u64 },
     /// A `WriteKv` finished; `ok` is false if the batch could not be written (then none of
     /// it was).
     KvWritten { request_id: u64, ok: bool },
@@ -285,6 +290,8 @@ pub struct NodeStats {
     pub members_declared_offline: u64,
     /// Blocks the storage audit found missing although their write was acknowledged.
     pub lost_writes_found: u64,
+    /// Listings of the store (`StorageCommand::List`) that failed.
+    pub list_failures: u64,
     /// Greater views that left this node out, answered by re-adding itself (a healed
     /// partition).
     pub views_rejoined: u64,

@@ -44,6 +44,8 @@ pub(crate) struct Net {
     pub(crate) timers_set: Vec<BTreeMap<TimerId, u64>>,
     /// Messages of these kinds from these nodes are lost on the way: (node, kind).
     pub(crate) muted: Vec<(usize, &'static str)>,
+    /// How many of each node's next `List`s fail (`StorageResult::ListFailed`).
+    pub(crate) failing_lists: Vec<u32>,
     /// Messages of this kind are kept in `kept` as they are sent (not muted, reachable).
     pub(crate) keep_kind: Option<&'static str>,
     /// (sent at, from, to, message) of every message of `keep_kind` sent.
@@ -75,6 +77,7 @@ impl Net {
             messages: 0,
             by_kind: BTreeMap::new(),
             hellos_to: Vec::new(),
+            failing_lists: Vec::new(),
             timers_set: Vec::new(),
             muted: Vec::new(),
             keep_kind: None,
@@ -99,6 +102,7 @@ impl Net {
         self.events.push(Vec::new());
         self.timers_set.push(BTreeMap::new());
         self.hellos_to.push(0);
+        self.failing_lists.push(0);
         self.down.push(false);
         self.group.push(0);
         let headers = Arc::new(HeaderPrefix::new(self.chain.clone(), u32::MAX));
@@ -258,6 +262,10 @@ impl Net {
                     } => {
                         self.stores[from].remove(&block_hash);
                         StorageResult::Deleted { request_id }
+                    }
+                    StorageCommand::List { request_id } if self.failing_lists[from] > 0 => {
+                        self.failing_lists[from] -= 1;
+                        StorageResult::ListFailed { request_id }
                     }
                     StorageCommand::List { request_id } => StorageResult::Listed {
                         request_id,

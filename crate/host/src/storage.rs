@@ -149,11 +149,18 @@ pub async fn execute<S: BlockStore>(
                 request_id: *request_id,
                 bytes: read_or_none(store.block(block_hash).await, &mut last_error).flatten(),
             },
-            StorageCommand::List { request_id } => StorageResult::Listed {
-                request_id: *request_id,
-                blocks: read_or_none(store.block_hashes().await, &mut last_error)
-                    .unwrap_or_default(),
-            },
+            StorageCommand::List { request_id } => {
+                match read_or_none(store.block_hashes().await, &mut last_error) {
+                    Some(blocks) => StorageResult::Listed {
+                        request_id: *request_id,
+                        blocks,
+                    },
+                    // Not "nothing stored": the node must not take it so.
+                    None => StorageResult::ListFailed {
+                        request_id: *request_id,
+                    },
+                }
+            }
             StorageCommand::ListKv { request_id } => StorageResult::KvListed {
                 request_id: *request_id,
                 records: read_or_none(store.kv_records().await, &mut last_error)

@@ -304,10 +304,8 @@ fn the_executor_keeps_order_and_writes_each_batch_atomically() {
                 request_id: 6,
                 bytes: Some(blocks[0].encode())
             },
-            StorageResult::Listed {
-                request_id: 7,
-                blocks: vec![]
-            },
+            // A listing that failed is not an empty store.
+            StorageResult::ListFailed { request_id: 7 },
             StorageResult::KvListed {
                 request_id: 8,
                 records: vec![(b"k".to_vec(), vec![1])]

@@ -332,7 +332,9 @@ impl Node {
                 }
                 Some(result)
             }
-            StorageResult::Listed { .. } | StorageResult::Deleted { .. } => Some(result),
+            StorageResult::Listed { .. }
+            | StorageResult::ListFailed { .. }
+            | StorageResult::Deleted { .. } => Some(result),
             StorageResult::KvListed {
                 request_id,
                 records,

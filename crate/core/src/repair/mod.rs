@@ -142,6 +142,9 @@ pub(crate) struct Repair {
     suspect: HeightSet,
     /// The start-up `List` request.
     pub(crate) list_request: Option<u64>,
+    /// The start-up `List` failed: when to ask again (`list_request` stays set meanwhile, so
+    /// that nothing is fetched before this node knows what it holds).
+    list_retry_at: Option<u64>,
     /// A storage audit's `List` request in flight.
     pub(crate) audit_request: Option<u64>,
     /// What was held when the audit's `List` was issued: only these heights can be judged by
@@ -455,6 +458,9 @@ impl Repair {
         if let Some(at) = self.next_audit_ms {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
+        if let Some(at) = self.list_retry_at {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         if let Some(&at) = self.deferred.values().min() {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
@@ -469,6 +475,12 @@ impl Repair {
 
     pub(crate) fn on_repair_timer(&mut self, cx: &mut Shared) {
         let now = cx.now_ms;
+        if self.list_retry_at.is_some_and(|at| at <= now) {
+            self.list_retry_at = None;
+            let request_id = cx.fresh_id();
+            self.list_request = Some(request_id);
+            cx.push(Output::Storage(StorageCommand::List { request_id }));
+        }
         if self.next_audit_ms.is_some_and(|at| at <= now) {
             self.start_audit(cx);
         }
@@ -848,6 +860,17 @@ impl Repair {
             StorageResult::Deleted { .. }
             | StorageResult::KvWritten { .. }
             | StorageResult::KvListed { .. } => {}
+            StorageResult::ListFailed { request_id } => {
+                cx.stats.list_failures += 1;
+                if self.audit_request == Some(request_id) {
+                    // Judge nothing: the next audit lists again.
+                    self.audit_request = None;
+                    self.audit_held = HeightSet::default();
+                } else if self.list_request == Some(request_id) {
+                    self.list_retry_at = Some(cx.now_ms + cx.config.repair_retry_ms);
+                    self.rearm_repair_timer(cx);
+                }
+            }
             StorageResult::Listed { request_id, blocks } => {
                 if self.audit_request == Some(request_id) {
                     self.audit_request = None;

@@ -476,3 +476,75 @@ fn a_lost_write_is_found_by_the_storage_audit_and_fetched_again() {
     }
     all_replicated(&net, &members, 3);
 }
+
+/// A storage audit whose listing fails (the store could not be read: IndexedDB's `getAllKeys`
+/// throwing, say) judges nothing: no block is taken for lost, none fetched again; the next
+/// audit that lists does its work.
+#[test]
+fn a_failed_audit_listing_loses_nothing_and_fetches_nothing() {
+    let config = Config {
+        storage_audit_interval_ms: Some(4_000),
+        ..fast_config()
+    };
+    let (mut net, members) = formed(5, config, 61, 60);
+    net.run_until(30_000);
+    all_replicated(&net, &members, 3);
+    let m = members[2];
+    let held = net.nodes[m].held_count();
+    let fetched = net.nodes[m].stats().blocks_fetched;
+    net.failing_lists[m] = 3;
+    net.run_until(45_000);
+    assert_eq!(net.failing_lists[m], 0, "three audits listed and failed");
+    assert_eq!(net.nodes[m].stats().list_failures, 3);
+    assert_eq!(net.nodes[m].stats().lost_writes_found, 0);
+    assert_eq!(net.nodes[m].held_count(), held, "nothing taken for lost");
+    assert_eq!(
+        net.nodes[m].stats().blocks_fetched,
+        fetched,
+        "nothing fetched again"
+    );
+    // A real loss is still found by a later audit.
+    let lost: Vec<_> = net.stores[m].keys().take(2).copied().collect();
+    for hash in &lost {
+        net.stores[m].remove(hash);
+    }
+    net.run_until(60_000);
+    assert_eq!(net.nodes[m].stats().lost_writes_found, 2);
+    all_replicated(&net, &members, 3);
+}
+
+/// A restarted member whose start-up listing fails fetches nothing while it does not know
+/// what it holds, lists again after `repair_retry_ms`, and then finds every block it had:
+/// nothing is fetched again.
+#[test]
+fn a_failed_start_up_listing_is_retried_and_nothing_is_fetched_again() {
+    let config = Config {
+        resume_membership: true,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(5, config.clone(), 62, 60);
+    net.run_until(30_000);
+    all_replicated(&net, &members, 3);
+    let m = members[1];
+    let stored = net.stores[m].len();
+    net.crash(m);
+    net.failing_lists[m] = 2;
+    net.restart(m, config, 99);
+    net.run_until(31_500);
+    assert_eq!(
+        net.failing_lists[m], 0,
+        "listed twice, failed twice, both retried"
+    );
+    net.run_until(45_000);
+    assert_eq!(net.nodes[m].stats().list_failures, 2);
+    assert_eq!(
+        net.nodes[m].stats().blocks_fetched,
+        0,
+        "nothing fetched again"
+    );
+    assert_eq!(
+        net.nodes[m].held_count(),
+        stored,
+        "every stored block known again"
+    );
+}
