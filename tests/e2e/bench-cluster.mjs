@@ -243,21 +243,19 @@ function breakdown(what, results, askerMarks, memberMarks) {
     const replied = m.find((x) => x.label === "answer-sent" && x.id === answer.id);
     const readStart = m.find((x) => x.label === "read-start");
     const got = readStart && m.find((x) => x.label === "read-got" && x.t >= readStart.t);
-    const checked = readStart && m.find((x) => x.label === "read-checked" && x.t >= readStart.t);
-    const encoded = readStart && m.find((x) => x.label === "read-encoded" && x.t >= readStart.t);
-    if (!replied || !readStart || !got || !checked || !encoded) continue;
+    const handed = readStart && m.find((x) => x.label === "read-done" && x.t >= readStart.t);
+    if (!replied || !readStart || !got || !handed) continue;
     explained += 1;
     add("1 asker: verifyTransaction → query handed to the node", start.t - r.start);
     add("2 asker: node → query sent (swarm)", sent.t - start.t);
     add("3 query sent → member's loop has it (circuit)", member.received.t - sent.t);
     add("4 member: query → block read starts", readStart.t - member.received.t);
     add("5 member: IndexedDB get", got.t - readStart.t);
-    add("6 member: decode + hash + Merkle root check (store)", checked.t - got.t);
-    add("7 member: re-encode for the core", encoded.t - checked.t);
-    add("8 member: core decodes, checks, proves → answer sent", replied.t - encoded.t);
-    add("9 answer sent → asker's loop has it (circuit)", answer.t - replied.t);
-    add("10 asker: answer → query done (proof checked)", done.t - answer.t);
-    add("11 asker: query done → promise resolved", r.end - done.t);
+    add("6 member: bytes handed to the core (no check in the shell)", handed.t - got.t);
+    add("7 member: core decodes, checks, proves → answer sent", replied.t - handed.t);
+    add("8 answer sent → asker's loop has it (circuit)", answer.t - replied.t);
+    add("9 asker: answer → query done (proof checked)", done.t - answer.t);
+    add("10 asker: query done → promise resolved", r.end - done.t);
     add("total", r.end - r.start);
   }
   log(`${what}: breakdown of ${explained} of ${results.length} queries (ms, p50 / p90; times from performance.timeOrigin + now() across tabs)`);

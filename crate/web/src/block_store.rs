@@ -89,29 +89,18 @@ impl BlockStore for PageBlocks {
     async fn block(&mut self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
         let id = crate::cluster_node::block_id(&hash.0);
         crate::trace::mark("read-start", id);
-        let read = self.store.block(hash).await;
-        crate::trace::mark("read-checked", id);
-        match read {
-            Ok(block) => Ok(block.map(|block| {
-                let bytes = block.encode();
-                crate::trace::mark("read-encoded", id);
-                bytes
-            })),
-            // Dropped by the store: read as absent, fetched again from a replica.
-            Err(StoreError::Corrupt { .. }) => {
-                self.sizes.remove(hash);
-                Ok(None)
-            }
-            Err(error) => Err(error),
-        }
+        // Raw: the core checks what it reads (once), and turns a corrupt block suspect.
+        let read = self.store.block_bytes(hash).await;
+        crate::trace::mark("read-done", id);
+        read
     }
 
     async fn block_hashes(&mut self) -> Result<Vec<BlockHash>, StoreError> {
         let hashes = self.store.block_hashes().await?;
         for hash in &hashes {
             if !self.sizes.contains_key(hash) {
-                if let Ok(Some(block)) = self.store.block(hash).await {
-                    self.sizes.insert(*hash, block.encode().len() as u64);
+                if let Ok(Some(bytes)) = self.store.block_bytes(hash).await {
+                    self.sizes.insert(*hash, bytes.len() as u64);
                 }
             }
         }
@@ -211,7 +200,8 @@ mod tests {
             "the two valid blocks are stored, the garbage is not"
         );
 
-        // Corrupt block 4 on disk: the core is told it is not stored, and it is gone.
+        // Corrupt block 4 on disk: the core is handed its bytes (it checks them, turns the block
+        // suspect and fetches a verified copy over it); nothing deletes it meanwhile.
         let mut raw = blocks[3].encode();
         let at = raw.len() - 5;
         raw[at] ^= 0x80;
@@ -239,12 +229,12 @@ mod tests {
             vec![
                 StorageResult::Got {
                     request_id: 6,
-                    bytes: None
+                    bytes: Some(raw.clone())
                 },
                 StorageResult::Deleted { request_id: 7 },
                 StorageResult::Listed {
                     request_id: 8,
-                    blocks: vec![]
+                    blocks: vec![blocks[3].block_hash()]
                 },
             ]
         );

@@ -6,9 +6,13 @@
 //! place") and the storage half of S11/S14/S15: the core decides *what* to store; this module
 //! carries the writes out in batched transactions, one IndexedDB transaction per [`Store::write`].
 //!
-//! Every block is checked again when it is read (its header must hash to the key it is stored
-//! under and its transactions must hash to the header's Merkle root): a corrupt entry is deleted
-//! and reported as [`StoreError::Corrupt`], never returned.
+//! Every block is checked again when it is read. [`Store::block`] (for the API's `shard()`)
+//! checks it here: its header must hash to the key it is stored under and its transactions to
+//! the header's Merkle root, or it is reported as [`StoreError::Corrupt`], never returned.
+//! [`Store::block_bytes`] (the core node's reads) hands the raw bytes over for the core to check,
+//! once: the core's rule is that a corrupt block is never served and never deleted — it turns
+//! suspect and a verified copy is fetched over it — so nothing here deletes a block because a
+//! read found it corrupt.
 //!
 //! # Layout
 //! | object store | key                         | value                                    |
@@ -60,8 +64,7 @@ pub const HEADERS_PER_CHUNK: u32 = 2_000;
 /// The largest stored header chunk: the first height and a full chunk of headers.
 const MAX_CHUNK_BYTES: usize = 4 + 80 * HEADERS_PER_CHUNK as usize;
 
-/// What went wrong in the store. Every variant surfaces to JavaScript as code `STORAGE`, except
-/// that a [`StoreError::Corrupt`] block is also dropped so that it is fetched again.
+/// What went wrong in the store. Every variant surfaces to JavaScript as code `STORAGE`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -74,7 +77,7 @@ pub enum StoreError {
         operation: &'static str,
         detail: String,
     },
-    #[error("stored block {hash} is corrupt ({why}); it was deleted")]
+    #[error("stored block {hash} is corrupt ({why})")]
     Corrupt { hash: BlockHash, why: &'static str },
     #[error("stored {what} is malformed: {detail}")]
     Malformed { what: &'static str, detail: String },
@@ -345,8 +348,26 @@ impl Store {
         Ok(plan)
     }
 
+    /// The raw bytes stored under `hash`, unchecked: for the core node, which checks every block
+    /// it reads (and turns a corrupt one suspect, never deleting it). A value that is not a byte
+    /// array, or one longer than a block may be, reads as no bytes at all, which fails the
+    /// core's check the same way.
+    pub async fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(value) = self
+            .get(BLOCKS, JsValue::from_str(&hash.to_string()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        crate::trace::mark("read-got", crate::cluster_node::block_id(&hash.0));
+        Ok(Some(
+            bytes_of(&value, "block", MAX_BLOCK_BYTES).unwrap_or_default(),
+        ))
+    }
+
     /// The block stored under `hash`, checked against its hash and Merkle root. A block that
-    /// fails the check is deleted and reported as [`StoreError::Corrupt`].
+    /// fails the check is reported as [`StoreError::Corrupt`] and left as it is (the core node
+    /// fetches a verified copy over it).
     pub async fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
         let Some(value) = self
             .get(BLOCKS, JsValue::from_str(&hash.to_string()))
@@ -367,13 +388,9 @@ impl Store {
                     Ok(block)
                 }
             });
-        match checked {
-            Ok(block) => Ok(Some(block)),
-            Err(why) => {
-                self.write(&[Write::DeleteBlock { hash: *hash }]).await?;
-                Err(StoreError::Corrupt { hash: *hash, why })
-            }
-        }
+        checked
+            .map(Some)
+            .map_err(|why| StoreError::Corrupt { hash: *hash, why })
     }
 
     /// Hashes of all stored blocks.
@@ -1141,7 +1158,7 @@ mod tests {
     }
 
     #[wasm_bindgen_test]
-    async fn a_corrupt_block_is_detected_dropped_and_never_served() {
+    async fn a_corrupt_block_is_detected_never_returned_and_not_deleted() {
         let store = fresh("shoal-test-corrupt").await;
         let good = block(BlockHash::default(), 4, 3);
         let hash = good.block_hash();
@@ -1158,10 +1175,14 @@ mod tests {
             "{err}"
         );
         assert_eq!(ApiError::from(err).code, ErrorCode::Storage);
+        assert!(
+            store.block(&hash).await.is_err(),
+            "still there, still refused"
+        );
         assert_eq!(
-            store.block(&hash).await.unwrap(),
-            None,
-            "dropped, not served"
+            store.block_bytes(&hash).await.unwrap(),
+            Some(raw.clone()),
+            "the raw bytes are kept for the core to judge"
         );
 
         // A block stored under another block's hash is caught too.
@@ -1189,7 +1210,11 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(store.block_hashes().await.unwrap(), Vec::<BlockHash>::new());
+        assert_eq!(
+            store.block_hashes().await.unwrap(),
+            vec![hash],
+            "kept: the core fetches a verified copy over it"
+        );
         store.close();
     }
 

@@ -11,9 +11,9 @@
 //!
 //! The header chain is kept beside them (height → 80-byte header) so that a restarted member
 //! checks its headers again instead of downloading them; [`ShardStore::headers`] reads them
-//! back, and the member truncates what no longer verifies. Blocks are re-hashed against their
-//! key when read: a block that no longer matches is dropped and reads as absent (the node then
-//! fetches it again from its cluster).
+//! back, and the member truncates what no longer verifies. Blocks are read back as stored: the
+//! node checks each one, and a block that fails turns suspect and is fetched again over it
+//! (never deleted for failing a read, the core's rule).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,27 +150,14 @@ impl ShardStore {
         Ok(held)
     }
 
-    /// The bytes of block `hash`, re-hashed against the key; a block that no longer matches
-    /// is deleted and reads as absent.
+    /// The bytes stored for block `hash`, as they are: the node checks every block it reads,
+    /// and by the core's rule a corrupt one is never served and never deleted — it turns
+    /// suspect and a verified copy is fetched over it.
     pub fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
-        let bytes = {
-            let tx = self.db.begin_read().map_err(db)?;
-            let table = tx.open_table(BLOCKS).map_err(db)?;
-            match table.get(&hash.0).map_err(db)? {
-                Some(bytes) => bytes.value().to_vec(),
-                None => return Ok(None),
-            }
-        };
-        let stored_hash = bytes
-            .get(..80)
-            .and_then(|header| Header::decode(header).ok())
-            .map(|header| header.block_hash());
-        if stored_hash == Some(*hash) {
-            return Ok(Some(bytes));
-        }
-        tracing::warn!(%hash, "stored block is corrupt: dropped");
-        self.apply(&[Write::DeleteBlock { hash: *hash }])?;
-        Ok(None)
+        let tx = self.db.begin_read().map_err(db)?;
+        let table = tx.open_table(BLOCKS).map_err(db)?;
+        let bytes = table.get(&hash.0).map_err(db)?;
+        Ok(bytes.map(|bytes| bytes.value().to_vec()))
     }
 
     /// Applies a batch of the node's writes in one transaction (all or none).
@@ -360,10 +347,11 @@ mod tests {
         assert_eq!(store.headers(1, 100).unwrap(), headers[..1]);
     }
 
-    /// A block whose stored bytes no longer hash to its key (a damaged disk) reads as absent
-    /// and is gone afterwards; the other blocks are untouched.
+    /// A block whose stored bytes no longer hash to its key (a damaged disk) is read back as
+    /// it is, for the node to check, and not deleted (the node fetches a verified copy over
+    /// it); the other blocks are untouched.
     #[test]
-    fn a_corrupt_block_reads_as_absent_and_is_dropped() {
+    fn a_corrupt_block_is_read_as_it_is_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let store = ShardStore::open(&dir.path().join(SHARD_DB_FILE)).unwrap();
         let blocks = chain(2);
@@ -383,8 +371,14 @@ mod tests {
                 },
             ])
             .unwrap();
-        assert_eq!(store.block_bytes(&blocks[0].block_hash()).unwrap(), None);
-        assert_eq!(store.held().unwrap(), vec![(2, blocks[1].block_hash())]);
+        assert_eq!(
+            store.block_bytes(&blocks[0].block_hash()).unwrap(),
+            Some(damaged.clone())
+        );
+        assert_eq!(
+            store.held().unwrap(),
+            vec![(1, blocks[0].block_hash()), (2, blocks[1].block_hash())]
+        );
         assert!(store
             .block_bytes(&blocks[1].block_hash())
             .unwrap()
