@@ -102,6 +102,23 @@ test("the page's Bitcoin code agrees with the relay's CLI and refuses malformed 
   await assert.rejects(parseBlock(new Uint8Array(4_000_001)), /a block of 4000001 bytes/);
 });
 
+test("the page refuses a malformed query option with a sentence naming it", async () => {
+  const page = await (await browser.newContext()).newPage();
+  page.on("request", (r) => requests.push({ tab: "bad-options", url: r.url() }));
+  for (const [query, message] of [
+    ["clusterSize=abc", /\?clusterSize= must be a whole number from 1 to 64, not "abc"/],
+    ["heartbeatIntervalMs=0", /\?heartbeatIntervalMs= must be a whole number/],
+    ["replicas=2&replicas=3", /\?replicas= is given twice/],
+    ["colour=red", /unknown option \?colour=/],
+    ["clusterSize=4&replicas=4", /BAD_INPUT: options.replicas \(4\) must be less than options.clusterSize \(4\)/],
+  ]) {
+    await page.goto(`${ORIGIN}/?${query}`);
+    await page.waitForSelector("#fatal:not([hidden])", { timeout: 30_000 });
+    assert.match(await page.textContent("#fatal"), message);
+  }
+  await page.context().close();
+});
+
 before(async () => {
   relay = await startRelay({
     dataDir: tempDir("demo-relay"),
@@ -150,7 +167,7 @@ async function cluster(count) {
   const views = new Set(members.map((x) => x.s.members.join()));
   const settled = members.length === count && ids.size === 1 && views.size === 1
     && members.every((x) => x.s.synced && x.s.missingBlocks === 0 && x.s.members.length === count)
-    && members.every((x) => !x.s.memberDetails || x.s.memberDetails.every((d) => d.shardHeld));
+    && members.every((x) => x.s.memberDetails.length === count && x.s.memberDetails.every((d) => d.shardHeld));
   if (!settled) return null;
   return {
     members: members.map((x) => x.tab),
@@ -169,7 +186,8 @@ function readPicture(tab) {
     const node = window.shoalNode;
     for (let attempt = 0; attempt < 20; attempt++) {
       const before = node.status();
-      const model = window.shoalDemo.refresh();
+      // What was drawn, taken before anything else can draw again.
+      const { status: drawn, storage, shardMap: map } = await window.shoalDemo.refresh();
       const ring = [...document.querySelectorAll("#ring g.member")].map((g) => ({
         peerId: g.dataset.peerId, number: Number(g.dataset.number), self: g.classList.contains("self"),
         state: g.dataset.state, kind: g.dataset.kind,
@@ -177,7 +195,6 @@ function readPicture(tab) {
       const relays = [...document.querySelectorAll("#ring g.relay")].map((g) => g.dataset.peerId);
       const bars = { tab: document.getElementById("bar-tab").dataset.value, cluster: document.getElementById("bar-cluster").dataset.value };
       let pixels = null;
-      const map = model.shardMap;
       if (map) {
         const canvas = document.getElementById("shard-map");
         const image = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
@@ -194,11 +211,11 @@ function readPicture(tab) {
       }
       const shard = (await node.shard()).map((b) => b.height);
       const after = node.status();
-      const same = before.heldBlocks === after.heldBlocks && before.tip.height === after.tip.height
-        && before.members.join() === after.members.join() && shard.length === after.heldBlocks;
+      const same = [before, drawn].every((x) => x.heldBlocks === after.heldBlocks && x.storedBytes === after.storedBytes
+        && x.tip.height === after.tip.height && x.members.join() === after.members.join()) && shard.length === after.heldBlocks;
       if (same) {
         return {
-          status: after, ring, relays, bars, shard, pixels, storage: model.storage,
+          status: after, drawn, ring, relays, bars, shard, pixels, storage,
           map: map && { fromHeight: map.fromHeight, toHeight: map.toHeight, columns: map.columns, palette: map.palette },
         };
       }
@@ -244,15 +261,15 @@ async function checkPictures(when) {
     assert.deepEqual(p.relays, [relay.info.peer_id], `${at}: the archive relay drawn apart from the ring`);
     assert.equal(p.storage.tabBytes, s.storedBytes, `${at}: this tab's bytes`);
     assert.equal(p.bars.tab, String(s.storedBytes), `${at}: this tab's bar`);
-    if (relayStatus.chain_bytes !== undefined) {
-      assert.ok(p.storage.chainBytes > 0 && p.storage.chainBytes <= relayStatus.chain_bytes, `${at}: the chain's bytes from the relay`);
-    }
-    if (s.memberDetails && s.clusterId) {
-      const total = s.memberDetails.reduce((sum, d) => sum + (d.self ? s.storedBytes : d.report?.storedBytes ?? 0), 0);
+    assert.ok(p.storage.chainBytes > 0 && p.storage.chainBytes <= relayStatus.chain_bytes, `${at}: the chain's bytes from the relay`);
+    if (s.clusterId) {
+      assert.equal(s.memberDetails.length, s.members.length);
+      // Others' figures come with their heartbeats: those of the snapshot drawn.
+      const total = p.drawn.memberDetails.reduce((sum, d) => sum + (d.self ? s.storedBytes : d.report?.storedBytes ?? 0), 0);
       assert.equal(p.storage.clusterBytes, total, `${at}: the cluster's bytes`);
       assert.equal(p.bars.cluster, String(total), `${at}: the cluster's bar`);
     }
-    if (!p.map) continue; // a package without shardMap(): nothing drawn to check
+    assert.ok(p.map, `${at}: a shard map drawn`);
     const rows = p.map.toHeight - p.map.fromHeight + 1;
     assert.equal(p.map.toHeight, s.tip.height, `${at}: the map's top row is the tip`);
     assert.equal(rows, Math.min(s.tip.height + 1, 300), `${at}: the newest heights`);
@@ -274,9 +291,8 @@ async function checkPictures(when) {
   }
   // Another tab's column in one tab's map is what that tab holds where placement puts it.
   const members = [...pictures.values()].filter((p) => p.status.clusterId);
-  const top = Math.min(...members.map((p) => p.map?.toHeight ?? Infinity)) - 1;
+  const top = Math.min(...members.map((p) => p.map.toHeight)) - 1;
   for (const viewer of members) {
-    if (!viewer.map) break;
     for (const owner of members) {
       const col = viewer.status.members.indexOf(owner.status.peerId);
       const ownerCol = owner.map.columns.findIndex((c) => c.self);
