@@ -380,7 +380,9 @@ async function main() {
   const demo = new Demo(node);
   window.shoalDemo = demo.model;
   demo.listen();
-  demo.log.say(`node started: this tab is ${node.status().peerId}`);
+  const started = node.status();
+  demo.log.say(`node started: this tab is ${started.peerId}`);
+  for (const r of started.relays) demo.log.on("relay", { peerId: r.peerId, connected: true, transport: r.transport });
   await demo.pollChain();
   demo.render();
   setInterval(() => demo.render(), REFRESH_MS);

@@ -95,8 +95,11 @@ export function drawRing(svg, picture) {
     nodes.append(drawNode(m, at, memberColour(m.number)));
   });
 
+  // A ghost sits just outside the ring at the angle it had, clear of the renumbered members.
   for (const g of ghosts) {
-    const ghost = drawNode({ ...g, state: "offline", self: false }, g, "#b8c2cc");
+    const out = 1 + 34 / RADIUS;
+    const at = { x: Math.round(CENTRE.x + (g.x - CENTRE.x) * out), y: Math.round(CENTRE.y + (g.y - CENTRE.y) * out) };
+    const ghost = drawNode({ ...g, state: "offline", self: false }, at, "#b8c2cc");
     ghost.setAttribute("class", "ghost");
     nodes.append(ghost);
   }

@@ -258,6 +258,7 @@ async function checkPictures(when) {
     assert.deepEqual(p.ring.map((m) => m.number), s.members.map((_, i) => i), `${at}: numbered by member number`);
     assert.deepEqual(p.ring.filter((m) => m.self).map((m) => m.peerId), s.clusterId ? [s.peerId] : [], `${at}: this tab marked`);
     assert.ok(p.ring.every((m) => m.kind === "tab"), `${at}: every member is a tab`);
+    assert.ok(p.ring.every((m) => m.state !== "offline"), `${at}: no member drawn offline in a settled cluster`);
     assert.deepEqual(p.relays, [relay.info.peer_id], `${at}: the archive relay drawn apart from the ring`);
     assert.equal(p.storage.tabBytes, s.storedBytes, `${at}: this tab's bytes`);
     assert.equal(p.bars.tab, String(s.storedBytes), `${at}: this tab's bar`);
@@ -367,6 +368,7 @@ test("the demo page shows the cluster forming, losing a member and repairing it"
   assert.match(all, /member \d went offline/);
   assert.match(all, /tab joined as member \d/);
   assert.match(all, /new block \d+/);
+  assert.match(all, /relay \w{6} connected \((websocket|webrtc-direct)\)/);
   assert.match(all, /(stored|repaired) \d+ blocks/);
 
   // A phone's width: nothing wider than the screen.
