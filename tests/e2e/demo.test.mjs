@@ -179,12 +179,13 @@ async function cluster(count) {
 /**
  * Redraws `tab`'s page and reads back, in one go, what it drew and what its node says: the
  * ring's member elements, the shard map's cell states read from the canvas pixels, its
- * storage figures, and `shard()`. Re-read while the node changed during the reading.
+ * storage figures, and `shard()`. Re-read while the node changed during the reading or has a
+ * block of its shard still to store (a new one, mined meanwhile).
  */
 function readPicture(tab) {
   return tab.page.evaluate(async () => {
     const node = window.shoalNode;
-    for (let attempt = 0; attempt < 20; attempt++) {
+    for (let attempt = 0; attempt < 50; attempt++) {
       const before = node.status();
       // What was drawn, taken before anything else can draw again.
       const { status: drawn, storage, shardMap: map } = await window.shoalDemo.refresh();
@@ -212,7 +213,8 @@ function readPicture(tab) {
       const shard = (await node.shard()).map((b) => b.height);
       const after = node.status();
       const same = [before, drawn].every((x) => x.heldBlocks === after.heldBlocks && x.storedBytes === after.storedBytes
-        && x.tip.height === after.tip.height && x.members.join() === after.members.join()) && shard.length === after.heldBlocks;
+        && x.tip.height === after.tip.height && x.members.join() === after.members.join())
+        && shard.length === after.heldBlocks && after.missingBlocks === 0; // not while a new block is on its way
       if (same) {
         return {
           status: after, drawn, ring, relays, bars, shard, pixels, storage,
@@ -310,13 +312,16 @@ async function screenshot(tab, file) {
   await tab.page.screenshot({ path: join(ARTIFACTS, file), fullPage: true });
 }
 
-test("the demo page shows the cluster forming, losing a member and repairing it", { timeout: 240_000 }, async () => {
+test("the demo page shows the cluster forming, losing a member and repairing it", { timeout: 240_000 }, async (t) => {
+  const start = Date.now();
+  const mark = (what) => t.diagnostic(`${what} after ${((Date.now() - start) / 1000).toFixed(1)} s`);
   for (let i = 0; i < TABS; i++) await openTab(`tab${i}`);
   await waitFor("every page started its node", 60_000, async () => {
     const started = await Promise.all(tabs.map((t) => t.page.evaluate(() => Boolean(window.shoalDemo?.ring))));
     return started.every(Boolean);
   });
   const formed = await waitFor("a cluster of 5 that holds its shards", 120_000, () => cluster(SIZE));
+  mark("cluster formed and filled");
   assert.equal(formed.outside.length, TABS - SIZE);
   const observer = formed.members[0];
   await checkPictures("at formation");
@@ -351,9 +356,11 @@ test("the demo page shows the cluster forming, losing a member and repairing it"
     const m = ring.members.find((x) => x.peerId === id);
     return (m && m.state !== "online") || ring.ghosts.some((g) => g.peerId === id);
   }, victimId));
+  mark("closed tab drawn not online");
   await screenshot(observer, "demo-2-member-closed.png");
 
   const repaired = await waitFor("the cluster whole again", 120_000, () => cluster(SIZE));
+  mark("cluster repaired");
   assert.ok(!repaired.view.includes(victimId), "the closed tab left the view");
   assert.ok(repaired.members.includes(formed.outside[0]), "the outside tab replaced it");
   await checkPictures("after repair");
