@@ -34,6 +34,8 @@ export class EventLog {
     this.announced = new Map(); // height → when `new-block` said it
     this.batch = null; // { count, bytes, from: Map(label → n), low, high, timer }
     this.lostSeen = false;
+    this.members = null; // the view as the last `cluster` event gave it
+    this.told = new Set(); // members whose loss this tab declared (and said)
     this.synced = false;
   }
 
@@ -67,10 +69,19 @@ export class EventLog {
         if (detail.synced && !this.synced) this.say(`headers synced up to block ${detail.height}`);
         this.synced = detail.synced;
         break;
-      case "cluster":
+      case "cluster": {
+        // Members that left the view: lost to another member's heartbeats if not to ours.
+        const before = this.members ?? [];
+        this.members = detail.members;
+        before.forEach((peerId, number) => {
+          if (!detail.members.includes(peerId) && !this.told.delete(peerId) && detail.clusterId !== null) {
+            this.say(`member ${number} left the cluster (${peerId.slice(-6)}, lost)`, "bad");
+          }
+        });
         if (detail.clusterId === null) this.say("this tab left its cluster", "bad");
         else this.say(`cluster ${detail.clusterId.slice(0, 8)}: ${detail.members.length} members, this tab is member ${detail.memberNumber}`);
         break;
+      }
       case "member-joined":
         // The node publishes its new view right after its events: name the member from it.
         setTimeout(() => {
@@ -81,6 +92,7 @@ export class EventLog {
         break;
       case "member-lost":
         this.lostSeen = true;
+        this.told.add(detail.peerId);
         this.say(`${this.name(detail.peerId)} went offline`, "bad");
         break;
       case "new-block":

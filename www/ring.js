@@ -95,10 +95,9 @@ export function drawRing(svg, picture) {
     nodes.append(drawNode(m, at, memberColour(m.number)));
   });
 
-  // A ghost sits just outside the ring at the angle it had, clear of the renumbered members.
-  for (const g of ghosts) {
-    const out = 1 + 34 / RADIUS;
-    const at = { x: Math.round(CENTRE.x + (g.x - CENTRE.x) * out), y: Math.round(CENTRE.y + (g.y - CENTRE.y) * out) };
+  // Ghosts stand apart in the bottom right corner, clear of the renumbered members.
+  for (const [i, g] of ghosts.entries()) {
+    const at = { x: SIZE - 30, y: SIZE - 48 - i * 58 };
     const ghost = drawNode({ ...g, state: "offline", self: false }, at, "#b8c2cc");
     ghost.setAttribute("class", "ghost");
     nodes.append(ghost);
@@ -130,7 +129,9 @@ function drawNode(m, at, colour) {
   g.append(el("text", { class: "number", x: at.x, y: at.y + 5, "text-anchor": "middle" }, m.number ?? "–"));
   const below = at.y > CENTRE.y ? at.y + NODE_R + 14 : at.y - NODE_R - 6;
   const caption = `${m.self ? "this tab " : m.relay ? "relay " : ""}${short(m.peerId ?? "")}${m.state === "late" ? " (late)" : m.state === "offline" ? " (offline)" : ""}`;
-  g.append(el("text", { class: "label", x: at.x, y: below, "text-anchor": "middle" }, caption));
+  // Near the right edge a caption ends at the node rather than centring on it.
+  const anchor = at.x > SIZE - 70 ? { x: at.x + NODE_R, a: "end" } : { x: at.x, a: "middle" };
+  g.append(el("text", { class: "label", x: anchor.x, y: below, "text-anchor": anchor.a }, caption));
   const title = el("title", {}, `${m.peerId}\nmember ${m.number ?? "–"} · ${m.state}`);
   g.append(title);
   return g;
