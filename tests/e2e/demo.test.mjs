@@ -28,7 +28,7 @@ import { join } from "node:path";
 import { ORIGIN, launchBrowser, relayCli, startRelay, teardown, tempDir } from "./harness.mjs";
 import { merklePath, parseBlock } from "../../www/bitcoin.js";
 
-const BLOCKS = 240;
+const BLOCKS = 320; // more than the shard map's 300 rows: it shows the newest 300
 const MINE_EVERY_S = 5;
 const TABS = 6;
 const SIZE = 5;
@@ -36,6 +36,7 @@ const REPLICAS = 2;
 const TIMINGS = { heartbeatIntervalMs: 500, offlineAfterMs: 2_500, formationIntervalMs: 2_000 };
 const QUERY = new URLSearchParams({ clusterSize: SIZE, replicas: REPLICAS, ...TIMINGS, database: "demo" });
 const ARTIFACTS = "test-artifacts";
+const NEWEST_IN_FLIGHT = 2; // top rows of the shard map that may be filling in a settled cluster
 
 let relay;
 let browser;
@@ -289,12 +290,13 @@ async function checkPictures(when) {
       const states = p.pixels.map((column, col) => classify(p, col, column[i]));
       const assigned = states.filter((x) => x === "held" || x === "filling").length;
       assert.equal(assigned, REPLICAS, `${at}: height ${p.map.toHeight - i} drawn on ${assigned} members, not P`);
-      assert.ok(!states.includes("filling"), `${at}: settled, yet height ${p.map.toHeight - i} is still filling`);
+      // The newest blocks may still be on their way to their holders (rightly drawn filling).
+      if (i >= NEWEST_IN_FLIGHT) assert.ok(!states.includes("filling"), `${at}: settled, yet height ${p.map.toHeight - i} is still filling`);
     }
   }
   // Another tab's column in one tab's map is what that tab holds where placement puts it.
   const members = [...pictures.values()].filter((p) => p.status.clusterId);
-  const top = Math.min(...members.map((p) => p.map.toHeight)) - 1;
+  const top = Math.min(...members.map((p) => p.map.toHeight)) - NEWEST_IN_FLIGHT;
   for (const viewer of members) {
     for (const owner of members) {
       const col = viewer.status.members.indexOf(owner.status.peerId);
