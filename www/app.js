@@ -60,7 +60,7 @@ class Demo {
     this.joined = new Map(); // peer id → until
     this.chainBytes = null; // the relay's /status.json chain_bytes
     this.recentBlocks = []; // { height, blockHash }, newest first (from new-block)
-    this.parsed = new Map(); // block hash → { height, txids } | { error }
+    this.parsed = new Map(); // block hash → { height, txids, prev }: blocks read for suggestions
     this.statusCache = null;
     this.log = new EventLog($("log"), (peerId, options) => this.who(peerId, options));
     this.model = { status: null, ring: null, shardMap: null, storage: null, verify: null, suggestions: [], suggestError: null, refresh: () => this.render() };
@@ -86,9 +86,8 @@ class Demo {
   }
 
   isRelay(s, peerId, number) {
-    const d = s.memberDetails?.[number];
-    if (d && d.peerId === peerId) return d.relay;
-    return s.relays.some((r) => r.peerId === peerId);
+    const d = s.memberDetails[number];
+    return Boolean(d && d.peerId === peerId && d.relay);
   }
 
   listen() {
@@ -118,12 +117,11 @@ class Demo {
    * resolves with the model of what was drawn. One drawing at a time: a call while one is
    * under way waits for it and draws again. */
   render() {
-    this.rendering = (this.rendering ?? Promise.resolve()).then(async () => {
+    const previous = this.rendering ?? Promise.resolve();
+    this.rendering = previous.catch(() => {}).then(async () => {
       this.statusCache = null;
       const s = this.status();
-      const map = s.tip && typeof this.node.shardMap === "function"
-        ? await this.node.shardMap(heightWindow(s.tip.height).fromHeight, s.tip.height).catch(() => null)
-        : null;
+      const map = await this.node.shardMap(heightWindow(s.tip.height).fromHeight, s.tip.height);
       this.model.status = s;
       this.renderSummary(s);
       this.renderRing(s);
@@ -173,14 +171,15 @@ class Demo {
     for (const [peerId, until] of this.joined) if (until < now) this.joined.delete(peerId);
 
     const members = s.members.map((peerId, number) => {
-      const d = s.memberDetails?.[number]?.peerId === peerId ? s.memberDetails[number] : null;
+      const d = s.memberDetails[number];
       const self = peerId === s.peerId;
-      const connected = d ? d.connected : s.connections.some((c) => c.peerId === peerId);
+      const connected = d.connected;
+      // A member not watched by heartbeats (heartbeatNeighbours) has no last-heard time.
       let state;
       if (this.lost.has(peerId)) state = "offline";
       else if (self) state = "online";
-      else if (d && d.lastHeardAt !== null && Date.now() - d.lastHeardAt > 2 * interval) state = "late";
-      else if (d ? d.lastHeardAt !== null || connected : connected) state = "online";
+      else if (d.lastHeardAt !== null && Date.now() - d.lastHeardAt > 2 * interval) state = "late";
+      else if (d.lastHeardAt !== null || connected) state = "online";
       else state = "unknown";
       return {
         peerId, number, self, state, connected,
@@ -200,10 +199,6 @@ class Demo {
   }
 
   renderShardMap(s, map) {
-    if (!map) {
-      $("shard-note").textContent = "no shard map: the node is stopped";
-      return;
-    }
     const width = $("shard-map").parentElement.clientWidth;
     this.model.shardMap = drawShardMap($("shard-map"), { map, details: s.memberDetails, selfId: s.peerId, width });
     const rows = map.toHeight - map.fromHeight + 1;
@@ -214,13 +209,13 @@ class Demo {
 
   renderStorage(s) {
     const chain = this.chainBytes;
-    const details = s.memberDetails ?? [];
+    const details = s.memberDetails;
     const reported = details.filter((d) => d.self || d.report);
     const clusterBytes = details.reduce((sum, d) => sum + (d.self ? s.storedBytes : d.report?.storedBytes ?? 0), 0);
     const storage = {
       tabBytes: s.storedBytes,
       chainBytes: chain,
-      clusterBytes: details.length ? clusterBytes : null,
+      clusterBytes: s.clusterId ? clusterBytes : null,
       clusterTarget: chain !== null && s.clusterId ? s.replicas * chain : null,
       reportedMembers: reported.length,
       members: s.members.length,
@@ -237,7 +232,7 @@ class Demo {
     const share = s.clusterId && chain !== null ? ` · its share: ${formatBytes(Math.round((chain * s.replicas) / s.members.length))}` : "";
     $("tab-share").textContent = `${s.heldBlocks} blocks held${share}`;
     if (storage.clusterBytes === null) {
-      bar("bar-cluster", null, null, s.clusterId ? "members' reports need a newer package" : "not in a cluster");
+      bar("bar-cluster", null, null, "not in a cluster");
     } else {
       bar("bar-cluster", clusterBytes, storage.clusterTarget, `${formatBytes(clusterBytes)} of ${s.replicas} × chain = ${storage.clusterTarget === null ? "?" : formatBytes(storage.clusterTarget)}${pct(clusterBytes, storage.clusterTarget)}${reported.length < s.members.length ? ` · ${s.members.length - reported.length} not reported yet` : ""}`);
     }
@@ -384,8 +379,12 @@ async function main() {
   demo.log.say(`node started: this tab is ${started.peerId}`);
   for (const r of started.relays) demo.log.on("relay", { peerId: r.peerId, connected: true, transport: r.transport });
   await demo.pollChain();
-  demo.render();
-  setInterval(() => demo.render(), REFRESH_MS);
+  await demo.render();
+  const draw = () => demo.render().catch((err) => {
+    $("fatal").hidden = false;
+    $("fatal").textContent = `The node stopped answering: ${err.code ? `${err.code}: ` : ""}${err.message}`;
+  });
+  setInterval(draw, REFRESH_MS);
   setInterval(() => demo.pollChain(), CHAIN_POLL_MS);
   let suggesting = false;
   setInterval(async () => {
@@ -393,6 +392,8 @@ async function main() {
     suggesting = true;
     try {
       await demo.suggest();
+    } catch (err) {
+      demo.model.suggestError = `${err.code ?? ""} ${err.message}`;
     } finally {
       suggesting = false;
     }

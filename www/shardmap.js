@@ -32,9 +32,8 @@ export function heightWindow(tipHeight) {
 }
 
 /**
- * Works out each cell's state and draws them. `map` is `node.shardMap(from, to)`; `details`
- * is `status().memberDetails` (may be missing on an older package: others' cells are then
- * "filling", since nothing confirms them); `selfId` this tab's peer id; `width` the room in CSS
+ * Works out each cell's state and draws them. `map` is `await node.shardMap(from, to)`;
+ * `details` is `status().memberDetails`; `selfId` this tab's peer id; `width` the room in CSS
  * pixels. Returns the model of what was drawn.
  */
 export function drawShardMap(canvas, { map, details, selfId, width }) {
@@ -43,7 +42,7 @@ export function drawShardMap(canvas, { map, details, selfId, width }) {
     ? map.members.map((peerId, number) => ({ peerId, number, self: peerId === selfId }))
     : [{ peerId: selfId, number: null, self: true }];
   const complete = columns.map((c) => {
-    const d = details?.find((x) => x.peerId === c.peerId);
+    const d = details.find((x) => x.peerId === c.peerId);
     return Boolean(d && (d.shardHeld || d.report?.missingBlocks === 0));
   });
   const held = new Set(map.held);
