@@ -329,24 +329,29 @@ test("the demo page shows the cluster forming, losing a member and repairing it"
   await checkPictures("at formation");
   await screenshot(observer, "demo-1-formation.png");
 
-  // One click on an offered transaction: verified, and its path recomputed by the page.
+  // One click on an offered transaction: verified, and its path recomputed by the page. One
+  // of a block another member holds (answered by that member), one of a block this tab holds
+  // (answered by itself), as offered.
   await waitFor("transactions offered", 30_000, () => observer.page.evaluate(() => window.shoalDemo.suggestions.length > 0));
   const offered = await observer.page.evaluate(() => window.shoalDemo.suggestions);
-  const pick = offered.find((p) => !p.here) ?? offered[0];
-  await observer.page.click(`button.suggestion[data-txid="${pick.txid}"]`);
-  const verified = await waitFor("the verification", 30_000, () => observer.page.evaluate(() => {
-    const v = window.shoalDemo.verify;
-    return v && !v.pending ? v : null;
-  }));
-  assert.equal(verified.error, undefined, `verify: ${verified.error}`);
-  assert.equal(verified.txid, pick.txid);
-  assert.equal(verified.height, pick.height);
-  assert.equal(verified.computedRoot, verified.headerRoot, "the page's recomputed root is the header's");
-  assert.ok(verified.match);
-  assert.equal(verified.source, pick.here ? "local" : "member");
-  const shown = await observer.page.textContent("#result");
-  assert.match(shown, /✓ matches/);
-  assert.match(shown, new RegExp(verified.computedRoot));
+  const picks = [offered.find((p) => !p.here), offered.find((p) => p.here)].filter(Boolean);
+  assert.ok(picks.length > 0);
+  for (const pick of picks) {
+    await observer.page.click(`button.suggestion[data-txid="${pick.txid}"]`);
+    const verified = await waitFor("the verification", 30_000, () => observer.page.evaluate((txid) => {
+      const v = window.shoalDemo.verify;
+      return v && v.txid === txid && !v.pending ? v : null;
+    }, pick.txid));
+    assert.equal(verified.error, undefined, `verify: ${verified.error}`);
+    assert.equal(verified.height, pick.height);
+    assert.equal(verified.computedRoot, verified.headerRoot, "the page's recomputed root is the header's");
+    assert.ok(verified.match);
+    assert.equal(verified.source, pick.here ? "local" : "member");
+    const shown = await observer.page.textContent("#result");
+    assert.match(shown, /✓ matches/);
+    assert.match(shown, new RegExp(`computed root${verified.computedRoot}`));
+    assert.match(shown, pick.here ? /answered bythis tab/ : /answered bymember \d \(peer 12D3KooW\w+\)/);
+  }
 
   // A member tab closes: the others draw it late, then offline or gone.
   const victim = formed.members.at(-1);
