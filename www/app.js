@@ -189,7 +189,10 @@ class Demo {
       };
     });
     this.placed = new Map(members.map((m, i) => [m.peerId, { number: m.number, relay: m.relay, ...ringPosition(i, members.length) }]));
-    const archives = new Set(s.nodePeers.filter((p) => p.archive).map((p) => p.peerId));
+    const archives = new Set([
+      ...s.nodePeers.filter((p) => p.archive).map((p) => p.peerId),
+      ...s.connections.filter((c) => c.role === "archive").map((c) => c.peerId),
+    ]);
     const relays = s.relays
       .filter((r) => !s.members.includes(r.peerId))
       .map((r) => ({ peerId: r.peerId, transport: r.transport, archive: archives.has(r.peerId) }));
