@@ -354,11 +354,15 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             let _ = http_stopped.await;
         },
     ));
+    // Both handlers are in place before the relay says it started: from then on, SIGINT and
+    // SIGTERM stop it cleanly, however soon they come. (Before, during an import, the default
+    // action ends it at once; every write commits whole, with quick repair.)
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
     println!("http: http://{http_addr}/");
     tracing::info!(%peer_id, %http_addr, role = ?config.role, "relay started");
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ServeError::Signal)?;
     let mut held_tick = tokio::time::interval(HELD_TICK);
     let result = loop {
         tokio::select! {
@@ -382,7 +386,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                 link.expire(&mut swarm, now);
                 dials.tick(&mut swarm, now);
             }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break Ok(()); }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break Ok(()); }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()); }
         }
     };

@@ -24,7 +24,7 @@ use shoal_core::chain::{Block, BlockHash, Header};
 use shoal_core::node::{KvOp, KvRecord, KV_KEY_MAX, KV_VALUE_MAX};
 use shoal_host::{BlockStore, Write};
 
-use super::store::{check_kv_size, StoreError};
+use super::store::{check_kv_size, write_tx, StoreError};
 
 /// File name of a member relay's database inside the data directory.
 pub const SHARD_DB_FILE: &str = "shard.redb";
@@ -61,7 +61,7 @@ impl ShardStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<ShardStore, StoreError> {
         let database = Database::create(path).map_err(db)?;
-        let tx = database.begin_write().map_err(db)?;
+        let tx = write_tx(&database)?;
         tx.open_table(HEADERS).map_err(db)?;
         tx.open_table(HEIGHTS).map_err(db)?;
         tx.open_table(BLOCKS).map_err(db)?;
@@ -116,7 +116,7 @@ impl ShardStore {
         headers: &[Header],
         truncate: bool,
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
+        let tx = write_tx(&self.db)?;
         {
             let mut table = tx.open_table(HEADERS).map_err(db)?;
             if truncate {
@@ -167,7 +167,7 @@ impl ShardStore {
                 check_kv_size(op)?;
             }
         }
-        let tx = self.db.begin_write().map_err(db)?;
+        let tx = write_tx(&self.db)?;
         let (mut added, mut removed) = (0u64, 0u64);
         {
             let mut blocks = tx.open_table(BLOCKS).map_err(db)?;
