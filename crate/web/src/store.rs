@@ -79,6 +79,12 @@ pub enum StoreError {
     },
     #[error("stored block {hash} is corrupt ({why})")]
     Corrupt { hash: BlockHash, why: &'static str },
+    #[error(
+        "database {name} was written by a newer version of Shoal (schema version {found}; this \
+         version reads up to {SCHEMA_VERSION}) and is left as it is: use that newer version, or \
+         start this one with another `database` name"
+    )]
+    NewerVersion { name: String, found: u32 },
     #[error("stored {what} is malformed: {detail}")]
     Malformed { what: &'static str, detail: String },
     #[error("{what} of {len} bytes exceeds the limit of {limit} bytes")]
@@ -178,11 +184,37 @@ impl Store {
                 }
             }
         });
-        let db = request.await.map_err(|e| StoreError::idb("open", e))?;
+        let db = match request.await {
+            Ok(db) => db,
+            Err(idb::Error::DomException(e)) if e.name() == "VersionError" => {
+                return Err(Store::newer_version(&factory, name).await);
+            }
+            Err(e) => return Err(StoreError::idb("open", e)),
+        };
         Ok(Store {
             db,
             name: name.to_owned(),
         })
+    }
+
+    /// The error for a database whose schema is newer than this code's: its version read by
+    /// opening it without asking for one (which changes nothing).
+    async fn newer_version(factory: &Factory, name: &str) -> StoreError {
+        let found = match factory.open(name, None) {
+            Ok(request) => match request.await {
+                Ok(db) => {
+                    let version = db.version().unwrap_or(0);
+                    db.close();
+                    version
+                }
+                Err(_) => 0,
+            },
+            Err(_) => 0,
+        };
+        StoreError::NewerVersion {
+            name: name.to_owned(),
+            found,
+        }
     }
 
     /// The database's name.
@@ -790,6 +822,41 @@ mod tests {
     async fn fresh(name: &str) -> Store {
         Store::delete_database(name).await.unwrap();
         Store::open(name).await.unwrap()
+    }
+
+    /// A database a newer version wrote (a higher schema version) is refused with an error
+    /// that says so, and left as it is.
+    #[wasm_bindgen_test]
+    async fn a_database_of_a_newer_version_is_refused_with_a_clear_error_and_left_alone() {
+        let name = "shoal-test-newer";
+        Store::delete_database(name).await.unwrap();
+        let factory = Factory::new().unwrap();
+        let newer = factory
+            .open(name, Some(SCHEMA_VERSION + 3))
+            .unwrap()
+            .await
+            .unwrap();
+        newer.close();
+        let err = Store::open(name).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NewerVersion { found, .. } if *found == SCHEMA_VERSION + 3),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("written by a newer version of Shoal"),
+            "{text}"
+        );
+        assert!(text.contains("another `database` name"), "{text}");
+        assert_eq!(ApiError::from(err).code, ErrorCode::Storage);
+        let again = factory.open(name, None).unwrap().await.unwrap();
+        assert_eq!(
+            again.version().unwrap(),
+            SCHEMA_VERSION + 3,
+            "left as it was"
+        );
+        again.close();
+        Store::delete_database(name).await.unwrap();
     }
 
     #[wasm_bindgen_test]
