@@ -292,6 +292,8 @@ pub struct NodeStats {
     pub lost_writes_found: u64,
     /// Listings of the store (`StorageCommand::List`) that failed.
     pub list_failures: u64,
+    /// Block writes the store refused (`StorageResult::Put { ok: false }`).
+    pub put_failures: u64,
     /// Greater views that left this node out, answered by re-adding itself (a healed
     /// partition).
     pub views_rejoined: u64,

@@ -46,6 +46,8 @@ pub(crate) struct Net {
     pub(crate) muted: Vec<(usize, &'static str)>,
     /// How many of each node's next `List`s fail (`StorageResult::ListFailed`).
     pub(crate) failing_lists: Vec<u32>,
+    /// Nodes whose store refuses every block write (a full disk, an exhausted quota).
+    pub(crate) refusing_puts: Vec<bool>,
     /// Messages of this kind are kept in `kept` as they are sent (not muted, reachable).
     pub(crate) keep_kind: Option<&'static str>,
     /// (sent at, from, to, message) of every message of `keep_kind` sent.
@@ -78,6 +80,7 @@ impl Net {
             by_kind: BTreeMap::new(),
             hellos_to: Vec::new(),
             failing_lists: Vec::new(),
+            refusing_puts: Vec::new(),
             timers_set: Vec::new(),
             muted: Vec::new(),
             keep_kind: None,
@@ -103,6 +106,7 @@ impl Net {
         self.timers_set.push(BTreeMap::new());
         self.hellos_to.push(0);
         self.failing_lists.push(0);
+        self.refusing_puts.push(false);
         self.down.push(false);
         self.group.push(0);
         let headers = Arc::new(HeaderPrefix::new(self.chain.clone(), u32::MAX));
@@ -237,6 +241,12 @@ impl Net {
             }
             Output::Storage(command) => {
                 let result = match command {
+                    StorageCommand::Put { request_id, .. } if self.refusing_puts[from] => {
+                        StorageResult::Put {
+                            request_id,
+                            ok: false,
+                        }
+                    }
                     StorageCommand::Put {
                         request_id,
                         block_hash,

@@ -253,6 +253,9 @@ impl Node {
                 let Some(height) = self.shared.serving.serve.put_height(*request_id) else {
                     return Some(result);
                 };
+                if !*ok {
+                    self.repair.put_failed(&mut self.shared, height, 0);
+                }
                 if *ok {
                     self.repair.confirm(height);
                     self.shared.stats.blocks_from_source += 1;

@@ -122,6 +122,8 @@ struct PendingPut {
     height: u32,
     bytes: u64,
     origin: PutOrigin,
+    /// Back-off rounds of the job that brought the block (0 for a new block).
+    rounds: u8,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -573,6 +575,20 @@ impl Repair {
         }
     }
 
+    /// The store refused to write the block at `height` (a full disk, an exhausted quota):
+    /// fetching it again at once would only download it to be refused again, so the height
+    /// waits its turn, doubling from `repair_retry_ms` up to 64 × as repair's misses do.
+    pub(crate) fn put_failed(&mut self, cx: &mut Shared, height: u32, rounds: u8) {
+        cx.stats.put_failures += 1;
+        if self.busy.contains(height) || self.held.contains(height) {
+            return;
+        }
+        let at = cx.now_ms + (cx.config.repair_retry_ms << rounds.min(6));
+        self.busy.insert(height);
+        self.parked.insert((at, height, rounds.saturating_add(1)));
+        self.rearm_repair_timer(cx);
+    }
+
     /// A new source appeared (an archive said hello): retry every parked block now.
     pub(crate) fn unpark_all(&mut self, cx: &mut Shared) {
         if self.parked.is_empty() {
@@ -674,6 +690,7 @@ impl Repair {
                         height,
                         bytes: block.len() as u64,
                         origin: PutOrigin::Fetched,
+                        rounds: flight.job.rounds,
                     },
                 );
                 cx.push(Output::Storage(StorageCommand::Put {
@@ -758,6 +775,7 @@ impl Repair {
                 height,
                 bytes: bytes.len() as u64,
                 origin: PutOrigin::Source,
+                rounds: 0,
             },
         );
         cx.push(Output::Storage(StorageCommand::Put {
@@ -778,7 +796,7 @@ impl Repair {
                 // popped because the height is held.
                 if !ok {
                     self.busy.remove(put.height);
-                    return;
+                    return self.put_failed(cx, put.height, put.rounds);
                 }
                 // A verified copy; it overwrote a suspect entry, if there was one.
                 self.confirm(put.height);

@@ -548,3 +548,35 @@ fn a_failed_start_up_listing_is_retried_and_nothing_is_fetched_again() {
         "every stored block known again"
     );
 }
+
+/// A member whose store refuses every block write (its quota exhausted) does not download its
+/// shard over and over: each refused height waits, doubling from `repair_retry_ms`; once the
+/// store takes writes again, its shard fills and every block is back on P members.
+#[test]
+fn refused_writes_back_off_instead_of_downloading_the_shard_again_and_again() {
+    let config = Config {
+        storage_audit_interval_ms: Some(4_000),
+        ..fast_config()
+    };
+    let (mut net, members) = formed(5, config, 63, 60);
+    net.run_until(30_000);
+    all_replicated(&net, &members, 3);
+    let m = members[3];
+    let held = net.nodes[m].held_count();
+    // Its blocks vanish (site data cleared) and its store takes no write for 60 s.
+    net.stores[m].clear();
+    net.refusing_puts[m] = true;
+    net.run_until(90_000);
+    let failures = net.nodes[m].stats().put_failures;
+    // At repair_retry_ms = 1 s, doubling: each height is tried about 6 times in 60 s, not
+    // once per repair round.
+    assert!(failures > 0, "the audit found the loss and repair tried");
+    assert!(
+        failures <= 8 * held as u64,
+        "{failures} refused writes for a shard of {held} blocks in 60 s"
+    );
+    net.refusing_puts[m] = false;
+    net.run_until(300_000);
+    assert_eq!(net.nodes[m].missing_count(), 0, "its shard filled again");
+    all_replicated(&net, &members, 3);
+}
