@@ -285,3 +285,54 @@ test("an exhausted storage quota surfaces as STORAGE", async () => {
   assert.match(r.message, /quota/i);
   await context.close();
 });
+
+test("a page whose quota runs out while it fills its shard reports STORAGE once and does not download its shard over and over", async (t) => {
+  // Three pages form a cluster (3 members, 2 copies of each block); one of them has an origin
+  // quota (DevTools protocol) that its identity and headers fit in and its shard does not.
+  const contexts = [];
+  const pages = [];
+  for (let i = 0; i < 3; i++) {
+    const context = await browser.newContext();
+    contexts.push(context);
+    const p = await context.newPage();
+    await p.goto(`${ORIGIN}/relay-addrs.json`);
+    if (i === 2) {
+      const cdp = await context.newCDPSession(p);
+      await cdp.send("Storage.overrideQuotaForOrigin", { origin: ORIGIN, quotaSize: 160 * 1024 });
+    }
+    pages.push(p);
+  }
+  const small = pages[2];
+  try {
+    await Promise.all(pages.map((p) => p.evaluate(async (relays) => {
+      const { LightNode } = await import("/dist/index.js");
+      window.storageErrors = [];
+      window.node = await LightNode.start({ relays, database: "fill", clusterSize: 3, replicas: 2 });
+      window.node.addEventListener("storage-error", (e) => window.storageErrors.push(e.detail));
+    }, [relay.ws])));
+    await small.waitForFunction(() => window.storageErrors.length > 0, null, { timeout: 120_000, polling: 200 });
+    const first = await small.evaluate(() => window.node.status());
+    // Thirty seconds more of trying: the error is told once, the shard is not downloaded
+    // again and again.
+    await new Promise((r) => setTimeout(r, 30_000));
+    const { errors, s, map } = await small.evaluate(async (tip) => ({
+      errors: window.storageErrors,
+      s: window.node.status(),
+      map: await window.node.shardMap(0, tip),
+    }), BLOCKS);
+    assert.equal(errors.length, 1, `told once: ${JSON.stringify(errors)}`);
+    assert.equal(errors[0].code, "STORAGE");
+    assert.equal(errors[0].quotaExceeded, true, errors[0].message);
+    assert.match(errors[0].message, /quota/i);
+    assert.ok(s.storageError && s.storageError.quotaExceeded, "status().storageError says so");
+    assert.ok(s.clusterId && s.members.length === 3, "it is a member");
+    const shardBytes = map.holders.reduce((sum, h, height) => sum + (h.includes(s.memberNumber) ? blocks[height].size : 0), 0);
+    const downloaded = s.downloadedBytes.fromRelays.blocks + s.downloadedBytes.fromMembers.blocks;
+    t.diagnostic(`shard ${shardBytes} B; held ${s.storedBytes} B; downloaded ${first.downloadedBytes.fromRelays.blocks + first.downloadedBytes.fromMembers.blocks} B at the first error, ${downloaded} B 30 s later`);
+    assert.ok(s.storedBytes < shardBytes, "the shard does not fit");
+    assert.ok(downloaded <= 2 * shardBytes, `downloaded ${downloaded} B for a shard of ${shardBytes} B`);
+  } finally {
+    for (const p of pages) await p.evaluate(() => window.node?.stop()).catch(() => {});
+    for (const c of contexts) await c.close();
+  }
+});

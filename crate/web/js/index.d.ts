@@ -338,6 +338,22 @@ export interface NodeStatus {
    * poll), since start.
    */
   announcedHeaders: number;
+  /**
+   * The latest storage failure (IndexedDB refused a write or a read: quota exhausted, …), until
+   * a block write succeeds again; `null` when there is none. The node keeps going: a block it
+   * could not write is tried again later, with a doubling back-off, not downloaded over and over.
+   */
+  storageError: StorageFailure | null;
+}
+
+/** A storage failure, in {@link NodeStatus.storageError} and the `storage-error` event. */
+export interface StorageFailure {
+  code: "STORAGE";
+  message: string;
+  /** The browser's storage quota for this origin is exhausted. */
+  quotaExceeded: boolean;
+  /** When it happened (Unix milliseconds). */
+  at: number;
 }
 
 /** Detail of the `sync-progress` event. */
@@ -378,6 +394,12 @@ export interface LightNodeEventMap {
     /** The peer id the block came from (a member, a relay), `null` if not known. */
     from: string | null;
   }>;
+  /**
+   * IndexedDB failed (`detail.quotaExceeded`: the origin's quota is exhausted). Told once, and
+   * again for the same kind of failure only after 10 minutes; `status().storageError` has the
+   * latest.
+   */
+  "storage-error": CustomEvent<StorageFailure>;
   /** A relay connected or disconnected. */
   relay: CustomEvent<{ peerId: string; connected: boolean; transport?: string }>;
 }

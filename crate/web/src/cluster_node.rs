@@ -199,7 +199,12 @@ pub struct ClusterNode {
     /// Who sent the latest blocks that arrived (hash, sender), newest last, at most
     /// [`BLOCK_SENDERS_MAX`]: the `from` of `block-stored`.
     block_senders: VecDeque<(BlockHash, PeerId)>,
+    /// When a storage failure was last told to the page: [other, quota exceeded].
+    storage_error_reported: [Option<u64>; 2],
 }
+
+/// A storage failure of the same kind is told to the page again after this long at most.
+pub const STORAGE_ERROR_REPEAT_MS: u64 = 10 * 60 * 1000;
 
 /// Most block senders remembered for `block-stored` (more than a repair window of blocks in
 /// flight at once).
@@ -232,6 +237,7 @@ impl ClusterNode {
             connections: HashMap::new(),
             held_queries: HeldQueries::default(),
             block_senders: VecDeque::new(),
+            storage_error_reported: [None; 2],
         })
     }
 
@@ -558,18 +564,25 @@ impl EventLoop {
                 break;
             }
             for chunk in commands.chunks(MAX_COMMANDS_PER_BATCH) {
-                let mut store = std::pin::pin!(execute(&mut self.core.blocks, chunk));
-                let (results, error) = loop {
-                    if self.deferred.len() >= DEFERRED_EVENTS_MAX {
-                        break store.await;
-                    }
-                    match future::select(store.as_mut(), self.swarm.select_next_some()).await {
-                        Either::Left((done, _)) => break done,
-                        Either::Right((event, _)) => self.deferred.push_back(event),
+                let (results, error) = {
+                    let mut store = std::pin::pin!(execute(&mut self.core.blocks, chunk));
+                    loop {
+                        if self.deferred.len() >= DEFERRED_EVENTS_MAX {
+                            break store.await;
+                        }
+                        match future::select(store.as_mut(), self.swarm.select_next_some()).await {
+                            Either::Left((done, _)) => break done,
+                            Either::Right((event, _)) => self.deferred.push_back(event),
+                        }
                     }
                 };
-                if let Some(error) = error {
-                    web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {error}")));
+                let wrote = results
+                    .iter()
+                    .any(|r| matches!(r, shoal_core::node::StorageResult::Put { ok: true, .. }));
+                match error {
+                    Some(error) => self.storage_failed(&error),
+                    None if wrote => self.shared.status.borrow_mut().storage_error = None,
+                    None => {}
                 }
                 for result in results {
                     self.core.host.push(Input::Storage(result));
@@ -688,6 +701,30 @@ impl EventLoop {
             }
             None => (JsValue::NULL, JsValue::NULL, members.into()),
         }
+    }
+
+    /// A storage batch failed: `status().storageError` says so at once; the page hears of it
+    /// (`storage-error`, and the console) once, and again only after
+    /// [`STORAGE_ERROR_REPEAT_MS`] — the node retries with back-off, not the page's patience.
+    fn storage_failed(&mut self, error: &crate::store::StoreError) {
+        let now = js_sys::Date::now().max(0.0) as u64;
+        let quota_exceeded = matches!(error, crate::store::StoreError::QuotaExceeded(_));
+        let failure = crate::status::StorageFailure {
+            code: "STORAGE",
+            message: error.to_string(),
+            quota_exceeded,
+            at: now,
+        };
+        let last = &mut self.core.storage_error_reported[usize::from(quota_exceeded)];
+        let tell = last.is_none_or(|at| now.saturating_sub(at) >= STORAGE_ERROR_REPEAT_MS);
+        if tell {
+            *last = Some(now);
+            web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {error}")));
+            if let Ok(detail) = crate::status::to_js(&failure) {
+                self.emit("storage-error", detail);
+            }
+        }
+        self.shared.status.borrow_mut().storage_error = Some(failure);
     }
 
     /// `shardMap(from, to)`: the placement of each height under the node's view, and which

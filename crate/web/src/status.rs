@@ -129,6 +129,19 @@ pub struct MemberDetail {
     pub report: Option<ShardReport>,
 }
 
+/// The latest storage failure (`status().storageError`, the `storage-error` event).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageFailure {
+    /// Always `"STORAGE"`, as the API's errors.
+    pub code: &'static str,
+    pub message: String,
+    /// The browser's storage quota for this origin is exhausted.
+    pub quota_exceeded: bool,
+    /// When (Unix milliseconds).
+    pub at: u64,
+}
+
 /// Most heights one `shardMap` call covers.
 pub const SHARD_MAP_MAX_HEIGHTS: u32 = 10_000;
 
@@ -198,6 +211,8 @@ pub struct Status {
     pub downloaded_bytes: Downloaded,
     /// Headers the header sync took at once from a relay's new-block announcement.
     pub announced_headers: u64,
+    /// The latest storage failure, until a block write succeeds again.
+    pub storage_error: Option<StorageFailure>,
 }
 
 /// Shared between the loop (writer) and the API (reader); both run on the page's one thread.
