@@ -299,6 +299,13 @@ pub struct NodeStats {
     pub views_rejoined: u64,
     /// Undersized clusters this node left (`Config::undersized_leave_after_ms`).
     pub undersized_leaves: u64,
+    /// Views of our cluster refused because of who sent them: a node neither in our view
+    /// nor departed from it, or a view that does not list its sender (see
+    /// [`crate::cluster`], "Who may change a view"). Each also counts in `messages_ignored`.
+    pub views_refused: u64,
+    /// Views of our cluster more than [`crate::cluster::VIEW_EPOCH_STEP_MAX`] epochs ahead
+    /// of ours, taken at our epoch plus that step.
+    pub view_epochs_capped: u64,
     /// Heartbeat pings sent.
     pub pings_sent: u64,
     /// Blocks fetched from other nodes and stored (S11–S13).

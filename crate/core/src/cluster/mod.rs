@@ -16,6 +16,33 @@
 //! [`view_order`] (epoch, then size, then digest), and every member adopts the greatest view it
 //! hears of: members converge on one view after failures and partitions.
 //!
+//! # Who may change a view
+//!
+//! The cluster id is no secret (every hello and heartbeat stamp carries it, and a member
+//! answers a stale stamp with its whole view), so a view that checks ([`check_view`]) proves
+//! nothing about its sender. A member therefore takes a view of its cluster only
+//!
+//! - **from a node it knows as a member:** one in its current view, or one that departed from
+//!   an earlier view of this cluster id (`Liveness::departed`, the `cluster_size_max` latest:
+//!   after a partition the two sides know each other only as departed members, and must still
+//!   merge); and
+//! - **that lists its sender:** every honest view does — a proposer keeps itself in the view
+//!   it proposes, and a member only ever forwards the view it is in.
+//!
+//! Anything else is refused (`NodeStats::views_refused`, and `messages_ignored`). An ordinary
+//! node takes only the view its confirmed invitation waits for, from that inviter, listing it
+//! and the inviter (S2, S12, S13). So a node that was never a member cannot move a cluster at
+//! all.
+//!
+//! The epoch grows by one per honest change, but the two sides of a partition go on apart
+//! and may meet again many epochs apart. A member takes a greater view at most
+//! [`VIEW_EPOCH_STEP_MAX`] epochs ahead of its own; one further ahead is taken with its
+//! members at its own epoch plus that step (`NodeStats::view_epochs_capped`). The side that is
+//! ahead answers every heartbeat of the side behind with its view again, so the two still
+//! converge, that many epochs per exchange. A member — or a former one — that sends a view
+//! with epoch `u64::MAX` thus moves its mates by that step, not to the end of the epochs
+//! where no honest view could win again: it would need 2^60 views to get there.
+//!
 //! Member numbers ([`numbering`]) follow from the cluster id and the member ids: members sorted
 //! by `sha256d(cluster id ‖ member id)`; a member's number is its place in that order.
 
@@ -38,6 +65,11 @@ pub fn cluster_id(genesis: &ClusterGenesis) -> ClusterId {
     }
     ClusterId(sha256d(&data))
 }
+
+/// The most epochs one adopted view moves a member forward (see "Who may change a view" in
+/// the module docs). Far more than one side of a partition goes through while it lasts, in
+/// practice: a view further ahead still wins, one step at a time.
+pub const VIEW_EPOCH_STEP_MAX: u64 = 16;
 
 /// Why a received view was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -498,3 +498,73 @@ fn members_see_each_others_shard_reports_confirmations_and_placement() {
     assert!(net.nodes[0].member_details().is_empty());
     assert_eq!(net.nodes[0].placement_holders(1), None);
 }
+
+/// The two sides of a partition may run many epochs apart (here one side is pushed
+/// `5 × VIEW_EPOCH_STEP_MAX` ahead); no view moves a member more than that step, yet once the
+/// partition heals the side behind catches up step by step and the cluster ends whole, on one
+/// view.
+#[test]
+fn a_partition_whose_sides_ran_epochs_apart_still_heals() {
+    use crate::cluster::VIEW_EPOCH_STEP_MAX;
+    for seed in 20..23 {
+        let config = Config {
+            cluster_size_target: 2,
+            ..fast_config()
+        };
+        let (mut net, members) = formed(6, config, seed, 10);
+        let (cluster, start_epoch, _) = net.nodes[members[0]].cluster().unwrap();
+        let sides: Vec<Vec<usize>> = (0..2)
+            .map(|g| {
+                members
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| k % 2 == g)
+                    .map(|(_, i)| *i)
+                    .collect()
+            })
+            .collect();
+        for (k, i) in members.iter().enumerate() {
+            net.group[*i] = (k % 2) as u8;
+        }
+        net.group[0] = 0;
+        net.run_until(20_000);
+        // Side 0 runs ahead: a member of it sends another its view at a far greater epoch,
+        // five times; each moves the side one step.
+        let (a, b) = (sides[0][0], sides[0][1]);
+        for _ in 0..5 {
+            let view = net.nodes[b].shared.membership().unwrap().view.clone();
+            let ahead = crate::wire::View {
+                epoch: view.epoch + 10 * VIEW_EPOCH_STEP_MAX,
+                ..view
+            };
+            let b_id = net.id(b);
+            net.inject(a, b_id, crate::wire::Message::View(ahead));
+            net.run_until(net.now_ms + 3_000);
+        }
+        let epoch = |net: &Net, i: usize| net.nodes[i].cluster().unwrap().1;
+        let gap = epoch(&net, a) - epoch(&net, sides[1][0]);
+        assert!(
+            gap >= 4 * VIEW_EPOCH_STEP_MAX,
+            "seed {seed}: sides {gap} epochs apart"
+        );
+        for g in net.group.iter_mut() {
+            *g = 0;
+        }
+        net.run_until(net.now_ms + 30_000);
+        let clusters = net.check_clusters();
+        assert_eq!(
+            clusters.get(&cluster).map(Vec::len),
+            Some(members.len()),
+            "seed {seed}: {clusters:?}"
+        );
+        let capped: u64 = sides[1]
+            .iter()
+            .map(|i| net.nodes[*i].stats().view_epochs_capped)
+            .sum();
+        assert!(
+            capped > 0,
+            "seed {seed}: the side behind caught up in steps"
+        );
+        assert!(epoch(&net, a) < start_epoch + 20 * VIEW_EPOCH_STEP_MAX);
+    }
+}

@@ -4,11 +4,13 @@
 //! dissolves undersized clusters (S4), liveness finds silent members (S9–S10), replacement
 //! admits outsiders (S12–S13), and every change makes repair rescan what this member must hold
 //! (S11). Views are totally ordered (`cluster::view_order`) and a member only ever moves to a
-//! greater one, so members converge.
+//! greater one, so members converge. A view is taken only from a node this one knows as a
+//! member, and moves it at most `cluster::VIEW_EPOCH_STEP_MAX` epochs (the rule is written
+//! out in [`crate::cluster`], "Who may change a view").
 
 use super::Node;
 use crate::base::NodeId;
-use crate::cluster::{check_view, view_digest, ClusterId, Membership};
+use crate::cluster::{check_view, view_digest, ClusterId, Membership, VIEW_EPOCH_STEP_MAX};
 use crate::formation::{withdraw, Previous, Reply};
 use crate::io::{Event, Output, TimerId};
 use crate::repair::replacement::Replacement;
@@ -159,17 +161,20 @@ impl Node {
     }
 
     /// A view from `from`: the founding view our confirmed invitation waits for, or a view of
-    /// our own cluster — adopted if greater, answered with ours if smaller.
-    pub(crate) fn on_view(&mut self, from: NodeId, view: View) {
+    /// our own cluster — adopted if greater, answered with ours if smaller. Only from a
+    /// sender the view lists and this node knows as a member, and at most
+    /// [`VIEW_EPOCH_STEP_MAX`] epochs ahead (see "Who may change a view" in [`crate::cluster`]).
+    pub(crate) fn on_view(&mut self, from: NodeId, mut view: View) {
         let cx = &mut self.shared;
         if check_view(&view, cx.config.cluster_size_max).is_err() {
             cx.stats.messages_ignored += 1;
             return;
         }
-        let lists_me = view.members.binary_search_by(|m| m.id.cmp(&cx.id)).is_ok();
+        let lists = |id: &NodeId| view.members.binary_search_by(|m| m.id.cmp(id)).is_ok();
+        let (lists_me, lists_sender) = (lists(&cx.id), lists(&from));
         match &cx.role {
             Role::Ordinary => {
-                if self.formation.expects_view(from, view.cluster) && lists_me {
+                if self.formation.expects_view(from, view.cluster) && lists_me && lists_sender {
                     let expires_at = cx.now_ms.saturating_add(view.expires_in_ms);
                     self.become_member(view, expires_at);
                 } else {
@@ -180,6 +185,18 @@ impl Node {
                 if view.cluster != m.view.cluster {
                     cx.stats.messages_ignored += 1;
                     return;
+                }
+                let known = m.number_of(&from).is_some()
+                    || self.liveness.departed.iter().any(|(id, _)| *id == from);
+                if !known || !lists_sender {
+                    cx.stats.views_refused += 1;
+                    cx.stats.messages_ignored += 1;
+                    return;
+                }
+                let furthest = m.view.epoch.saturating_add(VIEW_EPOCH_STEP_MAX);
+                if view.epoch > furthest {
+                    view.epoch = furthest;
+                    cx.stats.view_epochs_capped += 1;
                 }
                 let theirs = (view.epoch, view.members.len(), view_digest(&view.members));
                 match theirs.cmp(&m.order_key()) {
@@ -433,3 +450,6 @@ fn previous_of(m: &Membership, me: NodeId) -> Previous {
         generation: m.view.genesis.generation,
     }
 }
+
+#[cfg(test)]
+mod tests;
