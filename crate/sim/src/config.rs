@@ -109,6 +109,22 @@ pub struct SimConfig {
     pub max_pending_events: usize,
     /// New blocks, queries and adversaries (S14–S17).
     pub serving: ServingConfig,
+    /// An outsider forging views (issue 16); `None`: no such attack.
+    pub forged_views: Option<ForgedViews>,
+}
+
+/// An outsider — a node no cluster ever had as a member — that read each cluster's view (a
+/// member sends it to any peer whose heartbeat carries an older stamp of the cluster) and
+/// sends every member a forged view of its cluster: epoch `u64::MAX`, and members of its
+/// choosing (its own id and made-up ones added, up to the largest cluster, a real member
+/// other than the receiver dropped if the cluster is full). A member that took it would
+/// renumber around members that never store anything, and no honest view could win again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ForgedViews {
+    /// When the first round goes out.
+    pub start_s: u64,
+    /// Time between rounds, until the end of the run.
+    pub interval_s: u64,
 }
 
 impl Default for SimConfig {
@@ -140,6 +156,7 @@ impl Default for SimConfig {
             storage: StorageFaultConfig::default(),
             max_pending_events: 50_000_000,
             serving: ServingConfig::default(),
+            forged_views: None,
         }
     }
 }

@@ -140,6 +140,10 @@ struct RunArgs {
     /// Milliseconds between heartbeats (default: the core's).
     #[arg(long)]
     heartbeat_interval_ms: Option<u64>,
+    /// An outsider sends every member a forged view of its cluster (epoch u64::MAX, members
+    /// of its choosing) every this many seconds, from then on (issue 16)
+    #[arg(long)]
+    forged_views_every_s: Option<u64>,
     /// The seed (the SEED environment variable overrides it).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -220,6 +224,12 @@ impl RunArgs {
                 adversary_kind: self.adversary_kind,
                 ..ServingConfig::default()
             },
+            forged_views: self
+                .forged_views_every_s
+                .map(|every| shoal_sim::config::ForgedViews {
+                    start_s: every,
+                    interval_s: every,
+                }),
             ..SimConfig::default()
         }
     }

@@ -182,6 +182,13 @@ impl Node {
         })
     }
 
+    /// The view of this node's cluster, or `None` for an ordinary node. Nothing in it is
+    /// secret: a member sends it to any peer whose heartbeat carries an older stamp of the
+    /// cluster (the simulator's forged-view attack starts from it).
+    pub fn view(&self) -> Option<&crate::wire::View> {
+        self.shared.membership().map(|m| &m.view)
+    }
+
     /// The members this member checks with heartbeats (S9: every other member; S10: its
     /// numbered neighbours), in member-number order; empty for an ordinary node.
     pub fn watched_members(&self) -> Vec<NodeId> {

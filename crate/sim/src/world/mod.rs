@@ -31,6 +31,7 @@
 //! successor.
 
 mod disk;
+mod forgery;
 mod outputs;
 mod report;
 mod serving;
@@ -185,6 +186,8 @@ enum SimEvent {
     RepairDeadline,
     /// Queries and their deadlines.
     Serving(serving::ServingEvent),
+    /// An outsider sends members forged views (see [`crate::config::ForgedViews`]).
+    ForgeViews,
 }
 
 impl SimEvent {
@@ -206,6 +209,7 @@ impl SimEvent {
             SimEvent::Check => "check",
             SimEvent::RepairDeadline => "repair_deadline",
             SimEvent::Serving(_) => "serving",
+            SimEvent::ForgeViews => "forge_views",
         }
     }
 }
@@ -309,6 +313,8 @@ struct Counters {
     cluster_leave_optimal_bytes: u64,
     lost_blocks: u64,
     dissolved_losses: u64,
+    /// Forged views the outsider sent (see [`crate::config::ForgedViews`]).
+    forged_views_sent: u64,
     blocks_below_p_at_deadline: u64,
     blocks_above_p_at_deadline: u64,
     /// Clusters whose repair (exactly P) was checked at their deadline.
@@ -337,6 +343,10 @@ pub struct NodeStatTotals {
     pub fetch_failures: u64,
     /// Messages the nodes dropped as making no sense.
     pub messages_ignored: u64,
+    /// Views of their cluster the nodes refused for who sent them.
+    pub views_refused: u64,
+    /// Views further ahead than the core's step the nodes took one step at a time.
+    pub view_epochs_capped: u64,
 }
 
 impl NodeStatTotals {
@@ -350,6 +360,8 @@ impl NodeStatTotals {
         self.blocks_rejected += stats.blocks_rejected;
         self.fetch_failures += stats.fetch_failures;
         self.messages_ignored += stats.messages_ignored;
+        self.views_refused += stats.views_refused;
+        self.view_epochs_capped += stats.view_epochs_capped;
     }
 }
 
@@ -577,6 +589,11 @@ impl World {
         let check_ms = world.config.check_interval_s.max(1) * 1_000;
         world.queue.schedule(check_ms, SimEvent::Check)?;
         world.serving_start()?;
+        if let Some(attack) = world.config.forged_views {
+            world
+                .queue
+                .schedule(attack.start_s * 1_000, SimEvent::ForgeViews)?;
+        }
         let quiet_at_ms = world.config.quiet_at_ms();
         world.queue.schedule(quiet_at_ms, SimEvent::Quiet)?;
         let deadline_ms = quiet_at_ms + world.config.repair_bound_s * 1_000;
@@ -809,6 +826,7 @@ impl World {
             }
             SimEvent::RepairDeadline => self.check_repaired(),
             SimEvent::Serving(event) => self.serving_step(event)?,
+            SimEvent::ForgeViews => self.forge_views()?,
         }
         Ok(())
     }

@@ -123,6 +123,8 @@ pub struct Report {
     pub unjudged_losses: usize,
     /// The core's own counters, summed over every node.
     pub node_stats: NodeStatTotals,
+    /// Forged views an outsider sent to members (`SimConfig::forged_views`).
+    pub forged_views_sent: u64,
     /// New blocks, queries and adversaries (S14–S17), as top-level fields.
     #[serde(flatten)]
     pub serving: crate::serving::ServingReport,
@@ -218,6 +220,7 @@ impl World {
             dissolved_losses: counters.dissolved_losses,
             unjudged_losses: self.pending_losses.len(),
             node_stats: counters.node_stats.clone(),
+            forged_views_sent: counters.forged_views_sent,
             serving,
             wall_seconds: self.started.elapsed().as_secs_f64(),
         }

@@ -1,0 +1,98 @@
+//! Issue 16, hole 1, end to end in the simulator: an outsider that read each cluster's view
+//! sends every member, every five minutes, a forged view of its cluster — epoch `u64::MAX`,
+//! its own id and made-up members added, a real member dropped when the cluster is full —
+//! over the sweep's world (churn, partitions, loss, storage faults). Members refuse every one,
+//! and every invariant holds: in particular every block is back on exactly P members at the
+//! repair deadline, 25 minutes after churn stops and well past the core's 10-minute
+//! spare-eviction delay, so no spare went because of a forged view.
+//!
+//! `cargo test -p shoal-sim --test forged_views` runs 3 seeds; `SHOAL_SIM_FORGED_SEEDS=n`
+//! runs n; `SEED=n` replays one (the binary: `SEED=n shoal-sim <the sweep's flags>
+//! --forged-views-every-s 300`).
+
+use shoal_sim::churn::ChurnConfig;
+use shoal_sim::config::{ForgedViews, SimConfig};
+use shoal_sim::network::NetworkConfig;
+use shoal_sim::world::{Report, World};
+
+fn run(seed: u64) -> Report {
+    let config = SimConfig {
+        seed,
+        nodes: 24,
+        archives: 1,
+        blocks: 24,
+        initial_blocks: 20,
+        block_interval_s: 300,
+        hours: 1.0,
+        quiet_tail_hours: 0.5,
+        repair_bound_s: 1_500,
+        network: NetworkConfig {
+            partitions_per_hour: 2.0,
+            partition_median_s: 60.0,
+            loss_rate: 0.005,
+            ..NetworkConfig::default()
+        },
+        churn: ChurnConfig {
+            median_session_min: Some(15.0),
+            median_offline_min: 5.0,
+            ..ChurnConfig::default()
+        },
+        forged_views: Some(ForgedViews {
+            start_s: 300,
+            interval_s: 300,
+        }),
+        ..SimConfig::default()
+    };
+    World::new(config)
+        .expect("valid configuration")
+        .run()
+        .expect("run completes")
+}
+
+fn seeds() -> Vec<u64> {
+    if let Ok(seed) = std::env::var("SEED") {
+        return vec![seed.trim().parse().expect("SEED must be a u64")];
+    }
+    let count = std::env::var("SHOAL_SIM_FORGED_SEEDS")
+        .ok()
+        .map_or(3, |n| n.trim().parse().expect("a count"));
+    (0..count).collect()
+}
+
+#[test]
+fn forged_views_from_an_outsider_are_refused_and_nothing_is_lost() {
+    for seed in seeds() {
+        let report = run(seed);
+        let violated: Vec<_> = report
+            .invariants
+            .iter()
+            .filter(|status| status.violations > 0)
+            .map(|status| status.invariant)
+            .collect();
+        assert!(
+            violated.is_empty(),
+            "seed {seed}: violated {violated:?}; first: {:?}\n  replay: SEED={seed} cargo test -p shoal-sim --test forged_views",
+            report.violations.first()
+        );
+        for status in &report.invariants {
+            assert!(
+                status.not_checked.is_none() && status.checks > 0,
+                "seed {seed}: {status:?}"
+            );
+        }
+        assert!(
+            report.forged_views_sent > 100,
+            "seed {seed}: the attack ran"
+        );
+        // Every forged view reached a member of the cluster it names, or a node that left it
+        // or went offline on the way (20 ms): nearly all are refused for their sender.
+        let refused = report.node_stats.views_refused;
+        assert!(
+            refused * 10 >= report.forged_views_sent * 9,
+            "seed {seed}: {refused} of {} forged views refused",
+            report.forged_views_sent
+        );
+        assert_eq!(report.lost_blocks, 0, "seed {seed}");
+        assert_eq!(report.blocks_below_p_at_deadline, 0, "seed {seed}");
+    }
+}
