@@ -306,6 +306,9 @@ pub struct NodeStats {
     /// Views of our cluster more than [`crate::cluster::VIEW_EPOCH_STEP_MAX`] epochs ahead
     /// of ours, taken at our epoch plus that step.
     pub view_epochs_capped: u64,
+    /// Times this member left its cluster because a member its view lists kept refusing the
+    /// view (see `liveness::StampVerdict::Refused`).
+    pub views_left_refused: u64,
     /// Heartbeat pings sent.
     pub pings_sent: u64,
     /// Blocks fetched from other nodes and stored (S11–S13).

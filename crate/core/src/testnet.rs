@@ -194,6 +194,14 @@ impl Net {
         self.now_ms = until_ms;
     }
 
+    /// Carries out every output node `i` has queued: for a test that changed the node's
+    /// state directly rather than through an input.
+    pub(crate) fn flush(&mut self, i: usize) {
+        while let Some(output) = self.nodes[i].poll_output() {
+            self.carry_out(i, output);
+        }
+    }
+
     fn carry_out(&mut self, from: usize, output: Output) {
         match output {
             Output::Send { to, mut message } => {

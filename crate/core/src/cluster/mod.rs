@@ -34,6 +34,15 @@
 //! and the inviter (S2, S12, S13). So a node that was never a member cannot move a cluster at
 //! all.
 //!
+//! The price: members that never heard of each other cannot merge views. After a partition a
+//! side that admitted newcomers (and whose old members have since gone) may come to list
+//! members of the other side that know none of its members; they refuse its views, however
+//! great. A member whose heartbeats show a mate its view lists still on an older view
+//! `offline_after_ms` after it first sent that mate its own (`liveness::StampVerdict::
+//! Refused`) gives up its membership and asks to join again (S13,
+//! `NodeStats::views_left_refused`): through members the others know, or elsewhere. A mate
+//! that takes views from it would have caught up at its first answer.
+//!
 //! The epoch grows by one per honest change, but the two sides of a partition go on apart
 //! and may meet again many epochs apart. A member takes a greater view at most
 //! [`VIEW_EPOCH_STEP_MAX`] epochs ahead of its own; one further ahead is taken with its

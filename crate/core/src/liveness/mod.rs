@@ -43,6 +43,26 @@ pub(crate) struct Liveness {
     /// sides see each other's stamps and converge. One that answers as a non-member is
     /// dropped from the list.
     pub(crate) departed: Vec<(NodeId, u64)>,
+    /// Members of the current view whose heartbeats carry an older view of our cluster than
+    /// ours, with when this member first saw it under the current view. Each such heartbeat
+    /// is answered with our view; a mate that takes views from us catches up at once, so one
+    /// still behind `offline_after_ms` later does not take them (see [`StampVerdict`]).
+    behind: Vec<(NodeId, u64)>,
+}
+
+/// What a heartbeat's stamp tells the node beyond a sign of life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StampVerdict {
+    /// A member of our settled view answered as a non-member (it restarted, or joined
+    /// elsewhere): it has left us, and the node drops it now rather than after a timeout.
+    Gone(NodeId),
+    /// A member our view lists has kept an older view of our cluster for `offline_after_ms`
+    /// although we sent it ours every time: it refuses views from us, so it does not know us
+    /// as a member (`cluster`, "Who may change a view") — our view is not its cluster's. This
+    /// happens when the two sides of a partition went on apart and one side's view came to
+    /// list members of the other that never heard of its newcomers. This member gives up its
+    /// membership and asks to join again (S13), through members the others know.
+    Refused(NodeId),
 }
 
 impl Liveness {
@@ -52,6 +72,7 @@ impl Liveness {
         self.last_heard_ms = vec![now_ms; members];
         self.reports = vec![None; members];
         self.departed.clear();
+        self.behind.clear();
     }
 
     /// The view of our cluster changes from `old` to `next`. A member we already watched keeps
@@ -93,6 +114,7 @@ impl Liveness {
         departed.sort_by_key(|(_, since)| std::cmp::Reverse(*since));
         departed.truncate(cx.config.cluster_size_max);
         self.departed = departed;
+        self.behind.clear();
     }
 
     /// A heartbeat (ping or pong) from a member that carries our cluster's stamp is a sign of
@@ -179,16 +201,16 @@ impl Liveness {
         }
     }
 
-    /// If the peer's view of our cluster is older than ours, send it ours. Returns a member of
-    /// our settled view that answered as a non-member (it restarted, or joined elsewhere): it
-    /// has left us, and the node drops it now rather than after a timeout, so that no node
-    /// stays listed by a cluster it is not in.
+    /// If the peer's view of our cluster is older than ours, send it ours. Returns what else
+    /// the stamp tells (see [`StampVerdict`]): a member of our settled view that answered as
+    /// a non-member, so that no node stays listed by a cluster it is not in, or one that keeps
+    /// refusing our view.
     pub(crate) fn compare_stamp(
         &mut self,
         cx: &mut Shared,
         from: NodeId,
         stamp: Option<ViewStamp>,
-    ) -> Option<NodeId> {
+    ) -> Option<StampVerdict> {
         let Role::Member(m) = &cx.role else {
             return None;
         };
@@ -198,14 +220,30 @@ impl Liveness {
             let settled =
                 cx.now_ms.saturating_sub(m.view_since_ms) >= cx.config.offline_after_ms / 2;
             let lapsing = m.expires_at_ms <= cx.now_ms + cx.config.accept_timeout_ms;
-            return (m.number_of(&from).is_some() && settled && !lapsing).then_some(from);
+            return (m.number_of(&from).is_some() && settled && !lapsing)
+                .then_some(StampVerdict::Gone(from));
         };
         let their_key = (theirs.epoch, theirs.members as usize, theirs.digest);
-        if view_order(m.order_key(), their_key) == Ordering::Greater {
-            let view = m.view.clone();
-            cx.send(from, Message::View(view));
+        if view_order(m.order_key(), their_key) != Ordering::Greater {
+            self.behind.retain(|(id, _)| *id != from);
+            return None;
         }
-        None
+        let (view, listed) = (m.view.clone(), m.number_of(&from).is_some());
+        cx.send(from, Message::View(view));
+        if !listed {
+            return None;
+        }
+        let now_ms = cx.now_ms;
+        match self.behind.iter().find(|(id, _)| *id == from) {
+            Some((_, since)) if now_ms.saturating_sub(*since) >= cx.config.offline_after_ms => {
+                Some(StampVerdict::Refused(from))
+            }
+            Some(_) => None,
+            None => {
+                self.behind.push((from, now_ms));
+                None
+            }
+        }
     }
 
     /// Member numbers this member checks (and expects checks from).

@@ -309,19 +309,7 @@ impl Node {
         };
         let cluster = old.view.cluster;
         if view.members.binary_search_by(|m| m.id.cmp(&cx.id)).is_err() {
-            let previous = previous_of(old, cx.id);
-            cx.role = Role::Ordinary;
-            self.formation.left(previous);
-            // An open replacement round ends with the membership.
-            self.replacement.left();
-            cx.event(Event::LeftCluster {
-                cluster,
-                expired: false,
-            });
-            cx.announce();
-            self.repair.rescan_shard(cx);
-            self.save_membership();
-            return;
+            return self.leave_cluster();
         }
         // A greater view may shorten the id's life (an undersized cluster dissolving), never
         // lengthen it.
@@ -376,6 +364,40 @@ impl Node {
             self.repair.unpark_all(cx);
         }
         self.save_membership();
+    }
+
+    /// Becomes an ordinary node again before the id lapses: a view dropped us, or a mate
+    /// refuses ours. Blocks stay stored (sources for whichever cluster this node joins next).
+    fn leave_cluster(&mut self) {
+        let cx = &mut self.shared;
+        let Role::Member(old) = &cx.role else {
+            return;
+        };
+        let cluster = old.view.cluster;
+        let previous = previous_of(old, cx.id);
+        cx.role = Role::Ordinary;
+        self.formation.left(previous);
+        // An open replacement round ends with the membership.
+        self.replacement.left();
+        cx.event(Event::LeftCluster {
+            cluster,
+            expired: false,
+        });
+        cx.announce();
+        self.repair.rescan_shard(cx);
+        self.save_membership();
+    }
+
+    /// A member our view lists has refused our view for `offline_after_ms` (see
+    /// `liveness::StampVerdict::Refused`): our view is a side of the cluster its members do not
+    /// know. This member leaves and asks to join again, soon (S13): through the members the
+    /// others know, or into another cluster.
+    pub(crate) fn leave_refused_view(&mut self) {
+        self.shared.stats.views_left_refused += 1;
+        self.leave_cluster();
+        let cx = &mut self.shared;
+        let at = cx.now_ms + cx.config.invite_timeout_ms;
+        cx.set_timer_no_later(TimerId::Formation, at);
     }
 
     pub(crate) fn on_expiry_timer(&mut self) {

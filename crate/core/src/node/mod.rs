@@ -66,7 +66,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::base::rng::Rng;
 use crate::base::{mix64, ClusterId, RequestIds};
 use crate::formation::{Formation, Reply};
-use crate::liveness::Liveness;
+use crate::liveness::{Liveness, StampVerdict};
 use crate::placement::Placer;
 use crate::repair::replacement::Replacement;
 use crate::repair::Repair;
@@ -601,10 +601,14 @@ impl Node {
     }
 
     /// A heartbeat's stamp: liveness sends our view to a peer on an older one, and names a
-    /// member of our settled view that answered as a non-member, which leaves the view now.
+    /// member of our settled view that answered as a non-member, which leaves the view now,
+    /// or one that keeps refusing our view, which makes this member leave (see
+    /// [`StampVerdict`]).
     fn compare_stamp(&mut self, from: NodeId, stamp: Option<ViewStamp>) {
-        if let Some(gone) = self.liveness.compare_stamp(&mut self.shared, from, stamp) {
-            self.declare_offline(&[gone]);
+        match self.liveness.compare_stamp(&mut self.shared, from, stamp) {
+            Some(StampVerdict::Gone(gone)) => self.declare_offline(&[gone]),
+            Some(StampVerdict::Refused(_)) => self.leave_refused_view(),
+            None => {}
         }
     }
 

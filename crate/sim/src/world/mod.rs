@@ -347,6 +347,8 @@ pub struct NodeStatTotals {
     pub views_refused: u64,
     /// Views further ahead than the core's step the nodes took one step at a time.
     pub view_epochs_capped: u64,
+    /// Times a member left its cluster because a mate kept refusing its view.
+    pub views_left_refused: u64,
 }
 
 impl NodeStatTotals {
@@ -362,6 +364,7 @@ impl NodeStatTotals {
         self.messages_ignored += stats.messages_ignored;
         self.views_refused += stats.views_refused;
         self.view_epochs_capped += stats.view_epochs_capped;
+        self.views_left_refused += stats.views_left_refused;
     }
 }
 

@@ -220,3 +220,53 @@ fn an_invitee_refuses_a_founding_view_that_leaves_out_its_inviter() {
     );
     assert!(node.cluster().is_some());
 }
+
+/// A member whose view lists mates that do not know it (here a node made a member of a view
+/// of the cluster that only it holds, one epoch ahead) keeps sending them its view, and they
+/// keep refusing it. `offline_after_ms` later it gives up that view and joins the cluster
+/// through its members (S13); the others never took its view.
+#[test]
+fn a_member_whose_view_its_mates_refuse_leaves_and_joins_through_them() {
+    // Below its target size, the cluster takes join requests.
+    let config = || Config {
+        cluster_size_target: 6,
+        ..config()
+    };
+    let (mut net, members) = formed(4, config(), 11, BLOCKS);
+    assert_eq!(members.len(), 4);
+    net.run_until(20_000);
+    let before = view_of(&net, members[0]);
+    let z = net.add(config(), 11);
+    let z_id = net.id(z);
+    let mut listed = before.members.clone();
+    listed.push(info(z_id));
+    listed.sort_by_key(|m| m.id);
+    let foreign = View {
+        epoch: before.epoch + 1,
+        members: listed,
+        ..before.clone()
+    };
+    // z starts knowing nobody (not introduced), so it stays ordinary until made a member.
+    net.run_until(net.now_ms + 10);
+    assert!(net.nodes[z].cluster().is_none());
+    let now = net.now_ms;
+    net.nodes[z].shared.now_ms = now;
+    net.nodes[z].become_member(foreign, now + 3_600_000);
+    net.flush(z);
+    net.introduce_all();
+    let offline_after_ms = config().offline_after_ms;
+    net.run_until(now + offline_after_ms / 2);
+    for i in &members {
+        assert_eq!(view_of(&net, *i), before, "member {i} took no view from z");
+        assert!(net.nodes[*i].stats().views_refused > 0, "member {i}");
+    }
+    assert_eq!(net.nodes[z].stats().views_left_refused, 0, "not yet");
+    net.run_until(now + 20 * offline_after_ms);
+    assert_eq!(net.nodes[z].stats().views_left_refused, 1);
+    let clusters = net.check_clusters();
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    let (cluster, epoch, ids) = net.nodes[members[0]].cluster().unwrap();
+    assert_eq!(cluster, before.cluster);
+    assert!(epoch > before.epoch);
+    assert!(ids.contains(&z_id), "z joined through the members");
+}
