@@ -12,6 +12,8 @@
 //! reused streams (see TOOLCHAIN.md).
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use futures::prelude::*;
 use libp2p::StreamProtocol;
@@ -42,6 +44,13 @@ pub enum FrameError {
     /// The stream ended inside the frame body.
     #[error("stream ended after {got_bytes} of {len_bytes} frame bytes")]
     TruncatedBody { got_bytes: usize, len_bytes: usize },
+    /// A large request arrived while the [`ReadBudget`] was spent on others being read.
+    #[error("busy: a request of {len_bytes} bytes while {in_use} of {max_bytes} bytes of large requests are being read")]
+    Busy {
+        len_bytes: usize,
+        in_use: usize,
+        max_bytes: usize,
+    },
 }
 
 impl From<FrameError> for io::Error {
@@ -51,8 +60,85 @@ impl From<FrameError> for io::Error {
             FrameError::TruncatedPrefix { .. } | FrameError::TruncatedBody { .. } => {
                 io::ErrorKind::UnexpectedEof
             }
+            FrameError::Busy { .. } => io::ErrorKind::OutOfMemory,
         };
         io::Error::new(kind, error)
+    }
+}
+
+/// Requests up to this size are read whatever the [`ReadBudget`] says: every cluster and
+/// query message but a block fits, so a node's conversation goes on while large requests
+/// wait.
+pub const SMALL_FRAME_BYTES: usize = 64 * 1024;
+
+/// How many bytes of large request frames (above [`SMALL_FRAME_BYTES`]) may be being read at
+/// once, every connection and stream together.
+///
+/// A peer may announce a 4 MiB frame, send all but its last byte and stop: the bytes stay in
+/// memory until the request times out, on each of its streams and connections. Counting them
+/// in one budget bounds that memory whatever the number of peers; a large frame that finds
+/// the budget spent is refused ([`FrameError::Busy`]) before its body is read, and its stream
+/// dropped. A frame's share returns when it has been read (it then goes to the node, whose
+/// queue is bounded) or its stream fails.
+#[derive(Debug, Clone)]
+pub struct ReadBudget {
+    inner: Arc<BudgetInner>,
+}
+
+#[derive(Debug)]
+struct BudgetInner {
+    max_bytes: usize,
+    in_use: AtomicUsize,
+}
+
+/// A share of a [`ReadBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct BudgetShare {
+    inner: Arc<BudgetInner>,
+    bytes: usize,
+}
+
+impl Drop for BudgetShare {
+    fn drop(&mut self) {
+        self.inner.in_use.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+impl ReadBudget {
+    /// A budget of `max_bytes`.
+    pub fn new(max_bytes: usize) -> ReadBudget {
+        ReadBudget {
+            inner: Arc::new(BudgetInner {
+                max_bytes,
+                in_use: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Bytes taken now.
+    pub fn in_use(&self) -> usize {
+        self.inner.in_use.load(Ordering::Acquire)
+    }
+
+    /// Takes `bytes` if they fit, else says how full the budget is.
+    pub fn take(&self, bytes: usize) -> Result<BudgetShare, FrameError> {
+        let max_bytes = self.inner.max_bytes;
+        self.inner
+            .in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
+                in_use
+                    .checked_add(bytes)
+                    .filter(|total| *total <= max_bytes)
+            })
+            .map_err(|in_use| FrameError::Busy {
+                len_bytes: bytes,
+                in_use,
+                max_bytes,
+            })?;
+        Ok(BudgetShare {
+            inner: self.inner.clone(),
+            bytes,
+        })
     }
 }
 
@@ -60,6 +146,19 @@ impl From<FrameError> for io::Error {
 ///
 /// Memory grows with the bytes that actually arrive, not with the announced length.
 pub async fn read_frame<R>(io: &mut R, max_bytes: usize) -> io::Result<Vec<u8>>
+where
+    R: AsyncRead + Unpin,
+{
+    read_frame_within(io, max_bytes, None).await
+}
+
+/// [`read_frame`], with a frame above [`SMALL_FRAME_BYTES`] counted in `budget` while it is
+/// read (refused if it does not fit).
+pub async fn read_frame_within<R>(
+    io: &mut R,
+    max_bytes: usize,
+    budget: Option<&ReadBudget>,
+) -> io::Result<Vec<u8>>
 where
     R: AsyncRead + Unpin,
 {
@@ -80,6 +179,10 @@ where
             len_bytes: u64::from(len_bytes),
             max_bytes,
         })?;
+    let _share = match budget {
+        Some(budget) if len > SMALL_FRAME_BYTES => Some(budget.take(len)?),
+        _ => None,
+    };
     let mut body = Vec::new();
     io.take(len as u64).read_to_end(&mut body).await?;
     if body.len() != len {
@@ -114,16 +217,20 @@ where
 ///
 /// Decoding the bytes into a `shoal_core::wire::Message` is the caller's step, so the codec
 /// stays the same whatever the message set grows into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct FrameCodec {
     /// Largest request or response accepted or sent, in bytes.
     pub max_frame_bytes: usize,
+    /// Large requests read are counted here, if set (a relay's; a page's answers come from
+    /// the few peers it asks).
+    pub read_budget: Option<ReadBudget>,
 }
 
 impl Default for FrameCodec {
     fn default() -> Self {
         Self {
             max_frame_bytes: MAX_FRAME_BYTES,
+            read_budget: None,
         }
     }
 }
@@ -137,7 +244,7 @@ impl libp2p::request_response::Codec for FrameCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_frame_bytes).await
+        read_frame_within(io, self.max_frame_bytes, self.read_budget.as_ref()).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
@@ -288,6 +395,82 @@ mod tests {
             };
             assert_eq!(frame_error(&error), Some(&expected), "cut at {cut}");
         }
+    }
+
+    /// Large frames share the budget while they are read: one that does not fit is refused
+    /// before its body is read; small ones always pass; a share returns when its frame is
+    /// read, or its read fails.
+    #[test]
+    fn large_frames_share_the_read_budget() {
+        let budget = ReadBudget::new(300_000);
+        let big = encode(&[1u8; 200_000]);
+        // A frame whose body stops half way, as a peer that trickles and stalls leaves it.
+        struct Stalled<'a> {
+            data: &'a [u8],
+            at: usize,
+        }
+        impl AsyncRead for Stalled<'_> {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                buf: &mut [u8],
+            ) -> Poll<io::Result<usize>> {
+                if self.at >= self.data.len() / 2 {
+                    return Poll::Pending;
+                }
+                let n = buf.len().min(self.data.len() / 2 - self.at);
+                let at = self.at;
+                buf[..n].copy_from_slice(&self.data[at..at + n]);
+                self.at += n;
+                Poll::Ready(Ok(n))
+            }
+        }
+        let mut stalled = Stalled { data: &big, at: 0 };
+        let mut pending = Box::pin(read_frame_within(
+            &mut stalled,
+            MAX_FRAME_BYTES,
+            Some(&budget),
+        ));
+        let waker = futures::task::noop_waker();
+        assert!(pending
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        assert_eq!(budget.in_use(), 200_000);
+        let error = block_on(read_frame_within(
+            &mut Cursor::new(big.clone()),
+            MAX_FRAME_BYTES,
+            Some(&budget),
+        ))
+        .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::OutOfMemory);
+        assert_eq!(
+            frame_error(&error),
+            Some(&FrameError::Busy {
+                len_bytes: 200_000,
+                in_use: 200_000,
+                max_bytes: 300_000
+            })
+        );
+        let small = vec![2u8; SMALL_FRAME_BYTES];
+        let read = block_on(read_frame_within(
+            &mut Cursor::new(encode(&small)),
+            MAX_FRAME_BYTES,
+            Some(&budget),
+        ))
+        .unwrap();
+        assert_eq!(read, small);
+        // The stalled read is dropped (its stream failed): its share returns.
+        drop(pending);
+        assert_eq!(budget.in_use(), 0);
+        let read = block_on(read_frame_within(
+            &mut Cursor::new(big),
+            MAX_FRAME_BYTES,
+            Some(&budget),
+        ))
+        .unwrap();
+        assert_eq!(read.len(), 200_000);
+        assert_eq!(budget.in_use(), 0, "returned once read");
     }
 
     #[test]

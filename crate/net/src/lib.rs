@@ -39,7 +39,10 @@ pub mod node_link;
 pub mod small_writes;
 pub mod wrap_substreams;
 
-pub use codec::{FrameCodec, FrameError, MAX_FRAME_BYTES, PROBE_PROTOCOL_NAME, PROTOCOL_NAME};
+pub use codec::{
+    FrameCodec, FrameError, ReadBudget, MAX_FRAME_BYTES, PROBE_PROTOCOL_NAME, PROTOCOL_NAME,
+    SMALL_FRAME_BYTES,
+};
 pub use eager_reads::{EagerReadStream, EagerReads, EagerReadsWrapper, MAX_EAGER_READ_BYTES};
 pub use small_writes::{SmallWriteStream, SmallWrites, SmallWritesWrapper, MAX_WRITE_BYTES};
 pub use wrap_substreams::{WrapSubstream, WrapSubstreams};

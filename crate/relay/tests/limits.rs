@@ -4,77 +4,21 @@
 //! a child process on 127.0.0.1 stopped by its own pid; every client is a real libp2p swarm
 //! with a key of its own.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
+
+use common::{Relay, WAIT};
 
 use futures::StreamExt;
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, Message as RrMessage};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::{Multiaddr, Swarm};
 use shoal_core::wire::{self, Message};
 use shoal_net::FrameCodec;
-use shoal_relay::serve::network::{build_transport, request_response_behaviour, RequestLimits};
+use shoal_relay::serve::network::{request_response_behaviour, RequestLimits};
 
 const PER_IP: usize = 6;
-const WAIT: Duration = Duration::from_secs(60);
-
-struct Relay(Child);
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the relay with a per-address cap of [`PER_IP`]; returns it and its WebSocket address.
-fn start(dir: &std::path::Path) -> (Relay, Multiaddr) {
-    let addr_file = dir.join("addrs.txt");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal-relay"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args(["--initial-blocks", "3", "--block-interval-secs", "0"])
-        .args(["--max-connections-per-ip", &PER_IP.to_string()])
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--addr-file")
-        .arg(&addr_file)
-        .arg("--www")
-        .arg(dir)
-        .arg("--dist")
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start shoal-relay");
-    let stdout = child.stdout.take().expect("piped");
-    std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
-    let relay = Relay(child);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(&addr_file).unwrap_or_default();
-        let ws = text
-            .lines()
-            .filter_map(|l| l.parse::<Multiaddr>().ok())
-            .find(|a| a.iter().any(|p| matches!(p, Protocol::Ws(_))));
-        if let Some(ws) = ws {
-            return (relay, ws);
-        }
-        assert!(Instant::now() < deadline, "the relay wrote no address");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[derive(NetworkBehaviour)]
 struct Client {
@@ -82,23 +26,12 @@ struct Client {
 }
 
 fn client() -> Swarm<Client> {
-    let key = libp2p::identity::Keypair::generate_ed25519();
-    let certificate =
-        libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng()).expect("certificate");
-    let transport = build_transport(&key, certificate).expect("transport");
-    let Ok(builder) = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_other_transport(|_| transport);
-    builder
-        .with_behaviour(|_| Client {
-            messages: request_response_behaviour(
-                shoal_net::codec::message_protocol(),
-                &RequestLimits::default(),
-            ),
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build()
+    common::swarm(|| Client {
+        messages: request_response_behaviour(
+            shoal_net::codec::message_protocol(),
+            &RequestLimits::default(),
+        ),
+    })
 }
 
 /// Dials `addr` and asks for the headers from height 0: `Ok` once answered, `Err` if the
@@ -155,11 +88,19 @@ async fn drive(swarm: &mut Swarm<Client>, for_ms: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_per_address_cap_are_refused_and_freed_places_taken_again() {
     let dir = tempfile::tempdir().unwrap();
-    let (_relay, ws) = start(dir.path());
-    let relay_peer: PeerId = match ws.iter().last() {
-        Some(Protocol::P2p(peer)) => peer,
-        _ => panic!("{ws} names no peer"),
-    };
+    let per_ip = PER_IP.to_string();
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--initial-blocks",
+            "3",
+            "--block-interval-secs",
+            "0",
+            "--max-connections-per-ip",
+            &per_ip,
+        ],
+    );
+    let (ws, relay_peer) = (relay.ws.clone(), relay.peer);
 
     // 3 × the cap, each with a fresh key, all from 127.0.0.1.
     let mut clients: Vec<Swarm<Client>> = (0..3 * PER_IP).map(|_| client()).collect();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
+use shoal_relay::serve::guard::{GuardConfig, Rate};
 use shoal_relay::serve::http::{HttpDirs, HttpLimits};
 use shoal_relay::serve::limits::ConnectionCaps;
 use shoal_relay::serve::network::{CircuitLimits, RequestLimits};
@@ -121,6 +122,20 @@ pub struct ServeArgs {
     /// Seconds an HTTP client has to send a request's headers (slow clients are closed).
     #[arg(long, default_value_t = HttpLimits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     http_header_timeout_secs: u64,
+    /// Refuse new libp2p connections while the relay's resident memory is above this many MiB.
+    #[arg(long, default_value_t = ConnectionCaps::default().max_memory_mb, value_parser = parse_memory_mb)]
+    max_memory_mb: usize,
+    /// Request streams one libp2p connection may have open at once, per protocol.
+    #[arg(long, default_value_t = RequestLimits::default().max_concurrent_streams as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_streams_per_connection: u32,
+    /// Requests a second one IP address may make, all its peers together (a burst of four
+    /// seconds' worth first).
+    #[arg(long, default_value_t = GuardConfig::default().requests_per_ip.per_second, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    requests_per_ip_per_sec: u32,
+    /// Seconds a peer past its misbehaviour points is banned (its connections closed, new ones
+    /// refused).
+    #[arg(long, default_value_t = GuardConfig::default().ban_for.as_secs(), value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    ban_secs: u64,
 }
 
 /// What a relay is (see `--role`).
@@ -272,9 +287,21 @@ impl ServeArgs {
             connections: ConnectionCaps {
                 max_per_ip: self.max_connections_per_ip,
                 max_incoming: self.max_connections,
+                max_memory_mb: self.max_memory_mb,
                 ..ConnectionCaps::default()
             },
-            requests: RequestLimits::default(),
+            requests: RequestLimits {
+                max_concurrent_streams: self.max_streams_per_connection as usize,
+                ..RequestLimits::default()
+            },
+            guard: GuardConfig {
+                requests_per_ip: Rate {
+                    burst: self.requests_per_ip_per_sec.saturating_mul(4),
+                    per_second: self.requests_per_ip_per_sec,
+                },
+                ban_for: std::time::Duration::from_secs(self.ban_secs),
+                ..GuardConfig::default()
+            },
             idle_connection_timeout_secs: self.idle_connection_timeout_secs,
         })
     }
@@ -296,4 +323,15 @@ impl ServeArgs {
         runtime.block_on(serve::run(config))?;
         Ok(())
     }
+}
+
+/// `--max-memory-mb`: at least 64 MiB (the relay's own needs), at most a tebibyte.
+fn parse_memory_mb(text: &str) -> Result<usize, String> {
+    let mb: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of MiB"))?;
+    if !(64..=1 << 20).contains(&mb) {
+        return Err(format!("{mb} MiB is outside 64..=1048576"));
+    }
+    Ok(mb)
 }

@@ -104,6 +104,9 @@ pub enum FromNode {
     /// Dial `peer` at any of `addrs` (a page reachable through several relays gives one
     /// address per relay); if it is connected already, report it connected.
     Dial { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// The node scored `peer` for sending data that failed its check (`score` is its total):
+    /// the swarm task's guard may ban it (`super::guard`).
+    Misbehaved { peer: PeerId, score: u32 },
 }
 
 /// The stored chain as the node reads it: every header from the store's base height up.
@@ -360,7 +363,12 @@ impl Io for Carrier<'_> {
                 }
                 None => tracing::debug!(%address, "node asked to dial an address without /p2p"),
             },
-            Output::Event(event) => log_event(&event),
+            Output::Event(event) => {
+                log_event(&event);
+                if let Some(misbehaved) = misbehaved(&event, self.book) {
+                    self.out.push(misbehaved);
+                }
+            }
             // The host's own: it keeps the timers and runs the storage commands.
             Output::SetTimer { .. } | Output::Storage(_) => {}
         }
@@ -405,6 +413,18 @@ fn add_header(message: &mut Message, headers: &StoreHeaders) {
             *header = headers.header_at(*height);
         }
     }
+}
+
+/// What the swarm task must know of `event`: a peer the node scored, if it is one.
+pub(super) fn misbehaved(event: &Event, book: &PeerBook) -> Option<FromNode> {
+    let Event::PeerMisbehaved { peer, score } = event else {
+        return None;
+    };
+    let peer = book.peer(peer)?;
+    Some(FromNode::Misbehaved {
+        peer,
+        score: *score,
+    })
 }
 
 fn log_event(event: &Event) {

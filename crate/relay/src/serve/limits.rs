@@ -38,6 +38,9 @@ pub struct ConnectionCaps {
     pub max_per_peer: u32,
     /// Inbound connections from one IP address, pending and established.
     pub max_per_ip: u32,
+    /// No new connection (either direction) while the process's resident memory is above
+    /// this (libp2p's `memory_connection_limits`): the relay keeps serving whom it serves.
+    pub max_memory_mb: usize,
 }
 
 impl Default for ConnectionCaps {
@@ -48,6 +51,9 @@ impl Default for ConnectionCaps {
             max_per_peer: 4,
             // Many tabs behind one NAT are honest: a household or an office.
             max_per_ip: 64,
+            // The chain database's cache (redb's default, 1 GiB) and the answers in flight
+            // (`super::guard`, 512 MiB) fit with room to spare.
+            max_memory_mb: 3072,
         }
     }
 }

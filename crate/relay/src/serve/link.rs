@@ -21,7 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use libp2p::request_response::ResponseChannel;
+use libp2p::request_response::{InboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{PeerId, Swarm};
 use shoal_core::wire::Message;
@@ -30,6 +30,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{OwnedPermit, Sender};
 
 use super::archive::{FromNode, ToNode};
+use super::guard::{Ban, Guard, Offence, Service};
 use super::network::Behaviour;
 
 /// How long a request is held open for the node's answer before it is merely acknowledged.
@@ -137,6 +138,11 @@ impl<C> Held<C> {
         None
     }
 
+    /// Whether a request is held under `key`.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.requests.contains_key(key)
+    }
+
     /// The channel held under `key`, released.
     pub fn take(&mut self, key: &Key) -> Option<C> {
         let (channel, _) = self.requests.remove(key)?;
@@ -182,11 +188,15 @@ impl<C> Held<C> {
     }
 }
 
+/// A held request's response channel and libp2p's id of the request (the guard follows the
+/// answer's bytes by it).
+type Channel = (ResponseChannel<Vec<u8>>, InboundRequestId);
+
 /// The swarm task's end of the node's channels, with the held requests.
 pub struct Link {
     inbox: Sender<ToNode>,
     backlog: VecDeque<ToNode>,
-    held: Held<ResponseChannel<Vec<u8>>>,
+    held: Held<Channel>,
 }
 
 impl Link {
@@ -202,6 +212,11 @@ impl Link {
     /// A sender on the node's inbox, to wait for room with ([`Link::flush`]).
     pub fn inbox(&self) -> Sender<ToNode> {
         self.inbox.clone()
+    }
+
+    /// Whether `message` from `peer` reuses the id of one of its requests still held.
+    pub fn holds(&self, peer: PeerId, message: &Message) -> bool {
+        Key::of_request(peer, message).is_some_and(|key| self.held.contains(&key))
     }
 
     /// A connection to `peer` is up (its first).
@@ -222,14 +237,14 @@ impl Link {
         swarm: &mut Swarm<Behaviour>,
         peer: PeerId,
         message: Message,
-        channel: ResponseChannel<Vec<u8>>,
+        channel: Channel,
     ) {
         let key = Key::of_request(peer, &message);
         let acknowledge = match key {
             Some(key) => self.held.hold(key, channel, Instant::now()),
             None => Some(channel),
         };
-        if let Some(channel) = acknowledge {
+        if let Some((channel, _)) = acknowledge {
             let _ = swarm
                 .behaviour_mut()
                 .messages
@@ -237,7 +252,7 @@ impl Link {
         }
         if !self.offer(ToNode::Message { peer, message }) {
             tracing::debug!(%peer, "archive node busy: request dropped");
-            if let Some(channel) = key.and_then(|key| self.held.take(&key)) {
+            if let Some((channel, _)) = key.and_then(|key| self.held.take(&key)) {
                 let _ = swarm
                     .behaviour_mut()
                     .messages
@@ -262,9 +277,10 @@ impl Link {
     }
 
     /// Carries out what the node asked for: its answer to a held request becomes that
-    /// request's response, any other message a request of its own; a dial that fails at once
-    /// is reported back as a disconnection.
-    pub fn from_node(&mut self, swarm: &mut Swarm<Behaviour>, output: FromNode) {
+    /// request's response (its bytes followed by the `guard` until the peer has read them),
+    /// any other message a request of its own; a dial that fails at once is reported back as
+    /// a disconnection. A peer the node scored for misbehaving is the guard's.
+    pub fn from_node(&mut self, swarm: &mut Swarm<Behaviour>, guard: &mut Guard, output: FromNode) {
         match output {
             FromNode::Send {
                 peer,
@@ -273,9 +289,29 @@ impl Link {
             } => {
                 let messages = &mut swarm.behaviour_mut().messages;
                 match answers.and_then(|key| self.held.take(&key)) {
-                    Some(channel) => {
+                    Some((channel, id)) => {
+                        let len = bytes.len();
                         if messages.send_response(channel, bytes).is_err() {
                             tracing::debug!(%peer, "peer left before the archive node's answer");
+                        } else {
+                            guard.responding((Service::Messages, id), len);
+                        }
+                    }
+                    // An answer whose request was answered empty (held too long, the node
+                    // busy) goes as a request of its own, within the guard's bounds.
+                    None if answers.is_some() => {
+                        let len = bytes.len();
+                        match guard.may_push(peer, len, Instant::now()) {
+                            Ok(()) => {
+                                let id = messages.send_request(&peer, bytes);
+                                guard.pushing(peer, id, len);
+                            }
+                            Err((refusal, ban)) => {
+                                tracing::debug!(%peer, %refusal, "late answer dropped");
+                                if let Some(ban) = ban {
+                                    enforce(swarm, &ban);
+                                }
+                            }
                         }
                     }
                     None => {
@@ -295,12 +331,18 @@ impl Link {
                     self.disconnected(peer);
                 }
             }
+            FromNode::Misbehaved { peer, score } => {
+                let offence = Offence::Misbehaved { score };
+                if let Some(ban) = guard.strike(peer, offence, Instant::now()) {
+                    enforce(swarm, &ban);
+                }
+            }
         }
     }
 
     /// Acknowledges the requests held too long.
     pub fn expire(&mut self, swarm: &mut Swarm<Behaviour>, now: Instant) {
-        for channel in self.held.expire(now) {
+        for (channel, _) in self.held.expire(now) {
             let _ = swarm
                 .behaviour_mut()
                 .messages
@@ -344,6 +386,17 @@ impl Link {
     fn offer(&mut self, input: ToNode) -> bool {
         self.backlog.is_empty() && self.inbox.try_send(input).is_ok()
     }
+}
+
+/// Carries out `ban`: the peer's connections close and new ones are refused until
+/// [`Guard::expired`] lifts it. Said once per ban.
+pub fn enforce(swarm: &mut Swarm<Behaviour>, ban: &Ban) {
+    let secs = ban
+        .until
+        .saturating_duration_since(Instant::now())
+        .as_secs();
+    tracing::warn!(peer = %ban.peer, secs, reason = %ban.last, "peer banned");
+    swarm.behaviour_mut().blocked.block_peer(ban.peer);
 }
 
 #[cfg(test)]

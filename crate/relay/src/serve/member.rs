@@ -440,7 +440,12 @@ impl Io for MemberIo<'_> {
                     inputs.push(Input::PeerDisconnected { peer });
                 }
             },
-            Output::Event(event) => log_event(&event),
+            Output::Event(event) => {
+                log_event(&event);
+                if let Some(misbehaved) = super::archive::misbehaved(&event, self.book) {
+                    self.out.push(misbehaved);
+                }
+            }
             Output::SetTimer { .. } | Output::Storage(_) => {}
         }
     }

@@ -43,6 +43,7 @@
 
 pub mod archive;
 pub mod directory;
+pub mod guard;
 pub mod http;
 pub mod identity;
 pub mod import;
@@ -69,6 +70,7 @@ use sha2::{Digest, Sha256};
 use shoal_net::node_link;
 
 use self::archive::{ArchiveNode, FromNode, Generating, ToNode};
+use self::guard::{Guard, GuardConfig, Offence, RequestKind, Service};
 use self::http::{HttpDirs, HttpLimits, NodeStatus, RelayInfo, SharedInfo, SharedStatus};
 use self::limits::ConnectionCaps;
 use self::link::Link;
@@ -149,6 +151,7 @@ pub struct ServeConfig {
     pub connections: ConnectionCaps,
     pub circuits: CircuitLimits,
     pub requests: RequestLimits,
+    pub guard: GuardConfig,
     pub idle_connection_timeout_secs: u64,
 }
 
@@ -363,6 +366,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     println!("http: http://{http_addr}/");
     tracing::info!(%peer_id, %http_addr, role = ?config.role, "relay started");
 
+    let mut guard = Guard::new(config.guard.clone());
     let mut held_tick = tokio::time::interval(HELD_TICK);
     let result = loop {
         tokio::select! {
@@ -370,10 +374,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                 if let Some(candidates) = dials.on_event(&event) {
                     link.candidates(candidates);
                 }
-                handle_event(&mut swarm, &mut link, &mut directory, &context, event);
+                let mut state = State { link: &mut link, directory: &mut directory, guard: &mut guard };
+                handle_event(&mut swarm, &mut state, &context, event);
             }
             output = node_thread.next_output() => match output {
-                Some(output) => link.from_node(&mut swarm, output),
+                Some(output) => link.from_node(&mut swarm, &mut guard, output),
                 // The node's thread ended on its own: its error is the relay's.
                 None => break Ok(()),
             },
@@ -385,6 +390,10 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                 let now = std::time::Instant::now();
                 link.expire(&mut swarm, now);
                 dials.tick(&mut swarm, now);
+                for peer in guard.expired(now) {
+                    tracing::info!(%peer, "ban over");
+                    swarm.behaviour_mut().blocked.unblock_peer(peer);
+                }
             }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break Ok(()); }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()); }
@@ -740,14 +749,26 @@ fn on_new_listen_addr(swarm: &mut Swarm<Behaviour>, context: &Context<'_>, addre
     }
 }
 
+/// The swarm task's state that its events change.
+struct State<'a> {
+    link: &'a mut Link,
+    directory: &'a mut directory::Directory,
+    guard: &'a mut Guard,
+}
+
 fn handle_event(
     swarm: &mut Swarm<Behaviour>,
-    link: &mut Link,
-    directory: &mut directory::Directory,
+    state: &mut State<'_>,
     context: &Context<'_>,
     event: SwarmEvent<BehaviourEvent>,
 ) {
     let Context { info, .. } = *context;
+    let State {
+        link,
+        directory,
+        guard,
+    } = state;
+    let now = std::time::Instant::now();
     match event {
         SwarmEvent::NewListenAddr { address, .. } => on_new_listen_addr(swarm, context, address),
         SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -765,6 +786,7 @@ fn handle_event(
             ..
         } => {
             tracing::debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+            guard.connected(peer_id, endpoint.get_remote_address());
             if num_established.get() == 1 {
                 link.connected(peer_id);
             }
@@ -776,6 +798,7 @@ fn handle_event(
             ..
         } => {
             tracing::debug!(%peer_id, ?cause, "disconnected");
+            guard.disconnected(peer_id, num_established);
             if num_established == 0 {
                 directory.on_disconnected(&peer_id);
                 link.disconnected(peer_id);
@@ -783,69 +806,182 @@ fn handle_event(
         }
         SwarmEvent::Behaviour(BehaviourEvent::Messages(request_response::Event::Message {
             peer,
-            message: RrMessage::Request {
-                request, channel, ..
-            },
-            ..
-        })) => match node_link::decode_request(&request) {
-            Ok(message) => link.request(swarm, peer, message, channel),
-            Err(error) => tracing::debug!(%peer, %error, "undecodable request"),
-        },
-        SwarmEvent::Behaviour(BehaviourEvent::Messages(request_response::Event::Message {
-            peer,
-            message: RrMessage::Response { response, .. },
-            ..
-        })) => link.response(peer, response),
-        SwarmEvent::Behaviour(BehaviourEvent::Messages(
-            request_response::Event::OutboundFailure { peer, error, .. },
-        )) => tracing::debug!(%peer, %error, "archive node's message not delivered"),
-        SwarmEvent::Behaviour(BehaviourEvent::Probe(request_response::Event::Message {
-            peer,
-            message: RrMessage::Request {
-                request, channel, ..
-            },
+            message:
+                RrMessage::Request {
+                    request_id,
+                    request,
+                    channel,
+                },
             ..
         })) => {
+            let message = match node_link::decode_request(&request) {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "undecodable request");
+                    return strike(swarm, guard, peer, Offence::Undecodable, now);
+                }
+            };
+            if link.holds(peer, &message) {
+                let refused = Offence::Refused(guard::Refusal::ReusedId);
+                tracing::debug!(%peer, "request refused: reused id");
+                return strike(swarm, guard, peer, refused, now);
+            }
+            let kind = match message {
+                shoal_core::wire::Message::GetBlock { .. } => RequestKind::Block,
+                _ => RequestKind::Other,
+            };
+            if admit(
+                swarm,
+                guard,
+                peer,
+                (Service::Messages, request_id),
+                kind,
+                now,
+            ) {
+                link.request(swarm, peer, message, (channel, request_id));
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Messages(request_response::Event::Message {
+            peer,
+            message:
+                RrMessage::Response {
+                    request_id,
+                    response,
+                },
+            ..
+        })) => {
+            guard.push_finished(request_id);
+            link.response(peer, response);
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Messages(
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            },
+        )) => {
+            guard.push_finished(request_id);
+            tracing::debug!(%peer, %error, "archive node's message not delivered");
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Probe(request_response::Event::Message {
+            peer,
+            message:
+                RrMessage::Request {
+                    request_id,
+                    request,
+                    channel,
+                },
+            ..
+        })) => {
+            let key = (Service::Probe, request_id);
+            if !admit(swarm, guard, peer, key, RequestKind::Other, now) {
+                return;
+            }
             let digest = Sha256::digest(&request).to_vec();
             tracing::info!(%peer, bytes = request.len(), "probe received");
-            if swarm
-                .behaviour_mut()
-                .probe
-                .send_response(channel, digest)
-                .is_err()
-            {
-                tracing::debug!(%peer, "peer left before the probe answer");
+            let len = digest.len();
+            match swarm.behaviour_mut().probe.send_response(channel, digest) {
+                Ok(()) => guard.responding(key, len),
+                Err(_) => tracing::debug!(%peer, "peer left before the probe answer"),
             }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Messages(
-            request_response::Event::InboundFailure { peer, error, .. },
-        ))
-        | SwarmEvent::Behaviour(BehaviourEvent::Probe(request_response::Event::InboundFailure {
+            request_response::Event::ResponseSent { request_id, .. },
+        )) => guard.finished((Service::Messages, request_id)),
+        SwarmEvent::Behaviour(BehaviourEvent::Probe(request_response::Event::ResponseSent {
+            request_id,
+            ..
+        })) => guard.finished((Service::Probe, request_id)),
+        SwarmEvent::Behaviour(BehaviourEvent::Directory(
+            request_response::Event::ResponseSent { request_id, .. },
+        )) => guard.finished((Service::Directory, request_id)),
+        SwarmEvent::Behaviour(BehaviourEvent::Messages(
+            request_response::Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            },
+        )) => {
+            tracing::debug!(%peer, %error, "inbound request failed");
+            guard.finished((Service::Messages, request_id));
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Probe(request_response::Event::InboundFailure {
             peer,
+            request_id,
             error,
             ..
-        })) => tracing::debug!(%peer, %error, "inbound request failed"),
+        })) => {
+            tracing::debug!(%peer, %error, "inbound probe failed");
+            guard.finished((Service::Probe, request_id));
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Directory(
+            request_response::Event::InboundFailure { request_id, .. },
+        )) => guard.finished((Service::Directory, request_id)),
         SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
             directory.on_relay_event(&event);
             tracing::info!(?event, "relay");
         }
         SwarmEvent::Behaviour(BehaviourEvent::Directory(request_response::Event::Message {
             peer,
-            message: RrMessage::Request {
-                request, channel, ..
-            },
+            message:
+                RrMessage::Request {
+                    request_id,
+                    request,
+                    channel,
+                },
             ..
         })) => {
+            let key = (Service::Directory, request_id);
+            if !admit(swarm, guard, peer, key, RequestKind::Other, now) {
+                return;
+            }
             let answer = directory.answer(&peer, &request);
-            if swarm
+            let len = answer.len();
+            match swarm
                 .behaviour_mut()
                 .directory
                 .send_response(channel, answer)
-                .is_err()
             {
-                tracing::debug!(%peer, "peer left before the directory answer");
+                Ok(()) => guard.responding(key, len),
+                Err(_) => tracing::debug!(%peer, "peer left before the directory answer"),
             }
         }
         _ => {}
+    }
+}
+
+/// Whether the guard lets `peer`'s request through; a refused request's stream is dropped
+/// (the caller drops its channel), and a ban it brings is carried out.
+fn admit(
+    swarm: &mut Swarm<Behaviour>,
+    guard: &mut Guard,
+    peer: PeerId,
+    key: guard::RequestKey,
+    kind: RequestKind,
+    now: std::time::Instant,
+) -> bool {
+    match guard.admit(peer, key, kind, now) {
+        Ok(()) => true,
+        Err((refusal, ban)) => {
+            tracing::debug!(%peer, %refusal, "request refused");
+            if let Some(ban) = ban {
+                link::enforce(swarm, &ban);
+            }
+            false
+        }
+    }
+}
+
+fn strike(
+    swarm: &mut Swarm<Behaviour>,
+    guard: &mut Guard,
+    peer: PeerId,
+    offence: Offence,
+    now: std::time::Instant,
+) {
+    if let Some(ban) = guard.strike(peer, offence, now) {
+        link::enforce(swarm, &ban);
     }
 }

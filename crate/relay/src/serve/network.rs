@@ -18,16 +18,20 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use futures::future::Either;
+use libp2p::allow_block_list::{self, BlockedPeers};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, Transport};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, identify, noise, ping, relay, tcp, websocket, yamux, PeerId};
+use libp2p::{
+    connection_limits, identify, memory_connection_limits, noise, ping, relay, tcp, websocket,
+    yamux, PeerId,
+};
 use libp2p_webrtc::tokio::Certificate;
 use shoal_net::codec::{message_protocol, probe_protocol};
-use shoal_net::{FrameCodec, SmallWrites};
+use shoal_net::{FrameCodec, ReadBudget, SmallWrites};
 
 use super::limits::{ConnectionCaps, PerIpLimit};
 
@@ -87,18 +91,28 @@ impl CircuitLimits {
     }
 }
 
-/// Request-response settings shared by both of Shoal's protocols.
+/// Request-response settings shared by Shoal's protocols.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestLimits {
+    /// A request's whole life on its stream: read, answered, the answer written.
     pub request_timeout_secs: u64,
+    /// Request streams one connection may have open at once, per protocol (one more is
+    /// dropped by libp2p). A page keeps a few header requests, a query and at most 4 block
+    /// fetches (`repair_parallel_max`) in flight on a connection; each open stream may hold a
+    /// frame of up to 4 MiB.
     pub max_concurrent_streams: usize,
+    /// Bytes of large requests (blocks, probes) being read at once, every connection
+    /// together (`shoal_net::ReadBudget`): what peers that announce 4 MiB frames and stall can
+    /// make the relay hold.
+    pub read_budget_bytes: usize,
 }
 
 impl Default for RequestLimits {
     fn default() -> Self {
         Self {
             request_timeout_secs: 60,
-            max_concurrent_streams: 256,
+            max_concurrent_streams: 32,
+            read_budget_bytes: 256 << 20,
         }
     }
 }
@@ -106,9 +120,13 @@ impl Default for RequestLimits {
 /// Everything the relay speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// First: a connection past a limit is refused before any other behaviour sees it.
+    /// First: a banned peer's connections are closed and refused (`super::guard`).
+    pub blocked: allow_block_list::Behaviour<BlockedPeers>,
+    /// A connection past a limit is refused before any other behaviour sees it.
     pub limits: connection_limits::Behaviour,
     pub per_ip: PerIpLimit,
+    /// No new connection while the process uses more memory than `ConnectionCaps::max_memory_mb`.
+    pub memory: memory_connection_limits::Behaviour,
     pub relay: relay::Behaviour,
     /// The relay's own reservations on its `--peer` relays (so that it is listed in their
     /// directories) and its dials through their circuits (to pages that hold a reservation
@@ -131,9 +149,18 @@ impl Behaviour {
         connections: &ConnectionCaps,
     ) -> Self {
         let peer_id = key.public().to_peer_id();
+        let budget = ReadBudget::new(requests.read_budget_bytes);
+        let codec = FrameCodec {
+            read_budget: Some(budget),
+            ..FrameCodec::default()
+        };
         Self {
+            blocked: allow_block_list::Behaviour::default(),
             limits: connections.libp2p(),
             per_ip: PerIpLimit::new(connections.max_per_ip),
+            memory: memory_connection_limits::Behaviour::with_max_bytes(
+                connections.max_memory_mb.saturating_mul(1 << 20),
+            ),
             relay: relay::Behaviour::new(peer_id, circuits.relay_config()),
             relay_client,
             identify: identify::Behaviour::new(
@@ -141,11 +168,20 @@ impl Behaviour {
                     .with_agent_version(format!("shoal-relay/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::default(),
-            messages: request_response_behaviour(message_protocol(), requests),
-            probe: request_response_behaviour(probe_protocol(), requests),
+            messages: request_response::Behaviour::with_codec(
+                codec.clone(),
+                [(message_protocol(), ProtocolSupport::Full)],
+                request_response_config(requests),
+            ),
+            probe: request_response::Behaviour::with_codec(
+                codec,
+                [(probe_protocol(), ProtocolSupport::Full)],
+                request_response_config(requests),
+            ),
             directory: request_response::Behaviour::with_codec(
                 FrameCodec {
                     max_frame_bytes: shoal_net::directory::MAX_MESSAGE_BYTES,
+                    read_budget: None,
                 },
                 [(shoal_net::directory::protocol(), ProtocolSupport::Full)],
                 request_response_config(requests),

@@ -63,6 +63,7 @@ fn deliver(from: PeerId, output: FromNode) -> ToNode {
             message: node_link::decode_request(&bytes).unwrap(),
         },
         FromNode::Dial { .. } => panic!("nobody else to dial"),
+        FromNode::Misbehaved { peer, score } => panic!("{peer} scored {score}: nobody misbehaves"),
     }
 }
 

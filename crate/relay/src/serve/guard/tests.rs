@@ -1,0 +1,247 @@
+use super::*;
+
+fn config() -> GuardConfig {
+    GuardConfig {
+        requests_per_ip: Rate {
+            burst: 10,
+            per_second: 5,
+        },
+        blocks_per_peer: 2,
+        blocks_per_ip: 3,
+        unsent_per_peer: 1000,
+        unsent_per_ip: 1500,
+        unsent_total: 2500,
+        ban_points: 100,
+        ban_for: Duration::from_secs(600),
+    }
+}
+
+fn at(ip: &str) -> Multiaddr {
+    format!("/ip4/{ip}/tcp/1/ws").parse().unwrap()
+}
+
+fn new_guard(config: GuardConfig) -> Guard<u64, u64> {
+    Guard::new(config)
+}
+
+fn connect(guard: &mut Guard<u64, u64>, ip: &str) -> PeerId {
+    let peer = PeerId::random();
+    guard.connected(peer, &at(ip));
+    peer
+}
+
+/// Fresh keys from one address share its bucket; another address has its own; the bucket
+/// refills with time.
+#[test]
+fn the_request_rate_is_per_address_whatever_the_keys() {
+    let mut guard = new_guard(config());
+    let now = Instant::now();
+    let mut id = 0;
+    let mut ask = |guard: &mut Guard<u64, u64>, peer, now| {
+        id += 1;
+        let result = guard.admit(peer, id, RequestKind::Other, now);
+        guard.finished(id);
+        result
+    };
+    let keys: Vec<PeerId> = (0..10).map(|_| connect(&mut guard, "10.0.0.1")).collect();
+    for peer in &keys {
+        assert!(ask(&mut guard, *peer, now).is_ok());
+    }
+    let fresh = connect(&mut guard, "10.0.0.1");
+    let (refusal, ban) = ask(&mut guard, fresh, now).unwrap_err();
+    assert_eq!(refusal, Refusal::Rate("10.0.0.1".parse().unwrap()));
+    assert_eq!(ban, None, "going over the rate is no offence");
+    for _ in 0..1000 {
+        assert_eq!(ask(&mut guard, fresh, now).unwrap_err().1, None);
+    }
+    let elsewhere = connect(&mut guard, "10.0.0.2");
+    assert!(ask(&mut guard, elsewhere, now).is_ok());
+    // 5 a second: one second later, five more.
+    let later = now + Duration::from_secs(1);
+    for _ in 0..5 {
+        assert!(ask(&mut guard, fresh, later).is_ok());
+    }
+    assert!(ask(&mut guard, fresh, later).is_err());
+}
+
+/// Block requests are counted from arrival until their answer is read or fails, per peer and
+/// per address; bytes of answers not yet read bound every request.
+#[test]
+fn open_blocks_and_unread_answers_are_bounded() {
+    let mut guard = new_guard(GuardConfig {
+        requests_per_ip: Rate {
+            burst: 1000,
+            per_second: 1000,
+        },
+        ..config()
+    });
+    let now = Instant::now();
+    let a = connect(&mut guard, "10.0.0.1");
+    let b = connect(&mut guard, "10.0.0.1");
+    assert!(guard.admit(a, 1, RequestKind::Block, now).is_ok());
+    assert!(guard.admit(a, 2, RequestKind::Block, now).is_ok());
+    let (refusal, _) = guard.admit(a, 3, RequestKind::Block, now).unwrap_err();
+    assert_eq!(refusal, Refusal::BlocksOpen { open: 2 });
+    // Other requests of the peer still pass; the address has one block place left, for b.
+    assert!(guard.admit(a, 4, RequestKind::Other, now).is_ok());
+    assert!(guard.admit(b, 5, RequestKind::Block, now).is_ok());
+    let (refusal, _) = guard.admit(b, 6, RequestKind::Block, now).unwrap_err();
+    assert_eq!(refusal, Refusal::AddressBlocksOpen { open: 3 });
+    // a's answers are written but not read: 1,000 bytes, a's bound.
+    guard.responding(1, 600);
+    guard.responding(2, 400);
+    assert_eq!(guard.unsent_bytes(), 1000);
+    let (refusal, _) = guard.admit(a, 7, RequestKind::Other, now).unwrap_err();
+    assert_eq!(refusal, Refusal::Unsent { unsent: 1000 });
+    // b is under its own bound, but the address reaches its 1,500.
+    guard.responding(5, 500);
+    let (refusal, _) = guard.admit(b, 8, RequestKind::Other, now).unwrap_err();
+    assert_eq!(refusal, Refusal::AddressUnsent { unsent: 1500 });
+    // Read (or failed): everything is released.
+    for id in [1, 2, 4, 5] {
+        guard.finished(id);
+    }
+    guard.finished(99); // unknown ids are nothing
+    assert_eq!(guard.unsent_bytes(), 0);
+    assert_eq!(guard.open_requests(), 0);
+    assert!(guard.admit(a, 9, RequestKind::Block, now).is_ok());
+    assert!(guard.admit(b, 10, RequestKind::Block, now).is_ok());
+}
+
+/// Answers nobody reads, from many addresses, reach the total bound: then nobody is served,
+/// and nobody is struck for it.
+#[test]
+fn the_total_of_unread_answers_is_bounded() {
+    let mut guard = new_guard(config());
+    let now = Instant::now();
+    for (id, ip) in [(1, "10.0.0.1"), (2, "10.0.0.2"), (3, "10.0.0.3")] {
+        let peer = connect(&mut guard, ip);
+        guard.admit(peer, id, RequestKind::Other, now).unwrap();
+        guard.responding(id, 900);
+    }
+    let honest = connect(&mut guard, "10.0.0.4");
+    let (refusal, ban) = guard.admit(honest, 4, RequestKind::Other, now).unwrap_err();
+    assert_eq!(refusal, Refusal::UnsentTotal { unsent: 2700 });
+    assert_eq!(ban, None);
+    guard.finished(1);
+    assert!(guard.admit(honest, 5, RequestKind::Other, now).is_ok());
+}
+
+/// Five requests that do not decode ban a peer; the ban ends after its time and is reported
+/// once.
+#[test]
+fn undecodable_requests_ban_the_peer_for_a_while() {
+    let mut guard = new_guard(config());
+    let now = Instant::now();
+    let peer = connect(&mut guard, "10.0.0.1");
+    for _ in 0..4 {
+        assert_eq!(guard.strike(peer, Offence::Undecodable, now), None);
+    }
+    let ban = guard.strike(peer, Offence::Undecodable, now).unwrap();
+    assert_eq!(ban.peer, peer);
+    assert_eq!(ban.until, now + Duration::from_secs(600));
+    assert!(guard.is_banned(&peer, now));
+    assert_eq!(
+        guard.strike(peer, Offence::Undecodable, now),
+        None,
+        "a banned peer is not banned again"
+    );
+    assert!(guard.expired(now + Duration::from_secs(599)).is_empty());
+    assert_eq!(guard.expired(now + Duration::from_secs(600)), vec![peer]);
+    assert!(!guard.is_banned(&peer, now + Duration::from_secs(600)));
+}
+
+/// Points fade: an occasional refusal never adds up to a ban; a stream of them does.
+#[test]
+fn strikes_fade_with_time() {
+    let mut guard = new_guard(config());
+    let start = Instant::now();
+    let peer = connect(&mut guard, "10.0.0.1");
+    let slow = Offence::Refused(Refusal::BlocksOpen { open: 2 });
+    // Five points a minute against ten that fade: never banned.
+    for minute in 0..60 {
+        let now = start + Duration::from_secs(60 * minute);
+        assert_eq!(guard.strike(peer, slow, now), None, "minute {minute}");
+    }
+    // Twenty at once: banned.
+    let now = start + Duration::from_secs(3600);
+    let bans: Vec<Ban> = (0..20)
+        .filter_map(|_| guard.strike(peer, slow, now))
+        .collect();
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].last, slow);
+}
+
+/// The node's misbehaviour score bans a peer once it reaches the threshold.
+#[test]
+fn a_peer_the_node_scores_past_the_threshold_is_banned() {
+    let mut guard = new_guard(config());
+    let now = Instant::now();
+    let peer = connect(&mut guard, "10.0.0.1");
+    assert_eq!(
+        guard.strike(peer, Offence::Misbehaved { score: 60 }, now),
+        None
+    );
+    assert_eq!(
+        guard.strike(peer, Offence::Misbehaved { score: 80 }, now),
+        None
+    );
+    let ban = guard.strike(peer, Offence::Misbehaved { score: 100 }, now);
+    assert_eq!(
+        ban.map(|b| b.last),
+        Some(Offence::Misbehaved { score: 100 })
+    );
+}
+
+/// An address's bucket is kept while any of its peers is connected and forgotten with the
+/// last; a relayed peer (no address of its own) has no bucket.
+#[test]
+fn tables_go_with_the_last_connection() {
+    let mut guard = new_guard(config());
+    let now = Instant::now();
+    let a = connect(&mut guard, "10.0.0.1");
+    let b = connect(&mut guard, "10.0.0.1");
+    guard.connected(a, &at("10.0.0.1"));
+    for id in 0..10 {
+        guard.admit(a, id, RequestKind::Other, now).unwrap();
+        guard.finished(id);
+    }
+    guard.disconnected(a, 1);
+    guard.disconnected(a, 0);
+    assert!(
+        guard.admit(b, 20, RequestKind::Other, now).is_err(),
+        "b shares the bucket"
+    );
+    guard.disconnected(b, 0);
+    assert!(guard.buckets.is_empty() && guard.peers.is_empty());
+    let relayed = PeerId::random();
+    guard.connected(relayed, &"/p2p-circuit".parse().unwrap());
+    assert_eq!(guard.ip_of(&relayed), None);
+    for id in 30..50 {
+        assert!(guard.admit(relayed, id, RequestKind::Other, now).is_ok());
+    }
+}
+
+/// A late answer goes to its peer as a request of its own only while the peer's unread bytes
+/// stay within bounds; one dropped strikes the peer; a pushed answer read frees its bytes.
+#[test]
+fn late_answers_are_pushed_within_the_bounds() {
+    let mut guard = new_guard(config());
+    let now = Instant::now();
+    let peer = connect(&mut guard, "10.0.0.1");
+    assert!(guard.may_push(peer, 600, now).is_ok());
+    guard.pushing(peer, 1, 600);
+    assert_eq!(guard.unsent_bytes(), 600);
+    let (refusal, ban) = guard.may_push(peer, 600, now).unwrap_err();
+    assert_eq!(refusal, Refusal::Unsent { unsent: 600 });
+    assert_eq!(ban, None);
+    // Twenty dropped answers (5 points each) ban the peer.
+    let bans = (0..19)
+        .filter_map(|_| guard.may_push(peer, 600, now).unwrap_err().1)
+        .count();
+    assert_eq!(bans, 1);
+    guard.push_finished(1);
+    guard.push_finished(2);
+    assert_eq!(guard.unsent_bytes(), 0);
+    assert_eq!(guard.open_requests(), 0);
+}
