@@ -259,10 +259,11 @@ impl Client {
         let deadline = Instant::now() + within;
         let mut failures = Vec::new();
         while Instant::now() < deadline {
-            match self.verify(block, deadline - Instant::now()).await {
-                Ok(()) => return Ok(()),
-                Err(error) => failures.push(error),
+            if let Err(error) = self.verify(block, deadline - Instant::now()).await {
+                failures.push(error);
+                continue;
             }
+            return Ok(());
         }
         Err(format!("not verified within {within:?}: {failures:?}"))
     }
@@ -288,10 +289,17 @@ impl Client {
 // Attackers' codecs: requests written as they should be, answers never read; or frames that
 // announce 4 MiB and stall before their last byte.
 
+/// An attacker's codec: it never reads what it is sent; its requests are what it is given
+/// (`stall: false`) or frames that announce 4 MiB and stop before their last byte.
 #[derive(Debug, Clone, Copy)]
-struct NeverRead;
+struct Hostile {
+    stall: bool,
+}
 
-impl request_response::Codec for NeverRead {
+const NEVER_READ: Hostile = Hostile { stall: false };
+const STALL: Hostile = Hostile { stall: true };
+
+impl request_response::Codec for Hostile {
     type Protocol = libp2p::StreamProtocol;
     type Request = Vec<u8>;
     type Response = Vec<u8>;
@@ -318,50 +326,9 @@ impl request_response::Codec for NeverRead {
         io: &mut T,
         request: Vec<u8>,
     ) -> std::io::Result<()> {
-        write_frame(io, &request, MAX_FRAME_BYTES).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &Self::Protocol,
-        _: &mut T,
-        _: Vec<u8>,
-    ) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Stall;
-
-impl request_response::Codec for Stall {
-    type Protocol = libp2p::StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &Self::Protocol,
-        _: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        future::pending().await
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &Self::Protocol,
-        _: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        future::pending().await
-    }
-
-    /// A 4 MiB frame without its last byte, then nothing.
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &Self::Protocol,
-        io: &mut T,
-        _: Vec<u8>,
-    ) -> std::io::Result<()> {
+        if !self.stall {
+            return write_frame(io, &request, MAX_FRAME_BYTES).await;
+        }
         io.write_all(&(MAX_FRAME_BYTES as u32).to_be_bytes())
             .await?;
         let chunk = vec![0u8; 64 * 1024];
@@ -527,7 +494,7 @@ async fn peers_that_never_read_their_blocks_are_banned_and_memory_stays_bounded(
     let attacks: Vec<_> = (0..ATTACKERS)
         .map(|i| {
             tokio::spawn(attack(
-                attacker(NeverRead),
+                attacker(NEVER_READ),
                 relay.ws.clone(),
                 if i % 2 == 0 {
                     numbered.clone()
@@ -602,7 +569,7 @@ async fn peers_that_never_read_their_blocks_are_banned_and_memory_stays_bounded(
     );
     assert_ne!(again.await, Outcome::Connected, "a banned key is refused");
     let (fresh, _) = attack(
-        attacker(NeverRead),
+        attacker(NEVER_READ),
         relay.ws.clone(),
         reused,
         0,
@@ -636,7 +603,7 @@ async fn stalled_frames_from_many_connections_stay_within_the_read_budget() {
     let attacks: Vec<_> = (0..attempts)
         .map(|_| {
             tokio::spawn(attack(
-                attacker(Stall),
+                attacker(STALL),
                 relay.ws.clone(),
                 vec![Vec::new()],
                 48,

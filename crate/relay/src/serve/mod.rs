@@ -763,11 +763,6 @@ fn handle_event(
     event: SwarmEvent<BehaviourEvent>,
 ) {
     let Context { info, .. } = *context;
-    let State {
-        link,
-        directory,
-        guard,
-    } = state;
     let now = std::time::Instant::now();
     match event {
         SwarmEvent::NewListenAddr { address, .. } => on_new_listen_addr(swarm, context, address),
@@ -786,9 +781,11 @@ fn handle_event(
             ..
         } => {
             tracing::debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
-            guard.connected(peer_id, endpoint.get_remote_address());
+            state
+                .guard
+                .connected(peer_id, endpoint.get_remote_address());
             if num_established.get() == 1 {
-                link.connected(peer_id);
+                state.link.connected(peer_id);
             }
         }
         SwarmEvent::ConnectionClosed {
@@ -798,13 +795,45 @@ fn handle_event(
             ..
         } => {
             tracing::debug!(%peer_id, ?cause, "disconnected");
-            guard.disconnected(peer_id, num_established);
+            state.guard.disconnected(peer_id, num_established);
             if num_established == 0 {
-                directory.on_disconnected(&peer_id);
-                link.disconnected(peer_id);
+                state.directory.on_disconnected(&peer_id);
+                state.link.disconnected(peer_id);
             }
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Messages(request_response::Event::Message {
+        SwarmEvent::Behaviour(BehaviourEvent::Messages(event)) => {
+            on_service_event(swarm, state, Service::Messages, event, now)
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Probe(event)) => {
+            on_service_event(swarm, state, Service::Probe, event, now)
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Directory(event)) => {
+            on_service_event(swarm, state, Service::Directory, event, now)
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
+            state.directory.on_relay_event(&event);
+            tracing::info!(?event, "relay");
+        }
+        _ => {}
+    }
+}
+
+/// An event of one of the relay's request-response services. Every request passes the guard
+/// first, which follows it until its response is sent or fails.
+fn on_service_event(
+    swarm: &mut Swarm<Behaviour>,
+    state: &mut State<'_>,
+    service: Service,
+    event: request_response::Event<Vec<u8>, Vec<u8>>,
+    now: std::time::Instant,
+) {
+    let State {
+        link,
+        directory,
+        guard,
+    } = state;
+    match event {
+        request_response::Event::Message {
             peer,
             message:
                 RrMessage::Request {
@@ -813,35 +842,49 @@ fn handle_event(
                     channel,
                 },
             ..
-        })) => {
-            let message = match node_link::decode_request(&request) {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "undecodable request");
-                    return strike(swarm, guard, peer, Offence::Undecodable, now);
+        } => {
+            let key = (service, request_id);
+            if service == Service::Messages {
+                let message = match node_link::decode_request(&request) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "undecodable request");
+                        return strike(swarm, guard, peer, Offence::Undecodable, now);
+                    }
+                };
+                if link.holds(peer, &message) {
+                    let refused = Offence::Refused(guard::Refusal::ReusedId);
+                    tracing::debug!(%peer, "request refused: reused id");
+                    return strike(swarm, guard, peer, refused, now);
                 }
-            };
-            if link.holds(peer, &message) {
-                let refused = Offence::Refused(guard::Refusal::ReusedId);
-                tracing::debug!(%peer, "request refused: reused id");
-                return strike(swarm, guard, peer, refused, now);
+                let kind = match message {
+                    shoal_core::wire::Message::GetBlock { .. } => RequestKind::Block,
+                    _ => RequestKind::Other,
+                };
+                if admit(swarm, guard, peer, key, kind, now) {
+                    link.request(swarm, peer, message, (channel, request_id));
+                }
+                return;
             }
-            let kind = match message {
-                shoal_core::wire::Message::GetBlock { .. } => RequestKind::Block,
-                _ => RequestKind::Other,
+            if !admit(swarm, guard, peer, key, RequestKind::Other, now) {
+                return;
+            }
+            let (answer, behaviour) = if service == Service::Probe {
+                tracing::info!(%peer, bytes = request.len(), "probe received");
+                let digest = Sha256::digest(&request).to_vec();
+                (digest, &mut swarm.behaviour_mut().probe)
+            } else {
+                let answer = directory.answer(&peer, &request);
+                (answer, &mut swarm.behaviour_mut().directory)
             };
-            if admit(
-                swarm,
-                guard,
-                peer,
-                (Service::Messages, request_id),
-                kind,
-                now,
-            ) {
-                link.request(swarm, peer, message, (channel, request_id));
+            let len = answer.len();
+            match behaviour.send_response(channel, answer) {
+                Ok(()) => guard.responding(key, len),
+                Err(_) => tracing::debug!(%peer, ?service, "peer left before the answer"),
             }
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Messages(request_response::Event::Message {
+        // The directory's answers to this relay's lookups are `PeerDials`' (it saw them first).
+        request_response::Event::Message {
             peer,
             message:
                 RrMessage::Response {
@@ -849,104 +892,30 @@ fn handle_event(
                     response,
                 },
             ..
-        })) => {
+        } if service == Service::Messages => {
             guard.push_finished(request_id);
             link.response(peer, response);
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Messages(
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            },
-        )) => {
-            guard.push_finished(request_id);
-            tracing::debug!(%peer, %error, "archive node's message not delivered");
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Probe(request_response::Event::Message {
-            peer,
-            message:
-                RrMessage::Request {
-                    request_id,
-                    request,
-                    channel,
-                },
-            ..
-        })) => {
-            let key = (Service::Probe, request_id);
-            if !admit(swarm, guard, peer, key, RequestKind::Other, now) {
-                return;
-            }
-            let digest = Sha256::digest(&request).to_vec();
-            tracing::info!(%peer, bytes = request.len(), "probe received");
-            let len = digest.len();
-            match swarm.behaviour_mut().probe.send_response(channel, digest) {
-                Ok(()) => guard.responding(key, len),
-                Err(_) => tracing::debug!(%peer, "peer left before the probe answer"),
-            }
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Messages(
-            request_response::Event::ResponseSent { request_id, .. },
-        )) => guard.finished((Service::Messages, request_id)),
-        SwarmEvent::Behaviour(BehaviourEvent::Probe(request_response::Event::ResponseSent {
-            request_id,
-            ..
-        })) => guard.finished((Service::Probe, request_id)),
-        SwarmEvent::Behaviour(BehaviourEvent::Directory(
-            request_response::Event::ResponseSent { request_id, .. },
-        )) => guard.finished((Service::Directory, request_id)),
-        SwarmEvent::Behaviour(BehaviourEvent::Messages(
-            request_response::Event::InboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            },
-        )) => {
-            tracing::debug!(%peer, %error, "inbound request failed");
-            guard.finished((Service::Messages, request_id));
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Probe(request_response::Event::InboundFailure {
+        request_response::Event::OutboundFailure {
             peer,
             request_id,
             error,
             ..
-        })) => {
-            tracing::debug!(%peer, %error, "inbound probe failed");
-            guard.finished((Service::Probe, request_id));
+        } if service == Service::Messages => {
+            guard.push_finished(request_id);
+            tracing::debug!(%peer, %error, "archive node's message not delivered");
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Directory(
-            request_response::Event::InboundFailure { request_id, .. },
-        )) => guard.finished((Service::Directory, request_id)),
-        SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
-            directory.on_relay_event(&event);
-            tracing::info!(?event, "relay");
+        request_response::Event::ResponseSent { request_id, .. } => {
+            guard.finished((service, request_id))
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Directory(request_response::Event::Message {
+        request_response::Event::InboundFailure {
             peer,
-            message:
-                RrMessage::Request {
-                    request_id,
-                    request,
-                    channel,
-                },
+            request_id,
+            error,
             ..
-        })) => {
-            let key = (Service::Directory, request_id);
-            if !admit(swarm, guard, peer, key, RequestKind::Other, now) {
-                return;
-            }
-            let answer = directory.answer(&peer, &request);
-            let len = answer.len();
-            match swarm
-                .behaviour_mut()
-                .directory
-                .send_response(channel, answer)
-            {
-                Ok(()) => guard.responding(key, len),
-                Err(_) => tracing::debug!(%peer, "peer left before the directory answer"),
-            }
+        } => {
+            tracing::debug!(%peer, ?service, %error, "inbound request failed");
+            guard.finished((service, request_id));
         }
         _ => {}
     }
