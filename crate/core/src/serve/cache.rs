@@ -31,7 +31,8 @@ use std::hash::Hash;
 
 use super::{BestChain, PeerScores};
 use crate::base::RequestIds;
-use crate::chain::{Block, BlockError, BlockHash, DecodeError};
+use crate::chain::encode::Reader;
+use crate::chain::{Block, BlockError, BlockHash, DecodeError, Header};
 
 /// A caller's job id: comes back in [`CacheOutput::Ready`] or [`CacheOutput::Failed`].
 pub type JobId = u64;
@@ -168,15 +169,22 @@ pub enum VerifyError {
     Body(#[from] BlockError),
 }
 
+/// The hash of the block `bytes` encode, from its header alone: a block that is not the one
+/// asked for, or not in the best chain, is turned away for the price of one header's hash,
+/// before its body is decoded (allocated) or hashed.
+pub fn header_hash(bytes: &[u8]) -> Result<BlockHash, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    Ok(Header::decode_from(&mut reader)?.block_hash())
+}
+
 /// Decodes `bytes` and checks them as block `expected` against `chain`. The one gate every
-/// fetched block passes before use.
+/// fetched block passes before use. The header is looked up first ([`header_hash`]).
 pub fn verify_block(
     expected: &BlockHash,
     bytes: &[u8],
     chain: &dyn BestChain,
 ) -> Result<Block, VerifyError> {
-    let block = Block::decode(bytes)?;
-    let got = block.block_hash();
+    let got = header_hash(bytes)?;
     if got != *expected {
         return Err(VerifyError::WrongBlock {
             expected: *expected,
@@ -186,6 +194,7 @@ pub fn verify_block(
     if chain.height_of(&got).is_none() {
         return Err(VerifyError::NotInBestChain(got));
     }
+    let block = Block::decode(bytes)?;
     block.check()?;
     Ok(block)
 }
@@ -623,6 +632,38 @@ mod tests {
                 block_hash: hash
             }]
         );
+    }
+
+    /// A block's header is looked up before its body is read: the wrong block, or one off the
+    /// best chain, is refused as such however broken (or large) the body behind its header.
+    #[test]
+    fn the_header_is_checked_before_the_body_is_decoded() {
+        let blocks = chain_of(3, 5, 1);
+        let chain = TestChain::new(&blocks);
+        let off_chain = chain_of(2, 3, 9);
+        let mut bytes = off_chain[1].header.encode().to_vec();
+        bytes.extend([0xff; 64]); // a transaction count no body can hold
+        let wanted = blocks[1].block_hash();
+        let got = off_chain[1].block_hash();
+        assert!(matches!(
+            verify_block(&wanted, &bytes, &chain),
+            Err(VerifyError::WrongBlock { got: g, .. }) if g == got
+        ));
+        assert!(matches!(
+            verify_block(&got, &bytes, &chain),
+            Err(VerifyError::NotInBestChain(g)) if g == got
+        ));
+        // The right header with a broken body is still refused for its body.
+        let mut bytes = blocks[1].header.encode().to_vec();
+        bytes.extend([0xff; 64]);
+        assert!(matches!(
+            verify_block(&wanted, &bytes, &chain),
+            Err(VerifyError::Decode(_))
+        ));
+        assert!(matches!(
+            header_hash(&[0; 79]),
+            Err(DecodeError::UnexpectedEnd { .. })
+        ));
     }
 
     #[test]

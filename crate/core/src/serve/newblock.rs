@@ -242,9 +242,9 @@ impl<P: Copy + Eq + Hash + Ord> NewBlocks<P> {
         bytes: &[u8],
         cx: &Context<'_, P>,
     ) -> Result<BlockHash, NewBlockError> {
-        let block = Block::decode(bytes)?;
-        block.check()?;
-        let block_hash = block.block_hash();
+        // The header first: a block off the best chain, or one already settled, costs one
+        // header's hash, not a decoded and hashed body.
+        let block_hash = super::cache::header_hash(bytes)?;
         let height = cx
             .chain
             .height_of(&block_hash)
@@ -252,6 +252,8 @@ impl<P: Copy + Eq + Hash + Ord> NewBlocks<P> {
         if self.settled.contains(&block_hash) {
             return Ok(block_hash);
         }
+        let block = Block::decode(bytes)?;
+        block.check()?;
         if let Some(t) = self.tracked.get_mut(&block_hash) {
             // Seen before: store if we hold it and have not (e.g. the first store failed).
             if t.holders.contains(&cx.me) && !t.storing {

@@ -149,6 +149,14 @@ fn invalid_or_unknown_blocks_are_refused() {
         nb.handle_block(0, Source::BlockSource, &[1, 2, 3], &cx(&chain, 0)),
         Err(NewBlockError::Decode(_))
     ));
+    // The header is looked up before the body is decoded: a block off the best chain is
+    // refused as such whatever follows its header (issue 16, hole 3).
+    let mut header_only = blocks[2].header.encode().to_vec();
+    header_only.extend([0xff; 32]);
+    assert_eq!(
+        nb.handle_block(0, Source::BlockSource, &header_only, &cx(&chain, 0)),
+        Err(NewBlockError::NotInBestChain(blocks[2].block_hash()))
+    );
     assert!(drain(&mut nb).is_empty());
     assert_eq!(nb.tracked(), 0);
 }
