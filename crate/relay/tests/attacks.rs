@@ -9,7 +9,10 @@
 //!   refused, the relay's memory stays within its read budget, an honest client from another
 //!   address verifies a transaction meanwhile;
 //! - 50 clients looping transaction queries on a 1 MB block: their answers are rate-limited,
-//!   the relay still answers an honest client's ping quickly, and its query.
+//!   the relay still answers an honest client's ping quickly, and its query;
+//! - 110 fresh keys from one address (1,100 in `npm run test:long`) each reserving a circuit
+//!   slot: refused past the per-address cap; an honest page from another address still
+//!   reserves and is listed in the directory.
 //!
 //! The attackers come from 127.0.0.1 over WebSocket, the honest client from 127.0.0.2 over
 //! WebRTC-direct (its dials leave from its listener's socket there). The scale is what CI affords; `SHOAL_ATTACK_SCALE`
@@ -22,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use common::{Relay, WAIT};
 use futures::prelude::*;
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, Message as RrMessage, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{ping, Multiaddr, PeerId, Swarm};
+use libp2p::{ping, relay, Multiaddr, PeerId, Swarm};
 use shoal_core::chain::{Block, BlockHash};
 use shoal_core::wire::{self, Message, TxAnswerBody};
 use shoal_net::codec::{message_protocol, write_frame};
@@ -754,4 +758,186 @@ async fn looping_queries_are_rate_limited_and_the_relay_stays_responsive() {
     );
     assert!(refused > 0, "the loops went over the rate");
     assert!(p99 < Duration::from_millis(200), "ping p99 {p99:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[derive(NetworkBehaviour)]
+struct Reserver {
+    relay: relay::client::Behaviour,
+    directory: request_response::Behaviour<FrameCodec>,
+}
+
+/// A client with a fresh key that can reserve a circuit slot and ask the directory.
+fn reserver() -> Swarm<Reserver> {
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let certificate =
+        libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng()).expect("certificate");
+    let transport =
+        shoal_relay::serve::network::build_transport(&key, certificate).expect("transport");
+    let Ok(builder) = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|_| transport);
+    builder
+        .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .expect("relay client")
+        .with_behaviour(|_, relay| Reserver {
+            relay,
+            directory: request_response::Behaviour::with_codec(
+                FrameCodec {
+                    max_frame_bytes: shoal_net::directory::MAX_MESSAGE_BYTES,
+                    read_budget: None,
+                },
+                [(shoal_net::directory::protocol(), ProtocolSupport::Full)],
+                request_response::Config::default(),
+            ),
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build()
+}
+
+/// Reserves a slot on the relay at `addr` (from `source`, an IP address to listen on first
+/// for WebRTC-direct, if given); whether the relay accepted within `time`, and the swarm (to
+/// drive on while the reservation should hold).
+async fn reserve(
+    mut swarm: Swarm<Reserver>,
+    addr: Multiaddr,
+    source: Option<&str>,
+    time: Duration,
+) -> (bool, Swarm<Reserver>) {
+    let deadline = Instant::now() + time;
+    if let Some(ip) = source {
+        swarm
+            .listen_on(format!("/ip4/{ip}/udp/0/webrtc-direct").parse().unwrap())
+            .expect("listen");
+        loop {
+            match tokio::time::timeout_at(deadline.into(), swarm.select_next_some()).await {
+                Ok(SwarmEvent::NewListenAddr { .. }) => break,
+                Ok(_) => {}
+                Err(_) => return (false, swarm),
+            }
+        }
+    }
+    if swarm.listen_on(addr.with(Protocol::P2pCircuit)).is_err() {
+        return (false, swarm);
+    }
+    loop {
+        match tokio::time::timeout_at(deadline.into(), swarm.select_next_some()).await {
+            Ok(SwarmEvent::Behaviour(ReserverEvent::Relay(
+                relay::client::Event::ReservationReqAccepted { .. },
+            ))) => return (true, swarm),
+            Ok(SwarmEvent::ListenerClosed { .. }) | Ok(SwarmEvent::ListenerError { .. }) => {
+                return (false, swarm)
+            }
+            Ok(_) => {}
+            Err(_) => return (false, swarm),
+        }
+    }
+}
+
+/// Fresh keys from one address each reserve a circuit slot: past the per-address cap (32
+/// here) they are refused, so they cannot take every reservation nor fill the directory; an
+/// honest page from another address still reserves, and a third sees it listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_keys_from_one_address_cannot_take_every_reservation() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    const PER_IP: usize = 32;
+    let relay = Relay::start(
+        dir.path(),
+        &[
+            "--initial-blocks",
+            "3",
+            "--block-interval-secs",
+            "0",
+            "--max-connections-per-ip",
+            "32",
+        ],
+    );
+    let keys = 110 * scale();
+    let reservations: Vec<_> = (0..keys)
+        .map(|_| {
+            let addr = relay.ws.clone();
+            tokio::spawn(async move {
+                let (accepted, mut swarm) =
+                    reserve(reserver(), addr, None, Duration::from_secs(30)).await;
+                // Keep the reservation while the others try.
+                if accepted {
+                    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+                        loop {
+                            swarm.select_next_some().await;
+                        }
+                    })
+                    .await;
+                }
+                accepted
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (honest_reserved, mut honest) = reserve(
+        reserver(),
+        relay.webrtc.clone(),
+        Some("127.0.0.2"),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        honest_reserved,
+        "the honest page reserves during the attack"
+    );
+    let honest_id = *honest.local_peer_id();
+    // A third, from 127.0.0.3, asks the directory.
+    let mut observer = reserver();
+    observer
+        .listen_on("/ip4/127.0.0.3/udp/0/webrtc-direct".parse().unwrap())
+        .unwrap();
+    observer.dial(relay.webrtc.clone()).unwrap();
+    let lookup = shoal_net::directory::encode_lookup("regtest").unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut asked = None;
+    let listed = loop {
+        let event = tokio::select! {
+            event = observer.select_next_some() => event,
+            _ = honest.select_next_some() => continue,
+            _ = tokio::time::sleep_until(deadline.into()) => panic!("no directory answer"),
+        };
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. }
+                if peer_id == relay.peer && asked.is_none() =>
+            {
+                asked = Some(
+                    observer
+                        .behaviour_mut()
+                        .directory
+                        .send_request(&relay.peer, lookup.clone()),
+                );
+            }
+            SwarmEvent::Behaviour(ReserverEvent::Directory(request_response::Event::Message {
+                message: RrMessage::Response { response, .. },
+                ..
+            })) => break shoal_net::directory::decode_peers(&response).unwrap(),
+            _ => {}
+        }
+    };
+    let accepted = future::join_all(reservations)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    println!(
+        "{keys} keys from one address: {accepted} reserved; the directory lists {}",
+        listed.len()
+    );
+    assert!(
+        accepted <= PER_IP,
+        "{accepted} reservations from one address"
+    );
+    assert!(accepted > 0, "the address's share is served");
+    assert!(
+        listed.contains(&honest_id),
+        "the honest page is listed: {listed:?}"
+    );
+    assert!(listed.len() <= PER_IP + 1, "{} listed", listed.len());
 }
