@@ -2,7 +2,7 @@
 // stopped by their own pid; everything runs inside the network namespace of run.sh.
 import { spawn, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -13,8 +13,18 @@ export const HTTP_PORT = 18080;
 export const P2P_PORT = 19090;
 export const ORIGIN = `http://${HOST}:${HTTP_PORT}`;
 
+const tempDirs = [];
+// Every test file's data directories go with its process (a chain of ~85 MB each, hundreds of
+// them over a day's runs); SHOAL_E2E_KEEP=1 keeps them to look at.
+process.on("exit", () => {
+  if (process.env.SHOAL_E2E_KEEP) return;
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 export function tempDir(name) {
-  return mkdtempSync(join(tmpdir(), `shoal-e2e-${name}-`));
+  const dir = mkdtempSync(join(tmpdir(), `shoal-e2e-${name}-`));
+  tempDirs.push(dir);
+  return dir;
 }
 
 /** Runs the relay CLI once and parses its `--json` output. */
