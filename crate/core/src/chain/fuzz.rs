@@ -124,7 +124,7 @@ mod tests {
                 previous_output: OutPoint::NULL,
                 script_sig: vec![0x51, 0x51],
                 sequence: u32::MAX,
-                witness: vec![],
+                witness: Default::default(),
             }],
             output: vec![TxOut {
                 value: 1,
@@ -134,7 +134,7 @@ mod tests {
         };
         let mut spend = coinbase.clone();
         spend.input[0].previous_output.vout = 0;
-        spend.input[0].witness = vec![vec![1, 2]];
+        spend.input[0].witness = vec![vec![1, 2]].into();
         let mut block = Block {
             header: Header::default(),
             txdata: vec![coinbase, spend.clone(), spend],
