@@ -5,8 +5,6 @@
 
 pub mod block;
 pub mod encode;
-#[cfg(any(test, feature = "fuzzing"))]
-pub mod fuzz;
 pub mod generate;
 pub mod hash;
 pub mod header;
