@@ -225,11 +225,11 @@ impl Harness {
 
     /// One input chosen by the fuzzer.
     fn op(&mut self, b: &mut Bytes<'_>) {
-        match b.u8() % 16 {
+        match b.u8() % 20 {
             0 => {
                 // Raw bytes through the wire decoder, as the shells do.
                 let from = Self::peer(b);
-                if let Ok(message) = wire::decode(b.slice(2048)) {
+                if let Ok(message) = wire::decode(b.slice(255)) {
                     self.step(Input::Message { from, message });
                 }
             }
@@ -297,9 +297,55 @@ impl Harness {
                     block_hash,
                 });
             }
-            _ => {
+            15 => {
                 let tip = b.below(CHAIN_BLOCKS as usize) as u32;
                 self.set_headers(tip);
+            }
+            16 => {
+                // An ordinary peer arrives: connects, says hello, answers the node's ping.
+                let peer = Self::peer(b);
+                self.step(Input::PeerConnected { peer });
+                let record = NodeRecord {
+                    archive: false,
+                    ..Self::record(b)
+                };
+                self.step(Input::Message {
+                    from: peer,
+                    message: Message::Hello {
+                        record,
+                        cluster: None,
+                        open_slots: 0,
+                    },
+                });
+                let ping = self.sent.iter().rev().find_map(|(to, m)| match m {
+                    Message::Ping { nonce, .. } if *to == peer => Some(*nonce),
+                    _ => None,
+                });
+                if let Some(nonce) = ping {
+                    self.step(Input::Message {
+                        from: peer,
+                        message: Message::Pong { nonce, stamp: None },
+                    });
+                }
+            }
+            17 | 18 => {
+                // The store catches up: every pending command answered as a working store does.
+                while let Some(command) = self.pending.pop_front() {
+                    let result = self.faithful(&command);
+                    self.step(Input::Storage(result));
+                }
+            }
+            _ => {
+                // An invitation to form a cluster, and time for the node to choose.
+                let from = NodeId::from_seed(1 + b.below(PEERS as usize) as u64);
+                let message = Message::Invite {
+                    invite_id: u64::from(b.u8()),
+                    address: format!("/sim/{}", from.0[0]),
+                    record: Self::record(b),
+                    cluster: None,
+                };
+                self.step(Input::Message { from, message });
+                self.advance(self.config.invite_collect_ms + 1);
             }
         }
     }
@@ -325,7 +371,7 @@ impl Harness {
                 let at = b.below(bytes.len());
                 bytes[at] ^= b.u8() | 1;
             }
-            1 => return b.slice(512).to_vec(),
+            1 => return b.slice(255).to_vec(),
             _ => {}
         }
         bytes
@@ -360,7 +406,7 @@ impl Harness {
 
     /// A view of the node's cluster changed the way the input says (members added or dropped,
     /// the epoch moved), or a founding view of a new cluster that lists the node.
-    fn view(&self, b: &mut Bytes<'_>) -> View {
+    fn view(&self, b: &mut Bytes<'_>, proposer: Option<NodeId>) -> View {
         let current = self.node.view().cloned();
         match current {
             Some(mut view) if b.bool() => {
@@ -381,7 +427,8 @@ impl Harness {
                 view
             }
             _ => {
-                let proposer = NodeId::from_seed(1 + b.below(PEERS as usize) as u64);
+                let proposer = proposer
+                    .unwrap_or_else(|| NodeId::from_seed(1 + b.below(PEERS as usize) as u64));
                 let mut founders = vec![proposer, self.me];
                 for _ in 0..b.below(4) {
                     founders.push(Self::peer(b));
@@ -435,7 +482,7 @@ impl Harness {
                 record: Self::record(b),
                 cluster: self.node.view().map(|v| v.cluster).filter(|_| b.bool()),
             },
-            2 | 3 => Message::View(self.view(b)),
+            2 | 3 => Message::View(self.view(b, None)),
             4 => Message::Ping {
                 nonce: u64::from(b.u8()),
                 stamp: stamp(b, &self.node),
@@ -530,13 +577,14 @@ impl Harness {
                 address: format!("/sim/{}", to.0[0]),
                 record,
             },
+            // The inviter founds the cluster (or withdraws).
             Message::InviteReply { invite_id, .. } => match b.u8() % 3 {
                 0 => Message::InviteWithdrawn { invite_id },
-                _ => Message::View(self.view(b)),
+                _ => Message::View(self.view(b, Some(to))),
             },
             Message::JoinRequest { request_id, .. } => match b.bool() {
                 true => Message::JoinDenied { request_id },
-                false => Message::View(self.view(b)),
+                false => Message::View(self.view(b, Some(to))),
             },
             Message::TxQuery {
                 request_id, txid, ..
