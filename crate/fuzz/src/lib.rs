@@ -28,6 +28,7 @@
 //! | `net_codecs` | the relay's directory codec, frames, replies and peer addresses (`shoal-net`) | [`net`] |
 //! | `block_file` | block files (raw, hex, `blk*.dat`) (`shoal-relay`) | [`relay`] |
 //! | `relay_store` | hostile records read back from the relay's redb stores (archive and member) | [`relay`] |
+//! | `relay_identity` | the relay's key and WebRTC certificate files | [`relay`] |
 //! | `node` | a core node driven by arbitrary messages, timers and storage results | [`node`] |
 
 pub mod alloc;
@@ -95,6 +96,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "relay_store",
         run: relay::relay_store,
+    },
+    Target {
+        name: "relay_identity",
+        run: relay::relay_identity,
     },
     Target {
         name: "node",

@@ -380,3 +380,58 @@ fn readable<T>(result: Result<T, StoreError>) -> Option<T> {
         Err(error) => panic!("reading hostile records: {error}"),
     }
 }
+
+/// The relay's identity files as its data directory holds them (`serve::identity`): the
+/// libp2p key (protobuf) and the WebRTC certificate (PEM), loaded the way `shoal-relay serve`
+/// loads them at start. The first byte says which files are there (a missing one is made and
+/// saved), then a two-byte length and the key file's bytes, then the certificate file's.
+/// Whatever loads gives a key that encodes and a certificate with a fingerprint; whatever does
+/// not is an `IdentityError`, never a panic.
+pub fn relay_identity(data: &[u8]) {
+    use shoal_relay::serve::identity::{load_or_create, CERT_FILE, KEY_FILE};
+    let mut b = Bytes::new(data);
+    let which = b.u8();
+    let key = b.slice(u16::MAX as usize);
+    let cert = b.rest();
+    let dir = identity_dir();
+    for (present, name, bytes) in [
+        (which & 1 == 0, KEY_FILE, key),
+        (which & 2 == 0, CERT_FILE, cert),
+    ] {
+        let path = dir.join(name);
+        if present {
+            std::fs::write(&path, bytes).expect("a file written");
+        } else if path.exists() {
+            std::fs::remove_file(&path).expect("a file removed");
+        }
+    }
+    let Ok(identity) = bounded("identity files", data.len(), || load_or_create(dir)) else {
+        return;
+    };
+    let encoded = identity
+        .keypair
+        .to_protobuf_encoding()
+        .expect("a loaded key encodes");
+    if which & 1 == 0 {
+        assert_eq!(encoded, key, "a loaded key re-encodes to its file");
+    }
+    let _ = identity.keypair.public().to_peer_id();
+    let _ = identity.certificate.fingerprint();
+}
+
+/// A directory of this process's own for the identity files, in memory where the system has
+/// a place for that (writing and truncating them on a disk took most of each run).
+fn identity_dir() -> &'static std::path::Path {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_owned()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("shoal-fuzz-identity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the identity files");
+        dir
+    })
+}

@@ -61,6 +61,7 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
         "net_codecs" => named(net_inputs(), "net"),
         "block_file" => named(block_files(), "file"),
         "relay_store" => named(store_inputs(), "store"),
+        "relay_identity" => named(identity_inputs(), "identity"),
         "node" => named(node_inputs(), "node"),
         _ => Vec::new(),
     }
@@ -383,3 +384,51 @@ fn node_inputs() -> Vec<Vec<u8>> {
     inputs.push(block);
     inputs
 }
+
+/// A real key and certificate as `shoal-relay serve` made them (`serve::identity::
+/// load_or_create`), in the target's format: both files, and the key alone (the certificate is
+/// then made). A certificate cannot be made twice the same, so these were made once and are
+/// kept below.
+fn identity_inputs() -> Vec<Vec<u8>> {
+    let key = &IDENTITY_KEY[..];
+    let mut both = vec![0];
+    both.extend((key.len() as u16).to_le_bytes());
+    both.extend(key);
+    both.extend(IDENTITY_CERT.as_bytes());
+    let mut key_only = vec![2];
+    key_only.extend((key.len() as u16).to_le_bytes());
+    key_only.extend(key);
+    vec![both, key_only]
+}
+
+/// An ed25519 key in libp2p's protobuf encoding, as the relay's `identity.key` holds it.
+const IDENTITY_KEY: [u8; 68] = [
+    8, 1, 18, 64, 213, 167, 166, 156, 20, 15, 139, 168, 131, 132, 178, 94, 207, 39, 172, 77, 5,
+    100, 37, 65, 215, 250, 77, 39, 146, 182, 72, 75, 223, 96, 151, 184, 254, 106, 216, 195, 63,
+    189, 37, 234, 152, 202, 62, 174, 116, 90, 136, 138, 228, 247, 222, 76, 201, 152, 29, 233, 56,
+    123, 44, 86, 223, 134, 255, 170,
+];
+
+/// A WebRTC certificate and its key in PEM, as the relay's `webrtc-cert.pem` holds it.
+const IDENTITY_CERT: &str = concat!(
+    "-----BEGIN EXPIRES-----\r\n",
+    "APfhng8AAAA=\r\n",
+    "-----END EXPIRES-----\r\n",
+    "
+-----BEGIN PRIVATE_KEY-----\r\n",
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgOvka0hs6BwUUuyI6\r\n",
+    "2AmM3eL+UtHh9eLk5jDFXQTSz0mhRANCAAQSbFEzr6T8VdKLx90fvmZN7G9UBRwc\r\n",
+    "UVb359RG88KYmno4VqjiCk7ee4ixgM0o2fv9OMe3jFKc5HXuFVxDjrBm\r\n",
+    "-----END PRIVATE_KEY-----\r\n",
+    "\r\n",
+    "-----BEGIN CERTIFICATE-----\r\n",
+    "MIIBZjCCAQugAwIBAgIUZdX6EG382ACoU+YV1g7srrSWEMQwCgYIKoZIzj0EAwIw\r\n",
+    "ITEfMB0GA1UEAwwWcmNnZW4gc2VsZiBzaWduZWQgY2VydDAgFw03NTAxMDEwMDAw\r\n",
+    "MDBaGA80MDk2MDEwMTAwMDAwMFowITEfMB0GA1UEAwwWcmNnZW4gc2VsZiBzaWdu\r\n",
+    "ZWQgY2VydDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABBJsUTOvpPxV0ovH3R++\r\n",
+    "Zk3sb1QFHBxRVvfn1EbzwpiaejhWqOIKTt57iLGAzSjZ+/04x7eMUpzkde4VXEOO\r\n",
+    "sGajHzAdMBsGA1UdEQQUMBKCEFRVSEVJVkpud29VRU9meXIwCgYIKoZIzj0EAwID\r\n",
+    "SQAwRgIhAPWAoVZM0qr+FUMnoiHyLg6GD7lf8JlB5hDKfiyi5b4YAiEA5aY8ssMT\r\n",
+    "zcSrEK0OaX/JBFoXvdmiI9TvpTqN3gbxeZw=\r\n",
+    "-----END CERTIFICATE-----\r\n",
+);
