@@ -419,11 +419,19 @@ pub fn relay_identity(data: &[u8]) {
     let _ = identity.certificate.fingerprint();
 }
 
+/// Removes the scratch directory of [`relay_identity`], if this process made one.
+pub fn remove_identity_dir() {
+    if let Some(dir) = IDENTITY_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+static IDENTITY_DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+
 /// A directory of this process's own for the identity files, in memory where the system has
 /// a place for that (writing and truncating them on a disk took most of each run).
 fn identity_dir() -> &'static std::path::Path {
-    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
+    IDENTITY_DIR.get_or_init(|| {
         let shm = std::path::Path::new("/dev/shm");
         let base = if shm.is_dir() {
             shm.to_owned()

@@ -77,4 +77,5 @@ fn every_target_runs_on_its_seeds_and_their_mutations() {
             started.elapsed().as_secs_f64()
         );
     }
+    shoal_fuzz::relay::remove_identity_dir();
 }
