@@ -16,8 +16,8 @@
 //!   its peers lie;
 //! - a member's view lists it, within `cluster_size_max`; fetches in flight stay within
 //!   `repair_parallel_max`; storage commands do not pile up;
-//! - its memory stays bounded: after the run, what it and the harness still hold is under
-//!   [`MAX_LIVE_BYTES`].
+//! - its memory stays bounded: after every input, what it and the harness hold (counted from
+//!   when the node was made) is under [`MAX_LIVE_BYTES`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -78,37 +78,27 @@ fn world() -> &'static World {
 /// See the [module documentation](self).
 pub fn node(data: &[u8]) {
     let world = world();
-    let region = stats_alloc::Region::new(&crate::alloc::COUNTING);
-    {
-        let mut b = Bytes::new(data);
-        let config = config(&mut b);
-        let seed = b.u64();
-        let mut h = Harness::new(config, seed, world);
-        h.step(Input::Start);
-        let tip = b.below(CHAIN_BLOCKS as usize + 1) as u32;
-        h.set_headers(tip);
-        for _ in 0..MAX_STEPS {
-            if b.is_empty() {
-                break;
-            }
-            h.op(&mut b);
+    let counting = crate::alloc::installed();
+    let mut b = Bytes::new(data);
+    let config = config(&mut b);
+    let seed = b.u64();
+    let mut h = Harness::new(config, seed, world);
+    h.live = counting.then(|| stats_alloc::Region::new(&crate::alloc::COUNTING));
+    h.step(Input::Start);
+    let tip = b.below(CHAIN_BLOCKS as usize + 1) as u32;
+    h.set_headers(tip);
+    for _ in 0..MAX_STEPS {
+        if b.is_empty() {
+            break;
         }
-        // Whatever is still pending finishes, and a last round of timers fires.
-        while let Some(command) = h.pending.pop_front() {
-            let result = h.faithful(&command);
-            h.step(Input::Storage(result));
-        }
-        h.advance(h.config.offline_after_ms * 2);
+        h.op(&mut b);
     }
-    let stats = region.change();
-    let live = stats
-        .bytes_allocated
-        .saturating_sub(stats.bytes_deallocated)
-        .saturating_add(usize::try_from(stats.bytes_reallocated).unwrap_or(0));
-    assert!(
-        !crate::alloc::installed() || live <= MAX_LIVE_BYTES,
-        "a run left {live} bytes allocated"
-    );
+    // Whatever is still pending finishes, and a last round of timers fires.
+    while let Some(command) = h.pending.pop_front() {
+        let result = h.faithful(&command);
+        h.step(Input::Storage(result));
+    }
+    h.advance(h.config.offline_after_ms * 2);
 }
 
 /// A configuration that validates, with short intervals so that timers matter, small tables so
@@ -180,6 +170,9 @@ struct Harness {
     /// The node's header tip, as last given.
     tip: u32,
     next_query: u64,
+    /// What was allocated since the node was made, to bound what it and the harness hold
+    /// after every input (`None` without the counting allocator).
+    live: Option<stats_alloc::Region<'static, std::alloc::System>>,
 }
 
 impl Harness {
@@ -198,6 +191,7 @@ impl Harness {
             sent: VecDeque::new(),
             tip: 0,
             next_query: 0,
+            live: None,
         }
     }
 
@@ -922,5 +916,14 @@ impl Harness {
         assert!(stats.fetches_in_flight_peak <= config.repair_parallel_max as u64);
         assert!(self.node.held_count() <= CHAIN_BLOCKS as usize);
         assert!(self.pending.len() <= 100_000, "storage commands pile up");
+        if let Some(region) = &self.live {
+            let stats = region.change();
+            let live = (stats.bytes_allocated as i128) - (stats.bytes_deallocated as i128)
+                + stats.bytes_reallocated as i128;
+            assert!(
+                live <= MAX_LIVE_BYTES as i128,
+                "the node and the harness hold {live} bytes after an input"
+            );
+        }
     }
 }
