@@ -182,7 +182,7 @@ pub fn synthetic_chain(blocks: u32, payload_bytes: usize) -> (HeaderList, Vec<Ve
                 previous_output: OutPoint::NULL,
                 script_sig,
                 sequence: u32::MAX,
-                witness: Vec::new(),
+                witness: Default::default(),
             }],
             output: vec![TxOut {
                 value: 50,

@@ -26,7 +26,7 @@ fn to_bitcoin(tx: &Transaction) -> bitcoin::Transaction {
                 },
                 script_sig: bitcoin::ScriptBuf::from_bytes(i.script_sig.clone()),
                 sequence: bitcoin::Sequence(i.sequence),
-                witness: bitcoin::Witness::from_slice(&i.witness),
+                witness: bitcoin::Witness::from_slice(&i.witness.to_vec()),
             })
             .collect(),
         output: tx

@@ -209,3 +209,31 @@ proptest! {
         }
     }
 }
+
+/// Issue 16: a block of a few million empty witness items (a spend of a future witness version
+/// may carry any stack) once decoded into a 24-byte `Vec` per item, about 96 MB for a 4 MB
+/// block. The witness is now kept as the bytes it was read from.
+#[test]
+fn a_block_of_empty_witness_items_decodes_into_its_own_bytes() {
+    let mut bytes = Header::default().encode().to_vec();
+    bytes.push(1); // one transaction
+    bytes.extend(2i32.to_le_bytes());
+    bytes.extend([0, 1, 1]); // segwit marker and flag, one input
+    bytes.extend([0u8; 36 + 1 + 4]); // outpoint, empty script, sequence
+    bytes.push(0); // no outputs
+    let items = MAX_BLOCK_SERIALIZED_SIZE - bytes.len() - 5 - 4;
+    put_compact_size(&mut bytes, items as u64);
+    bytes.resize(bytes.len() + items, 0);
+    bytes.extend(0u32.to_le_bytes()); // lock time
+    assert_eq!(bytes.len(), MAX_BLOCK_SERIALIZED_SIZE);
+    let block = Block::decode(&bytes).expect("a decodable block");
+    let witness = &block.txdata[0].input[0].witness;
+    assert_eq!(witness.len(), items);
+    assert_eq!(
+        witness.serialized_items().len(),
+        items,
+        "one byte per empty item"
+    );
+    assert_eq!(witness.iter().filter(|item| item.is_empty()).count(), items);
+    assert_eq!(block.encode(), bytes);
+}

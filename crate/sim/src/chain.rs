@@ -54,7 +54,7 @@ fn transaction(prevout: OutPoint, script_sig: &[u8], value: u64) -> Transaction 
             previous_output: prevout,
             script_sig: script_sig.to_vec(),
             sequence: u32::MAX,
-            witness: Vec::new(),
+            witness: Default::default(),
         }],
         output: vec![TxOut {
             value,

@@ -795,7 +795,7 @@ mod tests {
                     },
                     script_sig: vec![seed, i as u8, 0x51],
                     sequence: u32::MAX,
-                    witness: Vec::new(),
+                    witness: Default::default(),
                 }],
                 output: vec![TxOut {
                     value: 5_000 + u64::from(i),

@@ -319,7 +319,7 @@ mod tests {
                 previous_output: OutPoint::NULL,
                 script_sig: height_push,
                 sequence: u32::MAX,
-                witness: vec![],
+                witness: Default::default(),
             }],
             output: vec![TxOut {
                 value: 50,

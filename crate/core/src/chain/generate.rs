@@ -139,7 +139,7 @@ pub fn regtest_genesis_block() -> Block {
             previous_output: OutPoint::NULL,
             script_sig,
             sequence: u32::MAX,
-            witness: vec![],
+            witness: Default::default(),
         }],
         output: vec![TxOut {
             value: 50 * COIN,
@@ -574,7 +574,7 @@ impl Generator {
                     previous_output: coin.outpoint,
                     script_sig,
                     sequence: 0xffff_fffd,
-                    witness,
+                    witness: witness.into(),
                 }
             })
             .collect();
@@ -675,7 +675,7 @@ fn coinbase(
             previous_output: OutPoint::NULL,
             script_sig,
             sequence: u32::MAX,
-            witness: vec![reserved.to_vec()],
+            witness: vec![reserved.to_vec()].into(),
         }],
         output,
         lock_time: 0,

@@ -686,7 +686,7 @@ mod tests {
                 },
                 script_sig: vec![],
                 sequence: 0,
-                witness: vec![],
+                witness: Default::default(),
             }],
             output: vec![TxOut {
                 value: 0,

@@ -5,8 +5,6 @@
 
 pub mod block;
 pub mod encode;
-#[cfg(any(test, feature = "fuzzing"))]
-pub mod fuzz;
 pub mod generate;
 pub mod hash;
 pub mod header;
@@ -16,6 +14,7 @@ pub mod params;
 pub mod pow;
 pub mod sync;
 pub mod transaction;
+pub mod witness;
 
 pub use block::{Block, BlockError, WitnessCommitment};
 pub use encode::DecodeError;
@@ -26,3 +25,4 @@ pub use merkle::{MerkleProof, MerkleTree, ProofError};
 pub use params::{ChainParams, Network};
 pub use pow::{PowError, Target, U256};
 pub use transaction::{OutPoint, Transaction, TxError, TxIn, TxOut, MAX_MONEY};
+pub use witness::Witness;

@@ -4,6 +4,7 @@ use super::encode::{
     put_compact_size, put_var_bytes, Counter, DecodeError, Reader, Sink, MAX_BLOCK_SERIALIZED_SIZE,
 };
 use super::hash::{Sha256dEngine, Txid, Wtxid};
+use super::witness::Witness;
 
 /// The smallest possible serialized input: outpoint (36), empty script (1), sequence (4).
 const MIN_INPUT_BYTES: usize = 41;
@@ -39,7 +40,7 @@ pub struct TxIn {
     /// The sequence number.
     pub sequence: u32,
     /// The witness stack (empty for a legacy input).
-    pub witness: Vec<Vec<u8>>,
+    pub witness: Witness,
 }
 
 /// A transaction output.
@@ -109,12 +110,7 @@ impl Transaction {
         }
         if segwit {
             for txin in &mut input {
-                let items = r.read_count("witness item", u64::MAX, 1)?;
-                let mut witness = Vec::with_capacity(items);
-                for _ in 0..items {
-                    witness.push(r.read_var_bytes("witness item")?.to_vec());
-                }
-                txin.witness = witness;
+                txin.witness = Witness::decode_from(r)?;
             }
             if input.iter().all(|i| i.witness.is_empty()) {
                 return Err(DecodeError::SuperfluousWitness);
@@ -161,9 +157,7 @@ impl Transaction {
         if segwit {
             for txin in &self.input {
                 put_compact_size(out, txin.witness.len() as u64);
-                for item in &txin.witness {
-                    put_var_bytes(out, item);
-                }
+                out.put(txin.witness.serialized_items());
             }
         }
         out.put(&self.lock_time.to_le_bytes());
@@ -317,7 +311,7 @@ fn decode_inputs(r: &mut Reader<'_>) -> Result<Vec<TxIn>, DecodeError> {
             previous_output: OutPoint { txid, vout },
             script_sig,
             sequence,
-            witness: Vec::new(),
+            witness: Default::default(),
         });
     }
     Ok(input)
@@ -352,9 +346,9 @@ mod tests {
                 script_sig: vec![0x51],
                 sequence: 0xffff_fffe,
                 witness: if witness {
-                    vec![vec![1, 2, 3], vec![]]
+                    vec![vec![1, 2, 3], vec![]].into()
                 } else {
-                    vec![]
+                    Default::default()
                 },
             }],
             output: vec![TxOut {

@@ -18,7 +18,7 @@ fn coinbase(height: u32, tag: u64) -> Transaction {
             previous_output: OutPoint::NULL,
             script_sig,
             sequence: u32::MAX,
-            witness: vec![],
+            witness: Default::default(),
         }],
         output: vec![TxOut {
             value: 50,
@@ -42,7 +42,7 @@ pub(crate) fn spend(seed: u64) -> Transaction {
             },
             script_sig: vec![0x51],
             sequence: u32::MAX,
-            witness: vec![],
+            witness: Default::default(),
         }],
         output: vec![TxOut {
             value: seed,

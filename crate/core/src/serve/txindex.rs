@@ -25,7 +25,7 @@
 //! use shoal_core::serve::txindex::{TxIndex, TxIndexConfig};
 //! # use shoal_core::chain::{Block, Header, Transaction, TxIn, TxOut, OutPoint};
 //! # let coinbase = Transaction { version: 1, input: vec![TxIn { previous_output: OutPoint::NULL,
-//! #     script_sig: vec![0x51], sequence: 0, witness: vec![] }], output: vec![TxOut { value: 1,
+//! #     script_sig: vec![0x51], sequence: 0, witness: Default::default() }], output: vec![TxOut { value: 1,
 //! #     script_pubkey: vec![] }], lock_time: 0 };
 //! # let mut block = Block { header: Header::default(), txdata: vec![coinbase] };
 //! # block.header.merkle_root = block.compute_merkle_root().0;

@@ -435,8 +435,15 @@ impl<'a> Reader<'a> {
         out.copy_from_slice(self.take(32, what)?);
         Ok(out)
     }
-    /// A count, checked against `max` before anything is allocated.
-    fn count(&mut self, what: &'static str, max: usize) -> Result<usize, WireError> {
+    /// A count of items of at least `min_item_bytes` each, checked against `max` and against
+    /// what the bytes left could hold before anything is allocated for it: a few bytes cannot
+    /// make the decoder reserve room for 2,000 headers.
+    fn count(
+        &mut self,
+        what: &'static str,
+        max: usize,
+        min_item_bytes: usize,
+    ) -> Result<usize, WireError> {
         let n = self.varint(what)?;
         if n > max as u64 {
             return Err(WireError::LimitExceeded {
@@ -445,10 +452,14 @@ impl<'a> Reader<'a> {
                 max,
             });
         }
+        let left = self.bytes.len() - self.pos;
+        if n > (left / min_item_bytes.max(1)) as u64 {
+            return Err(WireError::Truncated { what });
+        }
         Ok(n as usize)
     }
     fn len_prefixed(&mut self, what: &'static str, max: usize) -> Result<&'a [u8], WireError> {
-        let n = self.count(what, max)?;
+        let n = self.count(what, max, 1)?;
         self.take(n, what)
     }
     fn address(&mut self) -> Result<String, WireError> {
@@ -553,13 +564,14 @@ impl<'a> Reader<'a> {
                 let cluster = ClusterId(self.bytes32("cluster")?);
                 let proposer = NodeId(self.bytes32("proposer")?);
                 let generation = self.varint("generation")?;
-                let n = self.count("founders", MAX_VIEW_MEMBERS)?;
+                let n = self.count("founders", MAX_VIEW_MEMBERS, 32)?;
                 let mut founders = Vec::with_capacity(n);
                 for _ in 0..n {
                     founders.push(NodeId(self.bytes32("founder")?));
                 }
                 let epoch = self.varint("epoch")?;
-                let n = self.count("members", MAX_VIEW_MEMBERS)?;
+                // A member: its id, an address, a segment and a capacity (one byte each at least).
+                let n = self.count("members", MAX_VIEW_MEMBERS, 32 + 3)?;
                 let mut members = Vec::with_capacity(n);
                 for _ in 0..n {
                     members.push(MemberInfo {
@@ -590,7 +602,7 @@ impl<'a> Reader<'a> {
                 let request_id = self.varint("request_id")?;
                 let start_height = self.u32("start_height")?;
                 let tip_height = self.u32("tip_height")?;
-                let n = self.count("headers", MAX_HEADERS_PER_MESSAGE)?;
+                let n = self.count("headers", MAX_HEADERS_PER_MESSAGE, 80)?;
                 let mut headers = Vec::with_capacity(n);
                 for _ in 0..n {
                     headers.push(self.header()?);
@@ -630,7 +642,7 @@ impl<'a> Reader<'a> {
                         let block_hash = BlockHash(self.bytes32("block_hash")?);
                         let height = self.u32("height")?;
                         let pos = self.u32("pos")?;
-                        let n = self.count("branch", MAX_BRANCH_LEN)?;
+                        let n = self.count("branch", MAX_BRANCH_LEN, 32)?;
                         let mut branch = Vec::with_capacity(n);
                         for _ in 0..n {
                             branch.push(Hash256(self.bytes32("branch hash")?));

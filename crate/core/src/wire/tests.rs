@@ -287,6 +287,37 @@ fn wrong_version_and_unknown_tag_are_typed_errors() {
     assert!(matches!(decode(&[]), Err(WireError::Truncated { .. })));
 }
 
+/// Found by fuzzing (FUZZING.md): a 9-byte `Headers` message claiming 1,271 headers made the
+/// decoder reserve room for all of them (about 100 KB) before finding the bytes missing. Every
+/// count is now checked against what the bytes left could hold.
+#[test]
+fn a_count_the_bytes_left_cannot_hold_is_refused_before_allocating() {
+    let claims = [
+        // Headers (request 4, start 9, tip 42): 1,271 headers of 80 bytes in 3 bytes.
+        (
+            vec![WIRE_VERSION, 11, 4, 9, 42, 0xf7, 0x09, 0x2a, 0xf7],
+            "headers",
+        ),
+        // A view with 64 founders of 32 bytes, and nothing after.
+        (
+            [&[WIRE_VERSION, 9][..], &[0; 64], &[0, 64]].concat(),
+            "founders",
+        ),
+        // A found answer with a 32-hash branch and nothing after.
+        (
+            [&[WIRE_VERSION, 16, 1, 0][..], &[0; 32], &[0, 0, 32]].concat(),
+            "branch",
+        ),
+    ];
+    for (bytes, what) in claims {
+        assert_eq!(decode(&bytes), Err(WireError::Truncated { what }), "{what}");
+    }
+    // One whole header more than the count: still decodes as far as the count allows.
+    let mut one = vec![WIRE_VERSION, 11, 4, 9, 42, 1];
+    one.extend_from_slice(&[0; 80]);
+    assert!(decode(&one).is_ok());
+}
+
 #[test]
 fn a_huge_declared_count_is_refused_without_allocating() {
     // Headers message (request 0, start 0, tip 0) claiming u64::MAX headers.

@@ -25,7 +25,7 @@ pub fn txin() -> impl Strategy<Value = TxIn> {
             },
             script_sig,
             sequence,
-            witness,
+            witness: witness.into(),
         })
 }
 
@@ -107,7 +107,7 @@ pub fn coinbase(height: u32, reserved: [u8; 32]) -> Transaction {
             previous_output: OutPoint::NULL,
             script_sig: vec![0x03, h[0], h[1], h[2], 0xde, 0xad],
             sequence: u32::MAX,
-            witness: vec![reserved.to_vec()],
+            witness: vec![reserved.to_vec()].into(),
         }],
         output: vec![TxOut {
             value: 625_000_000,

@@ -73,6 +73,10 @@ pub fn load_or_create(data_dir: &Path) -> Result<Identity, IdentityError> {
                 path: cert_path.clone(),
                 reason: "not UTF-8".into(),
             })?;
+            check_expires_block(&pem).map_err(|reason| IdentityError::BadCertificate {
+                path: cert_path.clone(),
+                reason,
+            })?;
             Certificate::from_pem(&pem).map_err(|error| IdentityError::BadCertificate {
                 path: cert_path.clone(),
                 reason: error.to_string(),
@@ -90,6 +94,25 @@ pub fn load_or_create(data_dir: &Path) -> Result<Identity, IdentityError> {
         keypair,
         certificate,
     })
+}
+
+/// The first block of a certificate file, if it is the `EXPIRES` block that libp2p-webrtc
+/// writes first, holds the 8 bytes of a time. webrtc 0.17.2's `RTCCertificate::from_pem`
+/// slices those 8 bytes without checking that they are there, so a damaged file made the relay
+/// panic at start instead of saying what is wrong (found by fuzzing, FUZZING.md). Any other
+/// first block is left to `from_pem`, which refuses it with an error.
+fn check_expires_block(pem_text: &str) -> Result<(), String> {
+    let first = pem_text.split("\n\n").next().unwrap_or_default();
+    let Ok(block) = pem::parse(first) else {
+        return Ok(());
+    };
+    if block.tag() == "EXPIRES" && block.contents().len() < 8 {
+        return Err(format!(
+            "its EXPIRES block holds {} bytes, not the 8 of a time",
+            block.contents().len()
+        ));
+    }
+    Ok(())
 }
 
 fn read_small(path: &Path) -> Result<Option<Vec<u8>>, IdentityError> {
@@ -153,6 +176,25 @@ mod tests {
             Err(IdentityError::BadKey { .. })
         ));
         assert_eq!(fs::read(dir.path().join(KEY_FILE)).unwrap(), b"not a key");
+    }
+
+    /// Found by fuzzing (FUZZING.md, `relay_identity`): a certificate file whose `EXPIRES`
+    /// block holds fewer than 8 bytes made libp2p-webrtc's reader panic; it is an error now.
+    #[test]
+    fn a_certificate_with_a_short_expiry_block_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        load_or_create(dir.path()).unwrap();
+        let path = dir.path().join(CERT_FILE);
+        let pem = fs::read_to_string(&path).unwrap();
+        let short = pem::encode(&pem::Pem::new("EXPIRES", vec![1, 2, 3]));
+        let first = pem.split("\n\n").next().unwrap();
+        fs::write(&path, pem.replacen(first, short.trim_end(), 1)).unwrap();
+        match load_or_create(dir.path()) {
+            Err(IdentityError::BadCertificate { reason, .. }) => {
+                assert!(reason.contains("EXPIRES block holds 3 bytes"), "{reason}")
+            }
+            other => panic!("expected a bad certificate, got {:?}", other.err()),
+        }
     }
 
     #[test]

@@ -60,7 +60,12 @@ pub struct ShardStore {
 impl ShardStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<ShardStore, StoreError> {
-        let database = Database::create(path).map_err(db)?;
+        Self::from_database(Database::create(path).map_err(db)?)
+    }
+
+    /// The store in a database already open (an in-memory one, in tests and fuzzing): the
+    /// tables are created where missing, as by [`ShardStore::open`].
+    pub fn from_database(database: Database) -> Result<ShardStore, StoreError> {
         let tx = write_tx(&database)?;
         tx.open_table(HEADERS).map_err(db)?;
         tx.open_table(HEIGHTS).map_err(db)?;
@@ -94,7 +99,9 @@ impl ShardStore {
         let table = tx.open_table(HEADERS).map_err(db)?;
         let mut out = Vec::new();
         let end = start_height.saturating_add(max_count.min(MAX_HEADERS_PER_READ));
-        for (expected, entry) in (start_height..).zip(table.range(start_height..end).map_err(db)?) {
+        for (expected, entry) in
+            (start_height..=u32::MAX).zip(table.range(start_height..end).map_err(db)?)
+        {
             let (height, bytes) = entry.map_err(db)?;
             if height.value() != expected {
                 break;
@@ -122,7 +129,7 @@ impl ShardStore {
             if truncate {
                 table.retain_in(first_height.., |_, _| false).map_err(db)?;
             }
-            for (height, header) in (first_height..).zip(headers) {
+            for (height, header) in (first_height..=u32::MAX).zip(headers) {
                 table
                     .insert(height, header.encode().as_slice())
                     .map_err(db)?;

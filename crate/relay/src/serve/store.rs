@@ -113,7 +113,13 @@ pub struct ChainStore {
 impl ChainStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let database = Database::create(path).map_err(db)?;
+        Self::from_database(Database::create(path).map_err(db)?)
+    }
+
+    /// The store in a database already open (an in-memory one, in tests and fuzzing): the
+    /// tables are created where missing and an older database is brought up to date, as by
+    /// [`ChainStore::open`].
+    pub fn from_database(database: Database) -> Result<Self, StoreError> {
         let tx = write_tx(&database)?;
         tx.open_table(HEADERS).map_err(db)?;
         tx.open_table(HEIGHTS).map_err(db)?;
@@ -199,7 +205,14 @@ impl ChainStore {
             .map_err(|source| StoreError::BadProofOfWork { hash, source })?;
         let parent = block.header.prev_blockhash;
         let height = match self.tip()? {
-            Some(tip) if tip.hash == parent => tip.height + 1,
+            // A tip at the largest height is one no chain reaches: a damaged or hostile file.
+            Some(tip) if tip.hash == parent => {
+                tip.height
+                    .checked_add(1)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: format!("the tip's height {}", tip.height),
+                    })?
+            }
             Some(tip) => {
                 return Err(StoreError::NotOnTip {
                     hash,
@@ -224,8 +237,9 @@ impl ChainStore {
             let bytes = block.encode();
             blocks.insert(&hash.0, &bytes[..]).map_err(db)?;
             let mut meta = tx.open_table(META).map_err(db)?;
+            // Saturating: a total read back from a damaged file may be anything.
             let total = meta.get(CHAIN_BYTES).map_err(db)?.map_or(0, |v| v.value());
-            meta.insert(CHAIN_BYTES, total + bytes.len() as u64)
+            meta.insert(CHAIN_BYTES, total.saturating_add(bytes.len() as u64))
                 .map_err(db)?;
         }
         tx.commit().map_err(db)?;
@@ -642,6 +656,44 @@ mod tests {
         assert_eq!(store.block_hashes().unwrap(), vec![block.block_hash()]);
         assert_eq!(store.headers(702_861, 1).unwrap(), vec![block.header]);
         assert_eq!(store.kv_records().unwrap().len(), 1);
+    }
+
+    /// Found by fuzzing (FUZZING.md, `relay_store`): a damaged or hostile file whose byte
+    /// total is near `u64::MAX`, or whose tip sits at height `u32::MAX`, made the next append
+    /// overflow (a panic in a debug build, a wrong total in a release one). The total now
+    /// saturates, and a tip no chain can reach is reported as corrupt.
+    #[test]
+    fn a_damaged_total_or_tip_height_does_not_overflow_an_append() {
+        use shoal_core::chain::generate::{generate_chain, GenerateConfig};
+        let blocks = generate_chain(&GenerateConfig {
+            blocks: 2,
+            txs_per_block: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("total.redb")).unwrap();
+        let tx = store.db.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert(CHAIN_BYTES, u64::MAX - 1)
+            .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(store.append(&blocks[0]).unwrap(), 1);
+        assert_eq!(store.chain_bytes().unwrap(), u64::MAX);
+
+        let store = ChainStore::open(&dir.path().join("tip.redb")).unwrap();
+        let tx = store.db.begin_write().unwrap();
+        tx.open_table(HEADERS)
+            .unwrap()
+            .insert(u32::MAX, &blocks[0].header.encode()[..])
+            .unwrap();
+        tx.commit().unwrap();
+        assert!(matches!(
+            store.append(&blocks[1]),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(store.len().unwrap(), 1, "nothing written");
     }
 
     #[test]
