@@ -910,10 +910,14 @@ impl Repair {
             }
             _ => None,
         };
+        // A retry already due waits for the next pass over the spares, which comes when this
+        // member's fetching is idle (every repair step ends with one): a timer for it now
+        // would fire again and again while the fetching goes on.
+        let retry = h.next_retry_ms.filter(|at| *at > cx.now_ms);
         [
             h.out.values().map(|c| c.deadline_ms).min(),
             h.next_audit_ms,
-            h.next_retry_ms,
+            retry,
             unclaimed,
         ]
         .into_iter()

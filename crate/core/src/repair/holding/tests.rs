@@ -450,3 +450,29 @@ fn a_faulty_report_from_a_mate_drops_and_keeps_out() {
         .iter()
         .any(|(_, from, to, _)| *from == a && *to == c));
 }
+
+/// A spare's retry that falls due while this member is still fetching waits for the fetching
+/// to end: it does not set the repair timer to now, which would fire it again and again at the
+/// same moment (a livelock the simulator's sweep found).
+#[test]
+fn a_retry_due_while_fetching_leaves_the_timer_alone() {
+    let mut config = config();
+    config.hold_audit_interval_ms = None;
+    let (mut net, members) = formed(4, config, 21, BLOCKS);
+    net.run_until(20_000);
+    assert!(net.nodes[members[0]].repair.holding.out.is_empty());
+    let node = &mut net.nodes[members[0]];
+    node.repair.retry_later(&mut node.shared, 5, 1);
+    node.shared.now_ms += 10 * node.shared.config.repair_retry_ms;
+    // Busy: a fetch is queued.
+    node.repair.queue.push_back(super::super::Job {
+        height: 0,
+        attempts: 0,
+        order: 0,
+        rounds: 0,
+    });
+    node.repair.settle_spares(&mut node.shared);
+    let now = node.shared.now_ms;
+    let due = node.repair.holding_due(&node.shared);
+    assert!(due.is_none_or(|at| at > now), "{due:?} at {now}");
+}
