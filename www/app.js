@@ -91,7 +91,7 @@ class Demo {
   }
 
   listen() {
-    const types = ["cluster", "member-lost", "member-joined", "new-block", "block-stored", "relay", "sync-progress"];
+    const types = ["cluster", "member-lost", "member-joined", "holder-faulty", "new-block", "block-stored", "relay", "sync-progress"];
     for (const type of types) {
       this.node.addEventListener(type, ({ detail }) => {
         this.statusCache = null;

@@ -90,6 +90,9 @@ export class EventLog {
           this.say(w.kind === "member" ? `${what} joined as member ${w.number}` : `a member joined (${detail.peerId.slice(-6)})`, "good");
         }, 0);
         break;
+      case "holder-faulty":
+        this.say(`${this.name(detail.peerId)} could not prove it holds its blocks: dropped and kept out`, "bad");
+        break;
       case "member-lost":
         this.lostSeen = true;
         this.told.add(detail.peerId);

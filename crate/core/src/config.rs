@@ -87,13 +87,19 @@ pub struct Config {
     pub repair_retry_ms: u64,
     /// S11: most blocks queued for fetching (the rest are found again on the next pass).
     pub repair_queue_max: usize,
-    /// S12 (third rule), the fallback: once a view has held this long and this member's own
-    /// fetching is done, it deletes the blocks the view no longer assigns to it, whether or
-    /// not their holders confirmed they hold them. Spares whose holders all confirmed under
-    /// the view (`Message::ShardHeld`) go before, as soon as they have; the timeout covers
-    /// confirmations that never come (issue 16 is to decide its fate). `None` keeps the
-    /// unconfirmed ones as spare replicas.
-    pub evict_spares_after_ms: Option<u64>,
+    /// S12 (third rule), issue 16: a block the view no longer assigns to this member (a
+    /// spare) is deleted only once every holder of it under the view proved it holds it
+    /// (`crate::repair::holding`). Holders are challenged once they claim it (`ShardHeld`,
+    /// `BlockStored`); once the view has held this long, those that have not claimed it are
+    /// challenged too (a claim lost on the way). `None` challenges only holders that claimed.
+    pub challenge_unclaimed_after_ms: Option<u64>,
+    /// Issue 16: how often (jittered ±50 %) a member audits one random mate's claim to hold one
+    /// random block it holds too (`crate::repair::holding`). `None` never audits (spares are
+    /// still deleted only after proofs).
+    pub hold_audit_interval_ms: Option<u64>,
+    /// Issue 16: how long a member found to be a faulty holder (it kept failing proofs of
+    /// holding) is kept out of the cluster: its views refused, its join requests denied.
+    pub faulty_ban_ms: u64,
     /// S11: how often (jittered ±50 %) the node lists its storage and compares it with what
     /// it believes it holds, so that a write the storage acknowledged but lost is found and
     /// fetched again. `None` never audits.
@@ -138,7 +144,9 @@ impl Default for Config {
             repair_request_timeout_ms: 10_000,
             repair_retry_ms: 30_000,
             repair_queue_max: 4_096,
-            evict_spares_after_ms: Some(600_000),
+            challenge_unclaimed_after_ms: Some(600_000),
+            hold_audit_interval_ms: Some(60_000),
+            faulty_ban_ms: 3_600_000,
             storage_audit_interval_ms: Some(600_000),
             resume_membership: false,
             serve: crate::serve::ServeConfig::default(),

@@ -273,6 +273,10 @@ pub enum Event {
     BlockSafelyStored { block_hash: BlockHash, height: u32 },
     /// A new block's re-drives ran out before P holders announced it; repair takes over.
     BlockUnderreplicated { block_hash: BlockHash, height: u32 },
+    /// A mate failed its proofs of holding too often in a row (`by_us`), or another member
+    /// said so (`Message::HolderFaulty`): it is dropped from the view like an offline member
+    /// and kept out for `Config::faulty_ban_ms` (issue 16, `crate::repair::holding`).
+    HolderFaulty { member: NodeId, by_us: bool },
 }
 
 /// Counters a shell or simulator can read ([`Node::stats`](crate::node::Node::stats)).
@@ -323,12 +327,27 @@ pub struct NodeStats {
     pub blocks_served: u64,
     /// Bytes of those.
     pub bytes_served: u64,
-    /// Blocks deleted because the view no longer assigns them here (S12).
+    /// Blocks deleted because the view no longer assigns them here (S12), each once every
+    /// holder of it under the view proved it holds it (`crate::repair::holding`).
     pub spares_evicted: u64,
-    /// Of those, the blocks deleted because every holder of them under the view confirmed
-    /// it holds its shard (`Message::ShardHeld`), not because the view had held
-    /// `evict_spares_after_ms`.
-    pub spares_evicted_confirmed: u64,
+    /// Challenges this member sent: "prove you hold this block" (issue 16).
+    pub hold_challenges_sent: u64,
+    /// Of those, answered with the right digest.
+    pub hold_proofs_passed: u64,
+    /// Of those, failed: a wrong digest, or "not held" for a block the mate claimed.
+    pub hold_proofs_failed: u64,
+    /// Of those, not answered in time (no verdict).
+    pub hold_challenges_unanswered: u64,
+    /// Audits this member started (one random block, one random mate that claimed it).
+    pub hold_audits: u64,
+    /// Challenges this member answered.
+    pub hold_challenges_answered: u64,
+    /// Mates this member found faulty (they failed their proofs of holding too often in a
+    /// row) and dropped from its view.
+    pub holders_found_faulty: u64,
+    /// Mates this member dropped because another member found them faulty
+    /// (`Message::HolderFaulty`).
+    pub faulty_reports_taken: u64,
     /// Blocks from the block source stored here.
     pub blocks_from_source: u64,
     /// Most block fetches ever in flight at once (bounded by `repair_parallel_max`).

@@ -22,7 +22,11 @@
 //! `P` holders (S6–S8), so the members together hold the whole chain (S18). Members watch each
 //! other with heartbeats and converge on one membership view ([`liveness`], S9–S10); when a
 //! member is lost, the new holders of its blocks fetch them from surviving copies ([`repair`],
-//! S11), and outsiders are invited or ask to join ([`repair::replacement`], S12–S13).
+//! S11), and outsiders are invited or ask to join ([`repair::replacement`], S12–S13). A
+//! member's word that it holds blocks is checked, not trusted: a copy is deleted only once the
+//! block's holders answered a challenge only its bytes answer, members audit each other's
+//! claims now and then, and one that keeps failing is dropped and kept out
+//! ([`repair::holding`]).
 //!
 //! ## Serving
 //!

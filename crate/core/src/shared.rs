@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::io::{Candidate, Event, NodeStats, Output, TimerId};
 use crate::placement::Placer;
 use crate::service::upkeep::Serving;
-use crate::wire::{Message, NodeRecord, ViewStamp};
+use crate::wire::{Message, NodeRecord, ViewStamp, MAX_VIEW_MEMBERS};
 
 /// What this node knows of one peer.
 #[derive(Debug, Clone)]
@@ -89,9 +89,31 @@ pub(crate) struct Shared {
     pub(crate) stats: NodeStats,
     /// Serving: transaction index, queries and the block cache (S16, S17).
     pub(crate) serving: Serving,
+    /// Nodes found to be faulty holders, with until when they are kept out (issue 16,
+    /// `crate::repair::holding`): at most [`MAX_VIEW_MEMBERS`], the oldest forgotten first.
+    pub(crate) banned: Vec<(NodeId, u64)>,
 }
 
 impl Shared {
+    /// Whether `id` was found to be a faulty holder and is still kept out.
+    pub(crate) fn is_banned(&self, id: &NodeId) -> bool {
+        self.banned
+            .iter()
+            .any(|(banned, until)| banned == id && *until > self.now_ms)
+    }
+
+    /// Keeps `id` out for `faulty_ban_ms` from now.
+    pub(crate) fn ban(&mut self, id: NodeId) {
+        let now = self.now_ms;
+        self.banned
+            .retain(|(banned, until)| *banned != id && *until > now);
+        if self.banned.len() >= MAX_VIEW_MEMBERS {
+            self.banned.remove(0);
+        }
+        let until = now.saturating_add(self.config.faulty_ban_ms);
+        self.banned.push((id, until));
+    }
+
     /// A fresh request id.
     pub(crate) fn fresh_id(&mut self) -> u64 {
         self.request_ids.next_id()

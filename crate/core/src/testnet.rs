@@ -48,6 +48,9 @@ pub(crate) struct Net {
     pub(crate) failing_lists: Vec<u32>,
     /// Nodes whose store refuses every block write (a full disk, an exhausted quota).
     pub(crate) refusing_puts: Vec<bool>,
+    /// Nodes whose store keeps nothing but says it does (issue 16's liar): every write is
+    /// acknowledged and listed, no block is ever there to read.
+    pub(crate) hollow: Vec<Option<std::collections::HashSet<BlockHash>>>,
     /// Messages of this kind are kept in `kept` as they are sent (not muted, reachable).
     pub(crate) keep_kind: Option<&'static str>,
     /// (sent at, from, to, message) of every message of `keep_kind` sent.
@@ -81,6 +84,7 @@ impl Net {
             hellos_to: Vec::new(),
             failing_lists: Vec::new(),
             refusing_puts: Vec::new(),
+            hollow: Vec::new(),
             timers_set: Vec::new(),
             muted: Vec::new(),
             keep_kind: None,
@@ -107,6 +111,7 @@ impl Net {
         self.hellos_to.push(0);
         self.failing_lists.push(0);
         self.refusing_puts.push(false);
+        self.hollow.push(None);
         self.down.push(false);
         self.group.push(0);
         let headers = Arc::new(HeaderPrefix::new(self.chain.clone(), u32::MAX));
@@ -258,6 +263,19 @@ impl Net {
                     StorageCommand::Put {
                         request_id,
                         block_hash,
+                        ..
+                    } if self.hollow[from].is_some() => {
+                        if let Some(claimed) = self.hollow[from].as_mut() {
+                            claimed.insert(block_hash);
+                        }
+                        StorageResult::Put {
+                            request_id,
+                            ok: true,
+                        }
+                    }
+                    StorageCommand::Put {
+                        request_id,
+                        block_hash,
                         bytes,
                         ..
                     } => {
@@ -279,6 +297,9 @@ impl Net {
                         block_hash,
                     } => {
                         self.stores[from].remove(&block_hash);
+                        if let Some(claimed) = self.hollow[from].as_mut() {
+                            claimed.remove(&block_hash);
+                        }
                         StorageResult::Deleted { request_id }
                     }
                     StorageCommand::List { request_id } if self.failing_lists[from] > 0 => {
@@ -287,7 +308,11 @@ impl Net {
                     }
                     StorageCommand::List { request_id } => StorageResult::Listed {
                         request_id,
-                        blocks: self.stores[from].keys().copied().collect(),
+                        blocks: self.stores[from]
+                            .keys()
+                            .chain(self.hollow[from].iter().flatten())
+                            .copied()
+                            .collect(),
                     },
                     StorageCommand::WriteKv { request_id, ops } => {
                         let kv = &mut self.kv[from];
@@ -415,6 +440,21 @@ impl Net {
                 );
             }
         }
+    }
+
+    /// Per height, how many live nodes of `members` really have the block in their store
+    /// (whatever they believe).
+    pub(crate) fn true_copies(&self, members: &[usize]) -> Vec<usize> {
+        self.blocks
+            .iter()
+            .map(|block| {
+                let hash = BlockHash(crate::chain_seam::sha256d(&block[..80]));
+                members
+                    .iter()
+                    .filter(|i| !self.down[**i] && self.stores[**i].get(&hash) == Some(block))
+                    .count()
+            })
+            .collect()
     }
 
     /// S18: every block of the chain is stored by at least `min` live members of `members`.

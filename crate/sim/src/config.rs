@@ -77,8 +77,9 @@ pub struct SimConfig {
     /// can be checked ("once churn stops, every block returns to P within a bound").
     pub quiet_tail_hours: f64,
     /// The bound on that repair, after churn stops. It must leave room for the core's
-    /// `evict_spares_after_ms` (10 min by default) after the last view change: spares whose
-    /// holders all confirmed go at once, but a lost confirmation leaves them to that timeout.
+    /// `challenge_unclaimed_after_ms` (10 min by default) after the last view change: spares
+    /// whose holders all confirmed go once they prove it, but a lost confirmation leaves the
+    /// proofs to that timeout.
     pub repair_bound_s: u64,
     /// A failure of a holder counts toward excusing a lost block for this long (S18), and at
     /// least for the core's failure detection (`offline_after_ms`, which grows with the

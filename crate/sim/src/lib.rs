@@ -17,7 +17,8 @@
 //! - [`chain`]: the true chain, small valid blocks made from the seed, and tampered copies a
 //!   byzantine block source hands out;
 //! - [`serving`]: new blocks routed or self-selected, queries from members and outsiders,
-//!   adversarial members that forge, corrupt or stay silent (S14–S17);
+//!   adversarial members that forge, corrupt, stay silent or store nothing while claiming
+//!   they do (S14–S17, issue 16);
 //! - [`replicas`] and [`invariants`]: ground-truth replica counts and the invariants checked
 //!   after every step (see the table in [`invariants`]);
 //! - [`world`]: the hosts, the event loop and the run report; [`config`]: a run's settings;

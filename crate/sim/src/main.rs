@@ -89,7 +89,8 @@ struct RunArgs {
     /// Adversarial members: a count, or a fraction of --nodes when below 1 (e.g. 0.2).
     #[arg(long, default_value_t = 0.0)]
     adversaries: f64,
-    /// What adversaries do to their outgoing answers and blocks.
+    /// What adversaries do: forge | corrupt | silent (their outgoing answers and blocks),
+    /// hollow (claim to store blocks and store nothing), mixed (the first three in turn).
     #[arg(long, default_value = "mixed")]
     adversary_kind: AdversaryKind,
     /// Simulated hours.

@@ -11,7 +11,9 @@
 //!   (went offline, or lost the write) within one repair window. A count that reaches zero is
 //!   noted and judged at the next check: if the cluster still has live members it is a
 //!   violation (or, with P recent failures, an expected loss); if the cluster has no live
-//!   member left it dissolved (its id lapsed, S4) and nothing was lost.
+//!   member left it dissolved (its id lapsed, S4) and nothing was lost. (The world counts
+//!   only honest members there: a hollow adversary, which stores nothing, keeps no cluster
+//!   alive — `world::outputs`.)
 //! - **repair** (S11): the time from a block falling below P live holders to getting back to
 //!   P is a repair time; the report gives its percentiles.
 //!

@@ -17,7 +17,11 @@
 //! - **Adversaries** ([`AdversaryKind`]): chosen light hosts whose *outgoing* messages are
 //!   rewritten by the world ([`Adversary::rewrite`]); the core node on them is unmodified.
 //!   Forgers answer every `TxAnswer` with a fabricated proof; corrupters flip a bit in every
-//!   block they send (`BlockData`, `NewBlock`); the silent drop every answer and block.
+//!   block they send (`BlockData`, `NewBlock`); the silent drop every answer and block. The
+//!   hollow (issue 16) send what an honest member sends — `BlockStored` for every new block
+//!   they "store", `ShardHeld` once their shard is "whole" — but their disk keeps nothing: it
+//!   acknowledges every write and lists every block written, and has none to read (the
+//!   world's disk, `world::disk`).
 //!
 //! The judgement of every query attempt, and the invariants it feeds, live in
 //! `world::serving`.
@@ -65,7 +69,10 @@ pub enum AdversaryKind {
     Corrupt,
     /// Every `TxAnswer`, `BlockData`, `BlockNotFound` and `NewBlock` is dropped.
     Silent,
-    /// Adversaries take the three kinds in turn.
+    /// Claims to store blocks (`BlockStored`, `ShardHeld`) and stores nothing: its disk
+    /// acknowledges and lists every write and keeps none (issue 16).
+    Hollow,
+    /// Adversaries take the first three kinds (forge, corrupt, silent) in turn.
     Mixed,
 }
 
@@ -76,9 +83,10 @@ impl std::str::FromStr for AdversaryKind {
             "forge" => Ok(AdversaryKind::Forge),
             "corrupt" => Ok(AdversaryKind::Corrupt),
             "silent" => Ok(AdversaryKind::Silent),
+            "hollow" => Ok(AdversaryKind::Hollow),
             "mixed" => Ok(AdversaryKind::Mixed),
             _ => Err(format!(
-                "expected forge, corrupt, silent or mixed, got {s:?}"
+                "expected forge, corrupt, silent, hollow or mixed, got {s:?}"
             )),
         }
     }
@@ -139,6 +147,8 @@ pub struct ServingReport {
     pub new_blocks_mode: Option<NewBlocksMode>,
     /// Adversarial light hosts.
     pub adversaries: usize,
+    /// Which light hosts they are.
+    pub adversary_hosts: Vec<usize>,
     /// Queries issued (member and outsider).
     pub queries: u64,
     /// Of which by outsiders.
@@ -205,6 +215,12 @@ pub struct ServingReport {
     pub adversary_corrupted: u64,
     /// Messages adversaries dropped.
     pub adversary_dropped: u64,
+    /// Members found to be faulty holders by their own challenger (`Event::HolderFaulty`
+    /// with `by_us`) that were hollow adversaries (issue 16).
+    pub hollow_found: u64,
+    /// … that were honest: each is a false accusation (lost writes and corrupt reads must
+    /// not add up to one).
+    pub honest_found_faulty: u64,
 }
 
 /// The true chain as serving needs it: every transaction's place, every header.

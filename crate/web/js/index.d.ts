@@ -377,6 +377,12 @@ export interface LightNodeEventMap {
   /** This node declared a member offline (its peer id; a node id in hex if never met). */
   "member-lost": CustomEvent<{ peerId: string }>;
   /**
+   * A member failed its proofs of holding (it claimed blocks it could not prove it stores):
+   * it is dropped from the cluster like a lost member (a `member-lost` follows) and kept out
+   * for an hour. `byUs`: this node's own challenges found it; otherwise another member said so.
+   */
+  "holder-faulty": CustomEvent<{ peerId: string; byUs: boolean }>;
+  /**
    * A member entered this node's view (one event per member; when this node joins a cluster,
    * one for each other member).
    */

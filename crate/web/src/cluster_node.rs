@@ -646,6 +646,12 @@ impl EventLoop {
                 set(&detail, "peerId", self.core.name_of(&member).into());
                 self.emit("member-lost", detail.into());
             }
+            Event::HolderFaulty { member, by_us } => {
+                let detail = js_sys::Object::new();
+                set(&detail, "peerId", self.core.name_of(&member).into());
+                set(&detail, "byUs", by_us.into());
+                self.emit("holder-faulty", detail.into());
+            }
             Event::TxQueryDone {
                 query_id,
                 txid,

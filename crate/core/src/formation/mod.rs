@@ -532,7 +532,7 @@ pub(crate) fn ranked_ordinary_peers(
     let mut eligible: Vec<(bool, u64, u64, u64, NodeId)> = cx
         .peers
         .iter()
-        .filter(|(_, p)| p.connected && p.cluster.is_none())
+        .filter(|(id, p)| p.connected && p.cluster.is_none() && !cx.is_banned(id))
         .filter_map(|(id, p)| {
             let record = p.record.as_ref()?;
             (!record.archive).then_some((
@@ -549,7 +549,7 @@ pub(crate) fn ranked_ordinary_peers(
             e.0 = previous.members.contains(&e.4);
         }
         // Former mates are invited even if our table still thinks they are in a cluster.
-        for mate in &previous.members {
+        for mate in previous.members.iter().filter(|id| !cx.is_banned(id)) {
             if !eligible.iter().any(|e| e.4 == *mate) {
                 eligible.push((true, 0, u64::MAX, 0, *mate));
             }

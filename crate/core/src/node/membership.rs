@@ -170,6 +170,12 @@ impl Node {
             cx.stats.messages_ignored += 1;
             return;
         }
+        if cx.is_banned(&from) {
+            // A faulty holder we keep out (issue 16): its views move nobody.
+            cx.stats.views_refused += 1;
+            cx.stats.messages_ignored += 1;
+            return;
+        }
         let lists = |id: &NodeId| view.members.binary_search_by(|m| m.id.cmp(id)).is_ok();
         let (lists_me, lists_sender) = (lists(&cx.id), lists(&from));
         match &cx.role {
@@ -200,8 +206,14 @@ impl Node {
                 }
                 let theirs = (view.epoch, view.members.len(), view_digest(&view.members));
                 match theirs.cmp(&m.order_key()) {
-                    std::cmp::Ordering::Greater if !lists_me => self.rejoin_greater_view(view),
-                    std::cmp::Ordering::Greater => self.adopt_view(view),
+                    std::cmp::Ordering::Greater if !lists_me => {
+                        self.rejoin_greater_view(view);
+                        self.drop_banned();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        self.adopt_view(view);
+                        self.drop_banned();
+                    }
                     std::cmp::Ordering::Less => {
                         let mine = m.view.clone();
                         cx.send(from, Message::View(mine));

@@ -48,6 +48,7 @@
 
 pub use crate::chain_seam;
 mod announced;
+mod holders;
 mod membership;
 pub mod resume;
 mod serving;
@@ -143,6 +144,7 @@ impl Node {
                 tie_salt: mix64(seed ^ 0x5eed),
                 stats: NodeStats::default(),
                 serving: Serving::new(serve),
+                banned: Vec::new(),
                 config,
             },
             started: false,
@@ -291,16 +293,22 @@ impl Node {
     pub fn repair_summary(&self) -> String {
         let view = match &self.shared.role {
             Role::Member(m) => format!(
-                "member #{} of {} epoch {} since {} ms, evicted_for_this_view={}",
+                "member #{} of {} epoch {} since {} ms",
                 m.number,
                 m.slots.len(),
                 m.view.epoch,
                 m.view_since_ms,
-                self.repair.evicted_for == Some((m.view.cluster, m.view.epoch))
             ),
             Role::Ordinary => "ordinary".to_string(),
         };
         format!("{view}; {}", self.repair.summary())
+    }
+
+    /// The blocks this member keeps as spares under its current view, as (height, holders,
+    /// holders that proved they hold it): a spare goes once the last two are equal (issue 16,
+    /// [`crate::repair::holding`]). Empty outside a cluster.
+    pub fn spare_proofs(&self) -> Vec<(u32, u32, u32)> {
+        self.repair.holding.spare_proofs()
     }
 
     /// A request id from this node's allocator, for a request a shell sends in this node's
@@ -383,6 +391,7 @@ impl Node {
             } => self.on_tx_query(query_id, txid, block_hint),
             Input::RunJob { job, block_hash } => self.on_run_job(job, block_hash),
         }
+        self.act_on_faulty_holders();
         self.flush_index_writes();
     }
 
@@ -490,6 +499,11 @@ impl Node {
             self.shared.stats.messages_ignored += 1;
             return;
         }
+        if let Message::BlockStored { block_hash, height } = &message {
+            // A claim that makes its sender challengeable on the block (issue 16).
+            self.repair
+                .on_stored_claim(&mut self.shared, from, block_hash, *height);
+        }
         if self.on_announced_answer(from, &message) || self.on_serve_message(from, &message) {
             return;
         }
@@ -588,6 +602,25 @@ impl Node {
             } => self.on_get_headers(from, request_id, start_height, max_count),
             Message::BlockAnnounce { header } => self.on_block_announce(from, header),
             Message::ShardHeld { view } => self.repair.on_shard_held(cx, from, view),
+            Message::HoldChallenge {
+                request_id,
+                block_hash,
+                nonce,
+                offset,
+                length,
+            } => self.repair.on_hold_challenge(
+                cx,
+                from,
+                request_id,
+                block_hash,
+                (nonce, offset, length),
+            ),
+            Message::HoldProof { request_id, proof } => {
+                self.repair.on_hold_proof(cx, from, request_id, proof)
+            }
+            Message::HolderFaulty { cluster, member } => {
+                self.on_holder_faulty(from, cluster, member)
+            }
             // Headers are the shell's (it keeps the header chain); queries, answers, stored
             // announcements and pushed blocks went to the serving layer above.
             Message::Headers { .. }

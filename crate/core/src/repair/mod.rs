@@ -38,11 +38,13 @@
 //! Blocks no longer assigned to this member (after a renumbering, S12's third rule) are kept
 //! as spare replicas while the cluster settles — the new holders may fetch them from here.
 //! Each member tells the others of its view once it holds its whole shard under it
-//! (`Message::ShardHeld`), and a spare is deleted as soon as every one of its holders under
-//! the view has said so and this member's own fetching is idle. As a fallback, whatever spares
-//! remain are deleted once the view has held for `evict_spares_after_ms` and this member's
-//! own fetching is idle, confirmed or not (issue 16). See `spares`.
+//! (`Message::ShardHeld`); a spare is deleted only once every one of its holders under the
+//! view has *proved* it holds the block, by answering a challenge over a random byte range of
+//! it with a fresh nonce, and this member's own fetching is idle (issue 16). Members also audit
+//! each other's claims now and then, and a member that keeps failing is dropped from the view
+//! like an offline one and kept out. See `spares` and [`holding`].
 
+pub mod holding;
 pub mod replacement;
 mod spares;
 
@@ -168,10 +170,10 @@ pub(crate) struct Repair {
     window_bytes: u64,
     /// Size of the last block received: what each request in flight is assumed to bring.
     block_bytes_estimate: u64,
-    /// The view (cluster, epoch) whose spare blocks were evicted by the timeout already.
-    pub(crate) evicted_for: Option<(ClusterId, u64)>,
     /// The members that confirmed they hold their shards under our view (`spares`).
     confirmations: spares::Confirmations,
+    /// Challenges, proofs, audits and strikes (`holding`).
+    pub(crate) holding: holding::Holding,
     /// The queue overflowed: rescan once it drains.
     rescan_needed: bool,
     /// Members of the cluster `misses_for` that answered a fetch with `BlockNotFound` or not
@@ -466,8 +468,7 @@ impl Repair {
         if let Some(&at) = self.deferred.values().min() {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
-        // Past due but still fetching: the pump evicts when the fetching is done.
-        if let Some(at) = self.eviction_due(cx).filter(|at| *at > cx.now_ms) {
+        if let Some(at) = self.holding_due(cx) {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         if let Some(at) = next {
@@ -476,6 +477,7 @@ impl Repair {
     }
 
     pub(crate) fn on_repair_timer(&mut self, cx: &mut Shared) {
+        self.on_holding_timer(cx);
         let now = cx.now_ms;
         if self.list_retry_at.is_some_and(|at| at <= now) {
             self.list_retry_at = None;
@@ -829,6 +831,9 @@ impl Repair {
                 }
                 // The last block of the shard may be the one just stored.
                 self.settle_spares(cx);
+            }
+            StorageResult::Got { request_id, bytes } if self.holding.awaits_read(request_id) => {
+                self.on_holding_read(cx, request_id, bytes);
             }
             StorageResult::Got { request_id, bytes } => {
                 let Some(get) = self.gets.remove(&request_id) else {

@@ -99,6 +99,7 @@ impl Replacement {
                 self.round.is_none()
                     && m.view.members.len() < cx.config.cluster_size_max
                     && m.number_of(&from).is_none()
+                    && !cx.is_banned(&from)
             }
             Role::Ordinary => false,
         };

@@ -1,39 +1,37 @@
 //! Spare replicas (S12, third rule): blocks a member holds but its current view no longer
 //! assigns to it, kept while the new holders may still fetch them from here, and deleted once
-//! they have.
+//! every one of their holders has *proved* it holds them.
 //!
 //! # Overview
 //!
 //! After a view change (a cluster grows, a member is replaced, the members are renumbered) a
-//! member keeps every block it no longer must hold as a *spare*. It deletes it by one of two
-//! paths:
+//! member keeps every block it no longer must hold as a *spare*. It deletes one only once every
+//! holder of the block under the current view passed a challenge on it (see
+//! [`super::holding`]) and this member's own fetching is idle. Holders are challenged once
+//! they claim the block:
 //!
-//! - **Confirmed.** A member whose repair has nothing left to fetch under its view (nothing
-//!   queued, in flight, waiting for a source or being stored, and every height the placement
-//!   gives it held and trusted) says so once to every other member of the view:
+//! - **Confirmed shards.** A member whose repair has nothing left to fetch under its view
+//!   (nothing queued, in flight, waiting for a source or being stored, and every height the
+//!   placement gives it held and trusted) says so once to every other member of the view:
 //!   [`Message::ShardHeld`], naming the view by its stamp. Each member records which members
 //!   said so under its *current* view — a confirmation naming another view (another cluster,
 //!   epoch or member list), or from a node outside the view, does not count; a newer view
 //!   starts the record afresh, and one that arrives before the view it names is kept until
-//!   this member adopts that view (bounded, [`EARLY_MAX`]). A spare height is deleted as soon
-//!   as every one of its holders under the current view has confirmed and this member's own
-//!   fetching is idle; heights go in several steps as confirmations arrive. A member that
-//!   learns a newer view confirms again once it holds its shard under that one.
-//! - **Timed out** (the fallback, as before confirmations existed): once the view has held
-//!   for `Config::evict_spares_after_ms` and this member's own fetching is idle, every spare
-//!   goes, confirmed or not. It covers holders that never confirm (a confirmation lost on the
-//!   way, a member on an older version, a block nobody can give) — and it deletes a spare
-//!   whether or not its new holder stored the block, which issue 16 is to settle.
+//!   this member adopts that view (bounded, [`EARLY_MAX`]). A confirmation covers the heights
+//!   up to this member's tip when it came (a block mined since is claimed by `BlockStored`).
+//!   A member that learns a newer view confirms again once it holds its shard under that one.
+//! - **Unclaimed holders**, once the view has held `Config::challenge_unclaimed_after_ms`: a
+//!   confirmation may be lost on the way, or a member may never hold its whole shard (a block
+//!   nobody can give) and still hold the blocks in question. They are challenged too.
 //!
-//! A confirmation is a member's word, as the rest of the cluster protocol is: a member that
-//! says it holds blocks it does not can make others drop spares early, as one that stores
-//! nothing can lose its share.
+//! A confirmation alone deletes nothing: a member that says it holds blocks it does not
+//! fails its challenges, and the spares stay (issue 16). There is no timeout after which
+//! unproved spares go.
 
 use std::collections::VecDeque;
 
 use super::Repair;
 use crate::base::NodeId;
-use crate::io::{Output, StorageCommand};
 use crate::shared::{Role, Shared};
 use crate::wire::{Message, ViewStamp, MAX_VIEW_MEMBERS};
 
@@ -44,31 +42,61 @@ pub(crate) const EARLY_MAX: usize = MAX_VIEW_MEMBERS;
 const _: () = assert!(MAX_VIEW_MEMBERS <= 64);
 
 /// Which members of this member's view said they hold their whole shard under it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Confirmations {
     /// The view the record is about: this member's view when it was last brought up to date
     /// (`None` outside a cluster).
     view: Option<ViewStamp>,
     /// Member numbers (under `view`) that confirmed, one bit each.
     members: u64,
+    /// Per member number: the height below which its confirmation covers the shard (one past
+    /// our chain's tip when it came).
+    below: [u32; MAX_VIEW_MEMBERS],
     /// Whether this member confirmed under `view` itself.
     sent: bool,
-    /// What the last deletion by confirmation saw: (`members`, blocks held, chain tip). It
-    /// runs again only when one of them changed.
-    swept: Option<(u64, usize, u32)>,
     /// Confirmations naming a newer view of our cluster than ours, oldest first: counted if
     /// this member adopts exactly that view. One per sender, at most [`EARLY_MAX`].
     early: VecDeque<(NodeId, ViewStamp)>,
 }
 
+impl Default for Confirmations {
+    fn default() -> Self {
+        Confirmations {
+            view: None,
+            members: 0,
+            below: [0; MAX_VIEW_MEMBERS],
+            sent: false,
+            early: VecDeque::new(),
+        }
+    }
+}
+
+impl Confirmations {
+    /// Whether member `number` of the view `stamp` confirmed its shard under it, covering
+    /// `height`. Numbers are the record's view's: under any other view (the node adopted a new
+    /// one and the record has not followed yet) nothing is covered.
+    pub(super) fn covers(&self, stamp: Option<ViewStamp>, number: usize, height: u32) -> bool {
+        self.view.is_some()
+            && self.view == stamp
+            && number < MAX_VIEW_MEMBERS
+            && self.members & (1 << number) != 0
+            && height < self.below[number]
+    }
+
+    /// Member `number` confirmed; `tip` is our chain's tip now.
+    fn record(&mut self, number: usize, tip: Option<u32>) {
+        self.members |= 1 << number;
+        self.below[number] = tip.map_or(0, |tip| tip.saturating_add(1));
+    }
+}
+
 impl Repair {
-    /// After every repair step: confirm our shard if it is whole, then delete the spares the
-    /// confirmations allow, then those whose time is up.
+    /// After every repair step: confirm our shard if it is whole, then challenge the holders
+    /// of our spares and delete the spares whose holders all proved they hold them.
     pub(crate) fn settle_spares(&mut self, cx: &mut Shared) {
         self.follow_view(cx);
         self.confirm_shard(cx);
-        self.evict_confirmed(cx);
-        self.evict_spares(cx);
+        self.prove_spares(cx);
     }
 
     /// Which members of this member's current view said (`ShardHeld`) they hold their whole
@@ -97,8 +125,9 @@ impl Repair {
                 cx.stats.messages_ignored += 1;
                 return;
             };
-            self.confirmations.members |= 1 << number;
-            return self.evict_confirmed(cx);
+            let tip = cx.headers.as_ref().and_then(|h| h.tip_height());
+            self.confirmations.record(number, tip);
+            return self.prove_spares(cx);
         }
         if view.cluster == m.view.cluster && view.epoch > m.view.epoch {
             // The view it names may reach us after its confirmation does.
@@ -124,14 +153,20 @@ impl Repair {
         c.view = stamp;
         c.members = 0;
         c.sent = false;
-        c.swept = None;
         let (Some(stamp), Some(m)) = (stamp, cx.membership()) else {
             c.early.clear();
             return;
         };
-        for (from, _) in c.early.iter().filter(|(_, view)| *view == stamp) {
-            if let Some(number) = m.number_of(from) {
-                c.members |= 1 << number;
+        let tip = cx.headers.as_ref().and_then(|h| h.tip_height());
+        let early: Vec<NodeId> = c
+            .early
+            .iter()
+            .filter(|(_, view)| *view == stamp)
+            .map(|(from, _)| *from)
+            .collect();
+        for from in early {
+            if let Some(number) = m.number_of(&from) {
+                c.record(number, tip);
             }
         }
         c.early
@@ -174,100 +209,6 @@ impl Repair {
             return false;
         };
         (0..=tip).all(|height| self.held_good(height) || !cx.must_hold(height))
-    }
-
-    /// Deletes the spares whose holders under the current view all confirmed, once this
-    /// member's own fetching is idle.
-    fn evict_confirmed(&mut self, cx: &mut Shared) {
-        debug_assert_eq!(self.confirmations.view, cx.stamp(), "follow_view first");
-        let idle = self.queue.is_empty() && self.in_flight.is_empty() && self.parked.is_empty();
-        let confirmed = self.confirmations.members;
-        let (Role::Member(m), true) = (&cx.role, idle && confirmed != 0) else {
-            return;
-        };
-        let Some(headers) = cx.headers.clone() else {
-            return;
-        };
-        let Some(tip) = headers.tip_height() else {
-            return;
-        };
-        let seen = (confirmed, self.held.len(), tip);
-        if self.confirmations.swept == Some(seen) {
-            return;
-        }
-        self.confirmations.swept = Some(seen);
-        let mut holders = std::mem::take(&mut cx.scratch);
-        let mut spares = Vec::new();
-        for height in 0..=tip {
-            if !self.held.contains(height) {
-                continue;
-            }
-            let Some(block_hash) = headers.block_hash_at(height) else {
-                continue;
-            };
-            cx.placer
-                .holders(&block_hash, height, &m.slots, &mut holders);
-            let mine = holders.contains(&m.number);
-            if !mine && holders.iter().all(|n| confirmed & (1 << n) != 0) {
-                spares.push((height, block_hash));
-            }
-        }
-        cx.scratch = holders;
-        for (height, block_hash) in spares {
-            self.forget(height);
-            cx.stats.spares_evicted += 1;
-            cx.stats.spares_evicted_confirmed += 1;
-            let request_id = cx.fresh_id();
-            cx.push(Output::Storage(StorageCommand::Delete {
-                request_id,
-                block_hash,
-            }));
-        }
-    }
-
-    /// When spare blocks may be evicted under the current view by the timeout, if that is
-    /// still to come.
-    pub(super) fn eviction_due(&self, cx: &Shared) -> Option<u64> {
-        let Role::Member(m) = &cx.role else {
-            return None;
-        };
-        let after = cx.config.evict_spares_after_ms?;
-        if self.evicted_for == Some((m.view.cluster, m.view.epoch)) {
-            return None;
-        }
-        Some(m.view_since_ms.saturating_add(after))
-    }
-
-    /// The timeout path: once the view has held `evict_spares_after_ms`, delete every block
-    /// this member no longer must hold.
-    fn evict_spares(&mut self, cx: &mut Shared) {
-        let Some(due) = self.eviction_due(cx) else {
-            return;
-        };
-        let idle = self.queue.is_empty() && self.in_flight.is_empty() && self.parked.is_empty();
-        if due > cx.now_ms || !idle {
-            return;
-        }
-        let Role::Member(m) = &cx.role else { return };
-        self.evicted_for = Some((m.view.cluster, m.view.epoch));
-        let Some(tip) = cx.headers.as_ref().and_then(|h| h.tip_height()) else {
-            return;
-        };
-        for height in 0..=tip {
-            if !self.held.contains(height) || cx.must_hold(height) {
-                continue;
-            }
-            let Some(block_hash) = cx.headers.as_ref().and_then(|h| h.block_hash_at(height)) else {
-                continue;
-            };
-            self.forget(height);
-            cx.stats.spares_evicted += 1;
-            let request_id = cx.fresh_id();
-            cx.push(Output::Storage(StorageCommand::Delete {
-                request_id,
-                block_hash,
-            }));
-        }
     }
 }
 

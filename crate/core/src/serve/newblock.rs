@@ -15,7 +15,9 @@
 //! In both, a holder that has stored the block tells the cluster
 //! ([`NewBlockOutput::Announce`]). Every member counts announcements from the block's holders;
 //! after `replicas` distinct ones (or all holders, if fewer) the block is *safely stored*
-//! ([`NewBlockOutput::SafelyStored`]). If announcements are missing `redrive_after_ms` after
+//! ([`NewBlockOutput::SafelyStored`]). An announcement is a claim: it stops re-drives and is
+//! reported, but deletes nothing — a copy goes only once its holders proved they hold it, and
+//! an announcement makes its sender challengeable on that block (`crate::repair::holding`). If announcements are missing `redrive_after_ms` after
 //! the block was seen, the block is re-driven: sent again to the holders that have not
 //! announced, by the member that routed it (S14) or by the first holder in placement order that
 //! announced (S15), at most `redrive_budget` times; then [`NewBlockOutput::Underreplicated`]

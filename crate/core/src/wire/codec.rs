@@ -22,6 +22,9 @@ const TAG_BLOCK_STORED: u8 = 17;
 const TAG_NEW_BLOCK: u8 = 18;
 const TAG_BLOCK_ANNOUNCE: u8 = 19;
 const TAG_SHARD_HELD: u8 = 20;
+const TAG_HOLD_CHALLENGE: u8 = 21;
+const TAG_HOLD_PROOF: u8 = 22;
+const TAG_HOLDER_FAULTY: u8 = 23;
 
 /// Encodes a message. Fails only if the message breaks a limit (too many headers, a block or
 /// address too long, a whole message over [`MAX_MESSAGE_BYTES`]): what this returns always
@@ -363,6 +366,41 @@ impl Writer {
                 self.u8(TAG_SHARD_HELD);
                 self.stamp_fields(view);
             }
+            Message::HoldChallenge {
+                request_id,
+                block_hash,
+                nonce,
+                offset,
+                length,
+            } => {
+                self.u8(TAG_HOLD_CHALLENGE);
+                self.varint(*request_id);
+                self.bytes32(&block_hash.0);
+                self.0.extend_from_slice(&nonce.to_le_bytes());
+                self.varint(u64::from(*offset));
+                check_len(
+                    "challenge range",
+                    *length as usize,
+                    MAX_CHALLENGE_RANGE_BYTES as usize,
+                )?;
+                self.varint(u64::from(*length));
+            }
+            Message::HoldProof { request_id, proof } => {
+                self.u8(TAG_HOLD_PROOF);
+                self.varint(*request_id);
+                match proof {
+                    None => self.u8(0),
+                    Some(digest) => {
+                        self.u8(1);
+                        self.bytes32(&digest.0);
+                    }
+                }
+            }
+            Message::HolderFaulty { cluster, member } => {
+                self.u8(TAG_HOLDER_FAULTY);
+                self.bytes32(&cluster.0);
+                self.bytes32(&member.0);
+            }
         }
         Ok(())
     }
@@ -685,6 +723,42 @@ impl<'a> Reader<'a> {
             },
             TAG_SHARD_HELD => Message::ShardHeld {
                 view: self.stamp_fields()?,
+            },
+            TAG_HOLD_CHALLENGE => {
+                let request_id = self.varint("request_id")?;
+                let block_hash = BlockHash(self.bytes32("block_hash")?);
+                let nonce_bytes: [u8; 8] = self
+                    .take(8, "nonce")?
+                    .try_into()
+                    .expect("take(8) returns 8 bytes");
+                let offset = self.u32("offset")?;
+                let length = self.u32("length")?;
+                if length > MAX_CHALLENGE_RANGE_BYTES {
+                    return Err(WireError::LimitExceeded {
+                        what: "challenge range",
+                        len: length as usize,
+                        max: MAX_CHALLENGE_RANGE_BYTES as usize,
+                    });
+                }
+                Message::HoldChallenge {
+                    request_id,
+                    block_hash,
+                    nonce: u64::from_le_bytes(nonce_bytes),
+                    offset,
+                    length,
+                }
+            }
+            TAG_HOLD_PROOF => Message::HoldProof {
+                request_id: self.varint("request_id")?,
+                proof: if self.option_flag("proof flag")? {
+                    Some(Hash256(self.bytes32("proof")?))
+                } else {
+                    None
+                },
+            },
+            TAG_HOLDER_FAULTY => Message::HolderFaulty {
+                cluster: ClusterId(self.bytes32("cluster")?),
+                member: NodeId(self.bytes32("member")?),
             },
             other => return Err(WireError::UnknownTag(other)),
         })

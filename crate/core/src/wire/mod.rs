@@ -35,10 +35,13 @@ pub use codec::{decode, encode, encoded_len};
 /// It changes when the byte form of a message that exists already changes (a field added,
 /// removed or re-encoded): a node then refuses every message of another version as
 /// [`WireError::UnsupportedVersion`] rather than misread it. A new kind of message takes the
-/// next free tag and keeps the version (as [`Message::BlockAnnounce`], tag 19, and
-/// [`Message::ShardHeld`], tag 20, did): a node that does not know the tag refuses that message
-/// alone as [`WireError::UnknownTag`] and understands all the others, so a new kind must be
-/// one an older node can do without.
+/// next free tag and keeps the version (as [`Message::BlockAnnounce`], tag 19,
+/// [`Message::ShardHeld`], tag 20, and the proofs of holding, [`Message::HoldChallenge`],
+/// [`Message::HoldProof`] and [`Message::HolderFaulty`], tags 21–23, did): a node that does
+/// not know the tag refuses that message alone as [`WireError::UnknownTag`] and understands all
+/// the others, so a new kind must be one an older node can do without. (An older member does
+/// not answer challenges: its mates then keep the spare copies its blocks' proofs would have
+/// released — the safe side.)
 pub const WIRE_VERSION: u8 = 4;
 /// Largest encoded message, in bytes (a maximal block plus framing fits).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -55,6 +58,9 @@ pub const MAX_BRANCH_LEN: usize = 32;
 pub const MAX_ADDRESS_BYTES: usize = 512;
 /// Most members a view can list; `Config::cluster_size_max` may not exceed it.
 pub const MAX_VIEW_MEMBERS: usize = 64;
+/// Longest byte range a [`Message::HoldChallenge`] may ask for (the challenger picks far
+/// less; see [`crate::repair::holding`]).
+pub const MAX_CHALLENGE_RANGE_BYTES: u32 = 64 * 1024;
 
 /// What a node says about itself when it connects, invites or accepts (S1, S3, S12, S13).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -290,8 +296,34 @@ pub enum Message {
     /// view to every other member of it, when its repair has nothing left to fetch. A member
     /// keeping spare copies from an earlier view deletes one as soon as every holder of the
     /// block under `view` has said so (see [`crate::repair`]); a member of another view, or
-    /// a node outside it, is not listened to. 44–57 bytes.
+    /// a node outside it, is not listened to. 44–57 bytes. A claim, as `BlockStored` is: no
+    /// copy is deleted on its word alone, only once the holders answered a
+    /// [`Message::HoldChallenge`] (see [`crate::repair::holding`]).
     ShardHeld { view: ViewStamp },
+    /// "Prove that you hold this block" (issue 16): a member that holds `block_hash` asks a
+    /// mate placement names as a holder of it, before deleting a spare copy or to audit the
+    /// mate's claims. The answer is a digest over `nonce`, the answerer's id and the block's
+    /// bytes from `offset` modulo the block's length, `length` bytes long or to the block's
+    /// end (at most [`MAX_CHALLENGE_RANGE_BYTES`]); see [`crate::repair::holding::proof_digest`].
+    /// 45–60 bytes.
+    HoldChallenge {
+        request_id: u64,
+        block_hash: BlockHash,
+        nonce: u64,
+        offset: u32,
+        length: u32,
+    },
+    /// Answer to [`Message::HoldChallenge`]: the digest over the bytes read from the
+    /// answerer's store, or `None` — it does not hold the block (or its copy read back
+    /// corrupt). 4–45 bytes.
+    HoldProof {
+        request_id: u64,
+        proof: Option<Hash256>,
+    },
+    /// "`member` failed its proofs of holding": the sender, a member of the cluster, dropped it
+    /// from its view and keeps it out for `Config::faulty_ban_ms`; its mates do the same (see
+    /// [`crate::repair::holding`], "Faulty holders"). 66 bytes.
+    HolderFaulty { cluster: ClusterId, member: NodeId },
 }
 
 impl Message {
@@ -318,6 +350,9 @@ impl Message {
             Message::NewBlock { .. } => "new_block",
             Message::BlockAnnounce { .. } => "block_announce",
             Message::ShardHeld { .. } => "shard_held",
+            Message::HoldChallenge { .. } => "hold_challenge",
+            Message::HoldProof { .. } => "hold_proof",
+            Message::HolderFaulty { .. } => "holder_faulty",
         }
     }
 }

@@ -206,6 +206,32 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
         (
             any::<u64>(),
             any::<[u8; 32]>(),
+            any::<u64>(),
+            any::<u32>(),
+            0..=MAX_CHALLENGE_RANGE_BYTES
+        )
+            .prop_map(
+                |(request_id, h, nonce, offset, length)| Message::HoldChallenge {
+                    request_id,
+                    block_hash: BlockHash(h),
+                    nonce,
+                    offset,
+                    length,
+                }
+            ),
+        (any::<u64>(), proptest::option::of(any::<[u8; 32]>())).prop_map(|(request_id, proof)| {
+            Message::HoldProof {
+                request_id,
+                proof: proof.map(Hash256),
+            }
+        }),
+        (any::<[u8; 32]>(), node_id()).prop_map(|(c, member)| Message::HolderFaulty {
+            cluster: ClusterId(c),
+            member,
+        }),
+        (
+            any::<u64>(),
+            any::<[u8; 32]>(),
             proptest::option::of(any::<[u8; 32]>())
         )
             .prop_map(|(request_id, txid, hint)| Message::TxQuery {
@@ -247,7 +273,7 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_with_a_valid_prefix_never_panic(tag in 0u8..22, rest in vec(any::<u8>(), 0..600)) {
+    fn random_bytes_with_a_valid_prefix_never_panic(tag in 0u8..25, rest in vec(any::<u8>(), 0..600)) {
         let mut bytes = vec![WIRE_VERSION, tag];
         bytes.extend_from_slice(&rest);
         if let Ok(m) = decode(&bytes) {
@@ -576,4 +602,107 @@ fn a_shard_held_message_is_a_view_stamp_and_nothing_else() {
             what: "stamp epoch"
         })
     ));
+}
+
+#[test]
+fn a_hold_challenge_is_small_and_its_range_is_bounded() {
+    let challenge_of = |request_id, offset, length| Message::HoldChallenge {
+        request_id,
+        block_hash: BlockHash([4; 32]),
+        nonce: 0x0102_0304_0506_0708,
+        offset,
+        length,
+    };
+    let challenge = challenge_of(9, 1_000, 256);
+    let bytes = encode(&challenge).unwrap();
+    // Version, tag, request id, block hash, nonce (8 raw bytes), offset, length.
+    assert_eq!(bytes.len(), 2 + 1 + 32 + 8 + 2 + 2);
+    assert_eq!(decode(&bytes), Ok(challenge.clone()));
+    let largest = challenge_of(u64::MAX, u32::MAX, MAX_CHALLENGE_RANGE_BYTES);
+    assert_eq!(encode(&largest).unwrap().len(), 2 + 10 + 32 + 8 + 5 + 3);
+    // Hostile: cut short anywhere, or followed by anything, it is refused with a typed error.
+    for len in 0..bytes.len() {
+        assert!(decode(&bytes[..len]).is_err(), "{len} bytes decoded");
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    assert_eq!(decode(&long), Err(WireError::TrailingBytes(1)));
+    // A range over the limit neither encodes nor decodes.
+    let over = challenge_of(9, 1_000, MAX_CHALLENGE_RANGE_BYTES + 1);
+    assert!(matches!(
+        encode(&over),
+        Err(WireError::LimitExceeded {
+            what: "challenge range",
+            ..
+        })
+    ));
+    let mut wide = bytes[..bytes.len() - 2].to_vec();
+    wide.extend_from_slice(&[0x81, 0x80, 0x04]); // 65,537
+    assert_eq!(
+        decode(&wide),
+        Err(WireError::LimitExceeded {
+            what: "challenge range",
+            len: MAX_CHALLENGE_RANGE_BYTES as usize + 1,
+            max: MAX_CHALLENGE_RANGE_BYTES as usize
+        })
+    );
+    // An offset beyond u32 is refused, not wrapped.
+    let mut offset = bytes[..2 + 1 + 32 + 8].to_vec();
+    offset.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x10, 0x80, 0x02]);
+    assert_eq!(
+        decode(&offset),
+        Err(WireError::InvalidValue {
+            what: "offset",
+            value: 1 << 32
+        })
+    );
+}
+
+#[test]
+fn a_hold_proof_is_a_digest_or_a_no_and_nothing_else() {
+    let yes = Message::HoldProof {
+        request_id: 3,
+        proof: Some(Hash256([0xab; 32])),
+    };
+    let no = Message::HoldProof {
+        request_id: 3,
+        proof: None,
+    };
+    let (yes_bytes, no_bytes) = (encode(&yes).unwrap(), encode(&no).unwrap());
+    assert_eq!((yes_bytes.len(), no_bytes.len()), (36, 4));
+    assert_eq!(decode(&yes_bytes), Ok(yes));
+    assert_eq!(decode(&no_bytes), Ok(no));
+    for len in 0..yes_bytes.len() {
+        assert!(decode(&yes_bytes[..len]).is_err(), "{len} bytes decoded");
+    }
+    // A presence byte other than 0 or 1 is refused, so is a "no" carrying a digest.
+    let mut bad = no_bytes.clone();
+    bad[3] = 2;
+    assert_eq!(
+        decode(&bad),
+        Err(WireError::InvalidValue {
+            what: "proof flag",
+            value: 2
+        })
+    );
+    let mut padded = no_bytes;
+    padded.extend_from_slice(&[0xab; 32]);
+    assert_eq!(decode(&padded), Err(WireError::TrailingBytes(32)));
+}
+
+#[test]
+fn a_holder_faulty_message_is_a_cluster_and_a_member() {
+    let message = Message::HolderFaulty {
+        cluster: ClusterId([1; 32]),
+        member: NodeId([2; 32]),
+    };
+    let bytes = encode(&message).unwrap();
+    assert_eq!(bytes.len(), 66);
+    assert_eq!(decode(&bytes), Ok(message));
+    for len in 0..bytes.len() {
+        assert!(decode(&bytes[..len]).is_err(), "{len} bytes decoded");
+    }
+    let mut long = bytes;
+    long.push(0);
+    assert_eq!(decode(&long), Err(WireError::TrailingBytes(1)));
 }

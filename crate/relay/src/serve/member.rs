@@ -14,7 +14,9 @@
 //!   (`Input::Headers`) once the sync has caught up and after every later change — and at
 //!   start from disk, so a restarted member serves its shard before its peers answer;
 //! - **store:** the [`ShardStore`] keeps what the node puts and forgets what it deletes (the
-//!   archive's store is the whole chain), every batch in one transaction; a relay killed and
+//!   archive's store is the whole chain), every batch in one transaction; the node's block
+//!   reads go to it through the host — a `GetBlock` served, and a mate's challenge to prove
+//!   this relay holds a block (issue 16, `shoal_core::repair::holding`); a relay killed and
 //!   started again on the same data directory has its identity ([`super::identity`]), its
 //!   headers, every block whose batch committed and its membership (`Config::resume_membership`:
 //!   the node's clock is Unix milliseconds), and downloads none of them again;
@@ -469,6 +471,11 @@ fn log_event(event: &Event) {
         Event::PeerMisbehaved { peer, score } => {
             tracing::info!(?peer, score, "member node: peer misbehaved")
         }
+        Event::HolderFaulty { member, by_us } => tracing::warn!(
+            ?member,
+            by_us,
+            "member node: a mate failed its proofs of holding; dropped and kept out"
+        ),
         other => tracing::debug!(?other, "member node event"),
     }
 }

@@ -8,6 +8,10 @@
 //! the host's cluster. So that it can flag what a node should not have stored, it accepts
 //! every put ([`BlockStore::accepts`] returns true) and keeps unverified bytes as they came.
 //!
+//! A hollow adversary's disk (`AdversaryKind::Hollow`, issue 16) acknowledges every block put
+//! and lists the block among the stored ones from then on, but keeps nothing: every read of
+//! it finds nothing, and it never counts as a replica.
+//!
 //! Each command is executed alone, at once, in the order the node gave it — so the fault
 //! draws come in the same order as the commands — and its result is delivered
 //! [`STORAGE_LATENCY_MS`] later through the world's queue. The disk's futures are ready when
@@ -59,7 +63,13 @@ impl BlockStore for Disk<'_> {
     }
 
     async fn block_hashes(&mut self) -> Result<Vec<BlockHash>, Infallible> {
-        Ok(self.store().iter().map(|(hash, _)| *hash).collect())
+        let host = &self.world.hosts[self.host as usize];
+        Ok(self
+            .store()
+            .iter()
+            .map(|(hash, _)| *hash)
+            .chain(host.hollow.iter().copied())
+            .collect())
     }
 
     async fn kv_records(&mut self) -> Result<Vec<KvRecord>, Infallible> {
@@ -128,6 +138,10 @@ impl World {
             }
         };
         let cluster = self.hosts[index].cluster;
+        if self.serving.hollow(host) {
+            self.hosts[index].hollow.insert(block_hash);
+            return;
+        }
         // Archives stand in for the block source (a relay backed by a full node, which can
         // always supply a block again): their writes are not lost.
         if !self.hosts[index].archive && self.faults.write() == WriteFate::Lose {
@@ -165,6 +179,7 @@ impl World {
     /// A block deleted: one holder fewer in the host's cluster.
     fn delete(&mut self, host: HostIdx, block_hash: &BlockHash) {
         let index = host as usize;
+        self.hosts[index].hollow.remove(block_hash);
         let previous = self.hosts[index].store.delete(block_hash);
         if let (Some(Stored::Block(height)), Some(cluster)) = (previous, self.hosts[index].cluster)
         {

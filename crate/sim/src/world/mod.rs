@@ -240,6 +240,8 @@ struct Host {
     incarnation: u32,
     archive: bool,
     store: HostStore<BlockHash>,
+    /// A hollow adversary's "blocks": written and listed, never kept (see `disk`).
+    hollow: BTreeSet<BlockHash>,
     /// The node's key/value records (its transaction index), with the same faults as blocks.
     kv: BTreeMap<Box<[u8]>, Box<[u8]>>,
     /// The cluster the node says it is in (from its events), as a dense index.
@@ -349,6 +351,20 @@ pub struct NodeStatTotals {
     pub view_epochs_capped: u64,
     /// Times a member left its cluster because a mate kept refusing its view.
     pub views_left_refused: u64,
+    /// Spare copies deleted, each once its holders proved they hold it (issue 16).
+    pub spares_evicted: u64,
+    /// Challenges sent: "prove you hold this block".
+    pub hold_challenges_sent: u64,
+    /// Of those, passed.
+    pub hold_proofs_passed: u64,
+    /// Of those, failed (a wrong digest, or "not held" for a claimed block).
+    pub hold_proofs_failed: u64,
+    /// Audits started.
+    pub hold_audits: u64,
+    /// Mates found faulty by their own challenger (each drops it and tells the others).
+    pub holders_found_faulty: u64,
+    /// Mates dropped on another member's word that they are faulty.
+    pub faulty_reports_taken: u64,
 }
 
 impl NodeStatTotals {
@@ -365,6 +381,13 @@ impl NodeStatTotals {
         self.views_refused += stats.views_refused;
         self.view_epochs_capped += stats.view_epochs_capped;
         self.views_left_refused += stats.views_left_refused;
+        self.spares_evicted += stats.spares_evicted;
+        self.hold_challenges_sent += stats.hold_challenges_sent;
+        self.hold_proofs_passed += stats.hold_proofs_passed;
+        self.hold_proofs_failed += stats.hold_proofs_failed;
+        self.hold_audits += stats.hold_audits;
+        self.holders_found_faulty += stats.holders_found_faulty;
+        self.faulty_reports_taken += stats.faulty_reports_taken;
     }
 }
 
@@ -558,6 +581,7 @@ impl World {
                 incarnation: 0,
                 archive,
                 store: HostStore::default(),
+                hollow: BTreeSet::new(),
                 kv: BTreeMap::new(),
                 cluster: None,
                 wake: None,
@@ -647,6 +671,7 @@ impl World {
         };
         let node = Node::new(node_config, self.hosts[index].id, node_seed)?;
         let archive = self.hosts[index].archive;
+        self.serving.booted(host, self.hosts[index].id);
         {
             let record = &mut self.hosts[index];
             record.running = Some(Box::new(shoal_host::Host::new(node)));
@@ -1012,6 +1037,7 @@ impl World {
                 let id = self.identity(host, self.hosts[index].incarnation);
                 self.hosts[index].id = id;
                 self.hosts[index].store.clear();
+                self.hosts[index].hollow.clear();
                 self.hosts[index].kv.clear();
                 self.by_id.insert(id, host);
             }

@@ -340,7 +340,16 @@ impl World {
             .partition(|loss| loss.at_ms + grace_ms <= now_ms);
         self.pending_losses = later;
         for loss in due {
-            if self.replicas.live_members(loss.cluster) == 0 {
+            // Hollow adversaries hold nothing and keep no cluster alive: one that still
+            // believes itself a member of a cluster its honest members left (they dropped it,
+            // then dissolved) does not make that cluster's blocks lost.
+            let honest_live = self
+                .replicas
+                .members(loss.cluster)
+                .into_iter()
+                .filter(|host| !self.serving.hollow(*host))
+                .count();
+            if honest_live == 0 {
                 // The cluster dissolved (its id lapsed, or every member left): nothing of it
                 // remains to hold the block.
                 self.counters.dissolved_losses += 1;
@@ -418,7 +427,8 @@ impl World {
     /// lapses every `cluster_ttl` and its members form again, clusters below their target size
     /// take in nodes, an undersized cluster dissolves into others. Each such change moves
     /// blocks (a newcomer fetches its share, old holders keep spares until their holders
-    /// confirm they hold their shards, or at most the core's `evict_spares_after_ms`, and
+    /// prove they hold them — at once once they confirm their shards, or after the core's
+    /// `challenge_unclaimed_after_ms` if the confirmation is lost — and
     /// then delete them), so a cluster is held to the rule at its
     /// own deadline: its last membership change (or churn stopping, if later) + repair bound
     /// (see [`World::check_late_clusters`]). A cluster whose membership never settles is never

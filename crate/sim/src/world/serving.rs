@@ -112,6 +112,8 @@ pub(super) struct Serving {
     truth: TxTruth,
     /// Per host: its adversarial behaviour, if any.
     adversaries: Vec<Option<Adversary>>,
+    /// Every id a hollow adversary has had (a fresh return gives it a new one).
+    hollow_ids: std::collections::HashSet<NodeId>,
     next_query: u64,
     open: BTreeMap<u64, OpenQuery>,
     /// (client location, request id) → query. Looked up, never iterated.
@@ -150,6 +152,15 @@ impl Serving {
         let report = ServingReport {
             new_blocks_mode: Some(config.new_blocks_mode),
             adversaries: config.adversaries.min(light_hosts),
+            adversary_hosts: {
+                let mut hosts: Vec<usize> = order
+                    .iter()
+                    .take(config.adversaries.min(light_hosts))
+                    .copied()
+                    .collect();
+                hosts.sort_unstable();
+                hosts
+            },
             ..ServingReport::default()
         };
         Self {
@@ -157,6 +168,7 @@ impl Serving {
             config,
             rng,
             adversaries,
+            hollow_ids: std::collections::HashSet::new(),
             next_query: 1,
             open: BTreeMap::new(),
             outsider_requests: HashMap::new(),
@@ -168,6 +180,22 @@ impl Serving {
             job_latencies_ms: Vec::new(),
             latencies_ms: Vec::new(),
             report,
+        }
+    }
+
+    /// Whether `host` is a hollow adversary: its disk keeps nothing (see `world::disk`).
+    pub(super) fn hollow(&self, host: HostIdx) -> bool {
+        matches!(
+            self.adversaries[host as usize],
+            Some(Adversary(crate::serving::AdversaryKind::Hollow))
+        )
+    }
+
+    /// `host` starts with `id`: remembered if it is hollow, so that a verdict about it is
+    /// judged after it has gone too.
+    pub(super) fn booted(&mut self, host: HostIdx, id: NodeId) {
+        if self.hollow(host) {
+            self.hollow_ids.insert(id);
         }
     }
 
@@ -887,6 +915,16 @@ impl World {
                 self.serving.report.jobs_failed += 1;
             }
             Event::PeerMisbehaved { .. } => self.serving.report.misbehaviour_reports += 1,
+            Event::HolderFaulty {
+                member,
+                by_us: true,
+            } => {
+                if self.serving.hollow_ids.contains(member) {
+                    self.serving.report.hollow_found += 1;
+                } else {
+                    self.serving.report.honest_found_faulty += 1;
+                }
+            }
             Event::BlockSafelyStored { .. } => {
                 self.serving.report.new_block_safely_stored_events += 1
             }

@@ -155,8 +155,8 @@ fn clusters_re_formed_after_churn_stopped_are_checked_at_their_own_deadline() {
 
 /// A cluster whose membership changed after churn stopped (a newcomer, a member leaving) is
 /// held to exactly P only once the repair bound has passed since that change: a newcomer
-/// fetches its share and the old holders keep spares until it confirms (at most
-/// `evict_spares_after_ms`) first.
+/// fetches its share and the old holders keep spares until it proves it holds them (challenged
+/// once it confirms, or after `challenge_unclaimed_after_ms`) first.
 #[test]
 fn a_cluster_is_checked_a_repair_bound_after_its_last_membership_change() {
     let config = calm(3);

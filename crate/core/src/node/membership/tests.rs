@@ -14,7 +14,7 @@ fn config() -> Config {
     Config {
         cluster_size_max: 8,
         cluster_size_target: 4,
-        evict_spares_after_ms: Some(EVICT_AFTER_MS),
+        challenge_unclaimed_after_ms: Some(EVICT_AFTER_MS),
         ..fast_config()
     }
 }

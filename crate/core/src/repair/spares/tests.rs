@@ -1,5 +1,6 @@
-//! Spare replicas deleted once their holders confirm (S12, third rule), with the timeout as
-//! the fallback.
+//! Spare replicas deleted once their holders proved they hold them (S12, third rule; issue
+//! 16): confirmations make holders challengeable, unclaimed ones are challenged after
+//! `challenge_unclaimed_after_ms`.
 
 use crate::base::{ClusterId, NodeId};
 use crate::node::Config;
@@ -8,13 +9,13 @@ use crate::wire::{Message, ViewStamp};
 
 const BLOCKS: u32 = 120;
 /// The default: ten minutes.
-const EVICT_AFTER_MS: u64 = 600_000;
+const UNCLAIMED_AFTER_MS: u64 = 600_000;
 
 fn config() -> Config {
     Config {
         cluster_size_max: 6,
         cluster_size_target: 4,
-        evict_spares_after_ms: Some(EVICT_AFTER_MS),
+        challenge_unclaimed_after_ms: Some(UNCLAIMED_AFTER_MS),
         ..fast_config()
     }
 }
@@ -79,26 +80,29 @@ fn exactly_p(net: &Net, members: &[usize]) {
     }
 }
 
-/// The spares go as soon as their holders confirm, long before the ten-minute timeout: every
-/// block is then on exactly P members, and what the old members deleted is what the newcomer
-/// took.
+/// The spares go as soon as their holders confirm and prove they hold them, well inside the
+/// view's first minute: every block is then on exactly P members, what the old members deleted
+/// is what the newcomer took, and each deleted copy cost P passed challenges.
 #[test]
-fn spares_go_once_their_holders_confirm_long_before_the_timeout() {
+fn spares_go_once_their_holders_confirm_and_prove_it() {
     let (net, members, late) = grown(42, |_, _, _| {});
     let mut all = members.clone();
     all.push(late);
-    // Well inside the view's first minute, not ten.
-    assert!(net.now_ms < view_since_ms(&net, late) + EVICT_AFTER_MS / 10);
+    assert!(net.now_ms < view_since_ms(&net, late) + UNCLAIMED_AFTER_MS / 10);
     exactly_p(&net, &all);
     let evicted: u64 = members
         .iter()
         .map(|i| net.nodes[*i].stats().spares_evicted)
         .sum();
-    let confirmed: u64 = members
-        .iter()
-        .map(|i| net.nodes[*i].stats().spares_evicted_confirmed)
-        .sum();
-    assert_eq!(evicted, confirmed, "all by confirmation");
+    for i in &members {
+        let s = net.nodes[*i].stats();
+        assert!(
+            s.hold_proofs_passed >= 3 * s.spares_evicted,
+            "member {i}: {s:?}"
+        );
+        assert_eq!(s.hold_proofs_failed, 0, "member {i}");
+        assert!(net.nodes[*i].spare_proofs().is_empty(), "member {i}");
+    }
     assert_eq!(
         evicted as usize,
         net.nodes[late].held_count(),
@@ -107,7 +111,9 @@ fn spares_go_once_their_holders_confirm_long_before_the_timeout() {
 }
 
 /// A spare stays while one of its holders has not confirmed (its confirmations are lost on the
-/// way); the spares whose holders all did go. The timeout then takes the rest.
+/// way); the spares whose holders all did go. Once the view has held
+/// `challenge_unclaimed_after_ms`, the silent holder is challenged all the same, proves it
+/// holds its blocks, and the rest go.
 #[test]
 fn a_spare_stays_while_one_holder_has_not_confirmed() {
     let mut silent = 0;
@@ -128,15 +134,14 @@ fn a_spare_stays_while_one_holder_has_not_confirmed() {
             );
         }
         kept += left.len();
-        assert!(
-            net.nodes[i].stats().spares_evicted_confirmed > 0,
-            "member {i}"
-        );
+        assert!(net.nodes[i].stats().spares_evicted > 0, "member {i}");
     }
     assert!(kept > 0, "some spares wait for the silent holder");
     assert!(net.copies(&all).iter().any(|c| *c > 3));
-    // The fallback: once the view has held `evict_spares_after_ms`, every spare goes.
-    let due = view_since_ms(&net, late) + EVICT_AFTER_MS;
+    // Not a moment before the view has held `challenge_unclaimed_after_ms`.
+    let due = view_since_ms(&net, late) + UNCLAIMED_AFTER_MS;
+    net.run_until(due - 1_000);
+    assert!(net.copies(&all).iter().any(|c| *c > 3));
     net.run_until(due + 10_000);
     exactly_p(&net, &all);
 }
@@ -201,11 +206,12 @@ fn confirmations_of_another_view_or_from_an_outsider_do_not_count() {
         net.inject(a, *from, Message::ShardHeld { view });
     }
     net.run_until(net.now_ms + 1_000);
-    assert!(spares(&mut net, a).is_empty());
-    assert_eq!(
-        net.nodes[a].stats().spares_evicted_confirmed as usize,
-        before.len()
+    assert!(
+        spares(&mut net, a).is_empty(),
+        "{:?}",
+        net.nodes[a].spare_proofs()
     );
+    assert_eq!(net.nodes[a].stats().spares_evicted as usize, before.len());
 }
 
 /// A confirmation naming a newer view of our cluster than ours (its sender adopted it first)

@@ -192,3 +192,132 @@ fn a_block_the_archive_announces_extends_the_members_chain_at_once() {
     assert_eq!(member.chain().tip_hash(), block.block_hash());
     assert_eq!(member.sync.stats().announcements_accepted, 1);
 }
+
+/// A member relay proves it holds a block (issue 16) from its disk: a mate's `HoldChallenge`
+/// becomes the host's storage read — the read that serves `GetBlock` — and the answer is the
+/// digest over the nonce, the relay's own node id and the bytes its shard store gives.
+#[test]
+fn a_member_relay_answers_a_hold_challenge_from_its_disk() {
+    use shoal_core::cluster::cluster_id;
+    use shoal_core::node::resume::{encode_record, SavedMembership, MEMBERSHIP_KEY};
+    use shoal_core::node::KvOp;
+    use shoal_core::repair::holding::proof_digest;
+    use shoal_core::wire::{ClusterGenesis, MemberInfo, View};
+    use shoal_host::{BlockStore, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (archive_id, member_id, mate_id) = (PeerId::random(), PeerId::random(), PeerId::random());
+    let (me, mate) = (node_link::node_id(&member_id), node_link::node_id(&mate_id));
+    // A saved membership: a cluster of this relay and one mate, P = 2, so the relay holds
+    // every block.
+    let mut founders = vec![me, mate];
+    founders.sort();
+    let genesis = ClusterGenesis {
+        proposer: founders[0],
+        generation: 0,
+        founders: founders.clone(),
+    };
+    let members = founders
+        .iter()
+        .map(|id| MemberInfo {
+            id: *id,
+            address: String::new(),
+            segment: 0,
+            capacity_bytes: 1 << 30,
+        })
+        .collect();
+    let view = View {
+        cluster: cluster_id(&genesis),
+        genesis,
+        epoch: 1,
+        members,
+        expires_in_ms: 3_600_000,
+    };
+    let record = encode_record(&SavedMembership {
+        view,
+        saved_at_ms: unix_ms(),
+        expires_at_ms: unix_ms() + 3_600_000,
+    })
+    .unwrap();
+    {
+        let mut store = ShardStore::open(&dir.path().join(SHARD_DB_FILE)).unwrap();
+        let op = KvOp::Put {
+            key: MEMBERSHIP_KEY.to_vec(),
+            value: record,
+        };
+        futures::executor::block_on(store.write(&[Write::Kv(&op)])).unwrap();
+    }
+    let status = SharedStatus::default();
+    let mut archive = archive(dir.path(), archive_id);
+    let mut member = member(dir.path(), member_id, archive_id, &status);
+    archive.push(ToNode::Connected(member_id));
+    member.push(ToNode::Connected(archive_id));
+    member.push(ToNode::Connected(mate_id));
+    // Runs both nodes; the mate has no block to give, and whatever else the relay sends it is
+    // kept.
+    let mut to_mate = Vec::new();
+    let run = |archive: &mut ArchiveNode, member: &mut MemberNode, to_mate: &mut Vec<_>| {
+        for _ in 0..200 {
+            let to_member = futures::executor::block_on(archive.run());
+            let from_member = futures::executor::block_on(member.run());
+            if to_member.is_empty() && from_member.is_empty() {
+                return;
+            }
+            for output in to_member {
+                member.push(deliver(archive_id, output));
+            }
+            for output in from_member {
+                match output {
+                    FromNode::Send { peer, bytes, .. } if peer == mate_id => {
+                        let message = node_link::decode_request(&bytes).unwrap();
+                        if let Message::GetBlock { request_id, .. } = message {
+                            member.push(ToNode::Message {
+                                peer: mate_id,
+                                message: Message::BlockNotFound { request_id },
+                            });
+                        } else {
+                            to_mate.push(message);
+                        }
+                    }
+                    FromNode::Dial { .. } => {}
+                    other => archive.push(deliver(member_id, other)),
+                }
+            }
+        }
+        panic!("the nodes never went quiet");
+    };
+    run(&mut archive, &mut member, &mut to_mate);
+    assert!(
+        member.node().member_number().is_some(),
+        "resumed its membership"
+    );
+    let held = member.store.held().unwrap();
+    assert_eq!(held.len() as u32, BLOCKS + 1, "the relay holds every block");
+    let (_, block_hash) = held[2];
+    let bytes = member.store.block_bytes(&block_hash).unwrap().unwrap();
+
+    to_mate.clear();
+    member.push(ToNode::Message {
+        peer: mate_id,
+        message: Message::HoldChallenge {
+            request_id: 7,
+            block_hash,
+            nonce: 0xfeed,
+            offset: 100,
+            length: 256,
+        },
+    });
+    run(&mut archive, &mut member, &mut to_mate);
+    let proof = to_mate
+        .iter()
+        .find_map(|m| match m {
+            Message::HoldProof {
+                request_id: 7,
+                proof,
+            } => Some(*proof),
+            _ => None,
+        })
+        .expect("the relay answered the challenge");
+    assert_eq!(proof, Some(proof_digest(0xfeed, &me, 100, 256, &bytes)));
+    assert_eq!(member.node().stats().hold_challenges_answered, 1);
+}

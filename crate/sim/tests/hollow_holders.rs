@@ -1,0 +1,111 @@
+//! Issue 16, the test it names, end to end in the simulator: members that announce
+//! `BlockStored` (and `ShardHeld`) but store nothing — hollow adversaries, whose disk
+//! acknowledges and lists every write and keeps none — in the sweep's world, where honest
+//! holders crash (half of all departures are crashes), leave, return and are cut off. The liars
+//! are found by their mates' audits and challenges, dropped and kept out, their blocks
+//! re-replicated, and every invariant holds: in particular every block is back on exactly P
+//! members that really store it at the repair deadline (no spare deleted on a liar's word, none
+//! left over), and no block is lost.
+//!
+//! `cargo test -p shoal-sim --test hollow_holders` runs 3 seeds; `SHOAL_SIM_HOLLOW_SEEDS=n`
+//! runs n; `SEED=n` replays one (the binary: `SEED=n shoal-sim <the sweep's flags>
+//! --adversaries 2 --adversary-kind hollow`).
+
+use shoal_sim::churn::ChurnConfig;
+use shoal_sim::config::SimConfig;
+use shoal_sim::network::NetworkConfig;
+use shoal_sim::serving::{AdversaryKind, ServingConfig};
+use shoal_sim::world::{Report, World};
+
+/// Hollow members among the 24.
+const LIARS: usize = 2;
+
+fn run(seed: u64) -> Report {
+    let config = SimConfig {
+        seed,
+        nodes: 24,
+        archives: 1,
+        blocks: 24,
+        initial_blocks: 20,
+        block_interval_s: 300,
+        hours: 1.0,
+        quiet_tail_hours: 0.5,
+        repair_bound_s: 1_500,
+        network: NetworkConfig {
+            partitions_per_hour: 2.0,
+            partition_median_s: 60.0,
+            loss_rate: 0.005,
+            ..NetworkConfig::default()
+        },
+        churn: ChurnConfig {
+            median_session_min: Some(15.0),
+            median_offline_min: 5.0,
+            ..ChurnConfig::default()
+        },
+        serving: ServingConfig {
+            adversaries: LIARS,
+            adversary_kind: AdversaryKind::Hollow,
+            ..ServingConfig::default()
+        },
+        ..SimConfig::default()
+    };
+    World::new(config)
+        .expect("valid configuration")
+        .run()
+        .expect("run completes")
+}
+
+fn seeds() -> Vec<u64> {
+    if let Ok(seed) = std::env::var("SEED") {
+        return vec![seed.trim().parse().expect("SEED must be a u64")];
+    }
+    let count = std::env::var("SHOAL_SIM_HOLLOW_SEEDS")
+        .ok()
+        .map_or(3, |n| n.trim().parse().expect("a count"));
+    (0..count).collect()
+}
+
+#[test]
+fn members_that_store_nothing_are_found_and_every_block_is_back_on_p_copies() {
+    for seed in seeds() {
+        let report = run(seed);
+        let violated: Vec<_> = report
+            .invariants
+            .iter()
+            .filter(|status| status.violations > 0)
+            .map(|status| status.invariant)
+            .collect();
+        assert!(
+            violated.is_empty(),
+            "seed {seed}: violated {violated:?}; first: {:?}\n  replay: SEED={seed} cargo test -p shoal-sim --test hollow_holders",
+            report.violations.first()
+        );
+        for status in &report.invariants {
+            assert!(
+                status.not_checked.is_none() && status.checks > 0,
+                "seed {seed}: {status:?}"
+            );
+        }
+        let stats = &report.node_stats;
+        assert_eq!(report.serving.adversaries, LIARS, "seed {seed}");
+        assert!(
+            report.leaves > 0,
+            "seed {seed}: honest members left and crashed"
+        );
+        assert!(
+            stats.holders_found_faulty > 0 && stats.hold_proofs_failed > 0,
+            "seed {seed}: the liars were found: {stats:?}"
+        );
+        assert!(
+            stats.hold_proofs_passed > stats.hold_proofs_failed,
+            "seed {seed}"
+        );
+        // Every member found faulty by its challenger was a liar: honest members' lost
+        // writes and corrupt reads never add up to a verdict.
+        assert!(report.serving.hollow_found > 0, "seed {seed}");
+        assert_eq!(report.serving.honest_found_faulty, 0, "seed {seed}");
+        assert_eq!(report.lost_blocks, 0, "seed {seed}");
+        assert_eq!(report.blocks_below_p_at_deadline, 0, "seed {seed}");
+        assert_eq!(report.blocks_above_p_at_deadline, 0, "seed {seed}");
+    }
+}
