@@ -141,7 +141,8 @@ fn config(b: &mut Bytes<'_>) -> Config {
     config.repair_queue_max = 1 + b.below(64);
     config.cluster_ttl_ms = 60_000;
     config.undersized_leave_after_ms = Some(10_000);
-    config.evict_spares_after_ms = Some(5_000);
+    config.challenge_unclaimed_after_ms = Some(5_000);
+    config.hold_audit_interval_ms = Some(3_000);
     config.storage_audit_interval_ms = Some(8_000);
     config.serve.cache.max_blocks = 1 + b.below(8);
     config.serve.cache.max_bytes = 64 * 1024;
