@@ -53,6 +53,7 @@ pub mod formation;
 mod io;
 pub mod liveness;
 pub mod node;
+mod observed;
 pub mod placement;
 pub mod repair;
 pub mod serve;

@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     /// Nodes found to be faulty holders, with until when they are kept out (issue 16,
     /// `crate::repair::holding`): at most [`MAX_VIEW_MEMBERS`], the oldest forgotten first.
     pub(crate) banned: Vec<(NodeId, u64)>,
+    /// What peers did for this node's fetches: whom to ask first (`crate::observed`).
+    pub(crate) observed: crate::observed::Observed,
 }
 
 impl Shared {

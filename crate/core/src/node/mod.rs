@@ -145,6 +145,7 @@ impl Node {
                 stats: NodeStats::default(),
                 serving: Serving::new(serve),
                 banned: Vec::new(),
+                observed: Default::default(),
                 config,
             },
             started: false,

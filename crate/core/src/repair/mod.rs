@@ -11,11 +11,16 @@
 //! Sources for a block are tried in order: its current holders, nearest member number first
 //! (so a newcomer is filled by its numbered neighbours, S12/S13); then connected archive peers
 //! (the relays, which hold the whole chain); then the other members, who may still keep it
-//! from an earlier placement. A holder that already answered one of our fetches with
-//! `BlockNotFound` or silence moves behind the archives until our fetching is done: in a
-//! cluster that has just formed every holder is still filling itself, and asking each of them
-//! first cost two wasted round trips per block (a third of all block requests at 2,000
-//! nodes). A block nobody has waits `repair_retry_ms`, doubling per failed pass up to 64 ×;
+//! from an earlier placement. The order goes by what this node observed of each source, never
+//! by what a source claims (`crate::observed`): a holder or an archive that missed (answered
+//! `BlockNotFound`, stayed silent, or sent bytes that failed the check) is *demoted* — asked
+//! after every source in good standing — for one request timeout, doubling for each further
+//! round of misses; one that has served us before is forgiven a first miss. In a cluster that
+//! has just formed every holder is still filling itself, and asking each of them first cost
+//! two wasted round trips per block (a third of all block requests at 2,000 nodes); a silent
+//! peer claiming to be an archive costs one timeout, not one per block. Once our fetching is
+//! done the members' misses are forgiven. A block nobody has waits `repair_retry_ms`,
+//! doubling per failed pass up to 64 ×;
 //! an archive saying hello ends the wait, and so does a view that adds a member (a newcomer,
 //! or the other side of a healed partition, may bring the block). A source that
 //! does not answer within `repair_request_timeout_ms`, answers `BlockNotFound`, or sends bytes
@@ -50,7 +55,7 @@ mod spares;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use crate::base::{ClusterId, NodeId};
+use crate::base::NodeId;
 use crate::chain_seam::{check_block, sha256d, BlockHash, SharedHeaders};
 use crate::io::{Event, Output, StorageCommand, StorageResult, TimerId};
 use crate::shared::{Role, Shared};
@@ -110,6 +115,7 @@ struct Job {
 struct Flight {
     job: Job,
     peer: NodeId,
+    sent_ms: u64,
     deadline_ms: u64,
 }
 
@@ -176,11 +182,6 @@ pub(crate) struct Repair {
     pub(crate) holding: holding::Holding,
     /// The queue overflowed: rescan once it drains.
     rescan_needed: bool,
-    /// Members of the cluster `misses_for` that answered a fetch with `BlockNotFound` or not
-    /// at all since our fetching last went idle: asked after the archives (see the module
-    /// docs). At most one entry per member.
-    misses: Vec<NodeId>,
-    misses_for: Option<ClusterId>,
     /// Heights the new-block path is bringing in (an announced block this member fetches
     /// from the block source, or waits for from the member routing it): the rescan leaves
     /// them alone until the given time, so the same block is not downloaded twice at once.
@@ -323,11 +324,21 @@ impl Repair {
             });
     }
 
-    /// Where to fetch `height` from, best first (see the module docs).
+    /// Where to fetch `height` from, best first (see the module docs): holders in good
+    /// standing (numbered neighbours first), archives in good standing (those that served us
+    /// most first), demoted holders, the other members, demoted archives. Standing is what
+    /// this node observed (`crate::observed`), never what a peer claims.
     fn sources(&mut self, cx: &mut Shared, height: u32, hash: &BlockHash) -> Vec<NodeId> {
-        let archives = cx.connected_archives();
+        let now = cx.now_ms;
+        let mut archives = cx.connected_archives();
+        archives.sort_by_key(|id| std::cmp::Reverse(cx.observed.served_by(id)));
+        let (good_archives, demoted_archives): (Vec<NodeId>, Vec<NodeId>) = archives
+            .into_iter()
+            .partition(|id| !cx.observed.demoted(id, now));
         let Role::Member(m) = &cx.role else {
-            return archives;
+            let mut out = good_archives;
+            out.extend(demoted_archives);
+            return out;
         };
         let k = m.slots.len();
         let distance = |n: usize| {
@@ -343,36 +354,22 @@ impl Repair {
             .collect();
         others.sort_by_key(|n| distance(*n));
         cx.scratch = holders;
-        let cluster = m.view.cluster;
-        let missed = |id: &NodeId| self.misses_for == Some(cluster) && self.misses.contains(id);
-        // Current holders first (numbered neighbours first) unless they missed already, then
-        // archives, then the holders that missed, then members that may keep the block from
-        // an earlier placement.
-        let (mut out, missing): (Vec<NodeId>, Vec<NodeId>) = current
+        let (mut out, demoted): (Vec<NodeId>, Vec<NodeId>) = current
             .into_iter()
             .map(|n| m.slots[n].id)
-            .partition(|id| !missed(id));
-        out.extend(archives);
-        out.extend(missing);
+            .partition(|id| !cx.observed.demoted(id, now));
+        out.extend(good_archives);
+        out.extend(demoted);
         out.extend(others.into_iter().map(|n| m.slots[n].id));
+        out.extend(demoted_archives);
         out
     }
 
-    /// A fetch from `peer` came back without the block (not found, or no answer in time):
-    /// until our fetching is done it is asked after the archives. Each member moves at most
-    /// once per cluster, so a job whose pass starts over on the new order still runs out of
-    /// sources and parks.
-    fn note_miss(&mut self, cx: &mut Shared, peer: NodeId) {
-        let Role::Member(m) = &cx.role else { return };
-        let cluster = Some(m.view.cluster);
-        if self.misses_for != cluster {
-            self.misses_for = cluster;
-            self.misses.clear();
-        }
-        let is_member = m.number_of(&peer).is_some();
-        if is_member && !self.misses.contains(&peer) {
-            self.misses.push(peer);
-        }
+    /// A fetch sent to `peer` at `sent_ms` came back without the block (not found, no answer
+    /// in time, or bytes that failed the check): noted against it (`crate::observed`).
+    fn note_miss(&mut self, cx: &mut Shared, peer: NodeId, sent_ms: u64) {
+        let demotion_ms = cx.config.repair_request_timeout_ms;
+        cx.observed.missed(peer, sent_ms, cx.now_ms, demotion_ms);
     }
 
     /// Sends fetches while the bounds allow.
@@ -415,12 +412,14 @@ impl Repair {
             };
             job.attempts += 1;
             let request_id = cx.fresh_id();
-            let deadline_ms = cx.now_ms + cx.config.repair_request_timeout_ms;
+            let sent_ms = cx.now_ms;
+            let deadline_ms = sent_ms + cx.config.repair_request_timeout_ms;
             self.in_flight.insert(
                 request_id,
                 Flight {
                     job,
                     peer,
+                    sent_ms,
                     deadline_ms,
                 },
             );
@@ -442,7 +441,9 @@ impl Repair {
         }
         if self.missing_count() == 0 {
             // Filled: what the members lacked then says nothing of the next repair.
-            self.misses.clear();
+            if let Role::Member(m) = &cx.role {
+                cx.observed.forgive(m.slots.iter().map(|slot| &slot.id));
+            }
         }
         self.settle_spares(cx);
         self.rearm_repair_timer(cx);
@@ -499,7 +500,7 @@ impl Repair {
         for id in expired {
             if let Some(flight) = self.in_flight.remove(&id) {
                 cx.stats.fetch_failures += 1;
-                self.note_miss(cx, flight.peer);
+                self.note_miss(cx, flight.peer, flight.sent_ms);
                 self.queue.push_back(flight.job);
             }
         }
@@ -684,6 +685,7 @@ impl Repair {
         let expected = cx.headers.as_ref().and_then(|h| h.block_hash_at(height));
         match expected.map(|hash| (hash, check_block(&hash, &block))) {
             Some((block_hash, Ok(checked))) => {
+                cx.observed.served(from, cx.now_ms);
                 cx.serving.checked = Some(checked);
                 let storage_id = cx.fresh_id();
                 self.puts.insert(
@@ -705,6 +707,7 @@ impl Repair {
             Some((_, Err(_))) => {
                 cx.stats.blocks_rejected += 1;
                 cx.stats.fetch_failures += 1;
+                self.note_miss(cx, from, flight.sent_ms);
                 cx.event(Event::BlockRejected { from, height });
                 self.queue.push_back(flight.job);
             }
@@ -719,7 +722,7 @@ impl Repair {
             return;
         };
         cx.stats.fetch_failures += 1;
-        self.note_miss(cx, from);
+        self.note_miss(cx, from, flight.sent_ms);
         self.queue.push_front(flight.job);
         self.pump_repair(cx);
     }

@@ -2,7 +2,7 @@
 //! small networks. Replacement (S12, S13) is tested in `repair::replacement::tests`.
 
 use crate::node::Config;
-use crate::testnet::{all_replicated, fast_config, formed, network};
+use crate::testnet::{all_replicated, archive_config, fast_config, formed, network, Net};
 
 const BLOCKS: u32 = 120;
 
@@ -583,4 +583,81 @@ fn refused_writes_back_off_instead_of_downloading_the_shard_again_and_again() {
     net.run_until(300_000);
     assert_eq!(net.nodes[m].missing_count(), 0, "its shard filled again");
     all_replicated(&net, &members, 3);
+}
+
+/// Issue 16: a silent peer claiming to be an archive (its `Hello` says archive; it answers no
+/// `GetBlock`, not even with `BlockNotFound`) beside an honest archive, sorted before it. A
+/// new cluster fills itself from the archives (its holders are still empty); the silent one
+/// costs one timeout: after its first fetches time out it is not asked again for as long as
+/// one request timeout, and the fill takes at most 10 % longer than with two honest archives.
+#[test]
+fn a_silent_archive_costs_one_timeout_not_one_per_block() {
+    const MANY: u32 = 3_000;
+    let config = fast_config();
+    let timeout = config.repair_request_timeout_ms;
+    let run = |silent: bool| {
+        let mut configs = vec![archive_config(), archive_config()];
+        configs.extend(std::iter::repeat_n(config.clone(), 6));
+        let mut net = Net::new(configs, MANY, 41);
+        net.feed_blocks(0);
+        net.feed_blocks(1);
+        net.introduce_all();
+        // The archive the members ask first (their ids in order) is the one that keeps silent.
+        let first = if net.id(0) < net.id(1) { 0 } else { 1 };
+        if silent {
+            net.muted.push((first, "block_data"));
+            net.muted.push((first, "block_not_found"));
+        }
+        net.keep_kind = Some("get_block");
+        let mut formed_at = None;
+        let mut filled_at = None;
+        let mut members = Vec::new();
+        while net.now_ms < 120_000 {
+            net.run_until(net.now_ms + 50);
+            if formed_at.is_none() {
+                let clusters = net.check_clusters();
+                if let Some(m) = clusters.into_values().find(|m| m.len() == 6) {
+                    members = m;
+                    formed_at = Some(net.now_ms);
+                }
+                continue;
+            }
+            if net.copies(&members).iter().all(|c| *c >= 3) {
+                filled_at = Some(net.now_ms);
+                break;
+            }
+        }
+        let (formed, filled) = (formed_at.expect("formed"), filled_at.expect("filled"));
+        (filled - formed, first, net)
+    };
+    let (honest_ms, _, _) = run(false);
+    let (silent_ms, silent, net) = run(true);
+    eprintln!("fill after formation: {honest_ms} ms with two honest archives, {silent_ms} ms with a silent one");
+    assert!(
+        honest_ms >= 10 * timeout,
+        "the fill ({honest_ms} ms) is long against one timeout"
+    );
+    assert!(
+        silent_ms * 10 <= honest_ms * 11,
+        "with a silent archive the fill took {silent_ms} ms, {honest_ms} ms with two honest ones"
+    );
+    let silent_id = net.id(silent);
+    for member in 2..8 {
+        let asked: Vec<u64> = net
+            .kept
+            .iter()
+            .filter(|(_, from, to, _)| *from == member && *to == silent)
+            .map(|(at, ..)| *at)
+            .collect();
+        let Some(&first) = asked.first() else {
+            continue;
+        };
+        // Its first fetches time out together at first + timeout; the miss demotes it for one
+        // more timeout.
+        let demoted = first + timeout..first + 2 * timeout;
+        assert!(
+            asked.iter().all(|at| !demoted.contains(at)),
+            "member {member} asked the silent archive {silent_id:?} while it was demoted: {asked:?}"
+        );
+    }
 }

@@ -59,6 +59,7 @@ use crate::base::RequestIds;
 use crate::chain::merkle::{MerkleProof, ProofError};
 use crate::chain::{Block, BlockHash, Hash256, Transaction, Txid};
 use crate::wire::TxAnswerBody;
+use checked::{Checked, Lookup};
 
 /// A query's id, local to this node.
 pub type QueryId = u64;
@@ -440,6 +441,8 @@ pub struct Queries<P> {
     member_limiter: RateLimiter<P>,
     scores: PeerScores<P>,
     outputs: VecDeque<QueryOutput<P>>,
+    /// Blocks of our own store checked whole, kept as txids and offsets (`checked`).
+    checked: Checked,
 }
 
 impl<P: Copy + Eq + Hash + Ord> Queries<P> {
@@ -460,6 +463,7 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             member_limiter: RateLimiter::new(config.member_rate),
             scores: PeerScores::new(config.max_scored_peers),
             outputs: VecDeque::new(),
+            checked: Checked::default(),
         }
     }
 
@@ -542,6 +546,21 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
         q.local.pop_front();
         let txid = q.txid;
         if let Some(bytes) = bytes {
+            match self.checked.lookup(&block_hash, bytes, &txid, pos) {
+                Lookup::Unknown => {}
+                Lookup::NotThere => return self.advance_local(now_ms, query, cx),
+                Lookup::Corrupt => {
+                    self.push(QueryOutput::CorruptBlock { block_hash });
+                    return self.advance_local(now_ms, query, cx);
+                }
+                Lookup::Found { txids, tx } => {
+                    if let Some(proof) = verified_proof(block_hash, txids, &txid, pos, cx.chain) {
+                        let result = QueryResult::confirmed(proof, tx, cx.chain);
+                        return self.finish(query, result);
+                    }
+                    return self.advance_local(now_ms, query, cx);
+                }
+            }
             // The checks hash every transaction once; the proof is built from those txids.
             let checked = Block::decode(bytes).ok().and_then(|block| {
                 if block.block_hash() != block_hash {
@@ -552,6 +571,7 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             });
             match checked {
                 Some((block, txids)) => {
+                    self.checked.insert(block_hash, &block, bytes.len(), &txids);
                     if let Some((proof, tx)) = local_proof(&block, &txids, &txid, pos, cx.chain) {
                         let result = QueryResult::confirmed(proof, tx, cx.chain);
                         self.finish(query, result);
@@ -857,17 +877,29 @@ fn local_proof(
     pos: u32,
     chain: &dyn BestChain,
 ) -> Option<(MerkleProof, Vec<u8>)> {
-    if txids.get(pos as usize) != Some(txid) {
-        return None;
-    }
-    let block_hash = block.block_hash();
-    let height = chain.height_of(&block_hash)?;
-    let proof = MerkleProof::build(block_hash, height, txids, pos).ok()?;
-    // Our own store is checked like anyone else's answer.
-    verify_answer(&proof, txid, chain).ok()?;
+    let proof = verified_proof(block.block_hash(), txids, txid, pos, chain)?;
     let tx = block.txdata.get(pos as usize)?.encode();
     Some((proof, tx))
 }
 
+/// The proof for `txid` at `pos` of the block `block_hash` whose transaction ids are `txids`,
+/// if it is there and the block is on the best chain; checked like anyone else's answer.
+fn verified_proof(
+    block_hash: BlockHash,
+    txids: &[Txid],
+    txid: &Txid,
+    pos: u32,
+    chain: &dyn BestChain,
+) -> Option<MerkleProof> {
+    if txids.get(pos as usize) != Some(txid) {
+        return None;
+    }
+    let height = chain.height_of(&block_hash)?;
+    let proof = MerkleProof::build(block_hash, height, txids, pos).ok()?;
+    verify_answer(&proof, txid, chain).ok()?;
+    Some(proof)
+}
+
+mod checked;
 #[cfg(test)]
 mod tests;

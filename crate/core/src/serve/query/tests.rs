@@ -110,6 +110,57 @@ fn held_block_is_answered_locally_with_a_proof() {
     assert_eq!(queries.active(), 0);
 }
 
+/// Issue 16 (costly work cached): a block of our own store checked whole once answers the
+/// next queries from the one transaction they need, with the same proofs; a damaged read of it
+/// is still found corrupt and proves nothing.
+#[test]
+fn a_block_checked_once_answers_again_from_its_kept_txids() {
+    let mut world = World::new();
+    world.index.add_block(&world.blocks[3]);
+    let mut queries = Queries::new(QueryConfig::default());
+    let hash = world.blocks[3].block_hash();
+    let bytes = world.blocks[3].encode();
+    let ask = |queries: &mut Queries<u8>, pos: usize, bytes: &[u8]| {
+        let txid = world.blocks[3].txdata[pos].txid();
+        let id = queries
+            .start(0, Origin::Local, Scope::Cluster, txid, None, &world.cx())
+            .unwrap();
+        drain(queries);
+        queries.handle_block_read(1, id, hash, Some(bytes), &world.cx());
+        (txid, drain(queries))
+    };
+    let (_, first) = ask(&mut queries, 4, &bytes);
+    assert!(queries
+        .checked
+        .lookup(&hash, &bytes, &world.blocks[3].txdata[4].txid(), 4)
+        .is_found());
+    for pos in [4, 0, 2] {
+        let (txid, out) = ask(&mut queries, pos, &bytes);
+        let result = done(&out).expect("answered");
+        let QueryResult::Confirmed { transaction, .. } = &result else {
+            panic!("expected a confirmation, got {result:?}");
+        };
+        assert_eq!(transaction, &world.blocks[3].txdata[pos].encode());
+        assert_eq!(
+            verify_answer(&result.proof().unwrap(), &txid, &world.chain),
+            Ok(())
+        );
+        if pos == 4 {
+            assert_eq!(
+                Some(result),
+                done(&first),
+                "the same answer as the full check gave"
+            );
+        }
+    }
+    let mut damaged = bytes.clone();
+    let last = damaged.len() - 5;
+    damaged[last] ^= 1;
+    let (_, out) = ask(&mut queries, world.blocks[3].txdata.len() - 1, &damaged);
+    assert_eq!(out[0], QueryOutput::CorruptBlock { block_hash: hash });
+    assert!(!matches!(done(&out), Some(QueryResult::Confirmed { .. })));
+}
+
 #[test]
 fn corrupt_stored_block_is_reported_and_the_query_moves_on() {
     let mut world = World::new();
