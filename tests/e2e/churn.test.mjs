@@ -190,7 +190,7 @@ async function clusterOf() {
   const all = await Promise.all(up().map(async (name) => ({ name, s: await status(name) })));
   const r = await member.status();
   const inCluster = all.filter((x) => x.s.clusterId).map((x) => ({ name: x.name, id: x.s.clusterId, view: x.s.members, missing: x.s.missingBlocks }));
-  if (r.cluster_id) inCluster.push({ name: RELAY, id: r.cluster_id, view: r.members, missing: 0 });
+  if (r.cluster_id) inCluster.push({ name: RELAY, id: r.cluster_id, view: r.members, missing: r.missing_blocks });
   return {
     ids: [...new Set(inCluster.map((x) => x.id))],
     members: inCluster.map((x) => x.name).sort(),
@@ -238,8 +238,22 @@ async function settledCluster(what, size, ms) {
  * left deleted once their holders confirmed). */
 async function exactlyP(what, names, upTo, ms) {
   await waitFor(what, ms, async () => {
-    const off = await offCount(names, upTo, false);
-    return { off: off.slice(0, 20), offCount: off.length, done: off.length === 0 };
+    const shards = new Map();
+    for (const name of names) shards.set(name, new Set((await shardOf(name)).heights));
+    const off = [];
+    const inOff = Object.fromEntries(names.map((name) => [name, 0])); // who holds the off heights
+    for (let h = 0; h <= upTo; h++) {
+      const holders = names.filter((name) => shards.get(name).has(h));
+      if (holders.length === REPLICAS) continue;
+      off.push([h, holders.join("+")]);
+      for (const name of holders) inOff[name] += 1;
+    }
+    const { missing } = await clusterOf();
+    const r = names.includes(RELAY) ? await member.status() : {};
+    const relay = { spares: r.spare_blocks, repair: r.repair, challenges: r.hold_challenges_sent, passed: r.hold_proofs_passed, failed: r.hold_proofs_failed, unanswered: r.hold_challenges_unanswered, answered: r.hold_challenges_answered };
+    const holding = {};
+    for (const name of names.filter((n) => n !== RELAY)) holding[name] = (await tabs.get(name).page.evaluate(() => window.node.status())).holding;
+    return { off: off.slice(0, 10), offCount: off.length, inOff, missing, relay, holding, done: off.length === 0 };
   });
 }
 

@@ -26,7 +26,10 @@ if [[ "${SHOAL_E2E_IN_NETNS:-}" != 1 ]]; then
   fi
   # The e2e tests and bench.mjs use the transfer probes: a test build (the A/B bench brings
   # its own dist/).
-  if [[ "${1:-}" != --bench-sync-ab && "$(cat dist/.features 2>/dev/null)" != probes ]]; then
+  # Built again when missing, built without the probes, or older than a source it is built
+  # from (a stale page would test yesterday's node against today's relay).
+  if [[ "${1:-}" != --bench-sync-ab ]] && { [[ "$(cat dist/.features 2>/dev/null)" != probes ]] ||
+    [[ -n "$(find crate/core crate/net crate/host crate/web Cargo.lock -newer dist/.features -type f 2>/dev/null | head -1)" ]]; }; then
     bash scripts/build-web.sh --probes
   fi
   export SHOAL_RELAY_BIN="$target_dir/$profile/shoal-relay"

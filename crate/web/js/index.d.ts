@@ -344,6 +344,26 @@ export interface NodeStatus {
    * could not write is tried again later, with a doubling back-off, not downloaded over and over.
    */
   storageError: StorageFailure | null;
+  /**
+   * Proofs of holding: a block this member keeps although its view gives it to others (a
+   * spare, after a membership change) is deleted only once each of its holders answered a
+   * challenge only the block's bytes answer; members also audit each other now and then.
+   */
+  holding: Holding;
+}
+
+/** Proofs of holding, in {@link NodeStatus.holding}. */
+export interface Holding {
+  /** Spare copies kept until their holders prove they hold them. */
+  spareBlocks: number;
+  /** Challenges this node sent, and the proofs that passed and failed. */
+  challengesSent: number;
+  proofsPassed: number;
+  proofsFailed: number;
+  /** Challenges that got no answer in time. */
+  unanswered: number;
+  /** Other members' challenges this node answered. */
+  answered: number;
 }
 
 /** A storage failure, in {@link NodeStatus.storageError} and the `storage-error` event. */

@@ -818,6 +818,15 @@ impl EventLoop {
         }
         status.held_blocks = self.core.node().held_count() as u32;
         status.missing_blocks = self.core.node().missing_count() as u32;
+        let stats = self.core.node().stats();
+        status.holding = crate::status::Holding {
+            spare_blocks: self.core.node().spare_proofs().len() as u32,
+            challenges_sent: stats.hold_challenges_sent,
+            proofs_passed: stats.hold_proofs_passed,
+            proofs_failed: stats.hold_proofs_failed,
+            unanswered: stats.hold_challenges_unanswered,
+            answered: stats.hold_challenges_answered,
+        };
         status.stored_bytes = self.core.blocks.stored_bytes();
         status.node_peers = self
             .core

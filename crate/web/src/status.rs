@@ -213,6 +213,25 @@ pub struct Status {
     pub announced_headers: u64,
     /// The latest storage failure, until a block write succeeds again.
     pub storage_error: Option<StorageFailure>,
+    /// Proofs of holding (issue 16): blocks kept as spares until their holders prove they
+    /// hold them, and the challenges this node sent and answered.
+    pub holding: Holding,
+}
+
+/// Proofs of holding, from the core node's counters.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Holding {
+    /// Blocks this member keeps that its view gives to others, until each of their holders
+    /// proved it holds them.
+    pub spare_blocks: u32,
+    pub challenges_sent: u64,
+    pub proofs_passed: u64,
+    pub proofs_failed: u64,
+    /// Challenges that got no answer in time.
+    pub unanswered: u64,
+    /// Challenges of other members this node answered.
+    pub answered: u64,
 }
 
 /// Shared between the loop (writer) and the API (reader); both run on the page's one thread.

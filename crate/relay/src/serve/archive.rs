@@ -229,6 +229,14 @@ impl ArchiveNode {
             blocks_fetched: stats.blocks_fetched,
             bytes_fetched: stats.bytes_fetched,
             blocks_served: stats.blocks_served,
+            missing_blocks: 0,
+            spare_blocks: 0,
+            hold_challenges_sent: 0,
+            hold_proofs_passed: 0,
+            hold_proofs_failed: 0,
+            hold_challenges_unanswered: 0,
+            hold_challenges_answered: 0,
+            repair: None,
         };
         *status.write().expect("status lock poisoned") = snapshot;
     }

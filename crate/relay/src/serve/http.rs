@@ -54,6 +54,20 @@ pub struct NodeStatus {
     pub blocks_fetched: u64,
     pub bytes_fetched: u64,
     pub blocks_served: u64,
+    /// A member's: blocks its shard lacks (queued, in flight, or waiting for a source).
+    pub missing_blocks: usize,
+    /// A member's: blocks it keeps as spares (no longer its own under the view) until every
+    /// holder proved it holds them (issue 16).
+    pub spare_blocks: usize,
+    /// A member's: challenges it sent, and the proofs that passed and failed.
+    pub hold_challenges_sent: u64,
+    pub hold_proofs_passed: u64,
+    pub hold_proofs_failed: u64,
+    /// A member's: its challenges that got no answer in time, and mates' it answered.
+    pub hold_challenges_unanswered: u64,
+    pub hold_challenges_answered: u64,
+    /// A member's repair state in one line (for diagnosis).
+    pub repair: Option<String>,
 }
 
 /// The node's status, written by its thread after each round.

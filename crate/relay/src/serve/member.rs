@@ -376,6 +376,14 @@ impl MemberNode {
             blocks_fetched: stats.blocks_fetched,
             bytes_fetched: stats.bytes_fetched,
             blocks_served: stats.blocks_served,
+            missing_blocks: node.missing_count(),
+            spare_blocks: node.spare_proofs().len(),
+            hold_challenges_sent: stats.hold_challenges_sent,
+            hold_proofs_passed: stats.hold_proofs_passed,
+            hold_proofs_failed: stats.hold_proofs_failed,
+            hold_challenges_unanswered: stats.hold_challenges_unanswered,
+            hold_challenges_answered: stats.hold_challenges_answered,
+            repair: Some(node.repair_summary()),
         };
         *self.status.write().expect("status lock poisoned") = status;
     }
