@@ -1,5 +1,6 @@
 // Helpers of the end-to-end tests: a relay process and a Chromium, both started here and
 // stopped by their own pid; everything runs inside the network namespace of run.sh.
+import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -32,7 +33,7 @@ export function relayCli(args) {
   return JSON.parse(execFileSync(RELAY_BIN, ["--json", ...args], { encoding: "utf8", maxBuffer: 1 << 30 }));
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts `shoal-relay serve` (importing `importFile`, or generating `initialBlocks` regtest
  * blocks of `txsPerBlock` transactions besides the coinbase, or of `targetBlockSize` bytes
@@ -164,15 +165,22 @@ export async function openPages(browser, count, log) {
 /** The block hashes in the IndexedDB `blocks` store of the node running in `page` (as
  * `window.node`, started with `database` on regtest): the raw IDB API, not the node's own
  * reading of it. */
-export function storedBlockHashes(page, database) {
-  return page.evaluate(async (database) => {
-    const { slot } = window.node.status();
+export async function storedBlockHashes(page, database) {
+  const { slot } = await page.evaluate(() => window.node.status());
+  return blockKeysIn(page, `${database}-regtest-${slot}`);
+}
+
+/** The keys of the `blocks` store of the IndexedDB database `name` of `page`'s origin (none if
+ * it has no such store yet), read with the raw IDB API — also before any node opened it. */
+export function blockKeysIn(page, name) {
+  return page.evaluate(async (name) => {
     const db = await new Promise((resolve, reject) => {
-      const req = indexedDB.open(`${database}-regtest-${slot}`);
+      const req = indexedDB.open(name);
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(req.error);
     });
     try {
+      if (!db.objectStoreNames.contains("blocks")) return [];
       return await new Promise((resolve, reject) => {
         const req = db.transaction("blocks").objectStore("blocks").getAllKeys();
         req.onsuccess = () => resolve(req.result);
@@ -181,7 +189,19 @@ export function storedBlockHashes(page, database) {
     } finally {
       db.close();
     }
-  }, database);
+  }, name);
+}
+
+/** Polls `probe` every `everyMs` until it returns a truthy value, which it returns; fails with
+ * `what` after `ms`. */
+export async function waitUntil(what, ms, probe, everyMs = 250) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    assert.ok(Date.now() < deadline, `${what}: not within ${ms / 1000} s`);
+    await sleep(everyMs);
+  }
 }
 
 /** Closes the browser and stops the relay (or every one of `relays`, by its own process id);
