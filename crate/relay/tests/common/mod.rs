@@ -23,6 +23,8 @@ pub struct Relay {
     pub ws: Multiaddr,
     pub webrtc: Multiaddr,
     pub peer: PeerId,
+    /// Its HTTP server's address, once its standard output said it.
+    http: Arc<Mutex<Option<std::net::SocketAddr>>>,
 }
 
 impl Relay {
@@ -50,7 +52,18 @@ impl Relay {
             .spawn()
             .expect("start shoal-relay");
         let stdout = child.stdout.take().expect("piped");
-        std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+        let http = Arc::new(Mutex::new(None));
+        let said = http.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let addr = line
+                    .strip_prefix("http: http://")
+                    .map(|a| a.trim_end_matches('/'));
+                if let Some(addr) = addr.and_then(|a| a.parse().ok()) {
+                    *said.lock().unwrap() = Some(addr);
+                }
+            }
+        });
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("piped");
         let lines = log.clone();
@@ -65,6 +78,7 @@ impl Relay {
             ws: Multiaddr::empty(),
             webrtc: Multiaddr::empty(),
             peer: PeerId::random(),
+            http,
         };
         let deadline = Instant::now() + WAIT;
         loop {
@@ -96,6 +110,25 @@ impl Relay {
     /// The relay's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its HTTP server's address (waits until the relay said it).
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(addr) = *self.http.lock().unwrap() {
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "the relay said no HTTP address");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Its open file descriptors now (sockets included).
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// Its peak resident memory so far (`VmHWM`), in bytes.
