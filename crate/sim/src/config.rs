@@ -46,6 +46,14 @@ pub enum SimConfigError {
     /// The placement rule is not one the core offers.
     #[error("unknown placement rule {0:?}")]
     UnknownPlacement(String),
+    /// Every archive silent: nothing would hold the chain.
+    #[error("{silent} silent archives of {archives}: at least one archive must answer")]
+    SilentArchives {
+        /// Silent archives asked for.
+        silent: usize,
+        /// Archives.
+        archives: usize,
+    },
 }
 
 /// Everything that, with the seed, decides a run.
@@ -193,6 +201,12 @@ impl SimConfig {
         }
         if self.hours <= 0.0 || !self.hours.is_finite() {
             return Err(SimConfigError::NoTime);
+        }
+        if self.serving.silent_archives > 0 && self.serving.silent_archives >= self.archives {
+            return Err(SimConfigError::SilentArchives {
+                silent: self.serving.silent_archives,
+                archives: self.archives,
+            });
         }
         for (name, value) in [
             ("loss_rate", self.network.loss_rate),

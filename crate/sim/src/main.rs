@@ -93,6 +93,9 @@ struct RunArgs {
     /// hollow (claim to store blocks and store nothing), mixed (the first three in turn).
     #[arg(long, default_value = "mixed")]
     adversary_kind: AdversaryKind,
+    /// Archives that greet as archives and answer nothing (issue 16), the lowest ids first.
+    #[arg(long, default_value_t = 0)]
+    silent_archives: usize,
     /// Simulated hours.
     #[arg(long, default_value_t = 1.0)]
     hours: f64,
@@ -223,6 +226,7 @@ impl RunArgs {
                     self.adversaries as usize
                 },
                 adversary_kind: self.adversary_kind,
+                silent_archives: self.silent_archives,
                 ..ServingConfig::default()
             },
             forged_views: self

@@ -111,6 +111,11 @@ pub struct ServingConfig {
     pub adversaries: usize,
     /// What they do.
     pub adversary_kind: AdversaryKind,
+    /// Archive relays that greet as archives and answer nothing: every block, `BlockNotFound`,
+    /// `TxAnswer` and `NewBlock` they would send is dropped (issue 16: a silent peer claiming
+    /// to be an archive). The archives with the lowest ids are chosen: those every node asks
+    /// first among archives of equal standing.
+    pub silent_archives: usize,
 }
 
 impl Default for ServingConfig {
@@ -124,6 +129,7 @@ impl Default for ServingConfig {
             job_fraction: 0.1,
             adversaries: 0,
             adversary_kind: AdversaryKind::Mixed,
+            silent_archives: 0,
         }
     }
 }
@@ -215,6 +221,10 @@ pub struct ServingReport {
     pub adversary_corrupted: u64,
     /// Messages adversaries dropped.
     pub adversary_dropped: u64,
+    /// Silent archives (`ServingConfig::silent_archives`), by host.
+    pub silent_archive_hosts: Vec<usize>,
+    /// Fetches (`GetBlock`) that reached a silent archive and went unanswered.
+    pub silent_archive_fetches: u64,
     /// Members found to be faulty holders by their own challenger (`Event::HolderFaulty`
     /// with `by_us`) that were hollow adversaries (issue 16).
     pub hollow_found: u64,

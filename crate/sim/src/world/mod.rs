@@ -591,6 +591,10 @@ impl World {
             });
             world.by_id.insert(id, host);
         }
+        let archives: Vec<(HostIdx, NodeId)> = (world.config.nodes..host_count)
+            .map(|index| (index as HostIdx, world.hosts[index].id))
+            .collect();
+        world.serving.silence_archives(&archives);
         // Archives first, so that light nodes find a source when they start. The directory
         // answers once every host is online: answering each host as it booted offered the
         // first hosts to everyone after them, and at 10,000 nodes those few were dialled by

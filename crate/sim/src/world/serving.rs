@@ -183,6 +183,19 @@ impl Serving {
         }
     }
 
+    /// Silences the `ServingConfig::silent_archives` archives of lowest id among `archives`
+    /// (host, id).
+    pub(super) fn silence_archives(&mut self, archives: &[(HostIdx, NodeId)]) {
+        let mut by_id: Vec<(NodeId, HostIdx)> = archives.iter().map(|(h, id)| (*id, *h)).collect();
+        by_id.sort();
+        for (_, host) in by_id.into_iter().take(self.config.silent_archives) {
+            self.adversaries[host as usize] =
+                Some(Adversary(crate::serving::AdversaryKind::Silent));
+            self.report.silent_archive_hosts.push(host as usize);
+        }
+        self.report.silent_archive_hosts.sort_unstable();
+    }
+
     /// Whether `host` is a hollow adversary: its disk keeps nothing (see `world::disk`).
     pub(super) fn hollow(&self, host: HostIdx) -> bool {
         matches!(
@@ -760,6 +773,7 @@ impl World {
         to: &NodeId,
         message: Message,
     ) -> Option<Message> {
+        let message_kind = message.kind();
         let message = match self.serving.adversaries[host as usize] {
             Some(adversary) => {
                 let (message, what) = adversary.rewrite(
@@ -769,6 +783,11 @@ impl World {
                     &mut self.serving.rng,
                 );
                 let report = &mut self.serving.report;
+                if self.hosts[host as usize].archive
+                    && matches!(message_kind, "block_data" | "block_not_found")
+                {
+                    report.silent_archive_fetches += 1;
+                }
                 match what {
                     Rewrite::Untouched => {}
                     Rewrite::Forged => report.adversary_forged += 1,
