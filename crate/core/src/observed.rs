@@ -11,7 +11,9 @@
 //! A peer that misses is *demoted*: asked after every source in good standing until its
 //! demotion ends. Misses are counted in *rounds*: fetches sent together to a peer that cannot
 //! answer fail together, so a miss of a fetch sent before the peer's last noted miss belongs
-//! to that round and adds nothing. The first round demotes a peer for
+//! to that round and adds nothing, and so does a miss of a fetch during which the peer served
+//! us another block (it is busy, not missing: a fetch that times out behind others on a
+//! congested link says nothing against its source). The first round demotes a peer for
 //! `repair_request_timeout_ms`, each further round in a row doubles it (at most 64 ×); a block
 //! it serves ends the demotion and clears its misses. A peer that has served us before is
 //! forgiven its first round (a block it is still fetching itself, a hiccup); one that never
@@ -47,6 +49,8 @@ pub(crate) struct Record {
     missed_at_ms: u64,
     /// Asked after the peers in good standing until then.
     demoted_until_ms: u64,
+    /// When it last served a block.
+    served_at_ms: u64,
     /// When anything was last noted of it.
     seen_ms: u64,
 }
@@ -62,6 +66,7 @@ impl Observed {
     pub(crate) fn served(&mut self, peer: NodeId, now_ms: u64) {
         let record = self.entry(peer, now_ms);
         record.served = record.served.saturating_add(1);
+        record.served_at_ms = now_ms;
         record.misses = 0;
         record.demoted_until_ms = 0;
     }
@@ -70,6 +75,9 @@ impl Observed {
     /// long a first round demotes it.
     pub(crate) fn missed(&mut self, peer: NodeId, sent_ms: u64, now_ms: u64, demotion_ms: u64) {
         let record = self.entry(peer, now_ms);
+        if record.served > 0 && record.served_at_ms >= sent_ms {
+            return; // it served us since: busy, not missing
+        }
         if record.misses > 0 && sent_ms < record.missed_at_ms {
             return; // the same round
         }
@@ -89,9 +97,15 @@ impl Observed {
 
     /// Whether `peer` is demoted at `now_ms`.
     pub(crate) fn demoted(&self, peer: &NodeId, now_ms: u64) -> bool {
+        self.demoted_until(peer, now_ms).is_some()
+    }
+
+    /// Until when `peer` is demoted, if it is at `now_ms`.
+    pub(crate) fn demoted_until(&self, peer: &NodeId, now_ms: u64) -> Option<u64> {
         self.peers
             .get(peer)
-            .is_some_and(|r| r.demoted_until_ms > now_ms)
+            .map(|r| r.demoted_until_ms)
+            .filter(|until| *until > now_ms)
     }
 
     /// Blocks `peer` sent that passed their check (0 for a peer never seen).
@@ -170,9 +184,14 @@ mod tests {
         assert!(!book.demoted(&id(2), 31), "a hiccup of a peer that served");
         book.missed(id(2), 40, 50, 500);
         assert!(book.demoted(&id(2), 51), "two rounds in a row");
+        // A fetch sent before a block it served, timing out after: busy, not missing.
         book.served(id(2), 60);
-        assert!(!book.demoted(&id(2), 61));
-        assert_eq!(book.served_by(&id(2)), 2);
+        book.missed(id(2), 55, 70, 500);
+        book.missed(id(2), 56, 71, 500);
+        assert!(!book.demoted(&id(2), 72));
+        book.served(id(2), 80);
+        assert!(!book.demoted(&id(2), 81));
+        assert_eq!(book.served_by(&id(2)), 3);
         assert_eq!(book.served_by(&id(3)), 0);
         book.missed(id(4), 0, 10, 500);
         book.forgive([id(4)].iter());

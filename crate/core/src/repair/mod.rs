@@ -14,8 +14,10 @@
 //! from an earlier placement. The order goes by what this node observed of each source, never
 //! by what a source claims (`crate::observed`): a holder or an archive that missed (answered
 //! `BlockNotFound`, stayed silent, or sent bytes that failed the check) is *demoted* — asked
-//! after every source in good standing — for one request timeout, doubling for each further
-//! round of misses; one that has served us before is forgiven a first miss. In a cluster that
+//! after every source in good standing, before the other members — for one request timeout,
+//! doubling for each further round of misses; one that has served us before is forgiven a
+//! first miss, and a fetch that timed out while its source served us other blocks is not held
+//! against it (a congested link, not a missing block). In a cluster that
 //! has just formed every holder is still filling itself, and asking each of them first cost
 //! two wasted round trips per block (a third of all block requests at 2,000 nodes); a silent
 //! peer claiming to be an archive costs one timeout, not one per block. Once our fetching is
@@ -326,42 +328,55 @@ impl Repair {
 
     /// Where to fetch `height` from, best first (see the module docs): holders in good
     /// standing (numbered neighbours first), archives in good standing (those that served us
-    /// most first), demoted holders, the other members, demoted archives. Standing is what
-    /// this node observed (`crate::observed`), never what a peer claims.
+    /// most first), demoted holders and archives (the demotion that ends first first), the
+    /// other members. Standing is what this node observed (`crate::observed`), never what a
+    /// peer claims.
     fn sources(&mut self, cx: &mut Shared, height: u32, hash: &BlockHash) -> Vec<NodeId> {
         let now = cx.now_ms;
         let mut archives = cx.connected_archives();
         archives.sort_by_key(|id| std::cmp::Reverse(cx.observed.served_by(id)));
-        let (good_archives, demoted_archives): (Vec<NodeId>, Vec<NodeId>) = archives
-            .into_iter()
-            .partition(|id| !cx.observed.demoted(id, now));
-        let Role::Member(m) = &cx.role else {
-            let mut out = good_archives;
-            out.extend(demoted_archives);
-            return out;
+        let (mut out, mut demoted): (Vec<NodeId>, Vec<NodeId>) = match &cx.role {
+            Role::Member(m) => {
+                let k = m.slots.len();
+                let distance = |n: usize| {
+                    let d = (n + k - m.number) % k;
+                    d.min(k - d)
+                };
+                let mut holders = std::mem::take(&mut cx.scratch);
+                cx.placer.holders(hash, height, &m.slots, &mut holders);
+                let mut current: Vec<usize> =
+                    holders.iter().copied().filter(|n| *n != m.number).collect();
+                current.sort_by_key(|n| distance(*n));
+                cx.scratch = holders;
+                current
+                    .into_iter()
+                    .map(|n| m.slots[n].id)
+                    .partition(|id| !cx.observed.demoted(id, now))
+            }
+            Role::Ordinary => (Vec::new(), Vec::new()),
         };
-        let k = m.slots.len();
-        let distance = |n: usize| {
-            let d = (n + k - m.number) % k;
-            d.min(k - d)
-        };
-        let mut holders = std::mem::take(&mut cx.scratch);
-        cx.placer.holders(hash, height, &m.slots, &mut holders);
-        let mut current: Vec<usize> = holders.iter().copied().filter(|n| *n != m.number).collect();
-        current.sort_by_key(|n| distance(*n));
-        let mut others: Vec<usize> = (0..k)
-            .filter(|n| *n != m.number && !holders.contains(n))
-            .collect();
-        others.sort_by_key(|n| distance(*n));
-        cx.scratch = holders;
-        let (mut out, demoted): (Vec<NodeId>, Vec<NodeId>) = current
-            .into_iter()
-            .map(|n| m.slots[n].id)
-            .partition(|id| !cx.observed.demoted(id, now));
-        out.extend(good_archives);
+        for archive in archives {
+            if cx.observed.demoted(&archive, now) {
+                demoted.push(archive);
+            } else {
+                out.push(archive);
+            }
+        }
+        // Stable: among equal ends, holders before archives, each in its order above.
+        demoted.sort_by_key(|id| cx.observed.demoted_until(id, now));
         out.extend(demoted);
-        out.extend(others.into_iter().map(|n| m.slots[n].id));
-        out.extend(demoted_archives);
+        if let Role::Member(m) = &cx.role {
+            let k = m.slots.len();
+            let distance = |n: usize| {
+                let d = (n + k - m.number) % k;
+                d.min(k - d)
+            };
+            let mut others: Vec<usize> = (0..k)
+                .filter(|n| *n != m.number && !out.contains(&m.slots[*n].id))
+                .collect();
+            others.sort_by_key(|n| distance(*n));
+            out.extend(others.into_iter().map(|n| m.slots[n].id));
+        }
         out
     }
 

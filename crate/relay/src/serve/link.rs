@@ -14,11 +14,14 @@
 //!   answer, if it still comes, goes out as a request of its own. Every other message is
 //!   acknowledged at once and handed over.
 //! - Connection events must reach the node in order: when its inbox is full they wait in a
-//!   bounded backlog ([`BACKLOG_MAX`]) that the swarm task flushes as room appears. Messages
-//!   from peers are new work from a remote: when the inbox is full (or a backlog waits) they
-//!   are dropped, a held request acknowledged — the node's own work comes first.
+//!   bounded backlog ([`BACKLOG_MAX`]) that the swarm task flushes as room appears, first.
+//!   Messages from peers (and replies to the node's own requests) are new work from a
+//!   remote: when the inbox is full they wait in a queue per sender address, served in turn
+//!   ([`fair`]), so one address cannot queue its work ahead of everyone else's; past that
+//!   queue's bounds they are dropped, a held request acknowledged.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::{InboundRequestId, ResponseChannel};
@@ -32,6 +35,8 @@ use tokio::sync::mpsc::{OwnedPermit, Sender};
 use super::archive::{FromNode, ToNode};
 use super::guard::{Ban, Guard, Offence, Service};
 use super::network::Behaviour;
+
+pub mod fair;
 
 /// How long a request is held open for the node's answer before it is merely acknowledged.
 pub const HELD_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -196,6 +201,8 @@ type Channel = (ResponseChannel<Vec<u8>>, InboundRequestId);
 pub struct Link {
     inbox: Sender<ToNode>,
     backlog: VecDeque<ToNode>,
+    /// Peers' messages and replies waiting for room, by address.
+    waiting: fair::Fair<ToNode>,
     held: Held<Channel>,
 }
 
@@ -205,6 +212,7 @@ impl Link {
         Link {
             inbox,
             backlog: VecDeque::new(),
+            waiting: fair::Fair::default(),
             held: Held::new(HELD_REQUESTS_MAX, HELD_PER_PEER_MAX, HELD_REQUEST_TIMEOUT),
         }
     }
@@ -226,16 +234,19 @@ impl Link {
 
     /// The last connection to `peer` closed, or a dial to it failed.
     pub fn disconnected(&mut self, peer: PeerId) {
+        self.waiting.forget(&peer);
         self.held.forget(&peer);
         self.deliver(ToNode::Disconnected(peer));
     }
 
-    /// A request on the message protocol: held open if the node answers it, else
-    /// acknowledged; handed to the node either way (unless its inbox is full).
+    /// A request on the message protocol from `peer` at `ip`: held open if the node answers
+    /// it, else acknowledged; handed to the node either way, now or in its address's turn
+    /// (unless that queue is full).
     pub fn request(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
         peer: PeerId,
+        ip: Option<IpAddr>,
         message: Message,
         channel: Channel,
     ) {
@@ -250,7 +261,7 @@ impl Link {
                 .messages
                 .send_response(channel, node_link::ack());
         }
-        if !self.offer(ToNode::Message { peer, message }) {
+        if !self.hand_over(peer, ip, ToNode::Message { peer, message }) {
             tracing::debug!(%peer, "archive node busy: request dropped");
             if let Some((channel, _)) = key.and_then(|key| self.held.take(&key)) {
                 let _ = swarm
@@ -269,9 +280,10 @@ impl Link {
         }
     }
 
-    /// The response to one of the node's own requests (decoded on the node's thread).
-    pub fn response(&mut self, peer: PeerId, bytes: Vec<u8>) {
-        if !self.offer(ToNode::Reply { peer, bytes }) {
+    /// The response from `peer` at `ip` to one of the node's own requests (decoded on the
+    /// node's thread).
+    pub fn response(&mut self, peer: PeerId, ip: Option<IpAddr>, bytes: Vec<u8>) {
+        if !self.hand_over(peer, ip, ToNode::Reply { peer, bytes }) {
             tracing::debug!(%peer, "archive node busy: reply dropped");
         }
     }
@@ -350,16 +362,32 @@ impl Link {
         }
     }
 
-    /// Whether connection events wait for room in the node's inbox.
+    /// Whether connection events or peers' messages wait for room in the node's inbox.
     pub fn has_backlog(&self) -> bool {
-        !self.backlog.is_empty()
+        !self.backlog.is_empty() || !self.waiting.is_empty()
     }
 
-    /// Sends the oldest waiting connection event through `permit` (room in the inbox).
+    /// Sends through `permit` (room in the inbox) the oldest waiting connection event, else
+    /// the next peer's message in its address's turn.
     pub fn flush(&mut self, permit: OwnedPermit<ToNode>) {
-        if let Some(input) = self.backlog.pop_front() {
+        if let Some(input) = self.backlog.pop_front().or_else(|| self.waiting.pop()) {
             permit.send(input);
         }
+    }
+
+    /// Hands a peer's `input` over now if nothing waits and there is room, else queues it in
+    /// its address's turn; `false`: dropped (the node stopped, or the queue is full).
+    fn hand_over(&mut self, peer: PeerId, ip: Option<IpAddr>, input: ToNode) -> bool {
+        let input = if self.backlog.is_empty() && self.waiting.is_empty() {
+            match self.inbox.try_send(input) {
+                Ok(()) => return true,
+                Err(TrySendError::Closed(_)) => return false,
+                Err(TrySendError::Full(input)) => input,
+            }
+        } else {
+            input
+        };
+        self.waiting.push(ip, peer, input).is_ok()
     }
 
     /// Hands `input` over now or, behind any backlog, later.
@@ -384,7 +412,7 @@ impl Link {
 
     /// Hands `input` over if there is room now and nothing waits before it.
     fn offer(&mut self, input: ToNode) -> bool {
-        self.backlog.is_empty() && self.inbox.try_send(input).is_ok()
+        self.backlog.is_empty() && self.waiting.is_empty() && self.inbox.try_send(input).is_ok()
     }
 }
 

@@ -862,7 +862,8 @@ fn on_service_event(
                     _ => RequestKind::Other,
                 };
                 if admit(swarm, guard, peer, key, kind, now) {
-                    link.request(swarm, peer, message, (channel, request_id));
+                    let ip = guard.ip_of(&peer);
+                    link.request(swarm, peer, ip, message, (channel, request_id));
                 }
                 return;
             }
@@ -894,7 +895,7 @@ fn on_service_event(
             ..
         } if service == Service::Messages => {
             guard.push_finished(request_id);
-            link.response(peer, response);
+            link.response(peer, guard.ip_of(&peer), response);
         }
         request_response::Event::OutboundFailure {
             peer,
