@@ -14,8 +14,6 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::cluster_node::ClusterNode;
 use crate::error::{ApiError, ErrorCode};
-#[cfg(feature = "probes")]
-use crate::event_loop::set;
 use crate::event_loop::{Command, EventLoop, COMMAND_QUEUE};
 use crate::options::Options;
 #[cfg(feature = "probes")]
@@ -343,11 +341,18 @@ fn parse_hint(options: &JsValue) -> Result<Option<BlockHash>, JsValue> {
 
 #[cfg(feature = "probes")]
 fn probed_to_js(probed: &Probed) -> JsValue {
-    let o = js_sys::Object::new();
-    set(&o, "bytes", (probed.bytes as f64).into());
-    set(&o, "millis", probed.millis.into());
-    set(&o, "transport", probed.transport.as_str().into());
-    o.into()
+    #[derive(serde::Serialize)]
+    struct Detail {
+        bytes: usize,
+        millis: f64,
+        transport: &'static str,
+    }
+    let detail = Detail {
+        bytes: probed.bytes,
+        millis: probed.millis,
+        transport: probed.transport.as_str(),
+    };
+    to_js(&detail).unwrap_or(JsValue::NULL)
 }
 
 /// One block of `shard()`.

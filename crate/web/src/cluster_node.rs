@@ -60,7 +60,7 @@ use wasm_bindgen::JsValue;
 
 use crate::block_store::PageBlocks;
 use crate::error::{ApiError, ErrorCode};
-use crate::event_loop::{set, EventLoop, DEFERRED_EVENTS_MAX, MAX_PENDING_REQUESTS};
+use crate::event_loop::{EventLoop, DEFERRED_EVENTS_MAX, MAX_PENDING_REQUESTS};
 use crate::options::Options;
 use crate::status::{Connection, Role, Transport};
 use crate::store::Store;
@@ -599,17 +599,12 @@ impl EventLoop {
     fn node_event(&mut self, event: Event) {
         match event {
             Event::JoinedCluster { .. } | Event::ViewChanged { .. } | Event::LeftCluster { .. } => {
-                let detail = js_sys::Object::new();
-                let (cluster, number, members) = self.cluster_js();
-                set(&detail, "clusterId", cluster);
-                set(&detail, "memberNumber", number);
-                set(&detail, "members", members);
-                self.emit("cluster", detail.into());
+                let detail = self.cluster_changed();
+                self.emit_detail("cluster", &detail);
             }
             Event::MemberJoined { member } => {
-                let detail = js_sys::Object::new();
-                set(&detail, "peerId", self.core.name_of(&member).into());
-                self.emit("member-joined", detail.into());
+                let peer_id = self.core.name_of(&member);
+                self.emit_detail("member-joined", &crate::events::Member { peer_id });
             }
             Event::JobReady { job, block_hash } => {
                 if let Some(reply) = self.core.jobs.remove(&job) {
@@ -642,15 +637,13 @@ impl EventLoop {
                 }
             }
             Event::MemberOffline { member } => {
-                let detail = js_sys::Object::new();
-                set(&detail, "peerId", self.core.name_of(&member).into());
-                self.emit("member-lost", detail.into());
+                let peer_id = self.core.name_of(&member);
+                self.emit_detail("member-lost", &crate::events::Member { peer_id });
             }
             Event::HolderFaulty { member, by_us } => {
-                let detail = js_sys::Object::new();
-                set(&detail, "peerId", self.core.name_of(&member).into());
-                set(&detail, "byUs", by_us.into());
-                self.emit("holder-faulty", detail.into());
+                let peer_id = self.core.name_of(&member);
+                let detail = crate::events::HolderFaulty { peer_id, by_us };
+                self.emit_detail("holder-faulty", &detail);
             }
             Event::TxQueryDone {
                 query_id,
@@ -673,39 +666,31 @@ impl EventLoop {
             }
             Event::BlockStored { block_hash, height } => {
                 crate::trace::mark("block-stored", block_id(&block_hash.0));
-                let detail = js_sys::Object::new();
-                set(&detail, "blockHash", block_hash.to_string().into());
-                set(&detail, "height", height.into());
-                let bytes = self.core.blocks.size_of(&block_hash).unwrap_or(0);
-                set(&detail, "bytes", (bytes as f64).into());
-                let from = self.core.sender_of(&block_hash);
-                set(
-                    &detail,
-                    "from",
-                    from.map_or(JsValue::NULL, |p| p.to_string().into()),
-                );
-                self.emit("block-stored", detail.into());
+                let detail = crate::events::BlockStored {
+                    block_hash: block_hash.to_string(),
+                    height,
+                    bytes: self.core.blocks.size_of(&block_hash).unwrap_or(0),
+                    from: self.core.sender_of(&block_hash).map(|p| p.to_string()),
+                };
+                self.emit_detail("block-stored", &detail);
             }
             _ => {}
         }
     }
 
-    /// (clusterId, memberNumber, members) as JavaScript values.
-    fn cluster_js(&self) -> (JsValue, JsValue, JsValue) {
-        let members = js_sys::Array::new();
+    /// The `cluster` event's detail: the node's cluster now.
+    fn cluster_changed(&self) -> crate::events::ClusterChanged {
         match self.core.node().cluster() {
-            Some((cluster, _epoch, ids)) => {
-                for id in &ids {
-                    members.push(&self.core.name_of(id).into());
-                }
-                let number = self
-                    .core
-                    .node()
-                    .member_number()
-                    .map_or(JsValue::NULL, |n| (n as u32).into());
-                (hex::encode(cluster.0).into(), number, members.into())
-            }
-            None => (JsValue::NULL, JsValue::NULL, members.into()),
+            Some((cluster, _epoch, ids)) => crate::events::ClusterChanged {
+                cluster_id: Some(hex::encode(cluster.0)),
+                member_number: self.core.node().member_number().map(|n| n as u32),
+                members: ids.iter().map(|id| self.core.name_of(id)).collect(),
+            },
+            None => crate::events::ClusterChanged {
+                cluster_id: None,
+                member_number: None,
+                members: Vec::new(),
+            },
         }
     }
 
@@ -726,9 +711,7 @@ impl EventLoop {
         if tell {
             *last = Some(now);
             web_sys::console::error_1(&JsValue::from_str(&format!("shoal: {error}")));
-            if let Ok(detail) = crate::status::to_js(&failure) {
-                self.emit("storage-error", detail);
-            }
+            self.emit_detail("storage-error", &failure);
         }
         self.shared.status.borrow_mut().storage_error = Some(failure);
     }

@@ -426,6 +426,16 @@ impl EventLoop {
             .call2(&JsValue::NULL, &JsValue::from_str(event), &detail);
     }
 
+    /// Dispatches `event` with `detail` (a struct of [`crate::events`]) as its detail.
+    pub(crate) fn emit_detail<T: serde::Serialize>(&self, event: &str, detail: &T) {
+        match crate::status::to_js(detail) {
+            Ok(detail) => self.emit(event, detail),
+            Err(error) => web_sys::console::error_1(&JsValue::from_str(&format!(
+                "shoal: the {event} event's detail: {error}"
+            ))),
+        }
+    }
+
     /// Whether header sync has caught up with the relays (the node then gets the chain).
     pub(crate) fn sync_caught_up(&self) -> bool {
         self.sync.is_synced()
@@ -595,17 +605,14 @@ impl EventLoop {
             self.announce_new_blocks();
         }
         for p in progress {
-            let detail = js_sys::Object::new();
-            set(&detail, "height", p.height.into());
-            // While catching up, the best tip a relay claims (never below what is verified);
-            // once synced, the tip itself.
-            set(
-                &detail,
-                "target",
-                p.target.map_or(JsValue::NULL, JsValue::from),
-            );
-            set(&detail, "synced", p.synced.into());
-            self.emit("sync-progress", detail.into());
+            // While catching up, the target is the best tip a relay claims (never below what
+            // is verified); once synced, the tip itself.
+            let detail = crate::events::SyncProgress {
+                height: p.height,
+                target: p.target,
+                synced: p.synced,
+            };
+            self.emit_detail("sync-progress", &detail);
         }
         if lowest_changed.is_some() || reports_synced {
             self.node_headers_changed().await;
@@ -625,10 +632,11 @@ impl EventLoop {
                 continue;
             };
             crate::trace::mark("new-block-event", crate::cluster_node::block_id(&hash.0));
-            let detail = js_sys::Object::new();
-            set(&detail, "height", height.into());
-            set(&detail, "blockHash", hash.to_string().into());
-            self.emit("new-block", detail.into());
+            let detail = crate::events::NewBlock {
+                height,
+                block_hash: hash.to_string(),
+            };
+            self.emit_detail("new-block", &detail);
         }
     }
 
@@ -697,7 +705,7 @@ impl EventLoop {
                 }
                 if changed {
                     self.publish_relays();
-                    self.emit("relay", relay_detail(peer_id, true, Some(transport)));
+                    self.emit_detail("relay", &relay_detail(peer_id, true, Some(transport)));
                     let window = max_unanswered_header_requests(transport);
                     // Already a source when the relay is reached at a second address.
                     if self
@@ -723,7 +731,7 @@ impl EventLoop {
                 }
                 if changed {
                     self.publish_relays();
-                    self.emit("relay", relay_detail(peer_id, false, None));
+                    self.emit_detail("relay", &relay_detail(peer_id, false, None));
                 }
                 if changed {
                     // Its requests go to the other relays.
@@ -870,19 +878,16 @@ impl EventLoop {
     }
 }
 
-fn relay_detail(peer: PeerId, connected: bool, transport: Option<Transport>) -> JsValue {
-    let detail = js_sys::Object::new();
-    set(&detail, "peerId", peer.to_string().into());
-    set(&detail, "connected", connected.into());
-    if let Some(t) = transport {
-        set(&detail, "transport", t.as_str().into());
+fn relay_detail(
+    peer: PeerId,
+    connected: bool,
+    transport: Option<Transport>,
+) -> crate::events::RelayChanged {
+    crate::events::RelayChanged {
+        peer_id: peer.to_string(),
+        connected,
+        transport: transport.map(|t| t.as_str()),
     }
-    detail.into()
-}
-
-/// Sets a property on a plain object we created (cannot fail).
-pub fn set(object: &js_sys::Object, key: &str, value: JsValue) {
-    let _ = js_sys::Reflect::set(object, &JsValue::from_str(key), &value);
 }
 
 #[cfg(test)]

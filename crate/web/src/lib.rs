@@ -19,6 +19,7 @@ pub mod circuits;
 pub mod cluster_node;
 pub mod error;
 pub mod event_loop;
+pub mod events;
 pub mod options;
 #[cfg(feature = "probes")]
 pub mod probes;
