@@ -182,6 +182,38 @@ impl SimConfig {
             .saturating_sub((self.quiet_tail_hours * 3_600_000.0) as u64)
     }
 
+    /// The seed sweep's world (`crate/sim/tests/sweep.rs`, and the adversarial tests run in
+    /// it): 24 light nodes and an archive, a 24-block chain (20 at the start, one every 5
+    /// minutes), one hour with churn (sessions of 15 minutes, 5 offline, medians), 2
+    /// partitions an hour of a minute, 0.5 % message loss and every other fault at its
+    /// default, and half an hour of quiet at the end; repairs judged 1,500 s after churn stops
+    /// (holders that never confirm are challenged once a view has held for 10 minutes).
+    pub fn sweep_world(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            nodes: 24,
+            archives: 1,
+            blocks: 24,
+            initial_blocks: 20,
+            block_interval_s: 300,
+            hours: 1.0,
+            quiet_tail_hours: 0.5,
+            repair_bound_s: 1_500,
+            network: NetworkConfig {
+                partitions_per_hour: 2.0,
+                partition_median_s: 60.0,
+                loss_rate: 0.005,
+                ..NetworkConfig::default()
+            },
+            churn: ChurnConfig {
+                median_session_min: Some(15.0),
+                median_offline_min: 5.0,
+                ..ChurnConfig::default()
+            },
+            ..SimConfig::default()
+        }
+    }
+
     /// Checks that the configuration can work.
     pub fn validate(&self) -> Result<(), SimConfigError> {
         if self.nodes < 2 {

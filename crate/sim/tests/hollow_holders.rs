@@ -11,9 +11,7 @@
 //! runs n; `SEED=n` replays one (the binary: `SEED=n shoal-sim <the sweep's flags>
 //! --adversaries 2 --adversary-kind hollow`).
 
-use shoal_sim::churn::ChurnConfig;
 use shoal_sim::config::SimConfig;
-use shoal_sim::network::NetworkConfig;
 use shoal_sim::serving::{AdversaryKind, ServingConfig};
 use shoal_sim::world::{Report, World};
 
@@ -22,32 +20,12 @@ const LIARS: usize = 2;
 
 fn run(seed: u64) -> Report {
     let config = SimConfig {
-        seed,
-        nodes: 24,
-        archives: 1,
-        blocks: 24,
-        initial_blocks: 20,
-        block_interval_s: 300,
-        hours: 1.0,
-        quiet_tail_hours: 0.5,
-        repair_bound_s: 1_500,
-        network: NetworkConfig {
-            partitions_per_hour: 2.0,
-            partition_median_s: 60.0,
-            loss_rate: 0.005,
-            ..NetworkConfig::default()
-        },
-        churn: ChurnConfig {
-            median_session_min: Some(15.0),
-            median_offline_min: 5.0,
-            ..ChurnConfig::default()
-        },
         serving: ServingConfig {
             adversaries: LIARS,
             adversary_kind: AdversaryKind::Hollow,
             ..ServingConfig::default()
         },
-        ..SimConfig::default()
+        ..SimConfig::sweep_world(seed)
     };
     World::new(config)
         .expect("valid configuration")

@@ -5,10 +5,8 @@
 //! --test sweep` runs 200 of them; `SEED=n cargo test -p shoal-sim --test sweep` replays
 //! exactly one. A failure names its seed and the commands that replay it.
 
-use shoal_sim::churn::ChurnConfig;
 use shoal_sim::config::SimConfig;
 use shoal_sim::invariants::Invariant;
-use shoal_sim::network::NetworkConfig;
 use shoal_sim::world::{Report, World};
 
 /// The same world from the command line (with `SEED=n` in front).
@@ -16,30 +14,7 @@ const SWEEP_CLI: &str = "--nodes 24 --archives 1 --blocks 24 --initial-blocks 20
 
 /// The sweep's world: small, short, with churn, partitions and every fault switched on.
 fn sweep_config(seed: u64) -> SimConfig {
-    SimConfig {
-        seed,
-        nodes: 24,
-        archives: 1,
-        blocks: 24,
-        initial_blocks: 20,
-        block_interval_s: 300,
-        hours: 1.0,
-        quiet_tail_hours: 0.5,
-        // Holders that never confirm are challenged once a view has held for 10 minutes.
-        repair_bound_s: 1_500,
-        network: NetworkConfig {
-            partitions_per_hour: 2.0,
-            partition_median_s: 60.0,
-            loss_rate: 0.005,
-            ..NetworkConfig::default()
-        },
-        churn: ChurnConfig {
-            median_session_min: Some(15.0),
-            median_offline_min: 5.0,
-            ..ChurnConfig::default()
-        },
-        ..SimConfig::default()
-    }
+    SimConfig::sweep_world(seed)
 }
 
 fn run(seed: u64) -> Report {
