@@ -39,16 +39,6 @@ pub struct Timers {
 }
 
 impl Timers {
-    const ALL: [TimerId; TimerId::COUNT] = [
-        TimerId::Formation,
-        TimerId::Invitation,
-        TimerId::Heartbeat,
-        TimerId::Silence,
-        TimerId::ClusterExpiry,
-        TimerId::Repair,
-        TimerId::Serve,
-    ];
-
     /// [`Output::SetTimer`]: `id` is due at `at_ms`.
     pub fn set(&mut self, id: TimerId, at_ms: u64) {
         self.at_ms[id as usize] = Some(at_ms);
@@ -67,7 +57,7 @@ impl Timers {
     /// Removes and returns the timers due at `now_ms`, to feed back as
     /// [`Input::TimerFired`].
     pub fn take_due(&mut self, now_ms: u64) -> Vec<TimerId> {
-        Self::ALL
+        TimerId::ALL
             .into_iter()
             .filter(|id| {
                 let slot = &mut self.at_ms[*id as usize];
@@ -84,6 +74,16 @@ impl Timers {
 impl TimerId {
     /// How many timer ids there are.
     pub const COUNT: usize = 7;
+    /// Every timer id.
+    pub const ALL: [TimerId; TimerId::COUNT] = [
+        TimerId::Formation,
+        TimerId::Invitation,
+        TimerId::Heartbeat,
+        TimerId::Silence,
+        TimerId::ClusterExpiry,
+        TimerId::Repair,
+        TimerId::Serve,
+    ];
 }
 
 /// A peer the directory says we could dial.

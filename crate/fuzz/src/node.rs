@@ -248,15 +248,7 @@ impl Harness {
             }
             8 => {
                 // A timer fired whenever the shell pleases: early, late or twice.
-                let id = [
-                    TimerId::Formation,
-                    TimerId::Invitation,
-                    TimerId::Heartbeat,
-                    TimerId::Silence,
-                    TimerId::ClusterExpiry,
-                    TimerId::Repair,
-                    TimerId::Serve,
-                ][b.below(TimerId::COUNT)];
+                let id = TimerId::ALL[b.below(TimerId::COUNT)];
                 self.step(Input::TimerFired(id));
             }
             9 | 10 => self.storage(b),

@@ -10,8 +10,10 @@
 //! runs n; `SEED=n` replays one (the binary: `SEED=n shoal-sim <the sweep's flags>
 //! --forged-views-every-s 300`).
 
+mod common;
+
 use shoal_sim::config::{ForgedViews, SimConfig};
-use shoal_sim::world::{Report, World};
+use shoal_sim::world::Report;
 
 fn run(seed: u64) -> Report {
     let config = SimConfig {
@@ -21,43 +23,14 @@ fn run(seed: u64) -> Report {
         }),
         ..SimConfig::sweep_world(seed)
     };
-    World::new(config)
-        .expect("valid configuration")
-        .run()
-        .expect("run completes")
-}
-
-fn seeds() -> Vec<u64> {
-    if let Ok(seed) = std::env::var("SEED") {
-        return vec![seed.trim().parse().expect("SEED must be a u64")];
-    }
-    let count = std::env::var("SHOAL_SIM_FORGED_SEEDS")
-        .ok()
-        .map_or(3, |n| n.trim().parse().expect("a count"));
-    (0..count).collect()
+    common::run(config)
 }
 
 #[test]
 fn forged_views_from_an_outsider_are_refused_and_nothing_is_lost() {
-    for seed in seeds() {
+    for seed in common::seeds("SHOAL_SIM_FORGED_SEEDS") {
         let report = run(seed);
-        let violated: Vec<_> = report
-            .invariants
-            .iter()
-            .filter(|status| status.violations > 0)
-            .map(|status| status.invariant)
-            .collect();
-        assert!(
-            violated.is_empty(),
-            "seed {seed}: violated {violated:?}; first: {:?}\n  replay: SEED={seed} cargo test -p shoal-sim --test forged_views",
-            report.violations.first()
-        );
-        for status in &report.invariants {
-            assert!(
-                status.not_checked.is_none() && status.checks > 0,
-                "seed {seed}: {status:?}"
-            );
-        }
+        common::assert_invariants_held(&report, seed, "forged_views", true);
         assert!(
             report.forged_views_sent > 100,
             "seed {seed}: the attack ran"

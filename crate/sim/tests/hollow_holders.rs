@@ -11,9 +11,11 @@
 //! runs n; `SEED=n` replays one (the binary: `SEED=n shoal-sim <the sweep's flags>
 //! --adversaries 2 --adversary-kind hollow`).
 
+mod common;
+
 use shoal_sim::config::SimConfig;
 use shoal_sim::serving::{AdversaryKind, ServingConfig};
-use shoal_sim::world::{Report, World};
+use shoal_sim::world::Report;
 
 /// Hollow members among the 24.
 const LIARS: usize = 2;
@@ -27,43 +29,14 @@ fn run(seed: u64) -> Report {
         },
         ..SimConfig::sweep_world(seed)
     };
-    World::new(config)
-        .expect("valid configuration")
-        .run()
-        .expect("run completes")
-}
-
-fn seeds() -> Vec<u64> {
-    if let Ok(seed) = std::env::var("SEED") {
-        return vec![seed.trim().parse().expect("SEED must be a u64")];
-    }
-    let count = std::env::var("SHOAL_SIM_HOLLOW_SEEDS")
-        .ok()
-        .map_or(3, |n| n.trim().parse().expect("a count"));
-    (0..count).collect()
+    common::run(config)
 }
 
 #[test]
 fn members_that_store_nothing_are_found_and_every_block_is_back_on_p_copies() {
-    for seed in seeds() {
+    for seed in common::seeds("SHOAL_SIM_HOLLOW_SEEDS") {
         let report = run(seed);
-        let violated: Vec<_> = report
-            .invariants
-            .iter()
-            .filter(|status| status.violations > 0)
-            .map(|status| status.invariant)
-            .collect();
-        assert!(
-            violated.is_empty(),
-            "seed {seed}: violated {violated:?}; first: {:?}\n  replay: SEED={seed} cargo test -p shoal-sim --test hollow_holders",
-            report.violations.first()
-        );
-        for status in &report.invariants {
-            assert!(
-                status.not_checked.is_none() && status.checks > 0,
-                "seed {seed}: {status:?}"
-            );
-        }
+        common::assert_invariants_held(&report, seed, "hollow_holders", true);
         let stats = &report.node_stats;
         assert_eq!(report.serving.adversaries, LIARS, "seed {seed}");
         assert!(

@@ -13,10 +13,8 @@
 //! repair leaves a block on P-1 holders past the bound (`RepairedToP`, and `NewBlockReachesP`
 //! when the block is a new one: routed seed 10), as the churn sweep's ignored test records.
 
-use shoal_sim::churn::ChurnConfig;
 use shoal_sim::config::SimConfig;
 use shoal_sim::invariants::Invariant;
-use shoal_sim::network::NetworkConfig;
 use shoal_sim::serving::{AdversaryKind, NewBlocksMode, ServingConfig};
 use shoal_sim::world::{Report, World};
 
@@ -27,26 +25,10 @@ const SERVING_CLI: &str = "--nodes 24 --archives 1 --blocks 30 --initial-blocks 
 /// a second and four adversarial members of every kind.
 fn config(seed: u64, mode: NewBlocksMode, kind: AdversaryKind) -> SimConfig {
     SimConfig {
-        seed,
-        nodes: 24,
-        archives: 1,
         blocks: 30,
-        initial_blocks: 20,
         block_interval_s: 150,
-        hours: 1.0,
         quiet_tail_hours: 0.4,
         repair_bound_s: 900,
-        network: NetworkConfig {
-            partitions_per_hour: 2.0,
-            partition_median_s: 60.0,
-            loss_rate: 0.005,
-            ..NetworkConfig::default()
-        },
-        churn: ChurnConfig {
-            median_session_min: Some(15.0),
-            median_offline_min: 5.0,
-            ..ChurnConfig::default()
-        },
         serving: ServingConfig {
             new_blocks_mode: mode,
             queries_per_s: 1.0,
@@ -54,7 +36,7 @@ fn config(seed: u64, mode: NewBlocksMode, kind: AdversaryKind) -> SimConfig {
             adversary_kind: kind,
             ..ServingConfig::default()
         },
-        ..SimConfig::default()
+        ..SimConfig::sweep_world(seed)
     }
 }
 

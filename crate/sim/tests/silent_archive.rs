@@ -12,12 +12,15 @@
 //! cluster, which comes from the archives, is measured in the core's
 //! `repair::tests::a_silent_archive_costs_one_timeout_not_one_per_block`.
 //!
-//! `cargo test -p shoal-sim --test silent_archive` runs 3 seeds; `SEED=n` replays one (the
-//! binary: `SEED=n shoal-sim <the sweep's flags> --archives 2 --silent-archives 1`).
+//! `cargo test -p shoal-sim --test silent_archive` runs 3 seeds; `SHOAL_SIM_SILENT_SEEDS=n`
+//! runs n; `SEED=n` replays one (the binary: `SEED=n shoal-sim <the sweep's flags> --archives 2
+//! --silent-archives 1`).
+
+mod common;
 
 use shoal_sim::config::SimConfig;
 use shoal_sim::serving::ServingConfig;
-use shoal_sim::world::{Report, World};
+use shoal_sim::world::Report;
 
 fn run(seed: u64, silent_archives: usize) -> Report {
     let config = SimConfig {
@@ -28,35 +31,15 @@ fn run(seed: u64, silent_archives: usize) -> Report {
         },
         ..SimConfig::sweep_world(seed)
     };
-    World::new(config)
-        .expect("valid configuration")
-        .run()
-        .expect("run completes")
-}
-
-fn seeds() -> Vec<u64> {
-    if let Ok(seed) = std::env::var("SEED") {
-        return vec![seed.trim().parse().expect("SEED must be a u64")];
-    }
-    (0..3).collect()
+    common::run(config)
 }
 
 #[test]
 fn a_silent_archive_is_demoted_and_repairs_keep_their_pace() {
-    for seed in seeds() {
+    for seed in common::seeds("SHOAL_SIM_SILENT_SEEDS") {
         let honest = run(seed, 0);
         let report = run(seed, 1);
-        let violated: Vec<_> = report
-            .invariants
-            .iter()
-            .filter(|status| status.violations > 0)
-            .map(|status| status.invariant)
-            .collect();
-        assert!(
-            violated.is_empty(),
-            "seed {seed}: violated {violated:?}; first: {:?}\n  replay: SEED={seed} cargo test -p shoal-sim --test silent_archive",
-            report.violations.first()
-        );
+        common::assert_invariants_held(&report, seed, "silent_archive", false);
         assert_eq!(report.serving.silent_archive_hosts.len(), 1, "seed {seed}");
         assert_eq!(report.lost_blocks, 0, "seed {seed}");
         assert_eq!(report.blocks_below_p_at_deadline, 0, "seed {seed}");

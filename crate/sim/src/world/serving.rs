@@ -773,9 +773,9 @@ impl World {
         to: &NodeId,
         message: Message,
     ) -> Option<Message> {
-        let message_kind = message.kind();
         let message = match self.serving.adversaries[host as usize] {
             Some(adversary) => {
+                let kind = message.kind();
                 let (message, what) = adversary.rewrite(
                     message,
                     &self.serving.truth,
@@ -784,7 +784,7 @@ impl World {
                 );
                 let report = &mut self.serving.report;
                 if self.hosts[host as usize].archive
-                    && matches!(message_kind, "block_data" | "block_not_found")
+                    && matches!(kind, "block_data" | "block_not_found")
                 {
                     report.silent_archive_fetches += 1;
                 }
