@@ -20,8 +20,9 @@ fn a_formed_cluster_holds_the_whole_chain() {
 }
 
 /// In a cluster that has just formed every holder is still filling itself: a holder that
-/// answered one fetch with `BlockNotFound` is asked after the archives for the rest of the
-/// view, so the misses are a few per member, not two per block.
+/// answered one fetch with `BlockNotFound` is demoted behind the archives (for a request
+/// timeout, doubling while it keeps missing), so the misses are a few per member, not two per
+/// block.
 #[test]
 fn a_new_clusters_holders_that_lack_blocks_are_asked_after_the_archives() {
     let (mut net, members) = formed(6, fast_config(), 31, BLOCKS);
