@@ -166,12 +166,27 @@ test("with the archive relay stopped, pages verify transactions from the members
         && s.members.every((m) => m === s.peerId || greeted.has(m));
     });
   });
+  // The members answer for their whole shards once each holds it (a member still filling
+  // or re-indexing answers "unavailable", not "not found", and the archive is gone).
+  await until(90, "every member holds its whole shard", async () => {
+    const ss = await Promise.all(pages.map(status));
+    const m = await member.status();
+    return ss.every((s) => s.missingBlocks === 0 && s.synced) && m.missing_blocks === 0;
+  });
   const heights = [...blocks.keys()].filter((h) => h > 0);
   for (const page of pages) {
     for (const height of heights.filter((h) => h % 7 === 0)) {
       const { txids } = blocks[height];
       const got = await verifyFrom(page, txids[0]);
-      assert.ok(got.ok, `height ${height} without the archive: ${got.code} ${got.message}`);
+      let diag = "";
+      if (!got.ok) {
+        // What each member held and knew when the answer went wrong.
+        const views = await Promise.all(pages.map(status));
+        const m = await member.status();
+        diag = views.map((v) => `; page ${v.peerId.slice(-6)} cluster ${v.clusterId?.slice(0, 8)} of ${v.members.length} held ${v.heldBlocks} missing ${v.missingBlocks}`).join("")
+          + `; member relay cluster ${m.cluster_id?.slice(0, 8)} holds heights ${m.held.map((b) => b.height).join(",")} missing ${m.missing_blocks}`;
+      }
+      assert.ok(got.ok, `height ${height} without the archive: ${got.code} ${got.message}${diag}`);
       assert.equal(got.value.blockHash, blocks[height].hash);
       assert.ok(["local", "member"].includes(got.value.source), got.value.source);
     }

@@ -67,6 +67,7 @@ fn main() {
         members: &[],
         archives: &[],
         holders: &holders,
+        complete: true,
     };
     let mut i = 0usize;
     // One query through the table, its block read handed back; returns the proof's height.

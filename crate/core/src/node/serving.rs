@@ -83,13 +83,29 @@ impl Node {
     fn with_serve_quiet<R>(&mut self, f: impl FnOnce(&mut Serve, &Env<'_>) -> R) -> R {
         let view = self.shared.headers.clone();
         let archives = self.archives_to_ask();
+        let complete = self.search_complete();
         with_env(
             view.as_deref(),
             &self.shared.role,
             &self.shared.placer,
             &archives,
+            complete,
             |env| f(&mut self.shared.serving.serve, env),
         )
+    }
+
+    /// Whether a search of this node's own blocks is complete: the index is built (the
+    /// start-up records loaded, every held block without a record read back) and repair
+    /// misses no block placed here. Until then a peer's query that finds nothing here is
+    /// answered "unavailable", not "not found".
+    pub(crate) fn search_complete(&self) -> bool {
+        let s = &self.shared.serving;
+        s.kv_list_request.is_none()
+            && s.since_start.is_none()
+            && s.listed.is_none()
+            && s.rebuild.is_empty()
+            && s.rebuild_reads.is_empty()
+            && self.repair.missing_count() == 0
     }
 
     /// The connected archives, by id, if this node's queries ask them (none otherwise: the
@@ -377,6 +393,7 @@ impl Node {
             &self.shared.role,
             &self.shared.placer,
             &[],
+            false,
             |env| self.shared.serving.serve.handle_chain_change(&change, env),
         );
         self.pump_serve();
@@ -482,13 +499,14 @@ impl Node {
 }
 
 /// Runs `f` with the serving layer's view of this node: the header chain `view`, the
-/// cluster's members (none for an ordinary node), the archives its queries may ask, and who
-/// holds a block by placement.
+/// cluster's members (none for an ordinary node), the archives its queries may ask, whether
+/// its own blocks can be searched completely, and who holds a block by placement.
 fn with_env<R>(
     view: Option<&dyn HeaderView>,
     role: &Role,
     placer: &crate::placement::Placer,
     archives: &[NodeId],
+    complete: bool,
     f: impl FnOnce(&Env<'_>) -> R,
 ) -> R {
     let chain = ViewChain(view);
@@ -508,6 +526,7 @@ fn with_env<R>(
         members: &members,
         archives,
         holders: &holders,
+        complete,
     })
 }
 

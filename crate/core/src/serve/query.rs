@@ -390,6 +390,12 @@ pub struct Context<'a, P> {
     pub archives: &'a [P],
     /// Placement: who holds a block.
     pub holders: &'a dyn Fn(&BlockHash) -> Vec<P>,
+    /// Whether this node's search of its own blocks is complete: its index is built and it
+    /// holds every block placed on it. Only then does a search that finds nothing say
+    /// "not found" for it; otherwise a peer is told "unavailable" (it keeps looking) — a node
+    /// re-indexing after a restart, or still filling its shard, must not make a transaction
+    /// of the chain look absent from it.
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -709,7 +715,7 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             return;
         }
         if q.scope == Scope::LocalOnly {
-            let result = if q.hint.is_some() {
+            let result = if q.hint.is_some() || !cx.complete {
                 QueryResult::Unavailable
             } else {
                 QueryResult::NotFound
@@ -743,7 +749,7 @@ impl<P: Copy + Eq + Hash + Ord> Queries<P> {
             targets.truncate(self.config.max_targets.max(q.first_archive + 1));
         }
         if targets.is_empty() {
-            let result = if self.config.holds_every_block {
+            let result = if self.config.holds_every_block && cx.complete {
                 QueryResult::NotFound
             } else {
                 QueryResult::Unavailable

@@ -54,6 +54,9 @@ pub struct Env<'a> {
     pub archives: &'a [NodeId],
     /// Placement: the members that must hold a block (hash, height).
     pub holders: &'a dyn Fn(&BlockHash, u32) -> Vec<NodeId>,
+    /// The node's index is built and it holds every block placed on it
+    /// ([`query::Context::complete`]).
+    pub complete: bool,
 }
 
 /// Counters of what serving did.
@@ -638,6 +641,7 @@ fn query_cx<'a>(
         members: env.members,
         archives: env.archives,
         holders,
+        complete: env.complete,
     }
 }
 

@@ -44,6 +44,7 @@ fn env<'a>(chain: &'a TestChain, members: &'a [NodeId]) -> Env<'a> {
         members,
         archives: &[],
         holders: &holders,
+        complete: true,
     }
 }
 

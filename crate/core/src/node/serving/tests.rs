@@ -12,6 +12,7 @@ use crate::node::{
 };
 use crate::serve::query::QueryResult;
 use crate::testnet::{fast_config, network};
+use crate::wire::TxAnswerBody;
 
 /// A shell's stores: blocks, index records, and how many block reads it served.
 #[derive(Default)]
@@ -19,6 +20,8 @@ struct Disk {
     blocks: HashMap<BlockHash, Vec<u8>>,
     kv: BTreeMap<Vec<u8>, Vec<u8>>,
     gets: usize,
+    /// When set, block reads are kept here unanswered (a slow disk) instead of served.
+    held_gets: Option<Vec<Input>>,
 }
 
 /// Feeds an input and carries out storage commands against `disk` until quiet; returns
@@ -48,7 +51,11 @@ fn feed(node: &mut Node, disk: &mut Disk, now_ms: u64, input: Input) -> Vec<Outp
                 }) => {
                     disk.gets += 1;
                     let bytes = disk.blocks.get(&block_hash).cloned();
-                    pending.push(Input::Storage(StorageResult::Got { request_id, bytes }));
+                    let got = Input::Storage(StorageResult::Got { request_id, bytes });
+                    match &mut disk.held_gets {
+                        Some(held) => held.push(got),
+                        None => pending.push(got),
+                    }
                 }
                 Output::Storage(StorageCommand::Delete {
                     request_id,
@@ -370,6 +377,81 @@ fn the_index_survives_a_restart_without_reading_blocks() {
     let (_, gets) = restart(&config, &list, &mut disk);
     assert_eq!(gets, parsed.len());
     assert_eq!(disk.kv, records, "rebuilt records equal the lost ones");
+}
+
+/// A node restarted with blocks whose index records were lost reads them back a few at a
+/// time. Until it has, a peer asking for a transaction it cannot find is told "unavailable"
+/// (the asker keeps looking), never "not found" — final for the asker, and wrong for a
+/// transaction in a block not yet read back. Once the index is complete: the proof for one,
+/// "not found" for a transaction in none of its blocks.
+#[test]
+fn a_node_re_indexing_after_a_restart_answers_unavailable_until_its_index_is_complete() {
+    let (mut config, list, parsed, mut disk) = archive_with_blocks();
+    config.serve.query.holds_every_block = true;
+    disk.kv.clear();
+    let mut node = Node::new(config, NodeId::from_seed(1), 1).unwrap();
+    disk.held_gets = Some(Vec::new());
+    feed(&mut node, &mut disk, 10, Input::Start);
+    feed(&mut node, &mut disk, 10, Input::Headers(list.clone()));
+    let asker = NodeId::from_seed(9);
+    feed(
+        &mut node,
+        &mut disk,
+        10,
+        Input::PeerConnected { peer: asker },
+    );
+    let ask = |node: &mut Node, disk: &mut Disk, request_id: u64, txid: Txid| {
+        let message = crate::wire::Message::TxQuery {
+            request_id,
+            txid: crate::chain::Hash256(txid.0),
+            block_hint: None,
+        };
+        let out = feed(
+            node,
+            disk,
+            11,
+            Input::Message {
+                from: asker,
+                message,
+            },
+        );
+        match &sent_to(&out, asker)[..] {
+            [crate::wire::Message::TxAnswer { answer, .. }] => answer.clone(),
+            other => panic!("one answer expected: {other:?}"),
+        }
+    };
+    let reading = disk.held_gets.as_ref().map_or(0, Vec::len);
+    assert!(
+        reading > 0 && reading < parsed.len(),
+        "a few blocks read back at a time: {reading}"
+    );
+    let unknown = Txid([0xcd; 32]);
+    let last = parsed.last().unwrap().txdata[0].txid();
+    assert_eq!(
+        ask(&mut node, &mut disk, 1, unknown),
+        TxAnswerBody::Unavailable
+    );
+    assert_eq!(
+        ask(&mut node, &mut disk, 2, last),
+        TxAnswerBody::Unavailable
+    );
+    // The disk answers: the rest of the blocks are read back and indexed.
+    let held = disk.held_gets.take().unwrap_or_default();
+    for got in held {
+        feed(&mut node, &mut disk, 12, got);
+    }
+    assert_eq!(
+        node.shared.serving.serve.index().block_count(),
+        parsed.len()
+    );
+    assert_eq!(
+        ask(&mut node, &mut disk, 3, unknown),
+        TxAnswerBody::NotFound
+    );
+    assert!(matches!(
+        ask(&mut node, &mut disk, 4, last),
+        TxAnswerBody::Found { .. }
+    ));
 }
 
 /// A record that fails to decode is dropped and its block re-indexed from its bytes; a

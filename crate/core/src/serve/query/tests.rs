@@ -43,6 +43,7 @@ impl World {
             members: &MEMBERS,
             archives: &[],
             holders: &holders,
+            complete: true,
         }
     }
 }
@@ -956,5 +957,48 @@ fn a_node_that_holds_every_block_answers_not_found_for_what_it_lacks() {
     assert_eq!(
         reply(true, Some(BlockHash([0x77; 32]))),
         TxAnswerBody::NotFound
+    );
+}
+
+/// A member whose own search is not complete (its index still being rebuilt after a restart,
+/// or blocks of its shard still missing) must not tell a fellow member "not found": that is
+/// final for the asker once every member said it. It says "unavailable" until its search is
+/// complete; an archive that holds every block likewise.
+#[test]
+fn a_node_whose_search_is_incomplete_answers_unavailable_not_not_found() {
+    let world = World::new();
+    let unknown = Txid([0xcd; 32]);
+    let reply = |complete: bool, scope: Scope, holds_every_block: bool| {
+        let mut queries = Queries::new(QueryConfig {
+            holds_every_block,
+            ..QueryConfig::default()
+        });
+        let cx = Context {
+            members: &[],
+            complete,
+            ..world.cx()
+        };
+        let peer = Origin::Peer {
+            peer: 7,
+            request_id: 9,
+        };
+        queries.start(0, peer, scope, unknown, None, &cx).unwrap();
+        drain(&mut queries)
+            .into_iter()
+            .find_map(|o| match o {
+                QueryOutput::Reply { answer, .. } => Some(answer),
+                _ => None,
+            })
+            .expect("a reply at once")
+    };
+    assert_eq!(reply(true, Scope::LocalOnly, false), TxAnswerBody::NotFound);
+    assert_eq!(
+        reply(false, Scope::LocalOnly, false),
+        TxAnswerBody::Unavailable
+    );
+    assert_eq!(reply(true, Scope::Cluster, true), TxAnswerBody::NotFound);
+    assert_eq!(
+        reply(false, Scope::Cluster, true),
+        TxAnswerBody::Unavailable
     );
 }
