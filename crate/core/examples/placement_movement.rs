@@ -17,10 +17,7 @@ fn main() {
         .map(|i| (BlockHash(sha256d(&i.to_le_bytes())), i as u32))
         .collect();
     let members: Vec<Slot> = (0..=k as u64)
-        .map(|i| Slot {
-            id: NodeId::from_seed(i),
-            segment: (i % 3) as u32,
-        })
+        .map(|i| Slot::alone(NodeId::from_seed(i), (i % 3) as u32))
         .collect();
     let cluster = &members[..k];
     // A member in the middle of the numbering leaves; a newcomer joins at the end.

@@ -28,8 +28,15 @@ pub struct Config {
     pub address: String,
     /// This node's network segment (S8), e.g. an autonomous-system number.
     pub segment: u32,
-    /// Bytes of block storage this node offers (sent in invitations).
+    /// Bytes of block storage this node offers (sent in invitations). Placement weighs
+    /// members by it: a member with half the room of another holds about half as many blocks.
     pub capacity_bytes: u64,
+    /// This node's failure domain: the device it runs on. Nodes that fail together share one
+    /// (tabs of one browser profile and origin); placement puts a block's P copies on P
+    /// distinct devices whenever the cluster spans that many, and formation and replacement
+    /// prefer members from devices not yet in the cluster. 0: a device of its own (derived
+    /// from its node id).
+    pub device: u64,
     /// An archive holds every block it gets, serves them, and never joins a cluster.
     pub archive: bool,
     /// Most peers this node dials from directory candidates.
@@ -119,6 +126,7 @@ impl Default for Config {
             address: String::new(),
             segment: 0,
             capacity_bytes: 1 << 30,
+            device: 0,
             archive: false,
             max_peers: 16,
             peer_table_max: 256,

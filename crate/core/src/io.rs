@@ -3,7 +3,7 @@
 use crate::base::NodeId;
 use crate::chain::Txid;
 use crate::chain_seam::{BlockHash, SharedHeaders};
-use crate::cluster::ClusterId;
+use crate::cluster::{ClusterId, FailureDomains};
 use crate::serve::cache::CacheError;
 use crate::serve::query::QueryResult;
 use crate::serve::txindex::KvOp;
@@ -277,6 +277,9 @@ pub enum Event {
     /// said so (`Message::HolderFaulty`): it is dropped from the view like an offline member
     /// and kept out for `Config::faulty_ban_ms` (issue 16, `crate::repair::holding`).
     HolderFaulty { member: NodeId, by_us: bool },
+    /// How the cluster spreads over failure domains, on joining and whenever a view changes
+    /// it (issue 17): `spread` false says some blocks' copies share a device.
+    FailureDomains(FailureDomains),
 }
 
 /// Counters a shell or simulator can read ([`Node::stats`](crate::node::Node::stats)).

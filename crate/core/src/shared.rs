@@ -169,7 +169,17 @@ impl Shared {
             blocks_served: self.stats.blocks_served,
             capacity_bytes: self.config.capacity_bytes,
             segment: self.config.segment,
+            device: self.device(),
             archive: self.config.archive,
+        }
+    }
+
+    /// This node's failure domain: [`Config::device`](crate::config::Config::device), or a
+    /// device of its own derived from its id.
+    pub(crate) fn device(&self) -> u64 {
+        match self.config.device {
+            0 => crate::placement::own_device(&self.id),
+            device => device,
         }
     }
 

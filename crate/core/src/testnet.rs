@@ -542,6 +542,7 @@ pub(crate) fn record(blocks_served: u64, capacity_bytes: u64) -> NodeRecord {
         blocks_served,
         capacity_bytes,
         segment: 0,
+        device: 0,
         archive: false,
     }
 }

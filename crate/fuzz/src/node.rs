@@ -378,6 +378,7 @@ impl Harness {
             blocks_served: u64::from(b.u16()),
             capacity_bytes: 1 << 30,
             segment: u32::from(b.u8() % 3),
+            device: u64::from(b.u8() % 4),
             archive: b.u8() % 8 == 0,
         }
     }
@@ -388,6 +389,7 @@ impl Harness {
             address: format!("/sim/{}", id.0[0]),
             segment: u32::from(id.0[1] % 3),
             capacity_bytes: 1 << 30,
+            device: u64::from(id.0[2] % 4),
         }
     }
 

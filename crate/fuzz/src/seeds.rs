@@ -136,6 +136,7 @@ fn view() -> View {
                 address: format!("/sim/{i}"),
                 segment: i as u32,
                 capacity_bytes: 1 << 30,
+                device: i as u64 + 1,
             })
             .collect(),
         expires_in_ms: 60_000,
@@ -155,6 +156,7 @@ fn messages() -> Vec<Message> {
         blocks_served: 12,
         capacity_bytes: 1 << 30,
         segment: 1,
+        device: 7,
         archive: false,
     };
     let block = &blocks()[0];

@@ -199,6 +199,7 @@ mod tests {
                 blocks_served: 0,
                 capacity_bytes: 1 << 20,
                 segment: 0,
+                device: 1,
                 archive: true,
             },
             cluster: None,

@@ -126,9 +126,9 @@ pub fn measure(
     for _ in 0..trials {
         let cluster = ClusterId(chain::sha256d(&rng.next_u64().to_le_bytes()));
         let members: Vec<Slot> = (0..cluster_size)
-            .map(|_| Slot {
-                id: NodeId::from_seed(rng.next_u64()),
-                segment: rng.below(SEGMENTS) as u32,
+            .map(|_| {
+                let id = NodeId::from_seed(rng.next_u64());
+                Slot::alone(id, rng.below(SEGMENTS) as u32)
             })
             .collect();
         let before = slots_in_number_order(&cluster, &members);
@@ -139,10 +139,8 @@ pub fn measure(
         leave += moved_bytes(&mut placer, &chain, &before, &after);
         leave_opt += held_bytes(&mut placer, &chain, &before, gone);
         // A join: a newcomer enters the cluster of K-1 and everyone renumbers.
-        let newcomer = Slot {
-            id: NodeId::from_seed(rng.next_u64()),
-            segment: rng.below(SEGMENTS) as u32,
-        };
+        let id = NodeId::from_seed(rng.next_u64());
+        let newcomer = Slot::alone(id, rng.below(SEGMENTS) as u32);
         let mut grown = remaining.clone();
         grown.push(newcomer);
         let grown = slots_in_number_order(&cluster, &grown);

@@ -185,16 +185,41 @@ pub(crate) struct Room {
     pub(crate) keeps_p: bool,
 }
 
+/// How a cluster's members spread over failure domains (devices, [`Slot::device`], and
+/// network segments): whether each block's copies can be on distinct devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailureDomains {
+    /// Members in the view.
+    pub members: usize,
+    /// Distinct devices among them.
+    pub devices: usize,
+    /// Distinct network segments among them.
+    pub segments: usize,
+    /// Copies per block (P).
+    pub replicas: usize,
+    /// Every block's copies are on distinct devices: the view spans at least
+    /// `min(replicas, members)` devices (placement then always takes them, see
+    /// [`crate::placement`]). When false, some blocks have two copies on one device.
+    pub spread: bool,
+}
+
 impl Membership {
     /// Builds the membership of `me` in `view` (which must list `me`).
     pub(crate) fn new(me: NodeId, view: View, now_ms: u64, expires_at_ms: u64) -> Membership {
         let ids: Vec<NodeId> = view.members.iter().map(|m| m.id).collect();
         let order = numbering(&view.cluster, &ids);
+        let capacities: Vec<u64> = order
+            .iter()
+            .map(|&i| view.members[i].capacity_bytes)
+            .collect();
         let slots: Vec<Slot> = order
             .iter()
-            .map(|&i| Slot {
+            .zip(crate::placement::weights(&capacities))
+            .map(|(&i, weight)| Slot {
                 id: view.members[i].id,
                 segment: view.members[i].segment,
+                device: view.members[i].device,
+                weight,
             })
             .collect();
         let number = slots
@@ -217,6 +242,25 @@ impl Membership {
     /// The view's place in the total order of views ([`view_order`]).
     pub(crate) fn order_key(&self) -> (u64, usize, u64) {
         (self.view.epoch, self.view.members.len(), self.digest)
+    }
+
+    /// How this view's members spread over failure domains, with `replicas` (P) copies per
+    /// block.
+    pub(crate) fn failure_domains(&self, replicas: usize) -> FailureDomains {
+        let mut devices: Vec<u64> = self.slots.iter().map(|s| s.device).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let mut segments: Vec<u32> = self.slots.iter().map(|s| s.segment).collect();
+        segments.sort_unstable();
+        segments.dedup();
+        let members = self.slots.len();
+        FailureDomains {
+            members,
+            devices: devices.len(),
+            segments: segments.len(),
+            replicas,
+            spread: devices.len() >= replicas.min(members),
+        }
     }
 
     /// The slot index (member number) of `id`.

@@ -23,6 +23,7 @@ fn view_of(founders: &[u64], proposer: usize, generation: u64) -> View {
                 address: String::new(),
                 segment: 0,
                 capacity_bytes: 0,
+                device: crate::placement::own_device(id),
             })
             .collect(),
         expires_in_ms: 1_000,

@@ -478,6 +478,7 @@ impl Formation {
             address: cx.config.address.clone(),
             segment: cx.config.segment,
             capacity_bytes: cx.config.capacity_bytes,
+            device: cx.device(),
         });
         infos.sort_by_key(|info| info.id);
         let view = View {
@@ -652,6 +653,7 @@ pub(crate) fn member_info(a: &Accepted) -> MemberInfo {
         address: a.address.clone(),
         segment: a.record.segment,
         capacity_bytes: a.record.capacity_bytes,
+        device: a.record.device,
     }
 }
 

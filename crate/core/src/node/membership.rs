@@ -288,6 +288,10 @@ impl Node {
         for member in joined {
             cx.event(Event::MemberJoined { member });
         }
+        if let Some(m) = cx.membership() {
+            let domains = m.failure_domains(cx.config.replicas);
+            cx.event(Event::FailureDomains(domains));
+        }
         cx.announce();
         cx.set_timer(
             TimerId::Heartbeat,
@@ -320,6 +324,7 @@ impl Node {
             return;
         };
         let cluster = old.view.cluster;
+        let old_domains = old.failure_domains(cx.config.replicas);
         if view.members.binary_search_by(|m| m.id.cmp(&cx.id)).is_err() {
             return self.leave_cluster();
         }
@@ -353,11 +358,16 @@ impl Node {
         let cx = &mut self.shared;
         let coordinator_short =
             next.number == 0 && next.slots.len() < cx.config.cluster_size_target;
+        let domains = next.failure_domains(cx.config.replicas);
+        let domains_changed = old_domains != domains;
         cx.role = Role::Member(Box::new(next));
         cx.stats.views_adopted += 1;
         cx.event(event);
         for member in joined {
             cx.event(Event::MemberJoined { member });
+        }
+        if domains_changed {
+            cx.event(Event::FailureDomains(domains));
         }
         // Peers outside the cluster learn its new room (join requests, S13; dissolving).
         cx.announce_room();

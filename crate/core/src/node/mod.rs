@@ -285,6 +285,13 @@ impl Node {
         self.repair.missing_count()
     }
 
+    /// How this node's cluster spreads over failure domains (`None` outside a cluster).
+    pub fn failure_domains(&self) -> Option<crate::cluster::FailureDomains> {
+        self.shared
+            .membership()
+            .map(|m| m.failure_domains(self.shared.config.replicas))
+    }
+
     /// Whether this node must hold the block at `height` under its current view.
     pub fn must_hold(&mut self, height: u32) -> bool {
         self.shared.must_hold(height)

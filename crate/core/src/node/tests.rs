@@ -32,6 +32,7 @@ fn unsolicited_or_forged_views_are_ignored() {
                 address: String::new(),
                 segment: 0,
                 capacity_bytes: 0,
+                device: crate::placement::own_device(id),
             })
             .collect(),
         expires_in_ms: 1_000,

@@ -20,6 +20,21 @@
 //!   (block, member id). It does not depend on member numbers, so a member leaving moves only
 //!   that member's blocks, and a member joining takes only its fair share.
 //!
+//! # Failure domains and capacity (the rendezvous rules)
+//!
+//! Members that fail together share a *device* ([`Slot::device`]: the tabs of one browser
+//! profile and origin; a relay has its own). [`PlacementRule::Rendezvous`] takes a block's
+//! holders down its ranking, first only members of devices not yet holding the block, then
+//! any: the P copies are on P distinct devices whenever the cluster spans that many.
+//! [`PlacementRule::Segment`] does the same with network segments first, then devices.
+//! Members are ranked by *weighted* rendezvous: a member of weight `w` ([`weights`], from the
+//! capacities the view lists) scores the best of `w` draws, so it ranks first for a share
+//! `w / Σw` of the blocks — a member with half the room holds about half as many. Equal
+//! capacities give every member weight 1, the plain rule. All of it is integer arithmetic:
+//! native relays and wasm pages compute the same holders bit for bit.
+//! The patent's rules ([`PlacementRule::HashMod`], [`PlacementRule::Even`]) are kept as the
+//! patent states them, by member number alone.
+//!
 //! `movement` measures what a membership change moves under a rule; the
 //! `placement_movement` example prints it against the optimum for every rule.
 
@@ -45,6 +60,55 @@ pub enum PlacementRule {
 pub struct Slot {
     pub id: NodeId,
     pub segment: u32,
+    /// Its failure domain ([`crate::config::Config::device`]).
+    pub device: u64,
+    /// Its rendezvous weight, at least 1 ([`weights`]).
+    pub weight: u32,
+}
+
+impl Slot {
+    /// A member on a device of its own, of weight 1.
+    pub fn alone(id: NodeId, segment: u32) -> Slot {
+        Slot {
+            id,
+            segment,
+            device: own_device(&id),
+            weight: 1,
+        }
+    }
+}
+
+/// The failure domain of a node that names none: its own, derived from its id (never 0).
+pub fn own_device(id: &NodeId) -> u64 {
+    mix64(u64::from_le_bytes(id.0[8..16].try_into().expect("8 bytes"))).max(1)
+}
+
+/// Finest weight a member can have: weights are capacities relative to the largest, in
+/// steps of 1/`WEIGHT_STEPS`.
+pub const WEIGHT_STEPS: u64 = 16;
+
+/// Rendezvous weights for members of these capacities (in bytes): each capacity relative to
+/// the largest in steps of 1/[`WEIGHT_STEPS`], at least 1, divided by their greatest common
+/// divisor — equal capacities give weight 1 each, so the plain rule costs nothing more.
+pub fn weights(capacities: &[u64]) -> Vec<u32> {
+    let max = capacities.iter().copied().max().unwrap_or(0).max(1) as u128;
+    let raw: Vec<u64> = capacities
+        .iter()
+        .map(|&c| {
+            let scaled = (c as u128 * WEIGHT_STEPS as u128 + max / 2) / max;
+            (scaled as u64).clamp(1, WEIGHT_STEPS)
+        })
+        .collect();
+    let divisor = raw.iter().copied().fold(0, gcd).max(1);
+    raw.into_iter().map(|w| (w / divisor) as u32).collect()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Computes holders with reusable scratch space (no allocation per block once warmed up).
@@ -53,7 +117,8 @@ pub struct Placer {
     rule: PlacementRule,
     replicas: usize,
     scratch: Vec<(u64, usize)>,
-    segments: Vec<u32>,
+    /// Segments and devices already holding the block being placed.
+    taken: Vec<u64>,
 }
 
 impl Placer {
@@ -64,7 +129,7 @@ impl Placer {
             rule,
             replicas,
             scratch: Vec::new(),
-            segments: Vec::new(),
+            taken: Vec::new(),
         }
     }
 
@@ -111,28 +176,14 @@ impl Placer {
             }
             PlacementRule::Rendezvous => {
                 self.rank(hash, members);
-                out.extend(self.scratch.iter().take(p).map(|(_, i)| *i));
+                self.take_distinct(p, members, out, |m| m.device);
+                self.fill(p, out);
             }
             PlacementRule::Segment => {
                 self.rank(hash, members);
-                self.segments.clear();
-                for &(_, i) in &self.scratch {
-                    if out.len() == p {
-                        break;
-                    }
-                    if !self.segments.contains(&members[i].segment) {
-                        self.segments.push(members[i].segment);
-                        out.push(i);
-                    }
-                }
-                for &(_, i) in &self.scratch {
-                    if out.len() == p {
-                        break;
-                    }
-                    if !out.contains(&i) {
-                        out.push(i);
-                    }
-                }
+                self.take_distinct(p, members, out, |m| u64::from(m.segment));
+                self.take_distinct(p, members, out, |m| m.device);
+                self.fill(p, out);
             }
         }
         debug_assert_eq!(out.len(), p);
@@ -151,16 +202,52 @@ impl Placer {
         out.contains(&number)
     }
 
-    /// Fills `scratch` with members sorted by rendezvous weight, best first.
+    /// Appends to `out`, down the ranking in `scratch`, members not in `out` whose `domain`
+    /// no member of `out` shares, until `out` has `p`.
+    fn take_distinct(
+        &mut self,
+        p: usize,
+        members: &[Slot],
+        out: &mut Vec<usize>,
+        domain: impl Fn(&Slot) -> u64,
+    ) {
+        self.taken.clear();
+        self.taken.extend(out.iter().map(|&i| domain(&members[i])));
+        for &(_, i) in &self.scratch {
+            if out.len() == p {
+                return;
+            }
+            let d = domain(&members[i]);
+            if !out.contains(&i) && !self.taken.contains(&d) {
+                self.taken.push(d);
+                out.push(i);
+            }
+        }
+    }
+
+    /// Appends to `out` the best-ranked members not in it, until it has `p`.
+    fn fill(&self, p: usize, out: &mut Vec<usize>) {
+        for &(_, i) in &self.scratch {
+            if out.len() == p {
+                return;
+            }
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+    }
+
+    /// Fills `scratch` with members sorted by weighted rendezvous score, best first.
     fn rank(&mut self, hash: &BlockHash, members: &[Slot]) {
         let block_key = u64::from_le_bytes(hash.0[..8].try_into().expect("8 bytes"));
         self.scratch.clear();
-        self.scratch.extend(
-            members
-                .iter()
-                .enumerate()
-                .map(|(i, m)| (rendezvous_weight(block_key, &m.id), i)),
-        );
+        self.scratch
+            .extend(members.iter().enumerate().map(|(i, m)| {
+                let best = (1..m.weight.max(1))
+                    .map(|draw| rendezvous_draw(block_key, &m.id, draw))
+                    .fold(rendezvous_weight(block_key, &m.id), u64::max);
+                (best, i)
+            }));
         // Ties (vanishingly rare) broken by member id, so every member agrees.
         self.scratch
             .sort_unstable_by(|a, b| b.0.cmp(&a.0).then(members[a.1].id.cmp(&members[b.1].id)));
@@ -183,6 +270,12 @@ pub fn hash_mod(hash: &BlockHash, m: u64) -> u64 {
 fn rendezvous_weight(block_key: u64, member: &NodeId) -> u64 {
     let member_key = u64::from_le_bytes(member.0[..8].try_into().expect("8 bytes"));
     mix64(block_key ^ mix64(member_key))
+}
+
+/// A member's further draws when its weight is above 1 (draw 0 is [`rendezvous_weight`]).
+fn rendezvous_draw(block_key: u64, member: &NodeId, draw: u32) -> u64 {
+    let member_key = u64::from_le_bytes(member.0[..8].try_into().expect("8 bytes"));
+    mix64(block_key ^ mix64(member_key ^ mix64(u64::from(draw))))
 }
 
 /// What a membership change moved under one rule.

@@ -7,10 +7,7 @@ fn slots(seeds: &[u64], segments: u32) -> Vec<Slot> {
     seeds
         .iter()
         .enumerate()
-        .map(|(i, s)| Slot {
-            id: NodeId::from_seed(*s),
-            segment: i as u32 % segments.max(1),
-        })
+        .map(|(i, s)| Slot::alone(NodeId::from_seed(*s), i as u32 % segments.max(1)))
         .collect()
 }
 
@@ -96,7 +93,7 @@ proptest! {
         let m = movement(PlacementRule::Rendezvous, 3, &blocks, &before, &after);
         prop_assert_eq!(m.moved, m.optimum);
         // Join: every moved pair lands on the newcomer.
-        let newcomer = Slot { id: NodeId::from_seed(seed ^ 0xdead_beef), segment: 0 };
+        let newcomer = Slot::alone(NodeId::from_seed(seed ^ 0xdead_beef), 0);
         let mut joined = before.clone();
         joined.push(newcomer);
         let mut placer = Placer::new(PlacementRule::Rendezvous, 3);

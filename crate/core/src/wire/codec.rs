@@ -137,6 +137,7 @@ impl Writer {
         self.varint(r.blocks_served);
         self.varint(r.capacity_bytes);
         self.varint(r.segment as u64);
+        self.varint(r.device);
         self.bool(r.archive);
     }
     fn stamp(&mut self, s: &Option<ViewStamp>) {
@@ -253,6 +254,7 @@ impl Writer {
                     self.len_prefixed("address", member.address.as_bytes(), MAX_ADDRESS_BYTES)?;
                     self.varint(member.segment as u64);
                     self.varint(member.capacity_bytes);
+                    self.varint(member.device);
                 }
                 self.varint(view.expires_in_ms);
             }
@@ -509,6 +511,7 @@ impl<'a> Reader<'a> {
             blocks_served: self.varint("blocks_served")?,
             capacity_bytes: self.varint("capacity_bytes")?,
             segment: self.u32("segment")?,
+            device: self.varint("device")?,
             archive: self.bool("archive")?,
         })
     }
@@ -608,8 +611,9 @@ impl<'a> Reader<'a> {
                     founders.push(NodeId(self.bytes32("founder")?));
                 }
                 let epoch = self.varint("epoch")?;
-                // A member: its id, an address, a segment and a capacity (one byte each at least).
-                let n = self.count("members", MAX_VIEW_MEMBERS, 32 + 3)?;
+                // A member: its id, an address, a segment, a capacity and a device (one byte
+                // each at least).
+                let n = self.count("members", MAX_VIEW_MEMBERS, 32 + 4)?;
                 let mut members = Vec::with_capacity(n);
                 for _ in 0..n {
                     members.push(MemberInfo {
@@ -617,6 +621,7 @@ impl<'a> Reader<'a> {
                         address: self.address()?,
                         segment: self.u32("segment")?,
                         capacity_bytes: self.varint("capacity_bytes")?,
+                        device: self.varint("device")?,
                     });
                 }
                 Message::View(View {

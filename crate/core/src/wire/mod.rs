@@ -42,7 +42,7 @@ pub use codec::{decode, encode, encoded_len};
 /// the others, so a new kind must be one an older node can do without. (An older member does
 /// not answer challenges: its mates then keep the spare copies its blocks' proofs would have
 /// released — the safe side.)
-pub const WIRE_VERSION: u8 = 4;
+pub const WIRE_VERSION: u8 = 5;
 /// Largest encoded message, in bytes (a maximal block plus framing fits).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Largest raw block carried in [`Message::BlockData`] (Bitcoin's 4 MWU bound on serialized size).
@@ -71,6 +71,9 @@ pub struct NodeRecord {
     pub capacity_bytes: u64,
     /// Its network segment (e.g. an autonomous system or address prefix), for placement S8.
     pub segment: u32,
+    /// Its failure domain: the device it runs on (tabs of one browser profile and origin
+    /// share one; a relay has its own). Placement puts a block's copies on distinct devices.
+    pub device: u64,
     /// Whether it is an archive (holds every block, never joins a cluster).
     pub archive: bool,
 }
@@ -96,6 +99,8 @@ pub struct MemberInfo {
     pub address: String,
     pub segment: u32,
     pub capacity_bytes: u64,
+    /// Its failure domain ([`NodeRecord::device`]).
+    pub device: u64,
 }
 
 /// What makes a cluster id checkable: the proposer, the generation and the founding members.

@@ -10,14 +10,22 @@ fn node_id() -> impl Strategy<Value = NodeId> {
 }
 
 fn record() -> impl Strategy<Value = NodeRecord> {
-    (any::<u64>(), any::<u64>(), any::<u32>(), any::<bool>()).prop_map(
-        |(blocks_served, capacity_bytes, segment, archive)| NodeRecord {
-            blocks_served,
-            capacity_bytes,
-            segment,
-            archive,
-        },
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(blocks_served, capacity_bytes, segment, device, archive)| NodeRecord {
+                blocks_served,
+                capacity_bytes,
+                segment,
+                device,
+                archive,
+            },
+        )
 }
 
 fn header() -> impl Strategy<Value = Header> {
@@ -75,7 +83,16 @@ fn view() -> impl Strategy<Value = View> {
         any::<u64>(),
         vec(node_id(), 0..8),
         any::<u64>(),
-        vec((node_id(), address(), any::<u32>(), any::<u64>()), 0..8),
+        vec(
+            (
+                node_id(),
+                address(),
+                any::<u32>(),
+                any::<u64>(),
+                any::<u64>(),
+            ),
+            0..8,
+        ),
         any::<u64>(),
     )
         .prop_map(
@@ -89,12 +106,15 @@ fn view() -> impl Strategy<Value = View> {
                 epoch,
                 members: members
                     .into_iter()
-                    .map(|(id, address, segment, capacity_bytes)| MemberInfo {
-                        id,
-                        address,
-                        segment,
-                        capacity_bytes,
-                    })
+                    .map(
+                        |(id, address, segment, capacity_bytes, device)| MemberInfo {
+                            id,
+                            address,
+                            segment,
+                            capacity_bytes,
+                            device,
+                        },
+                    )
                     .collect(),
                 expires_in_ms,
             },

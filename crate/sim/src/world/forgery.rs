@@ -50,6 +50,7 @@ impl World {
                     address: format!("sim://forger/{k}"),
                     segment: 0,
                     capacity_bytes: u64::MAX,
+                    device: shoal_core::placement::own_device(&id),
                 });
                 k += 1;
             }

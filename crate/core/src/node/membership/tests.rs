@@ -30,6 +30,7 @@ fn info(id: NodeId) -> MemberInfo {
         address: format!("/forged/{id:?}"),
         segment: 0,
         capacity_bytes: 1 << 30,
+        device: crate::placement::own_device(&id),
     }
 }
 

@@ -293,6 +293,7 @@ fn an_ordinary_node_asks_its_archive_when_configured() {
                 blocks_served: 0,
                 capacity_bytes: 0,
                 segment: 0,
+                device: 1,
                 archive: true,
             },
             cluster: None,

@@ -422,6 +422,7 @@ fn a_faulty_report_from_a_mate_drops_and_keeps_out() {
         address: String::new(),
         segment: 0,
         capacity_bytes: 0,
+        device: crate::placement::own_device(&c_id),
     });
     members_with_c.sort_by_key(|m| m.id);
     net.inject(

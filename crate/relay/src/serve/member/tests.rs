@@ -224,6 +224,7 @@ fn a_member_relay_answers_a_hold_challenge_from_its_disk() {
             address: String::new(),
             segment: 0,
             capacity_bytes: 1 << 30,
+            device: shoal_core::placement::own_device(id),
         })
         .collect();
     let view = View {
