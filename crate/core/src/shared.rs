@@ -177,10 +177,7 @@ impl Shared {
     /// This node's failure domain: [`Config::device`](crate::config::Config::device), or a
     /// device of its own derived from its id.
     pub(crate) fn device(&self) -> u64 {
-        match self.config.device {
-            0 => crate::placement::own_device(&self.id),
-            device => device,
-        }
+        crate::placement::device_of(&self.id, self.config.device)
     }
 
     /// Our view's stamp, if we are a member (carried by every ping and pong, S9–S10).

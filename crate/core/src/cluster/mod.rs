@@ -218,7 +218,7 @@ impl Membership {
             .map(|(&i, weight)| Slot {
                 id: view.members[i].id,
                 segment: view.members[i].segment,
-                device: view.members[i].device,
+                device: crate::placement::device_of(&view.members[i].id, view.members[i].device),
                 weight,
             })
             .collect();

@@ -524,7 +524,11 @@ fn keeps_p_elsewhere(cx: &Shared, p: &Peer, ours: ClusterId) -> bool {
 }
 
 /// Ordinary, connected, non-archive peers that said hello, best first (S1's node condition:
-/// former mates of `previous`, blocks served, round-trip time), at most `max`.
+/// former mates of `previous`, blocks served, round-trip time), at most `max`. Failure
+/// domains come before all of it (issue 17): a peer on a device not yet in the cluster (this
+/// node's, its members', or a better-ranked candidate's) ranks before every peer on a device
+/// already there, so a second member from one device is invited only when no other candidate
+/// is in reach.
 pub(crate) fn ranked_ordinary_peers(
     cx: &Shared,
     max: usize,
@@ -563,8 +567,32 @@ pub(crate) fn ranked_ordinary_peers(
             .then(a.3.cmp(&b.3))
             .then(a.4.cmp(&b.4))
     });
-    eligible.truncate(max);
-    eligible.into_iter().map(|e| e.4).collect()
+    let device = |id: &NodeId| {
+        let said = cx
+            .peers
+            .get(id)
+            .and_then(|p| p.record.as_ref())
+            .map_or(0, |r| r.device);
+        crate::placement::device_of(id, said)
+    };
+    let mut taken: Vec<u64> = cx
+        .membership()
+        .map(|m| m.slots.iter().map(|s| s.device).collect())
+        .unwrap_or_default();
+    taken.push(cx.device());
+    let (mut diverse, mut same): (Vec<NodeId>, Vec<NodeId>) = (Vec::new(), Vec::new());
+    for (.., id) in eligible {
+        let d = device(&id);
+        if taken.contains(&d) {
+            same.push(id);
+        } else {
+            taken.push(d);
+            diverse.push(id);
+        }
+    }
+    diverse.extend(same);
+    diverse.truncate(max);
+    diverse
 }
 
 /// Sends invitations (to form a cluster, or with `cluster` to join ours) and returns the
@@ -653,7 +681,7 @@ pub(crate) fn member_info(a: &Accepted) -> MemberInfo {
         address: a.address.clone(),
         segment: a.record.segment,
         capacity_bytes: a.record.capacity_bytes,
-        device: a.record.device,
+        device: crate::placement::device_of(&a.id, a.record.device),
     }
 }
 

@@ -19,12 +19,21 @@ fn sent_invites(outputs: &[Output]) -> Vec<NodeId> {
 
 /// A node connected to `peers` ordinary peers with the given records and round-trip times.
 fn connected_node(config: Config, peers: &[(u64, u64, u64)]) -> (Node, Vec<NodeId>, u64) {
+    connected_node_on(config, peers, &vec![0; peers.len()])
+}
+
+/// [`connected_node`] with the peers on the given devices (0: each its own).
+fn connected_node_on(
+    config: Config,
+    peers: &[(u64, u64, u64)],
+    devices: &[u64],
+) -> (Node, Vec<NodeId>, u64) {
     let mut node = Node::new(config, NodeId::from_seed(1000), 5).unwrap();
     let mut now = 0;
     node.handle_input(now, Input::Start);
     drain(&mut node);
     let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId::from_seed).collect();
-    for (id, (served, capacity, rtt)) in ids.iter().zip(peers) {
+    for ((id, (served, capacity, rtt)), device) in ids.iter().zip(peers).zip(devices) {
         let nonce = feed(&mut node, now, Input::PeerConnected { peer: *id })
             .into_iter()
             .find_map(|o| match o {
@@ -36,7 +45,10 @@ fn connected_node(config: Config, peers: &[(u64, u64, u64)]) -> (Node, Vec<NodeI
             })
             .expect("a ping measures the round trip");
         let hello = Message::Hello {
-            record: record(*served, *capacity),
+            record: crate::wire::NodeRecord {
+                device: *device,
+                ..record(*served, *capacity)
+            },
             cluster: None,
             open_slots: 0,
         };
@@ -111,6 +123,28 @@ fn invitations_go_to_the_best_peers() {
     assert_eq!(address, "/ip4/127.0.0.1/tcp/1");
     assert_eq!(record.capacity_bytes, 777);
     assert_eq!(cluster, None);
+}
+
+/// Issue 17: failure domains rank before the node condition. A peer on this node's own device,
+/// or on the device of a better peer already picked, is invited only after every peer on a
+/// device not yet in the cluster — however many blocks it served.
+#[test]
+fn invitations_prefer_devices_not_yet_in_the_cluster() {
+    let config = Config {
+        cluster_size_max: 3,
+        invite_after_peers: 3,
+        device: 50,
+        ..fast_config()
+    };
+    // (served, capacity, rtt) on devices 50 (ours), 60, 60, 70.
+    let peers = [(9, 0, 5), (8, 0, 5), (7, 0, 5), (1, 0, 5)];
+    let (mut node, ids, now) = connected_node_on(config.clone(), &peers, &[50, 60, 60, 70]);
+    let outputs = fire_formation(&mut node, now);
+    assert_eq!(sent_invites(&outputs), vec![ids[1], ids[3]]);
+    // Every peer on our device: the node condition alone decides, as before.
+    let (mut node, ids, now) = connected_node_on(config, &peers, &[50; 4]);
+    let outputs = fire_formation(&mut node, now);
+    assert_eq!(sent_invites(&outputs), vec![ids[0], ids[1]]);
 }
 
 /// S3: an invitee confirms the best invitation by its content and declines the others; once

@@ -26,7 +26,8 @@
 //! profile and origin; a relay has its own). [`PlacementRule::Rendezvous`] takes a block's
 //! holders down its ranking, first only members of devices not yet holding the block, then
 //! any: the P copies are on P distinct devices whenever the cluster spans that many.
-//! [`PlacementRule::Segment`] does the same with network segments first, then devices.
+//! [`PlacementRule::Segment`] takes members of new segments on new devices first, then of
+//! new devices, then any.
 //! Members are ranked by *weighted* rendezvous: a member of weight `w` ([`weights`], from the
 //! capacities the view lists) scores the best of `w` draws, so it ranks first for a share
 //! `w / Σw` of the blocks — a member with half the room holds about half as many. Equal
@@ -83,6 +84,15 @@ pub fn own_device(id: &NodeId) -> u64 {
     mix64(u64::from_le_bytes(id.0[8..16].try_into().expect("8 bytes"))).max(1)
 }
 
+/// The failure domain of node `id` that says it is on `device`: 0 names none (a device of its
+/// own, [`own_device`]).
+pub fn device_of(id: &NodeId, device: u64) -> u64 {
+    match device {
+        0 => own_device(id),
+        device => device,
+    }
+}
+
 /// Finest weight a member can have: weights are capacities relative to the largest, in
 /// steps of 1/`WEIGHT_STEPS`.
 pub const WEIGHT_STEPS: u64 = 16;
@@ -117,8 +127,6 @@ pub struct Placer {
     rule: PlacementRule,
     replicas: usize,
     scratch: Vec<(u64, usize)>,
-    /// Segments and devices already holding the block being placed.
-    taken: Vec<u64>,
 }
 
 impl Placer {
@@ -129,7 +137,6 @@ impl Placer {
             rule,
             replicas,
             scratch: Vec::new(),
-            taken: Vec::new(),
         }
     }
 
@@ -176,13 +183,13 @@ impl Placer {
             }
             PlacementRule::Rendezvous => {
                 self.rank(hash, members);
-                self.take_distinct(p, members, out, |m| m.device);
+                self.take_distinct(p, members, out, &[device]);
                 self.fill(p, out);
             }
             PlacementRule::Segment => {
                 self.rank(hash, members);
-                self.take_distinct(p, members, out, |m| u64::from(m.segment));
-                self.take_distinct(p, members, out, |m| m.device);
+                self.take_distinct(p, members, out, &[segment, device]);
+                self.take_distinct(p, members, out, &[device]);
                 self.fill(p, out);
             }
         }
@@ -202,24 +209,25 @@ impl Placer {
         out.contains(&number)
     }
 
-    /// Appends to `out`, down the ranking in `scratch`, members not in `out` whose `domain`
-    /// no member of `out` shares, until `out` has `p`.
+    /// Appends to `out`, down the ranking in `scratch`, members not in `out` that share no
+    /// `domains` key with any member of `out`, until `out` has `p`.
     fn take_distinct(
-        &mut self,
+        &self,
         p: usize,
         members: &[Slot],
         out: &mut Vec<usize>,
-        domain: impl Fn(&Slot) -> u64,
+        domains: &[fn(&Slot) -> u64],
     ) {
-        self.taken.clear();
-        self.taken.extend(out.iter().map(|&i| domain(&members[i])));
         for &(_, i) in &self.scratch {
             if out.len() == p {
                 return;
             }
-            let d = domain(&members[i]);
-            if !out.contains(&i) && !self.taken.contains(&d) {
-                self.taken.push(d);
+            let fresh = !out.contains(&i)
+                && domains.iter().all(|key| {
+                    let d = key(&members[i]);
+                    out.iter().all(|&o| key(&members[o]) != d)
+                });
+            if fresh {
                 out.push(i);
             }
         }
@@ -270,6 +278,16 @@ pub fn hash_mod(hash: &BlockHash, m: u64) -> u64 {
 fn rendezvous_weight(block_key: u64, member: &NodeId) -> u64 {
     let member_key = u64::from_le_bytes(member.0[..8].try_into().expect("8 bytes"));
     mix64(block_key ^ mix64(member_key))
+}
+
+/// A member's failure domain, as placement compares them.
+fn device(m: &Slot) -> u64 {
+    m.device
+}
+
+/// A member's network segment, as placement compares them.
+fn segment(m: &Slot) -> u64 {
+    u64::from(m.segment)
 }
 
 /// A member's further draws when its weight is above 1 (draw 0 is [`rendezvous_weight`]).

@@ -82,6 +82,30 @@ proptest! {
         prop_assert_eq!(used.len(), p.min(k).min(distinct_segments));
     }
 
+    /// Issue 17: under the rendezvous rules a block's holders are on min(P, K, devices)
+    /// distinct devices — P distinct devices whenever the cluster spans that many.
+    #[test]
+    fn copies_go_to_distinct_devices(rule in prop::sample::select(vec![PlacementRule::Rendezvous, PlacementRule::Segment]), k in 1usize..16, devices in 1u64..6, p in 1usize..5, b in any::<u64>()) {
+        let mut members = slots(&(0..k as u64).collect::<Vec<_>>(), 2);
+        for (i, m) in members.iter_mut().enumerate() {
+            m.device = 1 + (i as u64 * 7919) % devices;
+        }
+        let spanned = {
+            let mut d: Vec<u64> = members.iter().map(|m| m.device).collect();
+            d.sort();
+            d.dedup();
+            d.len()
+        };
+        let (hash, height) = block(b);
+        let mut out = Vec::new();
+        Placer::new(rule, p).holders(&hash, height, &members, &mut out);
+        prop_assert_eq!(out.len(), p.min(k));
+        let mut used: Vec<u64> = out.iter().map(|i| members[*i].device).collect();
+        used.sort();
+        used.dedup();
+        prop_assert_eq!(used.len(), p.min(k).min(spanned));
+    }
+
     /// Minimal movement: with rendezvous hashing a member leaving moves exactly its own blocks
     /// (the optimum), and a member joining moves only blocks onto the newcomer.
     #[test]
@@ -171,4 +195,98 @@ fn renumbering_rules_move_more_than_rendezvous() {
     );
     assert_eq!(rendezvous.moved, rendezvous.optimum);
     assert!(hash_mod.moved > 2 * hash_mod.optimum, "{hash_mod:?}");
+}
+
+/// Members of equal capacity, each on its own device, are placed exactly as by the plain
+/// rendezvous rule (highest weight first): what browsers computed before failure domains and
+/// capacities existed, and what `tests/e2e/formation.test.mjs` recomputes in JavaScript.
+#[test]
+fn equal_capacities_on_own_devices_are_the_plain_rule() {
+    let members = slots(&(0..9).collect::<Vec<_>>(), 1);
+    assert_eq!(weights(&[5 << 30; 9]), vec![1; 9]);
+    let mut placer = Placer::new(PlacementRule::Rendezvous, 3);
+    let mut out = Vec::new();
+    for b in 0..500 {
+        let (hash, height) = block(b);
+        placer.holders(&hash, height, &members, &mut out);
+        let key = u64::from_le_bytes(hash.0[..8].try_into().unwrap());
+        let mut plain: Vec<(u64, usize)> = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (rendezvous_weight(key, &m.id), i))
+            .collect();
+        plain.sort_by_key(|p| std::cmp::Reverse(p.0));
+        let want: Vec<usize> = plain.iter().take(3).map(|(_, i)| *i).collect();
+        assert_eq!(out, want, "block {b}");
+    }
+}
+
+#[test]
+fn weights_are_capacities_relative_to_the_largest_in_sixteenths() {
+    assert_eq!(weights(&[]), Vec::<u32>::new());
+    assert_eq!(weights(&[7, 7, 7]), vec![1, 1, 1]);
+    assert_eq!(weights(&[1 << 30, 2 << 30]), vec![1, 2]);
+    assert_eq!(weights(&[1 << 30, 4 << 30, 4 << 30]), vec![1, 4, 4]);
+    // No room at all still gets the least weight (placement needs P members); a tiny
+    // capacity is rounded up to it.
+    assert_eq!(weights(&[0, 16]), vec![1, 16]);
+    assert_eq!(weights(&[1, u64::MAX]), vec![1, 16]);
+    assert_eq!(weights(&[0, 0]), vec![1, 1]);
+    // Three tenths: 4.8 sixteenths, rounded to 5.
+    assert_eq!(weights(&[3, 10]), vec![5, 16]);
+}
+
+/// Issue 17's target: a member's share of the copies follows its capacity. With one copy per
+/// block (P = 1) the share is exactly w / Σw in expectation; with P = 2 a member with half the
+/// room of the others holds about half as many blocks as each of them.
+#[test]
+fn members_hold_blocks_in_proportion_to_their_capacity() {
+    const BLOCKS: u64 = 20_000;
+    let capacities = [1u64 << 30, 2 << 30, 2 << 30, 4 << 30, 8 << 30];
+    let mut members = slots(&(0..5).collect::<Vec<_>>(), 1);
+    for (m, w) in members.iter_mut().zip(weights(&capacities)) {
+        m.weight = w;
+    }
+    let total: u64 = capacities.iter().sum();
+    let count = |p: usize| {
+        let mut placer = Placer::new(PlacementRule::Rendezvous, p);
+        let mut held = [0u64; 5];
+        let mut out = Vec::new();
+        for b in 0..BLOCKS {
+            let (hash, height) = block(b);
+            placer.holders(&hash, height, &members, &mut out);
+            for i in &out {
+                held[*i] += 1;
+            }
+        }
+        held
+    };
+    let one = count(1);
+    for (i, c) in capacities.iter().enumerate() {
+        let share = one[i] as f64 / BLOCKS as f64;
+        let want = *c as f64 / total as f64;
+        assert!(
+            (share - want).abs() <= 0.1 * want,
+            "member {i}: share {share:.3}, capacity share {want:.3}"
+        );
+    }
+    // P = 2, four members, one with half the room of the other three.
+    let capacities = [1u64 << 30, 2 << 30, 2 << 30, 2 << 30];
+    let mut members = slots(&(10..14).collect::<Vec<_>>(), 1);
+    for (m, w) in members.iter_mut().zip(weights(&capacities)) {
+        m.weight = w;
+    }
+    let mut placer = Placer::new(PlacementRule::Rendezvous, 2);
+    let mut held = [0u64; 4];
+    let mut out = Vec::new();
+    for b in 0..BLOCKS {
+        let (hash, height) = block(b);
+        placer.holders(&hash, height, &members, &mut out);
+        for i in &out {
+            held[*i] += 1;
+        }
+    }
+    let others = (held[1] + held[2] + held[3]) as f64 / 3.0;
+    let ratio = held[0] as f64 / others;
+    assert!((0.45..=0.65).contains(&ratio), "{held:?}: ratio {ratio:.3}");
 }
