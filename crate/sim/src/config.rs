@@ -47,6 +47,8 @@ pub enum SimConfigError {
     #[error("unknown placement rule {0:?}")]
     UnknownPlacement(String),
     /// Every archive silent: nothing would hold the chain.
+    #[error("devices: {0}")]
+    Devices(&'static str),
     #[error("{silent} silent archives of {archives}: at least one archive must answer")]
     SilentArchives {
         /// Silent archives asked for.
@@ -120,6 +122,37 @@ pub struct SimConfig {
     pub serving: ServingConfig,
     /// An outsider forging views (issue 16); `None`: no such attack.
     pub forged_views: Option<ForgedViews>,
+    /// Devices shared by several light nodes, and capacities (issue 17).
+    pub devices: DeviceConfig,
+}
+
+/// Failure domains and capacities (issue 17). Light node `h` runs on device
+/// `h / hosts_per_device` (archives each on their own); with `whole_device_crashes`, when a
+/// node leaves by churn every other online node of its device crashes with it (a closed lid,
+/// cleared site data). Capacities: node `h` offers `capacity_ratios[h % len]` × the share of
+/// the chain a member of a cluster of `cluster_size` holds at P copies × `capacity_headroom`;
+/// empty ratios leave the core's default (1 GiB, far above any simulated chain).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceConfig {
+    /// Light nodes per device (1: each its own device).
+    pub hosts_per_device: usize,
+    /// A departure takes the whole device down.
+    pub whole_device_crashes: bool,
+    /// Capacities relative to a fair share, cycled over the light nodes.
+    pub capacity_ratios: Vec<f64>,
+    /// Room above the share each ratio gives.
+    pub capacity_headroom: f64,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            hosts_per_device: 1,
+            whole_device_crashes: false,
+            capacity_ratios: Vec::new(),
+            capacity_headroom: 2.0,
+        }
+    }
 }
 
 /// An outsider — a node no cluster ever had as a member — that read each cluster's view (a
@@ -166,6 +199,7 @@ impl Default for SimConfig {
             max_pending_events: 50_000_000,
             serving: ServingConfig::default(),
             forged_views: None,
+            devices: DeviceConfig::default(),
         }
     }
 }
@@ -239,6 +273,19 @@ impl SimConfig {
                 silent: self.serving.silent_archives,
                 archives: self.archives,
             });
+        }
+        if self.devices.hosts_per_device == 0 {
+            return Err(SimConfigError::Devices(
+                "hosts_per_device must be at least 1",
+            ));
+        }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !self.devices.capacity_ratios.iter().all(|r| positive(*r))
+            || !positive(self.devices.capacity_headroom)
+        {
+            return Err(SimConfigError::Devices(
+                "capacity ratios and headroom must be positive numbers",
+            ));
         }
         for (name, value) in [
             ("loss_rate", self.network.loss_rate),

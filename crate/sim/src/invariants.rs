@@ -12,6 +12,7 @@
 //! | [`Invariant::NoForgedAnswerAccepted`] | every proof an honest node accepts (a `Confirmed` result, an honest member's answer to an outsider) holds on the true chain (S16) | on every accepted proof |
 //! | [`Invariant::JobOnTrueBlock`] | the block a job is run on (fetched into the cache or read from the shard) is the true chain's block (S17) | on every job made ready |
 //! | [`Invariant::NewBlockReachesP`] | every block mined during the run is on at least P live holders in every cluster once churn stops (S14, S15) | at the repair deadline |
+//! | [`Invariant::DistinctDevices`] | every block's live holders in a cluster are on `min(P, devices the cluster spans)` distinct devices: no two copies share a device while the cluster has P devices (issue 17) | as for `RepairedToP` |
 //!
 //! An invariant that a run cannot check (for instance because nodes never formed a cluster)
 //! is reported as not checked, with the reason, never as passed.
@@ -44,11 +45,13 @@ pub enum Invariant {
     NewBlockReachesP,
     /// Jobs run on the true block.
     JobOnTrueBlock,
+    /// A block's copies are on distinct devices whenever the cluster spans P.
+    DistinctDevices,
 }
 
 impl Invariant {
     /// All invariants, in report order.
-    pub const ALL: [Invariant; 10] = [
+    pub const ALL: [Invariant; 11] = [
         Invariant::NoUnverifiedStore,
         Invariant::LiveHolder,
         Invariant::RepairedToP,
@@ -59,6 +62,7 @@ impl Invariant {
         Invariant::NoForgedAnswerAccepted,
         Invariant::NewBlockReachesP,
         Invariant::JobOnTrueBlock,
+        Invariant::DistinctDevices,
     ];
 }
 

@@ -96,6 +96,16 @@ struct RunArgs {
     /// Archives that greet as archives and answer nothing (issue 16), the lowest ids first.
     #[arg(long, default_value_t = 0)]
     silent_archives: usize,
+    /// Light nodes per device (issue 17's failure domains; 1: each its own).
+    #[arg(long, default_value_t = 1)]
+    hosts_per_device: usize,
+    /// A departure takes the rest of its device down with it (crashes).
+    #[arg(long)]
+    whole_device_crashes: bool,
+    /// Capacities relative to a fair share, cycled over the light nodes (e.g. 1,1,0.5);
+    /// omitted: every node offers the core's default.
+    #[arg(long, value_delimiter = ',')]
+    capacity_ratios: Vec<f64>,
     /// Simulated hours.
     #[arg(long, default_value_t = 1.0)]
     hours: f64,
@@ -235,6 +245,12 @@ impl RunArgs {
                     start_s: every,
                     interval_s: every,
                 }),
+            devices: shoal_sim::config::DeviceConfig {
+                hosts_per_device: self.hosts_per_device,
+                whole_device_crashes: self.whole_device_crashes,
+                capacity_ratios: self.capacity_ratios.clone(),
+                ..shoal_sim::config::DeviceConfig::default()
+            },
             ..SimConfig::default()
         }
     }

@@ -293,6 +293,7 @@ struct Counters {
     light_messages_sent: u64,
     light_online_ms: u64,
     leaves: u64,
+    device_crashes: u64,
     returns_with_data: u64,
     returns_fresh: u64,
     partitions: u64,
@@ -656,6 +657,50 @@ impl World {
         ]))
     }
 
+    /// The device `host` runs on as its node says it (issue 17): light nodes
+    /// `hosts_per_device` to a device; 0 (a device of its own) for archives, and when every
+    /// node has its own.
+    fn device_of(&self, host: HostIdx) -> u64 {
+        let per_device = self.config.devices.hosts_per_device as u64;
+        if self.hosts[host as usize].archive || per_device <= 1 {
+            0
+        } else {
+            u64::from(host) / per_device + 1
+        }
+    }
+
+    /// The failure domain placement sees for `host`'s current node.
+    pub(super) fn effective_device(&self, host: HostIdx) -> u64 {
+        shoal_core::placement::device_of(&self.hosts[host as usize].id, self.device_of(host))
+    }
+
+    /// The other light nodes on `host`'s device (none when each has its own).
+    fn device_mates(&self, host: HostIdx) -> Vec<HostIdx> {
+        let device = self.device_of(host);
+        if device == 0 {
+            return Vec::new();
+        }
+        let per_device = self.config.devices.hosts_per_device as u64;
+        let first = (device - 1) * per_device;
+        (first..first + per_device)
+            .filter_map(|h| HostIdx::try_from(h).ok())
+            .filter(|&h| h != host && (h as usize) < self.config.nodes)
+            .collect()
+    }
+
+    /// The capacity `host`'s node offers (see [`crate::config::DeviceConfig`]).
+    pub(super) fn capacity_of(&self, host: HostIdx) -> u64 {
+        let ratios = &self.config.devices.capacity_ratios;
+        if ratios.is_empty() || self.hosts[host as usize].archive {
+            return self.node_config.capacity_bytes;
+        }
+        let chain_bytes: usize = self.blocks.iter().map(|b| b.bytes.len()).sum();
+        let share =
+            chain_bytes as f64 * self.config.replicas as f64 / self.config.cluster_size as f64;
+        let ratio = ratios[host as usize % ratios.len()];
+        (share * ratio * self.config.devices.capacity_headroom) as u64
+    }
+
     /// Starts a node on `host` (first boot or return).
     fn boot(&mut self, host: HostIdx) -> Result<(), WorldError> {
         let now_ms = self.queue.now_ms();
@@ -671,6 +716,8 @@ impl World {
             address: format!("sim://{host}"),
             segment: self.network.segment_of(host),
             archive: self.hosts[index].archive,
+            device: self.device_of(host),
+            capacity_bytes: self.capacity_of(host),
             ..self.node_config.clone()
         };
         let node = Node::new(node_config, self.hosts[index].id, node_seed)?;
@@ -802,7 +849,17 @@ impl World {
             }
             SimEvent::Leave { host, incarnation } => {
                 if self.is_current(host, incarnation) && !self.quiet {
-                    self.leave(host)?;
+                    let departure = self.churn.departure();
+                    self.leave(host, departure)?;
+                    if self.config.devices.whole_device_crashes {
+                        // The rest of its device goes down with it, without a word.
+                        for mate in self.device_mates(host) {
+                            if self.hosts[mate as usize].running.is_some() {
+                                self.counters.device_crashes += 1;
+                                self.leave(mate, Departure::Crash)?;
+                            }
+                        }
+                    }
                 }
             }
             // A return scheduled for after churn stopped already happened at that moment.
@@ -988,10 +1045,9 @@ impl World {
     }
 
     /// A session ends: the node stops, its links drop, its replicas stop counting.
-    fn leave(&mut self, host: HostIdx) -> Result<(), WorldError> {
+    fn leave(&mut self, host: HostIdx, departure: Departure) -> Result<(), WorldError> {
         let now_ms = self.queue.now_ms();
         let index = host as usize;
-        let departure = self.churn.departure();
         self.counters.leaves += 1;
         self.leave_cluster(host, Cause::Offline);
         if let Some(running) = self.hosts[index].running.take() {

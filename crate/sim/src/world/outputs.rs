@@ -534,7 +534,53 @@ impl World {
                 }
             }
         }
+        self.check_cluster_domains(cluster, published);
         true
+    }
+
+    /// Issue 17 at a cluster's repair deadline: each of blocks `0..published` has its live
+    /// copies on `min(P, devices the cluster spans)` distinct devices
+    /// ([`Invariant::DistinctDevices`]).
+    fn check_cluster_domains(&mut self, cluster: ClusterIdx, published: u32) {
+        let now_ms = self.queue.now_ms();
+        let members: Vec<HostIdx> = (0..self.hosts.len() as HostIdx)
+            .filter(|&h| {
+                self.hosts[h as usize].cluster == Some(cluster)
+                    && self.hosts[h as usize].node().is_some()
+            })
+            .collect();
+        let mut devices_by_height: std::collections::BTreeMap<u32, Vec<u64>> =
+            std::collections::BTreeMap::new();
+        let mut spanned: Vec<u64> = Vec::new();
+        for &host in &members {
+            let device = self.effective_device(host);
+            if !spanned.contains(&device) {
+                spanned.push(device);
+            }
+            for height in self
+                .held_heights(host)
+                .into_iter()
+                .filter(|h| *h < published)
+            {
+                devices_by_height.entry(height).or_default().push(device);
+            }
+        }
+        let want = self.config.replicas.min(spanned.len());
+        self.log
+            .checked(Invariant::DistinctDevices, devices_by_height.len() as u64);
+        for (height, mut devices) in devices_by_height {
+            devices.sort_unstable();
+            devices.dedup();
+            if devices.len() < want {
+                let detail = format!(
+                    "cluster #{cluster} spans {} devices: block {height}'s copies are on {} of them",
+                    spanned.len(),
+                    devices.len()
+                );
+                self.log.violate(now_ms, Invariant::DistinctDevices, detail);
+                break;
+            }
+        }
     }
 
     /// At the end of the run: counts the clusters still waiting for their deadline, and marks

@@ -95,6 +95,8 @@ pub struct Report {
     pub encode_failures: u64,
     /// Sessions that ended.
     pub leaves: u64,
+    /// Of those, nodes that crashed because another node of their device left (issue 17).
+    pub device_crashes: u64,
     /// Returns with data and identity.
     pub returns_with_data: u64,
     /// Returns empty, with a new identity.
@@ -206,6 +208,7 @@ impl World {
             messages_to_offline: counters.messages_to_offline,
             encode_failures: counters.encode_failures,
             leaves: counters.leaves,
+            device_crashes: counters.device_crashes,
             returns_with_data: counters.returns_with_data,
             returns_fresh: counters.returns_fresh,
             partitions: counters.partitions,
