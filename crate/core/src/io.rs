@@ -126,6 +126,14 @@ pub enum Input {
     /// Make a block ready to run code on (S17): [`Event::JobReady`] then
     /// [`Node::with_block`](crate::node::Node::with_block), or [`Event::JobFailed`].
     RunJob { job: u64, block_hash: BlockHash },
+    /// The storage this node can offer changed (issue 17: a browser's quota shared by more
+    /// tabs, a store near its limit). Placement weighs members by capacity, so a member puts
+    /// its new figure into its cluster's next view — at its next heartbeat, and again after any
+    /// view that lost the change — and the cluster moves blocks to match: away from it when
+    /// it shrank (its surplus kept as spare copies until their new holders confirm, then
+    /// deleted), to it when it grew. Each change is a view change: a shell reports changes that
+    /// matter (a tenth or more), not every byte.
+    SetCapacity { capacity_bytes: u64 },
 }
 
 /// Everything a node asks its shell to do.
@@ -291,6 +299,9 @@ pub struct NodeStats {
     pub clusters_formed: u64,
     /// Clusters this node joined, any way (S2, S3, S12, S13).
     pub clusters_joined: u64,
+    /// Views this member proposed to tell its cluster a new capacity
+    /// ([`Input::SetCapacity`]).
+    pub capacity_announced: u64,
     /// Views adopted from others or made here (S9–S13).
     pub views_adopted: u64,
     /// Members this node declared offline (S9, S10).

@@ -127,6 +127,35 @@ impl Node {
         cx.set_timer_no_later(TimerId::Formation, at);
     }
 
+    /// [`Input::SetCapacity`](crate::io::Input::SetCapacity): when our view lists another
+    /// capacity for this member than it now offers, propose the next view with its entry
+    /// changed (views are greatest-wins, so one that lost the change is followed by another).
+    pub(crate) fn announce_capacity(&mut self) {
+        let cx = &self.shared;
+        let Role::Member(m) = &cx.role else { return };
+        let capacity = cx.config.capacity_bytes;
+        let Some(mine) = m.view.members.iter().find(|info| info.id == cx.id) else {
+            return;
+        };
+        if mine.capacity_bytes == capacity {
+            return;
+        }
+        let members = m
+            .view
+            .members
+            .iter()
+            .map(|info| {
+                let mut info = info.clone();
+                if info.id == cx.id {
+                    info.capacity_bytes = capacity;
+                }
+                info
+            })
+            .collect();
+        self.shared.stats.capacity_announced += 1;
+        self.propose_view(members);
+    }
+
     /// Makes `members` (any order) the next view of our cluster, adopts it and sends it to
     /// everyone in the old or new view.
     pub(crate) fn propose_view(&mut self, mut members: Vec<MemberInfo>) {

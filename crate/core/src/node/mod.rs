@@ -398,6 +398,9 @@ impl Node {
                 block_hint,
             } => self.on_tx_query(query_id, txid, block_hint),
             Input::RunJob { job, block_hash } => self.on_run_job(job, block_hash),
+            Input::SetCapacity { capacity_bytes } => {
+                self.shared.config.capacity_bytes = capacity_bytes;
+            }
         }
         self.act_on_faulty_holders();
         self.flush_index_writes();
@@ -440,6 +443,7 @@ impl Node {
                     }
                     self.liveness.arm_silence_check(&mut self.shared);
                 }
+                self.announce_capacity();
             }
             TimerId::Silence => {
                 let dead = self.liveness.silent_members(&self.shared);

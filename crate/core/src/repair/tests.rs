@@ -662,3 +662,62 @@ fn a_silent_archive_costs_one_timeout_not_one_per_block() {
         );
     }
 }
+
+/// Issue 17: a member whose room shrinks (its browser's quota now shared by more tabs) says
+/// so ([`Input::SetCapacity`](crate::node::Input::SetCapacity)); its next heartbeat puts the
+/// new capacity into the cluster's view, and placement, which weighs members by capacity,
+/// moves blocks off it: the others fetch its surplus from it, then it deletes the spare
+/// copies. Every block stays on P members throughout, and the member ends with about its
+/// capacity's share (a quarter of the others' room: about a quarter of their blocks).
+#[test]
+fn a_member_whose_capacity_shrinks_hands_blocks_over() {
+    let config = Config {
+        replicas: 2,
+        cluster_size_target: 5,
+        ..fast_config()
+    };
+    let (mut net, members) = formed(5, config, 51, 400);
+    net.run_until(30_000);
+    all_replicated(&net, &members, 2);
+    let small = members[2];
+    let held_before = net.nodes[small].held_count();
+    let full = net.nodes[small].shared.config.capacity_bytes;
+    net.input(
+        small,
+        crate::node::Input::SetCapacity {
+            capacity_bytes: full / 4,
+        },
+    );
+    let mut t = 30_000;
+    let mut fewest_copies = usize::MAX;
+    while t < 120_000 {
+        t += 1_000;
+        net.run_until(t);
+        fewest_copies = fewest_copies.min(*net.true_copies(&members).iter().min().unwrap());
+    }
+    assert!(fewest_copies >= 2, "a block fell below P while moving");
+    all_replicated(&net, &members, 2);
+    for i in &members {
+        let view = net.nodes[*i].view().unwrap();
+        let entry = view.members.iter().find(|m| m.id == net.id(small)).unwrap();
+        assert_eq!(entry.capacity_bytes, full / 4, "member {i}'s view");
+        assert_eq!(net.nodes[*i].missing_count(), 0);
+    }
+    assert_eq!(net.nodes[small].stats().capacity_announced, 1);
+    let held_after = net.nodes[small].held_count();
+    let others: Vec<usize> = members
+        .iter()
+        .filter(|i| **i != small)
+        .map(|i| net.nodes[*i].held_count())
+        .collect();
+    let mean = others.iter().sum::<usize>() as f64 / others.len() as f64;
+    let ratio = held_after as f64 / mean;
+    assert!(
+        held_after < held_before && (0.15..=0.40).contains(&ratio),
+        "held {held_before} → {held_after}; the others {others:?} (ratio {ratio:.2})"
+    );
+    eprintln!("held {held_before} → {held_after}; the others {others:?} (ratio {ratio:.2})");
+    // Nothing stored beyond placement: no spare copies left anywhere.
+    let copies = net.true_copies(&members);
+    assert!(copies.iter().all(|c| *c == 2), "{copies:?}");
+}
