@@ -500,7 +500,7 @@ fn serve_refuses_flags_that_do_not_fit_its_role() {
         args.extend_from_slice(extra);
         args.into_iter().map(String::from).collect()
     };
-    let cases: [(Vec<String>, &str); 14] = [
+    let cases: [(Vec<String>, &str); 16] = [
         (
             serve(&["--role", "member"]),
             "a member relay needs at least one --peer",
@@ -553,6 +553,21 @@ fn serve_refuses_flags_that_do_not_fit_its_role() {
         (
             serve(&["--heartbeat-interval-ms", "500"]),
             "--heartbeat-interval-ms is a member relay's",
+        ),
+        (
+            serve(&["--capacity-bytes", "1000000"]),
+            "--capacity-bytes is a member relay's",
+        ),
+        (
+            serve(&[
+                "--role",
+                "member",
+                "--peer",
+                archive,
+                "--capacity-bytes",
+                "0",
+            ]),
+            "invalid value '0' for '--capacity-bytes",
         ),
         (
             serve(&[

@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// formationIntervalMs [default: 10000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(MIN_INTERVAL_MS..=MAX_INTERVAL_MS))]
     formation_interval_ms: Option<u64>,
+    /// The bytes of block storage a member relay offers its cluster, like a page's
+    /// capacityBytes: placement weighs members by it [default: 8 GiB, as a browser tab alone on
+    /// its origin].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    capacity_bytes: Option<u64>,
     /// Chain: regtest (generated) or any name for an imported chain.
     #[arg(long, default_value = "regtest", value_parser = ["regtest", "signet", "testnet", "mainnet"])]
     network: String,
@@ -181,6 +186,7 @@ impl ServeArgs {
                         "--formation-interval-ms",
                         self.formation_interval_ms.is_some(),
                     ),
+                    ("--capacity-bytes", self.capacity_bytes.is_some()),
                 ];
                 if let Some((flag, _)) = member_only.iter().find(|(_, given)| *given) {
                     anyhow::bail!(
@@ -238,6 +244,7 @@ impl ServeArgs {
                     formation_interval_ms: self
                         .formation_interval_ms
                         .unwrap_or(defaults.formation_interval_ms),
+                    capacity_bytes: self.capacity_bytes.unwrap_or(defaults.capacity_bytes),
                     ..defaults
                 })
             }

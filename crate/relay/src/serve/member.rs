@@ -55,7 +55,8 @@ const MAX_SYNC_REQUESTS: usize = 256;
 
 /// The member's configuration: the core's defaults with the cluster size and replicas asked
 /// for (scaled as a page scales them, so that relays and pages of one setting agree), its
-/// queries asking the archives last, and `address` for invitations.
+/// queries asking the archives last, its capacity, and `address` for invitations. Its device
+/// is its own (`Config::device` 0: derived from its node id).
 pub fn member_config(settings: &MemberSettings, address: String) -> Result<Config, ConfigError> {
     let config = Config {
         address,
@@ -65,6 +66,7 @@ pub fn member_config(settings: &MemberSettings, address: String) -> Result<Confi
         heartbeat_interval_ms: settings.heartbeat_interval_ms,
         offline_after_ms: settings.offline_after_ms,
         formation_interval_ms: settings.formation_interval_ms,
+        capacity_bytes: settings.capacity_bytes,
         ..Config::for_cluster(settings.cluster_size as usize, settings.replicas as usize)
     };
     config.validate()?;

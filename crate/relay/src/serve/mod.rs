@@ -103,11 +103,19 @@ pub struct MemberSettings {
     pub offline_after_ms: u64,
     /// How often formation and the S13 join look run, as a page's `formationIntervalMs`.
     pub formation_interval_ms: u64,
+    /// The bytes of block storage the member offers its cluster (`Config::capacity_bytes`,
+    /// which weighs placement), as a page's `capacityBytes`.
+    pub capacity_bytes: u64,
 }
+
+/// A member relay's capacity unless `--capacity-bytes` says otherwise: 8 GiB, what a Chromium
+/// tab alone on its origin offers (80 % of the 10 GiB free room Chromium reports to pages), so
+/// that relays and tabs weigh alike in placement until an operator says what the disk holds.
+pub const DEFAULT_MEMBER_CAPACITY_BYTES: u64 = 8 << 30;
 
 impl MemberSettings {
     /// The core's (and a page's) default heartbeat interval, detection timeout and formation
-    /// interval.
+    /// interval, and [`DEFAULT_MEMBER_CAPACITY_BYTES`].
     pub fn with_default_timings(cluster_size: u32, replicas: u32) -> MemberSettings {
         let defaults = shoal_core::node::Config::default();
         MemberSettings {
@@ -116,6 +124,7 @@ impl MemberSettings {
             heartbeat_interval_ms: defaults.heartbeat_interval_ms,
             offline_after_ms: defaults.offline_after_ms,
             formation_interval_ms: defaults.formation_interval_ms,
+            capacity_bytes: DEFAULT_MEMBER_CAPACITY_BYTES,
         }
     }
 }

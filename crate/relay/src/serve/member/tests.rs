@@ -20,6 +20,7 @@ const SETTINGS: MemberSettings = MemberSettings {
     heartbeat_interval_ms: 5_000,
     offline_after_ms: 20_000,
     formation_interval_ms: 10_000,
+    capacity_bytes: 1 << 30,
 };
 
 fn archive(dir: &Path, peer: PeerId) -> ArchiveNode {
