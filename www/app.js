@@ -91,7 +91,7 @@ class Demo {
   }
 
   listen() {
-    const types = ["cluster", "member-lost", "member-joined", "holder-faulty", "new-block", "block-stored", "relay", "sync-progress"];
+    const types = ["cluster", "member-lost", "member-joined", "holder-faulty", "failure-domains", "new-block", "block-stored", "relay", "sync-progress"];
     for (const type of types) {
       this.node.addEventListener(type, ({ detail }) => {
         this.statusCache = null;
@@ -233,7 +233,8 @@ class Demo {
     const pct = (a, b) => (a !== null && b ? ` (${((100 * a) / b).toFixed(1)} %)` : "");
     bar("bar-tab", s.storedBytes, chain, `${formatBytes(s.storedBytes)} of the chain's ${chain === null ? "?" : formatBytes(chain)}${pct(s.storedBytes, chain)}`);
     const share = s.clusterId && chain !== null ? ` · its share: ${formatBytes(Math.round((chain * s.replicas) / s.members.length))}` : "";
-    $("tab-share").textContent = `${s.heldBlocks} blocks held${share}`;
+    const offered = s.storage ? ` · offers ${formatBytes(s.storage.capacityBytes)} (${s.storage.liveTabs === 1 ? "the only tab" : `one of ${s.storage.liveTabs} tabs`} of this origin)` : "";
+    $("tab-share").textContent = `${s.heldBlocks} blocks held${share}${offered}`;
     if (storage.clusterBytes === null) {
       bar("bar-cluster", null, null, "not in a cluster");
     } else {

@@ -98,6 +98,11 @@ export class EventLog {
         this.told.add(detail.peerId);
         this.say(`${this.name(detail.peerId)} went offline`, "bad");
         break;
+      case "failure-domains":
+        this.say(detail.spread
+          ? `the cluster spans ${detail.devices} devices: every block's ${detail.replicas} copies are on distinct devices`
+          : `the cluster spans only ${detail.devices} device${detail.devices === 1 ? "" : "s"}: some blocks have two copies on one device`, detail.spread ? "good" : "bad");
+        break;
       case "new-block":
         this.announced.set(detail.height, performance.now());
         for (const [h, t] of this.announced) if (performance.now() - t > NEW_BLOCK_MS) this.announced.delete(h);

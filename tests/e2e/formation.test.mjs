@@ -35,7 +35,6 @@ const SIZE = 3;
 const REPLICAS = 2;
 const DATABASE = "formation";
 const TIMINGS = { heartbeatIntervalMs: 500, offlineAfterMs: 2_500, formationIntervalMs: 1_000 };
-const DEFAULT_CAPACITY_BYTES = 2 ** 30; // the core's `Config::capacity_bytes`
 const ACCEPT_TIMEOUT_MS = 10_000; // the core's `Config::accept_timeout_ms`
 let relay;
 let relayPeer;
@@ -188,7 +187,11 @@ async function openGroup(count, options, perPage = () => ({})) {
       console.log(`test: cluster ${e.detail.clusterId}`);
     });
   }, { relays: [relay.ws], database: DATABASE, clusterSize: SIZE, replicas: REPLICAS, ...TIMINGS, ...o })));
-  for (const tab of group) tab.peerId = (await tab.page.evaluate(() => window.node.status())).peerId;
+  for (const tab of group) {
+    const s = await tab.page.evaluate(() => window.node.status());
+    tab.peerId = s.peerId;
+    tab.capacityBytes = s.storage.capacityBytes; // its share of its origin's storage (issue 17)
+  }
   return group;
 }
 
@@ -353,7 +356,7 @@ function checkInvitations(cluster, proposer, segmentOf) {
     const [, , , toJoin, address, served, capacity, segment] = invitation;
     assert.equal(toJoin, undefined, "an invitation to form a cluster names no cluster");
     assert.equal(address, `${relay.ws}/p2p-circuit/p2p/${proposer}`, "the inviter's address, through the relay's circuit");
-    assert.equal(Number(capacity), DEFAULT_CAPACITY_BYTES, "the inviter's capacity");
+    assert.equal(Number(capacity), inviter.capacityBytes, "the inviter's capacity, as its status() says");
     assert.equal(Number(segment), segmentOf(proposer), "the inviter's segment");
     // The two met through the relay's directory: before the invitation, the inviter had found
     // the invitee there (and dialled it), or the invitee had found the inviter (and dialled it).
@@ -375,7 +378,7 @@ function checkInvitations(cluster, proposer, segmentOf) {
     const answer = inviter.lines.map((l) => l.match(ANSWER)).find((m) => m && m[1] === tab.peerId && m[2] === "accepts" && m[3] === id);
     assert.ok(answer, `${inviter.name} received ${tab.name}'s confirmation of invitation ${id}`);
     assert.equal(answer[4], `${relay.ws}/p2p-circuit/p2p/${tab.peerId}`, "the invitee's address, through the relay's circuit");
-    assert.equal(Number(answer[6]), DEFAULT_CAPACITY_BYTES, "the invitee's capacity");
+    assert.equal(Number(answer[6]), tab.capacityBytes, "the invitee's capacity, as its status() says");
     assert.equal(Number(answer[7]), segmentOf(tab.peerId), "the invitee's segment");
     seen.push(`${tab.name} ← ${inviter.name}: invitation ${id} (${how} in the directory), blocks served ${served}, capacity ${capacity} B, segment ${segment}; confirmed with segment ${answer[7]}`);
   }

@@ -133,6 +133,15 @@ export interface StartOptions {
    * of a loss from the neighbour that detected it, by the view). An integer from 0 to 32.
    */
   heartbeatNeighbours?: number;
+  /**
+   * The bytes of block storage this node offers its cluster, instead of its share of the
+   * origin's storage (an integer from 1 to 2^53 − 1). By default a node offers 80 % of the
+   * origin's free room (`navigator.storage.estimate()`: quota − usage, plus what this node
+   * stores already) divided among the origin's live Shoal nodes (tabs); see
+   * {@link StorageShare}. Placement weighs members by it: a member offering half the room of
+   * the largest holds about half as many blocks. Fixed when the node joins a cluster.
+   */
+  capacityBytes?: number;
 }
 
 /** Options of {@link LightNode.verifyTransaction}. */
@@ -279,6 +288,20 @@ export interface NodeStatus {
   network: string;
   /** The identity slot (per-tab database) this node uses. */
   slot: number;
+  /**
+   * This node's device, its failure domain: 16 hex digits (a 64-bit number), made once per
+   * browser profile and origin and the same in every tab of it, since such tabs fail together
+   * (one crash, one closed laptop, one clearing of site data). Placement puts a block's copies
+   * on distinct devices whenever the cluster spans that many; relays are devices of their own.
+   */
+  device: string;
+  /** The origin's storage as this node saw it at start, and the capacity it offers. */
+  storage: StorageShare;
+  /**
+   * How the cluster's members spread over devices and network segments; `null` outside a
+   * cluster. The `failure-domains` event tells when it changes.
+   */
+  failureDomains: FailureDomains | null;
   /** The largest cluster this node forms or joins, as started (`StartOptions.clusterSize`). */
   clusterSize: number;
   /** On how many members each block is stored, as started (`StartOptions.replicas`). */
@@ -350,6 +373,50 @@ export interface NodeStatus {
    * challenge only the block's bytes answer; members also audit each other now and then.
    */
   holding: Holding;
+}
+
+/**
+ * The origin's storage and this node's share of it, in {@link NodeStatus.storage}: read once
+ * at start. Tabs of one origin share one quota, so each offers a part of the free room.
+ * Chromium reports a rounded quota to pages (usage + at most 10 GiB) while it enforces the real
+ * one: a write past that still fails as `STORAGE`.
+ */
+export interface StorageShare {
+  /** `navigator.storage.estimate()`'s quota and usage for the origin; `null` without one. */
+  quotaBytes: number | null;
+  usageBytes: number | null;
+  /** The origin's live Shoal nodes (tabs holding a node slot), this one included. */
+  liveTabs: number;
+  /**
+   * The bytes this node offers its cluster: 80 % of (quota − usage + its own stored bytes) /
+   * `liveTabs`, or {@link StartOptions.capacityBytes}, or 1 GiB when the browser gives no
+   * estimate (`capacityFrom` says which).
+   */
+  capacityBytes: number;
+  capacityFrom: "estimate" | "option" | "default";
+  /**
+   * The browser's answer to `navigator.storage.persist()`, asked at start: the origin's data
+   * will not be evicted under storage pressure.
+   */
+  persisted: boolean;
+}
+
+/** How a cluster spreads over failure domains (S8), in {@link NodeStatus.failureDomains}. */
+export interface FailureDomains {
+  /** Members of the cluster's view. */
+  members: number;
+  /** Distinct devices among them (see {@link NodeStatus.device}). */
+  devices: number;
+  /** Distinct network segments among them ({@link StartOptions.segment}). */
+  segments: number;
+  /** Copies per block. */
+  replicas: number;
+  /**
+   * Every block's copies are on distinct devices (the cluster spans at least
+   * min(replicas, members) devices). `false`: some blocks have two copies on one device, and
+   * losing that device loses them from the cluster.
+   */
+  spread: boolean;
 }
 
 /** Proofs of holding, in {@link NodeStatus.holding}. */
@@ -426,6 +493,11 @@ export interface LightNodeEventMap {
    * latest.
    */
   "storage-error": CustomEvent<StorageFailure>;
+  /**
+   * How the cluster spreads over devices and segments: on joining a cluster, and when a view
+   * change changes it (`spread: false`: some blocks now have two copies on one device).
+   */
+  "failure-domains": CustomEvent<FailureDomains>;
   /** A relay connected or disconnected. */
   relay: CustomEvent<{ peerId: string; connected: boolean; transport?: string }>;
 }

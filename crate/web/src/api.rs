@@ -9,9 +9,11 @@ use futures::SinkExt as _;
 use js_sys::{Promise, Reflect};
 use libp2p::identity::Keypair;
 use shoal_core::chain::{BlockHash, Txid};
+use shoal_host::BlockStore as _;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::block_store::PageBlocks;
 use crate::cluster_node::ClusterNode;
 use crate::error::{ApiError, ErrorCode};
 use crate::event_loop::{Command, EventLoop, COMMAND_QUEUE};
@@ -81,13 +83,29 @@ impl WasmNode {
                 return Err(err.into());
             }
         };
-        let held_blocks = store.block_hashes().await.map(|h| h.len()).unwrap_or(0);
+        let device = match crate::origin::device_id().await {
+            Ok(device) => device,
+            Err(err) => {
+                lock.release();
+                return Err(ApiError::new(ErrorCode::Storage, err.to_string()).into());
+            }
+        };
+        let store = Rc::new(store);
+        // Listing the blocks learns their sizes (the node's own bytes count as free room); the
+        // host's listing at start then reads none of them again.
+        let mut blocks = PageBlocks::new(store.clone());
+        let held_blocks = blocks.block_hashes().await.map(|h| h.len()).unwrap_or(0);
+        let storage =
+            crate::origin::storage_share(options.capacity_bytes, blocks.stored_bytes()).await;
+        let capacity_bytes = storage.capacity_bytes;
         let shared = Rc::new(Shared::default());
         {
             let mut status = shared.status.borrow_mut();
             status.peer_id = key.public().to_peer_id().to_string();
             status.network = options.network.to_string();
             status.slot = lock.slot;
+            status.device = format!("{device:016x}");
+            status.storage = storage;
             status.held_blocks = held_blocks as u32;
             status.cluster_size = options.cluster_size;
             status.replicas = options.replicas;
@@ -95,11 +113,11 @@ impl WasmNode {
             status.offline_after_ms = options.offline_after_ms;
         }
         let local = key.public().to_peer_id();
-        let store = std::rc::Rc::new(store);
-        let core = match crate::cluster_node::config(&options, local).and_then(|config| {
+        let config = crate::cluster_node::config(&options, local, device, capacity_bytes);
+        let core = match config.and_then(|config| {
             // The seed only breaks ties and jitters timers; it need not be secret.
             let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
-            ClusterNode::new(config, &local, seed, store.clone())
+            ClusterNode::new(config, &local, seed, blocks)
         }) {
             Ok(core) => core,
             Err(err) => {

@@ -37,7 +37,6 @@
 //!   lists, as `console.debug` lines ([`debug`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::channel::oneshot;
@@ -63,7 +62,6 @@ use crate::error::{ApiError, ErrorCode};
 use crate::event_loop::{EventLoop, DEFERRED_EVENTS_MAX, MAX_PENDING_REQUESTS};
 use crate::options::Options;
 use crate::status::{Connection, Role, Transport};
-use crate::store::Store;
 use crate::swarm::Behaviour;
 use crate::verify::{Source, Verified};
 
@@ -75,11 +73,20 @@ pub type BlockReply = oneshot::Sender<Result<Vec<u8>, ApiError>>;
 /// The node's configuration from the page's options: cluster size, replicas, heartbeat interval,
 /// detection timeout, formation interval, new-block storage (`newBlocks`), placement rule
 /// (`placement`), cluster id lifetime (`clusterTtlMs`), network segment (`segment`) and
-/// heartbeats to all members or to numbered neighbours (`heartbeatNeighbours`) as asked, the page's addresses through its relays' circuits (what invitations carry,
+/// heartbeats to all members or to numbered neighbours (`heartbeatNeighbours`) as asked, the
+/// origin's `device` and the `capacity_bytes` this node offers ([`crate::origin`]), the page's
+/// addresses through its relays' circuits (what invitations carry,
 /// [`node_address`]), its own queries asking the relays' archive nodes last, every other
 /// setting the core's default (scaled down where the core requires it).
-pub fn config(options: &Options, local: PeerId) -> Result<Config, ConfigError> {
+pub fn config(
+    options: &Options,
+    local: PeerId,
+    device: u64,
+    capacity_bytes: u64,
+) -> Result<Config, ConfigError> {
     let mut config = Config {
+        device,
+        capacity_bytes,
         heartbeat_interval_ms: u64::from(options.heartbeat_interval_ms),
         offline_after_ms: u64::from(options.offline_after_ms),
         formation_interval_ms: u64::from(options.formation_interval_ms),
@@ -216,7 +223,7 @@ impl ClusterNode {
         config: Config,
         local: &PeerId,
         seed: u64,
-        store: Rc<Store>,
+        blocks: PageBlocks,
     ) -> Result<ClusterNode, ConfigError> {
         let node = Node::new(config, node_link::node_id(local), seed)?;
         let mut book = PeerBook::default();
@@ -225,7 +232,7 @@ impl ClusterNode {
         host.push(Input::Start);
         Ok(ClusterNode {
             host,
-            blocks: PageBlocks::new(store),
+            blocks,
             book,
             requests: HashSet::new(),
             hellos: HashMap::new(),
@@ -664,6 +671,10 @@ impl EventLoop {
                     let _ = reply.send(verified);
                 }
             }
+            Event::FailureDomains(domains) => {
+                let detail = crate::status::FailureDomains::from(domains);
+                self.emit_detail("failure-domains", &detail);
+            }
             Event::BlockStored { block_hash, height } => {
                 crate::trace::mark("block-stored", block_id(&block_hash.0));
                 let detail = crate::events::BlockStored {
@@ -799,6 +810,7 @@ impl EventLoop {
                 status.member_details.clear();
             }
         }
+        status.failure_domains = self.core.node().failure_domains().map(Into::into);
         status.held_blocks = self.core.node().held_count() as u32;
         status.missing_blocks = self.core.node().missing_count() as u32;
         let stats = self.core.node().stats();

@@ -6,7 +6,8 @@
 //! `chain::sync`) and the API's commands ([`event_loop`]); the core's cluster node in the one
 //! host (`shoal-host`) with its messages and events ([`cluster_node`]); the IndexedDB database
 //! ([`store`]) and the host's block store over it ([`block_store`]); the per-tab identity slot
-//! ([`tab_lock`]); and the JavaScript API ([`api`], wrapped by `js/index.js` as `LightNode`).
+//! ([`tab_lock`]); what the tab shares with its origin's other tabs, its device and storage
+//! quota ([`origin`]); and the JavaScript API ([`api`], wrapped by `js/index.js` as `LightNode`).
 //!
 //! The crate is browser-only: on any other target it compiles to an empty library, so that
 //! `cargo test --workspace` and clippy keep working on native. Build it with `npm run build`
@@ -21,6 +22,7 @@ pub mod error;
 pub mod event_loop;
 pub mod events;
 pub mod options;
+pub mod origin;
 #[cfg(feature = "probes")]
 pub mod probes;
 pub mod status;

@@ -52,6 +52,9 @@ pub struct Options {
     /// `heartbeatNeighbours`: 0 (the default) checks every member (S9); n checks the n members
     /// numbered on either side (S10).
     pub heartbeat_neighbours: u32,
+    /// `capacityBytes`: the bytes this node offers its cluster, instead of its share of the
+    /// origin's storage estimate ([`crate::origin`]); placement weighs members by it.
+    pub capacity_bytes: Option<u64>,
 }
 
 /// Default of `heartbeatIntervalMs` (the core's default).
@@ -83,6 +86,9 @@ pub const HEARTBEAT_NEIGHBOURS_MAX: u32 = 32;
 pub const DEFAULT_EVEN_RANGE_BLOCKS: u32 = 16;
 /// Longest range of the even rule.
 pub const EVEN_RANGE_BLOCKS_MAX: u32 = 1_000_000;
+
+/// Largest `capacityBytes`: the largest integer a JavaScript number holds exactly (2^53 − 1).
+pub const CAPACITY_BYTES_MAX: u64 = (1 << 53) - 1;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadInput, message)
@@ -295,6 +301,19 @@ impl Options {
             0,
             HEARTBEAT_NEIGHBOURS_MAX,
         )?;
+        let capacity_bytes = match field(object, "capacityBytes")? {
+            None => None,
+            Some(v) => match v.as_f64() {
+                Some(n) if n.fract() == 0.0 && (1.0..=CAPACITY_BYTES_MAX as f64).contains(&n) => {
+                    Some(n as u64)
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "options.capacityBytes must be an integer from 1 to {CAPACITY_BYTES_MAX}"
+                    )))
+                }
+            },
+        };
         Ok(Options {
             relays,
             network,
@@ -310,6 +329,7 @@ impl Options {
             cluster_ttl_ms,
             segment,
             heartbeat_neighbours,
+            capacity_bytes,
         })
     }
 
@@ -418,6 +438,38 @@ mod tests {
             );
         }
         assert!(Options::from_js(&JsValue::from_str("x")).is_err());
+    }
+
+    #[wasm_bindgen_test]
+    fn capacity_bytes_is_a_positive_safe_integer_or_absent() {
+        let relay = format!("\"/ip4/10.0.0.1/tcp/1/ws/p2p/{PEER}\"");
+        let o = options(&format!("{{\"relays\": [{relay}]}}")).unwrap();
+        assert_eq!(o.capacity_bytes, None, "the origin's estimate decides");
+        for (json, bytes) in [
+            ("1", 1),
+            ("50000000", 50_000_000),
+            ("9007199254740991", CAPACITY_BYTES_MAX),
+        ] {
+            let o = options(&format!(
+                "{{\"relays\": [{relay}], \"capacityBytes\": {json}}}"
+            ))
+            .unwrap();
+            assert_eq!(o.capacity_bytes, Some(bytes), "{json}");
+        }
+        for bad in ["0", "-5", "1.5", "9007199254740992", "\"1GB\"", "true"] {
+            let err = options(&format!(
+                "{{\"relays\": [{relay}], \"capacityBytes\": {bad}}}"
+            ))
+            .unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadInput, "{bad}");
+            assert!(
+                err.message.contains(
+                    "options.capacityBytes must be an integer from 1 to 9007199254740991"
+                ),
+                "{bad}: {}",
+                err.message
+            );
+        }
     }
 
     #[wasm_bindgen_test]

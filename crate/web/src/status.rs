@@ -164,6 +164,37 @@ pub struct ShardMap {
     pub held: Vec<u32>,
 }
 
+/// How the node's cluster spreads over failure domains (`status().failureDomains`, the
+/// `failure-domains` event; issue 17, S8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureDomains {
+    /// Members of the view.
+    pub members: u32,
+    /// Distinct devices among them (the tabs of one browser profile and origin are one).
+    pub devices: u32,
+    /// Distinct network segments among them.
+    pub segments: u32,
+    /// Copies per block (P).
+    pub replicas: u32,
+    /// Every block's copies are on distinct devices; `false`: some block has two copies on
+    /// one device (the cluster spans fewer devices than P).
+    pub spread: bool,
+}
+
+impl From<shoal_core::cluster::FailureDomains> for FailureDomains {
+    fn from(d: shoal_core::cluster::FailureDomains) -> Self {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        FailureDomains {
+            members: count(d.members),
+            devices: count(d.devices),
+            segments: count(d.segments),
+            replicas: count(d.replicas),
+            spread: d.spread,
+        }
+    }
+}
+
 /// The best verified header chain's tip.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Tip {
@@ -178,6 +209,13 @@ pub struct Status {
     pub peer_id: String,
     pub network: String,
     pub slot: u32,
+    /// This tab's device (its failure domain, shared by every tab of the browser profile and
+    /// origin): 16 hex digits, as a 64-bit number does not fit a JavaScript number.
+    pub device: String,
+    /// The origin's storage at start and the capacity this node offers ([`crate::origin`]).
+    pub storage: crate::origin::StorageShare,
+    /// How the cluster spreads over devices and segments; `None` outside a cluster.
+    pub failure_domains: Option<FailureDomains>,
     /// The cluster size and replica count this node was started with.
     pub cluster_size: u32,
     pub replicas: u32,
@@ -304,5 +342,27 @@ mod tests {
         assert_eq!(get(&connection, &["transport"]), "webrtc-direct");
         assert_eq!(get(&connection, &["role"]), "archive");
         assert_eq!(get(&js, &["tip", "height"]), 0);
+        assert!(get(&js, &["failureDomains"]).is_null());
+        assert!(get(&js, &["storage", "quotaBytes"]).is_null());
+        assert_eq!(get(&js, &["storage", "capacityFrom"]), "default");
+        status.device = "00000000000000ff".into();
+        status.failure_domains = Some(FailureDomains {
+            members: 4,
+            devices: 2,
+            segments: 1,
+            replicas: 2,
+            spread: true,
+        });
+        status.storage.capacity_bytes = 3 << 30;
+        status.storage.live_tabs = 2;
+        let js = status.to_js().unwrap();
+        assert_eq!(get(&js, &["device"]), "00000000000000ff");
+        assert_eq!(get(&js, &["failureDomains", "devices"]), 2);
+        assert_eq!(get(&js, &["failureDomains", "spread"]), true);
+        assert_eq!(
+            get(&js, &["storage", "capacityBytes"]).as_f64(),
+            Some((3u64 << 30) as f64)
+        );
+        assert_eq!(get(&js, &["storage", "liveTabs"]), 2);
     }
 }
