@@ -1,6 +1,9 @@
 // `npm start -- --tabs N`: opens N headless tabs of the demo page in one Chromium, each its own
-// light node (its own identity slot and IndexedDB database in that browser), so that the page a
-// person opens finds a cluster already there. Standard input takes commands (`close [I]`,
+// light node, so that the page a person opens finds a cluster already there. Each tab has a
+// browser context of its own (its own storage, so its own identity, quota and device id): the
+// tabs stand for other people's browsers. Tabs of one context would be one device (issue 17) —
+// placement would then keep at most one copy of a block on all of them together and put the
+// other copies on the person's own tab, which would end up holding nearly every block. Standard input takes commands (`close [I]`,
 // `open`, `list`); every few seconds a line says how the tabs stand. SIGINT or SIGTERM closes
 // the tabs and the browser. Started by scripts/start.sh, which owns the relay.
 import { createInterface } from "node:readline";
@@ -47,14 +50,13 @@ const browser = await chromium.launch({
     "--disable-backgrounding-occluded-windows",
   ],
 });
-const context = await browser.newContext();
 const tabs = []; // { n, page }
 let knownErrorSaid = false;
 let next = 1;
 
 async function open() {
   const n = next++;
-  const page = await context.newPage();
+  const page = await (await browser.newContext()).newPage();
   page.on("pageerror", (error) => {
     // Known and not ours (rust-libp2p #6551: libp2p-webrtc-websys's data-channel callbacks
     // can fire after their Rust closure was dropped; harmless): said once, not per occurrence.
@@ -90,7 +92,7 @@ async function close(which) {
   const i = which === undefined ? tabs.length - 1 : tabs.findIndex((t) => t.n === which);
   if (i < 0 || !tabs[i]) return say(`no tab ${which ?? ""}; tabs: ${tabs.map((t) => t.n).join(", ") || "none"}`);
   const [tab] = tabs.splice(i, 1);
-  await tab.page.close();
+  await tab.page.context().close();
   say(`tab ${tab.n} closed: its cluster will declare it lost and copy its blocks again`);
 }
 
