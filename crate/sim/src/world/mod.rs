@@ -319,6 +319,9 @@ struct Counters {
     /// Forged views the outsider sent (see [`crate::config::ForgedViews`]).
     forged_views_sent: u64,
     blocks_below_p_at_deadline: u64,
+    /// Per member checked at a repair deadline: |its share of the cluster's stored bytes /
+    /// its share of the cluster's capacity − 1| (issue 17).
+    capacity_share_errors: Vec<f64>,
     blocks_above_p_at_deadline: u64,
     /// Clusters whose repair (exactly P) was checked at their deadline.
     clusters_repair_checked: u64,

@@ -552,17 +552,27 @@ impl World {
         let mut devices_by_height: std::collections::BTreeMap<u32, Vec<u64>> =
             std::collections::BTreeMap::new();
         let mut spanned: Vec<u64> = Vec::new();
+        let mut stored_and_capacity = Vec::with_capacity(members.len());
         for &host in &members {
             let device = self.effective_device(host);
             if !spanned.contains(&device) {
                 spanned.push(device);
             }
-            for height in self
-                .held_heights(host)
-                .into_iter()
-                .filter(|h| *h < published)
-            {
-                devices_by_height.entry(height).or_default().push(device);
+            let mut stored = 0u64;
+            for height in self.held_heights(host) {
+                stored += self.blocks[height as usize].bytes.len() as u64;
+                if height < published {
+                    devices_by_height.entry(height).or_default().push(device);
+                }
+            }
+            stored_and_capacity.push((stored as f64, self.capacity_of(host) as f64));
+        }
+        let stored_total: f64 = stored_and_capacity.iter().map(|(s, _)| s).sum();
+        let capacity_total: f64 = stored_and_capacity.iter().map(|(_, c)| c).sum();
+        if stored_total > 0.0 && capacity_total > 0.0 {
+            for (stored, capacity) in stored_and_capacity {
+                let error = (stored / stored_total) / (capacity / capacity_total) - 1.0;
+                self.counters.capacity_share_errors.push(error.abs());
             }
         }
         let want = self.config.replicas.min(spanned.len());

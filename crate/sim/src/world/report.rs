@@ -49,6 +49,12 @@ pub struct Report {
     pub blocks_below_p_at_deadline: u64,
     /// (cluster, block) pairs above P live holders at the repair deadline (spare copies).
     pub blocks_above_p_at_deadline: u64,
+    /// Issue 17: how far members' stored bytes are from their capacity's share, at the
+    /// repair deadline: per member |(stored / cluster's stored) / (capacity / cluster's
+    /// capacity) − 1|, the median and the largest over every member checked (`null`: none).
+    pub capacity_share_error_p50: Option<f64>,
+    /// The largest of those.
+    pub capacity_share_error_max: Option<f64>,
     /// Clusters whose blocks were checked against exactly P at their repair deadline: the
     /// run's deadline (churn stop + bound) for clusters formed before churn stopped,
     /// formation + bound for those formed after.
@@ -183,6 +189,12 @@ impl World {
             bytes_moved_per_leave: per_leave(counters.moved_bytes),
             bytes_moved_per_leave_optimal: per_leave(counters.cluster_leave_optimal_bytes),
             blocks_below_p_at_deadline: counters.blocks_below_p_at_deadline,
+            capacity_share_error_p50: median_of(&counters.capacity_share_errors),
+            capacity_share_error_max: counters
+                .capacity_share_errors
+                .iter()
+                .copied()
+                .reduce(f64::max),
             blocks_above_p_at_deadline: counters.blocks_above_p_at_deadline,
             clusters_repair_checked: counters.clusters_repair_checked,
             clusters_repair_unchecked: counters.clusters_repair_unchecked,
@@ -228,4 +240,11 @@ impl World {
             wall_seconds: self.started.elapsed().as_secs_f64(),
         }
     }
+}
+
+/// The median of `values` (`None` if empty).
+fn median_of(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
 }
