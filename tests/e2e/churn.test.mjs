@@ -380,10 +380,13 @@ test("a reloaded member tab resumes its place and downloads none of its blocks a
   const storedAgain = await page.evaluate(() => window.events.filter((e) => e.type === "block-stored").map((e) => e.detail.height));
   assert.deepEqual(storedAgain.filter((h) => had.has(h)), [], "no held block stored again");
   const mined = (await tip()) - tipBefore;
+  // Blocks of its shard at the tip that were still on their way at the reload (allowed above)
+  // come after it too.
+  const atTip = after.heights.filter((h) => !had.has(h) && h >= tipBefore - 1 && h <= tipBefore).length;
   const { fromRelays, fromMembers } = after.status.downloadedBytes;
   const downloaded = fromRelays.blocks + fromMembers.blocks;
-  t.diagnostic(`${name}: ${before.heights.length} blocks before, ${after.heights.length} after; downloaded ${downloaded} B while ${mined} blocks were mined`);
-  assert.ok(downloaded <= mined * 100_000, `downloaded ${downloaded} B, ${mined} new blocks of at most 100 KB`);
+  t.diagnostic(`${name}: ${before.heights.length} blocks before, ${after.heights.length} after; downloaded ${downloaded} B while ${mined} blocks were mined (${atTip} at the tip still arriving)`);
+  assert.ok(downloaded <= (mined + atTip) * 100_000, `downloaded ${downloaded} B, ${mined} new blocks and ${atTip} at the tip of at most 100 KB`);
   // Two detection timeouts: had the others found it outside their view, they would have
   // declared it lost by now. It resumed its place: nobody did.
   await sleep(2 * TIMINGS.offlineAfterMs);
