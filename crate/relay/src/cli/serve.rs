@@ -141,6 +141,11 @@ pub struct ServeArgs {
     /// refused).
     #[arg(long, default_value_t = GuardConfig::default().ban_for.as_secs(), value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
     ban_secs: u64,
+    /// Peers from one IP address banned within --ban-secs after which the address is banned
+    /// too: new connections from it refused for --ban-secs (a machine minting fresh keys; 0:
+    /// never; connections already open stay).
+    #[arg(long, default_value_t = GuardConfig::default().address_ban_after)]
+    address_ban_after: u32,
 }
 
 /// What a relay is (see `--role`).
@@ -307,6 +312,7 @@ impl ServeArgs {
                     per_second: self.requests_per_ip_per_sec,
                 },
                 ban_for: std::time::Duration::from_secs(self.ban_secs),
+                address_ban_after: self.address_ban_after,
                 ..GuardConfig::default()
             },
             idle_connection_timeout_secs: self.idle_connection_timeout_secs,

@@ -25,6 +25,12 @@
 //!   closed and new ones refused (`allow_block_list`), and the log says so once per ban, with
 //!   the reason. A refused request gets no response (its stream is dropped), so an honest
 //!   peer that went over finds out at once and asks elsewhere.
+//! - **Address bans.** A key costs nothing, so a banned machine comes back with a fresh one:
+//!   when [`GuardConfig::address_ban_after`] distinct peers from one address were banned within
+//!   one [`GuardConfig::ban_for`], the ban that makes it so carries the address
+//!   ([`Ban::address`]) and new connections from it are refused for `ban_for`
+//!   (`limits::PerIpLimit`). Connections already open from it are left alone: addresses are
+//!   shared (a NAT, a campus), and a peer already connected answers for itself.
 //!
 //! Every table is bounded: by the peers and addresses connected (whose entries go with their
 //! last connection), by [`MAX_REMEMBERED`] for strikes and bans.
@@ -72,6 +78,9 @@ pub struct GuardConfig {
     pub ban_points: u32,
     /// How long a ban lasts.
     pub ban_for: Duration,
+    /// Peers from one address banned within `ban_for` after which the address is banned
+    /// too (0: never).
+    pub address_ban_after: u32,
 }
 
 impl Default for GuardConfig {
@@ -90,6 +99,7 @@ impl Default for GuardConfig {
             unsent_total: 512 << 20,
             ban_points: 100,
             ban_for: Duration::from_secs(600),
+            address_ban_after: 8,
         }
     }
 }
@@ -174,6 +184,10 @@ pub struct Ban {
     pub until: Instant,
     /// The offence that took the peer over.
     pub last: Offence,
+    /// The peer's address, when this ban makes it [`GuardConfig::address_ban_after`] peers
+    /// banned from it within [`GuardConfig::ban_for`]: new connections from it are refused
+    /// until `until`.
+    pub address: Option<IpAddr>,
 }
 
 #[derive(Debug)]
@@ -232,6 +246,11 @@ pub struct Guard<I = RequestKey, O = OutboundRequestId> {
     unsent_total: usize,
     strikes: HashMap<PeerId, Strikes>,
     banned: HashMap<PeerId, Instant>,
+    /// Per address, when its peers were banned (the latest `address_ban_after`, within
+    /// `ban_for`).
+    bans_by_ip: HashMap<IpAddr, Vec<Instant>>,
+    /// Banned addresses and when their bans end.
+    banned_ips: HashMap<IpAddr, Instant>,
 }
 
 impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
@@ -247,6 +266,8 @@ impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
             unsent_total: 0,
             strikes: HashMap::new(),
             banned: HashMap::new(),
+            bans_by_ip: HashMap::new(),
+            banned_ips: HashMap::new(),
         }
     }
 
@@ -518,11 +539,44 @@ impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
         }
         let until = now + self.config.ban_for;
         self.banned.insert(peer, until);
+        let address = self
+            .ip_of(&peer)
+            .filter(|ip| self.address_banned_by(*ip, now));
         Some(Ban {
             peer,
             until,
             last: offence,
+            address,
         })
+    }
+
+    /// A peer from `ip` was banned at `now`: whether that makes
+    /// [`GuardConfig::address_ban_after`] within [`GuardConfig::ban_for`] and bans the
+    /// address (not while it is banned already; the count starts again then).
+    fn address_banned_by(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let after = self.config.address_ban_after as usize;
+        if after == 0 || self.banned_ips.get(&ip).is_some_and(|until| *until > now) {
+            return false;
+        }
+        if self.bans_by_ip.len() >= MAX_REMEMBERED && !self.bans_by_ip.contains_key(&ip) {
+            forget_oldest(&mut self.bans_by_ip, |times| {
+                times.last().copied().unwrap_or(now)
+            });
+        }
+        let ban_for = self.config.ban_for;
+        let times = self.bans_by_ip.entry(ip).or_default();
+        times.retain(|at| now.saturating_duration_since(*at) < ban_for);
+        times.push(now);
+        if times.len() < after {
+            return false;
+        }
+        self.bans_by_ip.remove(&ip);
+        self.banned_ips.retain(|_, until| *until > now);
+        if self.banned_ips.len() >= MAX_REMEMBERED {
+            forget_oldest(&mut self.banned_ips, |until| *until);
+        }
+        self.banned_ips.insert(ip, now + ban_for);
+        true
     }
 
     /// The bans over at `now`, forgotten: their peers may connect again.
@@ -555,7 +609,10 @@ fn release<K: std::hash::Hash + Eq>(
     }
 }
 
-fn forget_oldest<V>(map: &mut HashMap<PeerId, V>, at: impl Fn(&V) -> Instant) {
+fn forget_oldest<K: Copy + Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    at: impl Fn(&V) -> Instant,
+) {
     if let Some(oldest) = map.iter().min_by_key(|(_, v)| at(v)).map(|(k, _)| *k) {
         map.remove(&oldest);
     }

@@ -8,6 +8,9 @@
 //! `CircuitLimits::max_reservations_per_peer` each), so the per-address cap also bounds what
 //! one address can reserve: it cannot take every reservation, nor fill the directory.
 //!
+//! An address the guard banned (`guard::Ban::address`: too many of its keys banned) is refused
+//! outright until its ban ends.
+//!
 //! A refusal is logged once a minute at most, with the number refused since, not once per
 //! connection.
 
@@ -77,8 +80,20 @@ pub struct PerIpLimit {
     connections: HashMap<ConnectionId, IpAddr>,
     /// Connections per IP (the counts of `connections`).
     per_ip: HashMap<IpAddr, u32>,
+    /// Banned addresses and when their bans end (at most [`MAX_BANNED_ADDRESSES`]).
+    banned: HashMap<IpAddr, Instant>,
     refused: u64,
     logged_at: Option<Instant>,
+}
+
+/// Most banned addresses remembered; beyond it the ban that ends first is forgotten.
+pub const MAX_BANNED_ADDRESSES: usize = 16_384;
+
+/// The error a connection from a banned address gets.
+#[derive(Debug, thiserror::Error)]
+#[error("{ip} is banned: too many of its peers were banned")]
+pub struct AddressBanned {
+    pub ip: IpAddr,
 }
 
 /// The error a refused connection gets.
@@ -104,8 +119,36 @@ impl PerIpLimit {
             max_per_ip,
             connections: HashMap::new(),
             per_ip: HashMap::new(),
+            banned: HashMap::new(),
             refused: 0,
             logged_at: None,
+        }
+    }
+
+    /// Refuses new connections from `ip` until `until`.
+    pub fn ban(&mut self, ip: IpAddr, until: Instant) {
+        if self.banned.len() >= MAX_BANNED_ADDRESSES && !self.banned.contains_key(&ip) {
+            if let Some(first) = self
+                .banned
+                .iter()
+                .min_by_key(|(_, u)| **u)
+                .map(|(ip, _)| *ip)
+            {
+                self.banned.remove(&first);
+            }
+        }
+        self.banned.insert(ip, until);
+    }
+
+    /// Whether `ip` is banned at `now` (a ban that ended is forgotten).
+    pub fn is_banned(&mut self, ip: &IpAddr, now: Instant) -> bool {
+        match self.banned.get(ip) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                self.banned.remove(ip);
+                false
+            }
+            None => false,
         }
     }
 
@@ -153,6 +196,9 @@ impl NetworkBehaviour for PerIpLimit {
         let Some(ip) = ip_of(remote) else {
             return Ok(());
         };
+        if self.is_banned(&ip, Instant::now()) {
+            return Err(ConnectionDenied::new(AddressBanned { ip }));
+        }
         let open = self.open_from(&ip);
         if open >= self.max_per_ip {
             return Err(self.refuse(ip, open));
@@ -263,5 +309,36 @@ mod tests {
             limit.forget(*id);
         }
         assert!(limit.per_ip.is_empty() && limit.connections.is_empty());
+    }
+
+    /// A banned address is refused at once — even with no connection open — until its ban
+    /// ends; others are not.
+    #[test]
+    fn a_banned_address_is_refused_until_its_ban_ends() {
+        let mut limit = PerIpLimit::new(3);
+        let local = addr("/ip4/10.0.0.1/tcp/9090/ws");
+        let machine = addr("/ip4/192.0.2.7/tcp/40000/ws");
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let now = Instant::now();
+        limit.ban(ip, now + Duration::from_secs(600));
+        let refused = limit
+            .handle_pending_inbound_connection(ConnectionId::new_unchecked(1), &local, &machine)
+            .unwrap_err();
+        assert_eq!(
+            refused.downcast_ref::<AddressBanned>().unwrap().to_string(),
+            "192.0.2.7 is banned: too many of its peers were banned"
+        );
+        let other = addr("/ip4/198.51.100.1/tcp/40000/ws");
+        limit
+            .handle_pending_inbound_connection(ConnectionId::new_unchecked(2), &local, &other)
+            .unwrap();
+        assert!(limit.is_banned(&ip, now + Duration::from_secs(599)));
+        assert!(!limit.is_banned(&ip, now + Duration::from_secs(600)));
+        assert!(limit.banned.is_empty(), "an ended ban is forgotten");
+        // A ban that already ended lets the address in.
+        limit.ban(ip, now);
+        limit
+            .handle_pending_inbound_connection(ConnectionId::new_unchecked(3), &local, &machine)
+            .unwrap();
     }
 }

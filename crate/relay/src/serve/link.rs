@@ -425,6 +425,10 @@ pub fn enforce(swarm: &mut Swarm<Behaviour>, ban: &Ban) {
         .as_secs();
     tracing::warn!(peer = %ban.peer, secs, reason = %ban.last, "peer banned");
     swarm.behaviour_mut().blocked.block_peer(ban.peer);
+    if let Some(ip) = ban.address {
+        tracing::warn!(%ip, secs, "address banned: new connections from it refused");
+        swarm.behaviour_mut().per_ip.ban(ip, ban.until);
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ fn config() -> GuardConfig {
         unsent_total: 2500,
         ban_points: 100,
         ban_for: Duration::from_secs(600),
+        address_ban_after: 3,
     }
 }
 
@@ -149,6 +150,47 @@ fn undecodable_requests_ban_the_peer_for_a_while() {
     assert!(guard.expired(now + Duration::from_secs(599)).is_empty());
     assert_eq!(guard.expired(now + Duration::from_secs(600)), vec![peer]);
     assert!(!guard.is_banned(&peer, now + Duration::from_secs(600)));
+}
+
+/// A machine minting keys: the third peer from one address banned within the ban time bans
+/// the address too (its ban says so); another address is not touched, bans further apart than
+/// the ban time do not add up, and `address_ban_after` 0 never bans an address.
+#[test]
+fn the_third_peer_banned_from_one_address_bans_the_address() {
+    let ban = |guard: &mut Guard<u64, u64>, ip: &str, now: Instant| {
+        let peer = connect(guard, ip);
+        (0..5)
+            .find_map(|_| guard.strike(peer, Offence::Undecodable, now))
+            .expect("banned")
+    };
+    let mut guard = new_guard(config());
+    let now = Instant::now();
+    let machine: IpAddr = "10.0.0.1".parse().unwrap();
+    assert_eq!(ban(&mut guard, "10.0.0.1", now).address, None);
+    assert_eq!(ban(&mut guard, "10.0.0.2", now).address, None);
+    assert_eq!(ban(&mut guard, "10.0.0.1", now).address, None);
+    assert_eq!(ban(&mut guard, "10.0.0.1", now).address, Some(machine));
+    // Not again while the address is banned; after, the count starts again.
+    for _ in 0..5 {
+        assert_eq!(ban(&mut guard, "10.0.0.1", now).address, None);
+    }
+    let later = now + Duration::from_secs(600);
+    assert_eq!(ban(&mut guard, "10.0.0.1", later).address, None);
+    assert_eq!(ban(&mut guard, "10.0.0.1", later).address, None);
+    assert_eq!(ban(&mut guard, "10.0.0.1", later).address, Some(machine));
+    // Bans eleven minutes apart: never three within ten.
+    let mut guard = new_guard(config());
+    for i in 0..6 {
+        let later = now + Duration::from_secs(660 * i);
+        assert_eq!(ban(&mut guard, "10.0.0.1", later).address, None, "ban {i}");
+    }
+    let mut guard = new_guard(GuardConfig {
+        address_ban_after: 0,
+        ..config()
+    });
+    for _ in 0..10 {
+        assert_eq!(ban(&mut guard, "10.0.0.1", now).address, None);
+    }
 }
 
 /// Points fade: an occasional refusal never adds up to a ban; a stream of them does.
