@@ -208,18 +208,13 @@ impl Membership {
     pub(crate) fn new(me: NodeId, view: View, now_ms: u64, expires_at_ms: u64) -> Membership {
         let ids: Vec<NodeId> = view.members.iter().map(|m| m.id).collect();
         let order = numbering(&view.cluster, &ids);
-        let capacities: Vec<u64> = order
-            .iter()
-            .map(|&i| view.members[i].capacity_bytes)
-            .collect();
         let slots: Vec<Slot> = order
             .iter()
-            .zip(crate::placement::weights(&capacities))
-            .map(|(&i, weight)| Slot {
+            .map(|&i| Slot {
                 id: view.members[i].id,
                 segment: view.members[i].segment,
                 device: crate::placement::device_of(&view.members[i].id, view.members[i].device),
-                weight,
+                weight: crate::placement::weight_of(view.members[i].capacity_bytes),
             })
             .collect();
         let number = slots

@@ -28,11 +28,14 @@
 //! any: the P copies are on P distinct devices whenever the cluster spans that many.
 //! [`PlacementRule::Segment`] takes members of new segments on new devices first, then of
 //! new devices, then any.
-//! Members are ranked by *weighted* rendezvous: a member of weight `w` ([`weights`], from the
-//! capacities the view lists) scores the best of `w` draws, so it ranks first for a share
-//! `w / Σw` of the blocks — a member with half the room holds about half as many. Equal
-//! capacities give every member weight 1, the plain rule. All of it is integer arithmetic:
-//! native relays and wasm pages compute the same holders bit for bit.
+//! Members are ranked by *weighted* rendezvous (Schindelhauer and Schomaker's weighted
+//! distributed hash tables): a member of weight `w` (its capacity, [`weight_of`])
+//! with hash draw `h` ∈ (0, 1] scores `w / −log₂ h`, so it ranks first for a share `w / Σw` of
+//! the blocks exactly — a member with half the room holds about half as many — and a change of
+//! one member's capacity moves blocks only to or from that member. The logarithm is computed in
+//! fixed point with integers (32 fractional bits) and scores are compared by cross
+//! multiplication, so native relays and wasm pages compute the same holders bit for bit;
+//! members of equal weight are compared by their draws alone, which is the plain rule.
 //! The patent's rules ([`PlacementRule::HashMod`], [`PlacementRule::Even`]) are kept as the
 //! patent states them, by member number alone.
 //!
@@ -63,12 +66,12 @@ pub struct Slot {
     pub segment: u32,
     /// Its failure domain ([`crate::config::Config::device`]).
     pub device: u64,
-    /// Its rendezvous weight, at least 1 ([`weights`]).
-    pub weight: u32,
+    /// Its rendezvous weight: the capacity it offers ([`weight_of`]).
+    pub weight: u64,
 }
 
 impl Slot {
-    /// A member on a device of its own, of weight 1.
+    /// A member on a device of its own, of weight 1 (equal weights: the plain rule).
     pub fn alone(id: NodeId, segment: u32) -> Slot {
         Slot {
             id,
@@ -84,6 +87,16 @@ pub fn own_device(id: &NodeId) -> u64 {
     mix64(u64::from_le_bytes(id.0[8..16].try_into().expect("8 bytes"))).max(1)
 }
 
+/// The rendezvous weight of a member offering `capacity_bytes`: the capacity with its four
+/// leading bits kept (so within 1/8 of it, from below), at least 1. Capacities that differ by
+/// little — browser tabs' estimates move with every write — weigh the same, and members of
+/// equal weight are placed by the plain rule.
+pub fn weight_of(capacity_bytes: u64) -> u64 {
+    let bits = 64 - capacity_bytes.leading_zeros();
+    let dropped = bits.saturating_sub(4);
+    (capacity_bytes >> dropped << dropped).max(1)
+}
+
 /// The failure domain of node `id` that says it is on `device`: 0 names none (a device of its
 /// own, [`own_device`]).
 pub fn device_of(id: &NodeId, device: u64) -> u64 {
@@ -93,40 +106,14 @@ pub fn device_of(id: &NodeId, device: u64) -> u64 {
     }
 }
 
-/// Finest weight a member can have: weights are capacities relative to the largest, in
-/// steps of 1/`WEIGHT_STEPS`.
-pub const WEIGHT_STEPS: u64 = 16;
-
-/// Rendezvous weights for members of these capacities (in bytes): each capacity relative to
-/// the largest in steps of 1/[`WEIGHT_STEPS`], at least 1, divided by their greatest common
-/// divisor — equal capacities give weight 1 each, so the plain rule costs nothing more.
-pub fn weights(capacities: &[u64]) -> Vec<u32> {
-    let max = capacities.iter().copied().max().unwrap_or(0).max(1) as u128;
-    let raw: Vec<u64> = capacities
-        .iter()
-        .map(|&c| {
-            let scaled = (c as u128 * WEIGHT_STEPS as u128 + max / 2) / max;
-            (scaled as u64).clamp(1, WEIGHT_STEPS)
-        })
-        .collect();
-    let divisor = raw.iter().copied().fold(0, gcd).max(1);
-    raw.into_iter().map(|w| (w / divisor) as u32).collect()
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 /// Computes holders with reusable scratch space (no allocation per block once warmed up).
 #[derive(Debug, Clone)]
 pub struct Placer {
     rule: PlacementRule,
     replicas: usize,
     scratch: Vec<(u64, usize)>,
+    /// `−log₂` of each member's draw, when weights differ.
+    logs: Vec<u64>,
 }
 
 impl Placer {
@@ -137,6 +124,7 @@ impl Placer {
             rule,
             replicas,
             scratch: Vec::new(),
+            logs: Vec::new(),
         }
     }
 
@@ -245,21 +233,81 @@ impl Placer {
         }
     }
 
-    /// Fills `scratch` with members sorted by weighted rendezvous score, best first.
+    /// Fills `scratch` with members sorted by weighted rendezvous score, best first: by draw
+    /// when every weight is equal (the plain rule, and no logarithm computed), else by
+    /// `weight / −log₂ draw` ([`beats`]).
     fn rank(&mut self, hash: &BlockHash, members: &[Slot]) {
         let block_key = u64::from_le_bytes(hash.0[..8].try_into().expect("8 bytes"));
         self.scratch.clear();
-        self.scratch
-            .extend(members.iter().enumerate().map(|(i, m)| {
-                let best = (1..m.weight.max(1))
-                    .map(|draw| rendezvous_draw(block_key, &m.id, draw))
-                    .fold(rendezvous_weight(block_key, &m.id), u64::max);
-                (best, i)
-            }));
-        // Ties (vanishingly rare) broken by member id, so every member agrees.
-        self.scratch
-            .sort_unstable_by(|a, b| b.0.cmp(&a.0).then(members[a.1].id.cmp(&members[b.1].id)));
+        self.scratch.extend(
+            members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (rendezvous_weight(block_key, &m.id), i)),
+        );
+        let equal = members.windows(2).all(|w| w[0].weight == w[1].weight);
+        if equal {
+            // Ties (vanishingly rare) broken by member id, so every member agrees.
+            self.scratch
+                .sort_unstable_by(|a, b| b.0.cmp(&a.0).then(members[a.1].id.cmp(&members[b.1].id)));
+            return;
+        }
+        self.logs.clear();
+        self.logs
+            .extend(self.scratch.iter().map(|(draw, _)| neg_log2(*draw)));
+        let mut order: Vec<usize> = (0..self.scratch.len()).collect();
+        let (scratch, logs) = (&self.scratch, &self.logs);
+        order.sort_unstable_by(|&x, &y| {
+            let (a, b) = (&members[scratch[x].1], &members[scratch[y].1]);
+            beats(
+                (a.weight, scratch[x].0, logs[x]),
+                (b.weight, scratch[y].0, logs[y]),
+            )
+            .reverse()
+            .then(a.id.cmp(&b.id))
+        });
+        let ranked: Vec<(u64, usize)> = order.iter().map(|&k| scratch[k]).collect();
+        self.scratch = ranked;
     }
+}
+
+/// How member `a` (weight, draw, `−log₂` of its draw as [`neg_log2`] gives it) compares with
+/// `b` in weighted rendezvous: `Greater` if `a` scores higher. Equal weights compare draws
+/// (exactly the plain rule); else `w_a / L_a` against `w_b / L_b` by cross multiplication.
+fn beats(a: (u64, u64, u64), b: (u64, u64, u64)) -> std::cmp::Ordering {
+    let (wa, da, la) = a;
+    let (wb, db, lb) = b;
+    if wa.max(1) == wb.max(1) {
+        return da.cmp(&db);
+    }
+    let left = u128::from(wa.max(1)) * u128::from(lb);
+    let right = u128::from(wb.max(1)) * u128::from(la);
+    left.cmp(&right).then(da.cmp(&db))
+}
+
+/// `−log₂ h` for the draw `h = (draw + 1) / 2⁶⁴` ∈ (0, 1], in fixed point with 32 fractional
+/// bits, at least 1 (so that a score is never infinite). Integer arithmetic only: the binary
+/// logarithm by repeated squaring, the same on every platform.
+fn neg_log2(draw: u64) -> u64 {
+    const FRACTION_BITS: u32 = 32;
+    let x = u128::from(draw) + 1; // in [1, 2^64]
+    let int = 127 - x.leading_zeros(); // floor(log2 x), 0..=64
+                                       // x / 2^int in [1, 2) with 63 fractional bits.
+    let mut m: u128 = if int >= 63 {
+        x >> (int - 63)
+    } else {
+        x << (63 - int)
+    };
+    let mut frac: u64 = 0;
+    for bit in (0..FRACTION_BITS).rev() {
+        m = (m * m) >> 63; // in [1, 4) with 63 fractional bits
+        if m >= 2 << 63 {
+            m >>= 1;
+            frac |= 1 << bit;
+        }
+    }
+    let log2 = (u64::from(int) << FRACTION_BITS) | frac;
+    (64u64 << FRACTION_BITS).saturating_sub(log2).max(1)
 }
 
 /// The block hash read as a little-endian 256-bit number (Bitcoin's convention), modulo `m`.
@@ -288,12 +336,6 @@ fn device(m: &Slot) -> u64 {
 /// A member's network segment, as placement compares them.
 fn segment(m: &Slot) -> u64 {
     u64::from(m.segment)
-}
-
-/// A member's further draws when its weight is above 1 (draw 0 is [`rendezvous_weight`]).
-fn rendezvous_draw(block_key: u64, member: &NodeId, draw: u32) -> u64 {
-    let member_key = u64::from_le_bytes(member.0[..8].try_into().expect("8 bytes"));
-    mix64(block_key ^ mix64(member_key ^ mix64(u64::from(draw))))
 }
 
 /// What a membership change moved under one rule.

@@ -202,8 +202,13 @@ fn renumbering_rules_move_more_than_rendezvous() {
 /// capacities existed, and what `tests/e2e/formation.test.mjs` recomputes in JavaScript.
 #[test]
 fn equal_capacities_on_own_devices_are_the_plain_rule() {
-    let members = slots(&(0..9).collect::<Vec<_>>(), 1);
-    assert_eq!(weights(&[5 << 30; 9]), vec![1; 9]);
+    let members: Vec<Slot> = slots(&(0..9).collect::<Vec<_>>(), 1)
+        .into_iter()
+        .map(|s| Slot {
+            weight: 5 << 30,
+            ..s
+        })
+        .collect();
     let mut placer = Placer::new(PlacementRule::Rendezvous, 3);
     let mut out = Vec::new();
     for b in 0..500 {
@@ -221,19 +226,96 @@ fn equal_capacities_on_own_devices_are_the_plain_rule() {
     }
 }
 
+/// The fixed-point logarithm: exact at powers of two, monotone, within 10^-8 of the true
+/// value elsewhere; and the comparison of scores is the plain rule for equal weights.
 #[test]
-fn weights_are_capacities_relative_to_the_largest_in_sixteenths() {
-    assert_eq!(weights(&[]), Vec::<u32>::new());
-    assert_eq!(weights(&[7, 7, 7]), vec![1, 1, 1]);
-    assert_eq!(weights(&[1 << 30, 2 << 30]), vec![1, 2]);
-    assert_eq!(weights(&[1 << 30, 4 << 30, 4 << 30]), vec![1, 4, 4]);
-    // No room at all still gets the least weight (placement needs P members); a tiny
-    // capacity is rounded up to it.
-    assert_eq!(weights(&[0, 16]), vec![1, 16]);
-    assert_eq!(weights(&[1, u64::MAX]), vec![1, 16]);
-    assert_eq!(weights(&[0, 0]), vec![1, 1]);
-    // Three tenths: 4.8 sixteenths, rounded to 5.
-    assert_eq!(weights(&[3, 10]), vec![5, 16]);
+fn the_weighted_score_is_exact_enough_and_the_plain_rule_for_equal_weights() {
+    let one = 1u64 << 32;
+    assert_eq!(neg_log2(u64::MAX), 1, "h = 1: the least, never 0");
+    assert_eq!(neg_log2((1 << 63) - 1), one, "h = 1/2");
+    assert_eq!(neg_log2(0), 64 * one, "h = 2^-64");
+    for i in 0..10_000u64 {
+        let draw = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let l = neg_log2(draw);
+        let want = -(((draw as f64) + 1.0) / 2f64.powi(64)).log2();
+        assert!(
+            (l as f64 / one as f64 - want).abs() < 1e-8,
+            "draw {draw}: {l} vs {want}"
+        );
+    }
+    let mut draws: Vec<u64> = (0..1000u64)
+        .map(|i| i.wrapping_mul(0x2545_f491_4f6c_dd1d))
+        .collect();
+    draws.sort_unstable();
+    for w in draws.windows(2) {
+        assert!(neg_log2(w[0]) >= neg_log2(w[1]), "monotone");
+        let (a, b) = ((7, w[0], neg_log2(w[0])), (7, w[1], neg_log2(w[1])));
+        assert_eq!(
+            beats(a, b),
+            std::cmp::Ordering::Less,
+            "equal weights: by draw"
+        );
+    }
+    // Twice the weight beats a draw whose logarithm is less than twice as small.
+    let half = (1u64 << 63) - 1; // −log2 = 1
+    let quarter = (1u64 << 62) - 1; // −log2 = 2
+    assert_eq!(
+        beats((2, quarter, neg_log2(quarter)), (1, half, neg_log2(half))),
+        std::cmp::Ordering::Equal.then(quarter.cmp(&half)),
+        "2 / 2 = 1 / 1: equal scores, then the draw"
+    );
+    assert_eq!(
+        beats((3, quarter, neg_log2(quarter)), (1, half, neg_log2(half))),
+        std::cmp::Ordering::Greater
+    );
+}
+
+#[test]
+fn weights_keep_a_capacitys_four_leading_bits() {
+    assert_eq!(weight_of(0), 1);
+    assert_eq!(weight_of(1), 1);
+    assert_eq!(weight_of(15), 15);
+    assert_eq!(weight_of(0b1_0111), 0b1_0110);
+    assert_eq!(weight_of(8 << 30), 8 << 30);
+    // A tab's estimate a little above the relay's 8 GiB weighs the same.
+    assert_eq!(weight_of((8 << 30) + 123_456_789), 8 << 30);
+    assert_eq!(weight_of(u64::MAX), 0xf << 60);
+}
+
+/// Issue 17: one member's capacity changing moves blocks only to or from that member — the
+/// others' order among themselves is untouched.
+#[test]
+fn a_capacity_change_moves_blocks_only_to_or_from_that_member() {
+    let before = slots(&(0..6).collect::<Vec<_>>(), 1)
+        .into_iter()
+        .map(|s| Slot {
+            weight: 8 << 30,
+            ..s
+        })
+        .collect::<Vec<_>>();
+    let mut after = before.clone();
+    after[2].weight = 1 << 30;
+    let mut placer = Placer::new(PlacementRule::Rendezvous, 2);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut moved_off = 0;
+    for n in 0..5_000 {
+        let (hash, height) = block(n);
+        placer.holders(&hash, height, &before, &mut a);
+        placer.holders(&hash, height, &after, &mut b);
+        for m in &b {
+            assert!(
+                a.contains(m) || *m != 2,
+                "block {n}: nothing moves to the shrunk member"
+            );
+        }
+        for m in &a {
+            if !b.contains(m) {
+                assert_eq!(*m, 2, "block {n}: only the shrunk member loses blocks");
+                moved_off += 1;
+            }
+        }
+    }
+    assert!(moved_off > 1_000, "{moved_off}");
 }
 
 /// Issue 17's target: a member's share of the copies follows its capacity. With one copy per
@@ -244,8 +326,8 @@ fn members_hold_blocks_in_proportion_to_their_capacity() {
     const BLOCKS: u64 = 20_000;
     let capacities = [1u64 << 30, 2 << 30, 2 << 30, 4 << 30, 8 << 30];
     let mut members = slots(&(0..5).collect::<Vec<_>>(), 1);
-    for (m, w) in members.iter_mut().zip(weights(&capacities)) {
-        m.weight = w;
+    for (m, c) in members.iter_mut().zip(capacities) {
+        m.weight = c;
     }
     let total: u64 = capacities.iter().sum();
     let count = |p: usize| {
@@ -273,8 +355,8 @@ fn members_hold_blocks_in_proportion_to_their_capacity() {
     // P = 2, four members, one with half the room of the other three.
     let capacities = [1u64 << 30, 2 << 30, 2 << 30, 2 << 30];
     let mut members = slots(&(10..14).collect::<Vec<_>>(), 1);
-    for (m, w) in members.iter_mut().zip(weights(&capacities)) {
-        m.weight = w;
+    for (m, c) in members.iter_mut().zip(capacities) {
+        m.weight = c;
     }
     let mut placer = Placer::new(PlacementRule::Rendezvous, 2);
     let mut held = [0u64; 4];
