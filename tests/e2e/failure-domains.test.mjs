@@ -12,6 +12,10 @@
 //      off), four tabs of their own contexts get quotas through the DevTools protocol
 //      (`Storage.overrideQuotaForOrigin`), one a quarter of the others': it reports a capacity
 //      of a quarter of theirs and, in one cluster with them, holds far fewer blocks.
+//   3. a tab whose origin quota is cut to what it uses already (no free room left) lowers the
+//      capacity it offers at its next look at the estimate (every 15 s), its cluster's next
+//      view carries it, and it hands its blocks over: the others fetch them, then it deletes
+//      its copies — every block stays on P copies throughout.
 // Heartbeats every 500 ms, a member silent for 2.5 s is declared lost: the waits are bounds.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -214,5 +218,46 @@ test("a tab with a quarter of the quota offers a quarter of the capacity and hol
   t.diagnostic(`blocks held: ${tabs.map((tab, i) => `${tab.name} ${held[i]} (placed ${placed[i]})`).join(", ")} of ${CHAIN} × ${REPLICAS}`);
   assert.equal(held.reduce((a, b) => a + b, 0) >= REPLICAS * CHAIN, true, "every block on P members");
   assert.ok(held[3] < 0.7 * others, `the small tab holds ${held[3]} blocks, the others ${others.toFixed(1)} on average`);
+  for (const c of contexts) await c.close();
+});
+
+test("a tab whose quota is cut hands its blocks over, every block on P copies throughout", async (t) => {
+  quotaBrowser ??= await launchBrowser({ extraArgs: ["--disable-features=StaticStorageQuota"] });
+  const FULL = 400e6;
+  const options = { relays: [archive.ws], database: "fd-shrink", clusterSize: 4 };
+  const contexts = [];
+  const tabs = [];
+  for (const name of ["a", "b", "c", "cut"]) {
+    const context = await quotaBrowser.newContext();
+    contexts.push(context);
+    tabs.push(await startTab(context, name, options, FULL));
+  }
+  const cut = tabs[3];
+  await waitUntil("one cluster of the four tabs, shards complete", 150_000, async () => {
+    const ss = await Promise.all(tabs.map((tab) => status(tab.page)));
+    const one = ss[0].clusterId && ss.every((s) => s.clusterId === ss[0].clusterId && s.members.length === 4);
+    return one && ss.every((s) => s.missingBlocks === 0 && s.holding.spareBlocks === 0) && ss;
+  }, 500);
+  const before = (await holdings(tabs, false)).map((h) => h.heights.length);
+  const capacityBefore = (await status(cut.page)).storage.capacityBytes;
+  // No free room left: the quota is what the origin uses now.
+  const usage = await cut.page.evaluate(async () => (await navigator.storage.estimate()).usage);
+  const cdp = await contexts[3].newCDPSession(cut.page);
+  await cdp.send("Storage.overrideQuotaForOrigin", { origin: ORIGIN, quotaSize: usage });
+  let fewest = Infinity;
+  const moved = await waitUntil("the cut tab hands its blocks over", 90_000, async () => {
+    const held = await holdings(tabs, false);
+    const { copies } = byHeight(held);
+    fewest = Math.min(fewest, ...copies);
+    const ss = await Promise.all(tabs.map((tab) => status(tab.page)));
+    // Settled: no copy missing, none spare (deleted once its new holders confirmed).
+    const settled = ss.every((s) => s.missingBlocks === 0) && copies.every((c) => c === REPLICAS);
+    const shrunk = ss[3].storage.capacityBytes < capacityBefore / 2 && held[3].heights.length <= before[3] / 2;
+    return settled && shrunk && { held: held.map((h) => h.heights.length), capacity: ss[3].storage.capacityBytes, copies };
+  }, 500);
+  t.diagnostic(`blocks held before ${before.join(", ")}; after ${moved.held.join(", ")}; the cut tab offers ${(moved.capacity / 1e3).toFixed(0)} kB (was ${(capacityBefore / 1e6).toFixed(0)} MB)`);
+  assert.ok(fewest >= REPLICAS, `a block fell to ${fewest} copies while moving`);
+  const others = moved.held.slice(0, 3);
+  assert.ok(others.reduce((a, b) => a + b, 0) > before.slice(0, 3).reduce((a, b) => a + b, 0), "the others took them");
   for (const c of contexts) await c.close();
 });

@@ -208,7 +208,18 @@ pub struct ClusterNode {
     block_senders: VecDeque<(BlockHash, PeerId)>,
     /// When a storage failure was last told to the page: [other, quota exceeded].
     storage_error_reported: [Option<u64>; 2],
+    /// The page's `capacityBytes` option, which the origin's estimate does not override.
+    pub(crate) capacity_option: Option<u64>,
+    /// After a write failed for quota: the capacity it allows (the bytes held then, less a
+    /// tenth) and when, kept for [`QUOTA_CEILING_MS`] over any larger estimate.
+    pub(crate) quota_ceiling: Option<(u64, u64)>,
+    /// The origin's estimate is due again (a write failed for quota).
+    pub(crate) capacity_check_due: bool,
 }
+
+/// How long a quota failure caps the capacity a node offers, whatever the browser's estimate
+/// says (Chromium's estimate can promise room its quota does not give).
+pub const QUOTA_CEILING_MS: u64 = STORAGE_ERROR_REPEAT_MS;
 
 /// A storage failure of the same kind is told to the page again after this long at most.
 pub const STORAGE_ERROR_REPEAT_MS: u64 = 10 * 60 * 1000;
@@ -245,6 +256,9 @@ impl ClusterNode {
             held_queries: HeldQueries::default(),
             block_senders: VecDeque::new(),
             storage_error_reported: [None; 2],
+            capacity_option: None,
+            quota_ceiling: None,
+            capacity_check_due: false,
         })
     }
 
@@ -717,6 +731,15 @@ impl EventLoop {
             quota_exceeded,
             at: now,
         };
+        if quota_exceeded {
+            // Issue 17: offer no more than what fits. The cluster moves the rest elsewhere, and
+            // the origin's estimate is read again at once.
+            let ceiling = (self.core.blocks.stored_bytes() / 10 * 9).max(1);
+            self.core.quota_ceiling = Some((ceiling, now));
+            self.core.capacity_check_due = true;
+            let current = self.shared.status.borrow().storage.capacity_bytes;
+            self.set_capacity(ceiling.min(current));
+        }
         let last = &mut self.core.storage_error_reported[usize::from(quota_exceeded)];
         let tell = last.is_none_or(|at| now.saturating_sub(at) >= STORAGE_ERROR_REPEAT_MS);
         if tell {
@@ -725,6 +748,48 @@ impl EventLoop {
             self.emit_detail("storage-error", &failure);
         }
         self.shared.status.borrow_mut().storage_error = Some(failure);
+    }
+
+    /// Issue 17: the capacity this node offers is now `capacity_bytes`. The core hears of it
+    /// (`Input::SetCapacity`: the cluster's next view carries it, and placement moves blocks
+    /// to match) when it moved by a tenth or more; smaller moves are not worth a view change.
+    pub(crate) fn set_capacity(&mut self, capacity_bytes: u64) {
+        let current = self.shared.status.borrow().storage.capacity_bytes;
+        let moved = current.abs_diff(capacity_bytes);
+        if moved == 0 || moved < current / 10 {
+            return;
+        }
+        self.shared.status.borrow_mut().storage.capacity_bytes = capacity_bytes;
+        self.core.host.push(Input::SetCapacity { capacity_bytes });
+    }
+
+    /// Issue 17, every [`crate::event_loop::CAPACITY_CHECK`] and at once after a write failed
+    /// for quota: the origin's storage is read again (tabs of the origin opened or closed, its
+    /// other data grew, the browser's quota changed) and the capacity follows it, capped by a
+    /// recent quota failure.
+    pub(crate) async fn check_capacity(&mut self) {
+        self.core.capacity_check_due = false;
+        let option = self.core.capacity_option;
+        let share = crate::origin::storage_share(option, self.core.blocks.stored_bytes()).await;
+        let now = js_sys::Date::now().max(0.0) as u64;
+        let mut capacity = share.capacity_bytes;
+        match self.core.quota_ceiling {
+            Some((ceiling, at)) if now.saturating_sub(at) < QUOTA_CEILING_MS => {
+                capacity = capacity.min(ceiling);
+            }
+            Some(_) => self.core.quota_ceiling = None,
+            None => {}
+        }
+        {
+            let mut status = self.shared.status.borrow_mut();
+            let kept = status.storage.capacity_bytes;
+            status.storage = crate::origin::StorageShare {
+                capacity_bytes: kept,
+                ..share
+            };
+        }
+        self.set_capacity(capacity);
+        self.pump_node().await;
     }
 
     /// `shardMap(from, to)`: the placement of each height under the node's view, and which

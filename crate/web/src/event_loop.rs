@@ -54,6 +54,9 @@ pub use crate::verify::Verified;
 
 /// How often the loop wakes up without any event (redials, circuits).
 const TICK: Duration = Duration::from_millis(100);
+/// How often the origin's storage estimate is read again (issue 17: the capacity a node offers
+/// follows the origin's free room and its live tabs).
+pub const CAPACITY_CHECK: Duration = Duration::from_secs(15);
 /// First and largest delay before dialling a lost relay again.
 const REDIAL_MIN_MS: f64 = 500.0;
 const REDIAL_MAX_MS: f64 = 10_000.0;
@@ -271,8 +274,9 @@ impl EventLoop {
         emit: js_sys::Function,
         shared: Rc<Shared>,
         lock: SlotLock,
-        core: ClusterNode,
+        mut core: ClusterNode,
     ) -> Result<EventLoop, StoreError> {
+        core.capacity_option = options.capacity_bytes;
         let params = options.network.params();
         let mut chain = HeaderChain::with_config(params, HeaderChainConfig::default());
         let mut height = 1u32;
@@ -343,6 +347,7 @@ impl EventLoop {
         let mut ready = Some(ready);
         let mut ready_deadline = Delay::new(ready_timeout).fuse();
         let mut tick = Delay::new(Duration::ZERO).fuse();
+        let mut capacity_check = Delay::new(CAPACITY_CHECK).fuse();
         self.pump_node().await;
         let relays = self
             .relays
@@ -385,6 +390,13 @@ impl EventLoop {
                 _ = tick => {
                     self.on_tick();
                     tick = Delay::new(TICK).fuse();
+                    if self.core.capacity_check_due {
+                        self.check_capacity().await;
+                    }
+                }
+                _ = capacity_check => {
+                    self.check_capacity().await;
+                    capacity_check = Delay::new(CAPACITY_CHECK).fuse();
                 }
                 _ = ready_deadline => {
                     if let Some(ready) = ready.take() {
