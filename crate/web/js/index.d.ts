@@ -139,7 +139,8 @@ export interface StartOptions {
    * origin's free room (`navigator.storage.estimate()`: quota − usage, plus what this node
    * stores already) divided among the origin's live Shoal nodes (tabs); see
    * {@link StorageShare}. Placement weighs members by it: a member offering half the room of
-   * the largest holds about half as many blocks. Fixed when the node joins a cluster.
+   * another holds about half as many blocks. With this option the figure stays, but a write
+   * refused for quota still lowers it (to what the node holds, less a tenth, for 10 minutes).
    */
   capacityBytes?: number;
 }
@@ -376,10 +377,12 @@ export interface NodeStatus {
 }
 
 /**
- * The origin's storage and this node's share of it, in {@link NodeStatus.storage}: read once
- * at start. Tabs of one origin share one quota, so each offers a part of the free room.
- * Chromium reports a rounded quota to pages (usage + at most 10 GiB) while it enforces the real
- * one: a write past that still fails as `STORAGE`.
+ * The origin's storage and this node's share of it, in {@link NodeStatus.storage}: read at
+ * start, every 15 s after, and at once after a write fails for quota. Tabs of one origin share
+ * one quota, so each offers a part of the free room; a change of a tenth or more goes to the
+ * node's cluster, which moves blocks off (or onto) the tab. Chromium reports a rounded quota
+ * to pages (usage + at most 10 GiB) while it enforces the real one: a write past that fails as
+ * `STORAGE`, and the capacity drops to what the tab holds, less a tenth, for 10 minutes.
  */
 export interface StorageShare {
   /** `navigator.storage.estimate()`'s quota and usage for the origin; `null` without one. */
@@ -395,7 +398,7 @@ export interface StorageShare {
   capacityBytes: number;
   capacityFrom: "estimate" | "option" | "default";
   /**
-   * The browser's answer to `navigator.storage.persist()`, asked at start: the origin's data
+   * The browser's answer to `navigator.storage.persist()`, asked with each estimate: the origin's data
    * will not be evicted under storage pressure.
    */
   persisted: boolean;
