@@ -11,6 +11,11 @@ fn slots(seeds: &[u64], segments: u32) -> Vec<Slot> {
         .collect()
 }
 
+/// How many distinct values `values` has.
+fn distinct<T: Ord>(values: impl Iterator<Item = T>) -> usize {
+    values.collect::<std::collections::BTreeSet<T>>().len()
+}
+
 fn block(seed: u64) -> (BlockHash, u32) {
     let hash = crate::chain::sha256d(&seed.to_le_bytes());
     (BlockHash(hash), seed as u32)
@@ -67,19 +72,12 @@ proptest! {
     #[test]
     fn segment_rule_spreads_over_segments(k in 1usize..20, segs in 1u32..6, p in 1usize..5, b in any::<u64>()) {
         let members = slots(&(0..k as u64).collect::<Vec<_>>(), segs);
-        let distinct_segments = {
-            let mut s: Vec<u32> = members.iter().map(|m| m.segment).collect();
-            s.sort();
-            s.dedup();
-            s.len()
-        };
+        let distinct_segments = distinct(members.iter().map(|m| m.segment));
         let (hash, height) = block(b);
         let mut out = Vec::new();
         Placer::new(PlacementRule::Segment, p).holders(&hash, height, &members, &mut out);
-        let mut used: Vec<u32> = out.iter().map(|i| members[*i].segment).collect();
-        used.sort();
-        used.dedup();
-        prop_assert_eq!(used.len(), p.min(k).min(distinct_segments));
+        let used = distinct(out.iter().map(|i| members[*i].segment));
+        prop_assert_eq!(used, p.min(k).min(distinct_segments));
     }
 
     /// Issue 17: under the rendezvous rules a block's holders are on min(P, K, devices)
@@ -90,20 +88,13 @@ proptest! {
         for (i, m) in members.iter_mut().enumerate() {
             m.device = 1 + (i as u64 * 7919) % devices;
         }
-        let spanned = {
-            let mut d: Vec<u64> = members.iter().map(|m| m.device).collect();
-            d.sort();
-            d.dedup();
-            d.len()
-        };
+        let spanned = distinct(members.iter().map(|m| m.device));
         let (hash, height) = block(b);
         let mut out = Vec::new();
         Placer::new(rule, p).holders(&hash, height, &members, &mut out);
         prop_assert_eq!(out.len(), p.min(k));
-        let mut used: Vec<u64> = out.iter().map(|i| members[*i].device).collect();
-        used.sort();
-        used.dedup();
-        prop_assert_eq!(used.len(), p.min(k).min(spanned));
+        let used = distinct(out.iter().map(|i| members[*i].device));
+        prop_assert_eq!(used, p.min(k).min(spanned));
     }
 
     /// Minimal movement: with rendezvous hashing a member leaving moves exactly its own blocks
