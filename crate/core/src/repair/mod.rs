@@ -285,6 +285,23 @@ impl Repair {
         let Some(tip) = cx.headers.as_ref().and_then(|h| h.tip_height()) else {
             return;
         };
+        // Heights waiting (queued, or parked after a failed write or fetch) that placement no
+        // longer gives this member — its view changed, its capacity shrank — are not missing
+        // any more.
+        for (at, height, rounds) in std::mem::take(&mut self.parked) {
+            if cx.must_hold(height) {
+                self.parked.insert((at, height, rounds));
+            } else {
+                self.busy.remove(height);
+            }
+        }
+        for job in std::mem::take(&mut self.queue) {
+            if cx.must_hold(job.height) {
+                self.queue.push_back(job);
+            } else {
+                self.busy.remove(job.height);
+            }
+        }
         self.rescan_needed = false;
         let now = cx.now_ms;
         self.deferred.retain(|_, until| *until > now);

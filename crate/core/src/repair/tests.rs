@@ -586,6 +586,37 @@ fn refused_writes_back_off_instead_of_downloading_the_shard_again_and_again() {
     all_replicated(&net, &members, 3);
 }
 
+/// Issues 16 and 17: a member whose store refuses its writes (its quota is exhausted) keeps the
+/// heights it could not store parked, backing off; once it offers almost nothing (the shell
+/// lowers its capacity) and the view carries that, placement gives those heights to others and
+/// the member misses none of them any more: `missing_count` is 0 at once, not after each
+/// parked height's back-off, and the others hold every block P times.
+#[test]
+fn a_member_out_of_room_misses_nothing_once_it_offers_none() {
+    let config = Config {
+        storage_audit_interval_ms: Some(4_000),
+        ..fast_config()
+    };
+    let (mut net, members) = formed(5, config, 64, 120);
+    net.run_until(30_000);
+    all_replicated(&net, &members, 3);
+    let m = members[1];
+    net.stores[m].clear();
+    net.refusing_puts[m] = true;
+    net.run_until(50_000);
+    assert!(net.nodes[m].missing_count() > 0, "its writes are refused");
+    net.input(m, crate::node::Input::SetCapacity { capacity_bytes: 1 });
+    net.run_until(53_000);
+    assert_eq!(
+        net.nodes[m].missing_count(),
+        0,
+        "nothing is placed on it any more"
+    );
+    net.run_until(120_000);
+    let others: Vec<usize> = members.iter().copied().filter(|i| *i != m).collect();
+    all_replicated(&net, &others, 3);
+}
+
 /// Issue 16: a silent peer claiming to be an archive (its `Hello` says archive; it answers no
 /// `GetBlock`, not even with `BlockNotFound`) beside an honest archive, sorted before it. A
 /// new cluster fills itself from the archives (its holders are still empty); the silent one
