@@ -128,8 +128,8 @@ pub enum Input {
     RunJob { job: u64, block_hash: BlockHash },
     /// The storage this node can offer changed (issue 17: a browser's quota shared by more
     /// tabs, a store near its limit). Placement weighs members by capacity, so a member puts
-    /// its new figure into its cluster's next view — at its next heartbeat, and again after any
-    /// view that lost the change — and the cluster moves blocks to match: away from it when
+    /// its new figure into its cluster's next view — at once, and again at a heartbeat after
+    /// any view that lost the change — and the cluster moves blocks to match: away from it when
     /// it shrank (its surplus kept as spare copies until their new holders confirm, then
     /// deleted), to it when it grew. Each change is a view change: a shell reports changes that
     /// matter (a tenth or more), not every byte.

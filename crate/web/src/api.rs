@@ -96,7 +96,7 @@ impl WasmNode {
         let mut blocks = PageBlocks::new(store.clone());
         let held_blocks = blocks.block_hashes().await.map(|h| h.len()).unwrap_or(0);
         let storage =
-            crate::origin::storage_share(options.capacity_bytes, blocks.stored_bytes()).await;
+            crate::origin::storage_share(options.capacity_bytes, blocks.stored_bytes(), true).await;
         let capacity_bytes = storage.capacity_bytes;
         let shared = Rc::new(Shared::default());
         {

@@ -215,6 +215,8 @@ pub struct ClusterNode {
     pub(crate) quota_ceiling: Option<(u64, u64)>,
     /// The origin's estimate is due again (a write failed for quota).
     pub(crate) capacity_check_due: bool,
+    /// An estimate is being read.
+    pub(crate) capacity_checking: bool,
 }
 
 /// How long a quota failure caps the capacity a node offers, whatever the browser's estimate
@@ -259,6 +261,7 @@ impl ClusterNode {
             capacity_option: None,
             quota_ceiling: None,
             capacity_check_due: false,
+            capacity_checking: false,
         })
     }
 
@@ -765,12 +768,31 @@ impl EventLoop {
 
     /// Issue 17, every [`crate::event_loop::CAPACITY_CHECK`] and at once after a write failed
     /// for quota: the origin's storage is read again (tabs of the origin opened or closed, its
-    /// other data grew, the browser's quota changed) and the capacity follows it, capped by a
-    /// recent quota failure.
-    pub(crate) async fn check_capacity(&mut self) {
+    /// other data grew, the browser's quota changed) — in a task of its own, so the node's
+    /// loop never waits for the browser's storage calls; its answer comes back through
+    /// `results` to [`EventLoop::on_storage_share`].
+    pub(crate) fn check_capacity(
+        &mut self,
+        results: &futures::channel::mpsc::UnboundedSender<crate::origin::StorageShare>,
+    ) {
         self.core.capacity_check_due = false;
+        if self.core.capacity_checking {
+            return;
+        }
+        self.core.capacity_checking = true;
         let option = self.core.capacity_option;
-        let share = crate::origin::storage_share(option, self.core.blocks.stored_bytes()).await;
+        let own = self.core.blocks.stored_bytes();
+        let results = results.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let share = crate::origin::storage_share(option, own, false).await;
+            let _ = results.unbounded_send(share);
+        });
+    }
+
+    /// The origin's storage as read by [`EventLoop::check_capacity`]: the capacity follows it,
+    /// capped by a recent quota failure.
+    pub(crate) async fn on_storage_share(&mut self, share: crate::origin::StorageShare) {
+        self.core.capacity_checking = false;
         let now = js_sys::Date::now().max(0.0) as u64;
         let mut capacity = share.capacity_bytes;
         match self.core.quota_ceiling {

@@ -348,6 +348,7 @@ impl EventLoop {
         let mut ready_deadline = Delay::new(ready_timeout).fuse();
         let mut tick = Delay::new(Duration::ZERO).fuse();
         let mut capacity_check = Delay::new(CAPACITY_CHECK).fuse();
+        let (shares_tx, mut shares) = mpsc::unbounded();
         self.pump_node().await;
         let relays = self
             .relays
@@ -391,13 +392,14 @@ impl EventLoop {
                     self.on_tick();
                     tick = Delay::new(TICK).fuse();
                     if self.core.capacity_check_due {
-                        self.check_capacity().await;
+                        self.check_capacity(&shares_tx);
                     }
                 }
                 _ = capacity_check => {
-                    self.check_capacity().await;
+                    self.check_capacity(&shares_tx);
                     capacity_check = Delay::new(CAPACITY_CHECK).fuse();
                 }
+                share = shares.select_next_some() => self.on_storage_share(share).await,
                 _ = ready_deadline => {
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(Err(ApiError::new(

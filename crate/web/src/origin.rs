@@ -77,7 +77,7 @@ export async function deviceId(database) {
     db.close();
   }
 }
-export async function originStorage() {
+export async function originStorage(askPersist) {
   const storage = globalThis.navigator?.storage;
   const out = { quota: null, usage: null, persisted: false, heldLocks: [] };
   try {
@@ -85,7 +85,9 @@ export async function originStorage() {
     out.quota = estimate.quota ?? null;
     out.usage = estimate.usage ?? null;
   } catch {}
-  try { out.persisted = (await storage.persist()) === true; } catch {}
+  try {
+    out.persisted = (await (askPersist ? storage.persist() : storage.persisted())) === true;
+  } catch {}
   try { out.heldLocks = (await navigator.locks.query()).held.map((lock) => lock.name ?? ""); } catch {}
   return out;
 }
@@ -94,7 +96,7 @@ extern "C" {
     #[wasm_bindgen(catch, js_name = deviceId)]
     async fn device_id_js(database: &str) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(catch, js_name = originStorage)]
-    async fn origin_storage_js() -> Result<JsValue, JsValue>;
+    async fn origin_storage_js(ask_persist: bool) -> Result<JsValue, JsValue>;
 }
 
 /// Why the device id could not be had.
@@ -180,9 +182,11 @@ pub fn is_slot_lock(name: &str) -> bool {
 
 /// Reads the origin's storage estimate and live nodes (call it once this node holds its slot)
 /// and decides the capacity: `option` if given, else this node's share of the free room, where
-/// `own_bytes` (what this node stores already) counts as free.
-pub async fn storage_share(option: Option<u64>, own_bytes: u64) -> StorageShare {
-    let estimate: Estimate = match origin_storage_js().await {
+/// `own_bytes` (what this node stores already) counts as free. With `ask_persist` it asks for
+/// persistent storage (`navigator.storage.persist()`, at start); otherwise it reads whether it
+/// has it (`persisted()`).
+pub async fn storage_share(option: Option<u64>, own_bytes: u64, ask_persist: bool) -> StorageShare {
+    let estimate: Estimate = match origin_storage_js(ask_persist).await {
         Ok(value) => serde_wasm_bindgen::from_value(value).unwrap_or_default(),
         Err(_) => Estimate::default(),
     };
@@ -249,13 +253,13 @@ mod tests {
 
     #[wasm_bindgen_test]
     async fn the_option_overrides_the_estimate_and_the_node_counts_itself() {
-        let share = storage_share(Some(12_345), 0).await;
+        let share = storage_share(Some(12_345), 0, true).await;
         assert_eq!(
             (share.capacity_bytes, share.capacity_from),
             (12_345, CapacityFrom::Option)
         );
         assert!(share.live_tabs >= 1);
-        let share = storage_share(None, 0).await;
+        let share = storage_share(None, 0, false).await;
         assert_eq!(share.capacity_from, CapacityFrom::Estimate);
         let free = share.quota_bytes.unwrap() - share.usage_bytes.unwrap();
         assert_eq!(share.capacity_bytes, share_of(free, share.live_tabs));

@@ -400,6 +400,7 @@ impl Node {
             Input::RunJob { job, block_hash } => self.on_run_job(job, block_hash),
             Input::SetCapacity { capacity_bytes } => {
                 self.shared.config.capacity_bytes = capacity_bytes;
+                self.announce_capacity();
             }
         }
         self.act_on_faulty_holders();
