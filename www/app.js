@@ -54,7 +54,10 @@ export function readOptions(search) {
 class Demo {
   constructor(node) {
     this.node = node;
-    this.lost = new Set(); // members this tab declared lost, still in the view
+    // Members this tab declared lost and still in the view, with when (Date.now()): drawn
+    // offline until they leave the view, or are heard from again (back in the view: a member
+    // declared lost during a stall rejoins the greater view and is online).
+    this.lost = new Map();
     this.placed = new Map(); // peer id → where it was drawn: { number, x, y, relay }
     this.ghosts = new Map(); // peer id → { number, x, y, relay, until }
     this.joined = new Map(); // peer id → until
@@ -95,8 +98,11 @@ class Demo {
     for (const type of types) {
       this.node.addEventListener(type, ({ detail }) => {
         this.statusCache = null;
-        if (type === "member-lost") this.lost.add(detail.peerId);
-        if (type === "member-joined") this.joined.set(detail.peerId, performance.now() + JOINED_MS);
+        if (type === "member-lost") this.lost.set(detail.peerId, Date.now());
+        if (type === "member-joined") {
+          this.lost.delete(detail.peerId);
+          this.joined.set(detail.peerId, performance.now() + JOINED_MS);
+        }
         if (type === "new-block") {
           this.recentBlocks.unshift({ height: detail.height, blockHash: detail.blockHash });
           this.recentBlocks.length = Math.min(this.recentBlocks.length, SUGGEST_BLOCKS);
@@ -159,7 +165,11 @@ class Demo {
   renderRing(s) {
     const now = performance.now();
     const interval = s.heartbeatIntervalMs;
-    for (const peerId of this.lost) if (!s.members.includes(peerId)) this.lost.delete(peerId);
+    for (const [peerId, at] of this.lost) {
+      const number = s.members.indexOf(peerId);
+      const heard = number >= 0 ? s.memberDetails[number]?.lastHeardAt : null;
+      if (number < 0 || (heard !== null && heard !== undefined && heard > at)) this.lost.delete(peerId);
+    }
     // Members that left the view since the last drawing become ghosts where they were.
     for (const [peerId, at] of this.placed) {
       if (!s.members.includes(peerId)) {
