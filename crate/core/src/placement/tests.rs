@@ -309,6 +309,22 @@ fn a_capacity_change_moves_blocks_only_to_or_from_that_member() {
     assert!(moved_off > 1_000, "{moved_off}");
 }
 
+/// How many of blocks `0..blocks` each of `members` holds under the rendezvous rule with `p`
+/// copies.
+fn held_by(members: &[Slot], p: usize, blocks: u64) -> Vec<u64> {
+    let mut placer = Placer::new(PlacementRule::Rendezvous, p);
+    let mut held = vec![0u64; members.len()];
+    let mut out = Vec::new();
+    for b in 0..blocks {
+        let (hash, height) = block(b);
+        placer.holders(&hash, height, members, &mut out);
+        for i in &out {
+            held[*i] += 1;
+        }
+    }
+    held
+}
+
 /// Issue 17's target: a member's share of the copies follows its capacity. With one copy per
 /// block (P = 1) the share is exactly w / Σw in expectation; with P = 2 a member with half the
 /// room of the others holds about half as many blocks as each of them.
@@ -321,20 +337,7 @@ fn members_hold_blocks_in_proportion_to_their_capacity() {
         m.weight = c;
     }
     let total: u64 = capacities.iter().sum();
-    let count = |p: usize| {
-        let mut placer = Placer::new(PlacementRule::Rendezvous, p);
-        let mut held = [0u64; 5];
-        let mut out = Vec::new();
-        for b in 0..BLOCKS {
-            let (hash, height) = block(b);
-            placer.holders(&hash, height, &members, &mut out);
-            for i in &out {
-                held[*i] += 1;
-            }
-        }
-        held
-    };
-    let one = count(1);
+    let one = held_by(&members, 1, BLOCKS);
     for (i, c) in capacities.iter().enumerate() {
         let share = one[i] as f64 / BLOCKS as f64;
         let want = *c as f64 / total as f64;
@@ -349,16 +352,7 @@ fn members_hold_blocks_in_proportion_to_their_capacity() {
     for (m, c) in members.iter_mut().zip(capacities) {
         m.weight = c;
     }
-    let mut placer = Placer::new(PlacementRule::Rendezvous, 2);
-    let mut held = [0u64; 4];
-    let mut out = Vec::new();
-    for b in 0..BLOCKS {
-        let (hash, height) = block(b);
-        placer.holders(&hash, height, &members, &mut out);
-        for i in &out {
-            held[*i] += 1;
-        }
-    }
+    let held = held_by(&members, 2, BLOCKS);
     let others = (held[1] + held[2] + held[3]) as f64 / 3.0;
     let ratio = held[0] as f64 / others;
     assert!((0.45..=0.65).contains(&ratio), "{held:?}: ratio {ratio:.3}");
