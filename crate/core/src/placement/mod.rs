@@ -252,22 +252,17 @@ impl Placer {
                 .sort_unstable_by(|a, b| b.0.cmp(&a.0).then(members[a.1].id.cmp(&members[b.1].id)));
             return;
         }
+        // scratch[i] is still member i's (draw, i): its logarithm goes at the same index.
         self.logs.clear();
         self.logs
             .extend(self.scratch.iter().map(|(draw, _)| neg_log2(*draw)));
-        let mut order: Vec<usize> = (0..self.scratch.len()).collect();
-        let (scratch, logs) = (&self.scratch, &self.logs);
-        order.sort_unstable_by(|&x, &y| {
-            let (a, b) = (&members[scratch[x].1], &members[scratch[y].1]);
-            beats(
-                (a.weight, scratch[x].0, logs[x]),
-                (b.weight, scratch[y].0, logs[y]),
-            )
-            .reverse()
-            .then(a.id.cmp(&b.id))
+        let logs = &self.logs;
+        self.scratch.sort_unstable_by(|&(da, ia), &(db, ib)| {
+            let (a, b) = (&members[ia], &members[ib]);
+            beats((a.weight, da, logs[ia]), (b.weight, db, logs[ib]))
+                .reverse()
+                .then(a.id.cmp(&b.id))
         });
-        let ranked: Vec<(u64, usize)> = order.iter().map(|&k| scratch[k]).collect();
-        self.scratch = ranked;
     }
 }
 
