@@ -22,6 +22,9 @@
 //! - [`node_link`]: how a core `Node`'s one-way messages ride on request-response (a request
 //!   carries one message, the response is an empty acknowledgement or a direct answer), node
 //!   ids from peer ids, and the bounded book that maps them back.
+//! - [`signaling`]: the `/webrtc-signaling/0.0.1` messages (SDP offer, answer, ICE candidates)
+//!   two tabs exchange over a relayed connection before they connect directly (libp2p's
+//!   `/webrtc` browser-to-browser specification, as js-libp2p speaks it); bounded.
 //! - [`directory`]: the namespace under which nodes of one chain find each other through a
 //!   relay's peer directory (Shoal's directory protocol, bounded).
 //!
@@ -36,6 +39,7 @@ pub mod codec;
 pub mod directory;
 pub mod eager_reads;
 pub mod node_link;
+pub mod signaling;
 pub mod small_writes;
 pub mod wrap_substreams;
 
