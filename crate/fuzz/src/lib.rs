@@ -26,6 +26,7 @@
 //! | `header_chain` | header batches into the header chain (trees, forks, reorganisations), and a header file | [`headers`] |
 //! | `kv_records` | the node's key/value records read back from storage (transaction index, membership) | [`records`] |
 //! | `net_codecs` | the relay's directory codec, frames, replies and peer addresses (`shoal-net`) | [`net`] |
+//! | `webrtc_signaling` | the `/webrtc-signaling` messages another tab sends through a relay: streams, bodies, ICE candidates' JSON (`shoal-net`) | [`net`] |
 //! | `block_file` | block files (raw, hex, `blk*.dat`) (`shoal-relay`) | [`relay`] |
 //! | `relay_store` | hostile records read back from the relay's redb stores (archive and member) | [`relay`] |
 //! | `relay_identity` | the relay's key and WebRTC certificate files | [`relay`] |
@@ -88,6 +89,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "net_codecs",
         run: net::net_codecs,
+    },
+    Target {
+        name: "webrtc_signaling",
+        run: net::webrtc_signaling,
     },
     Target {
         name: "block_file",

@@ -1,6 +1,7 @@
 //! What `shoal-net` reads from peers: the relay directory's lookups and answers, frames, the
 //! replies of Shoal's request-response protocol, and the peer addresses a node hands out in
-//! its messages (multiaddrs ending in `/p2p/<peer id>`).
+//! its messages (multiaddrs ending in `/p2p/<peer id>`) (target `net_codecs`); and the WebRTC
+//! signaling messages another tab sends through a relay (target `webrtc_signaling`).
 
 use futures::executor::block_on;
 use futures::io::Cursor;
@@ -8,6 +9,7 @@ use shoal_core::wire::MAX_ADDRESS_BYTES;
 use shoal_net::codec::{read_frame, LENGTH_PREFIX_BYTES};
 use shoal_net::directory::{self, MAX_ENTRIES, MAX_MESSAGE_BYTES};
 use shoal_net::node_link::{self, Reply};
+use shoal_net::signaling;
 
 use crate::alloc::bounded;
 
@@ -97,6 +99,76 @@ fn reply(input: &[u8]) {
         Ok(Reply::Ack) => assert!(input.is_empty()),
         Ok(Reply::Message(message)) => {
             assert_eq!(node_link::encode_request(&message).as_deref(), Ok(input))
+        }
+        Err(_) => {}
+    }
+}
+
+/// The `/webrtc-signaling/0.0.1` messages two tabs exchange through a relay before they connect
+/// directly (`shoal_net::signaling`). The first byte picks what the rest is: a stream of
+/// length-prefixed messages, one message body, or a candidate's JSON.
+pub fn webrtc_signaling(data: &[u8]) {
+    let Some((&which, input)) = data.split_first() else {
+        return;
+    };
+    match which % 3 {
+        0 => signaling_stream(input),
+        1 => signaling_body(input),
+        _ => signaling_candidate(input),
+    }
+}
+
+/// Messages read from a stream until it ends or fails: each within the limit, re-encoded to
+/// bytes that read back to it; never more bytes taken from the stream than it has.
+fn signaling_stream(input: &[u8]) {
+    let messages = bounded("signaling stream", input.len(), || {
+        let mut stream = Cursor::new(input);
+        let mut messages = Vec::new();
+        while let Ok(message) = block_on(signaling::read_message(&mut stream)) {
+            messages.push(message);
+        }
+        messages
+    });
+    for message in &messages {
+        assert!(message.data.len() <= signaling::MAX_MESSAGE_BYTES);
+        let encoded = signaling::encode(message);
+        let read = block_on(signaling::read_message(&mut Cursor::new(&encoded[..])));
+        assert_eq!(read.as_ref().ok(), Some(message));
+    }
+}
+
+/// One message body: what decodes is written back to a stream that reads to the same message
+/// (unknown fields dropped, varints made minimal).
+fn signaling_body(input: &[u8]) {
+    let Ok(message) = bounded("signaling body", input.len(), || signaling::decode(input)) else {
+        return;
+    };
+    assert!(message.data.len() <= input.len());
+    let encoded = signaling::encode(&message);
+    let read = block_on(signaling::read_message(&mut Cursor::new(&encoded[..])));
+    assert_eq!(read.ok().as_ref(), Some(&message));
+}
+
+/// A candidate's JSON: a candidate read is written back to JSON that reads to the same
+/// candidate; an end of candidates is `null`, `""` or nothing.
+fn signaling_candidate(input: &[u8]) {
+    let Ok(text) = std::str::from_utf8(input) else {
+        return;
+    };
+    match bounded("signaling candidate", input.len(), || {
+        signaling::candidate_from_data(text)
+    }) {
+        Ok(Some(candidate)) => {
+            assert!(candidate.sdp_mid.is_some() || candidate.sdp_m_line_index.is_some());
+            let data = signaling::candidate_to_data(&candidate);
+            assert_eq!(
+                signaling::candidate_from_data(&data).ok(),
+                Some(Some(candidate))
+            );
+        }
+        Ok(None) => {
+            let trimmed = text.trim();
+            assert!(trimmed.is_empty() || trimmed == "null" || trimmed == "\"\"");
         }
         Err(_) => {}
     }

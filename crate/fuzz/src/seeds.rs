@@ -59,6 +59,7 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
         "header_chain" => named(header_chain_inputs(), "chain"),
         "kv_records" => named(kv_inputs(), "records"),
         "net_codecs" => named(net_inputs(), "net"),
+        "webrtc_signaling" => named(signaling_inputs(), "signaling"),
         "block_file" => named(block_files(), "file"),
         "relay_store" => named(store_inputs(), "store"),
         "relay_identity" => named(identity_inputs(), "identity"),
@@ -310,6 +311,67 @@ fn net_inputs() -> Vec<Vec<u8>> {
     let mut reply = vec![4];
     reply.extend(&message);
     vec![answer, lookup, address, frame, reply]
+}
+
+/// A browser's offer and answer (shortened), candidates as js-libp2p sends them and the end of
+/// candidates: as one stream, as bodies, and as candidate JSON.
+fn signaling_inputs() -> Vec<Vec<u8>> {
+    use shoal_net::signaling::{self, IceCandidate, Kind, Message};
+    let sdp = |setup: &str| {
+        format!(
+            "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+             a=group:BUNDLE 0\r\na=msid-semantic: WMS\r\n\
+             m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n\
+             a=ice-ufrag:4ZcD\r\na=ice-pwd:2/1muCWoOi3uLifh0NuRHlX2\r\na=ice-options:trickle\r\n\
+             a=fingerprint:sha-256 A8:17:77:1E:02:7E:D1:2B:53:92:70:A6:8E:F9:02:CC:21:72:3A:92:5D:F4:97:5F:27:C4:5E:75:D4:F4:31:89\r\n\
+             a=setup:{setup}\r\na=mid:0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n"
+        )
+    };
+    let candidate = IceCandidate {
+        candidate: "candidate:842163049 1 udp 1677729535 203.0.113.7 54321 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag 4ZcD network-cost 999".into(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+        username_fragment: Some("4ZcD".into()),
+    };
+    let messages = [
+        Message {
+            kind: Kind::SdpOffer,
+            data: sdp("actpass"),
+        },
+        Message {
+            kind: Kind::SdpAnswer,
+            data: sdp("active"),
+        },
+        Message {
+            kind: Kind::IceCandidate,
+            data: signaling::candidate_to_data(&candidate),
+        },
+        Message {
+            kind: Kind::IceCandidate,
+            data: signaling::END_OF_CANDIDATES_DATA.into(),
+        },
+    ];
+    let mut stream = vec![0];
+    for message in &messages {
+        stream.extend(signaling::encode(message));
+    }
+    let mut out = vec![stream];
+    for message in &messages[1..] {
+        let encoded = signaling::encode(message);
+        // The body: after the length prefix (one or two bytes here).
+        let prefix = encoded
+            .iter()
+            .position(|b| b & 0x80 == 0)
+            .expect("a prefix")
+            + 1;
+        let mut body = vec![1];
+        body.extend(&encoded[prefix..]);
+        out.push(body);
+    }
+    let mut json = vec![2];
+    json.extend(signaling::candidate_to_data(&candidate).into_bytes());
+    out.push(json);
+    out
 }
 
 fn block_files() -> Vec<Vec<u8>> {
