@@ -152,7 +152,9 @@ test("shard(), status() and getBlock() tell what a page holds, whom it knows and
       const c = s.connections.find((x) => x.peerId === other);
       assert.ok(c, `page ${i} is connected to member ${other}: ${JSON.stringify(s.connections)}`);
       assert.equal(c.role, "member");
-      assert.equal(c.transport, "circuit");
+      // Introduced through the relay's circuit, then connected directly (issue 14; the circuit
+      // is closed once the direct connection is up).
+      assert.ok(["circuit", "webrtc"].includes(c.transport), c.transport);
     }
     // Every other member entered this page's view.
     const joined = await pages[i].evaluate(

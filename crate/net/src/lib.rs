@@ -22,6 +22,9 @@
 //! - [`node_link`]: how a core `Node`'s one-way messages ride on request-response (a request
 //!   carries one message, the response is an empty acknowledgement or a direct answer), node
 //!   ids from peer ids, and the bounded book that maps them back.
+//! - [`datachannel`]: libp2p streams on WebRTC data channels (the spec's framing with `FIN`,
+//!   `STOP_SENDING`, `RESET_STREAM`, `FIN_ACK`; at most 16 KiB a message), over any message
+//!   channel — the browser's `RTCDataChannel` in `crate/web`, an in-memory pair in tests.
 //! - [`signaling`]: the `/webrtc-signaling/0.0.1` messages (SDP offer, answer, ICE candidates)
 //!   two tabs exchange over a relayed connection before they connect directly (libp2p's
 //!   `/webrtc` browser-to-browser specification, as js-libp2p speaks it); bounded.
@@ -36,6 +39,7 @@
 //! and frames of at most [`codec::MAX_FRAME_BYTES`].
 
 pub mod codec;
+pub mod datachannel;
 pub mod directory;
 pub mod eager_reads;
 pub mod node_link;

@@ -143,6 +143,18 @@ export interface StartOptions {
    * refused for quota still lowers it (to what the node holds, less a tenth, for 10 minutes).
    */
   capacityBytes?: number;
+  /**
+   * Connect to other pages directly over WebRTC once a relay introduced them (libp2p's
+   * `/webrtc`; default `true`). `false` keeps all page-to-page traffic on relay circuits.
+   */
+  directConnections?: boolean;
+  /**
+   * STUN/TURN servers for direct connections, as `RTCConfiguration.iceServers` takes them.
+   * None by default: host candidates connect pages on one machine or one LAN; pages behind
+   * different NATs need a STUN server, and a TURN server where no direct path exists (without
+   * one they stay on the relay's circuit).
+   */
+  iceServers?: { urls: string | string[]; username?: string; credential?: string }[];
 }
 
 /** Options of {@link LightNode.verifyTransaction}. */
@@ -195,10 +207,13 @@ export interface VerifiedTransaction {
 export interface PeerConnection {
   peerId: string;
   /**
-   * How it is connected: directly to a relay (`"webrtc-direct"`, `"websocket"`) or through a
-   * relay's circuit (`"circuit"`, another page).
+   * How it is connected: directly to a relay (`"webrtc-direct"`, `"websocket"`), to another
+   * page through a relay's circuit (`"circuit"`), or to another page directly over WebRTC
+   * (`"webrtc"`: introduced through a relay, which carries none of its bytes). A page has a
+   * circuit to another page until the direct connection is up, then only the direct one; if no
+   * direct connection can be made, the circuit stays.
    */
-  transport: "webrtc-direct" | "websocket" | "circuit";
+  transport: "webrtc-direct" | "websocket" | "circuit" | "webrtc";
   /**
    * What the peer is to this node: a relay's archive node (its node greeted as an archive), a
    * relay of the options not (yet) known as an archive, a member of this node's cluster, or
@@ -333,7 +348,7 @@ export interface NodeStatus {
   nodeHasHeaders: boolean;
   /** Relays this node is connected to, with the transport in use. */
   relays: { peerId: string; transport: "webrtc-direct" | "websocket" }[];
-  /** Every connected peer (relays and pages), sorted by peer id. */
+  /** Every connection (to relays and pages), sorted by peer id then transport. */
   connections: PeerConnection[];
   /** Blocks the core node holds (stored in IndexedDB). */
   heldBlocks: number;
@@ -503,6 +518,8 @@ export interface LightNodeEventMap {
   "failure-domains": CustomEvent<FailureDomains>;
   /** A relay connected or disconnected. */
   relay: CustomEvent<{ peerId: string; connected: boolean; transport?: string }>;
+  /** A direct WebRTC connection to another page came up or went down. */
+  connection: CustomEvent<{ peerId: string; transport: "webrtc"; up: boolean }>;
 }
 
 /** A Shoal light node running in this page. */

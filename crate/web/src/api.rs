@@ -125,7 +125,7 @@ impl WasmNode {
                 return Err(ApiError::new(ErrorCode::BadInput, err.to_string()).into());
             }
         };
-        let swarm = crate::swarm::build(key)
+        let swarm = crate::swarm::build(key, options.ice_servers.clone())
             .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
         let driver = EventLoop::new(&options, swarm, store, emit, shared.clone(), lock, core)
             .await

@@ -36,6 +36,8 @@ pub struct Circuits {
     lookups: HashMap<OutboundRequestId, PeerId>,
     /// The lookup request for this page's chain.
     lookup: Option<Vec<u8>>,
+    /// Our `/p2p-circuit/webrtc` listeners (`crate::webrtc`), per relay.
+    direct_listeners: HashMap<PeerId, libp2p::core::transport::ListenerId>,
 }
 
 impl Circuits {
@@ -61,6 +63,19 @@ impl EventLoop {
         }
         match self.swarm.listen_on(circuit_address(&addr)) {
             Ok(_) => {
+                // Direct connections are offered through the same relay (`crate::webrtc`).
+                if self.direct.enabled() {
+                    match self.swarm.listen_on(crate::webrtc::listen_address(&addr)) {
+                        Ok(id) => {
+                            self.circuits.direct_listeners.insert(relay, id);
+                        }
+                        Err(error) => web_sys::console::warn_1(&wasm_bindgen::JsValue::from_str(
+                            &format!(
+                                "shoal: cannot take direct connections through relay {relay}: {error}"
+                            ),
+                        )),
+                    }
+                }
                 self.circuits.listening.insert(relay, addr);
             }
             Err(error) => web_sys::console::warn_1(&wasm_bindgen::JsValue::from_str(&format!(
@@ -73,6 +88,11 @@ impl EventLoop {
     pub(crate) fn circuits_relay_lost(&mut self, relay: &PeerId) {
         if let Some(addr) = self.circuits.listening.remove(relay) {
             self.swarm.remove_external_address(&circuit_address(&addr));
+            self.swarm
+                .remove_external_address(&crate::webrtc::listen_address(&addr));
+        }
+        if let Some(id) = self.circuits.direct_listeners.remove(relay) {
+            self.swarm.remove_listener(id);
         }
         self.circuits.reserved.remove(relay);
     }
@@ -83,6 +103,10 @@ impl EventLoop {
                 return;
             };
             self.swarm.add_external_address(circuit_address(&addr));
+            if self.direct.enabled() {
+                self.swarm
+                    .add_external_address(crate::webrtc::listen_address(&addr));
+            }
             self.circuits.reserved.insert(relay_peer_id, 0.0);
             self.circuits_tick();
         }

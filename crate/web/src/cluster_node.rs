@@ -199,8 +199,6 @@ pub struct ClusterNode {
     /// `getBlock` calls waiting for their job: job id → reply.
     jobs: HashMap<u64, BlockReply>,
     next_job_id: u64,
-    /// Every connected peer and the transport of its first connection.
-    connections: HashMap<PeerId, Transport>,
     /// Other nodes' queries waiting for this node's answer as their response.
     pub(crate) held_queries: HeldQueries,
     /// Who sent the latest blocks that arrived (hash, sender), newest last, at most
@@ -254,7 +252,6 @@ impl ClusterNode {
             next_query_id: 1,
             jobs: HashMap::new(),
             next_job_id: 1,
-            connections: HashMap::new(),
             held_queries: HeldQueries::default(),
             block_senders: VecDeque::new(),
             storage_error_reported: [None; 2],
@@ -300,16 +297,6 @@ impl ClusterNode {
     /// Every reply still waiting for a block (the node is stopping).
     pub fn take_jobs(&mut self) -> Vec<BlockReply> {
         self.jobs.drain().map(|(_, reply)| reply).collect()
-    }
-
-    /// A connection to `peer` over `transport` is up (the first one counts).
-    pub fn connection_up(&mut self, peer: PeerId, transport: Transport) {
-        self.connections.entry(peer).or_insert(transport);
-    }
-
-    /// The last connection to `peer` closed.
-    pub fn connection_down(&mut self, peer: &PeerId) {
-        self.connections.remove(peer);
     }
 
     /// Hashes of the blocks stored in IndexedDB (as listed at start and written since).
@@ -853,7 +840,7 @@ impl EventLoop {
         (self.core.node().member_details().into_iter())
             .map(|d| {
                 let peer = self.core.book.peer(&d.id);
-                let transport = peer.and_then(|p| self.core.connections.get(&p).copied());
+                let transport = peer.and_then(|p| self.direct.transport_to(&p));
                 let is_self = Some(d.number) == own;
                 crate::status::MemberDetail {
                     peer_id: self.core.name_of(&d.id),
@@ -929,11 +916,8 @@ impl EventLoop {
                     .collect()
             })
             .unwrap_or_default();
-        let mut connections: Vec<Connection> = self
-            .core
-            .connections
-            .iter()
-            .map(|(peer, transport)| Connection {
+        let mut connections: Vec<Connection> = (self.direct.connections())
+            .map(|(_, (peer, transport))| Connection {
                 peer_id: peer.to_string(),
                 transport: *transport,
                 role: if self.core.greeted_as_archive(peer) {
@@ -947,7 +931,9 @@ impl EventLoop {
                 },
             })
             .collect();
-        connections.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        connections.sort_by(|a, b| {
+            (a.peer_id.cmp(&b.peer_id)).then(a.transport.as_str().cmp(b.transport.as_str()))
+        });
         status.connections = connections;
     }
 }

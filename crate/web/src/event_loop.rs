@@ -44,6 +44,7 @@ use wasm_bindgen::JsValue;
 
 use crate::circuits::Circuits;
 use crate::cluster_node::ClusterNode;
+use crate::direct::Direct;
 use crate::error::{ApiError, ErrorCode};
 use crate::options::{Options, RelayAddr};
 use crate::status::{Shared, Transport};
@@ -78,7 +79,7 @@ pub const COMMAND_QUEUE: usize = 64;
 /// TCP recovers such loss in milliseconds: WebSocket keeps all six.
 pub fn max_unanswered_header_requests(transport: Transport) -> usize {
     match transport {
-        Transport::WebRtcDirect | Transport::Circuit => 2,
+        Transport::WebRtcDirect | Transport::Circuit | Transport::WebRtc => 2,
         Transport::WebSocket => 6,
     }
 }
@@ -227,6 +228,8 @@ pub struct EventLoop {
     pub(crate) core: ClusterNode,
     /// Circuits through relays and their directories (`circuits`).
     pub(crate) circuits: Circuits,
+    /// Direct connections to other pages (`direct`).
+    pub(crate) direct: Direct,
     /// The highest tip a `new-block` event named (set without events when the sync first
     /// catches up: the chain it downloaded is not news).
     announced_tip: Option<u32>,
@@ -255,7 +258,9 @@ fn sync_now_ms() -> u64 {
 
 /// The transport a connection's address names.
 pub fn transport_of(addr: &Multiaddr) -> Transport {
-    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+    if crate::webrtc::is_webrtc(addr) {
+        Transport::WebRtc
+    } else if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
         Transport::Circuit
     } else if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
         Transport::WebRtcDirect
@@ -329,6 +334,10 @@ impl EventLoop {
             lock,
             core,
             circuits: Circuits::new(&options.network.to_string()),
+            direct: Direct::new(
+                options.direct_connections,
+                options.relays.iter().map(|relay| relay.peer),
+            ),
             announced_tip: None,
             deferred: std::collections::VecDeque::new(),
         };
@@ -521,6 +530,7 @@ impl EventLoop {
             }
         }
         self.circuits_tick();
+        self.direct_tick();
     }
 
     /// The header sync's deadline passed (late batches, timeouts, the next poll).
@@ -683,6 +693,7 @@ impl EventLoop {
         match event {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
@@ -696,10 +707,11 @@ impl EventLoop {
                         send_back_addr,
                     } => match transport_of(local_addr) {
                         Transport::Circuit => Transport::Circuit,
+                        Transport::WebRtc => Transport::WebRtc,
                         _ => transport_of(send_back_addr),
                     },
                 };
-                self.core.connection_up(peer_id, transport);
+                self.direct_connection_up(peer_id, connection_id, transport);
                 if num_established.get() == 1 {
                     self.node_peer_connected(peer_id).await;
                 }
@@ -732,10 +744,16 @@ impl EventLoop {
                 }
             }
             SwarmEvent::ConnectionClosed {
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => self.direct_connection_down(connection_id),
+            SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
                 ..
             } => {
+                self.direct_connection_down(connection_id);
                 let now = now_ms();
                 let mut changed = false;
                 for relay in self.relays.iter_mut().filter(|r| r.target.peer == peer_id) {
@@ -754,10 +772,14 @@ impl EventLoop {
                     self.drive_sync().await;
                 }
                 self.circuits_relay_lost(&peer_id);
-                self.core.connection_down(&peer_id);
                 self.node_peer_gone(peer_id).await;
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                self.direct_dial_failed(connection_id, &error.to_string());
                 if let Some(peer) = peer_id.filter(|p| !self.swarm.is_connected(p)) {
                     self.node_peer_gone(peer).await;
                 }

@@ -9,6 +9,7 @@ use shoal_core::serve::newblock::StorageMode;
 use wasm_bindgen::JsValue;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::webrtc::IceServer;
 
 /// Most relays one node dials.
 pub const MAX_RELAYS: usize = 16;
@@ -55,7 +56,18 @@ pub struct Options {
     /// `capacityBytes`: the bytes this node offers its cluster, instead of its share of the
     /// origin's storage estimate ([`crate::origin`]); placement weighs members by it.
     pub capacity_bytes: Option<u64>,
+    /// `iceServers`: STUN/TURN servers for direct connections to other pages, as
+    /// `RTCConfiguration.iceServers` takes them (`[{ urls, username?, credential? }]`). None by
+    /// default: host candidates connect pages on one machine or LAN.
+    pub ice_servers: Vec<IceServer>,
+    /// `directConnections` (default `true`): connect to other pages directly over WebRTC once
+    /// introduced through a relay; `false` keeps every page-to-page connection on the relay's
+    /// circuits.
+    pub direct_connections: bool,
 }
+
+/// Most entries of `iceServers`.
+pub const MAX_ICE_SERVERS: usize = 16;
 
 /// Default of `heartbeatIntervalMs` (the core's default).
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u32 = 5_000;
@@ -314,7 +326,36 @@ impl Options {
                 }
             },
         };
+        let ice_servers = match field(object, "iceServers")? {
+            None => Vec::new(),
+            Some(value) => {
+                let servers: Vec<IceServer> =
+                    serde_wasm_bindgen::from_value(value).map_err(|error| {
+                        bad(format!(
+                            "options.iceServers must be an array of {{ urls: [string], username?, credential? }}: {error}"
+                        ))
+                    })?;
+                if servers.len() > MAX_ICE_SERVERS
+                    || servers
+                        .iter()
+                        .any(|s| s.urls.is_empty() || s.urls.len() > MAX_ICE_SERVERS)
+                {
+                    return Err(bad(format!(
+                        "options.iceServers must list at most {MAX_ICE_SERVERS} servers, each with 1 to {MAX_ICE_SERVERS} urls"
+                    )));
+                }
+                servers
+            }
+        };
+        let direct_connections = match field(object, "directConnections")? {
+            None => true,
+            Some(value) => value
+                .as_bool()
+                .ok_or_else(|| bad("options.directConnections must be true or false"))?,
+        };
         Ok(Options {
+            ice_servers,
+            direct_connections,
             relays,
             network,
             cluster_size,
@@ -438,6 +479,38 @@ mod tests {
             );
         }
         assert!(Options::from_js(&JsValue::from_str("x")).is_err());
+    }
+
+    #[wasm_bindgen_test]
+    fn ice_servers_and_direct_connections_are_read_or_refused_with_a_reason() {
+        let relay = format!("\"/ip4/10.0.0.1/tcp/1/ws/p2p/{PEER}\"");
+        let o = options(&format!("{{\"relays\": [{relay}]}}")).unwrap();
+        assert!(o.ice_servers.is_empty(), "no ICE servers unless asked");
+        assert!(o.direct_connections);
+        let o = options(&format!(
+            "{{\"relays\": [{relay}], \"directConnections\": false, \"iceServers\": [{{\"urls\": \"stun:10.0.0.1:3478\"}}, {{\"urls\": [\"turn:10.0.0.2\"], \"username\": \"u\", \"credential\": \"p\"}}]}}"
+        ))
+        .unwrap();
+        assert!(!o.direct_connections);
+        assert_eq!(o.ice_servers.len(), 2);
+        assert_eq!(o.ice_servers[0].urls, vec!["stun:10.0.0.1:3478".to_owned()]);
+        assert_eq!(o.ice_servers[1].username.as_deref(), Some("u"));
+        for (bad, says) in [
+            ("\"iceServers\": 5", "options.iceServers must be an array"),
+            (
+                "\"iceServers\": [{\"url\": \"x\"}]",
+                "options.iceServers must be an array",
+            ),
+            ("\"iceServers\": [{\"urls\": []}]", "at most 16 servers"),
+            (
+                "\"directConnections\": \"yes\"",
+                "options.directConnections must be true or false",
+            ),
+        ] {
+            let err = options(&format!("{{\"relays\": [{relay}], {bad}}}")).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadInput, "{bad}");
+            assert!(err.message.contains(says), "{bad}: {}", err.message);
+        }
     }
 
     #[wasm_bindgen_test]

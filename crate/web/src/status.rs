@@ -17,6 +17,10 @@ pub enum Transport {
     /// Through a relay's circuit (`/p2p-circuit`): another page.
     #[serde(rename = "circuit")]
     Circuit,
+    /// Directly to another page over WebRTC (`/p2p-circuit/webrtc`: introduced through a
+    /// relay, which carries none of its bytes).
+    #[serde(rename = "webrtc")]
+    WebRtc,
 }
 
 impl Transport {
@@ -25,6 +29,7 @@ impl Transport {
             Transport::WebRtcDirect => "webrtc-direct",
             Transport::WebSocket => "websocket",
             Transport::Circuit => "circuit",
+            Transport::WebRtc => "webrtc",
         }
     }
 }
@@ -66,6 +71,15 @@ pub struct Connection {
     pub peer_id: String,
     pub transport: Transport,
     pub role: Role,
+}
+
+/// The `connection` event: a direct connection to another page came up or went down.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionEvent {
+    pub peer_id: String,
+    pub transport: Transport,
+    pub up: bool,
 }
 
 /// Bytes received from one kind of peer since start.

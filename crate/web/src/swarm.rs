@@ -3,9 +3,12 @@
 //! message-size defect and in [`shoal_net::EagerReads`] against its 16 KiB read buffer) or
 //! WebSocket (`websocket-websys` + noise + yamux), whichever transport the relay's multiaddr
 //! names, and speaks Shoal's request-response protocols over both.
-//! Other pages are reached through the relay's circuits (circuit relay v2 client: the page
-//! reserves a slot on its relay and dials other pages' `/p2p-circuit` addresses) and found in
-//! the relay's per-chain directory (Shoal's directory protocol, `shoal_net::directory`).
+//! Other pages are found in the relay's per-chain directory (Shoal's directory protocol,
+//! `shoal_net::directory`) and reached first through the relay's circuits (circuit relay v2
+//! client: the page reserves a slot on its relay and dials other pages' `/p2p-circuit`
+//! addresses), then directly over libp2p's `/webrtc` ([`crate::webrtc`]), whose signalling
+//! stream runs on the circuit (libp2p-stream). Identify runs on every connection (js-libp2p
+//! peers expect it).
 
 use std::time::Duration;
 
@@ -14,7 +17,9 @@ use libp2p::core::{upgrade, Transport as _};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{noise, ping, relay, webrtc_websys, websocket_websys, yamux, Swarm, SwarmBuilder};
+use libp2p::{
+    identify, noise, ping, relay, webrtc_websys, websocket_websys, yamux, Swarm, SwarmBuilder,
+};
 use shoal_net::{EagerReads, FrameCodec, SmallWrites, MAX_EAGER_READ_BYTES};
 
 /// How long one request may take before it fails (a 4 MB block over a slow link fits).
@@ -33,6 +38,9 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub ping: ping::Behaviour,
+    pub identify: identify::Behaviour,
+    /// The `/webrtc-signaling/0.0.1` streams of [`crate::webrtc`].
+    pub stream: libp2p_stream::Behaviour,
     /// Circuits through relays to other pages.
     pub relay_client: relay::client::Behaviour,
     /// The relay's per-chain directory: namespace out, peer ids back.
@@ -51,8 +59,17 @@ pub enum SwarmError {
     Build(String),
 }
 
-/// Builds the swarm for `key`.
-pub fn build(key: Keypair) -> Result<Swarm<Behaviour>, SwarmError> {
+/// The protocol version identify announces.
+pub const IDENTIFY_PROTOCOL: &str = "/shoal/1.0.0";
+
+/// Builds the swarm for `key`; direct connections use `ice_servers`.
+pub fn build(
+    key: Keypair,
+    ice_servers: Vec<crate::webrtc::IceServer>,
+) -> Result<Swarm<Behaviour>, SwarmError> {
+    let stream = libp2p_stream::Behaviour::new();
+    let direct = crate::webrtc::Transport::new(stream.new_control(), ice_servers);
+    let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
     let request_config = request_response::Config::default()
         .with_request_timeout(REQUEST_TIMEOUT)
         .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS);
@@ -76,16 +93,30 @@ pub fn build(key: Keypair) -> Result<Swarm<Behaviour>, SwarmError> {
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default())
                     .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
-                Ok(webrtc
+                let circuits = relay_transport
+                    .upgrade(upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+                // `/webrtc` first: the relay client's transport would dial a
+                // `/p2p-circuit/webrtc` address as a plain circuit.
+                Ok(direct
+                    .or_transport(circuits)
+                    .map(|either, _| either.into_inner())
+                    .or_transport(webrtc)
+                    .map(|either, _| either.into_inner())
                     .or_transport(websocket)
                     .map(|either, _| either.into_inner()))
             },
         )
         .map_err(|e| SwarmError::Build(e.to_string()))?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| SwarmError::Build(e.to_string()))?
-        .with_behaviour(|_, relay_client| Behaviour {
+        .with_behaviour(|key| Behaviour {
             relay_client,
+            stream,
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                    .with_agent_version(format!("shoal-web/{}", env!("CARGO_PKG_VERSION"))),
+            ),
             directory: request_response::Behaviour::with_codec(
                 FrameCodec::default(),
                 [(shoal_net::directory::protocol(), ProtocolSupport::Outbound)],

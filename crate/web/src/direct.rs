@@ -1,0 +1,214 @@
+//! Which pages get a direct connection, and what happens to the circuit then.
+//!
+//! Pages meet through a relay's circuit (`circuits`). Once a circuit to another page is up,
+//! one of the two — the one whose peer id is smaller, so that exactly one dials — dials the
+//! other's `/webrtc` address ([`crate::webrtc`]); the signalling runs on that circuit. When the
+//! direct connection is up, both close their circuits to each other: from then on every
+//! request between them (heartbeats, views, block transfers) goes over the direct connection
+//! and the relay carries none of it. If the direct connection cannot be made (no ICE route,
+//! a peer that does not speak `/webrtc-signaling`), the circuit stays and carries everything,
+//! and the dial is tried again after a back-off ([`RETRY_MIN_MS`] doubling to
+//! [`RETRY_MAX_MS`]). If a direct connection drops, the peer is gone for the node, which
+//! reconnects through a circuit as for any lost peer, and the upgrade starts again.
+
+use std::collections::{HashMap, HashSet};
+
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::event_loop::{now_ms, EventLoop};
+use crate::status::Transport;
+
+/// First wait before a failed direct dial to a peer is tried again.
+pub const RETRY_MIN_MS: f64 = 15_000.0;
+/// Longest wait between tries.
+pub const RETRY_MAX_MS: f64 = 600_000.0;
+
+/// Direct-connection state of the page.
+pub struct Direct {
+    /// `directConnections`.
+    enabled: bool,
+    /// Every open connection: its peer and transport.
+    connections: HashMap<ConnectionId, (PeerId, Transport)>,
+    /// Direct dials on their way: connection id → peer.
+    dialling: HashMap<ConnectionId, PeerId>,
+    /// Peers whose direct dial failed: (failures so far, not before this time).
+    retry: HashMap<PeerId, (u32, f64)>,
+    /// Peers that are relays (never dialled directly).
+    relays: HashSet<PeerId>,
+    /// Direct connections made, direct dials failed (for `status()` and the benchmark).
+    pub made: u64,
+    pub failed: u64,
+}
+
+impl Direct {
+    pub fn new(enabled: bool, relays: impl IntoIterator<Item = PeerId>) -> Direct {
+        Direct {
+            enabled,
+            connections: HashMap::new(),
+            dialling: HashMap::new(),
+            retry: HashMap::new(),
+            relays: relays.into_iter().collect(),
+            made: 0,
+            failed: 0,
+        }
+    }
+
+    /// Whether direct connections are on (`directConnections`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Every open connection with its transport.
+    pub fn connections(&self) -> impl Iterator<Item = (&ConnectionId, &(PeerId, Transport))> {
+        self.connections.iter()
+    }
+
+    fn has(&self, peer: &PeerId, transport: Transport) -> bool {
+        self.connections
+            .values()
+            .any(|(p, t)| p == peer && *t == transport)
+    }
+
+    fn of(&self, peer: &PeerId, transport: Transport) -> Vec<ConnectionId> {
+        (self.connections.iter())
+            .filter(|(_, (p, t))| p == peer && *t == transport)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The best transport we have to `peer`: direct before anything else.
+    pub fn transport_to(&self, peer: &PeerId) -> Option<Transport> {
+        let mut best = None;
+        for (p, t) in self.connections.values() {
+            if p == peer && (best.is_none() || *t == Transport::WebRtc) {
+                best = Some(*t);
+            }
+        }
+        best
+    }
+
+    /// Whether this page should dial `peer` directly now.
+    fn should_dial(&self, local: &PeerId, peer: &PeerId, now: f64) -> bool {
+        self.enabled
+            && !self.relays.contains(peer)
+            && local.to_bytes() < peer.to_bytes()
+            && self.has(peer, Transport::Circuit)
+            && !self.has(peer, Transport::WebRtc)
+            && !self.dialling.values().any(|p| p == peer)
+            && self.retry.get(peer).is_none_or(|(_, at)| now >= *at)
+    }
+}
+
+/// The address a direct dial to `peer` uses (the relay part is not needed: the signalling
+/// runs on the circuit already open).
+pub fn dial_address(peer: PeerId) -> Multiaddr {
+    Multiaddr::empty()
+        .with(Protocol::P2pCircuit)
+        .with(Protocol::WebRTC)
+        .with(Protocol::P2p(peer))
+}
+
+impl EventLoop {
+    /// A connection is up.
+    pub(crate) fn direct_connection_up(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        transport: Transport,
+    ) {
+        self.direct
+            .connections
+            .insert(connection, (peer, transport));
+        match transport {
+            Transport::WebRtc => {
+                self.direct.dialling.remove(&connection);
+                self.direct.retry.remove(&peer);
+                self.direct.made += 1;
+                crate::cluster_node::debug(format!("shoal: direct connection to {peer} is up"));
+                self.emit_detail(
+                    "connection",
+                    &crate::status::ConnectionEvent {
+                        peer_id: peer.to_string(),
+                        transport,
+                        up: true,
+                    },
+                );
+                // The circuit has done its job: everything goes over the direct connection.
+                for circuit in self.direct.of(&peer, Transport::Circuit) {
+                    self.swarm.close_connection(circuit);
+                }
+            }
+            Transport::Circuit if self.direct.has(&peer, Transport::WebRtc) => {
+                self.swarm.close_connection(connection);
+            }
+            Transport::Circuit => self.direct_tick_peer(peer),
+            _ => {}
+        }
+    }
+
+    /// A connection closed.
+    pub(crate) fn direct_connection_down(&mut self, connection: ConnectionId) {
+        if let Some((peer, Transport::WebRtc)) = self.direct.connections.remove(&connection) {
+            self.emit_detail(
+                "connection",
+                &crate::status::ConnectionEvent {
+                    peer_id: peer.to_string(),
+                    transport: Transport::WebRtc,
+                    up: false,
+                },
+            );
+        }
+    }
+
+    /// A dial failed: if it was a direct one, the circuit stays and the dial waits.
+    pub(crate) fn direct_dial_failed(&mut self, connection: ConnectionId, error: &str) {
+        let Some(peer) = self.direct.dialling.remove(&connection) else {
+            return;
+        };
+        self.direct.failed += 1;
+        let now = now_ms();
+        let entry = self.direct.retry.entry(peer).or_insert((0, now));
+        entry.0 += 1;
+        let wait = (RETRY_MIN_MS * 2f64.powi(entry.0 as i32 - 1)).min(RETRY_MAX_MS);
+        entry.1 = now + wait;
+        web_sys::console::warn_1(&wasm_bindgen::JsValue::from_str(&format!(
+            "shoal: no direct connection to {peer} ({error}); its circuit carries the traffic, next try in {} s",
+            (wait / 1000.0) as u64
+        )));
+    }
+
+    fn direct_tick_peer(&mut self, peer: PeerId) {
+        let local = *self.swarm.local_peer_id();
+        if !self.direct.should_dial(&local, &peer, now_ms()) {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(vec![dial_address(peer)])
+            .condition(PeerCondition::Always)
+            .build();
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.direct.dialling.insert(id, peer);
+            }
+            Err(error) => {
+                self.direct.dialling.insert(id, peer);
+                self.direct_dial_failed(id, &error.to_string());
+            }
+        }
+    }
+
+    /// Dials the peers whose back-off ended.
+    pub(crate) fn direct_tick(&mut self) {
+        let peers: HashSet<PeerId> = (self.direct.connections.values())
+            .filter(|(_, t)| *t == Transport::Circuit)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in peers {
+            self.direct_tick_peer(peer);
+        }
+    }
+}
