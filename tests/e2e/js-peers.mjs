@@ -12,15 +12,17 @@ export { ECHO, SINK } from "./js-peer/constants.mjs";
 
 /** Opens a js-libp2p peer page in a new context of `browser`; its console lines go to `log`
  * (an array) prefixed with `name`; `debug` (default $SHOAL_E2E_JS_DEBUG) turns on js-libp2p's
- * debug log namespaces. A rejection in the page (an Event too) becomes an Error. The result wraps `window.jsPeer` (see js-peer/peer.mjs):
+ * debug log namespaces; `initScript` (a function) runs in the page before the bundle. A rejection in the page (an Event too) becomes an Error. The result wraps `window.jsPeer` (see js-peer/peer.mjs):
  * `start({ relayAddr })`, `dial(addr)`, `ping(peerId)`, `connections()`, `identify(peerId)`,
  * `sendBytes(peerId, n, { protocol })`, `info()`, `stop()`; and `page`, `context`. */
-export async function openJsPeer(browser, { log = [], name = "js", debug = process.env.SHOAL_E2E_JS_DEBUG } = {}) {
+export async function openJsPeer(browser, { log = [], name = "js", debug = process.env.SHOAL_E2E_JS_DEBUG, initScript } = {}) {
   const dir = await buildJsPeer();
   const context = await browser.newContext();
   // js-libp2p's debug logs (e.g. "libp2p:webrtc*,libp2p:circuit-relay*") to the console, read
   // from localStorage when the bundle loads.
   if (debug) await context.addInitScript((d) => localStorage.setItem("debug", d), debug);
+  // Runs before the bundle (e.g. to wrap RTCPeerConnection and record what js-libp2p does).
+  if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   page.on("console", (m) => log.push(`[${name}] ${m.text()}\n`));
   page.on("pageerror", (e) => log.push(`[${name}] page error: ${e}\n`));
