@@ -35,7 +35,9 @@ if [[ "${1:-}" == "--browser" ]]; then
     apt-get update -qq >&2
     apt-get install -y -qq chromium chromium-driver >&2
   fi
-  if [[ -f package-lock.json && ! -d node_modules ]]; then
+  # Also when package-lock.json changed since the last install (npm's own record of it,
+  # node_modules/.package-lock.json, is older): a clone that had node_modules gets new ones.
+  if [[ -f package-lock.json ]] && { [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; }; then
     log "installing npm dev dependencies"
     npm ci --no-audit --no-fund >&2
   fi
