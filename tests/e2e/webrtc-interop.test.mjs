@@ -108,3 +108,103 @@ test("stopping B closes A's connection to it", { timeout: 45_000 }, async (t) =>
   t.diagnostic(`A saw its connections to B closed after ${Date.now() - started} ms`);
   await a.stop();
 });
+
+// A Shoal page (Rust/wasm, crate/web's `/webrtc` transport) and js-libp2p pages, all reserved
+// on the same Shoal relay: a js page dials the Shoal page's `/webrtc` address, and the Shoal
+// page dials another js page's. Each connection is the direct one (unlimited on the js side,
+// `webrtc` in the Shoal page's status), and identify and ping work over it in both directions.
+let shoal;
+let shoalId;
+
+const shoalStatus = () => shoal.evaluate(() => window.node.status());
+
+async function shoalConnection(peerId, transport) {
+  const s = await shoalStatus();
+  return s.connections.find((c) => c.peerId === peerId && c.transport === transport);
+}
+
+async function until(what, ms, probe) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    assert.ok(Date.now() < deadline, `${what}: not within ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test("a Shoal page reserves on the relay and listens on /p2p-circuit/webrtc", { timeout: 60_000 }, async () => {
+  const context = await browser.newContext();
+  shoal = await context.newPage();
+  shoal.on("console", (m) => log.push(`[shoal] ${m.text()}\n`));
+  await shoal.goto(`${relay.origin}/relay-addrs.json`);
+  shoalId = await shoal.evaluate(async (relays) => {
+    const { LightNode } = await import("/dist/index.js");
+    window.node = await LightNode.start({ relays, database: "interop" });
+    return window.node.status().peerId;
+  }, [relay.ws]);
+  assert.ok(shoalId);
+});
+
+test("a js-libp2p page dials the Shoal page's /webrtc address: direct, identify and ping both ways", { timeout: 90_000 }, async (t) => {
+  const js = await openJsPeer(browser, { log, name: "js C" });
+  const info = await js.start({ relayAddr: relay.ws });
+  const addr = `${relay.ws}/p2p-circuit/webrtc/p2p/${shoalId}`;
+  // The Shoal page's reservation may still be on its way: the dial is tried until it works.
+  const started = Date.now();
+  const conn = await until("js C dials the Shoal page", 30_000, () => js.dial(addr).catch((e) => { log.push(`[test] dial: ${e.message}\n`); return null; }));
+  t.diagnostic(`js → Shoal direct connection in ${Date.now() - started} ms: ${JSON.stringify(conn)}`);
+  assert.equal(conn.remotePeer, shoalId);
+  assert.equal(conn.limited, false, JSON.stringify(conn));
+  assert.equal(conn.direct, true);
+  assert.equal(conn.encryption, "native", "no Noise on /webrtc");
+  // The Shoal page has it as a direct `webrtc` connection; js's identify reached it.
+  const seen = await until("the Shoal page lists the js page's webrtc connection with its agent", 20_000, async () => {
+    const c = await shoalConnection(info.peerId, "webrtc");
+    return c?.agent ? c : null;
+  });
+  assert.match(seen.agent, /js-libp2p/);
+  // js pings the Shoal page over the direct connection; the Shoal page's own pings come back.
+  const rtt = await js.ping(shoalId);
+  assert.ok(rtt >= 0 && rtt < 5_000, `rtt ${rtt}`);
+  const pinged = await until("a ping from the Shoal page over it", 20_000, async () => (await shoalConnection(info.peerId, "webrtc"))?.rttMs !== undefined);
+  assert.ok(pinged);
+  // Not asserted here: js's own identify of the Shoal page on a connection js dialled (its
+  // peer store had no agent for the Shoal page within 10 s in every run so far, while the
+  // Shoal page's identify of js worked, and js's identify of the Shoal page works when the
+  // Shoal page dials — the next test). Open, see the issue's note.
+  // The circuit that carried the signalling is gone: only the direct connection is left.
+  await until("the circuit closed", 20_000, async () => {
+    const open = (await js.connections()).filter((c) => c.remotePeer === shoalId && c.status === "open");
+    return open.length === 1 && open[0].direct;
+  });
+  t.diagnostic(`js ping ${rtt.toFixed(2)} ms; Shoal sees ${JSON.stringify(await shoalConnection(info.peerId, "webrtc"))}`);
+  await js.stop();
+});
+
+test("the Shoal page dials a js-libp2p page's /webrtc address: direct, identify and ping both ways", { timeout: 90_000 }, async (t) => {
+  const js = await openJsPeer(browser, { log, name: "js D" });
+  const info = await js.start({ relayAddr: relay.ws });
+  const started = Date.now();
+  await shoal.evaluate((addr) => window.node.probeDial(addr), webrtcAddr(info));
+  const seen = await until("the Shoal page's direct connection to js D, identified", 30_000, async () => {
+    const c = await shoalConnection(info.peerId, "webrtc");
+    return c?.agent ? c : null;
+  });
+  t.diagnostic(`Shoal → js direct connection in ${Date.now() - started} ms`);
+  assert.match(seen.agent, /js-libp2p/);
+  const inbound = await until("js D has the direct connection inbound", 10_000, async () =>
+    (await js.connections()).find((c) => c.remotePeer === shoalId && c.direct && c.status === "open"));
+  assert.equal(inbound.direction, "inbound");
+  assert.equal(inbound.limited, false, JSON.stringify(inbound));
+  assert.equal(inbound.encryption, "native");
+  const rtt = await js.ping(shoalId);
+  assert.ok(rtt >= 0 && rtt < 5_000, `rtt ${rtt}`);
+  await until("a ping from the Shoal page over it", 20_000, async () => (await shoalConnection(info.peerId, "webrtc"))?.rttMs !== undefined);
+  const identified = await until("js D identified the Shoal page", 10_000, async () => {
+    const got = await js.identify(shoalId).catch(() => null);
+    return got?.agentVersion ? got : null;
+  });
+  assert.match(identified.agentVersion, /^shoal-web\//);
+  await js.stop();
+});

@@ -214,6 +214,10 @@ export interface PeerConnection {
    * direct connection can be made, the circuit stays.
    */
   transport: "webrtc-direct" | "websocket" | "circuit" | "webrtc";
+  /** The last ping's round trip over this connection (ms), once one came back. */
+  rttMs?: number;
+  /** The peer's agent version, as its identify said (e.g. `shoal-web/0.1.0`). */
+  agent?: string;
   /**
    * What the peer is to this node: a relay's archive node (its node greeted as an archive), a
    * relay of the options not (yet) known as an archive, a member of this node's cluster, or

@@ -70,6 +70,10 @@ export class LightNode extends EventTarget {
     return this.#inner.probeTrace();
   }
 
+  probeDial(addr) {
+    return this.#inner.probeDial(addr);
+  }
+
   stop() {
     return this.#inner.stop();
   }
@@ -81,4 +85,5 @@ if (typeof WasmNode.prototype.probeTransfer !== "function") {
   delete LightNode.prototype.probeTransfer;
   delete LightNode.prototype.probeDownload;
   delete LightNode.prototype.probeTrace;
+  delete LightNode.prototype.probeDial;
 }

@@ -259,6 +259,27 @@ impl WasmNode {
         })
     }
 
+    /// `probeDial(multiaddr)`: dials an address (test builds only: cargo feature `probes`; the
+    /// js-libp2p interop test dials a js page's `/webrtc` address with it).
+    #[cfg(feature = "probes")]
+    #[wasm_bindgen(js_name = probeDial)]
+    pub fn probe_dial(&self, addr: JsValue) -> Promise {
+        let mut commands = self.commands.clone();
+        future_to_promise(async move {
+            let addr: libp2p::Multiaddr = addr
+                .as_string()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| bad("addr must be a multiaddr string"))?;
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::Probe(ProbeCommand::Dial { addr, reply }))
+                .await
+                .map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())??;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// `probeDownload(blockHash)`: downloads one block from the relay and checks its hash
     /// (test and bench builds only: cargo feature `probes`).
     #[cfg(feature = "probes")]

@@ -917,9 +917,11 @@ impl EventLoop {
             })
             .unwrap_or_default();
         let mut connections: Vec<Connection> = (self.direct.connections())
-            .map(|(_, (peer, transport))| Connection {
+            .map(|(id, (peer, transport))| Connection {
                 peer_id: peer.to_string(),
                 transport: *transport,
+                rtt_ms: self.direct.rtt_ms(id),
+                agent: self.direct.agent(peer).map(str::to_owned),
                 role: if self.core.greeted_as_archive(peer) {
                     Role::Archive
                 } else if self.is_relay(peer) {

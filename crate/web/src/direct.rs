@@ -38,6 +38,13 @@ pub struct Direct {
     retry: HashMap<PeerId, (u32, f64)>,
     /// Peers that are relays (never dialled directly).
     relays: HashSet<PeerId>,
+    /// Peers whose identify named Shoal's message protocol: other Shoal pages, the only ones
+    /// this page dials directly by itself (anyone may dial it).
+    shoal_peers: HashSet<PeerId>,
+    /// Each connection's last ping round trip, milliseconds.
+    rtt_ms: HashMap<ConnectionId, f64>,
+    /// Each peer's agent version, from identify.
+    agents: HashMap<PeerId, String>,
     /// Direct connections made, direct dials failed (for `status()` and the benchmark).
     pub made: u64,
     pub failed: u64,
@@ -51,6 +58,9 @@ impl Direct {
             dialling: HashMap::new(),
             retry: HashMap::new(),
             relays: relays.into_iter().collect(),
+            shoal_peers: HashSet::new(),
+            rtt_ms: HashMap::new(),
+            agents: HashMap::new(),
             made: 0,
             failed: 0,
         }
@@ -79,6 +89,23 @@ impl Direct {
             .collect()
     }
 
+    /// A connection's last ping round trip (ms).
+    pub fn rtt_ms(&self, connection: &ConnectionId) -> Option<f64> {
+        self.rtt_ms.get(connection).copied()
+    }
+
+    /// A peer's agent version, from identify.
+    pub fn agent(&self, peer: &PeerId) -> Option<&str> {
+        self.agents.get(peer).map(String::as_str)
+    }
+
+    /// A ping over `connection` came back after `rtt_ms`.
+    pub fn pinged(&mut self, connection: ConnectionId, rtt_ms: f64) {
+        if self.connections.contains_key(&connection) {
+            self.rtt_ms.insert(connection, rtt_ms);
+        }
+    }
+
     /// The best transport we have to `peer`: direct before anything else.
     pub fn transport_to(&self, peer: &PeerId) -> Option<Transport> {
         let mut best = None;
@@ -94,6 +121,7 @@ impl Direct {
     fn should_dial(&self, local: &PeerId, peer: &PeerId, now: f64) -> bool {
         self.enabled
             && !self.relays.contains(peer)
+            && self.shoal_peers.contains(peer)
             && local.to_bytes() < peer.to_bytes()
             && self.has(peer, Transport::Circuit)
             && !self.has(peer, Transport::WebRtc)
@@ -149,9 +177,30 @@ impl EventLoop {
         }
     }
 
+    /// `peer` identified itself: a Shoal page (it speaks Shoal's message protocol) is dialled
+    /// directly if this page is the one to.
+    pub(crate) fn direct_identified(&mut self, peer: PeerId, info: &libp2p::identify::Info) {
+        const MAX_AGENT_CHARS: usize = 128;
+        let agent: String = info.agent_version.chars().take(MAX_AGENT_CHARS).collect();
+        self.direct.agents.insert(peer, agent);
+        let shoal = shoal_net::codec::message_protocol();
+        if info.protocols.contains(&shoal) {
+            self.direct.shoal_peers.insert(peer);
+            self.direct_tick_peer(peer);
+        }
+    }
+
     /// A connection closed.
     pub(crate) fn direct_connection_down(&mut self, connection: ConnectionId) {
-        if let Some((peer, Transport::WebRtc)) = self.direct.connections.remove(&connection) {
+        self.direct.rtt_ms.remove(&connection);
+        let Some((peer, transport)) = self.direct.connections.remove(&connection) else {
+            return;
+        };
+        if !self.direct.connections.values().any(|(p, _)| *p == peer) {
+            self.direct.shoal_peers.remove(&peer);
+            self.direct.agents.remove(&peer);
+        }
+        if transport == Transport::WebRtc {
             self.emit_detail(
                 "connection",
                 &crate::status::ConnectionEvent {

@@ -810,6 +810,14 @@ impl EventLoop {
             })) => {
                 self.swarm.close_connection(connection);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                connection,
+                result: Ok(rtt),
+                ..
+            })) => self.direct.pinged(connection, rtt.as_secs_f64() * 1000.0),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) => self.direct_identified(peer_id, &info),
             _ => {}
         }
     }

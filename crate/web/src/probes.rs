@@ -24,6 +24,12 @@ pub enum ProbeCommand {
         bytes: Vec<u8>,
         reply: oneshot::Sender<Result<Probed, ApiError>>,
     },
+    /// Dial `addr` (a `/p2p-circuit/webrtc/p2p/<peer>` address: a direct connection, for the
+    /// interop test with js-libp2p); the connection shows in `status().connections`.
+    Dial {
+        addr: libp2p::Multiaddr,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
     /// Download one block from the relay (`GetBlock`) and check its header hashes to `hash`:
     /// the relay → page direction of the transfer measurement.
     Download {
@@ -96,6 +102,12 @@ impl EventLoop {
 
     pub(crate) fn on_probe_command(&mut self, command: ProbeCommand) {
         match command {
+            ProbeCommand::Dial { addr, reply } => {
+                let result = self.swarm.dial(addr).map_err(|error| {
+                    ApiError::new(ErrorCode::Unavailable, format!("cannot dial: {error}"))
+                });
+                let _ = reply.send(result);
+            }
             ProbeCommand::Transfer { bytes, reply } => {
                 let (peer, transport) = match self.relay_for_probe() {
                     Ok(relay) => relay,

@@ -65,12 +65,18 @@ pub struct NodePeer {
 }
 
 /// A connected peer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Connection {
     pub peer_id: String,
     pub transport: Transport,
     pub role: Role,
+    /// The last ping's round trip over this connection, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// The peer's agent version, as its identify said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// The `connection` event: a direct connection to another page came up or went down.
@@ -336,6 +342,8 @@ mod tests {
             peer_id: "relay".into(),
             transport: Transport::WebRtcDirect,
             role: Role::Archive,
+            rtt_ms: Some(1.5),
+            agent: None,
         });
         let js = status.to_js().unwrap();
         assert_eq!(get(&js, &["peerId"]), "12D3");

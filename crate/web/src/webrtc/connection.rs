@@ -17,9 +17,7 @@ use send_wrapper::SendWrapper;
 use shoal_net::datachannel::{Closing, DataChannelStream, Parts};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
-use web_sys::{
-    Event, RtcDataChannel, RtcDataChannelEvent, RtcPeerConnection, RtcPeerConnectionState,
-};
+use web_sys::{Event, RtcDataChannelEvent, RtcPeerConnection, RtcPeerConnectionState};
 
 use super::channel::{BrowserChannel, Budget};
 use super::Error;
@@ -74,7 +72,7 @@ pub struct Connection {
     pc: SendWrapper<RtcPeerConnection>,
     shared: SendWrapper<Rc<Shared>>,
     budget: SendWrapper<Budget>,
-    inbound: SendWrapper<mpsc::Receiver<RtcDataChannel>>,
+    inbound: SendWrapper<mpsc::Receiver<BrowserChannel>>,
     dropped_tx: mpsc::UnboundedSender<Parts<BrowserChannel>>,
     dropped_rx: mpsc::UnboundedReceiver<Parts<BrowserChannel>>,
     closings: FuturesUnordered<Closing<BrowserChannel, Delay>>,
@@ -91,14 +89,20 @@ impl Connection {
             down: Cell::new(None),
             waker: Cell::new(None),
         });
+        let budget: Budget = Rc::new(Cell::new(0));
         let on_datachannel = {
             let shared = Rc::downgrade(&shared);
+            let budget = Budget::clone(&budget);
             Closure::<dyn FnMut(RtcDataChannelEvent)>::new(move |event: RtcDataChannelEvent| {
                 let channel = event.channel();
                 if channel.label() == INIT_LABEL {
                     return;
                 }
-                if inbound_tx.try_send(channel.clone()).is_err() {
+                // Its messages are kept from now on: the peer may write (a protocol name, a
+                // request) before the swarm takes the stream, and a data channel without a
+                // message handler drops what arrives.
+                let stream = BrowserChannel::new(channel.clone(), Budget::clone(&budget));
+                if inbound_tx.try_send(stream).is_err() {
                     // Too many streams opened and not taken: refuse this one.
                     channel.close();
                 }
@@ -132,7 +136,7 @@ impl Connection {
         Connection {
             pc: SendWrapper::new(pc.clone()),
             shared: SendWrapper::new(shared),
-            budget: SendWrapper::new(Rc::new(Cell::new(0))),
+            budget: SendWrapper::new(budget),
             inbound: SendWrapper::new(inbound_rx),
             dropped_tx,
             dropped_rx,
@@ -151,8 +155,7 @@ impl Connection {
         &self.pc
     }
 
-    fn stream(&self, channel: RtcDataChannel) -> Stream {
-        let channel = BrowserChannel::new(channel, Budget::clone(&self.budget));
+    fn stream(&self, channel: BrowserChannel) -> Stream {
         DataChannelStream::new(channel, Some(self.dropped_tx.clone()))
     }
 
@@ -193,6 +196,7 @@ impl StreamMuxer for Connection {
             return Poll::Ready(Err(Error::Closed));
         }
         let channel = self.pc.create_data_channel("");
+        let channel = BrowserChannel::new(channel, Budget::clone(&self.budget));
         Poll::Ready(Ok(self.stream(channel)))
     }
 
