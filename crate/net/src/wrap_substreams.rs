@@ -15,6 +15,16 @@ pub trait WrapSubstream<S> {
 
     /// Wraps `substream`.
     fn wrap(&self, substream: S) -> Self::Wrapped;
+
+    /// Wraps a substream the remote opened (by default as [`WrapSubstream::wrap`]).
+    fn wrap_inbound(&self, substream: S) -> Self::Wrapped {
+        self.wrap(substream)
+    }
+
+    /// Wraps a substream this end opened (by default as [`WrapSubstream::wrap`]).
+    fn wrap_outbound(&self, substream: S) -> Self::Wrapped {
+        self.wrap(substream)
+    }
 }
 
 /// A muxer whose substreams are those of `inner`, each wrapped by `W`.
@@ -51,7 +61,7 @@ where
         let this = self.get_mut();
         Pin::new(&mut this.inner)
             .poll_inbound(cx)
-            .map_ok(|s| this.wrapper.wrap(s))
+            .map_ok(|s| this.wrapper.wrap_inbound(s))
     }
 
     fn poll_outbound(
@@ -61,7 +71,7 @@ where
         let this = self.get_mut();
         Pin::new(&mut this.inner)
             .poll_outbound(cx)
-            .map_ok(|s| this.wrapper.wrap(s))
+            .map_ok(|s| this.wrapper.wrap_outbound(s))
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -8,8 +8,10 @@
 //! `GET /status.json` answers the relay's node: `{"role": "archive" | "member", "synced",
 //! "tip_height", "cluster_id", "member_number", "members", "held_blocks", "chain_bytes",
 //! "blocks_fetched", "bytes_fetched", "blocks_served"}` as of its last round (`chain_bytes`:
-//! an archive's whole chain in bytes, `null` for a member), and for a member relay `"held":
-//! [{"height", "block_hash"}]`, its shard as it is on disk at the time of the request.
+//! an archive's whole chain in bytes, `null` for a member), `"relayed_bytes"` (the bytes the
+//! relay has forwarded through the circuits it serves since it started, both directions, each
+//! byte once: see [`super::relayed`]; read at the time of the request), and for a member relay
+//! `"held": [{"height", "block_hash"}]`, its shard as it is on disk at the time of the request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +27,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::services::ServeDir;
 
+use super::relayed::RelayedBytes;
 use super::shard::ShardStore;
 
 /// What `/relay-addrs.json` says.
@@ -84,6 +87,8 @@ struct HeldBlock {
 struct StatusAnswer {
     #[serde(flatten)]
     node: NodeStatus,
+    /// Bytes forwarded through circuits ([`RelayedBytes`]).
+    relayed_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     held: Option<Vec<HeldBlock>>,
 }
@@ -162,10 +167,12 @@ impl Drop for IpSlot {
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight, within `limits`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: tokio::net::TcpListener,
     info: SharedInfo,
     status: SharedStatus,
+    relayed: RelayedBytes,
     shard: Option<ShardStore>,
     dirs: HttpDirs,
     limits: HttpLimits,
@@ -176,6 +183,7 @@ pub async fn serve(
             "/status.json",
             get(move || {
                 let node = status.read().map(|s| s.clone()).unwrap_or_default();
+                let relayed_bytes = relayed.total();
                 let shard = shard.clone();
                 async move {
                     let held = match shard {
@@ -202,7 +210,11 @@ pub async fn serve(
                         }
                         None => None,
                     };
-                    let answer = StatusAnswer { node, held };
+                    let answer = StatusAnswer {
+                        node,
+                        relayed_bytes,
+                        held,
+                    };
                     ([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()
                 }
             }),
@@ -391,6 +403,7 @@ mod tests {
             listener,
             info,
             SharedStatus::default(),
+            RelayedBytes::new(),
             None,
             dirs,
             limits,

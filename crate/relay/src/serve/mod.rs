@@ -10,7 +10,8 @@
 //! (S14–S16) — with the core's rate limits and peer scoring, and takes part in the cluster
 //! protocol as the core expects of an archive; (c) is a block source: it generates a regtest
 //! chain ([`source`]) or imports one ([`import`]); (d) serves the demo page, the package and
-//! its own addresses over HTTP ([`http`]). Peers holding a circuit reservation are listed in
+//! its own addresses over HTTP ([`http`]), with the bytes it forwarded through circuits
+//! ([`relayed`]). Peers holding a circuit reservation are listed in
 //! Shoal's directory protocol ([`directory`]).
 //!
 //! # Two threads
@@ -51,6 +52,7 @@ pub mod limits;
 pub mod link;
 pub mod member;
 pub mod network;
+pub mod relayed;
 pub mod shard;
 pub mod source;
 pub mod store;
@@ -268,7 +270,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let circuits = config.circuits.clone();
     let requests = config.requests.clone();
     let connections = config.connections.clone();
-    let transport = network::build_transport(&identity.keypair, identity.certificate.clone())?;
+    let relayed = relayed::RelayedBytes::new();
+    let transport =
+        network::build_relay_transport(&identity.keypair, identity.certificate.clone(), &relayed)?;
     let Ok(builder) = libp2p::SwarmBuilder::with_existing_identity(identity.keypair)
         .with_tokio()
         .with_other_transport(|_| transport);
@@ -359,6 +363,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         http_listener,
         info.clone(),
         status.clone(),
+        relayed,
         shard,
         config.http_dirs.clone(),
         config.http_limits.clone(),

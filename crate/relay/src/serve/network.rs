@@ -3,7 +3,8 @@
 //! Transports: WebRTC-direct (UDP; browsers dial it by certificate hash, no certificate
 //! authority needed) and WebSocket (TCP; faster, needs `wss` in production), both carrying
 //! every Shoal protocol. The WebRTC muxer is wrapped in [`shoal_net::SmallWrites`] to work
-//! around libp2p WebRTC's message-size defect (see that module).
+//! around libp2p WebRTC's message-size defect (see that module). The relay's transports count
+//! the bytes it forwards through circuits ([`super::relayed`]).
 //!
 //! Behaviours: circuit relay v2 server with limits sized for cluster traffic (browser ↔ browser
 //! transfers of S11–S13 run through circuits when no direct path exists), a circuit relay
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use futures::future::Either;
 use libp2p::allow_block_list::{self, BlockedPeers};
-use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox};
 use libp2p::core::transport::{Boxed, Transport};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
@@ -34,6 +35,7 @@ use shoal_net::codec::{message_protocol, probe_protocol};
 use shoal_net::{FrameCodec, ReadBudget, SmallWrites};
 
 use super::limits::{ConnectionCaps, PerIpLimit};
+use super::relayed::{CountRelayed, RelayedBytes};
 
 /// Identify's protocol version string for Shoal nodes.
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "/shoal/0.1.0";
@@ -217,20 +219,51 @@ pub enum NetworkError {
 }
 
 /// WebRTC-direct (with the small-writes workaround) and WebSocket over TCP (noise + yamux),
-/// one transport. Used by the relay and by native clients such as the tests.
+/// one transport. Used by native clients such as the tests; the relay uses
+/// [`build_relay_transport`].
 pub fn build_transport(
     key: &Keypair,
     certificate: Certificate,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetworkError> {
+    transport(key, certificate, None)
+}
+
+/// [`build_transport`], with every byte the relay forwards through the circuits it serves
+/// counted in `relayed` (see [`super::relayed`]).
+pub fn build_relay_transport(
+    key: &Keypair,
+    certificate: Certificate,
+    relayed: &RelayedBytes,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetworkError> {
+    transport(key, certificate, Some(relayed.clone()))
+}
+
+fn transport(
+    key: &Keypair,
+    certificate: Certificate,
+    relayed: Option<RelayedBytes>,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetworkError> {
+    fn boxed<M>(muxer: M, relayed: &Option<RelayedBytes>) -> StreamMuxerBox
+    where
+        M: StreamMuxer + Unpin + Send + 'static,
+        M::Substream: Unpin + Send + 'static,
+        M::Error: Send + Sync + 'static,
+    {
+        match relayed {
+            Some(relayed) => StreamMuxerBox::new(CountRelayed::muxer(muxer, relayed.clone())),
+            None => StreamMuxerBox::new(muxer),
+        }
+    }
+    let counted = relayed.clone();
     let webrtc = libp2p_webrtc::tokio::Transport::new(key.clone(), certificate).map(
-        |(peer_id, connection), _| (peer_id, StreamMuxerBox::new(SmallWrites::new(connection))),
+        move |(peer_id, connection), _| (peer_id, boxed(SmallWrites::new(connection), &counted)),
     );
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
     let ws = websocket::Config::new(tcp)
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux::Config::default())
-        .map(|(peer_id, muxer), _| (peer_id, StreamMuxerBox::new(muxer)));
+        .map(move |(peer_id, muxer), _| (peer_id, boxed(muxer, &relayed)));
     Ok(webrtc
         .or_transport(ws)
         .map(|either, _| match either {
