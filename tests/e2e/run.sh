@@ -11,6 +11,9 @@
 #   tests/e2e/run.sh --bench-sync-ab   a release relay, then bench-sync-ab.mjs (see there)
 #   tests/e2e/run.sh --bench-cluster   a release relay, then bench-cluster.mjs: the standard
 #                               scenario of issue 12 (`npm run bench`)
+#   tests/e2e/run.sh --bench-direct    a release relay, then bench-direct.mjs: direct page-to-
+#                               page WebRTC against the circuit and a raw data channel (issue 14,
+#                               `npm run bench:direct`)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,7 +21,7 @@ if [[ "${SHOAL_E2E_IN_NETNS:-}" != 1 ]]; then
   target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
     node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
   profile=debug
-  if [[ "${1:-}" == --bench || "${1:-}" == --bench-sync-ab || "${1:-}" == --bench-cluster ]]; then
+  if [[ "${1:-}" == --bench || "${1:-}" == --bench-sync-ab || "${1:-}" == --bench-cluster || "${1:-}" == --bench-direct ]]; then
     profile=release
     cargo build -p shoal-relay --release --locked >&2
   else
@@ -53,5 +56,8 @@ if [[ "${1:-}" == --bench-sync-ab ]]; then
 fi
 if [[ "${1:-}" == --bench-cluster ]]; then
   exec node tests/e2e/bench-cluster.mjs
+fi
+if [[ "${1:-}" == --bench-direct ]]; then
+  exec node tests/e2e/bench-direct.mjs
 fi
 exec node --test --test-concurrency=1 --test-reporter=spec "${@:-tests/e2e/}"

@@ -327,7 +327,7 @@ impl<C: Channel> Parts<C> {
         }
         match frame.flag {
             Some(Flag::Fin) => {
-                if self.read == ReadHalf::Open {
+                if matches!(self.read, ReadHalf::Open | ReadHalf::Stopped) {
                     self.read = ReadHalf::Finished;
                 }
                 self.owe_fin_ack = true;
@@ -422,13 +422,17 @@ impl<C: Channel> Parts<C> {
         }
     }
 
-    /// Both halves are done with: the channel may close without losing anything.
+    /// Both halves are done with: our `FIN` acknowledged (or writing stopped or reset) and the
+    /// peer's `FIN` (or reset) received. Having sent `STOP_SENDING` is not enough: the peer's
+    /// write half is still open, and closing the channel under it aborts its side of the
+    /// stream (js-libp2p then fails what it read, e.g. an identify answer it already had).
     fn finished(&self) -> bool {
         let write_done = matches!(
             self.write,
             WriteHalf::FinAcked | WriteHalf::Stopped | WriteHalf::Reset
         );
-        write_done && self.read != ReadHalf::Open && !self.owe_fin_ack
+        let read_done = matches!(self.read, ReadHalf::Finished | ReadHalf::Reset);
+        write_done && read_done && !self.owe_fin_ack
     }
 }
 

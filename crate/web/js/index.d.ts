@@ -523,7 +523,15 @@ export interface LightNodeEventMap {
   /** A relay connected or disconnected. */
   relay: CustomEvent<{ peerId: string; connected: boolean; transport?: string }>;
   /** A direct WebRTC connection to another page came up or went down. */
-  connection: CustomEvent<{ peerId: string; transport: "webrtc"; up: boolean }>;
+  connection: CustomEvent<{
+    peerId: string;
+    transport: "webrtc";
+    up: boolean;
+    /** On `up`: ms from the first circuit to this peer to the direct connection. */
+    afterCircuitMs?: number;
+    /** On `up`, when this page dialled: ms of signalling and ICE. */
+    dialMs?: number;
+  }>;
 }
 
 /** A Shoal light node running in this page. */

@@ -58,8 +58,8 @@ export class LightNode extends EventTarget {
   }
 
   // Transfer probes, in test and bench builds only (`scripts/build-web.sh --probes`).
-  probeTransfer(bytes) {
-    return this.#inner.probeTransfer(bytes);
+  probeTransfer(bytes, peerId) {
+    return this.#inner.probeTransfer(bytes, peerId);
   }
 
   probeDownload(blockHash) {

@@ -233,16 +233,25 @@ impl WasmNode {
         })
     }
 
-    /// `probeTransfer(bytes)`: sends the bytes on the transfer probe and checks their digest
+    /// `probeTransfer(bytes, peerId?)`: sends the bytes on the transfer probe (to a relay, or
+    /// to another page) and checks their digest
     /// (test and bench builds only: cargo feature `probes`).
     #[cfg(feature = "probes")]
     #[wasm_bindgen(js_name = probeTransfer)]
-    pub fn probe_transfer(&self, bytes: JsValue) -> Promise {
+    pub fn probe_transfer(&self, bytes: JsValue, peer: JsValue) -> Promise {
         let mut commands = self.commands.clone();
         future_to_promise(async move {
             let array = bytes
                 .dyn_into::<js_sys::Uint8Array>()
                 .map_err(|_| bad("bytes must be a Uint8Array"))?;
+            let peer = match peer.as_string() {
+                None if peer.is_undefined() || peer.is_null() => None,
+                Some(text) => Some(
+                    text.parse::<libp2p::PeerId>()
+                        .map_err(|_| bad("peerId must be a peer id"))?,
+                ),
+                None => return Err(bad("peerId must be a string")),
+            };
             if array.length() as usize > MAX_PROBE_BYTES {
                 return Err(bad(format!("at most {MAX_PROBE_BYTES} bytes")));
             }
@@ -250,6 +259,7 @@ impl WasmNode {
             commands
                 .send(Command::Probe(ProbeCommand::Transfer {
                     bytes: array.to_vec(),
+                    peer,
                     reply,
                 }))
                 .await

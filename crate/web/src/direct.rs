@@ -32,8 +32,10 @@ pub struct Direct {
     enabled: bool,
     /// Every open connection: its peer and transport.
     connections: HashMap<ConnectionId, (PeerId, Transport)>,
-    /// Direct dials on their way: connection id → peer.
-    dialling: HashMap<ConnectionId, PeerId>,
+    /// Direct dials on their way: connection id → peer, when dialled.
+    dialling: HashMap<ConnectionId, (PeerId, f64)>,
+    /// When the first circuit to each peer came up (for the set-up time).
+    circuit_at: HashMap<PeerId, f64>,
     /// Peers whose direct dial failed: (failures so far, not before this time).
     retry: HashMap<PeerId, (u32, f64)>,
     /// Peers that are relays (never dialled directly).
@@ -41,6 +43,9 @@ pub struct Direct {
     /// Peers whose identify named Shoal's message protocol: other Shoal pages, the only ones
     /// this page dials directly by itself (anyone may dial it).
     shoal_peers: HashSet<PeerId>,
+    /// Peers a direct connection was asked for (`probeDial`), whatever they are: dialled once a
+    /// circuit to them is up.
+    wanted: HashSet<PeerId>,
     /// Each connection's last ping round trip, milliseconds.
     rtt_ms: HashMap<ConnectionId, f64>,
     /// Each peer's agent version, from identify.
@@ -56,9 +61,11 @@ impl Direct {
             enabled,
             connections: HashMap::new(),
             dialling: HashMap::new(),
+            circuit_at: HashMap::new(),
             retry: HashMap::new(),
             relays: relays.into_iter().collect(),
             shoal_peers: HashSet::new(),
+            wanted: HashSet::new(),
             rtt_ms: HashMap::new(),
             agents: HashMap::new(),
             made: 0,
@@ -121,11 +128,11 @@ impl Direct {
     fn should_dial(&self, local: &PeerId, peer: &PeerId, now: f64) -> bool {
         self.enabled
             && !self.relays.contains(peer)
-            && self.shoal_peers.contains(peer)
-            && local.to_bytes() < peer.to_bytes()
+            && (self.wanted.contains(peer)
+                || (self.shoal_peers.contains(peer) && local.to_bytes() < peer.to_bytes()))
             && self.has(peer, Transport::Circuit)
             && !self.has(peer, Transport::WebRtc)
-            && !self.dialling.values().any(|p| p == peer)
+            && !self.dialling.values().any(|(p, _)| p == peer)
             && self.retry.get(peer).is_none_or(|(_, at)| now >= *at)
     }
 }
@@ -150,9 +157,11 @@ impl EventLoop {
         self.direct
             .connections
             .insert(connection, (peer, transport));
+        let now = now_ms();
         match transport {
             Transport::WebRtc => {
-                self.direct.dialling.remove(&connection);
+                let dial_ms = (self.direct.dialling.remove(&connection)).map(|(_, at)| now - at);
+                let after_circuit_ms = self.direct.circuit_at.get(&peer).map(|at| now - at);
                 self.direct.retry.remove(&peer);
                 self.direct.made += 1;
                 crate::cluster_node::debug(format!("shoal: direct connection to {peer} is up"));
@@ -162,6 +171,8 @@ impl EventLoop {
                         peer_id: peer.to_string(),
                         transport,
                         up: true,
+                        after_circuit_ms,
+                        dial_ms,
                     },
                 );
                 // The circuit has done its job: everything goes over the direct connection.
@@ -169,10 +180,24 @@ impl EventLoop {
                     self.swarm.close_connection(circuit);
                 }
             }
+            // A peer we have a direct connection to came through a circuit again: it has
+            // restarted (a reloaded tab keeps its identity), and the direct connection is to a
+            // page that is gone — a WebRTC peer that vanishes is noticed only when ICE gives up,
+            // seconds later, and meanwhile requests sent on it are lost. The new circuit is
+            // kept and upgraded; the old direct connection closed.
             Transport::Circuit if self.direct.has(&peer, Transport::WebRtc) => {
-                self.swarm.close_connection(connection);
+                self.direct.circuit_at.insert(peer, now);
+                for stale in self.direct.of(&peer, Transport::WebRtc) {
+                    crate::cluster_node::debug(format!(
+                        "shoal: {peer} came through a circuit again: its direct connection is stale"
+                    ));
+                    self.swarm.close_connection(stale);
+                }
             }
-            Transport::Circuit => self.direct_tick_peer(peer),
+            Transport::Circuit => {
+                self.direct.circuit_at.entry(peer).or_insert(now);
+                self.direct_tick_peer(peer);
+            }
             _ => {}
         }
     }
@@ -199,14 +224,19 @@ impl EventLoop {
         if !self.direct.connections.values().any(|(p, _)| *p == peer) {
             self.direct.shoal_peers.remove(&peer);
             self.direct.agents.remove(&peer);
+            self.direct.circuit_at.remove(&peer);
         }
         if transport == Transport::WebRtc {
+            // A circuit still there (a restarted peer's) is upgraded again.
+            self.direct_tick_peer(peer);
             self.emit_detail(
                 "connection",
                 &crate::status::ConnectionEvent {
                     peer_id: peer.to_string(),
                     transport: Transport::WebRtc,
                     up: false,
+                    after_circuit_ms: None,
+                    dial_ms: None,
                 },
             );
         }
@@ -214,7 +244,7 @@ impl EventLoop {
 
     /// A dial failed: if it was a direct one, the circuit stays and the dial waits.
     pub(crate) fn direct_dial_failed(&mut self, connection: ConnectionId, error: &str) {
-        let Some(peer) = self.direct.dialling.remove(&connection) else {
+        let Some((peer, _)) = self.direct.dialling.remove(&connection) else {
             return;
         };
         self.direct.failed += 1;
@@ -239,15 +269,36 @@ impl EventLoop {
             .condition(PeerCondition::Always)
             .build();
         let id = opts.connection_id();
+        let now = now_ms();
         match self.swarm.dial(opts) {
             Ok(()) => {
-                self.direct.dialling.insert(id, peer);
+                self.direct.dialling.insert(id, (peer, now));
             }
             Err(error) => {
-                self.direct.dialling.insert(id, peer);
+                self.direct.dialling.insert(id, (peer, now));
                 self.direct_dial_failed(id, &error.to_string());
             }
         }
+    }
+
+    /// Asks for a direct connection to the peer of `addr` (`<relay>/p2p-circuit/webrtc/p2p/<peer>`):
+    /// through the circuit `<relay>/p2p-circuit/p2p/<peer>` first when there is none, then
+    /// directly over it. (Test builds: `probeDial`.)
+    #[cfg(feature = "probes")]
+    pub(crate) fn direct_want(&mut self, addr: &Multiaddr) -> Result<(), String> {
+        let peer = crate::webrtc::dial_peer(addr)
+            .ok_or_else(|| format!("{addr} is not a /p2p-circuit/webrtc/p2p/<peer> address"))?;
+        self.direct.wanted.insert(peer);
+        self.direct.retry.remove(&peer);
+        if self.direct.has(&peer, Transport::Circuit) {
+            self.direct_tick_peer(peer);
+            return Ok(());
+        }
+        let circuit: Multiaddr = addr
+            .iter()
+            .filter(|p| !matches!(p, Protocol::WebRTC))
+            .collect();
+        self.swarm.dial(circuit).map_err(|error| error.to_string())
     }
 
     /// Dials the peers whose back-off ended.

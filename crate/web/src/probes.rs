@@ -19,9 +19,11 @@ use crate::status::Transport;
 
 /// What the API asks of the loop.
 pub enum ProbeCommand {
-    /// Send `bytes` on the probe protocol.
+    /// Send `bytes` on the probe protocol, to a connected relay or to `peer` (another page:
+    /// the tab-to-tab transfer measurement; it answers probes in probe builds).
     Transfer {
         bytes: Vec<u8>,
+        peer: Option<PeerId>,
         reply: oneshot::Sender<Result<Probed, ApiError>>,
     },
     /// Dial `addr` (a `/p2p-circuit/webrtc/p2p/<peer>` address: a direct connection, for the
@@ -103,14 +105,24 @@ impl EventLoop {
     pub(crate) fn on_probe_command(&mut self, command: ProbeCommand) {
         match command {
             ProbeCommand::Dial { addr, reply } => {
-                let result = self.swarm.dial(addr).map_err(|error| {
+                let result = self.direct_want(&addr).map_err(|error| {
                     ApiError::new(ErrorCode::Unavailable, format!("cannot dial: {error}"))
                 });
                 let _ = reply.send(result);
             }
-            ProbeCommand::Transfer { bytes, reply } => {
-                let (peer, transport) = match self.relay_for_probe() {
-                    Ok(relay) => relay,
+            ProbeCommand::Transfer { bytes, peer, reply } => {
+                let target = match peer {
+                    Some(peer) => match self.direct.transport_to(&peer) {
+                        Some(transport) => Ok((peer, transport)),
+                        None => Err(ApiError::new(
+                            ErrorCode::Unavailable,
+                            format!("not connected to {peer}"),
+                        )),
+                    },
+                    None => self.relay_for_probe(),
+                };
+                let (peer, transport) = match target {
+                    Ok(target) => target,
                     Err(err) => {
                         let _ = reply.send(Err(err));
                         return;
@@ -211,6 +223,22 @@ impl EventLoop {
 
     pub(crate) fn on_probe_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         let (request_id, result) = match event {
+            // Another page's probe: its bytes' SHA-256 back, as a relay answers.
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let digest = Sha256::digest(&request).to_vec();
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .probe
+                    .send_response(channel, digest);
+                return;
+            }
             request_response::Event::Message {
                 message:
                     request_response::Message::Response {

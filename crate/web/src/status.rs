@@ -80,12 +80,19 @@ pub struct Connection {
 }
 
 /// The `connection` event: a direct connection to another page came up or went down.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionEvent {
     pub peer_id: String,
     pub transport: Transport,
     pub up: bool,
+    /// Milliseconds from the first circuit to this peer to the direct connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_circuit_ms: Option<f64>,
+    /// Milliseconds from this page's dial (signalling and ICE) to the direct connection; absent
+    /// when the other page dialled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dial_ms: Option<f64>,
 }
 
 /// Bytes received from one kind of peer since start.

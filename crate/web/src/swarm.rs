@@ -136,7 +136,12 @@ pub fn build(
                 FrameCodec::default(),
                 [(
                     shoal_net::codec::probe_protocol(),
-                    ProtocolSupport::Outbound,
+                    // Probe builds answer other pages' probes (the tab-to-tab measurement).
+                    if cfg!(feature = "probes") {
+                        ProtocolSupport::Full
+                    } else {
+                        ProtocolSupport::Outbound
+                    },
                 )],
                 request_config,
             ),

@@ -379,3 +379,33 @@ proptest! {
         while let Ok(Some(_)) = decoder.next_frame() {}
     }
 }
+
+#[test]
+fn a_stream_dropped_while_the_peer_still_writes_keeps_its_channel_until_the_peers_fin() {
+    let (a, b) = pair(usize::MAX);
+    let b_closed = b.closed_by_me.clone();
+    let (drops_b, mut dropped_b) = mpsc::unbounded();
+    let mut peer = DataChannelStream::new(a, None);
+    let mut answerer = DataChannelStream::new(b, Some(drops_b));
+    block_on(async {
+        // The answerer writes its answer and goes away without reading to the end (as an
+        // identify responder does); the peer has not closed its write half yet.
+        answerer.write_all(b"answer").await.unwrap();
+        answerer.close().await.unwrap();
+        drop(answerer);
+        let mut closing = Closing::new(
+            dropped_b.next().await.unwrap(),
+            Box::pin(futures::future::pending::<()>()),
+        );
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"answer");
+        // Our FIN is acknowledged (the read above sent FIN_ACK), but the peer's write half is
+        // open: closing the channel now would abort the peer's stream.
+        assert!(poll_fn(|cx| Poll::Ready(Pin::new(&mut closing).poll(cx).is_pending())).await);
+        assert!(!b_closed.get());
+        peer.close().await.unwrap();
+        closing.await;
+    });
+    assert!(b_closed.get(), "closed once the peer's FIN came");
+}

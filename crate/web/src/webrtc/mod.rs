@@ -236,10 +236,10 @@ impl libp2p::core::Transport for Transport {
         Poll::Ready(TransportEvent::Incoming {
             listener_id,
             upgrade: SendWrapper::new(upgrade).boxed(),
-            send_back_addr: Multiaddr::empty()
-                .with(Protocol::P2pCircuit)
-                .with(Protocol::WebRTC)
-                .with(Protocol::P2p(peer)),
+            // The peer as reached through our relay: identify tells it to the peer as the
+            // address it was observed at, and js-libp2p fails its identify on one that names
+            // no transport (`/p2p-circuit/webrtc/p2p/…` alone).
+            send_back_addr: local_addr.clone().with(Protocol::P2p(peer)),
             local_addr,
         })
     }
