@@ -21,6 +21,11 @@ use libp2p::{Multiaddr, PeerId};
 use crate::event_loop::{now_ms, EventLoop};
 use crate::status::Transport;
 
+/// A direct connection that showed no sign of life (up, or a ping answered) for this long is
+/// taken for stale when its peer comes through a circuit again: a ping goes every
+/// `swarm::PING_INTERVAL` (5 s).
+pub const ALIVE_WITHIN_MS: f64 = 7_000.0;
+
 /// First wait before a failed direct dial to a peer is tried again.
 pub const RETRY_MIN_MS: f64 = 15_000.0;
 /// Longest wait between tries.
@@ -48,6 +53,8 @@ pub struct Direct {
     wanted: HashSet<PeerId>,
     /// Each connection's last ping round trip, milliseconds.
     rtt_ms: HashMap<ConnectionId, f64>,
+    /// When each direct connection last showed it is alive: up, or a ping answered.
+    alive_at: HashMap<ConnectionId, f64>,
     /// Each peer's agent version, from identify.
     agents: HashMap<PeerId, String>,
     /// Direct connections made, direct dials failed (for `status()` and the benchmark).
@@ -67,6 +74,7 @@ impl Direct {
             shoal_peers: HashSet::new(),
             wanted: HashSet::new(),
             rtt_ms: HashMap::new(),
+            alive_at: HashMap::new(),
             agents: HashMap::new(),
             made: 0,
             failed: 0,
@@ -110,6 +118,7 @@ impl Direct {
     pub fn pinged(&mut self, connection: ConnectionId, rtt_ms: f64) {
         if self.connections.contains_key(&connection) {
             self.rtt_ms.insert(connection, rtt_ms);
+            self.alive_at.insert(connection, now_ms());
         }
     }
 
@@ -160,6 +169,7 @@ impl EventLoop {
         let now = now_ms();
         match transport {
             Transport::WebRtc => {
+                self.direct.alive_at.insert(connection, now);
                 let dial_ms = (self.direct.dialling.remove(&connection)).map(|(_, at)| now - at);
                 let after_circuit_ms = self.direct.circuit_at.get(&peer).map(|at| now - at);
                 self.direct.retry.remove(&peer);
@@ -180,18 +190,27 @@ impl EventLoop {
                     self.swarm.close_connection(circuit);
                 }
             }
-            // A peer we have a direct connection to came through a circuit again: it has
-            // restarted (a reloaded tab keeps its identity), and the direct connection is to a
-            // page that is gone — a WebRTC peer that vanishes is noticed only when ICE gives up,
-            // seconds later, and meanwhile requests sent on it are lost. The new circuit is
-            // kept and upgraded; the old direct connection closed.
+            // A peer we have a direct connection to came through a circuit again. Either both
+            // pages dialled circuits at once (the direct connection is alive: the circuit goes),
+            // or the peer restarted without closing its side (a crashed tab; a closed or
+            // reloaded one ends the connection's transports, `webrtc::Connection`) and the
+            // direct connection leads nowhere: then the circuit stays and is upgraded, and the
+            // dead connection goes — requests sent on it would be lost until ICE gives up.
             Transport::Circuit if self.direct.has(&peer, Transport::WebRtc) => {
-                self.direct.circuit_at.insert(peer, now);
-                for stale in self.direct.of(&peer, Transport::WebRtc) {
-                    crate::cluster_node::debug(format!(
-                        "shoal: {peer} came through a circuit again: its direct connection is stale"
-                    ));
-                    self.swarm.close_connection(stale);
+                let direct = self.direct.of(&peer, Transport::WebRtc);
+                let alive = direct.iter().any(|id| {
+                    (self.direct.alive_at.get(id)).is_some_and(|at| now - at <= ALIVE_WITHIN_MS)
+                });
+                if alive {
+                    self.swarm.close_connection(connection);
+                } else {
+                    self.direct.circuit_at.insert(peer, now);
+                    for stale in direct {
+                        crate::cluster_node::debug(format!(
+                            "shoal: {peer} came through a circuit again and its direct connection was silent: closed as stale"
+                        ));
+                        self.swarm.close_connection(stale);
+                    }
                 }
             }
             Transport::Circuit => {
@@ -218,6 +237,7 @@ impl EventLoop {
     /// A connection closed.
     pub(crate) fn direct_connection_down(&mut self, connection: ConnectionId) {
         self.direct.rtt_ms.remove(&connection);
+        self.direct.alive_at.remove(&connection);
         let Some((peer, transport)) = self.direct.connections.remove(&connection) else {
             return;
         };

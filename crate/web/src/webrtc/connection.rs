@@ -54,6 +54,8 @@ struct Handlers {
     pc: RtcPeerConnection,
     on_datachannel: Closure<dyn FnMut(RtcDataChannelEvent)>,
     on_state: Closure<dyn FnMut(Event)>,
+    /// `statechange` of the SCTP and DTLS transports (see [`Connection::watch_transports`]).
+    on_transport: Option<Closure<dyn FnMut(Event)>>,
 }
 
 impl Drop for Handlers {
@@ -146,8 +148,50 @@ impl Connection {
                 pc,
                 on_datachannel,
                 on_state,
+                on_transport: None,
             }),
         }
+    }
+
+    /// Once connected: watches the SCTP association and the DTLS transport under it. A peer
+    /// that closes its side (a tab closed or reloaded) ends them at once — a DTLS
+    /// `close_notify`, an SCTP abort — while the connection's own state waits for ICE to give
+    /// up, many seconds later, and requests sent meanwhile would be lost. (Neither transport
+    /// is in web-sys: read through `Reflect`.)
+    pub fn watch_transports(&mut self) {
+        let Ok(sctp) = js_sys::Reflect::get(&self.pc, &"sctp".into()) else {
+            return;
+        };
+        if sctp.is_null() || sctp.is_undefined() {
+            return;
+        }
+        let dtls = js_sys::Reflect::get(&sctp, &"transport".into()).ok();
+        let shared = Rc::downgrade(&self.shared);
+        let targets: Vec<wasm_bindgen::JsValue> = std::iter::once(sctp)
+            .chain(dtls.filter(|d| !d.is_null() && !d.is_undefined()))
+            .collect();
+        let watched = targets.clone();
+        let on_transport = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            let ended = watched.iter().any(|t| {
+                let state = js_sys::Reflect::get(t, &"state".into())
+                    .ok()
+                    .and_then(|s| s.as_string());
+                matches!(state.as_deref(), Some("closed" | "failed"))
+            });
+            if let (true, Some(shared)) = (ended, shared.upgrade()) {
+                shared.down.set(Some(RtcPeerConnectionState::Closed));
+                shared.wake();
+            }
+        });
+        for target in &targets {
+            if let Some(target) = target.dyn_ref::<web_sys::EventTarget>() {
+                let _ = target.add_event_listener_with_callback(
+                    "statechange",
+                    on_transport.as_ref().unchecked_ref(),
+                );
+            }
+        }
+        self._handlers.on_transport = Some(on_transport);
     }
 
     /// The peer connection (for the signalling).

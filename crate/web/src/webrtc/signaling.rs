@@ -109,7 +109,11 @@ pub async fn initiate(stream: Stream, ice_servers: &[IceServer]) -> Result<Conne
     let result = timed(exchange).await;
     init.close();
     let _ = writer.close().await;
-    result.map(|()| connection)
+    let mut connection = connection;
+    result.map(|()| {
+        connection.watch_transports();
+        connection
+    })
 }
 
 /// Listens: answers the offer that comes on `stream`.
@@ -156,7 +160,11 @@ pub async fn answer(stream: Stream, ice_servers: &[IceServer]) -> Result<Connect
     };
     let result = timed(exchange).await;
     let _ = writer.close().await;
-    result.map(|()| connection)
+    let mut connection = connection;
+    result.map(|()| {
+        connection.watch_transports();
+        connection
+    })
 }
 
 async fn timed(
