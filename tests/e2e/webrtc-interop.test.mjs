@@ -183,6 +183,12 @@ test("a js-libp2p page dials the Shoal page's /webrtc address: direct, identify 
     const open = (await js.connections()).filter((c) => c.remotePeer === shoalId && c.status === "open");
     return open.length === 1 && open[0].direct;
   });
+  // Over the direct connection the relay carries nothing: its circuit byte counter stands still
+  // through pings both ways.
+  const relayedBefore = (await relay.status()).relayed_bytes;
+  for (let i = 0; i < 5; i++) await js.ping(shoalId);
+  await until("a Shoal ping after", 10_000, async () => (await shoalConnection(info.peerId, "webrtc"))?.rttMs !== undefined);
+  assert.equal((await relay.status()).relayed_bytes - relayedBefore, 0, "the relay forwarded none of the direct connection's bytes");
   t.diagnostic(`js ping ${rtt.toFixed(2)} ms; Shoal sees ${JSON.stringify(await shoalConnection(info.peerId, "webrtc"))}`);
   await js.stop();
 });
@@ -211,5 +217,13 @@ test("the Shoal page dials a js-libp2p page's /webrtc address: direct, identify 
     return got?.agentVersion ? got : null;
   });
   assert.match(identified.agentVersion, /^shoal-web\//);
+  // The circuit is gone (the Shoal page closed it); the relay forwards nothing more.
+  await until("only the direct connection left", 20_000, async () => {
+    const open = (await js.connections()).filter((c) => c.remotePeer === shoalId && c.status === "open");
+    return open.length === 1 && open[0].direct;
+  });
+  const relayedBefore = (await relay.status()).relayed_bytes;
+  for (let i = 0; i < 5; i++) await js.ping(shoalId);
+  assert.equal((await relay.status()).relayed_bytes - relayedBefore, 0, "the relay forwarded none of the direct connection's bytes");
   await js.stop();
 });
