@@ -6,7 +6,7 @@
 // harness and the relay's part before a Shoal page takes either side (openJsPeer is shared).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, startRelay, teardown, tempDir } from "./harness.mjs";
+import { launchBrowser, startRelay, teardown, tempDir, waitUntil } from "./harness.mjs";
 import { ECHO, SINK, openJsPeer } from "./js-peers.mjs";
 
 let relay;
@@ -123,15 +123,6 @@ async function shoalConnection(peerId, transport) {
   return s.connections.find((c) => c.peerId === peerId && c.transport === transport);
 }
 
-async function until(what, ms, probe) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    assert.ok(Date.now() < deadline, `${what}: not within ${ms / 1000} s`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 test("a Shoal page reserves on the relay and listens on /p2p-circuit/webrtc", { timeout: 60_000 }, async () => {
   const context = await browser.newContext();
@@ -152,14 +143,14 @@ test("a js-libp2p page dials the Shoal page's /webrtc address: direct, identify 
   const addr = `${relay.ws}/p2p-circuit/webrtc/p2p/${shoalId}`;
   // The Shoal page's reservation may still be on its way: the dial is tried until it works.
   const started = Date.now();
-  const conn = await until("js C dials the Shoal page", 30_000, () => js.dial(addr).catch((e) => { log.push(`[test] dial: ${e.message}\n`); return null; }));
+  const conn = await waitUntil("js C dials the Shoal page", 30_000, () => js.dial(addr).catch((e) => { log.push(`[test] dial: ${e.message}\n`); return null; }));
   t.diagnostic(`js → Shoal direct connection in ${Date.now() - started} ms: ${JSON.stringify(conn)}`);
   assert.equal(conn.remotePeer, shoalId);
   assert.equal(conn.limited, false, JSON.stringify(conn));
   assert.equal(conn.direct, true);
   assert.equal(conn.encryption, "native", "no Noise on /webrtc");
   // The Shoal page has it as a direct `webrtc` connection; js's identify reached it.
-  const seen = await until("the Shoal page lists the js page's webrtc connection with its agent", 20_000, async () => {
+  const seen = await waitUntil("the Shoal page lists the js page's webrtc connection with its agent", 20_000, async () => {
     const c = await shoalConnection(info.peerId, "webrtc");
     return c?.agent ? c : null;
   });
@@ -167,19 +158,19 @@ test("a js-libp2p page dials the Shoal page's /webrtc address: direct, identify 
   // js pings the Shoal page over the direct connection; the Shoal page's own pings come back.
   const rtt = await js.ping(shoalId);
   assert.ok(rtt >= 0 && rtt < 5_000, `rtt ${rtt}`);
-  const pinged = await until("a ping from the Shoal page over it", 20_000, async () => (await shoalConnection(info.peerId, "webrtc"))?.rttMs !== undefined);
+  const pinged = await waitUntil("a ping from the Shoal page over it", 20_000, async () => (await shoalConnection(info.peerId, "webrtc"))?.rttMs !== undefined);
   assert.ok(pinged);
   // js identified the Shoal page over the direct connection. (It failed while the Shoal page
   // closed a stream's data channel once its own FIN was acknowledged, before js's FIN: js
   // aborted the stream and dropped the identify answer it had read.)
-  const identified = await until("js identified the Shoal page", 10_000, async () => {
+  const identified = await waitUntil("js identified the Shoal page", 10_000, async () => {
     const got = await js.identify(shoalId).catch(() => null);
     return got?.agentVersion ? got : null;
   });
   assert.match(identified.agentVersion, /^shoal-web\//, JSON.stringify(identified));
   assert.ok(identified.protocols.includes("/shoal/msg/1.0.0"), identified.protocols.join(", "));
   // The circuit that carried the signalling is gone: only the direct connection is left.
-  await until("the circuit closed", 20_000, async () => {
+  await waitUntil("the circuit closed", 20_000, async () => {
     const open = (await js.connections()).filter((c) => c.remotePeer === shoalId && c.status === "open");
     return open.length === 1 && open[0].direct;
   });
@@ -187,7 +178,7 @@ test("a js-libp2p page dials the Shoal page's /webrtc address: direct, identify 
   // through pings both ways.
   const relayedBefore = (await relay.status()).relayed_bytes;
   for (let i = 0; i < 5; i++) await js.ping(shoalId);
-  await until("a Shoal ping after", 10_000, async () => (await shoalConnection(info.peerId, "webrtc"))?.rttMs !== undefined);
+  await waitUntil("a Shoal ping after", 10_000, async () => (await shoalConnection(info.peerId, "webrtc"))?.rttMs !== undefined);
   assert.equal((await relay.status()).relayed_bytes - relayedBefore, 0, "the relay forwarded none of the direct connection's bytes");
   t.diagnostic(`js ping ${rtt.toFixed(2)} ms; Shoal sees ${JSON.stringify(await shoalConnection(info.peerId, "webrtc"))}`);
   await js.stop();
@@ -198,27 +189,27 @@ test("the Shoal page dials a js-libp2p page's /webrtc address: direct, identify 
   const info = await js.start({ relayAddr: relay.ws });
   const started = Date.now();
   await shoal.evaluate((addr) => window.node.probeDial(addr), webrtcAddr(info));
-  const seen = await until("the Shoal page's direct connection to js D, identified", 30_000, async () => {
+  const seen = await waitUntil("the Shoal page's direct connection to js D, identified", 30_000, async () => {
     const c = await shoalConnection(info.peerId, "webrtc");
     return c?.agent ? c : null;
   });
   t.diagnostic(`Shoal → js direct connection in ${Date.now() - started} ms`);
   assert.match(seen.agent, /js-libp2p/);
-  const inbound = await until("js D has the direct connection inbound", 10_000, async () =>
+  const inbound = await waitUntil("js D has the direct connection inbound", 10_000, async () =>
     (await js.connections()).find((c) => c.remotePeer === shoalId && c.direct && c.status === "open"));
   assert.equal(inbound.direction, "inbound");
   assert.equal(inbound.limited, false, JSON.stringify(inbound));
   assert.equal(inbound.encryption, "native");
   const rtt = await js.ping(shoalId);
   assert.ok(rtt >= 0 && rtt < 5_000, `rtt ${rtt}`);
-  await until("a ping from the Shoal page over it", 20_000, async () => (await shoalConnection(info.peerId, "webrtc"))?.rttMs !== undefined);
-  const identified = await until("js D identified the Shoal page", 10_000, async () => {
+  await waitUntil("a ping from the Shoal page over it", 20_000, async () => (await shoalConnection(info.peerId, "webrtc"))?.rttMs !== undefined);
+  const identified = await waitUntil("js D identified the Shoal page", 10_000, async () => {
     const got = await js.identify(shoalId).catch(() => null);
     return got?.agentVersion ? got : null;
   });
   assert.match(identified.agentVersion, /^shoal-web\//);
   // The circuit is gone (the Shoal page closed it); the relay forwards nothing more.
-  await until("only the direct connection left", 20_000, async () => {
+  await waitUntil("only the direct connection left", 20_000, async () => {
     const open = (await js.connections()).filter((c) => c.remotePeer === shoalId && c.status === "open");
     return open.length === 1 && open[0].direct;
   });

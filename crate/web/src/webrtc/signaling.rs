@@ -87,20 +87,7 @@ pub async fn initiate(stream: Stream, ice_servers: &[IceServer]) -> Result<Conne
             .await
             .map_err(Error::js)?;
         let mut messages = messages(reader);
-        let answer = match messages.next().await {
-            Some(Ok(Message {
-                kind: Kind::SdpAnswer,
-                data,
-            })) => data,
-            Some(Ok(message)) => {
-                return Err(Error::Signaling(format!(
-                    "expected an SDP answer, got {:?}",
-                    message.kind
-                )))
-            }
-            Some(Err(error)) => return Err(error.into()),
-            None => return Err(Error::Signaling("the peer closed before answering".into())),
-        };
+        let answer = expect(&mut messages, Kind::SdpAnswer).await?;
         JsFuture::from(pc.set_remote_description(&description(RtcSdpType::Answer, &answer)))
             .await
             .map_err(Error::js)?;
@@ -124,20 +111,7 @@ pub async fn answer(stream: Stream, ice_servers: &[IceServer]) -> Result<Connect
     let candidates = watch_candidates(&pc);
     let exchange = async {
         let mut messages = messages(reader);
-        let offer = match messages.next().await {
-            Some(Ok(Message {
-                kind: Kind::SdpOffer,
-                data,
-            })) => data,
-            Some(Ok(message)) => {
-                return Err(Error::Signaling(format!(
-                    "expected an SDP offer, got {:?}",
-                    message.kind
-                )))
-            }
-            Some(Err(error)) => return Err(error.into()),
-            None => return Err(Error::Signaling("the peer closed before offering".into())),
-        };
+        let offer = expect(&mut messages, Kind::SdpOffer).await?;
         JsFuture::from(pc.set_remote_description(&description(RtcSdpType::Offer, &offer)))
             .await
             .map_err(Error::js)?;
@@ -179,10 +153,26 @@ async fn timed(
     }
 }
 
+/// The peer's next message, which must be of `kind` (its SDP offer or answer).
+async fn expect(messages: &mut Messages, kind: Kind) -> Result<String, Error> {
+    match messages.next().await {
+        Some(Ok(message)) if message.kind == kind => Ok(message.data),
+        Some(Ok(message)) => Err(Error::Signaling(format!(
+            "expected {kind:?}, got {:?}",
+            message.kind
+        ))),
+        Some(Err(error)) => Err(error.into()),
+        None => Err(Error::Signaling(format!(
+            "the peer closed the signalling stream before its {kind:?}"
+        ))),
+    }
+}
+
+type Messages =
+    futures::stream::LocalBoxStream<'static, Result<Message, signaling::SignalingError>>;
+
 /// The peer's signalling messages, one after the other.
-fn messages(
-    reader: ReadHalf<Stream>,
-) -> futures::stream::LocalBoxStream<'static, Result<Message, signaling::SignalingError>> {
+fn messages(reader: ReadHalf<Stream>) -> Messages {
     futures::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
         match signaling::read_message(&mut reader).await {
@@ -260,10 +250,7 @@ fn watch_candidates(pc: &RtcPeerConnection) -> Watch {
 async fn trickle(
     pc: &RtcPeerConnection,
     mut watch: Watch,
-    mut messages: futures::stream::LocalBoxStream<
-        'static,
-        Result<Message, signaling::SignalingError>,
-    >,
+    mut messages: Messages,
     writer: &mut WriteHalf<Stream>,
 ) -> Result<(), Error> {
     let mut peer_done = false;
