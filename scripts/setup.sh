@@ -41,4 +41,22 @@ if [[ "${1:-}" == "--browser" ]]; then
     log "installing npm dev dependencies"
     npm ci --no-audit --no-fund >&2
   fi
+  # bcoin, the independent Bitcoin node of the Bitcoin tests (tests/bitcoin/bcoin-node.mjs), has
+  # a folder and a lockfile of its own so that it can install without install scripts: leveldown
+  # 4's native build fails on Node 20 (a stub stands in: the node runs in memory). The two native
+  # modules it cannot do without, mrmr and bsip, are built with npm's node-gyp, against this
+  # Node's own headers when it has them. Again when the lockfile or Node changed since.
+  bcoin_dir=tests/bitcoin/bcoin
+  bcoin_stamp="$bcoin_dir/node_modules/.shoal-installed"
+  if [[ ! -f "$bcoin_stamp" ]] || [[ "$bcoin_dir/package-lock.json" -nt "$bcoin_stamp" ]] ||
+    [[ "$(cat "$bcoin_stamp")" != "$(node --version)" ]]; then
+    log "installing bcoin for the Bitcoin tests ($bcoin_dir)"
+    node_prefix=$(node -p 'require("path").resolve(process.execPath, "../..")')
+    if [[ -f "$node_prefix/include/node/node_version.h" ]]; then
+      export npm_config_nodedir="$node_prefix"
+    fi
+    (cd "$bcoin_dir" && npm ci --ignore-scripts --no-audit --no-fund &&
+      npm rebuild --ignore-scripts=false mrmr bsip) >&2
+    node --version > "$bcoin_stamp"
+  fi
 fi
