@@ -19,11 +19,31 @@
 // blocks in the same second walks ahead of the clock by one second about every six blocks
 // (hundreds of blocks: a minute or two ahead, far inside the two hours Bitcoin allows). `mine`
 // asserts both rules on every block it makes.
+//
+// What bcoin 1.0.2 does on the wire (seen from a raw client, tests/e2e/bcoin-harness.test.mjs),
+// for a client of it:
+// - It speaks protocol 70015, services NODE_NETWORK | NODE_WITNESS (9), user agent
+//   "/bcoin:v1.0.2/", relay 1; on an inbound connection it sends its version at once, before
+//   the client's; it answers the client's version with verack.
+// - It knows neither wtxidrelay nor sendaddrv2 (BIP 339, 155): sent before verack, each is
+//   logged as an unknown packet and ignored; the connection stays.
+// - After the handshake it sends sendcmpct (announce 0, version 2) and getaddr; no sendheaders,
+//   no feefilter. It pings every 30 s; it drops a peer that sent nothing at all within 60 s,
+//   or nothing for 20 minutes, or left a ping unanswered for 20 minutes.
+// - A new block is announced at once by inv (MSG_BLOCK, 2), or by a headers message once the
+//   client sent sendheaders; transactions by inv (MSG_TX, 1, the txid), batched every 5 s.
+// - getdata MSG_WITNESS_BLOCK (0x40000002) and MSG_WITNESS_TX (0x40000001) give the witness
+//   serialisation, MSG_BLOCK and MSG_TX the stripped one; what it lacks gets notfound.
+// - getheaders is answered with up to 2,000 headers after the locator's fork point, but NOT at
+//   all when there is none to send (Bitcoin Core would send an empty headers message).
+// - invalidate() rewinds: the blocks taken off are gone from bcoin (getdata: notfound) and its
+//   mempool is emptied; the next mined blocks are announced one by one like any new block.
 import { createRequire } from "node:module";
 
 const require = createRequire(new URL("./bcoin/package.json", import.meta.url));
 const bcoin = require("bcoin");
-const Logger = require("blgr");
+// bcoin's own logger class, resolved from bcoin's folder as bcoin resolves it.
+const Logger = createRequire(require.resolve("bcoin"))("blgr");
 
 const { revHex } = bcoin.util;
 
