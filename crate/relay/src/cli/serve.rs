@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// --block-interval-secs, a regtest chain is then mined on).
     #[arg(long)]
     import: Option<PathBuf>,
+    /// Follow a Bitcoin network through this node's P2P port (HOST:PORT; repeatable): its
+    /// headers checked with --network's rules, its blocks checked and stored, reorganisations
+    /// followed (archive only; the regtest generator is then off).
+    #[arg(long, value_name = "HOST:PORT")]
+    bitcoin_peer: Vec<String>,
     /// Write the relay's full multiaddrs to FILE, one per line.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -199,11 +204,34 @@ impl ServeArgs {
                          block and is in no cluster"
                     );
                 }
+                let generator_only = [
+                    ("--initial-blocks", self.initial_blocks.is_some()),
+                    ("--block-interval-secs", self.block_interval_secs.is_some()),
+                    ("--txs-per-block", self.txs_per_block.is_some()),
+                    ("--target-block-size", self.target_block_size.is_some()),
+                ];
+                if let Some((flag, _)) = generator_only
+                    .iter()
+                    .find(|(_, given)| *given && !self.bitcoin_peer.is_empty())
+                {
+                    anyhow::bail!(
+                        "{flag} is the regtest generator's; with --bitcoin-peer the blocks come \
+                         from the Bitcoin network"
+                    );
+                }
+                for peer in &self.bitcoin_peer {
+                    if !peer.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0)
+                    }) {
+                        anyhow::bail!("--bitcoin-peer {peer}: expected HOST:PORT");
+                    }
+                }
                 serve::Role::Archive
             }
             Role::Member => {
                 let archive_only = [
                     ("--import", self.import.is_some()),
+                    ("--bitcoin-peer", !self.bitcoin_peer.is_empty()),
                     ("--initial-blocks", self.initial_blocks.is_some()),
                     ("--block-interval-secs", self.block_interval_secs.is_some()),
                     ("--txs-per-block", self.txs_per_block.is_some()),
@@ -254,11 +282,14 @@ impl ServeArgs {
                 })
             }
         };
-        let generating = matches!(role, serve::Role::Archive);
+        let generating = matches!(role, serve::Role::Archive) && self.bitcoin_peer.is_empty();
         // An imported chain is mined on only when an interval is asked for.
-        let block_interval_secs = self
-            .block_interval_secs
-            .unwrap_or(if self.import.is_some() { 0 } else { 30 });
+        let block_interval_secs = match generating {
+            true => self
+                .block_interval_secs
+                .unwrap_or(if self.import.is_some() { 0 } else { 30 }),
+            false => 0,
+        };
         Ok(ServeConfig {
             role,
             peers: self.peers,
@@ -268,6 +299,7 @@ impl ServeArgs {
             ws_port: self.ws_port,
             http: self.http,
             import: self.import,
+            bitcoin_peers: self.bitcoin_peer,
             addr_file: self.addr_file,
             external_addrs: self.external_addr,
             initial_blocks: if generating {

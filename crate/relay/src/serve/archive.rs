@@ -40,6 +40,7 @@ use shoal_host::{Host, Inputs, Io};
 use shoal_net::node_link::{self, PeerBook, Reply, PEER_BOOK_MAX};
 use tokio::sync::mpsc;
 
+use super::follow::ChainUpdate;
 use super::http::{NodeStatus, SharedStatus};
 use super::link::Key;
 use super::source::{BlockSource, SourceError};
@@ -137,6 +138,18 @@ impl StoreHeaders {
             }
         }
         Ok(view)
+    }
+
+    /// Drops the headers above `height` (the store was rewound to it).
+    pub fn truncate(&mut self, height: u32) {
+        let keep = height.saturating_add(1).saturating_sub(self.base_height) as usize;
+        if keep >= self.headers.len() {
+            return;
+        }
+        for hash in self.hashes.drain(keep..) {
+            self.index.remove(&hash);
+        }
+        self.headers.truncate(keep);
     }
 
     /// Appends the header of a block just stored on the tip.
@@ -313,6 +326,14 @@ impl ArchiveNode {
         });
     }
 
+    /// The store was rewound to `height` (a reorganisation): the node gets the shorter header
+    /// view at once (its index forgets the blocks that left), the new branch's blocks follow.
+    pub fn on_rewind(&mut self, height: u32) {
+        self.headers.truncate(height);
+        self.host
+            .push(Input::Headers(Arc::new(self.headers.clone())));
+    }
+
     /// Fires the timers that are due and runs the node until it is quiet, its storage
     /// commands on the chain store; returns what the swarm task must carry out.
     pub async fn run(&mut self) -> Vec<FromNode> {
@@ -452,6 +473,15 @@ pub struct Generating {
     pub interval: Duration,
 }
 
+/// Where the archive's new blocks come from.
+pub enum Feed {
+    /// The regtest generator, on the node's thread.
+    Generating(Box<Generating>),
+    /// A Bitcoin network, followed by [`super::follow`] on the swarm's runtime: its updates,
+    /// in order.
+    Following(mpsc::Receiver<ChainUpdate>),
+}
+
 /// The node's thread and the swarm task's ends of its channels.
 pub struct ArchiveThread {
     /// Where the swarm task hands the node its inputs.
@@ -475,12 +505,9 @@ impl ArchiveThread {
     }
 }
 
-/// Runs `node` on a thread of its own (with `generating`'s blocks, if any), fed and answering
-/// over bounded channels.
-pub fn spawn(
-    node: ArchiveNode,
-    generating: Option<Generating>,
-) -> Result<ArchiveThread, ArchiveError> {
+/// Runs `node` on a thread of its own (with `feed`'s blocks, if any), fed and answering over
+/// bounded channels.
+pub fn spawn(node: ArchiveNode, feed: Option<Feed>) -> Result<ArchiveThread, ArchiveError> {
     let (inbox, inputs) = mpsc::channel(CHANNEL_CAPACITY);
     let (outputs, outbox) = mpsc::channel(CHANNEL_CAPACITY);
     let thread = std::thread::Builder::new()
@@ -490,7 +517,7 @@ pub fn spawn(
                 .enable_time()
                 .build()
                 .map_err(ArchiveError::Thread)?;
-            runtime.block_on(drive(node, generating, inputs, outputs))
+            runtime.block_on(drive(node, feed, inputs, outputs))
         })
         .map_err(ArchiveError::Thread)?;
     Ok(ArchiveThread {
@@ -504,10 +531,15 @@ pub fn spawn(
 /// block; until the swarm task is gone.
 async fn drive(
     mut node: ArchiveNode,
-    mut generating: Option<Generating>,
+    feed: Option<Feed>,
     mut inputs: mpsc::Receiver<ToNode>,
     outputs: mpsc::Sender<FromNode>,
 ) -> Result<(), ArchiveError> {
+    let (mut generating, mut following) = match feed {
+        Some(Feed::Generating(generating)) => (Some(*generating), None),
+        Some(Feed::Following(updates)) => (None, Some(updates)),
+        None => (None, None),
+    };
     let mut next_block = generating.as_ref().map(|g| Instant::now() + g.interval);
     loop {
         for output in node.run().await {
@@ -524,6 +556,11 @@ async fn drive(
                 Some(input) => node.push(input),
                 None => return Ok(()),
             },
+            update = next_update(&mut following), if following.is_some() => match update {
+                Some(update) => apply(&mut node, update)?,
+                // The follower stopped (the relay is stopping): serve what is stored.
+                None => following = None,
+            },
             _ = tokio::time::sleep_until(wake.unwrap_or_else(far_future).into()), if wake.is_some() => {}
         }
         if let (Some(at), Some(generating)) = (next_block, generating.as_mut()) {
@@ -536,6 +573,39 @@ async fn drive(
             }
         }
     }
+}
+
+async fn next_update(following: &mut Option<mpsc::Receiver<ChainUpdate>>) -> Option<ChainUpdate> {
+    following.as_mut()?.recv().await
+}
+
+/// Writes a followed network's update to the store and tells the node.
+fn apply(node: &mut ArchiveNode, update: ChainUpdate) -> Result<(), ArchiveError> {
+    match update {
+        ChainUpdate::Rewind { to_height } => {
+            let removed = node.store().rewind(to_height)?;
+            tracing::info!(
+                to_height,
+                blocks = removed.len(),
+                "reorganisation: blocks above the fork taken off the chain"
+            );
+            node.on_rewind(to_height);
+        }
+        ChainUpdate::Connect { height, block } => {
+            let stored = node.store().append(&block)?;
+            if stored != height {
+                return Err(ArchiveError::Store(StoreError::Corrupt {
+                    what: format!(
+                        "the chain: block {} stored at {stored}, expected {height}",
+                        block.block_hash()
+                    ),
+                }));
+            }
+            tracing::info!(height, hash = %block.block_hash(), "new block");
+            node.on_new_block(&block);
+        }
+    }
+    Ok(())
 }
 
 fn far_future() -> Instant {

@@ -11,7 +11,9 @@
 //! an archive's whole chain in bytes, `null` for a member), `"relayed_bytes"` (the bytes the
 //! relay has forwarded through the circuits it serves since it started, both directions, each
 //! byte once: see [`super::relayed`]; read at the time of the request), and for a member relay
-//! `"held": [{"height", "block_hash"}]`, its shard as it is on disk at the time of the request.
+//! `"held": [{"height", "block_hash"}]`, its shard as it is on disk at the time of the request,
+//! and for an archive following a Bitcoin network `"bitcoin"`: its header and stored tips, its
+//! counters and each `--bitcoin-peer` ([`super::follow::BitcoinStatus`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,6 +29,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::services::ServeDir;
 
+use super::follow::{BitcoinStatus, SharedBitcoinStatus};
 use super::relayed::RelayedBytes;
 use super::shard::ShardStore;
 
@@ -91,6 +94,9 @@ struct StatusAnswer {
     relayed_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     held: Option<Vec<HeldBlock>>,
+    /// An archive following a Bitcoin network: its peers and chains.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bitcoin: Option<BitcoinStatus>,
 }
 
 /// The relay info shared between the swarm loop (writer) and the HTTP server (reader).
@@ -172,6 +178,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     info: SharedInfo,
     status: SharedStatus,
+    bitcoin: SharedBitcoinStatus,
     relayed: RelayedBytes,
     shard: Option<ShardStore>,
     dirs: HttpDirs,
@@ -183,6 +190,7 @@ pub async fn serve(
             "/status.json",
             get(move || {
                 let node = status.read().map(|s| s.clone()).unwrap_or_default();
+                let bitcoin = bitcoin.read().ok().and_then(|b| b.clone());
                 let relayed_bytes = relayed.total();
                 let shard = shard.clone();
                 async move {
@@ -214,6 +222,7 @@ pub async fn serve(
                         node,
                         relayed_bytes,
                         held,
+                        bitcoin,
                     };
                     ([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()
                 }
@@ -403,6 +412,7 @@ mod tests {
             listener,
             info,
             SharedStatus::default(),
+            SharedBitcoinStatus::default(),
             RelayedBytes::new(),
             None,
             dirs,

@@ -44,6 +44,7 @@
 
 pub mod archive;
 pub mod directory;
+pub mod follow;
 pub mod guard;
 pub mod http;
 pub mod identity;
@@ -145,6 +146,9 @@ pub struct ServeConfig {
     pub ws_port: Option<u16>,
     pub http: SocketAddr,
     pub import: Option<PathBuf>,
+    /// Bitcoin nodes (`HOST:PORT`) whose network the archive follows ([`follow`]); the
+    /// generator is off when there are any.
+    pub bitcoin_peers: Vec<String>,
     pub addr_file: Option<PathBuf>,
     pub external_addrs: Vec<Multiaddr>,
     /// 0 disables generation (the relay then only serves what it has or imports).
@@ -187,6 +191,8 @@ pub enum ServeError {
     Transport(#[from] network::NetworkError),
     #[error(transparent)]
     Archive(#[from] archive::ArchiveError),
+    #[error("following the Bitcoin network: {0}")]
+    Follow(#[from] follow::FollowError),
     #[error(transparent)]
     Member(#[from] member::MemberError),
     #[error("unknown network {0}")]
@@ -309,6 +315,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             .collect(),
     }));
     let status: SharedStatus = Arc::new(RwLock::new(NodeStatus::default()));
+    let bitcoin_status: follow::SharedBitcoinStatus = Arc::new(RwLock::new(None));
     let context = Context {
         info: &info,
         addr_file: config.addr_file.as_deref(),
@@ -316,7 +323,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
 
     let (node_thread, shard) = match config.role {
         Role::Archive => {
-            let thread = start_archive(&config, peer_id, status.clone())?;
+            let thread = start_archive(&config, network, peer_id, status.clone(), &bitcoin_status)?;
             (NodeThread::Archive(thread), None)
         }
         Role::Member(settings) => {
@@ -363,6 +370,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         http_listener,
         info.clone(),
         status.clone(),
+        bitcoin_status.clone(),
         relayed,
         shard,
         config.http_dirs.clone(),
@@ -433,8 +441,10 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
 /// Opens the chain, imports or generates its blocks and starts the archive node's thread.
 fn start_archive(
     config: &ServeConfig,
+    network: shoal_core::chain::Network,
     peer_id: PeerId,
     status: SharedStatus,
+    bitcoin_status: &follow::SharedBitcoinStatus,
 ) -> Result<archive::ArchiveThread, ServeError> {
     let store = ChainStore::open(&config.data_dir.join(CHAIN_DB_FILE))?;
     if let Some(path) = &config.import {
@@ -468,6 +478,18 @@ fn start_archive(
             source,
             interval: Duration::from_secs(config.block_interval_secs),
         });
+    let feed = if config.bitcoin_peers.is_empty() {
+        generating.map(|generating| archive::Feed::Generating(Box::new(generating)))
+    } else {
+        // The task ends when the archive's thread drops its end of the updates (shutdown).
+        let (_task, updates) = follow::start(
+            network,
+            &store,
+            config.bitcoin_peers.clone(),
+            bitcoin_status.clone(),
+        )?;
+        Some(archive::Feed::Following(updates))
+    };
     let node_address = config
         .external_addrs
         .first()
@@ -475,7 +497,7 @@ fn start_archive(
         .unwrap_or_default();
     let archive =
         ArchiveNode::start(store, peer_id, node_address, config.seed)?.with_status(status);
-    Ok(archive::spawn(archive, generating)?)
+    Ok(archive::spawn(archive, feed)?)
 }
 
 /// Handles the swarm's events until a WebRTC-direct and a WebSocket listen address are known

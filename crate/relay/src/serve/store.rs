@@ -19,6 +19,14 @@
 //! `Delete` changes nothing (an archive keeps every block), records go to `node_kv`, and the
 //! block listing is every stored block.
 //!
+//! # Reorganisations
+//!
+//! A relay that follows a Bitcoin network ([`super::follow`]) or imports a file holding a fork
+//! ([`super::import`]) switches branches: [`ChainStore::rewind`] takes the blocks above the
+//! fork off the chain (headers and heights) in one transaction, and the new branch is appended
+//! on it. The losing branch's bytes stay (table `stale`) until they are [`STALE_KEEP_DEPTH`]
+//! blocks below the tip; a branch that comes back is re-linked without being written again.
+//!
 //! # Older databases
 //!
 //! A database written before the relay answered through its archive node also has a `txids`
@@ -39,6 +47,15 @@ const HEIGHTS: TableDefinition<'static, &'static [u8; 32], u32> = TableDefinitio
 /// block hash → raw block bytes.
 const BLOCKS: TableDefinition<'static, &'static [u8; 32], &'static [u8]> =
     TableDefinition::new("blocks");
+/// block hash → the height it had: blocks of branches that left the best chain (a
+/// reorganisation, [`ChainStore::rewind`]), their bytes still in [`BLOCKS`] until they are
+/// [`STALE_KEEP_DEPTH`] blocks below the tip, so a reorganisation back to them needs no
+/// download and a page that asked for one just before the switch still gets it.
+const STALE: TableDefinition<'static, &'static [u8; 32], u32> = TableDefinition::new("stale");
+
+/// How far below the tip a block of a losing branch is kept (two days of blocks).
+pub const STALE_KEEP_DEPTH: u32 = 288;
+
 /// Of older databases only: txid → (height, position in block). Dropped on open.
 const LEGACY_TXIDS: TableDefinition<'static, &'static [u8; 32], (u32, u32)> =
     TableDefinition::new("txids");
@@ -126,6 +143,7 @@ impl ChainStore {
         tx.open_table(BLOCKS).map_err(db)?;
         // Added later: created in an older database on first open, the rest kept.
         tx.open_table(NODE_KV).map_err(db)?;
+        tx.open_table(STALE).map_err(db)?;
         if tx.delete_table(LEGACY_TXIDS).map_err(db)? {
             tracing::info!("dropped the txid table of an older database (the archive node indexes transactions itself)");
         }
@@ -234,16 +252,71 @@ impl ChainStore {
             let mut heights = tx.open_table(HEIGHTS).map_err(db)?;
             heights.insert(&hash.0, height).map_err(db)?;
             let mut blocks = tx.open_table(BLOCKS).map_err(db)?;
-            let bytes = block.encode();
-            blocks.insert(&hash.0, &bytes[..]).map_err(db)?;
-            let mut meta = tx.open_table(META).map_err(db)?;
+            let mut stale = tx.open_table(STALE).map_err(db)?;
             // Saturating: a total read back from a damaged file may be anything.
-            let total = meta.get(CHAIN_BYTES).map_err(db)?.map_or(0, |v| v.value());
-            meta.insert(CHAIN_BYTES, total.saturating_add(bytes.len() as u64))
-                .map_err(db)?;
+            let mut meta = tx.open_table(META).map_err(db)?;
+            let mut total = meta.get(CHAIN_BYTES).map_err(db)?.map_or(0, |v| v.value());
+            // A block of a branch that comes back is already there.
+            if stale.remove(&hash.0).map_err(db)?.is_none() {
+                let bytes = block.encode();
+                blocks.insert(&hash.0, &bytes[..]).map_err(db)?;
+                total = total.saturating_add(bytes.len() as u64);
+            }
+            // Blocks of losing branches deep enough below the new tip go.
+            let deep: Vec<[u8; 32]> = stale
+                .iter()
+                .map_err(db)?
+                .filter_map(|entry| entry.ok())
+                .filter(|(_, h)| h.value().saturating_add(STALE_KEEP_DEPTH) < height)
+                .map(|(key, _)| *key.value())
+                .collect();
+            for key in deep {
+                stale.remove(&key).map_err(db)?;
+                if let Some(bytes) = blocks.remove(&key).map_err(db)? {
+                    total = total.saturating_sub(bytes.value().len() as u64);
+                }
+            }
+            meta.insert(CHAIN_BYTES, total).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(height)
+    }
+
+    /// Takes the blocks above `to_height` off the chain, in one transaction (a
+    /// reorganisation: the best chain forks at `to_height`); returns their hashes, highest
+    /// first. Their bytes stay until they are [`STALE_KEEP_DEPTH`] below the tip. Nothing
+    /// changes when `to_height` is at or above the tip.
+    pub fn rewind(&self, to_height: u32) -> Result<Vec<BlockHash>, StoreError> {
+        let Some(tip) = self.tip()? else {
+            return Ok(Vec::new());
+        };
+        let mut removed = Vec::new();
+        let tx = write_tx(&self.db)?;
+        {
+            let mut headers = tx.open_table(HEADERS).map_err(db)?;
+            let mut heights = tx.open_table(HEIGHTS).map_err(db)?;
+            let mut stale = tx.open_table(STALE).map_err(db)?;
+            let mut height = tip.height;
+            while height > to_height {
+                let Some(bytes) = headers.remove(height).map_err(db)? else {
+                    break; // Below the store's base.
+                };
+                let hash = decode_header(bytes.value(), height)?.block_hash();
+                drop(bytes);
+                heights.remove(&hash.0).map_err(db)?;
+                stale.insert(&hash.0, height).map_err(db)?;
+                removed.push(hash);
+                height -= 1;
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(removed)
+    }
+
+    /// Blocks of losing branches still kept.
+    pub fn stale_len(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        tx.open_table(STALE).map_err(db)?.len().map_err(db)
     }
 
     /// Up to `max_count` (at most [`MAX_HEADERS_PER_READ`]) consecutive headers from
@@ -719,5 +792,100 @@ mod tests {
             Err(StoreError::NotOnTip { .. })
         ));
         assert_eq!(store.len().unwrap(), 1);
+    }
+
+    /// Genesis and `n` blocks of branch `seed`, forking off `base[..=at]` when given.
+    fn branch(base: &[Block], at: usize, n: u32, seed: u64) -> Vec<Block> {
+        use shoal_core::chain::generate::{GenerateConfig, Generator};
+        let config = GenerateConfig {
+            txs_per_block: 2,
+            seed,
+            ..GenerateConfig::default()
+        };
+        let mut blocks = base[..=at].to_vec();
+        let mut generator = Generator::resume(&config, &blocks[1..]).unwrap();
+        for i in 1..=n {
+            let time = 1_700_000_000 + (at as u32 + i) * 600 + seed as u32;
+            blocks.push(generator.next_block(time).unwrap());
+        }
+        blocks
+    }
+
+    #[test]
+    fn a_rewound_branch_is_kept_until_deep_and_comes_back_without_a_second_write() {
+        let genesis = vec![shoal_core::chain::generate::regtest_genesis_block()];
+        let a = branch(&genesis, 0, 6, 0);
+        let b = branch(&a, 3, 5, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
+        for block in &a {
+            store.append(block).unwrap();
+        }
+        let bytes_a = store.chain_bytes().unwrap();
+
+        // A reorganisation to b: a's blocks above 3 leave the chain, not the disk.
+        let removed = store.rewind(3).unwrap();
+        let expected: Vec<BlockHash> = a[4..].iter().rev().map(Block::block_hash).collect();
+        assert_eq!(removed, expected);
+        assert_eq!(store.tip().unwrap().unwrap().hash, a[3].block_hash());
+        assert_eq!(store.stale_len().unwrap(), 3);
+        assert_eq!(store.height_of(&a[5].block_hash()).unwrap(), None);
+        assert!(!store.block_hashes().unwrap().contains(&a[5].block_hash()));
+        assert!(
+            store.block_bytes(&a[5].block_hash()).unwrap().is_some(),
+            "kept"
+        );
+        assert!(matches!(
+            store.append(&a[5]),
+            Err(StoreError::NotOnTip { .. })
+        ));
+        for block in &b[4..] {
+            store.append(block).unwrap();
+        }
+        assert_eq!(store.tip().unwrap().unwrap().height, 8);
+        assert_eq!(
+            store.headers(4, 10).unwrap(),
+            b[4..].iter().map(|b| b.header).collect::<Vec<_>>()
+        );
+
+        // And back to a (made longer): its blocks are linked again, not written again.
+        let a2 = branch(&a, 6, 3, 0);
+        store.rewind(3).unwrap();
+        for block in &a2[4..] {
+            store.append(block).unwrap();
+        }
+        assert_eq!(store.tip().unwrap().unwrap().hash, a2[9].block_hash());
+        assert_eq!(store.stale_len().unwrap(), 5, "b's five blocks");
+        let b_bytes: u64 = b[4..].iter().map(|b| b.encode().len() as u64).sum();
+        let a_new: u64 = a2[7..].iter().map(|b| b.encode().len() as u64).sum();
+        assert_eq!(store.chain_bytes().unwrap(), bytes_a + b_bytes + a_new);
+
+        // Kept across a reopen; dropped once STALE_KEEP_DEPTH below the tip.
+        drop(store);
+        let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
+        assert_eq!(store.stale_len().unwrap(), 5);
+        let deep = branch(&a2, 9, STALE_KEEP_DEPTH, 0);
+        for block in &deep[10..] {
+            store.append(block).unwrap();
+        }
+        assert_eq!(store.stale_len().unwrap(), 0);
+        assert!(store.block_bytes(&b[4].block_hash()).unwrap().is_none());
+        let total: u64 = deep.iter().map(|b| b.encode().len() as u64).sum();
+        assert_eq!(store.chain_bytes().unwrap(), total);
+    }
+
+    #[test]
+    fn rewinding_at_or_above_the_tip_or_an_empty_store_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
+        assert!(store.rewind(0).unwrap().is_empty());
+        let genesis = vec![shoal_core::chain::generate::regtest_genesis_block()];
+        for block in branch(&genesis, 0, 2, 0) {
+            store.append(&block).unwrap();
+        }
+        assert!(store.rewind(2).unwrap().is_empty());
+        assert!(store.rewind(7).unwrap().is_empty());
+        assert_eq!(store.tip().unwrap().unwrap().height, 2);
+        assert_eq!(store.stale_len().unwrap(), 0);
     }
 }

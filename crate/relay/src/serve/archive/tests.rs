@@ -275,7 +275,7 @@ async fn the_node_thread_answers_over_its_channels_and_ends_with_the_swarm_task(
         source,
         interval: Duration::from_millis(50),
     };
-    let mut thread = spawn(node, Some(generating)).unwrap();
+    let mut thread = spawn(node, Some(Feed::Generating(Box::new(generating)))).unwrap();
     let page = PeerId::random();
     thread.inbox.send(ToNode::Connected(page)).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
