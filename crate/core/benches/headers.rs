@@ -156,6 +156,7 @@ fn main() {
         shoal_core::chain::HeaderChainConfig {
             max_side_headers: 2000,
             check_version: true,
+            ..Default::default()
         },
     );
     for header in &headers {

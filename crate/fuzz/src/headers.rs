@@ -40,6 +40,7 @@ pub fn header_chain(data: &[u8]) {
     let config = HeaderChainConfig {
         max_side_headers: b.below(16),
         check_version: b.bool(),
+        ..HeaderChainConfig::default()
     };
     let mut chain = HeaderChain::with_config(params, config);
     // Every header made, with its hash.

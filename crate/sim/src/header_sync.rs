@@ -295,7 +295,9 @@ impl SyncWorld<'_> {
                 SyncEvent::SourceDemoted { source, reason, .. } => {
                     self.report.demotions.push((source, reason));
                 }
-                SyncEvent::HeadersChanged(_) | SyncEvent::Progress(_) => {}
+                SyncEvent::MinimumWorkReached { .. }
+                | SyncEvent::HeadersChanged(_)
+                | SyncEvent::Progress(_) => {}
             }
         }
         if self.report.synced_at_ms.is_none()

@@ -45,8 +45,13 @@ export interface StartOptions {
    * (as many as fit in 512 bytes), so losing one relay leaves it reachable through the others.
    */
   relays: string[];
-  /** The chain: `"regtest"` (default), `"signet"`, `"testnet"` or `"mainnet"`. */
-  network?: "regtest" | "signet" | "testnet" | "mainnet";
+  /**
+   * The chain: `"regtest"` (default), `"signet"`, `"testnet"` (testnet3), `"testnet4"` or
+   * `"mainnet"`. Headers are verified from genesis; until their total work reaches the
+   * network's minimum (Bitcoin Core's `nMinimumChainWork`; none on regtest) they are neither
+   * stored nor trusted, and the node is not synced.
+   */
+  network?: "regtest" | "signet" | "testnet" | "testnet4" | "mainnet";
   /** Largest cluster this node forms or joins (default 8). */
   clusterSize?: number;
   /** On how many members each block is stored (default 3; less than `clusterSize`). */

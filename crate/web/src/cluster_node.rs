@@ -423,8 +423,16 @@ impl EventLoop {
     }
 
     /// `getBlock`: a job for the node (S17); `reply` gets the block's bytes. A block off this
-    /// node's best chain is `NOT_FOUND` at once.
+    /// node's best chain is `NOT_FOUND` at once; while that chain lacks the minimum work it
+    /// is trusted for nothing, and every block is `NOT_SYNCED`.
     pub(crate) async fn node_get_block(&mut self, block_hash: BlockHash, reply: BlockReply) {
+        if !self.chain.has_minimum_work() {
+            let _ = reply.send(Err(ApiError::new(
+                ErrorCode::NotSynced,
+                "the header chain does not have the minimum chain work yet",
+            )));
+            return;
+        }
         if self.chain.height_of(&block_hash).is_none() {
             let _ = reply.send(Err(ApiError::new(
                 ErrorCode::NotFound,

@@ -304,6 +304,14 @@ impl EventLoop {
             }
             height += n;
         }
+        if chain.tip_height() > 0 && !chain.has_minimum_work() {
+            // Stored before the minimum-work rule: kept in memory to build on, but an
+            // untrusted chain is not kept in the store (the sync writes it whole once it has
+            // the minimum work).
+            store
+                .write(&[Write::TruncateHeaders { from_height: 1 }])
+                .await?;
+        }
         let relays = options
             .relays
             .iter()
@@ -585,6 +593,13 @@ impl EventLoop {
         let mut progress: Vec<Progress> = Vec::new();
         while let Some(event) = self.sync.poll_event() {
             match event {
+                SyncEvent::MinimumWorkReached { .. } => {
+                    // Trusted from now on: the whole chain is written (the store held none of
+                    // it: an untrusted chain is never written, and one loaded was trusted or
+                    // dropped from the store).
+                    disconnected = true;
+                    lowest_changed = Some(1);
+                }
                 SyncEvent::HeadersChanged(change) => {
                     disconnected |= !change.disconnected.is_empty();
                     if let Some(height) = change.lowest_height() {

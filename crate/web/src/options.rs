@@ -198,7 +198,7 @@ impl Options {
                 .as_string()
                 .and_then(|s| s.parse::<Network>().ok())
                 .ok_or_else(|| {
-                    bad("options.network must be \"regtest\", \"signet\", \"testnet\" or \"mainnet\"")
+                    bad("options.network must be \"regtest\", \"signet\", \"testnet\", \"testnet4\" or \"mainnet\"")
                 })?,
         };
         let cluster_size = small_integer(object, "clusterSize", 8, 64)?;

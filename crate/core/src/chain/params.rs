@@ -1,10 +1,18 @@
-//! The consensus parameters of Bitcoin's four networks, and difficulty retargeting.
+//! The consensus parameters of Bitcoin's five networks, and difficulty retargeting.
 //!
 //! Shoal checks every block it stores or serves (S14, S15, S16) against its own header chain
 //! ("nothing is trusted", SPEC.md); the header chain needs each network's genesis header,
-//! proof-of-work limit and retargeting rules, which live here. The values are Bitcoin Core's
+//! proof-of-work limit and retargeting rules, which live here, and the minimum chain work
+//! below which a header chain is not trusted at all. The values are Bitcoin Core's
 //! (`src/kernel/chainparams.cpp`); [`ChainParams::calculate_next_work_required`] is Core's
 //! `CalculateNextWorkRequired` (`src/pow.cpp`) and is tested against Core's own vectors.
+//!
+//! Testnet4 (BIP94) changes two rules that matter for headers, both behind
+//! [`ChainParams::enforce_bip94`]: the first block of a retarget period may not be more than
+//! [`MAX_TIMEWARP_S`] older than its parent (the header chain checks it), and a retarget
+//! scales the `nBits` of the period's *first* block, not its last: testnet's 20-minute
+//! minimum-difficulty blocks can end a period, but the first block of one always carries the
+//! real difficulty, so they can no longer drag the next period's difficulty down.
 
 use core::fmt;
 use core::str::FromStr;
@@ -20,6 +28,8 @@ pub enum Network {
     Mainnet,
     /// Testnet3.
     Testnet,
+    /// Testnet4 (BIP94).
+    Testnet4,
     /// The default signet.
     Signet,
     /// Regression test mode: trivial proof of work, no retargeting.
@@ -27,10 +37,11 @@ pub enum Network {
 }
 
 impl Network {
-    /// All four networks.
-    pub const ALL: [Network; 4] = [
+    /// All five networks.
+    pub const ALL: [Network; 5] = [
         Network::Mainnet,
         Network::Testnet,
+        Network::Testnet4,
         Network::Signet,
         Network::Regtest,
     ];
@@ -45,6 +56,7 @@ impl Network {
         match self {
             Network::Mainnet => "mainnet",
             Network::Testnet => "testnet",
+            Network::Testnet4 => "testnet4",
             Network::Signet => "signet",
             Network::Regtest => "regtest",
         }
@@ -57,24 +69,25 @@ impl fmt::Display for Network {
     }
 }
 
-/// A network name that is not one of Bitcoin's four.
+/// A network name that is not one of Bitcoin's five.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParamsError {
     /// The name is not known.
-    #[error("unknown network {0:?}: expected mainnet, testnet, signet or regtest")]
+    #[error("unknown network {0:?}: expected mainnet, testnet, testnet4, signet or regtest")]
     UnknownNetwork(String),
 }
 
 impl FromStr for Network {
     type Err = ParamsError;
 
-    /// Accepts `mainnet`/`main`/`bitcoin`, `testnet`/`testnet3`, `signet` and `regtest`,
-    /// in any case.
+    /// Accepts `mainnet`/`main`/`bitcoin`, `testnet`/`testnet3`, `testnet4`, `signet` and
+    /// `regtest`, in any case.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "mainnet" | "main" | "bitcoin" => Ok(Network::Mainnet),
             "testnet" | "testnet3" => Ok(Network::Testnet),
+            "testnet4" => Ok(Network::Testnet4),
             "signet" => Ok(Network::Signet),
             "regtest" => Ok(Network::Regtest),
             _ => Err(ParamsError::UnknownNetwork(s.to_owned())),
@@ -88,6 +101,12 @@ pub const MAX_FUTURE_BLOCK_TIME_S: u64 = 2 * 60 * 60;
 
 /// The number of previous blocks whose median time a new block must exceed.
 pub const MEDIAN_TIME_SPAN: usize = 11;
+
+/// Under BIP94, how much older than its parent the first block of a retarget period may be,
+/// as Core's `MAX_TIMEWARP`. Without this bound a miner could date every period's last block
+/// far ahead and the next period's first block back again, making each period look longer
+/// than it was and the difficulty fall without limit (the "timewarp attack").
+pub const MAX_TIMEWARP_S: u32 = 600;
 
 /// The consensus parameters the header chain needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +127,9 @@ pub struct ChainParams {
     pub pow_allow_min_difficulty_blocks: bool,
     /// Whether difficulty never changes (regtest).
     pub pow_no_retargeting: bool,
+    /// Whether BIP94 applies (testnet4): the timewarp bound on a period's first block
+    /// ([`MAX_TIMEWARP_S`]) and retargeting from the period's first block's `nBits`.
+    pub enforce_bip94: bool,
     /// The height from which BIP34 applies (block version at least 2).
     pub bip34_height: u32,
     /// The height from which BIP66 applies (block version at least 3).
@@ -118,6 +140,11 @@ pub struct ChainParams {
     pub segwit_height: u32,
     /// The four bytes framing each block in `blk*.dat` files and each P2P message.
     pub magic: [u8; 4],
+    /// The least total work (genesis included) a header chain must have to be trusted, as
+    /// Core's `nMinimumChainWork`: below it, headers are checked but neither persisted nor
+    /// used for blocks or answers, so a cheap chain from genesis cannot fool a fresh node.
+    /// Zero on regtest. A [`HeaderChainConfig`](super::HeaderChainConfig) may override it.
+    pub min_chain_work: U256,
 }
 
 /// 32 bytes from 64 hexadecimal characters in display (reversed) order, at compile time.
@@ -140,21 +167,56 @@ const fn display_hex(s: &str) -> [u8; 32] {
     out
 }
 
-/// The genesis coinbase's txid, shared by all four networks.
+/// The genesis coinbase's txid, shared by mainnet, testnet3, signet and regtest.
 const GENESIS_MERKLE_ROOT: Hash256 = Hash256(display_hex(
     "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b",
 ));
 
+/// Testnet4's genesis coinbase txid (its coinbase quotes a 2024 mainnet block hash).
+const TESTNET4_GENESIS_MERKLE_ROOT: Hash256 = Hash256(display_hex(
+    "7aa0a7ae1e223414cb807e40cd57e667b718e42aaf9306db9102fe28912b7b4e",
+));
+
 const fn genesis(time: u32, bits: u32, nonce: u32) -> Header {
+    genesis_with_root(GENESIS_MERKLE_ROOT, time, bits, nonce)
+}
+
+const fn genesis_with_root(merkle_root: Hash256, time: u32, bits: u32, nonce: u32) -> Header {
     Header {
         version: 1,
         prev_blockhash: BlockHash([0; 32]),
-        merkle_root: GENESIS_MERKLE_ROOT,
+        merkle_root,
         time,
         bits,
         nonce,
     }
 }
+
+/// A 256-bit number from 64 hexadecimal digits, most significant first, as Core writes
+/// `nMinimumChainWork`.
+const fn work_hex(s: &str) -> U256 {
+    let le = display_hex(s);
+    let mut limbs = [0u64; 4];
+    let mut i = 0;
+    while i < 32 {
+        limbs[i / 8] |= (le[i] as u64) << (8 * (i % 8));
+        i += 1;
+    }
+    U256(limbs)
+}
+
+// Bitcoin Core's `nMinimumChainWork` values from its chain parameters update of February
+// 2026 (the one for Bitcoin Core 31.0; mainnet's assumed-valid block then was 938,343,
+// testnet4's 123,613, signet's 293,175). A newer release raises them; an older value only
+// lets a longer cheap chain pass, it never refuses an honest one.
+const MAINNET_MIN_CHAIN_WORK: U256 =
+    work_hex("0000000000000000000000000000000000000001128750f82f4c366153a3a030");
+const TESTNET_MIN_CHAIN_WORK: U256 =
+    work_hex("0000000000000000000000000000000000000000000017dde1c649f3708d14b6");
+const TESTNET4_MIN_CHAIN_WORK: U256 =
+    work_hex("0000000000000000000000000000000000000000000009a0fe15d0177d086304");
+const SIGNET_MIN_CHAIN_WORK: U256 =
+    work_hex("00000000000000000000000000000000000000000000000000000b463ea0a4b8");
 
 const TWO_WEEKS_S: u32 = 14 * 24 * 60 * 60;
 const TEN_MINUTES_S: u32 = 10 * 60;
@@ -165,6 +227,7 @@ impl ChainParams {
         match network {
             Network::Mainnet => Self::MAINNET,
             Network::Testnet => Self::TESTNET,
+            Network::Testnet4 => Self::TESTNET4,
             Network::Signet => Self::SIGNET,
             Network::Regtest => Self::REGTEST,
         }
@@ -180,11 +243,13 @@ impl ChainParams {
         pow_target_timespan_s: TWO_WEEKS_S,
         pow_allow_min_difficulty_blocks: false,
         pow_no_retargeting: false,
+        enforce_bip94: false,
         bip34_height: 227_931,
         bip66_height: 363_725,
         bip65_height: 388_381,
         segwit_height: 481_824,
         magic: [0xf9, 0xbe, 0xb4, 0xd9],
+        min_chain_work: MAINNET_MIN_CHAIN_WORK,
     };
 
     /// Testnet3.
@@ -196,11 +261,37 @@ impl ChainParams {
         pow_target_timespan_s: TWO_WEEKS_S,
         pow_allow_min_difficulty_blocks: true,
         pow_no_retargeting: false,
+        enforce_bip94: false,
         bip34_height: 21_111,
         bip66_height: 330_776,
         bip65_height: 581_885,
         segwit_height: 834_624,
         magic: [0x0b, 0x11, 0x09, 0x07],
+        min_chain_work: TESTNET_MIN_CHAIN_WORK,
+    };
+
+    /// Testnet4 (BIP94): testnet3's proof-of-work rules with the timewarp fix and retargeting
+    /// from a period's first block; every soft fork active from height 1.
+    pub const TESTNET4: Self = Self {
+        network: Network::Testnet4,
+        genesis: genesis_with_root(
+            TESTNET4_GENESIS_MERKLE_ROOT,
+            1_714_777_860,
+            0x1d00ffff,
+            393_743_547,
+        ),
+        pow_limit: Self::MAINNET.pow_limit,
+        pow_target_spacing_s: TEN_MINUTES_S,
+        pow_target_timespan_s: TWO_WEEKS_S,
+        pow_allow_min_difficulty_blocks: true,
+        pow_no_retargeting: false,
+        enforce_bip94: true,
+        bip34_height: 1,
+        bip66_height: 1,
+        bip65_height: 1,
+        segwit_height: 1,
+        magic: [0x1c, 0x16, 0x3f, 0x28],
+        min_chain_work: TESTNET4_MIN_CHAIN_WORK,
     };
 
     /// The default signet.
@@ -213,11 +304,13 @@ impl ChainParams {
         pow_target_timespan_s: TWO_WEEKS_S,
         pow_allow_min_difficulty_blocks: false,
         pow_no_retargeting: false,
+        enforce_bip94: false,
         bip34_height: 1,
         bip66_height: 1,
         bip65_height: 1,
         segwit_height: 1,
         magic: [0x0a, 0x03, 0xcf, 0x40],
+        min_chain_work: SIGNET_MIN_CHAIN_WORK,
     };
 
     /// Regtest.
@@ -230,11 +323,13 @@ impl ChainParams {
         pow_target_timespan_s: TWO_WEEKS_S,
         pow_allow_min_difficulty_blocks: true,
         pow_no_retargeting: true,
+        enforce_bip94: false,
         bip34_height: 1,
         bip66_height: 1,
         bip65_height: 1,
         segwit_height: 0,
         magic: [0xfa, 0xbf, 0xb5, 0xda],
+        min_chain_work: U256::ZERO,
     };
 
     /// The genesis block's hash.
@@ -267,26 +362,40 @@ impl ChainParams {
         }
     }
 
+    /// Which `nBits` a retarget scales: the period's last block's, or under BIP94 its first
+    /// block's. A testnet period may end with minimum-difficulty blocks (the 20-minute rule);
+    /// scaling from one of them would reset the difficulty to the minimum for a whole period,
+    /// while a period's first block is never mined under that rule.
+    pub fn retarget_base_bits(&self, first_bits: u32, last_bits: u32) -> u32 {
+        if self.enforce_bip94 {
+            first_bits
+        } else {
+            last_bits
+        }
+    }
+
     /// The `nBits` a retarget block must carry, as Core's `CalculateNextWorkRequired`:
-    /// `last_bits` and `last_time_s` are those of the period's last block, `first_time_s` the
-    /// time of its first block (2015 blocks earlier). The measured timespan is clamped to a
-    /// quarter and four times the target timespan and the result to the proof-of-work limit.
+    /// `base_bits` are the `nBits` scaled (the period's last block's, or under BIP94 its first
+    /// block's: see [`ChainParams::retarget_base_bits`]), `last_time_s` the time of the
+    /// period's last block and `first_time_s` that of its first (2015 blocks earlier). The
+    /// measured timespan is clamped to a quarter and four times the target timespan and the
+    /// result to the proof-of-work limit.
     pub fn calculate_next_work_required(
         &self,
-        last_bits: u32,
+        base_bits: u32,
         last_time_s: u32,
         first_time_s: u32,
     ) -> u32 {
         if self.pow_no_retargeting {
-            return last_bits;
+            return base_bits;
         }
         let timespan_s = u64::from(self.pow_target_timespan_s);
         let actual_s = (i64::from(last_time_s) - i64::from(first_time_s))
             .clamp((timespan_s / 4) as i64, (timespan_s * 4) as i64) as u64;
         // Core's SetCompact ignores the sign and overflow flags here; a stored block's bits
         // were checked already, so this only matters for hand-made inputs.
-        let last = Target::from_compact(last_bits).map_or(U256::ZERO, |t| t.0);
-        let retarget = match last.checked_mul_u64(actual_s) {
+        let base = Target::from_compact(base_bits).map_or(U256::ZERO, |t| t.0);
+        let retarget = match base.checked_mul_u64(actual_s) {
             Some(product) => Target(product.div_u64(timespan_s)),
             // Cannot happen with the four networks' limits (at most 2^255 / 2^23 × 2^23).
             None => self.pow_limit,
@@ -303,6 +412,7 @@ mod tests {
         match network {
             Network::Mainnet => bitcoin::Network::Bitcoin,
             Network::Testnet => bitcoin::Network::Testnet,
+            Network::Testnet4 => bitcoin::Network::Testnet4,
             Network::Signet => bitcoin::Network::Signet,
             Network::Regtest => bitcoin::Network::Regtest,
         }
@@ -318,6 +428,10 @@ mod tests {
             (
                 Network::Testnet,
                 "000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943",
+            ),
+            (
+                Network::Testnet4,
+                "00000000da84f2bafbbc53dee25a72ae507ff4914b867c565be350b0da8bf043",
             ),
             (
                 Network::Signet,
@@ -398,6 +512,7 @@ mod tests {
     fn pow_limits_are_cores() {
         assert_eq!(ChainParams::MAINNET.pow_limit_bits(), 0x1d00ffff);
         assert_eq!(ChainParams::TESTNET.pow_limit_bits(), 0x1d00ffff);
+        assert_eq!(ChainParams::TESTNET4.pow_limit_bits(), 0x1d00ffff);
         assert_eq!(ChainParams::SIGNET.pow_limit_bits(), 0x1e0377ae);
         assert_eq!(ChainParams::REGTEST.pow_limit_bits(), 0x207fffff);
         // Core's mainnet powLimit is ~0 >> 32, which no compact value reaches exactly.
@@ -433,6 +548,8 @@ mod tests {
             ("bitcoin", Network::Mainnet),
             ("testnet", Network::Testnet),
             ("testnet3", Network::Testnet),
+            ("testnet4", Network::Testnet4),
+            ("TestNet4", Network::Testnet4),
             ("Signet", Network::Signet),
             ("REGTEST", Network::Regtest),
         ] {
@@ -441,9 +558,10 @@ mod tests {
         for network in Network::ALL {
             assert_eq!(network.to_string().parse::<Network>().unwrap(), network);
         }
+        assert_eq!(Network::Testnet4.name(), "testnet4");
         assert_eq!(
-            "testnet4".parse::<Network>(),
-            Err(ParamsError::UnknownNetwork("testnet4".into()))
+            "testnet5".parse::<Network>(),
+            Err(ParamsError::UnknownNetwork("testnet5".into()))
         );
     }
 
@@ -506,6 +624,40 @@ mod tests {
             p.calculate_next_work_required(0x207fffff, 10, 0),
             0x207fffff
         );
+    }
+
+    #[test]
+    fn only_testnet4_enforces_bip94() {
+        for network in Network::ALL {
+            assert_eq!(
+                network.params().enforce_bip94,
+                network == Network::Testnet4,
+                "{network}"
+            );
+        }
+        assert_eq!(ChainParams::TESTNET4.retarget_base_bits(1, 2), 1);
+        assert_eq!(ChainParams::TESTNET.retarget_base_bits(1, 2), 2);
+    }
+
+    #[test]
+    fn minimum_chain_work_is_cores_and_zero_on_regtest() {
+        assert_eq!(ChainParams::REGTEST.min_chain_work, U256::ZERO);
+        // Core writes them most significant digit first.
+        assert_eq!(
+            ChainParams::SIGNET.min_chain_work,
+            U256::from_u64(0x0b46_3ea0_a4b8)
+        );
+        assert_eq!(
+            ChainParams::MAINNET.min_chain_work,
+            U256([0x2f4c_3661_53a3_a030, 0x0000_0001_1287_50f8, 0, 0])
+        );
+        for network in Network::ALL {
+            let p = network.params();
+            if network != Network::Regtest {
+                // Far more than the genesis block's work: a real threshold.
+                assert!(p.min_chain_work > p.genesis.work().checked_mul_u64(1 << 20).unwrap());
+            }
+        }
     }
 
     #[test]

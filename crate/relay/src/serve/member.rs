@@ -117,7 +117,7 @@ impl MemberNode {
         let mut book = PeerBook::default();
         book.learn(peer_id); // so that this relay names itself among the members
         let mut host = Host::new(node);
-        let has_headers = chain.tip_height() > 0;
+        let has_headers = chain.tip_height() > 0 && chain.has_minimum_work();
         if has_headers {
             tracing::info!(height = chain.tip_height(), "headers on disk");
             host.push(Input::Headers(Arc::new(chain.clone())));
@@ -318,6 +318,13 @@ impl MemberNode {
         let mut disconnected = false;
         while let Some(event) = self.sync.poll_event() {
             match event {
+                SyncEvent::MinimumWorkReached { tip_height } => {
+                    // The chain is trusted from now on: all of it is written (over anything
+                    // stored from before).
+                    tracing::info!(tip_height, "header chain reached the minimum work");
+                    disconnected = true;
+                    lowest_changed = Some(1);
+                }
                 SyncEvent::HeadersChanged(change) => {
                     disconnected |= !change.disconnected.is_empty();
                     if let Some(height) = change.lowest_height() {
@@ -412,6 +419,15 @@ fn load_headers(store: &ShardStore, network: Network) -> Result<HeaderChain, Sto
             break;
         }
         height += batch.len() as u32;
+    }
+    if chain.tip_height() > 0 && !chain.has_minimum_work() {
+        // Written before the minimum-work rule: not trusted, so not kept on disk (the sync
+        // writes it again once it has the minimum work).
+        tracing::warn!(
+            height = chain.tip_height(),
+            "stored headers have less than the minimum chain work: dropped from the store"
+        );
+        store.truncate_headers(1)?;
     }
     Ok(chain)
 }

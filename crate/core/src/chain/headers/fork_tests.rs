@@ -426,7 +426,7 @@ proptest! {
     fn the_best_tip_is_the_max_work_leaf(steps in prop::collection::vec(tree_step(), 1..40)) {
         let mut params = easy_testnet();
         params.pow_no_retargeting = true;
-        let config = HeaderChainConfig { max_side_headers: 1000, check_version: true };
+        let config = HeaderChainConfig { max_side_headers: 1000, ..HeaderChainConfig::default() };
         let mut chain = HeaderChain::with_config(params, config);
         // (header, chainwork) of every header accepted, genesis first.
         let mut known: Vec<(Header, U256)> = vec![(params.genesis, chain.total_work())];
@@ -497,7 +497,7 @@ proptest! {
     ) {
         let mut params = easy_testnet();
         params.pow_no_retargeting = true;
-        let config = HeaderChainConfig { max_side_headers: cap, check_version: true };
+        let config = HeaderChainConfig { max_side_headers: cap, ..HeaderChainConfig::default() };
         let mut chain = HeaderChain::with_config(params, config);
         let mut known: Vec<Header> = vec![params.genesis];
         let mut max_work = chain.total_work();

@@ -14,10 +14,13 @@
 //! - its hash meets the target its `nBits` claim, within the network's limit
 //!   ([`HeaderError::BadPow`]),
 //! - its `nBits` are the ones the chain requires (Core's `GetNextWorkRequired`: 2016-block
-//!   retargeting, testnet's 20-minute minimum-difficulty rule with the walk back to the last
-//!   block not mined under it, no retargeting on regtest; [`HeaderError::BadDifficulty`]),
-//! - its time is after the median of the previous eleven ([`HeaderError::TimeTooOld`]) and at
-//!   most two hours after `now_s` ([`HeaderError::TimeTooNew`]),
+//!   retargeting, from the period's first block's `nBits` on testnet4 (BIP94), testnet's
+//!   20-minute minimum-difficulty rule with the walk back to the last block not mined under
+//!   it, no retargeting on regtest; [`HeaderError::BadDifficulty`]),
+//! - its time is after the median of the previous eleven ([`HeaderError::TimeTooOld`]), at
+//!   most two hours after `now_s` ([`HeaderError::TimeTooNew`]) and, on testnet4 for the
+//!   first block of a period, at most ten minutes before its parent's
+//!   ([`HeaderError::TimewarpAttack`]),
 //! - its version meets BIP34/66/65 when [`HeaderChainConfig::check_version`] is set
 //!   ([`HeaderError::ObsoleteVersion`]).
 //!
@@ -52,7 +55,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::hash::{sha256d, BlockHash};
 use super::header::{Header, HEADER_SIZE};
-use super::params::{ChainParams, MAX_FUTURE_BLOCK_TIME_S, MEDIAN_TIME_SPAN};
+use super::params::{ChainParams, MAX_FUTURE_BLOCK_TIME_S, MAX_TIMEWARP_S, MEDIAN_TIME_SPAN};
 use super::pow::{PowError, Target, U256};
 
 mod report;
@@ -255,6 +258,7 @@ impl HeaderChain {
         let config = HeaderChainConfig {
             max_side_headers: 0,
             check_version: true,
+            min_chain_work: None,
         };
         let mut chain = Self::with_config(*params, config);
         chain.reserve(count);
@@ -352,6 +356,34 @@ impl HeaderChain {
     /// The cumulative work of the best chain, genesis included (bitcoind's `chainwork`).
     pub fn total_work(&self) -> U256 {
         self.best[self.best.len() - 1].chainwork
+    }
+
+    /// The least total work the best chain needs to be trusted: the configuration's, else
+    /// the network's (Core's `nMinimumChainWork`).
+    pub fn min_chain_work(&self) -> U256 {
+        self.config
+            .min_chain_work
+            .unwrap_or(self.params.min_chain_work)
+    }
+
+    /// Whether the best chain has at least [`HeaderChain::min_chain_work`]. Until it has,
+    /// its headers are checked like any others but nothing may rest on them: they are not
+    /// persisted, no block is placed, stored or served by them, no query is answered from
+    /// them. Every header costs real work, but a chain from genesis with little of it costs
+    /// an attacker little in all; the minimum is what a cheap chain cannot reach. The best
+    /// chain's work never decreases, so once reached this stays true.
+    pub fn has_minimum_work(&self) -> bool {
+        self.total_work() >= self.min_chain_work()
+    }
+
+    /// Drops every header but genesis (the configuration and the counters stay): for a
+    /// chain that never reached the minimum work and whose sources turned out to have
+    /// nothing better, so that others' chains are verified from genesis again instead of
+    /// against it.
+    pub fn reset_to_genesis(&mut self) {
+        let stats = self.stats;
+        *self = Self::with_config(self.params, self.config);
+        self.stats = stats;
     }
 
     /// The number of headers on the best chain, genesis included.
@@ -570,6 +602,20 @@ impl HeaderChain {
                 median_time_past,
             });
         }
+        if self.params.enforce_bip94 && height % interval == 0 {
+            // BIP94: a period's first block may not be dated far before its parent (checked
+            // after the median time past, as Core does).
+            let parent_time = ancestors.at(parent_height).time;
+            let min_time = parent_time.saturating_sub(MAX_TIMEWARP_S);
+            if header.time < min_time {
+                return Err(HeaderError::TimewarpAttack {
+                    hash,
+                    height,
+                    time: header.time,
+                    min_time,
+                });
+            }
+        }
         let max_time_s = now_s.saturating_add(MAX_FUTURE_BLOCK_TIME_S);
         if u64::from(header.time) > max_time_s {
             return Err(HeaderError::TimeTooNew {
@@ -659,8 +705,9 @@ impl HeaderChain {
             return last.bits;
         }
         let first = ancestors.at(ancestors.top + 1 - interval);
+        let base_bits = self.params.retarget_base_bits(first.bits, last.bits);
         self.params
-            .calculate_next_work_required(last.bits, last.time, first.time)
+            .calculate_next_work_required(base_bits, last.time, first.time)
     }
 
     /// Core's walk back from the best chain's block at `height` over minimum-difficulty

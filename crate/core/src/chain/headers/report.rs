@@ -72,6 +72,19 @@ pub enum HeaderError {
         /// The latest time allowed.
         max_time_s: u64,
     },
+    /// Under BIP94 (testnet4), the first block of a retarget period is dated more than
+    /// [`MAX_TIMEWARP_S`](super::super::params::MAX_TIMEWARP_S) before its parent.
+    #[error("header {hash} at height {height} has time {time}, before {min_time}: a retarget period's first block may be at most 600 s older than its parent (BIP94)")]
+    TimewarpAttack {
+        /// The header's hash.
+        hash: BlockHash,
+        /// Its height.
+        height: u32,
+        /// The header's time.
+        time: u32,
+        /// The earliest time allowed: the parent's time less 600 s.
+        min_time: u32,
+    },
     /// The version is below what BIP34, BIP66 or BIP65 require at this height.
     #[error(
         "header {hash} at height {height} has version {version}, at least {minimum} is required"
@@ -143,6 +156,11 @@ pub struct HeaderChainConfig {
     pub max_side_headers: usize,
     /// Whether to reject versions below BIP34/66/65's floors, as Core does.
     pub check_version: bool,
+    /// The least total work the best chain must have to be trusted
+    /// ([`HeaderChain::has_minimum_work`](super::HeaderChain::has_minimum_work)); `None`
+    /// for the network's ([`ChainParams::min_chain_work`](super::super::ChainParams)). Tests
+    /// set a small one to exercise the rule on regtest-difficulty headers.
+    pub min_chain_work: Option<U256>,
 }
 
 impl Default for HeaderChainConfig {
@@ -150,6 +168,7 @@ impl Default for HeaderChainConfig {
         Self {
             max_side_headers: 1024,
             check_version: true,
+            min_chain_work: None,
         }
     }
 }

@@ -676,3 +676,157 @@ fn retargeting_uses_the_period_first_block_time() {
         Ok(Accepted::SideBranch { height: 16, .. })
     ));
 }
+
+/// [`easy_testnet`] with BIP94 on (testnet4's rules) and four-block retarget periods of
+/// one-second blocks (so a block more than two seconds after its parent may be mined at the
+/// minimum difficulty), and a genesis target small enough that retargeting cannot overflow.
+fn easy_testnet4() -> ChainParams {
+    let mut params = easy_testnet();
+    params.enforce_bip94 = true;
+    params.pow_target_spacing_s = 1;
+    params.pow_target_timespan_s = 4;
+    params.genesis = mine(
+        Header {
+            bits: 0x2003ffff,
+            ..params.genesis
+        },
+        params.pow_limit,
+    );
+    params
+}
+
+#[test]
+fn testnet4_starts_from_its_own_genesis() {
+    let chain = HeaderChain::new(ChainParams::TESTNET4);
+    assert_eq!(
+        chain.tip_hash().to_hex(),
+        "00000000da84f2bafbbc53dee25a72ae507ff4914b867c565be350b0da8bf043"
+    );
+    assert_eq!(chain.params().network, Network::Testnet4);
+}
+
+#[test]
+fn bip94_retargets_from_the_period_first_block_bits() {
+    // Period 0-3: two quick blocks, then a slow one mined at the minimum difficulty (the
+    // 20-minute rule). Retargeting from that last block's bits would make height 4 as easy
+    // as the minimum; BIP94 scales the first block's (genesis') real bits instead.
+    let params = easy_testnet4();
+    let normal = params.genesis.bits;
+    let minimum = params.pow_limit_bits();
+    assert_eq!((normal, minimum), (0x2003ffff, 0x207fffff));
+    let g = params.genesis;
+    let h1 = child(&params, &g, g.time + 1, normal, 1);
+    let h2 = child(&params, &h1, h1.time + 1, normal, 2);
+    let h3 = child(&params, &h2, h2.time + 3, minimum, 3);
+    let mut chain = HeaderChain::new(params);
+    accept_all(&mut chain, &[h1, h2, h3]);
+
+    let from_first = params.calculate_next_work_required(normal, h3.time, g.time);
+    let from_last = params.calculate_next_work_required(minimum, h3.time, g.time);
+    assert_ne!(from_first, from_last);
+    assert_eq!(
+        from_last, minimum,
+        "a slow period from the minimum stays at it"
+    );
+
+    let from_last_header = child(&params, &h3, h3.time + 1, from_last, 4);
+    assert_eq!(
+        chain.accept(&from_last_header, NOW_S),
+        Err(HeaderError::BadDifficulty {
+            hash: from_last_header.block_hash(),
+            height: 4,
+            expected: from_first,
+            got: from_last,
+        })
+    );
+    let h4 = child(&params, &h3, h3.time + 1, from_first, 5);
+    chain.accept(&h4, NOW_S).unwrap();
+
+    // Without BIP94 (testnet3) the same period retargets from its last block.
+    let mut testnet3 = params;
+    testnet3.enforce_bip94 = false;
+    let mut chain = HeaderChain::new(testnet3);
+    accept_all(&mut chain, &[h1, h2, h3]);
+    assert!(matches!(
+        chain.accept(&h4, NOW_S),
+        Err(HeaderError::BadDifficulty { expected, .. }) if expected == from_last
+    ));
+    chain.accept(&from_last_header, NOW_S).unwrap();
+}
+
+#[test]
+fn bip94_refuses_a_period_first_block_dated_over_600_s_before_its_parent() {
+    // The period's last block is dated far ahead; the next period's first block goes back
+    // in time, still after the median time past: the timewarp BIP94 forbids.
+    let params = easy_testnet4();
+    let normal = params.genesis.bits;
+    let minimum = params.pow_limit_bits();
+    let g = params.genesis;
+    let h1 = child(&params, &g, g.time + 1, normal, 1);
+    let h2 = child(&params, &h1, h1.time + 1, normal, 2);
+    let h3 = child(&params, &h2, h2.time + 3000, minimum, 3);
+    let mut chain = HeaderChain::new(params);
+    accept_all(&mut chain, &[h1, h2, h3]);
+    let bits = params.calculate_next_work_required(normal, h3.time, g.time);
+
+    let warped = child(&params, &h3, h3.time - 601, bits, 4);
+    assert!(warped.time > h2.time, "after the median time past");
+    assert_eq!(
+        chain.accept(&warped, NOW_S),
+        Err(HeaderError::TimewarpAttack {
+            hash: warped.block_hash(),
+            height: 4,
+            time: h3.time - 601,
+            min_time: h3.time - 600,
+        })
+    );
+    assert_eq!(chain.stats().rejected, 1);
+    // Exactly 600 s before its parent is allowed.
+    let h4 = child(&params, &h3, h3.time - 600, bits, 5);
+    chain.accept(&h4, NOW_S).unwrap();
+    // Inside a period, a block may still be dated before its parent (by the median rule
+    // alone).
+    let h5 = child(&params, &h4, h4.time - 1000, bits, 6);
+    assert!(h5.time > h2.time);
+    chain.accept(&h5, NOW_S).unwrap();
+
+    // Without BIP94 the warped block is valid.
+    let mut testnet3 = params;
+    testnet3.enforce_bip94 = false;
+    let bits3 = testnet3.calculate_next_work_required(minimum, h3.time, g.time);
+    let warped3 = child(&testnet3, &h3, h3.time - 601, bits3, 7);
+    let mut chain = HeaderChain::new(testnet3);
+    accept_all(&mut chain, &[h1, h2, h3, warped3]);
+}
+
+#[test]
+fn minimum_chain_work_is_the_networks_unless_configured() {
+    let mainnet = HeaderChain::new(ChainParams::MAINNET);
+    assert_eq!(
+        mainnet.min_chain_work(),
+        ChainParams::MAINNET.min_chain_work
+    );
+    assert!(!mainnet.has_minimum_work());
+    // Regtest's minimum is zero: genesis alone is trusted (the demo and e2e tests).
+    assert!(HeaderChain::new(ChainParams::REGTEST).has_minimum_work());
+
+    // Each regtest header proves work 2: genesis and four headers make 10.
+    let config = HeaderChainConfig {
+        min_chain_work: Some(U256::from_u64(10)),
+        ..HeaderChainConfig::default()
+    };
+    let mut chain = HeaderChain::with_config(ChainParams::REGTEST, config);
+    let branch = regtest_branch(&ChainParams::REGTEST.genesis, 4, 1);
+    accept_all(&mut chain, &branch[..3]);
+    assert_eq!(chain.total_work(), U256::from_u64(8));
+    assert!(!chain.has_minimum_work());
+    accept_all(&mut chain, &branch[3..]);
+    assert!(chain.has_minimum_work());
+
+    chain.reset_to_genesis();
+    assert_eq!(chain.tip_height(), 0);
+    assert!(!chain.contains(&branch[0].block_hash()));
+    assert!(!chain.has_minimum_work());
+    assert_eq!(chain.config().min_chain_work, Some(U256::from_u64(10)));
+    assert_eq!(chain.stats().accepted, 4, "counters survive a reset");
+}

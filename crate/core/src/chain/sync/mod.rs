@@ -31,10 +31,21 @@
 //!   from lower heights (16, 64, 256, … deeper, up to [`SyncConfig::max_fork_depth`]) until they
 //!   connect, then along its branch until the branch has more work (the best chain switches: a
 //!   reorganisation) or ends with less (a cheaper fork).
+//! - **Minimum work**: until the best chain's total work reaches the network's minimum
+//!   ([`HeaderChain::has_minimum_work`], Core's `nMinimumChainWork`), its headers are verified
+//!   as any but trusted for nothing: no [`SyncEvent::HeadersChanged`] is reported (the shell
+//!   persists nothing), the sync is not synced (the shell hands the chain to no one who places,
+//!   stores or serves blocks or answers queries). Reaching it is reported once
+//!   ([`SyncEvent::MinimumWorkReached`]: persist the whole chain), and every change after as
+//!   usual. A source whose chain ends on the best chain below the minimum (it claims no
+//!   header above its last one) is demoted ([`Demotion::BelowMinimumWork`]); once no source in
+//!   standing claims a tip above that chain's, the chain is dropped
+//!   ([`HeaderChain::reset_to_genesis`]) and synced from genesis again from whoever has more.
+//!   A cheap chain from genesis thus costs a page a download, never its trust.
 //! - **Lies and stalls**: a source that sends an invalid header, headers out of order or for
 //!   heights not asked, something that is not a headers answer, fewer headers than asked while
 //!   claiming a higher tip, a branch that connects nowhere or ends with less work than the best
-//!   chain, or that fails [`SyncConfig::max_failures_in_a_row`] requests in a row (failures
+//!   chain or than the minimum, or that fails [`SyncConfig::max_failures_in_a_row`] requests in a row (failures
 //!   and timeouts), is *demoted*: not asked for [`SyncConfig::demotion_ms`] (doubling with each
 //!   demotion, up to [`SyncConfig::max_demotion_ms`]), then only while no source in good
 //!   standing can take its requests, until it answers well again.
@@ -49,7 +60,8 @@
 //! ([`HeaderSync::handle_answer`]) and failure ([`HeaderSync::handle_failure`]) back with its
 //! [`RequestId`], and calls [`HeaderSync::handle_timeout`] when [`HeaderSync::poll_timeout`] is
 //! due. After each input it drains [`HeaderSync::poll_request`] (requests to send) and
-//! [`HeaderSync::poll_event`] (the best chain changed: persist it; progress; a source demoted).
+//! [`HeaderSync::poll_event`] (the best chain reached the minimum work or changed: persist it;
+//! progress; a source demoted).
 //!
 //! ```
 //! use shoal_core::chain::generate::{generate_chain, GenerateConfig};
@@ -277,6 +289,14 @@ pub enum Demotion {
         /// The height its branch ends at.
         tip_height: u32,
     },
+    /// Its chain ends (it claims nothing above) with less total work than the network's
+    /// minimum ([`HeaderChain::min_chain_work`]): valid headers, maybe, but a chain anyone
+    /// could have made cheaply, or one far behind.
+    #[error("its chain ends at height {tip_height} with less than the minimum chain work")]
+    BelowMinimumWork {
+        /// The height its chain ends at.
+        tip_height: u32,
+    },
     /// Its requests failed or timed out this many times in a row.
     #[error("{failures} of its requests in a row failed or timed out")]
     Stalled {
@@ -294,7 +314,7 @@ pub struct Progress {
     /// `height`), `height` once synced, `None` before any source has answered. A claim, not a
     /// proof: only the headers themselves are checked.
     pub target: Option<u32>,
-    /// Whether the tip has reached every tip claimed.
+    /// Whether the tip has reached every tip claimed, with at least the minimum chain work.
     pub synced: bool,
 }
 
@@ -322,7 +342,14 @@ impl ChainChange {
 /// What the sync tells the shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncEvent<S> {
-    /// The best chain changed.
+    /// The best chain reached the minimum chain work: it is trusted from now on. Nothing of
+    /// it was reported before (and none of it may have been persisted): persist it whole,
+    /// heights 1 to `tip_height`. Later changes come as [`SyncEvent::HeadersChanged`].
+    MinimumWorkReached {
+        /// The best chain's tip height when it got there.
+        tip_height: u32,
+    },
+    /// The best chain changed (only ever once it has the minimum work).
     HeadersChanged(ChainChange),
     /// The tip, the target or whether synced changed.
     Progress(Progress),
@@ -373,6 +400,8 @@ pub struct HeaderSyncStats {
     pub demotions: u64,
     /// Times the window of batches was dropped and started again from the tip.
     pub window_resets: u64,
+    /// Times a chain below the minimum work was dropped for one from genesis again.
+    pub chains_dropped: u64,
     /// Block announcements from sources ([`HeaderSync::handle_announcement`]).
     pub announcements: u64,
     /// Of those, headers that extended the tip and were accepted at once.
@@ -495,8 +524,9 @@ impl<S: Copy + Eq + Debug> HeaderSync<S> {
         &self.config
     }
 
-    /// Whether the tip has reached the best tip a source claims (false until a source has
-    /// answered; kept while no source in standing is left).
+    /// Whether the tip has reached the best tip a source claims and the chain has the
+    /// minimum work (false until a source has answered; kept while no source in standing is
+    /// left). Only a synced chain may be handed to what places, stores or serves blocks.
     pub fn is_synced(&self) -> bool {
         self.synced
     }
@@ -631,6 +661,7 @@ impl<S: Copy + Eq + Debug> HeaderSync<S> {
                 }
             }
         }
+        self.drop_chain_below_minimum_work(chain);
         self.update_synced(chain);
         self.push_progress(chain);
     }
@@ -976,10 +1007,11 @@ impl<S: Copy + Eq + Debug> HeaderSync<S> {
             Some(_) => {}
         }
         let now_s = self.now_ms / 1_000;
+        let trusted_before = chain.has_minimum_work();
         match chain.accept_batch(&headers, now_s) {
-            Ok(outcome) => self.report(outcome),
+            Ok(outcome) => self.report(chain, trusted_before, outcome),
             Err(err) => {
-                self.report(err.partial);
+                self.report(chain, trusted_before, err.partial);
                 let height = start + err.index as u32;
                 self.demote(
                     source,
@@ -1011,14 +1043,34 @@ impl<S: Copy + Eq + Debug> HeaderSync<S> {
                 return Verdict::Lied;
             }
         };
+        let claims_more = self
+            .source(source)
+            .and_then(|s| s.claimed_tip)
+            .is_some_and(|claim| claim > end);
+        if info.in_best_chain && !claims_more && !chain.has_minimum_work() {
+            // Its chain ends here, on ours, and ours is not worth trusting yet.
+            self.demote(source, Demotion::BelowMinimumWork { tip_height: end });
+            return Verdict::Lied;
+        }
         if let Some(s) = self.source_mut(source) {
             s.answered_well();
         }
         verdict
     }
 
-    /// Reports a change of the best chain.
-    fn report(&mut self, outcome: BatchOutcome) {
+    /// Reports a change of the best chain: nothing while it lacks the minimum work, the
+    /// whole chain when it first has it (`trusted_before` is whether it had before the
+    /// change), the change after.
+    fn report(&mut self, chain: &HeaderChain, trusted_before: bool, outcome: BatchOutcome) {
+        if !chain.has_minimum_work() {
+            return;
+        }
+        if !trusted_before {
+            self.events.push_back(SyncEvent::MinimumWorkReached {
+                tip_height: chain.tip_height(),
+            });
+            return;
+        }
         if outcome.connected.is_empty() && outcome.disconnected.is_empty() {
             return;
         }
@@ -1142,6 +1194,34 @@ impl<S: Copy + Eq + Debug> HeaderSync<S> {
         }
     }
 
+    /// Drops a best chain below the minimum work once no source in standing can take it
+    /// further (each has answered and claims no tip above it): whatever built it has ended
+    /// below the minimum, and others' chains are verified from genesis again rather than as
+    /// forks of it (a fork from genesis longer than `HeaderChainConfig::max_side_headers`
+    /// could never overtake it). Nothing of it was reported, so the shell has nothing to
+    /// undo. Every request is forgotten: they were all about the dropped chain.
+    fn drop_chain_below_minimum_work(&mut self, chain: &mut HeaderChain) {
+        let tip_height = chain.tip_height();
+        if tip_height == 0 || chain.has_minimum_work() {
+            return;
+        }
+        let stuck = self
+            .sources
+            .iter()
+            .filter(|s| !s.is_benched())
+            .all(|s| s.claimed_tip.is_some_and(|claim| claim <= tip_height));
+        if !stuck {
+            return;
+        }
+        chain.reset_to_genesis();
+        self.stats.chains_dropped += 1;
+        self.reset_window();
+        self.open.clear();
+        for source in &mut self.sources {
+            source.track = Track::Main;
+        }
+    }
+
     /// Drops the window: its requests are no longer awaited.
     fn reset_window(&mut self) {
         self.base = None;
@@ -1159,7 +1239,7 @@ impl<S: Copy + Eq + Debug> HeaderSync<S> {
         let Some(claim) = self.best_claim() else {
             return;
         };
-        let synced = claim <= chain.tip_height();
+        let synced = claim <= chain.tip_height() && chain.has_minimum_work();
         if synced && !self.synced {
             self.reset_window();
             self.next_poll_ms = Some(self.now_ms.saturating_add(self.config.resync_interval_ms));

@@ -5,7 +5,9 @@ use super::*;
 use crate::base::rng::Rng;
 use crate::chain::block::Block;
 use crate::chain::generate::{generate_chain, GenerateConfig, Generator};
+use crate::chain::headers::HeaderChainConfig;
 use crate::chain::params::ChainParams;
+use crate::chain::pow::U256;
 
 /// "Now": 2033, after every generated header's time.
 const T0: u64 = 2_000_000_000_000;
@@ -134,19 +136,39 @@ struct Harness {
     /// Every request, with when it was sent.
     log: Vec<(u64, HeadersRequest<u8>)>,
     events: Vec<SyncEvent<u8>>,
+    /// What a shell would have persisted from the events: the hash at height `i + 1` is
+    /// `store[i]` (written as the page's shell writes, from the chain as it stands once the
+    /// events are drained).
+    store: Vec<BlockHash>,
 }
 
 impl Harness {
     /// `peers` with the window each is added with, all before the first request.
     fn new(config: SyncConfig, peers: Vec<(Peer, usize)>) -> Harness {
+        Self::with_chain(config, HeaderChain::new(ChainParams::REGTEST), peers)
+    }
+
+    /// [`Harness::new`] on regtest with a minimum chain work of `min_work` (each regtest
+    /// header proves work 2, genesis included).
+    fn with_min_work(config: SyncConfig, min_work: u64, peers: Vec<(Peer, usize)>) -> Harness {
+        let chain_config = HeaderChainConfig {
+            min_chain_work: Some(U256::from_u64(min_work)),
+            ..HeaderChainConfig::default()
+        };
+        let chain = HeaderChain::with_config(ChainParams::REGTEST, chain_config);
+        Self::with_chain(config, chain, peers)
+    }
+
+    fn with_chain(config: SyncConfig, chain: HeaderChain, peers: Vec<(Peer, usize)>) -> Harness {
         let mut harness = Harness {
             sync: HeaderSync::new(config).unwrap(),
-            chain: HeaderChain::new(ChainParams::REGTEST),
+            chain,
             now_ms: T0,
             peers: Vec::new(),
             pending: Vec::new(),
             log: Vec::new(),
             events: Vec::new(),
+            store: Vec::new(),
         };
         for (peer, window) in peers {
             let id = harness.peers.len() as u8;
@@ -173,8 +195,23 @@ impl Harness {
             self.log.push((self.now_ms, request.clone()));
             self.pending.push(request);
         }
+        let mut lowest_changed: Option<u32> = None;
         while let Some(event) = self.sync.poll_event() {
+            let lowest = match &event {
+                SyncEvent::MinimumWorkReached { .. } => Some(1),
+                SyncEvent::HeadersChanged(change) => change.lowest_height(),
+                _ => None,
+            };
+            if let Some(height) = lowest {
+                lowest_changed = Some(lowest_changed.map_or(height, |h| h.min(height)));
+            }
             self.events.push(event);
+        }
+        if let Some(from) = lowest_changed {
+            self.store.truncate(from as usize - 1);
+            for height in from..=self.chain.tip_height() {
+                self.store.push(self.chain.hash_at(height).unwrap());
+            }
         }
         assert!(self.sync.batches_ahead() <= self.sync.config().max_batches_ahead);
     }
@@ -1079,4 +1116,151 @@ fn an_announcement_from_an_unknown_source_is_ignored() {
     h.pump();
     assert!(h.log.is_empty());
     assert_eq!(h.chain.tip_height(), 60);
+}
+
+fn hashes(blocks: &[Block]) -> Vec<BlockHash> {
+    blocks.iter().map(Block::block_hash).collect()
+}
+
+#[test]
+fn a_low_work_chain_is_neither_persisted_nor_synced_and_its_source_is_dropped_once_done() {
+    // The minimum is the work of 100 regtest headers and genesis: the liar's 60 valid
+    // headers fall short, the honest 150 reach it.
+    let min_work = 2 * 101;
+    let low = blocks(60, 40);
+    let honest = blocks(150, 41);
+    let mut h = Harness::with_min_work(small(25), min_work, vec![(Peer::honest(headers(&low)), 2)]);
+    while h.answer_next() {}
+    // Every header was checked and held, but nothing was reported to persist, and the sync
+    // is not synced though the source has nothing more.
+    assert!(h.store.is_empty());
+    assert!(h.changes().is_empty());
+    assert!(!h.sync.is_synced());
+    assert!(h.progress().iter().all(|p| !p.synced));
+    assert_eq!(h.sync.stats().headers_used, 60);
+    assert_eq!(
+        h.demotions(0),
+        vec![&Demotion::BelowMinimumWork { tip_height: 60 }]
+    );
+    // No one can take it further: the chain is dropped, not kept to build on.
+    assert_eq!(h.chain.tip_height(), 0);
+    assert_eq!(h.sync.stats().chains_dropped, 1);
+
+    // An honest source with more work syncs from genesis as usual.
+    let honest_id = h.add(Peer::honest(headers(&honest)), 2);
+    h.sync_to(honest[149].block_hash(), 60_000);
+    assert!(h.chain.has_minimum_work());
+    assert_eq!(h.store, hashes(&honest));
+    let reached: Vec<u32> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SyncEvent::MinimumWorkReached { tip_height } => Some(*tip_height),
+            _ => None,
+        })
+        .collect();
+    // Reached with the batch holding height 100 (batches of 25 from 1).
+    assert_eq!(reached, vec![100]);
+    // After it, every change is reported as before.
+    let connected: Vec<u32> = h
+        .changes()
+        .iter()
+        .flat_map(|c| c.connected.iter().map(|(height, _)| *height))
+        .collect();
+    assert_eq!(connected, (101..=150).collect::<Vec<_>>());
+    assert!(h.demotions(honest_id).is_empty());
+    assert_eq!(
+        h.progress().last(),
+        Some(&Progress {
+            height: 150,
+            target: Some(150),
+            synced: true
+        })
+    );
+}
+
+#[test]
+fn a_source_ending_below_the_minimum_while_another_claims_more_is_dropped_alone() {
+    // Both serve the same chain; one is behind. It is demoted when its part ends, the chain
+    // is kept (the other claims more) and the sync goes on from it.
+    let chain = blocks(150, 42);
+    let behind = headers(&chain[..40]);
+    let mut h = Harness::with_min_work(
+        small(25),
+        2 * 101,
+        vec![
+            (Peer::honest(headers(&chain)), 2),
+            (Peer::honest(behind), 2),
+        ],
+    );
+    h.sync_to(chain[149].block_hash(), 60_000);
+    assert_eq!(
+        h.demotions(1),
+        vec![&Demotion::BelowMinimumWork { tip_height: 40 }]
+    );
+    assert_eq!(h.sync.stats().chains_dropped, 0);
+    assert_eq!(h.sync.stats().headers_used, 150, "nothing downloaded twice");
+    assert_eq!(h.store, hashes(&chain));
+}
+
+#[test]
+fn a_low_work_fork_from_genesis_loses_to_the_real_chain_and_nothing_of_it_is_persisted() {
+    // The liar is added first and answers first: its fork from genesis is the best chain
+    // for a while. Its work never reaches the minimum, so none of it is persisted, and the
+    // real chain replaces it.
+    let real = blocks(150, 43);
+    let low = blocks(70, 44);
+    let mut h = Harness::with_min_work(
+        small(25),
+        2 * 101,
+        vec![
+            (Peer::honest(headers(&low)), 2),
+            (Peer::honest(headers(&real)), 2),
+        ],
+    );
+    // Answer the liar's first batch before anything else.
+    let first = h.pending.iter().position(|r| r.source == 0).unwrap();
+    h.answer_at(first);
+    assert_eq!(h.chain.tip_hash(), low[24].block_hash());
+    assert!(h.store.is_empty());
+    h.sync_to(real[149].block_hash(), 120_000);
+    while h.answer_next() {}
+    assert_eq!(h.store, hashes(&real));
+    let fork: Vec<BlockHash> = hashes(&low);
+    assert!(h.store.iter().all(|hash| !fork.contains(hash)));
+    assert!(!h.demotions(0).is_empty(), "the liar is demoted");
+    assert!(h.demotions(1).is_empty(), "the honest source is not");
+    assert!(h.sync.is_synced());
+    // No reported change ever disconnected a block: the fork was never persisted to undo.
+    assert!(h.changes().iter().all(|c| c.disconnected.is_empty()));
+}
+
+#[test]
+fn with_no_minimum_the_first_batch_is_reported_as_a_change() {
+    // Regtest's minimum is zero: genesis alone is trusted, so the page's and the demo's
+    // sync is what it was (no `MinimumWorkReached`, every batch a change).
+    let chain = blocks(60, 45);
+    let mut h = Harness::new(small(25), vec![(Peer::honest(headers(&chain)), 2)]);
+    h.sync_to(chain[59].block_hash(), 1_000);
+    assert!(h
+        .events
+        .iter()
+        .all(|e| !matches!(e, SyncEvent::MinimumWorkReached { .. })));
+    assert_eq!(h.changes().len(), 3);
+    assert_eq!(h.store, hashes(&chain));
+}
+
+#[test]
+fn a_chain_below_the_minimum_is_not_synced_even_when_no_source_claims_more() {
+    // A source with nothing above genesis claims tip 0: the tip has reached every claim, but
+    // genesis alone is far below the minimum.
+    let mut h = Harness::with_min_work(small(25), 2 * 101, vec![(Peer::honest(Vec::new()), 2)]);
+    while h.answer_next() {}
+    assert_eq!(h.sync.claimed_tip(0), Some(0));
+    assert!(!h.sync.is_synced());
+    assert!(h.progress().iter().all(|p| !p.synced));
+    // With no minimum (regtest's), the same answer is synced at genesis, as before.
+    let mut h = Harness::new(small(25), vec![(Peer::honest(Vec::new()), 2)]);
+    while h.answer_next() {}
+    assert!(h.sync.is_synced());
 }
