@@ -70,8 +70,12 @@ class StderrLogger extends Logger {
  * bcoin always opens) listen on free ports of 127.0.0.1 and are not used. It makes no outbound
  * connection and no DNS query. `logLevel` is bcoin's ("none", "error", "info", "debug", ...),
  * to stderr.
+ *
+ * `blocks` (raw blocks as hex, heights 1, 2, ... in order, e.g. an earlier node's `rawChain()`)
+ * are connected before the node listens: a node "restarted" with the chain it had (bcoin runs
+ * in memory). Its wallet is a new one: the earlier node's coins are not its own.
  */
-export async function startBcoin({ host = "127.0.0.1", port = 0, logLevel = "none" } = {}) {
+export async function startBcoin({ host = "127.0.0.1", port = 0, logLevel = "none", blocks = [] } = {}) {
   const node = new bcoin.FullNode({
     network: "regtest",
     memory: true,
@@ -100,6 +104,10 @@ export async function startBcoin({ host = "127.0.0.1", port = 0, logLevel = "non
   node.pool.options.port = port;
 
   await node.open();
+  for (const [i, hex] of blocks.entries()) {
+    const block = bcoin.Block.fromRaw(Buffer.from(hex, "hex"));
+    if (!(await node.chain.add(block))) throw new Error(`block ${i + 1} (${block.rhash()}) was not connected`);
+  }
   await node.connect();
 
   const wdb = node.require("walletdb").wdb;
@@ -194,6 +202,25 @@ export async function startBcoin({ host = "127.0.0.1", port = 0, logLevel = "non
     async block(hash) {
       const raw = await node.chain.getRawBlock(revHex(hash));
       return raw ? raw.toString("hex") : null;
+    },
+
+    /** The best chain's blocks above genesis, raw with witness data as hex, by height (what
+     * `startBcoin({ blocks })` takes). */
+    async rawChain() {
+      const raws = [];
+      for (let height = 1; height <= node.chain.height; height++) {
+        const entry = await node.chain.getEntryByHeight(height);
+        raws.push((await node.chain.getRawBlock(entry.hash)).toString("hex"));
+      }
+      return raws;
+    },
+
+    /** Puts the raw transaction `hex` (e.g. `send`'s) into the mempool again, as after an
+     * `invalidate` emptied it; returns its txid. Throws with bcoin's reason when refused. */
+    async addTX(hex) {
+      const tx = bcoin.TX.fromRaw(Buffer.from(hex, "hex"));
+      await node.mempool.addTX(tx);
+      return tx.txid();
     },
 
     /** Stops the node and closes its sockets. */

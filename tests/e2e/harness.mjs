@@ -35,7 +35,8 @@ export function relayCli(args) {
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Starts `shoal-relay serve` (importing `importFile`, or generating `initialBlocks` regtest
+/** Starts `shoal-relay serve` (following the Bitcoin nodes `bitcoinPeers`, each "HOST:PORT"
+ * given as `--bitcoin-peer`, or importing `importFile`, or generating `initialBlocks` regtest
  * blocks of `txsPerBlock` transactions besides the coinbase, or of `targetBlockSize` bytes
  * ("MIN-MAX" draws each block's size), then one every `blockIntervalSecs` if not 0, also on an
  * imported chain), serving the pages of `www` and the package at /dist; resolves once
@@ -47,7 +48,7 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function startRelay({
   dataDir, importFile, initialBlocks = 0, blockIntervalSecs = 0, txsPerBlock, targetBlockSize, log, upWithinS = 60,
   www = "www", role = "archive", peers = [], clusterSize, replicas, timings = {}, httpPort = HTTP_PORT,
-  p2pPort = P2P_PORT,
+  p2pPort = P2P_PORT, bitcoinPeers = [],
 }) {
   const origin = `http://${HOST}:${httpPort}`;
   const args = [
@@ -59,7 +60,9 @@ export async function startRelay({
     "--dist", "dist",
     "--role", role,
   ];
-  if (role === "archive") {
+  if (role === "archive" && bitcoinPeers.length > 0) {
+    for (const peer of bitcoinPeers) args.push("--bitcoin-peer", peer);
+  } else if (role === "archive") {
     args.push("--initial-blocks", String(initialBlocks), "--block-interval-secs", String(blockIntervalSecs));
     if (importFile) args.push("--import", importFile);
     if (txsPerBlock !== undefined) args.push("--txs-per-block", String(txsPerBlock));
