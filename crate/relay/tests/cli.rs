@@ -500,7 +500,7 @@ fn serve_refuses_flags_that_do_not_fit_its_role() {
         args.extend_from_slice(extra);
         args.into_iter().map(String::from).collect()
     };
-    let cases: [(Vec<String>, &str); 16] = [
+    let cases: [(Vec<String>, &str); 19] = [
         (
             serve(&["--role", "member"]),
             "a member relay needs at least one --peer",
@@ -625,6 +625,25 @@ fn serve_refuses_flags_that_do_not_fit_its_role() {
             serve(&["--role", "observer"]),
             "invalid value 'observer' for '--role",
         ),
+        (
+            serve(&["--bitcoin-peer", "localhost"]),
+            "--bitcoin-peer localhost: expected HOST:PORT",
+        ),
+        (
+            serve(&["--bitcoin-peer", "127.0.0.1:18444", "--initial-blocks", "5"]),
+            "--initial-blocks is the regtest generator's",
+        ),
+        (
+            serve(&[
+                "--role",
+                "member",
+                "--peer",
+                archive,
+                "--bitcoin-peer",
+                "127.0.0.1:18444",
+            ]),
+            "--bitcoin-peer is an archive relay's",
+        ),
     ];
     for (args, reason) in &cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -644,4 +663,48 @@ fn serve_refuses_flags_that_do_not_fit_its_role() {
         assert!(help.stdout.contains(word), "serve --help lacks {word}");
     }
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// A relay on mainnet refuses a regtest chain (regtest's genesis, regtest's difficulty) and
+/// says why; the same file on regtest is taken.
+#[test]
+fn serve_refuses_a_regtest_chain_imported_on_mainnet() {
+    let dir = scratch("serve-mainnet-import");
+    let file = dir.join("chain.dat");
+    let file_s = file.to_str().unwrap();
+    json_ok(&["chain", "generate", "--blocks", "5", "--out", file_s]);
+    let data = dir.join("data");
+    // Bounded: a relay that took the chain would serve until stopped.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal-relay"))
+        .args([
+            "serve",
+            "--network",
+            "mainnet",
+            "--import",
+            file_s,
+            "--data-dir",
+        ])
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = status.unwrap_or_else(|| panic!("a regtest chain was taken on mainnet: {stderr}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("is not mainnet's genesis"), "{stderr}");
 }

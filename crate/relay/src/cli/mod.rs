@@ -95,6 +95,8 @@ pub enum NetworkArg {
     Mainnet,
     /// Testnet3.
     Testnet,
+    /// Testnet4 (BIP94).
+    Testnet4,
     /// The default signet.
     Signet,
     /// Regression test mode.
@@ -107,6 +109,7 @@ impl NetworkArg {
         match self {
             Self::Mainnet => Network::Mainnet,
             Self::Testnet => Network::Testnet,
+            Self::Testnet4 => Network::Testnet4,
             Self::Signet => Network::Signet,
             Self::Regtest => Network::Regtest,
         }

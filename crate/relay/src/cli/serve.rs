@@ -48,7 +48,7 @@ pub struct ServeArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     capacity_bytes: Option<u64>,
     /// Chain: regtest (generated) or any name for an imported chain.
-    #[arg(long, default_value = "regtest", value_parser = ["regtest", "signet", "testnet", "mainnet"])]
+    #[arg(long, default_value = "regtest", value_parser = ["regtest", "signet", "testnet", "testnet4", "mainnet"])]
     network: String,
     /// Where the identity, certificate and chain database live.
     #[arg(long, default_value = "shoal-relay-data")]

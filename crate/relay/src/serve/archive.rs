@@ -318,12 +318,23 @@ impl ArchiveNode {
     /// A block was just appended to the store (by the block source): the node gets the longer
     /// header view and the block.
     pub fn on_new_block(&mut self, block: &Block) {
-        self.headers.push(block.header);
+        self.on_new_blocks(std::slice::from_ref(block));
+    }
+
+    /// Blocks were just appended to the store, in order: the node gets the longer header view
+    /// once (it is copied whole for the node: once per batch, not once per block), then each
+    /// block.
+    pub fn on_new_blocks(&mut self, blocks: &[Block]) {
+        for block in blocks {
+            self.headers.push(block.header);
+        }
         self.host
             .push(Input::Headers(Arc::new(self.headers.clone())));
-        self.host.push(Input::NewBlock {
-            bytes: block.encode(),
-        });
+        for block in blocks {
+            self.host.push(Input::NewBlock {
+                bytes: block.encode(),
+            });
+        }
     }
 
     /// The store was rewound to `height` (a reorganisation): the node gets the shorter header
@@ -557,7 +568,7 @@ async fn drive(
                 None => return Ok(()),
             },
             update = next_update(&mut following), if following.is_some() => match update {
-                Some(update) => apply(&mut node, update)?,
+                Some(update) => apply(&mut node, update, following.as_mut().expect("checked"))?,
                 // The follower stopped (the relay is stopping): serve what is stored.
                 None => following = None,
             },
@@ -579,32 +590,57 @@ async fn next_update(following: &mut Option<mpsc::Receiver<ChainUpdate>>) -> Opt
     following.as_mut()?.recv().await
 }
 
-/// Writes a followed network's update to the store and tells the node.
-fn apply(node: &mut ArchiveNode, update: ChainUpdate) -> Result<(), ArchiveError> {
-    match update {
-        ChainUpdate::Rewind { to_height } => {
-            let removed = node.store().rewind(to_height)?;
-            tracing::info!(
-                to_height,
-                blocks = removed.len(),
-                "reorganisation: blocks above the fork taken off the chain"
-            );
-            node.on_rewind(to_height);
-        }
-        ChainUpdate::Connect { height, block } => {
-            let stored = node.store().append(&block)?;
-            if stored != height {
-                return Err(ArchiveError::Store(StoreError::Corrupt {
-                    what: format!(
-                        "the chain: block {} stored at {stored}, expected {height}",
-                        block.block_hash()
-                    ),
-                }));
+/// Most blocks written in one transaction while catching up.
+const CONNECT_BATCH: usize = 64;
+
+/// Writes a followed network's update, and those queued behind it, to the store and tells the
+/// node: blocks in a row go to disk in one transaction ([`ChainStore::append_all`]).
+fn apply(
+    node: &mut ArchiveNode,
+    first: ChainUpdate,
+    updates: &mut mpsc::Receiver<ChainUpdate>,
+) -> Result<(), ArchiveError> {
+    let mut batch: Vec<(u32, Block)> = Vec::new();
+    let mut next = Some(first);
+    while let Some(update) = next.take() {
+        match update {
+            ChainUpdate::Connect { height, block } => batch.push((height, block)),
+            ChainUpdate::Rewind { to_height } => {
+                connect(node, std::mem::take(&mut batch))?;
+                let removed = node.store().rewind(to_height)?;
+                tracing::info!(
+                    to_height,
+                    blocks = removed.len(),
+                    "reorganisation: blocks above the fork taken off the chain"
+                );
+                node.on_rewind(to_height);
             }
-            tracing::info!(height, hash = %block.block_hash(), "new block");
-            node.on_new_block(&block);
+        }
+        if batch.len() < CONNECT_BATCH {
+            next = updates.try_recv().ok();
         }
     }
+    connect(node, batch)
+}
+
+fn connect(node: &mut ArchiveNode, batch: Vec<(u32, Block)>) -> Result<(), ArchiveError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let blocks: Vec<Block> = batch.iter().map(|(_, block)| block.clone()).collect();
+    let stored = node.store().append_all(&blocks)?;
+    for ((height, block), stored) in batch.iter().zip(stored) {
+        if stored != *height {
+            return Err(ArchiveError::Store(StoreError::Corrupt {
+                what: format!(
+                    "the chain: block {} stored at {stored}, expected {height}",
+                    block.block_hash()
+                ),
+            }));
+        }
+        tracing::info!(height, hash = %block.block_hash(), "new block");
+    }
+    node.on_new_blocks(&blocks);
     Ok(())
 }
 

@@ -448,7 +448,7 @@ fn start_archive(
 ) -> Result<archive::ArchiveThread, ServeError> {
     let store = ChainStore::open(&config.data_dir.join(CHAIN_DB_FILE))?;
     if let Some(path) = &config.import {
-        let report = import::import_file(&store, path)?;
+        let report = import::import_file(&store, path, network.params())?;
         tracing::info!(?report, file = %path.display(), "imported blocks");
     }
     // A generated chain, or blocks mined on an imported regtest chain (the generator

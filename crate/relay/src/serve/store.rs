@@ -211,75 +211,93 @@ impl ChainStore {
     /// empty store is a genesis block (height 0) or carries its height (BIP34).
     /// A refused block changes nothing on disk.
     pub fn append(&self, block: &Block) -> Result<u32, StoreError> {
-        let hash = block.block_hash();
-        block
-            .check()
-            .map_err(|source| StoreError::InvalidBlock { hash, source })?;
-        let pow_limit = Target::from_compact(LOOSEST_POW_LIMIT_BITS)
-            .map_err(|source| StoreError::BadProofOfWork { hash, source })?;
-        block
-            .header
-            .check_proof_of_work(pow_limit)
-            .map_err(|source| StoreError::BadProofOfWork { hash, source })?;
-        let parent = block.header.prev_blockhash;
-        let height = match self.tip()? {
-            // A tip at the largest height is one no chain reaches: a damaged or hostile file.
-            Some(tip) if tip.hash == parent => {
-                tip.height
-                    .checked_add(1)
-                    .ok_or_else(|| StoreError::Corrupt {
-                        what: format!("the tip's height {}", tip.height),
-                    })?
-            }
-            Some(tip) => {
-                return Err(StoreError::NotOnTip {
-                    hash,
-                    parent,
-                    tip: tip.hash,
-                })
-            }
-            None if parent == BlockHash::default() => 0,
-            None => block
-                .bip34_height()
-                .ok_or(StoreError::UnknownStartHeight { hash })?,
+        Ok(self.append_all(std::slice::from_ref(block))?[0])
+    }
+
+    /// Checks `blocks`, each on the one before it and the first on the tip, and appends them in
+    /// one transaction (a catch-up writes many blocks with one durable commit, not one each);
+    /// returns their heights. If one is refused, none is written.
+    pub fn append_all(&self, blocks: &[Block]) -> Result<Vec<u32>, StoreError> {
+        let pow_limit = Target::from_compact(LOOSEST_POW_LIMIT_BITS).expect("a valid compact");
+        let mut tip = self.tip()?;
+        let mut placed = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            let hash = block.block_hash();
+            block
+                .check()
+                .map_err(|source| StoreError::InvalidBlock { hash, source })?;
+            block
+                .header
+                .check_proof_of_work(pow_limit)
+                .map_err(|source| StoreError::BadProofOfWork { hash, source })?;
+            let parent = block.header.prev_blockhash;
+            let height = match tip {
+                // A tip at the largest height is one no chain reaches: a damaged or hostile file.
+                Some(tip) if tip.hash == parent => {
+                    tip.height
+                        .checked_add(1)
+                        .ok_or_else(|| StoreError::Corrupt {
+                            what: format!("the tip's height {}", tip.height),
+                        })?
+                }
+                Some(tip) => {
+                    return Err(StoreError::NotOnTip {
+                        hash,
+                        parent,
+                        tip: tip.hash,
+                    })
+                }
+                None if parent == BlockHash::default() => 0,
+                None => block
+                    .bip34_height()
+                    .ok_or(StoreError::UnknownStartHeight { hash })?,
+            };
+            tip = Some(Tip { height, hash });
+            placed.push(height);
+        }
+        let Some(top) = tip.filter(|_| !blocks.is_empty()) else {
+            return Ok(placed);
         };
         let tx = write_tx(&self.db)?;
         {
             let mut headers = tx.open_table(HEADERS).map_err(db)?;
-            headers
-                .insert(height, &block.header.encode()[..])
-                .map_err(db)?;
             let mut heights = tx.open_table(HEIGHTS).map_err(db)?;
-            heights.insert(&hash.0, height).map_err(db)?;
-            let mut blocks = tx.open_table(BLOCKS).map_err(db)?;
+            let mut stored = tx.open_table(BLOCKS).map_err(db)?;
             let mut stale = tx.open_table(STALE).map_err(db)?;
             // Saturating: a total read back from a damaged file may be anything.
             let mut meta = tx.open_table(META).map_err(db)?;
             let mut total = meta.get(CHAIN_BYTES).map_err(db)?.map_or(0, |v| v.value());
-            // A block of a branch that comes back is already there.
-            if stale.remove(&hash.0).map_err(db)?.is_none() {
-                let bytes = block.encode();
-                blocks.insert(&hash.0, &bytes[..]).map_err(db)?;
-                total = total.saturating_add(bytes.len() as u64);
+            for (block, &height) in blocks.iter().zip(&placed) {
+                let hash = block.block_hash();
+                headers
+                    .insert(height, &block.header.encode()[..])
+                    .map_err(db)?;
+                heights.insert(&hash.0, height).map_err(db)?;
+                // A block of a branch that comes back is already there.
+                if stale.remove(&hash.0).map_err(db)?.is_none() {
+                    let bytes = block.encode();
+                    stored.insert(&hash.0, &bytes[..]).map_err(db)?;
+                    total = total.saturating_add(bytes.len() as u64);
+                }
             }
             // Blocks of losing branches deep enough below the new tip go.
-            let deep: Vec<[u8; 32]> = stale
-                .iter()
-                .map_err(db)?
-                .filter_map(|entry| entry.ok())
-                .filter(|(_, h)| h.value().saturating_add(STALE_KEEP_DEPTH) < height)
-                .map(|(key, _)| *key.value())
-                .collect();
+            let mut deep = Vec::new();
+            for entry in stale.iter().map_err(db)? {
+                let (key, height) = entry.map_err(db)?;
+                if height.value().saturating_add(STALE_KEEP_DEPTH) < top.height {
+                    deep.push(*key.value());
+                }
+            }
             for key in deep {
                 stale.remove(&key).map_err(db)?;
-                if let Some(bytes) = blocks.remove(&key).map_err(db)? {
+                if let Some(bytes) = stored.remove(&key).map_err(db)? {
                     total = total.saturating_sub(bytes.value().len() as u64);
                 }
             }
             meta.insert(CHAIN_BYTES, total).map_err(db)?;
         }
         tx.commit().map_err(db)?;
-        Ok(height)
+        Ok(placed)
     }
 
     /// Takes the blocks above `to_height` off the chain, in one transaction (a
@@ -887,5 +905,32 @@ mod tests {
         assert!(store.rewind(7).unwrap().is_empty());
         assert_eq!(store.tip().unwrap().unwrap().height, 2);
         assert_eq!(store.stale_len().unwrap(), 0);
+    }
+
+    #[test]
+    fn blocks_appended_together_are_all_written_or_none() {
+        let genesis = vec![shoal_core::chain::generate::regtest_genesis_block()];
+        let chain = branch(&genesis, 0, 6, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
+        assert_eq!(store.append_all(&chain[..3]).unwrap(), [0, 1, 2]);
+        // One block of the batch is damaged, or out of order: nothing of it is written.
+        let mut damaged = chain[3..].to_vec();
+        damaged[2].txdata[0].output[0].value -= 1;
+        assert!(matches!(
+            store.append_all(&damaged),
+            Err(StoreError::InvalidBlock { .. })
+        ));
+        let mut shuffled = chain[3..].to_vec();
+        shuffled.swap(0, 1);
+        assert!(matches!(
+            store.append_all(&shuffled),
+            Err(StoreError::NotOnTip { .. })
+        ));
+        assert_eq!(store.tip().unwrap().unwrap().height, 2);
+        assert_eq!(store.append_all(&chain[3..]).unwrap(), [3, 4, 5, 6]);
+        assert!(store.append_all(&[]).unwrap().is_empty());
+        let total: u64 = chain.iter().map(|b| b.encode().len() as u64).sum();
+        assert_eq!(store.chain_bytes().unwrap(), total);
     }
 }

@@ -67,7 +67,8 @@ pub struct FollowerConfig {
     /// The network's rules.
     pub params: ChainParams,
     /// The least total work a header chain needs before its blocks are fetched and stored
-    /// (Bitcoin Core's `nMinimumChainWork`; 0 on regtest).
+    /// (Bitcoin Core's `nMinimumChainWork`, the network's [`ChainParams::min_chain_work`]; 0
+    /// on regtest): below it a chain costs an attacker too little to be worth storing.
     pub min_chain_work: U256,
     /// Most blocks asked of one peer at a time.
     pub blocks_per_peer: usize,
@@ -89,7 +90,7 @@ impl FollowerConfig {
     pub fn new(params: ChainParams) -> FollowerConfig {
         FollowerConfig {
             params,
-            min_chain_work: U256::ZERO,
+            min_chain_work: params.min_chain_work,
             blocks_per_peer: 16,
             download_window: 64,
             request_timeout_ms: 60_000,

@@ -468,3 +468,28 @@ fn chain_data_before_the_handshake_ends_the_peer() {
     assert!(dropped(&out, 1).unwrap().contains("before the handshake"));
     assert_eq!(f.chain().tip_height(), 0);
 }
+
+#[test]
+fn no_block_is_fetched_until_the_header_chain_has_the_networks_minimum_work() {
+    let blocks = chain(8);
+    let full = HeaderChain::from_headers(
+        ChainParams::REGTEST,
+        Default::default(),
+        blocks.iter().map(|b| &b.header),
+        NOW_S,
+    )
+    .unwrap();
+    let mut config = FollowerConfig::new(ChainParams::REGTEST);
+    assert_eq!(config.min_chain_work, U256::ZERO, "regtest's");
+    config.min_chain_work = full.chainwork_at(6).unwrap();
+    let mut f = Follower::new(config, HeaderChain::new(ChainParams::REGTEST), true);
+    ready(&mut f, 1, 8);
+    let out = headers(&mut f, 1, &blocks[1..=5]);
+    assert!(asked(&out, 1).is_empty(), "below the minimum: {out:?}");
+    let out = headers(&mut f, 1, &blocks[6..]);
+    assert_eq!(asked(&out, 1).len(), 8);
+    assert_eq!(
+        FollowerConfig::new(ChainParams::MAINNET).min_chain_work,
+        ChainParams::MAINNET.min_chain_work
+    );
+}
