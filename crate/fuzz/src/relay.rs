@@ -116,11 +116,15 @@ pub fn relay_store(data: &[u8]) {
     let member = b.bool();
     #[allow(unused_mut)]
     let mut builder = Database::builder();
-    // cargo-fuzz builds with `--cfg fuzzing`, under which redb lets small regions be asked
-    // for: its allocator state, saved with every commit, is then a few bytes instead of the
-    // bitmaps of a 4 GiB region (which took most of each run).
+    // cargo-fuzz builds with `--cfg fuzzing`, under which redb lets the region size be
+    // chosen. With its default of 4 GiB, saving the allocator state at every commit (quick
+    // repair, `store::write_tx`) serialises a 4 GiB region's bitmaps: 46 runs a second. A
+    // region must hold the largest page the records make: a leaf of two of the ~800 KB
+    // records below is an order-9 page (2 MiB), which no 1 MiB region can hold (redb 2.6.4
+    // then panics in `allocate`, an `unwrap` after growing the file). 4 MiB regions leave
+    // room for two such pages and cost no more than 1 MiB ones (FUZZING.md).
     #[cfg(fuzzing)]
-    builder.set_region_size(1 << 20);
+    builder.set_region_size(FUZZ_REGION_BYTES);
     let database = builder
         .create_with_backend(Memory::default())
         .expect("an in-memory database");
@@ -131,6 +135,10 @@ pub fn relay_store(data: &[u8]) {
         archive_store(database, &mut b);
     }
 }
+
+/// redb's region size under cargo-fuzz (see `relay_store`).
+#[cfg(fuzzing)]
+const FUZZ_REGION_BYTES: u64 = 4 << 20;
 
 /// A small chain with real proof of work, heights 1 to 3 (BIP34), made once.
 fn chain() -> &'static [Block] {

@@ -117,7 +117,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 600)]
     idle_connection_timeout_secs: u64,
     /// Most libp2p connections from one IP address (pending and established; one more is
-    /// refused). Tabs behind one NAT share an address: leave room for them.
+    /// refused). An IPv6 address counts as its /64, every per-address limit and ban here.
+    /// Tabs behind one NAT (or in one /64) share an address: leave room for them.
     #[arg(long, default_value_t = ConnectionCaps::default().max_per_ip, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections_per_ip: u32,
     /// Most established inbound libp2p connections, all peers together.
@@ -126,7 +127,7 @@ pub struct ServeArgs {
     /// Most HTTP connections open at once (one more is closed at once).
     #[arg(long, default_value_t = HttpLimits::default().max_connections as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     http_max_connections: u32,
-    /// Most HTTP connections open at once from one IP address.
+    /// Most HTTP connections open at once from one IP address (IPv6: one /64).
     #[arg(long, default_value_t = HttpLimits::default().max_connections_per_ip as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     http_max_connections_per_ip: u32,
     /// Seconds an HTTP client has to send a request's headers (slow clients are closed).
@@ -138,17 +139,17 @@ pub struct ServeArgs {
     /// Request streams one libp2p connection may have open at once, per protocol.
     #[arg(long, default_value_t = RequestLimits::default().max_concurrent_streams as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_streams_per_connection: u32,
-    /// Requests a second one IP address may make, all its peers together (a burst of four
-    /// seconds' worth first).
+    /// Requests a second one IP address (IPv6: one /64) may make, all its peers together (a
+    /// burst of four seconds' worth first).
     #[arg(long, default_value_t = GuardConfig::default().requests_per_ip.per_second, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     requests_per_ip_per_sec: u32,
     /// Seconds a peer past its misbehaviour points is banned (its connections closed, new ones
     /// refused).
     #[arg(long, default_value_t = GuardConfig::default().ban_for.as_secs(), value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
     ban_secs: u64,
-    /// Peers from one IP address banned within --ban-secs after which the address is banned
-    /// too: new connections from it refused for --ban-secs (a machine minting fresh keys; 0:
-    /// never; connections already open stay).
+    /// Peers from one IP address (IPv6: one /64) banned within --ban-secs after which the
+    /// address (the /64) is banned too: new connections from it refused for --ban-secs (a
+    /// machine minting fresh keys; 0: never; connections already open stay).
     #[arg(long, default_value_t = GuardConfig::default().address_ban_after)]
     address_ban_after: u32,
 }

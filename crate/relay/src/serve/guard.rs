@@ -7,9 +7,12 @@
 //! comes over them. Every request on Shoal's message, probe and directory protocols passes
 //! [`Guard::admit`] on the swarm task before anything else is done with it:
 //!
-//! - **A rate per address.** Each remote IP address has a token bucket
-//!   ([`GuardConfig::requests_per_ip`]): fresh keys from one machine share it. The core keeps a
-//!   rate per peer beside it (`ARCHIVE_PEER_QUERY_RATE` for the archive's queries).
+//! - **A rate per address.** Each remote address has a token bucket
+//!   ([`GuardConfig::requests_per_ip`]): fresh keys from one machine share it. An address is
+//!   an [`AddressKey`] here as everywhere: an IPv4 address or an IPv6 /64, so a machine that
+//!   takes a new IPv6 address for each key still shares one bucket, one share and one ban.
+//!   The core keeps a rate per peer beside it (`ARCHIVE_PEER_QUERY_RATE` for the archive's
+//!   queries).
 //! - **Answers in flight.** An answer is memory until the peer has read it, and a peer that
 //!   does not read holds it until the request times out. The guard follows every admitted
 //!   request from its arrival until libp2p says its response was sent or failed: a peer may
@@ -29,20 +32,20 @@
 //!   when [`GuardConfig::address_ban_after`] distinct peers from one address were banned within
 //!   one [`GuardConfig::ban_for`], the ban that makes it so carries the address
 //!   ([`Ban::address`]) and new connections from it are refused for `ban_for`
-//!   (`limits::PerIpLimit`). Connections already open from it are left alone: addresses are
-//!   shared (a NAT, a campus), and a peer already connected answers for itself.
+//!   (`limits::PerIpLimit`); for IPv6 the peers banned from any address of one /64 count
+//!   together, and the whole /64 is refused. Connections already open from it are left alone:
+//!   addresses are shared (a NAT, a campus), and a peer already connected answers for itself.
 //!
 //! Every table is bounded: by the peers and addresses connected (whose entries go with their
 //! last connection), by [`MAX_REMEMBERED`] for strikes and bans.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::{InboundRequestId, OutboundRequestId};
 use libp2p::{Multiaddr, PeerId};
 
-use super::limits::ip_of;
+use super::address::AddressKey;
 
 /// Points a strike loses per minute.
 pub const STRIKE_DECAY_PER_MINUTE: u32 = 10;
@@ -61,7 +64,7 @@ pub struct Rate {
 /// The guard's bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardConfig {
-    /// Requests from one IP address, all its peers together.
+    /// Requests from one address (an IPv4 address or an IPv6 /64), all its peers together.
     pub requests_per_ip: Rate,
     /// Block requests (`GetBlock`) one peer may have open, from arrival until its answer is
     /// read. Repair fetches at most 4 at once from a peer (`repair_parallel_max`).
@@ -117,7 +120,7 @@ pub enum RequestKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("the address {0} is over its request rate")]
-    Rate(IpAddr),
+    Rate(AddressKey),
     #[error("the peer has {open} block requests open already")]
     BlocksOpen { open: usize },
     #[error("the peer has {unsent} bytes of answers not yet read")]
@@ -187,7 +190,7 @@ pub struct Ban {
     /// The peer's address, when this ban makes it [`GuardConfig::address_ban_after`] peers
     /// banned from it within [`GuardConfig::ban_for`]: new connections from it are refused
     /// until `until`.
-    pub address: Option<IpAddr>,
+    pub address: Option<AddressKey>,
 }
 
 #[derive(Debug)]
@@ -199,7 +202,7 @@ struct Bucket {
 #[derive(Debug)]
 struct Open {
     peer: PeerId,
-    ip: Option<IpAddr>,
+    ip: Option<AddressKey>,
     block: bool,
     unsent: usize,
 }
@@ -234,23 +237,23 @@ pub type RequestKey = (Service, InboundRequestId);
 pub struct Guard<I = RequestKey, O = OutboundRequestId> {
     config: GuardConfig,
     /// Each connected peer's address (its latest connection's) and connection count.
-    peers: HashMap<PeerId, (Option<IpAddr>, u32)>,
+    peers: HashMap<PeerId, (Option<AddressKey>, u32)>,
     /// Buckets of the addresses with a connected peer.
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<AddressKey, Bucket>,
     open: HashMap<I, Open>,
     /// Answers sent as requests of their own (their request was answered empty before the
     /// node's answer came), until the peer read them.
     pushed: HashMap<O, Open>,
     by_peer: HashMap<PeerId, Load>,
-    by_ip: HashMap<IpAddr, Load>,
+    by_ip: HashMap<AddressKey, Load>,
     unsent_total: usize,
     strikes: HashMap<PeerId, Strikes>,
     banned: HashMap<PeerId, Instant>,
     /// Per address, when its peers were banned (the latest `address_ban_after`, within
     /// `ban_for`).
-    bans_by_ip: HashMap<IpAddr, Vec<Instant>>,
+    bans_by_ip: HashMap<AddressKey, Vec<Instant>>,
     /// Banned addresses and when their bans end.
-    banned_ips: HashMap<IpAddr, Instant>,
+    banned_ips: HashMap<AddressKey, Instant>,
 }
 
 impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
@@ -273,7 +276,7 @@ impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
 
     /// A connection to `peer` from `remote` is up.
     pub fn connected(&mut self, peer: PeerId, remote: &Multiaddr) {
-        let ip = ip_of(remote);
+        let ip = AddressKey::of_multiaddr(remote);
         let entry = self.peers.entry(peer).or_insert((ip, 0));
         entry.1 += 1;
         if ip.is_some() {
@@ -300,7 +303,7 @@ impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
     }
 
     /// The address `peer` connects from, if it has one (a relayed peer has none of its own).
-    pub fn ip_of(&self, peer: &PeerId) -> Option<IpAddr> {
+    pub fn address_of(&self, peer: &PeerId) -> Option<AddressKey> {
         self.peers.get(peer).and_then(|(ip, _)| *ip)
     }
 
@@ -319,7 +322,7 @@ impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
         kind: RequestKind,
         now: Instant,
     ) -> Result<(), (Refusal, Option<Ban>)> {
-        let ip = self.ip_of(&peer);
+        let ip = self.address_of(&peer);
         if let Err(refusal) = self.check(peer, ip, kind, now) {
             let ban = self.strike(peer, Offence::Refused(refusal), now);
             return Err((refusal, ban));
@@ -346,7 +349,7 @@ impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
     fn check(
         &mut self,
         peer: PeerId,
-        ip: Option<IpAddr>,
+        ip: Option<AddressKey>,
         kind: RequestKind,
         now: Instant,
     ) -> Result<(), Refusal> {
@@ -422,7 +425,7 @@ impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
         bytes: usize,
         now: Instant,
     ) -> Result<(), (Refusal, Option<Ban>)> {
-        let ip = self.ip_of(&peer);
+        let ip = self.address_of(&peer);
         let none = Load::default();
         let of_peer = self.by_peer.get(&peer).unwrap_or(&none);
         let of_ip = ip.and_then(|ip| self.by_ip.get(&ip)).unwrap_or(&none);
@@ -448,7 +451,7 @@ impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
     /// An answer went to `peer` as request `id` ([`Guard::may_push`]): followed until
     /// [`Guard::push_finished`].
     pub fn pushing(&mut self, peer: PeerId, id: O, bytes: usize) {
-        let ip = self.ip_of(&peer);
+        let ip = self.address_of(&peer);
         self.unsent_total += bytes;
         self.by_peer.entry(peer).or_default().unsent += bytes;
         if let Some(ip) = ip {
@@ -540,7 +543,7 @@ impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
         let until = now + self.config.ban_for;
         self.banned.insert(peer, until);
         let address = self
-            .ip_of(&peer)
+            .address_of(&peer)
             .filter(|ip| self.address_banned_by(*ip, now));
         Some(Ban {
             peer,
@@ -553,7 +556,7 @@ impl<I: std::hash::Hash + Eq, O: std::hash::Hash + Eq> Guard<I, O> {
     /// A peer from `ip` was banned at `now`: whether that makes
     /// [`GuardConfig::address_ban_after`] within [`GuardConfig::ban_for`] and bans the
     /// address (not while it is banned already; the count starts again then).
-    fn address_banned_by(&mut self, ip: IpAddr, now: Instant) -> bool {
+    fn address_banned_by(&mut self, ip: AddressKey, now: Instant) -> bool {
         let after = self.config.address_ban_after as usize;
         if after == 0 || self.banned_ips.get(&ip).is_some_and(|until| *until > now) {
             return false;

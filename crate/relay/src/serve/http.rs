@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -29,6 +28,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::services::ServeDir;
 
+use super::address::AddressKey;
 use super::follow::{BitcoinStatus, SharedBitcoinStatus};
 use super::relayed::RelayedBytes;
 use super::shard::ShardStore;
@@ -114,7 +114,8 @@ pub struct HttpDirs {
 pub struct HttpLimits {
     /// Connections open at once, all clients together; one more is closed at once.
     pub max_connections: usize,
-    /// Connections open at once from one IP address (so that one client cannot take them all).
+    /// Connections open at once from one address, an IPv4 address or an IPv6 /64 (so that one
+    /// client cannot take them all).
     pub max_connections_per_ip: usize,
     /// Time a client has to send a request's headers (each request's, on a kept-alive
     /// connection too): a slow client (slowloris) is closed when it runs out.
@@ -135,18 +136,18 @@ impl Default for HttpLimits {
     }
 }
 
-/// Connections open per IP address; an entry goes when its last connection does.
+/// Connections open per address ([`AddressKey`]); an entry goes when its last connection does.
 #[derive(Default)]
-struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+struct PerIp(Mutex<HashMap<AddressKey, usize>>);
 
 /// One connection counted in [`PerIp`] until dropped.
 struct IpSlot {
     per_ip: Arc<PerIp>,
-    ip: IpAddr,
+    ip: AddressKey,
 }
 
 impl PerIp {
-    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+    fn take(self: &Arc<Self>, ip: AddressKey, max: usize) -> Option<IpSlot> {
         let mut open = self.0.lock().expect("per-ip lock poisoned");
         let count = open.entry(ip).or_insert(0);
         if *count >= max {
@@ -277,7 +278,8 @@ async fn serve_limited(
             refused.note("all connections in use", limits.max_connections);
             continue;
         };
-        let Some(slot) = per_ip.take(remote.ip(), limits.max_connections_per_ip) else {
+        let Some(slot) = per_ip.take(AddressKey::of(remote.ip()), limits.max_connections_per_ip)
+        else {
             refused.note(
                 "too many connections from one address",
                 limits.max_connections_per_ip,
@@ -478,5 +480,26 @@ mod tests {
             .expect("the server stops")
             .unwrap()
             .unwrap();
+    }
+
+    /// The HTTP cap counts an IPv6 client by its /64 and a mapped IPv4 client (a dual-stack
+    /// listener's `::ffff:a.b.c.d`) as its IPv4 address; a slot given back frees its place.
+    #[test]
+    fn http_connections_are_counted_per_ipv6_64_and_per_ipv4_address() {
+        let per_ip = Arc::new(PerIp::default());
+        let key = |ip: &str| AddressKey::of(ip.parse().unwrap());
+        let held: Vec<IpSlot> = ["2001:db8:1:2::1", "2001:db8:1:2:ffff::2"]
+            .iter()
+            .map(|ip| per_ip.take(key(ip), 2).expect("room"))
+            .collect();
+        assert!(per_ip.take(key("2001:db8:1:2:abcd::3"), 2).is_none());
+        let next_door = per_ip.take(key("2001:db8:1:3::1"), 2);
+        assert!(next_door.is_some());
+        let v4 = per_ip.take(key("192.0.2.7"), 2).unwrap();
+        let mapped = per_ip.take(key("::ffff:192.0.2.7"), 2).unwrap();
+        assert!(per_ip.take(key("::ffff:192.0.2.7"), 2).is_none());
+        assert!(per_ip.take(key("192.0.2.8"), 2).is_some());
+        drop((held, v4, mapped, next_door));
+        assert!(per_ip.0.lock().unwrap().is_empty(), "every slot given back");
     }
 }

@@ -2,26 +2,25 @@
 //!
 //! Any page or program can reach a relay, and a fresh libp2p key costs nothing, so limits per
 //! peer alone do not hold back one machine: [`PerIpLimit`] counts the connections (pending and
-//! established, inbound) each remote IP address holds and refuses one more past
-//! [`ConnectionCaps::max_per_ip`]. libp2p's `connection_limits` enforces the totals and the
+//! established, inbound) each remote address holds and refuses one more past
+//! [`ConnectionCaps::max_per_ip`]. An address here is an [`AddressKey`]: an IPv4 address, or
+//! an IPv6 address's /64, which one machine can fill with addresses of its own. libp2p's `connection_limits` enforces the totals and the
 //! per-peer bound beside it. Reservations and circuits hang off connections (at most
 //! `CircuitLimits::max_reservations_per_peer` each), so the per-address cap also bounds what
 //! one address can reserve: it cannot take every reservation, nor fill the directory.
 //!
 //! An address the guard banned (`guard::Ban::address`: too many of its keys banned) is refused
-//! outright until its ban ends.
+//! outright until its ban ends: for IPv6, every address of its /64.
 //!
 //! A refusal is logged once a minute at most, with the number refused since, not once per
 //! connection.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use libp2p::connection_limits::{self, ConnectionLimits};
-use libp2p::core::multiaddr::Protocol;
 use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
 use libp2p::swarm::{
@@ -29,6 +28,8 @@ use libp2p::swarm::{
     NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
+
+use super::address::AddressKey;
 
 /// The relay's connection caps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +40,8 @@ pub struct ConnectionCaps {
     pub max_pending_incoming: u32,
     /// Connections to one peer (either direction).
     pub max_per_peer: u32,
-    /// Inbound connections from one IP address, pending and established.
+    /// Inbound connections from one address (an IPv4 address or an IPv6 /64), pending and
+    /// established.
     pub max_per_ip: u32,
     /// No new connection (either direction) while the process's resident memory is above
     /// this (libp2p's `memory_connection_limits`): the relay keeps serving whom it serves.
@@ -76,12 +78,12 @@ impl ConnectionCaps {
 /// The connection limit per remote IP address (see the module docs).
 pub struct PerIpLimit {
     max_per_ip: u32,
-    /// Inbound connections by id → their remote IP (pending or established).
-    connections: HashMap<ConnectionId, IpAddr>,
-    /// Connections per IP (the counts of `connections`).
-    per_ip: HashMap<IpAddr, u32>,
+    /// Inbound connections by id → their remote address (pending or established).
+    connections: HashMap<ConnectionId, AddressKey>,
+    /// Connections per address (the counts of `connections`).
+    per_ip: HashMap<AddressKey, u32>,
     /// Banned addresses and when their bans end (at most [`MAX_BANNED_ADDRESSES`]).
-    banned: HashMap<IpAddr, Instant>,
+    banned: HashMap<AddressKey, Instant>,
     refused: u64,
     logged_at: Option<Instant>,
 }
@@ -93,24 +95,15 @@ pub const MAX_BANNED_ADDRESSES: usize = 16_384;
 #[derive(Debug, thiserror::Error)]
 #[error("{ip} is banned: too many of its peers were banned")]
 pub struct AddressBanned {
-    pub ip: IpAddr,
+    pub ip: AddressKey,
 }
 
 /// The error a refused connection gets.
 #[derive(Debug, thiserror::Error)]
 #[error("{ip} already has {open} connections, the most one address may hold")]
 pub struct TooManyFromAddress {
-    pub ip: IpAddr,
+    pub ip: AddressKey,
     pub open: u32,
-}
-
-/// The IP address a multiaddr starts with, if any (a relayed circuit's has none of its own).
-pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
-    match addr.iter().next()? {
-        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
-        _ => None,
-    }
 }
 
 impl PerIpLimit {
@@ -126,7 +119,7 @@ impl PerIpLimit {
     }
 
     /// Refuses new connections from `ip` until `until`.
-    pub fn ban(&mut self, ip: IpAddr, until: Instant) {
+    pub fn ban(&mut self, ip: AddressKey, until: Instant) {
         if self.banned.len() >= MAX_BANNED_ADDRESSES && !self.banned.contains_key(&ip) {
             if let Some(first) = self
                 .banned
@@ -141,7 +134,7 @@ impl PerIpLimit {
     }
 
     /// Whether `ip` is banned at `now` (a ban that ended is forgotten).
-    pub fn is_banned(&mut self, ip: &IpAddr, now: Instant) -> bool {
+    pub fn is_banned(&mut self, ip: &AddressKey, now: Instant) -> bool {
         match self.banned.get(ip) {
             Some(until) if *until > now => true,
             Some(_) => {
@@ -153,7 +146,7 @@ impl PerIpLimit {
     }
 
     /// Connections counted for `ip` now.
-    pub fn open_from(&self, ip: &IpAddr) -> u32 {
+    pub fn open_from(&self, ip: &AddressKey) -> u32 {
         self.per_ip.get(ip).copied().unwrap_or(0)
     }
 
@@ -169,7 +162,7 @@ impl PerIpLimit {
         }
     }
 
-    fn refuse(&mut self, ip: IpAddr, open: u32) -> ConnectionDenied {
+    fn refuse(&mut self, ip: AddressKey, open: u32) -> ConnectionDenied {
         self.refused += 1;
         if self
             .logged_at
@@ -193,7 +186,7 @@ impl NetworkBehaviour for PerIpLimit {
         _local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        let Some(ip) = ip_of(remote) else {
+        let Some(ip) = AddressKey::of_multiaddr(remote) else {
             return Ok(());
         };
         if self.is_banned(&ip, Instant::now()) {
@@ -261,6 +254,10 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn key(ip: &str) -> AddressKey {
+        AddressKey::of(ip.parse().unwrap())
+    }
+
     /// Past the cap an address is refused, another is not; a closed or failed connection frees
     /// its place; a circuit (no IP of its own) is not counted.
     #[test]
@@ -298,10 +295,10 @@ mod tests {
                 )
                 .unwrap();
         }
-        assert_eq!(limit.open_from(&"192.0.2.7".parse().unwrap()), 3);
+        assert_eq!(limit.open_from(&key("192.0.2.7")), 3);
         // One ends: there is room again.
         limit.forget(ids[0]);
-        assert_eq!(limit.open_from(&"192.0.2.7".parse().unwrap()), 2);
+        assert_eq!(limit.open_from(&key("192.0.2.7")), 2);
         limit
             .handle_pending_inbound_connection(ids[3], &local, &one)
             .unwrap();
@@ -318,7 +315,7 @@ mod tests {
         let mut limit = PerIpLimit::new(3);
         let local = addr("/ip4/10.0.0.1/tcp/9090/ws");
         let machine = addr("/ip4/192.0.2.7/tcp/40000/ws");
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let ip = key("192.0.2.7");
         let now = Instant::now();
         limit.ban(ip, now + Duration::from_secs(600));
         let refused = limit
@@ -340,5 +337,80 @@ mod tests {
         limit
             .handle_pending_inbound_connection(ConnectionId::new_unchecked(3), &local, &machine)
             .unwrap();
+    }
+
+    /// One machine with an IPv6 /64 takes a new address for every connection: its addresses
+    /// share one cap and one ban; another /64 has its own; an IPv4 client counts the same
+    /// whether it reached an IPv4 socket or a dual-stack one (`::ffff:a.b.c.d`).
+    #[test]
+    fn ipv6_addresses_share_the_cap_and_the_ban_of_their_64() {
+        let mut limit = PerIpLimit::new(3);
+        let local = addr("/ip6/2001:db8:ffff::1/udp/9090/webrtc-direct");
+        let id = ConnectionId::new_unchecked;
+        let hosts = [
+            "2001:db8:1:2::1",
+            "2001:db8:1:2::2",
+            "2001:db8:1:2:a1b2:c3d4:e5f6:789",
+        ];
+        for (n, host) in hosts.iter().enumerate() {
+            let remote = addr(&format!("/ip6/{host}/tcp/4000{n}/ws"));
+            limit
+                .handle_pending_inbound_connection(id(n), &local, &remote)
+                .unwrap();
+        }
+        let rotated = addr("/ip6/2001:db8:1:2:ffff:ffff:ffff:fffe/tcp/40009/ws");
+        let refused = limit
+            .handle_pending_inbound_connection(id(3), &local, &rotated)
+            .unwrap_err();
+        assert_eq!(
+            refused
+                .downcast_ref::<TooManyFromAddress>()
+                .unwrap()
+                .to_string(),
+            "2001:db8:1:2::/64 already has 3 connections, the most one address may hold"
+        );
+        let next_door = addr("/ip6/2001:db8:1:3::1/tcp/40000/ws");
+        limit
+            .handle_pending_inbound_connection(id(4), &local, &next_door)
+            .unwrap();
+        assert_eq!(limit.open_from(&key("2001:db8:1:2::7")), 3);
+        assert_eq!(limit.open_from(&key("2001:db8:1:3::7")), 1);
+
+        // A ban of one address of the /64 refuses every other; the next /64 is not touched.
+        let now = Instant::now();
+        limit.ban(key("2001:db8:1:3::1"), now + Duration::from_secs(600));
+        let another = addr("/ip6/2001:db8:1:3:9999::5/tcp/40000/ws");
+        let refused = limit
+            .handle_pending_inbound_connection(id(5), &local, &another)
+            .unwrap_err();
+        assert_eq!(
+            refused.downcast_ref::<AddressBanned>().unwrap().to_string(),
+            "2001:db8:1:3::/64 is banned: too many of its peers were banned"
+        );
+        limit.forget(id(0));
+        limit
+            .handle_pending_inbound_connection(id(6), &local, &rotated)
+            .unwrap();
+
+        // IPv4, mapped or not: one address, one count and one ban.
+        let v4 = addr("/ip4/192.0.2.7/tcp/40000/ws");
+        let mapped = addr("/ip6/::ffff:192.0.2.7/tcp/40001/ws");
+        for (n, remote) in [&v4, &mapped, &v4].into_iter().enumerate() {
+            limit
+                .handle_pending_inbound_connection(id(10 + n), &local, remote)
+                .unwrap();
+        }
+        assert!(limit
+            .handle_pending_inbound_connection(id(13), &local, &mapped)
+            .is_err());
+        assert_eq!(limit.open_from(&key("192.0.2.7")), 3);
+        assert_eq!(limit.open_from(&key("192.0.2.8")), 0);
+        limit.ban(key("::ffff:198.51.100.1"), now + Duration::from_secs(600));
+        assert!(limit
+            .handle_pending_inbound_connection(id(14), &local, &addr("/ip4/198.51.100.1/tcp/1/ws"))
+            .is_err());
+        assert!(limit
+            .handle_pending_inbound_connection(id(15), &local, &addr("/ip4/198.51.100.2/tcp/1/ws"))
+            .is_ok());
     }
 }

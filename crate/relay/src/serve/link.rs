@@ -21,7 +21,6 @@
 //!   queue's bounds they are dropped, a held request acknowledged.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::{InboundRequestId, ResponseChannel};
@@ -32,6 +31,7 @@ use shoal_net::node_link;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{OwnedPermit, Sender};
 
+use super::address::AddressKey;
 use super::archive::{FromNode, ToNode};
 use super::guard::{Ban, Guard, Offence, Service};
 use super::network::Behaviour;
@@ -246,7 +246,7 @@ impl Link {
         &mut self,
         swarm: &mut Swarm<Behaviour>,
         peer: PeerId,
-        ip: Option<IpAddr>,
+        ip: Option<AddressKey>,
         message: Message,
         channel: Channel,
     ) {
@@ -282,7 +282,7 @@ impl Link {
 
     /// The response from `peer` at `ip` to one of the node's own requests (decoded on the
     /// node's thread).
-    pub fn response(&mut self, peer: PeerId, ip: Option<IpAddr>, bytes: Vec<u8>) {
+    pub fn response(&mut self, peer: PeerId, ip: Option<AddressKey>, bytes: Vec<u8>) {
         if !self.hand_over(peer, ip, ToNode::Reply { peer, bytes }) {
             tracing::debug!(%peer, "archive node busy: reply dropped");
         }
@@ -377,7 +377,7 @@ impl Link {
 
     /// Hands a peer's `input` over now if nothing waits and there is room, else queues it in
     /// its address's turn; `false`: dropped (the node stopped, or the queue is full).
-    fn hand_over(&mut self, peer: PeerId, ip: Option<IpAddr>, input: ToNode) -> bool {
+    fn hand_over(&mut self, peer: PeerId, ip: Option<AddressKey>, input: ToNode) -> bool {
         let input = if self.backlog.is_empty() && self.waiting.is_empty() {
             match self.inbox.try_send(input) {
                 Ok(()) => return true,

@@ -42,6 +42,7 @@
 // and leave the request path at once, so boxing them buys nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod address;
 pub mod archive;
 pub mod directory;
 pub mod follow;
@@ -898,7 +899,7 @@ fn on_service_event(
                     _ => RequestKind::Other,
                 };
                 if admit(swarm, guard, peer, key, kind, now) {
-                    let ip = guard.ip_of(&peer);
+                    let ip = guard.address_of(&peer);
                     link.request(swarm, peer, ip, message, (channel, request_id));
                 }
                 return;
@@ -931,7 +932,7 @@ fn on_service_event(
             ..
         } if service == Service::Messages => {
             guard.push_finished(request_id);
-            link.response(peer, guard.ip_of(&peer), response);
+            link.response(peer, guard.address_of(&peer), response);
         }
         request_response::Event::OutboundFailure {
             peer,

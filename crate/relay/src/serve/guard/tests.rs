@@ -17,8 +17,18 @@ fn config() -> GuardConfig {
     }
 }
 
+/// A multiaddr from `ip`, IPv4 or IPv6.
 fn at(ip: &str) -> Multiaddr {
-    format!("/ip4/{ip}/tcp/1/ws").parse().unwrap()
+    match ip.parse::<std::net::IpAddr>().unwrap() {
+        std::net::IpAddr::V4(_) => format!("/ip4/{ip}/tcp/1/ws"),
+        std::net::IpAddr::V6(_) => format!("/ip6/{ip}/tcp/1/ws"),
+    }
+    .parse()
+    .unwrap()
+}
+
+fn key(ip: &str) -> AddressKey {
+    AddressKey::of(ip.parse().unwrap())
 }
 
 fn new_guard(config: GuardConfig) -> Guard<u64, u64> {
@@ -50,7 +60,7 @@ fn the_request_rate_is_per_address_whatever_the_keys() {
     }
     let fresh = connect(&mut guard, "10.0.0.1");
     let (refusal, ban) = ask(&mut guard, fresh, now).unwrap_err();
-    assert_eq!(refusal, Refusal::Rate("10.0.0.1".parse().unwrap()));
+    assert_eq!(refusal, Refusal::Rate(key("10.0.0.1")));
     assert_eq!(ban, None, "going over the rate is no offence");
     for _ in 0..1000 {
         assert_eq!(ask(&mut guard, fresh, now).unwrap_err().1, None);
@@ -165,7 +175,7 @@ fn the_third_peer_banned_from_one_address_bans_the_address() {
     };
     let mut guard = new_guard(config());
     let now = Instant::now();
-    let machine: IpAddr = "10.0.0.1".parse().unwrap();
+    let machine = key("10.0.0.1");
     assert_eq!(ban(&mut guard, "10.0.0.1", now).address, None);
     assert_eq!(ban(&mut guard, "10.0.0.2", now).address, None);
     assert_eq!(ban(&mut guard, "10.0.0.1", now).address, None);
@@ -258,7 +268,7 @@ fn tables_go_with_the_last_connection() {
     assert!(guard.buckets.is_empty() && guard.peers.is_empty());
     let relayed = PeerId::random();
     guard.connected(relayed, &"/p2p-circuit".parse().unwrap());
-    assert_eq!(guard.ip_of(&relayed), None);
+    assert_eq!(guard.address_of(&relayed), None);
     for id in 30..50 {
         assert!(guard.admit(relayed, id, RequestKind::Other, now).is_ok());
     }
@@ -286,4 +296,84 @@ fn late_answers_are_pushed_within_the_bounds() {
     guard.push_finished(2);
     assert_eq!(guard.unsent_bytes(), 0);
     assert_eq!(guard.open_requests(), 0);
+}
+
+/// Fresh keys from fresh addresses of one IPv6 /64 share one bucket and one block share; a
+/// neighbouring /64 has its own; an IPv4 client reaching a dual-stack socket shares its IPv4
+/// address's bucket.
+#[test]
+fn addresses_of_one_ipv6_64_share_the_rate_and_the_shares() {
+    let mut guard = new_guard(config());
+    let now = Instant::now();
+    let mut id = 0;
+    let mut ask = |guard: &mut Guard<u64, u64>, peer, kind| {
+        id += 1;
+        guard.admit(peer, id, kind, now)
+    };
+    // Three block requests (the address's share) from three addresses of one /64, each a
+    // fresh key: the fourth, from a fourth address, is refused for the /64's share.
+    for host in 1..=3 {
+        let peer = connect(&mut guard, &format!("2001:db8:1:2::{host}"));
+        assert!(ask(&mut guard, peer, RequestKind::Block).is_ok());
+    }
+    let rotated = connect(&mut guard, "2001:db8:1:2:ffff::4");
+    assert_eq!(
+        ask(&mut guard, rotated, RequestKind::Block).unwrap_err().0,
+        Refusal::AddressBlocksOpen { open: 3 }
+    );
+    let next_door = connect(&mut guard, "2001:db8:1:3::1");
+    assert!(ask(&mut guard, next_door, RequestKind::Block).is_ok());
+    // The rate: ten at once per address; the three above took three of the /64's tokens.
+    for n in 0..7 {
+        let peer = connect(&mut guard, &format!("2001:db8:1:2:{n}::9"));
+        assert!(ask(&mut guard, peer, RequestKind::Other).is_ok(), "{n}");
+    }
+    let (refusal, _) = ask(&mut guard, rotated, RequestKind::Other).unwrap_err();
+    assert_eq!(refusal, Refusal::Rate(key("2001:db8:1:2::")));
+    assert_eq!(
+        refusal.to_string(),
+        "the address 2001:db8:1:2::/64 is over its request rate"
+    );
+    // IPv4: mapped or not, one bucket.
+    for _ in 0..5 {
+        let peer = connect(&mut guard, "192.0.2.7");
+        assert!(ask(&mut guard, peer, RequestKind::Other).is_ok());
+        let mapped = connect(&mut guard, "::ffff:192.0.2.7");
+        assert!(ask(&mut guard, mapped, RequestKind::Other).is_ok());
+    }
+    let mapped = connect(&mut guard, "::ffff:192.0.2.7");
+    assert_eq!(
+        ask(&mut guard, mapped, RequestKind::Other).unwrap_err().0,
+        Refusal::Rate(key("192.0.2.7"))
+    );
+    let other = connect(&mut guard, "192.0.2.8");
+    assert!(ask(&mut guard, other, RequestKind::Other).is_ok());
+}
+
+/// A machine minting a key and an IPv6 address for each: the peers banned from one /64 add
+/// up to the /64's ban, whatever their addresses; bans in another /64 do not count towards it;
+/// an IPv4 address's bans count the same mapped or not.
+#[test]
+fn peers_banned_from_one_ipv6_64_ban_the_64() {
+    let ban = |guard: &mut Guard<u64, u64>, ip: &str| {
+        let peer = connect(guard, ip);
+        (0..5)
+            .find_map(|_| guard.strike(peer, Offence::Undecodable, Instant::now()))
+            .expect("banned")
+    };
+    let mut guard = new_guard(config());
+    assert_eq!(ban(&mut guard, "2001:db8:1:2::1").address, None);
+    assert_eq!(ban(&mut guard, "2001:db8:1:3::1").address, None);
+    assert_eq!(ban(&mut guard, "2001:db8:1:2:aaaa::2").address, None);
+    assert_eq!(ban(&mut guard, "2001:db8:1:3::2").address, None);
+    let banned = ban(&mut guard, "2001:db8:1:2:ffff:ffff:ffff:ffff").address;
+    assert_eq!(banned, Some(key("2001:db8:1:2::")));
+    assert_eq!(banned.unwrap().to_string(), "2001:db8:1:2::/64");
+    assert_eq!(ban(&mut guard, "192.0.2.7").address, None);
+    assert_eq!(ban(&mut guard, "::ffff:192.0.2.7").address, None);
+    assert_eq!(ban(&mut guard, "192.0.2.8").address, None);
+    assert_eq!(
+        ban(&mut guard, "::ffff:192.0.2.7").address,
+        Some(key("192.0.2.7"))
+    );
 }

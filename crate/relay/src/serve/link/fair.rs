@@ -2,17 +2,17 @@
 //! 16: one address within its rate cannot queue its work ahead of everyone else's).
 //!
 //! When the node's inbox is full, a peer's message waits here instead of being dropped: in a
-//! queue of its sender's address (the peer's IP; `None` for a peer whose address is not
-//! known), at most [`PER_ADDRESS_MAX`] per address and [`TOTAL_MAX`] in all — beyond those it
+//! queue of its sender's address (the peer's [`AddressKey`], an IPv4 address or an IPv6 /64;
+//! `None` for a peer whose address is not known), at most [`PER_ADDRESS_MAX`] per address and [`TOTAL_MAX`] in all — beyond those it
 //! is dropped, as before. As room appears the queues are served in turn, one message from
 //! each address with something waiting, so a flood from one address delays another address's
 //! message by at most one message per other waiting address. A peer's own messages keep their
 //! order; a peer that disconnects has its waiting messages dropped.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
-
 use libp2p::PeerId;
+use std::collections::{HashMap, VecDeque};
+
+use crate::serve::address::AddressKey;
 
 /// Messages waiting for one address at most.
 pub const PER_ADDRESS_MAX: usize = 64;
@@ -23,9 +23,9 @@ pub const TOTAL_MAX: usize = 4096;
 /// it). See the module docs.
 #[derive(Debug)]
 pub struct Fair<T> {
-    queues: HashMap<Option<IpAddr>, VecDeque<(PeerId, T)>>,
+    queues: HashMap<Option<AddressKey>, VecDeque<(PeerId, T)>>,
     /// Addresses with something waiting, in the order they are served.
-    turns: VecDeque<Option<IpAddr>>,
+    turns: VecDeque<Option<AddressKey>>,
     len: usize,
 }
 
@@ -42,7 +42,7 @@ impl<T> Default for Fair<T> {
 impl<T> Fair<T> {
     /// Queues `item` from `peer` at `ip`; gives it back when its address or the whole queue
     /// is full.
-    pub fn push(&mut self, ip: Option<IpAddr>, peer: PeerId, item: T) -> Result<(), T> {
+    pub fn push(&mut self, ip: Option<AddressKey>, peer: PeerId, item: T) -> Result<(), T> {
         if self.len >= TOTAL_MAX {
             return Err(item);
         }
@@ -111,8 +111,8 @@ impl<T> Fair<T> {
 mod tests {
     use super::*;
 
-    fn ip(last: u8) -> Option<IpAddr> {
-        Some(IpAddr::from([127, 0, 0, last]))
+    fn ip(last: u8) -> Option<AddressKey> {
+        Some(AddressKey::of(std::net::IpAddr::from([127, 0, 0, last])))
     }
 
     #[test]
