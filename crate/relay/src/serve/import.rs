@@ -328,26 +328,7 @@ mod tests {
         assert!(store.is_empty().unwrap());
     }
 
-    /// `base[..=at]`, then `n` blocks of branch `seed`.
-    fn branch(base: &[Block], at: usize, n: u32, seed: u64) -> Vec<Block> {
-        use shoal_core::chain::generate::{GenerateConfig, Generator};
-        let config = GenerateConfig {
-            txs_per_block: 2,
-            seed,
-            ..GenerateConfig::default()
-        };
-        let mut blocks = base[..=at].to_vec();
-        let mut generator = Generator::resume(&config, &blocks[1..]).unwrap();
-        for i in 1..=n {
-            let time = 1_700_000_000 + (at as u32 + i) * 600 + seed as u32;
-            blocks.push(generator.next_block(time).unwrap());
-        }
-        blocks
-    }
-
-    fn genesis() -> Vec<Block> {
-        vec![shoal_core::chain::generate::regtest_genesis_block()]
-    }
+    use crate::serve::test_chains::{branch, chain};
 
     fn stored_chain(store: &ChainStore) -> Vec<BlockHash> {
         store
@@ -364,7 +345,7 @@ mod tests {
 
     #[test]
     fn a_file_holding_a_fork_stores_the_branch_with_the_most_work_and_counts_the_other() {
-        let a = branch(&genesis(), 0, 6, 0);
+        let a = chain(6);
         let b = branch(&a, 3, 5, 1);
         let mut file = a.clone();
         file.extend_from_slice(&b[4..]);
@@ -381,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_second_file_with_more_work_rewinds_the_store_to_the_fork() {
-        let a = branch(&genesis(), 0, 6, 0);
+        let a = chain(6);
         let b = branch(&a, 3, 5, 1);
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
@@ -407,7 +388,7 @@ mod tests {
 
     #[test]
     fn a_regtest_chain_is_refused_on_mainnet_and_nothing_is_written() {
-        let a = branch(&genesis(), 0, 3, 0);
+        let a = chain(3);
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
         let error = import_blocks(&store, a.clone(), ChainParams::MAINNET).unwrap_err();
@@ -428,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_file_breaking_a_rule_says_which_block_and_why_and_writes_nothing() {
-        let a = branch(&genesis(), 0, 5, 0);
+        let a = chain(5);
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
         // A body that does not match its header.

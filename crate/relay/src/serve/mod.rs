@@ -58,6 +58,8 @@ pub mod relayed;
 pub mod shard;
 pub mod source;
 pub mod store;
+#[cfg(test)]
+mod test_chains;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -812,27 +812,11 @@ mod tests {
         assert_eq!(store.len().unwrap(), 1);
     }
 
-    /// Genesis and `n` blocks of branch `seed`, forking off `base[..=at]` when given.
-    fn branch(base: &[Block], at: usize, n: u32, seed: u64) -> Vec<Block> {
-        use shoal_core::chain::generate::{GenerateConfig, Generator};
-        let config = GenerateConfig {
-            txs_per_block: 2,
-            seed,
-            ..GenerateConfig::default()
-        };
-        let mut blocks = base[..=at].to_vec();
-        let mut generator = Generator::resume(&config, &blocks[1..]).unwrap();
-        for i in 1..=n {
-            let time = 1_700_000_000 + (at as u32 + i) * 600 + seed as u32;
-            blocks.push(generator.next_block(time).unwrap());
-        }
-        blocks
-    }
+    use crate::serve::test_chains::{branch, chain};
 
     #[test]
     fn a_rewound_branch_is_kept_until_deep_and_comes_back_without_a_second_write() {
-        let genesis = vec![shoal_core::chain::generate::regtest_genesis_block()];
-        let a = branch(&genesis, 0, 6, 0);
+        let a = chain(6);
         let b = branch(&a, 3, 5, 1);
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
@@ -897,8 +881,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
         assert!(store.rewind(0).unwrap().is_empty());
-        let genesis = vec![shoal_core::chain::generate::regtest_genesis_block()];
-        for block in branch(&genesis, 0, 2, 0) {
+        for block in chain(2) {
             store.append(&block).unwrap();
         }
         assert!(store.rewind(2).unwrap().is_empty());
@@ -909,8 +892,7 @@ mod tests {
 
     #[test]
     fn blocks_appended_together_are_all_written_or_none() {
-        let genesis = vec![shoal_core::chain::generate::regtest_genesis_block()];
-        let chain = branch(&genesis, 0, 6, 0);
+        let chain = chain(6);
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
         assert_eq!(store.append_all(&chain[..3]).unwrap(), [0, 1, 2]);

@@ -2,38 +2,15 @@
 //! messages a Bitcoin node would send.
 
 use super::*;
-use shoal_core::chain::generate::{regtest_genesis_block, GenerateConfig, Generator};
+use crate::serve::test_chains::{branch, chain, T0};
+use shoal_core::chain::generate::{GenerateConfig, Generator};
 
-/// Block times start here, ten minutes apart; the follower's clock is far past them.
-const T0: u32 = 1_700_000_000;
+/// The follower's clock, far past every block's time.
 const NOW_S: u64 = T0 as u64 + 100_000_000;
-
-fn config(seed: u64) -> GenerateConfig {
-    GenerateConfig {
-        txs_per_block: 1,
-        seed,
-        ..GenerateConfig::default()
-    }
-}
-
-/// Genesis and `n` blocks.
-fn chain(n: u32) -> Vec<Block> {
-    let mut generator = Generator::new(&config(0));
-    let mut blocks = vec![regtest_genesis_block()];
-    for height in 1..=n {
-        blocks.push(generator.next_block(T0 + height * 600).unwrap());
-    }
-    blocks
-}
 
 /// `base[..=at]`, then `n` blocks of another branch (other times, other hashes).
 fn fork(base: &[Block], at: u32, n: u32) -> Vec<Block> {
-    let mut blocks = base[..=at as usize].to_vec();
-    let mut generator = Generator::resume(&config(1), &blocks[1..]).unwrap();
-    for height in at + 1..=at + n {
-        blocks.push(generator.next_block(T0 + height * 600 + 7).unwrap());
-    }
-    blocks
+    branch(base, at as usize, n, 1)
 }
 
 fn rb_headers(blocks: &[Block]) -> Vec<bitcoin::block::Header> {
@@ -233,14 +210,7 @@ fn a_branch_with_more_work_rewinds_the_store_to_the_fork_then_connects_its_block
     assert_eq!(updates, expected);
 
     // And back: the first branch grows longer again.
-    let a2 = {
-        let mut blocks = a.clone();
-        let mut generator = Generator::resume(&config(0), &blocks[1..]).unwrap();
-        for height in 7..=10 {
-            blocks.push(generator.next_block(T0 + height * 600).unwrap());
-        }
-        blocks
-    };
+    let a2 = branch(&a, 6, 4, 0);
     let out = headers(&mut f, 1, &a2[7..]);
     assert_eq!(stored(&out), [ChainUpdate::Rewind { to_height: 3 }]);
 }
@@ -293,7 +263,7 @@ fn a_header_at_the_wrong_difficulty_ends_its_sender_and_the_headers_before_it_st
 
 #[test]
 fn a_header_from_the_future_is_refused() {
-    let mut generator = Generator::new(&config(0));
+    let mut generator = Generator::new(&GenerateConfig::default());
     let future = generator.next_block((NOW_S + 3 * 3600) as u32).unwrap();
     let mut f = follower();
     ready(&mut f, 1, 1);
