@@ -627,9 +627,9 @@ fn connect(node: &mut ArchiveNode, batch: Vec<(u32, Block)>) -> Result<(), Archi
     if batch.is_empty() {
         return Ok(());
     }
-    let blocks: Vec<Block> = batch.iter().map(|(_, block)| block.clone()).collect();
+    let (heights, blocks): (Vec<u32>, Vec<Block>) = batch.into_iter().unzip();
     let stored = node.store().append_all(&blocks)?;
-    for ((height, block), stored) in batch.iter().zip(stored) {
+    for ((height, block), stored) in heights.iter().zip(&blocks).zip(stored) {
         if stored != *height {
             return Err(ArchiveError::Store(StoreError::Corrupt {
                 what: format!(
